@@ -1,0 +1,147 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::validation::{OBJECT_NAME_PATTERN, USER_PATTERN, positive_duration};
+use crate::duration::DURATION_PATTERN;
+
+/// One check-out of one Entra ID user from an EntraDynamicSecret's pool, for a bounded time.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kms.hanzo.ai",
+    version = "v1alpha1",
+    kind = "EntraLease",
+    namespaced,
+    status = "LeaseStatus",
+    shortname = "elease",
+    category = "entra",
+    doc = "A lease of one Microsoft Entra ID user; its credentials are written to a Secret.",
+    printcolumn(
+        name = "User",
+        type_ = "string",
+        json_path = ".status.user.userPrincipalName"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EntraLeaseSpec {
+    /// The EntraDynamicSecret in this namespace whose pool this lease draws from. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Message("dynamicSecretRef is immutable".into())))]
+    pub dynamic_secret_ref: DynamicSecretRef,
+
+    /// A user of the pool to lease, as a user principal name or object ID. Empty takes the first
+    /// free user. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(USER_PATTERN), length(max = 256))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Message("user is immutable".into())))]
+    pub user: Option<String>,
+
+    /// How long the credentials stay valid after issue or renewal, as a duration such as 1h or
+    /// 30m (units h, m, s). Defaults to the dynamic secret's defaultTTL; a lease asking for more
+    /// than its maxTTL is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = positive_duration())]
+    pub ttl: Option<String>,
+
+    /// Renew automatically when a third of the TTL remains, until the dynamic secret's maxTTL.
+    #[serde(default)]
+    pub auto_renew: bool,
+
+    /// Name of the Secret to write the credentials to. Defaults to <secretPrefix>-<lease name>.
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Message("secretName is immutable".into())))]
+    pub secret_name: Option<String>,
+}
+
+/// A reference to an EntraDynamicSecret in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DynamicSecretRef {
+    /// Name of the EntraDynamicSecret.
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Where a lease is in its life.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeasePhase {
+    /// Waiting for a free pool user or a ready dynamic secret.
+    Pending,
+    /// A user is claimed and its password is being set.
+    Issuing,
+    /// The credentials are in the Secret and valid until expiresAt.
+    Active,
+    /// The lease ended; the password is being scrambled.
+    Revoking,
+    /// The lease cannot be issued as specified; see the Ready condition.
+    Failed,
+}
+
+/// What the operator last observed and did for a lease.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseStatus {
+    /// Where the lease is in its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<LeasePhase>,
+
+    /// The leased user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<LeasedUser>,
+
+    /// The Secret holding the credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+
+    /// When the current password was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<Time>,
+
+    /// When the lease ends unless renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+
+    /// The latest the lease can be renewed to: issuedAt plus the dynamic secret's maxTTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expires_at: Option<Time>,
+
+    /// How many times the lease was renewed.
+    #[serde(default)]
+    pub renew_count: u32,
+
+    /// When the lease was last renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renewed_at: Option<Time>,
+
+    /// The last value of the kms.hanzo.ai/renew annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renew_request: Option<String>,
+
+    /// Ready tells whether the credentials are issued and valid, with a reason when not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The generation of the spec that this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The Entra ID user held by a lease.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeasedUser {
+    /// The user's principal name, the username of the credentials.
+    pub user_principal_name: String,
+    /// The user's object ID.
+    pub id: String,
+}

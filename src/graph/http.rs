@@ -1,0 +1,169 @@
+//! One HTTP attempt: send, read the whole answer, and sort out what is worth retrying.
+//!
+//! Logged at debug level with the operation, status and ids only: never URLs' queries, headers,
+//! or bodies, which carry tokens and passwords.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+
+use super::error::{Diagnostics, GraphError, TransientFailure, TransientKind, graph_diagnostics};
+use super::retry::{Failure, parse_retry_after};
+
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
+const RETURN_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("return-client-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+
+/// A complete answer: status, the headers we use, and the body.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub status: StatusCode,
+    pub request_id: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub client_request_id: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Diagnostics of a Graph answer (ids from headers and error body).
+    pub fn graph_diagnostics(&self) -> Diagnostics {
+        graph_diagnostics(
+            &self.body,
+            self.request_id.as_deref(),
+            &self.client_request_id,
+        )
+    }
+
+    /// What kind of transient failure the status says this is: 429 and the 5xx statuses a
+    /// gateway or a busy service return.
+    pub fn transient_kind(&self) -> Option<TransientKind> {
+        match self.status.as_u16() {
+            429 => Some(TransientKind::Throttled),
+            status @ (500 | 502 | 503 | 504) => Some(TransientKind::Unavailable { status }),
+            _ => None,
+        }
+    }
+
+    /// The answer as a transient Graph failure, when its status says "try again".
+    pub fn graph_transient(&self) -> Option<TransientFailure> {
+        self.transient_kind().map(|kind| TransientFailure {
+            kind,
+            retry_after: self.retry_after,
+            diagnostics: self.graph_diagnostics(),
+        })
+    }
+}
+
+/// Sends one attempt with a fresh `client-request-id`, reads the body, and classifies transport
+/// failures. HTTP error statuses come back as `Ok`: what they mean depends on the endpoint.
+pub(crate) async fn send_once(
+    request: RequestBuilder,
+    operation: &'static str,
+    attempt: u32,
+) -> Result<RawResponse, Failure> {
+    let client_request_id = uuid::Uuid::new_v4().to_string();
+    let request = request
+        .header(
+            CLIENT_REQUEST_ID,
+            HeaderValue::from_str(&client_request_id).expect("a UUID is a valid header value"),
+        )
+        .header(RETURN_CLIENT_REQUEST_ID, HeaderValue::from_static("true"));
+    let result = match request.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let headers = response.headers().clone();
+            response.bytes().await.map(|body| (status, headers, body))
+        }
+        Err(error) => Err(error),
+    };
+    let (status, headers, body) = match result {
+        Ok(parts) => parts,
+        Err(error) => {
+            let failure = transport_failure(&error, &client_request_id);
+            tracing::debug!(
+                operation,
+                attempt,
+                client_request_id,
+                timeout = error.is_timeout(),
+                cause = %innermost_cause(&error),
+                "request failed without an answer"
+            );
+            return Err(failure);
+        }
+    };
+    let response = RawResponse {
+        status,
+        request_id: header_text(&headers, &REQUEST_ID),
+        retry_after: headers
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after),
+        client_request_id,
+        body: body.to_vec(),
+    };
+    tracing::debug!(
+        operation,
+        attempt,
+        status = response.status.as_u16(),
+        request_id = response.request_id.as_deref().unwrap_or(""),
+        client_request_id = response.client_request_id,
+        "answered"
+    );
+    Ok(response)
+}
+
+fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A request that got no (complete) answer. Building errors are ours and permanent; everything
+/// on the wire (connect, reset, timeout, truncated body) may work next time.
+fn transport_failure(error: &reqwest::Error, client_request_id: &str) -> Failure {
+    if error.is_builder() {
+        return Failure::Permanent(GraphError::Config(format!(
+            "cannot build the request: {}",
+            innermost_cause(error)
+        )));
+    }
+    let kind = if error.is_timeout() {
+        TransientKind::Timeout
+    } else {
+        TransientKind::Connection
+    };
+    Failure::Transient(TransientFailure {
+        kind,
+        retry_after: None,
+        diagnostics: Diagnostics::with_client_request_id(client_request_id),
+    })
+}
+
+/// The root cause's message ("connection refused", "dns error"), without reqwest's outer text,
+/// which repeats the URL.
+fn innermost_cause(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// The reqwest client shared by every app: no redirects (a redirect could carry a bearer token
+/// to another host), bounded connect time.
+pub(crate) fn build_http_client(connect_timeout: Duration) -> Result<reqwest::Client, GraphError> {
+    crate::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("entra-operator/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| {
+            GraphError::Config(format!(
+                "cannot build the HTTP client: {}",
+                innermost_cause(&error)
+            ))
+        })
+}

@@ -1,0 +1,25 @@
+//! Microsoft Graph client: app-only tokens by client credentials, the user operations leasing
+//! needs, and the retry and error handling that lets callers see only answers they can act on.
+//!
+//! - `cloud`: which endpoints a tenant's cloud uses, and operator-level overrides.
+//! - `credentials`: an app's identity in a tenant.
+//! - `token`: getting and caching access tokens.
+//! - `users`: reading users, setting passwords, revoking sessions.
+//! - `retry` and `http`: one attempt, and trying again when that is worth it.
+//! - `error`: the one error type, with condition reasons and metric labels.
+
+mod client;
+mod cloud;
+mod credentials;
+mod error;
+mod http;
+mod retry;
+mod token;
+mod users;
+
+pub use client::{GraphClient, GraphClientConfig};
+pub use cloud::{Cloud, EndpointOverrides, Endpoints};
+pub use credentials::{AppCredentials, ClientCredential};
+pub use error::{Diagnostics, GraphError, TransientFailure, TransientKind};
+pub use retry::RetryPolicy;
+pub use users::{GraphUser, NotLeasable};

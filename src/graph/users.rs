@@ -1,0 +1,443 @@
+//! The user operations the operator needs: resolve a pool user, set its password, revoke its
+//! sessions, enable or disable it.
+
+use std::fmt;
+
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use url::Url;
+use zeroize::Zeroizing;
+
+use crate::password::generate_password;
+use crate::sensitive::SecretString;
+
+use super::client::{GraphClient, GraphRequest};
+use super::credentials::AppCredentials;
+use super::error::GraphError;
+use super::http::RawResponse;
+
+/// `$select` of a user read: only what leasing needs, which also lowers the read's throttling cost.
+const USER_SELECT: &str =
+    "id,userPrincipalName,displayName,accountEnabled,userType,onPremisesSyncEnabled";
+
+/// A user as the operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphUser {
+    pub id: String,
+    pub user_principal_name: String,
+    pub display_name: Option<String>,
+    pub account_enabled: Option<bool>,
+    pub user_type: Option<String>,
+    pub on_premises_sync_enabled: Option<bool>,
+}
+
+/// Why a user's password is not the operator's to set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotLeasable {
+    /// `userType: Guest`: the password belongs to the guest's home tenant.
+    Guest,
+    /// `onPremisesSyncEnabled: true`: the password is managed on-premises.
+    SyncedFromOnPremises,
+    /// `accountEnabled: false`: nobody could sign in with the issued password.
+    Disabled,
+}
+
+impl NotLeasable {
+    /// A short code for status fields and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotLeasable::Guest => "Guest",
+            NotLeasable::SyncedFromOnPremises => "SyncedFromOnPremises",
+            NotLeasable::Disabled => "Disabled",
+        }
+    }
+}
+
+impl fmt::Display for NotLeasable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotLeasable::Guest => "a guest user, whose password belongs to its home tenant",
+            NotLeasable::SyncedFromOnPremises => {
+                "synced from on-premises, where its password is managed"
+            }
+            NotLeasable::Disabled => "the account is disabled",
+        })
+    }
+}
+
+impl GraphUser {
+    /// Why this user cannot be leased, if it cannot. Unset fields count as the common case
+    /// (member, cloud-only, enabled).
+    pub fn not_leasable(&self) -> Option<NotLeasable> {
+        if self
+            .user_type
+            .as_deref()
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("guest"))
+        {
+            Some(NotLeasable::Guest)
+        } else if self.on_premises_sync_enabled == Some(true) {
+            Some(NotLeasable::SyncedFromOnPremises)
+        } else if self.account_enabled == Some(false) {
+            Some(NotLeasable::Disabled)
+        } else {
+            None
+        }
+    }
+
+    /// `Ok` when the user can be leased, else `UserNotLeasable` with the reason.
+    pub fn ensure_leasable(&self) -> Result<(), GraphError> {
+        match self.not_leasable() {
+            None => Ok(()),
+            Some(reason) => Err(GraphError::UserNotLeasable {
+                user: self.user_principal_name.clone(),
+                reason,
+            }),
+        }
+    }
+}
+
+impl GraphClient {
+    /// Reads a user by object id or UPN (`#EXT#` guest UPNs and `$`-prefixed UPNs included).
+    pub async fn get_user(
+        &self,
+        app: &AppCredentials,
+        id_or_upn: &str,
+    ) -> Result<GraphUser, GraphError> {
+        const OPERATION: &str = "get user";
+        let mut url = user_url(app, id_or_upn, None)?;
+        // Set raw: `$select` is sent as Graph documents it rather than as `%24select`.
+        url.set_query(Some(&format!("$select={USER_SELECT}")));
+        let request = GraphRequest {
+            operation: OPERATION,
+            method: Method::GET,
+            url,
+            json_body: None,
+        };
+        let response = self.call(app, &request).await?;
+        if !response.status.is_success() {
+            return Err(failure(OPERATION, id_or_upn, &response));
+        }
+        serde_json::from_slice(&response.body).map_err(|_| GraphError::MalformedResponse {
+            operation: OPERATION,
+            status: response.status.as_u16(),
+            diagnostics: response.graph_diagnostics(),
+        })
+    }
+
+    /// Sets the user's password, not forcing a change at next sign-in. Retries re-send the same
+    /// password, so after a lost answer the user ends up with the password the caller holds.
+    pub async fn set_password(
+        &self,
+        app: &AppCredentials,
+        user_id: &str,
+        password: &SecretString,
+    ) -> Result<(), GraphError> {
+        const OPERATION: &str = "set password";
+        let request = GraphRequest {
+            operation: OPERATION,
+            method: Method::PATCH,
+            url: user_url(app, user_id, None)?,
+            json_body: Some(password_patch(password)),
+        };
+        let response = self.call(app, &request).await?;
+        if response.status.is_success() {
+            return Ok(());
+        }
+        let diagnostics = response.graph_diagnostics();
+        if response.status != StatusCode::BAD_REQUEST
+            || diagnostics.code.as_deref() != Some("Request_BadRequest")
+        {
+            return Err(failure(OPERATION, user_id, &response));
+        }
+        // Graph refuses a guest's or a synced user's password with the same 400 as a weak
+        // password; only the message differs, so a read tells them apart instead.
+        if let Ok(user) = self.get_user(app, user_id).await
+            && let Some(reason @ (NotLeasable::Guest | NotLeasable::SyncedFromOnPremises)) =
+                user.not_leasable()
+        {
+            return Err(GraphError::UserNotLeasable {
+                user: user.user_principal_name,
+                reason,
+            });
+        }
+        Err(GraphError::PasswordRejected {
+            user: user_id.to_owned(),
+            diagnostics,
+        })
+    }
+
+    /// Generates a password of `length` characters and sets it, generating a new one when Entra
+    /// rejects it (banned list, the user's name), up to `attempts` passwords in all. Returns the
+    /// password that is now set.
+    pub async fn set_new_password(
+        &self,
+        app: &AppCredentials,
+        user_id: &str,
+        length: usize,
+        attempts: u32,
+    ) -> Result<SecretString, GraphError> {
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let password = generate_password(length);
+            match self.set_password(app, user_id, &password).await {
+                Ok(()) => return Ok(password),
+                Err(GraphError::PasswordRejected { .. }) if tried < attempts => {
+                    tracing::debug!(user_id, tried, "password rejected, generating another");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Invalidates the user's refresh tokens and session cookies (effective within minutes).
+    pub async fn revoke_sign_in_sessions(
+        &self,
+        app: &AppCredentials,
+        user_id: &str,
+    ) -> Result<(), GraphError> {
+        const OPERATION: &str = "revoke sign-in sessions";
+        let request = GraphRequest {
+            operation: OPERATION,
+            method: Method::POST,
+            url: user_url(app, user_id, Some("revokeSignInSessions"))?,
+            json_body: None,
+        };
+        let response = self.call(app, &request).await?;
+        // Documented as 200 `{"value":true}`, but other 2xx answers are known to come back.
+        if response.status.is_success() {
+            Ok(())
+        } else {
+            Err(failure(OPERATION, user_id, &response))
+        }
+    }
+
+    /// Enables or disables sign-in (needs `User.EnableDisableAccount.All`).
+    pub async fn set_account_enabled(
+        &self,
+        app: &AppCredentials,
+        user_id: &str,
+        enabled: bool,
+    ) -> Result<(), GraphError> {
+        const OPERATION: &str = "set account enabled";
+        let request = GraphRequest {
+            operation: OPERATION,
+            method: Method::PATCH,
+            url: user_url(app, user_id, None)?,
+            json_body: Some(json_bytes(
+                &serde_json::json!({ "accountEnabled": enabled }),
+            )),
+        };
+        let response = self.call(app, &request).await?;
+        if response.status.is_success() {
+            Ok(())
+        } else {
+            Err(failure(OPERATION, user_id, &response))
+        }
+    }
+}
+
+/// The password PATCH body. Both flags are sent explicitly: a missing `false` can leave the user
+/// forced to change the password. Written into a buffer sized up front, so no reallocation leaves
+/// a copy of the password behind, and wiped when the request is done.
+fn password_patch(password: &SecretString) -> Zeroizing<Vec<u8>> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PasswordPatch<'a> {
+        password_profile: PasswordProfile<'a>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PasswordProfile<'a> {
+        password: &'a str,
+        force_change_password_next_sign_in: bool,
+        force_change_password_next_sign_in_with_mfa: bool,
+    }
+    let patch = PasswordPatch {
+        password_profile: PasswordProfile {
+            password: password.expose(),
+            force_change_password_next_sign_in: false,
+            force_change_password_next_sign_in_with_mfa: false,
+        },
+    };
+    // JSON escaping of the generator's ASCII alphabet at most doubles a character.
+    let mut body = Zeroizing::new(Vec::with_capacity(160 + 2 * password.len()));
+    serde_json::to_writer(&mut *body, &patch).expect("a password patch serializes");
+    body
+}
+
+fn json_bytes(body: &serde_json::Value) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(serde_json::to_vec(body).expect("a JSON value serializes"))
+}
+
+/// `{graph root}/v1.0/users/{id}[/{action}]`, every segment percent-encoded (`#EXT#` becomes
+/// `%23EXT%23`). A UPN starting with `$` would read as an OData system segment, so it is
+/// addressed by key instead: `users('$x@y')`, with quotes doubled as OData requires.
+fn user_url(
+    app: &AppCredentials,
+    id_or_upn: &str,
+    action: Option<&str>,
+) -> Result<Url, GraphError> {
+    let id_or_upn = id_or_upn.trim();
+    if id_or_upn.is_empty() || id_or_upn == "." || id_or_upn == ".." {
+        return Err(GraphError::Config(format!(
+            "{id_or_upn:?} is not a user id or user principal name"
+        )));
+    }
+    let mut url = app.endpoints().graph_root().clone();
+    {
+        let mut segments = url
+            .path_segments_mut()
+            .map_err(|()| GraphError::Config("the Graph root cannot hold a path".into()))?;
+        segments.pop_if_empty().push("v1.0");
+        if id_or_upn.starts_with('$') {
+            segments.push(&format!("users('{}')", id_or_upn.replace('\'', "''")));
+        } else {
+            segments.push("users").push(id_or_upn);
+        }
+        if let Some(action) = action {
+            segments.push(action);
+        }
+    }
+    Ok(url)
+}
+
+/// Maps a non-2xx answer to a user operation on status and code.
+fn failure(operation: &'static str, user: &str, response: &RawResponse) -> GraphError {
+    let diagnostics = response.graph_diagnostics();
+    match response.status {
+        StatusCode::NOT_FOUND
+            if diagnostics.code.as_deref() == Some("Request_ResourceNotFound") =>
+        {
+            GraphError::UserNotFound {
+                user: user.to_owned(),
+                diagnostics,
+            }
+        }
+        // Graph cannot tell a missing permission or role from a protected target: both are 403.
+        StatusCode::FORBIDDEN => GraphError::MissingPermission {
+            operation,
+            diagnostics,
+        },
+        StatusCode::UNAUTHORIZED => GraphError::AccessTokenRejected(diagnostics),
+        status => GraphError::Unexpected {
+            operation,
+            status: status.as_u16(),
+            diagnostics,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::cloud::{Cloud, EndpointOverrides, Endpoints};
+
+    fn app() -> AppCredentials {
+        AppCredentials::with_client_secret(
+            Endpoints::for_cloud(Cloud::AzurePublic),
+            "contoso.onmicrosoft.com",
+            "app",
+            SecretString::from("secret"),
+        )
+    }
+
+    fn user(user_type: &str, synced: Option<bool>, enabled: Option<bool>) -> GraphUser {
+        GraphUser {
+            id: "id".into(),
+            user_principal_name: "u@contoso.onmicrosoft.com".into(),
+            display_name: None,
+            account_enabled: enabled,
+            user_type: Some(user_type.into()),
+            on_premises_sync_enabled: synced,
+        }
+    }
+
+    #[test]
+    fn password_patch_sends_the_password_and_both_flags_false() {
+        let body = password_patch(&SecretString::from("Pa$$w0rd-\\\"x"));
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"passwordProfile": {
+                "password": "Pa$$w0rd-\\\"x",
+                "forceChangePasswordNextSignIn": false,
+                "forceChangePasswordNextSignInWithMfa": false,
+            }})
+        );
+    }
+
+    #[test]
+    fn guest_upns_have_their_hashes_encoded() {
+        let url = user_url(
+            &app(),
+            "dave_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://graph.microsoft.com/v1.0/users/dave_fabrikam.com%23EXT%23@contoso.onmicrosoft.com"
+        );
+    }
+
+    #[test]
+    fn dollar_upns_are_addressed_by_key() {
+        let url = user_url(&app(), "$admin@contoso.com", Some("revokeSignInSessions")).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://graph.microsoft.com/v1.0/users('$admin@contoso.com')/revokeSignInSessions"
+        );
+        let url = user_url(&app(), "$o'brien@contoso.com", None).unwrap();
+        assert!(
+            url.as_str().ends_with("users('$o''brien@contoso.com')"),
+            "{url}"
+        );
+    }
+
+    #[test]
+    fn path_characters_in_an_identifier_stay_in_one_segment() {
+        let url = user_url(&app(), "a/b?c%d", None).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://graph.microsoft.com/v1.0/users/a%2Fb%3Fc%25d"
+        );
+        for bad in ["", " ", ".", ".."] {
+            assert!(user_url(&app(), bad, None).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn graph_root_with_a_path_keeps_it() {
+        let overrides = EndpointOverrides::parse(None, Some("http://127.0.0.1:9/graph/")).unwrap();
+        let app = AppCredentials::with_client_secret(
+            Endpoints::resolve(Cloud::AzurePublic, &overrides),
+            "t",
+            "a",
+            SecretString::from("s"),
+        );
+        let url = user_url(&app, "id-1", None).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:9/graph/v1.0/users/id-1");
+    }
+
+    #[test]
+    fn leasability_follows_type_sync_and_enablement() {
+        assert_eq!(user("Member", None, Some(true)).not_leasable(), None);
+        assert_eq!(user("Member", Some(false), None).not_leasable(), None);
+        assert_eq!(
+            user("Guest", None, Some(true)).not_leasable(),
+            Some(NotLeasable::Guest)
+        );
+        assert_eq!(
+            user("Member", Some(true), Some(true)).not_leasable(),
+            Some(NotLeasable::SyncedFromOnPremises)
+        );
+        assert_eq!(
+            user("Member", None, Some(false)).not_leasable(),
+            Some(NotLeasable::Disabled)
+        );
+        let error = user("Guest", None, None).ensure_leasable().unwrap_err();
+        assert_eq!(error.reason(), "UserNotLeasable");
+    }
+}

@@ -1,0 +1,202 @@
+//! The test-only endpoints under `/_emulator/`: sign-in checks, counters, the request log, users,
+//! apps and the fault plan. No authentication: the emulator only ever listens on loopback.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, patch, post, put},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{directory::UserType, faults::FaultPlan, state::Shared, user_view::UserView};
+
+pub fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/signin", post(sign_in))
+        .route("/counters", get(counters))
+        .route("/counters/reset", post(reset_counters))
+        .route("/requests", get(requests).delete(clear_requests))
+        .route(
+            "/users/{user}",
+            get(user).patch(update_user).delete(delete_user),
+        )
+        .route("/apps/{client_id}", patch(update_app))
+        .route("/faults", put(set_faults).get(faults).delete(clear_faults))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignInRequest {
+    user: String,
+    password: String,
+    tenant: Option<String>,
+}
+
+/// Changes to a user that tests make behind Graph's back (an admin in the portal, a sync run).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UserChanges {
+    user_type: Option<UserType>,
+    on_premises_sync_enabled: Option<bool>,
+    directory_roles: Option<Vec<String>>,
+    role_assignable_group_member: Option<bool>,
+    account_enabled: Option<bool>,
+    display_name: Option<String>,
+    user_principal_name: Option<String>,
+}
+
+/// Changes to an app: grants, roles and credentials.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AppChanges {
+    permissions: Option<Vec<String>>,
+    directory_roles: Option<Vec<String>>,
+    secrets: Option<Vec<String>>,
+}
+
+async fn sign_in(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<SignInRequest>,
+) -> Response {
+    let result = shared
+        .lock()
+        .sign_in(request.tenant.as_deref(), &request.user, &request.password);
+    Json(result).into_response()
+}
+
+async fn counters(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.lock().counters.clone()).into_response()
+}
+
+async fn reset_counters(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.lock().counters = Default::default();
+    StatusCode::NO_CONTENT
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.lock().request_log.records()).into_response()
+}
+
+async fn clear_requests(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.lock().request_log.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn user(State(shared): State<Arc<Shared>>, Path(key): Path<String>) -> Response {
+    let state = shared.lock();
+    match state.find_user(None, &key) {
+        Some((tenant, user)) => Json(UserView::of(&tenant.id, user)).into_response(),
+        None => not_found("user", &key),
+    }
+}
+
+async fn update_user(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    Json(changes): Json<UserChanges>,
+) -> Response {
+    let mut state = shared.lock();
+    let Some(user) = state.find_user_mut(None, &key) else {
+        return not_found("user", &key);
+    };
+    let UserChanges {
+        user_type,
+        on_premises_sync_enabled,
+        directory_roles,
+        role_assignable_group_member,
+        account_enabled,
+        display_name,
+        user_principal_name,
+    } = changes;
+    set_if_some(&mut user.user_type, user_type);
+    set_if_some(&mut user.on_premises_sync_enabled, on_premises_sync_enabled);
+    set_if_some(&mut user.directory_roles, directory_roles);
+    set_if_some(
+        &mut user.role_assignable_group_member,
+        role_assignable_group_member,
+    );
+    set_if_some(&mut user.account_enabled, account_enabled);
+    set_if_some(&mut user.display_name, display_name);
+    set_if_some(&mut user.user_principal_name, user_principal_name);
+    let id = user.id.clone();
+    let (tenant, user) = state
+        .find_user(None, &id)
+        .expect("user changed a moment ago");
+    Json(UserView::of(&tenant.id, user)).into_response()
+}
+
+async fn delete_user(State(shared): State<Arc<Shared>>, Path(key): Path<String>) -> Response {
+    let mut state = shared.lock();
+    let removed = state
+        .tenants
+        .iter_mut()
+        .any(|tenant| tenant.remove_user(&key));
+    if removed {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found("user", &key)
+    }
+}
+
+async fn update_app(
+    State(shared): State<Arc<Shared>>,
+    Path(client_id): Path<String>,
+    Json(changes): Json<AppChanges>,
+) -> Response {
+    let mut state = shared.lock();
+    let Some(app) = state
+        .tenants
+        .iter_mut()
+        .find_map(|tenant| tenant.app_mut(&client_id))
+    else {
+        return not_found("app", &client_id);
+    };
+    set_if_some(&mut app.permissions, changes.permissions);
+    set_if_some(&mut app.directory_roles, changes.directory_roles);
+    set_if_some(&mut app.secrets, changes.secrets);
+    // The secrets stay out of the answer.
+    Json(json!({
+        "clientId": app.client_id,
+        "displayName": app.display_name,
+        "permissions": app.permissions,
+        "directoryRoles": app.directory_roles,
+        "secretCount": app.secrets.len(),
+    }))
+    .into_response()
+}
+
+async fn set_faults(State(shared): State<Arc<Shared>>, Json(plan): Json<FaultPlan>) -> Response {
+    if let Err(problem) = plan.validate() {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": problem }))).into_response();
+    }
+    shared.lock().faults.set(plan);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn faults(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.lock().faults.plan()).into_response()
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.lock().faults.set(FaultPlan::default());
+    StatusCode::NO_CONTENT
+}
+
+fn set_if_some<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}
+
+fn not_found(kind: &str, key: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": format!("no {kind} {key:?}") })),
+    )
+        .into_response()
+}

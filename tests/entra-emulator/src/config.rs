@@ -1,0 +1,137 @@
+//! The emulator's configuration: a token lifetime and the tenants to serve, read from YAML.
+
+use std::{collections::HashSet, path::Path};
+
+use serde::Deserialize;
+
+use crate::{directory::Tenant, error::Error};
+
+/// What the emulator serves. See `examples/tenant.yaml` for the format.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// `expires_in` of issued tokens; Entra's usual value is 3599.
+    #[serde(default = "default_token_lifetime_seconds")]
+    pub token_lifetime_seconds: u64,
+    pub tenants: Vec<Tenant>,
+}
+
+fn default_token_lifetime_seconds() -> u64 {
+    3599
+}
+
+impl Config {
+    pub fn from_yaml_str(yaml: &str) -> Result<Config, Error> {
+        let config: Config = serde_yaml::from_str(yaml)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Config, Error> {
+        let path = path.as_ref();
+        let yaml = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_yaml_str(&yaml)
+    }
+
+    /// The sample tenant of `examples/tenant.yaml`; its ids are in [`crate::sample`].
+    pub fn sample() -> Config {
+        Config::from_yaml_str(include_str!("../../../examples/tenant.yaml"))
+            .expect("examples/tenant.yaml is a valid emulator config")
+    }
+
+    /// Catches the mistakes a hand-written tenant file tends to have, before any test runs on it.
+    fn validate(&self) -> Result<(), Error> {
+        let invalid = |message: String| Err(Error::InvalidConfig(message));
+        let mut tenant_names = HashSet::new();
+        for tenant in &self.tenants {
+            if !is_guid(&tenant.id) {
+                return invalid(format!("tenant id {:?} is not a GUID", tenant.id));
+            }
+            for name in std::iter::once(&tenant.id).chain(&tenant.domains) {
+                if !tenant_names.insert(name.to_ascii_lowercase()) {
+                    return invalid(format!("tenant name {name:?} is used twice"));
+                }
+            }
+            let mut client_ids = HashSet::new();
+            for app in &tenant.apps {
+                if !is_guid(&app.client_id) {
+                    return invalid(format!("client id {:?} is not a GUID", app.client_id));
+                }
+                if !client_ids.insert(app.client_id.to_ascii_lowercase()) {
+                    return invalid(format!("client id {} is used twice", app.client_id));
+                }
+            }
+            let mut user_keys = HashSet::new();
+            for user in &tenant.users {
+                if !is_guid(&user.id) {
+                    return invalid(format!("user id {:?} is not a GUID", user.id));
+                }
+                if !user.user_principal_name.contains('@') {
+                    return invalid(format!("UPN {:?} has no domain", user.user_principal_name));
+                }
+                for key in [&user.id, &user.user_principal_name] {
+                    if !user_keys.insert(key.to_ascii_lowercase()) {
+                        return invalid(format!(
+                            "user {key:?} appears twice in tenant {}",
+                            tenant.id
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_guid(text: &str) -> bool {
+    text.len() == 36 && uuid::Uuid::parse_str(text).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_parses_and_has_defaults() {
+        let config = Config::sample();
+        assert_eq!(config.token_lifetime_seconds, 3599);
+        let bob = config.tenants[0]
+            .user("BOB@contoso.onmicrosoft.com")
+            .unwrap();
+        assert!(bob.account_enabled);
+        assert!(bob.password.is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = Config::from_yaml_str("tenants: []\ntokenLifetime: 5\n").unwrap_err();
+        assert!(error.to_string().contains("tokenLifetime"), "{error}");
+    }
+
+    #[test]
+    fn non_guid_ids_are_refused() {
+        let yaml = "tenants:\n  - id: contoso\n";
+        assert!(matches!(
+            Config::from_yaml_str(yaml),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn duplicate_users_are_refused() {
+        let yaml = r#"
+tenants:
+  - id: 8f5e0a4c-3b1d-4c2e-9a7f-1d2e3f4a5b6c
+    users:
+      - {id: a11ce000-0000-4000-8000-000000000001, userPrincipalName: a@x.com}
+      - {id: a11ce000-0000-4000-8000-000000000002, userPrincipalName: A@x.com}
+"#;
+        assert!(matches!(
+            Config::from_yaml_str(yaml),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+}

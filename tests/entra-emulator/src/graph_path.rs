@@ -1,0 +1,114 @@
+//! Reading a Graph user path: `/v1.0/users/{id-or-upn}`, `/v1.0/users('{upn}')`, optionally
+//! followed by `/revokeSignInSessions`. Segments are percent-decoded one by one, so `%23` is `#`
+//! and `%2F` stays inside its segment.
+
+use percent_encoding::percent_decode_str;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserPath {
+    /// The decoded object id or UPN.
+    pub user: String,
+    pub revoke_sign_in_sessions: bool,
+}
+
+/// Parses the path below `/v1.0/`; on failure returns the segment Graph would complain about.
+pub fn parse_user_path(raw_path: &str) -> Result<UserPath, String> {
+    let rest = raw_path.strip_prefix("/v1.0/").unwrap_or(raw_path);
+    let segments: Vec<String> = rest
+        .trim_end_matches('/')
+        .split('/')
+        .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
+        .collect();
+    let (user, action) = match segments.as_slice() {
+        [users, key, action @ ..] if users == "users" => (plain_key(key)?, action),
+        [users_call, action @ ..] => (parenthesised_key(users_call)?, action),
+        [] => return Err(String::new()),
+    };
+    match action {
+        [] => Ok(UserPath {
+            user,
+            revoke_sign_in_sessions: false,
+        }),
+        [action] if action == "revokeSignInSessions" => Ok(UserPath {
+            user,
+            revoke_sign_in_sessions: true,
+        }),
+        [other, ..] => Err(other.clone()),
+    }
+}
+
+/// `/users/{key}`: a key starting with `$` reads as an OData keyword, so Graph refuses it there.
+fn plain_key(key: &str) -> Result<String, String> {
+    if key.is_empty() || key.starts_with('$') {
+        return Err(key.to_owned());
+    }
+    Ok(key.to_owned())
+}
+
+/// `users('{key}')`, with OData's `''` for a quote inside the key.
+fn parenthesised_key(segment: &str) -> Result<String, String> {
+    segment
+        .strip_prefix("users('")
+        .and_then(|s| s.strip_suffix("')"))
+        .filter(|key| !key.is_empty())
+        .map(|key| key.replace("''", "'"))
+        .ok_or_else(|| segment.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(path: &str) -> Result<String, String> {
+        parse_user_path(path).map(|p| p.user)
+    }
+
+    #[test]
+    fn ids_and_upns_are_decoded_per_segment() {
+        assert_eq!(
+            user("/v1.0/users/a11ce000-0000-4000-8000-000000000001").unwrap(),
+            "a11ce000-0000-4000-8000-000000000001"
+        );
+        assert_eq!(
+            user("/v1.0/users/dave_fabrikam.com%23EXT%23%40contoso.com").unwrap(),
+            "dave_fabrikam.com#EXT#@contoso.com"
+        );
+        assert_eq!(user("/v1.0/users/a%2Fb").unwrap(), "a/b");
+    }
+
+    #[test]
+    fn dollar_upns_need_the_parenthesised_form() {
+        assert_eq!(
+            user("/v1.0/users('$frank@contoso.com')").unwrap(),
+            "$frank@contoso.com"
+        );
+        assert_eq!(
+            user("/v1.0/users(%27%24frank%40contoso.com%27)").unwrap(),
+            "$frank@contoso.com"
+        );
+        assert_eq!(
+            user("/v1.0/users('o''neil@contoso.com')").unwrap(),
+            "o'neil@contoso.com"
+        );
+        assert_eq!(
+            user("/v1.0/users/$frank@contoso.com"),
+            Err("$frank@contoso.com".into())
+        );
+        assert_eq!(
+            user("/v1.0/users/%24frank@contoso.com"),
+            Err("$frank@contoso.com".into())
+        );
+    }
+
+    #[test]
+    fn revoke_is_the_only_action() {
+        let path = parse_user_path("/v1.0/users('$f@x.com')/revokeSignInSessions").unwrap();
+        assert!(path.revoke_sign_in_sessions);
+        assert_eq!(
+            parse_user_path("/v1.0/users/x/memberOf"),
+            Err("memberOf".into())
+        );
+        assert_eq!(parse_user_path("/v1.0/groups/x"), Err("groups".into()));
+        assert!(parse_user_path("/v1.0/users").is_err());
+    }
+}

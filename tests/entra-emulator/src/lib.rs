@@ -1,0 +1,53 @@
+//! A stateful emulator of Entra ID's token endpoint and the Microsoft Graph v1.0 user endpoints,
+//! with fault injection, for the operator's tests and demos.
+//!
+//! One loopback HTTP server answers all of it, so the authority host and the Graph root are both
+//! [`Emulator::base_url`], and the token scope is `{base_url}/.default`:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), entra_emulator::Error> {
+//! use entra_emulator::{Config, Emulator, Fault, FaultPlan, Operation, sample};
+//!
+//! let emulator = Emulator::start(Config::sample()).await?;
+//! let token_url = format!("{}/{}/oauth2/v2.0/token", emulator.base_url(), sample::TENANT_ID);
+//! emulator.set_faults(FaultPlan::script([Fault::throttle(Some("2"))]).only([Operation::SetPassword]));
+//! // ... drive the client under test ...
+//! assert_eq!(emulator.counters().operation(Operation::SetPassword), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! Behaviour follows `shared/entra-graph.md`; the test-only endpoints live under `/_emulator/`.
+
+mod admin;
+mod authz;
+mod config;
+mod counters;
+mod directory;
+mod error;
+mod fault_replies;
+mod faults;
+mod graph_path;
+mod operation;
+mod password;
+mod recording;
+mod request_log;
+mod responses;
+pub mod sample;
+mod server;
+mod state;
+mod token;
+mod user_json;
+mod user_view;
+mod users;
+
+pub use config::Config;
+pub use counters::Counters;
+pub use directory::{App, Tenant, User, UserType};
+pub use error::Error;
+pub use faults::{Fault, FaultPlan};
+pub use operation::Operation;
+pub use password::PasswordRejection;
+pub use request_log::RequestRecord;
+pub use server::Emulator;
+pub use state::SignInResult;
+pub use user_view::UserView;

@@ -1,0 +1,35 @@
+//! The operations the emulator tells apart in counters, the request log and fault plans.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Operation {
+    /// `POST /{tenant}/oauth2/v2.0/token`
+    Token,
+    /// `GET /v1.0/users/{id}`
+    GetUser,
+    /// `PATCH /v1.0/users/{id}` with `passwordProfile.password` (and possibly more)
+    SetPassword,
+    /// `PATCH /v1.0/users/{id}` with `accountEnabled` and no password
+    SetAccountEnabled,
+    /// `PATCH /v1.0/users/{id}` with neither: answered 204 with no effect
+    UpdateUser,
+    /// `POST /v1.0/users/{id}/revokeSignInSessions`
+    RevokeSignInSessions,
+}
+
+impl Operation {
+    /// All Graph operations, e.g. for `FaultPlan::only`.
+    pub const GRAPH: [Operation; 5] = [
+        Operation::GetUser,
+        Operation::SetPassword,
+        Operation::SetAccountEnabled,
+        Operation::UpdateUser,
+        Operation::RevokeSignInSessions,
+    ];
+
+    pub fn is_graph(self) -> bool {
+        self != Operation::Token
+    }
+}

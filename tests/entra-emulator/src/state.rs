@@ -1,0 +1,115 @@
+//! The emulator's whole mutable state behind one mutex. Critical sections are short and never
+//! span an `.await`.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::Config,
+    counters::Counters,
+    directory::{Tenant, User},
+    faults::FaultInjector,
+    request_log::RequestLog,
+    token::Grant,
+};
+
+/// What every handler gets: the base URL and the state.
+pub struct Shared {
+    /// `http://127.0.0.1:PORT`: the authority host and the Graph root at once.
+    pub base_url: String,
+    state: Mutex<State>,
+}
+
+pub struct State {
+    pub token_lifetime: Duration,
+    pub tenants: Vec<Tenant>,
+    /// Issued access tokens by value.
+    pub tokens: HashMap<String, Grant>,
+    pub counters: Counters,
+    pub request_log: RequestLog,
+    pub faults: FaultInjector,
+}
+
+/// The answer of `POST /_emulator/signin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInResult {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Shared {
+    pub fn new(config: Config, base_url: String) -> Shared {
+        let started = Utc::now();
+        let mut tenants = config.tenants;
+        for user in tenants.iter_mut().flat_map(|t| t.users.iter_mut()) {
+            user.sign_in_sessions_valid_from_date_time
+                .get_or_insert(started);
+        }
+        let state = State {
+            token_lifetime: Duration::from_secs(config.token_lifetime_seconds),
+            tenants,
+            tokens: HashMap::new(),
+            counters: Counters::default(),
+            request_log: RequestLog::default(),
+            faults: FaultInjector::default(),
+        };
+        Shared {
+            base_url,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// A panic in one handler must not wedge every later test request, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// The tenant named by GUID or domain.
+    pub fn tenant_mut(&mut self, name: &str) -> Option<&mut Tenant> {
+        self.tenants.iter_mut().find(|t| t.is_named(name))
+    }
+
+    /// A user by object id or UPN, in any tenant (or only in `tenant`, when given).
+    pub fn find_user(&self, tenant: Option<&str>, id_or_upn: &str) -> Option<(&Tenant, &User)> {
+        self.tenants
+            .iter()
+            .filter(|t| tenant.is_none_or(|name| t.is_named(name)))
+            .find_map(|t| t.user(id_or_upn).map(|user| (t, user)))
+    }
+
+    pub fn find_user_mut(&mut self, tenant: Option<&str>, id_or_upn: &str) -> Option<&mut User> {
+        self.tenants
+            .iter_mut()
+            .filter(|t| tenant.is_none_or(|name| t.is_named(name)))
+            .find_map(|t| t.user_mut(id_or_upn))
+    }
+
+    /// Would this password sign the user in right now? The "does the credential work" check.
+    pub fn sign_in(&self, tenant: Option<&str>, id_or_upn: &str, password: &str) -> SignInResult {
+        let refuse = |reason: &str| SignInResult {
+            ok: false,
+            reason: Some(reason.to_owned()),
+        };
+        let Some((_, user)) = self.find_user(tenant, id_or_upn) else {
+            return refuse("user not found");
+        };
+        match &user.password {
+            None => refuse("user has no password"),
+            Some(current) if current != password => refuse("wrong password"),
+            Some(_) if !user.account_enabled => refuse("account disabled"),
+            Some(_) => SignInResult {
+                ok: true,
+                reason: None,
+            },
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant, with Entra's errors.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Extension, Form, Json,
+    extract::{Path, State, rejection::FormRejection},
+    http::StatusCode,
+    response::IntoResponse,
+};
+use rand::{Rng, distr::Alphanumeric};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    directory::App,
+    fault_replies::{self, Api},
+    operation::Operation,
+    recording::Reply,
+    responses::{AadError, RequestIds},
+    state::{Shared, State as EmulatorState},
+};
+
+/// What an access token stands for. Permissions and roles are a snapshot taken at issue time:
+/// as in Entra, grants changed later show only in tokens issued later.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub tenant_id: String,
+    pub permissions: Vec<String>,
+    pub directory_roles: Vec<String>,
+    pub expires_at: Instant,
+}
+
+impl Grant {
+    #[cfg(test)]
+    pub fn for_test(permissions: &[&str], roles: &[&str]) -> Grant {
+        Grant {
+            tenant_id: String::new(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            directory_roles: roles.iter().map(|r| r.to_string()).collect(),
+            expires_at: Instant::now() + Duration::from_secs(60),
+        }
+    }
+}
+
+/// The form fields Entra reads; everything optional so that absence gets Entra's own error.
+#[derive(Deserialize)]
+pub struct TokenRequest {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_assertion: Option<String>,
+    scope: Option<String>,
+}
+
+pub async fn issue_token(
+    State(shared): State<Arc<Shared>>,
+    Extension(ids): Extension<RequestIds>,
+    Path(tenant): Path<String>,
+    form: Result<Form<TokenRequest>, FormRejection>,
+) -> Reply {
+    let operation = Operation::Token;
+    let fault = shared.lock().faults.draw(operation);
+    if let Some(reply) = fault_replies::before_effect(
+        Api::Token,
+        operation,
+        fault.as_ref(),
+        &ids,
+        &shared.base_url,
+    ) {
+        return reply;
+    }
+    let response = match form {
+        Ok(Form(request)) => match issue(&mut shared.lock(), &tenant, &request, &shared.base_url) {
+            Ok(body) => Json(body).into_response(),
+            Err(error) => error.into_response(&ids, &shared.base_url),
+        },
+        Err(rejection) => AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            format!("The request body must be form-encoded ({rejection})."),
+        )
+        .into_response(&ids, &shared.base_url),
+    };
+    fault_replies::after_effect(Api::Token, operation, fault, response)
+}
+
+/// Checks the request in Entra's order and stores a new token; returns the JSON body.
+fn issue(
+    state: &mut EmulatorState,
+    tenant_name: &str,
+    request: &TokenRequest,
+    base_url: &str,
+) -> Result<serde_json::Value, AadError> {
+    let bad_request = |error, code, description: String| {
+        Err(AadError::new(
+            StatusCode::BAD_REQUEST,
+            error,
+            code,
+            description,
+        ))
+    };
+    let bad_client = |code, description: String| {
+        Err(AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            description,
+        ))
+    };
+
+    match request.grant_type.as_deref() {
+        Some("client_credentials") => {}
+        None => {
+            return bad_request(
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'grant_type'.".into(),
+            );
+        }
+        Some(other) => {
+            return bad_request(
+                "unsupported_grant_type",
+                70003,
+                format!("The app requested an unsupported grant type '{other}'."),
+            );
+        }
+    }
+    let token_lifetime = state.token_lifetime;
+    let Some(tenant) = state.tenant_mut(tenant_name) else {
+        return bad_request(
+            "invalid_request",
+            90002,
+            format!(
+                "Tenant '{tenant_name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        );
+    };
+    let tenant_id = tenant.id.clone();
+    let Some(client_id) = request.client_id.as_deref() else {
+        return bad_request(
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'client_id'.".into(),
+        );
+    };
+    let Some(app) = tenant.app(client_id) else {
+        return bad_request(
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant_id}'. This can happen if the application has not been installed by the administrator of the tenant."
+            ),
+        );
+    };
+    let expected_scope = format!("{base_url}/.default");
+    if request.scope.as_deref() != Some(expected_scope.as_str()) {
+        let scope = request.scope.as_deref().unwrap_or_default();
+        return bad_request(
+            "invalid_scope",
+            70011,
+            format!(
+                "The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid; expected '{expected_scope}'."
+            ),
+        );
+    }
+    match (&request.client_secret, &request.client_assertion) {
+        (Some(secret), _) if app.secrets.iter().any(|s| s == secret) => {}
+        (Some(_), _) => {
+            return bad_client(
+                7000215,
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                ),
+            );
+        }
+        (None, Some(_)) => {
+            return bad_client(
+                70021,
+                "No matching federated identity record found for presented assertion.".into(),
+            );
+        }
+        (None, None) => {
+            return bad_client(7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into());
+        }
+    }
+    let grant = grant_for(&tenant_id, app, token_lifetime);
+    let access_token = new_access_token();
+    let now = Instant::now();
+    state.tokens.retain(|_, g| g.expires_at > now);
+    state.tokens.insert(access_token.clone(), grant);
+
+    let seconds = token_lifetime.as_secs();
+    Ok(json!({
+        "token_type": "Bearer",
+        "expires_in": seconds,
+        "ext_expires_in": seconds,
+        "access_token": access_token,
+    }))
+}
+
+fn grant_for(tenant_id: &str, app: &App, lifetime: Duration) -> Grant {
+    Grant {
+        tenant_id: tenant_id.to_owned(),
+        permissions: app.permissions.clone(),
+        directory_roles: app.directory_roles.clone(),
+        expires_at: Instant::now() + lifetime,
+    }
+}
+
+/// Opaque on purpose: clients must not parse Entra's tokens.
+fn new_access_token() -> String {
+    let random: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(64)
+        .map(char::from)
+        .collect();
+    format!("emu.{random}")
+}
+
+/// The grant of a live token in `Authorization: Bearer <token>`, or why there is none.
+pub fn authenticate(
+    state: &EmulatorState,
+    authorization: Option<&str>,
+) -> Result<Grant, &'static str> {
+    let token = authorization
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or("Access token is empty.")?;
+    let grant = state
+        .tokens
+        .get(token)
+        .ok_or("Access token validation failure. Invalid token.")?;
+    if grant.expires_at <= Instant::now() {
+        return Err("Lifetime validation failed, the token is expired.");
+    }
+    Ok(grant.clone())
+}

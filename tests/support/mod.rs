@@ -1,0 +1,7 @@
+//! Shared support for the integration tests.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+pub mod cluster;
+pub mod control_plane;
+
+pub use control_plane::ControlPlane;
