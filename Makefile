@@ -28,6 +28,7 @@ KUBE_LDFLAGS := -s -w \
 	-X k8s.io/client-go/pkg/version.gitMinor=$(KUBE_MINOR)
 
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
+export HELM_BIN := $(abspath $(HELM_BIN))
 
 .PHONY: help
 help:
@@ -45,6 +46,16 @@ $(CONTROLPLANE_BIN): $(CONTROLPLANE_SRC)
 	cd $(CONTROLPLANE_DIR) && $(GO_ENV) go build -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $(abspath $@) .
 	@echo ">> control plane built: $$($@ kube-apiserver --version)"
 
+.PHONY: helm
+helm: $(HELM_BIN)
+
+$(HELM_BIN): $(HELM_DIR)/go.mod $(HELM_DIR)/go.sum
+	@echo ">> building helm $(HELM_VERSION) from its Go module (later runs reuse it)"
+	@mkdir -p $(dir $@)
+	cd $(HELM_DIR) && $(GO_ENV) go build -trimpath \
+		-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)" \
+		-o $(abspath $@) helm.sh/helm/v4/cmd/helm
+
 .PHONY: crds
 crds:
 	cargo run --quiet -- crds > crds/entra-operator.yaml
@@ -55,6 +66,6 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: lint $(CONTROLPLANE_BIN)
+test: lint $(CONTROLPLANE_BIN) $(HELM_BIN)
 	@echo ">> unit and integration tests (integration tests start kube-apiserver $(KUBE_VERSION) on loopback)"
 	cargo test --workspace --no-fail-fast

@@ -1,8 +1,11 @@
 //! entra-operator: issues Microsoft Entra ID user credentials as Kubernetes Secrets.
 
 pub mod api;
+pub mod controller;
 pub mod duration;
 pub mod graph;
 pub mod password;
+pub mod secret;
 pub mod sensitive;
+pub mod telemetry;
 pub mod tls;

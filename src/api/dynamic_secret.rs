@@ -11,6 +11,8 @@ use crate::duration::DURATION_PATTERN;
 
 /// A pool of existing Entra ID users whose credentials can be leased, and the app registration
 /// that may reset their passwords.
+// Repeated `type_` keys of different printer columns look like duplicates to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kms.hanzo.ai",

@@ -6,6 +6,8 @@ use super::validation::{OBJECT_NAME_PATTERN, USER_PATTERN, positive_duration};
 use crate::duration::DURATION_PATTERN;
 
 /// One check-out of one Entra ID user from an EntraDynamicSecret's pool, for a bounded time.
+// Repeated `type_` keys of different printer columns look like duplicates to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kms.hanzo.ai",

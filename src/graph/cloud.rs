@@ -6,20 +6,11 @@
 
 use std::fmt;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
 use super::error::GraphError;
-
-/// The national cloud of a tenant.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
-pub enum Cloud {
-    #[default]
-    AzurePublic,
-    AzureUSGovernment,
-    AzureChina,
-}
+/// The cloud is a field of the custom resource; its endpoints are defined here.
+pub use crate::api::Cloud;
 
 impl Cloud {
     /// The cloud's token authority, e.g. `https://login.microsoftonline.com`.

@@ -163,7 +163,8 @@ pub enum GraphError {
         operation: &'static str,
         attempts: u32,
         elapsed: Duration,
-        last: TransientFailure,
+        /// Boxed: it is the bulk of the variant, and errors stay small to move around.
+        last: Box<TransientFailure>,
     },
 
     #[error("unexpected answer to {operation}: HTTP {status} ({diagnostics})")]
@@ -414,11 +415,11 @@ mod tests {
             operation: "get user",
             attempts: 3,
             elapsed: Duration::from_secs(1),
-            last: TransientFailure {
+            last: Box::new(TransientFailure {
                 kind: TransientKind::Throttled,
                 retry_after: Some(Duration::from_millis(2128)),
                 diagnostics: Diagnostics::default(),
-            },
+            }),
         };
         assert!(exhausted.is_transient());
         assert_eq!(exhausted.reason(), "GraphUnavailable");

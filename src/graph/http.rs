@@ -14,6 +14,8 @@ use super::retry::{Failure, parse_retry_after};
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("client-request-id");
 const RETURN_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("return-client-request-id");
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+/// The token endpoint's name for it.
+const MS_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 
 /// A complete answer: status, the headers we use, and the body.
 #[derive(Debug)]
@@ -94,7 +96,8 @@ pub(crate) async fn send_once(
     };
     let response = RawResponse {
         status,
-        request_id: header_text(&headers, &REQUEST_ID),
+        request_id: header_text(&headers, &REQUEST_ID)
+            .or_else(|| header_text(&headers, &MS_REQUEST_ID)),
         retry_after: headers
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())

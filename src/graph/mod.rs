@@ -4,7 +4,8 @@
 //! - `cloud`: which endpoints a tenant's cloud uses, and operator-level overrides.
 //! - `credentials`: an app's identity in a tenant.
 //! - `token`: getting and caching access tokens.
-//! - `users`: reading users, setting passwords, revoking sessions.
+//! - `users`: reading users, revoking sessions, enabling and disabling accounts.
+//! - `passwords`: setting a password, and generating one that Entra accepts.
 //! - `retry` and `http`: one attempt, and trying again when that is worth it.
 //! - `error`: the one error type, with condition reasons and metric labels.
 
@@ -13,6 +14,7 @@ mod cloud;
 mod credentials;
 mod error;
 mod http;
+mod passwords;
 mod retry;
 mod token;
 mod users;

@@ -103,7 +103,7 @@ where
                 operation,
                 attempts,
                 elapsed,
-                last: transient,
+                last: Box::new(transient),
             });
         }
         tracing::debug!(

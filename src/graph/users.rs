@@ -1,15 +1,12 @@
-//! The user operations the operator needs: resolve a pool user, set its password, revoke its
-//! sessions, enable or disable it.
+//! The user operations the operator needs besides password writes: resolve a pool user, revoke
+//! its sessions, enable or disable it; and how a user is addressed and its errors mapped.
 
 use std::fmt;
 
 use reqwest::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use url::Url;
 use zeroize::Zeroizing;
-
-use crate::password::generate_password;
-use crate::sensitive::SecretString;
 
 use super::client::{GraphClient, GraphRequest};
 use super::credentials::AppCredentials;
@@ -125,72 +122,6 @@ impl GraphClient {
         })
     }
 
-    /// Sets the user's password, not forcing a change at next sign-in. Retries re-send the same
-    /// password, so after a lost answer the user ends up with the password the caller holds.
-    pub async fn set_password(
-        &self,
-        app: &AppCredentials,
-        user_id: &str,
-        password: &SecretString,
-    ) -> Result<(), GraphError> {
-        const OPERATION: &str = "set password";
-        let request = GraphRequest {
-            operation: OPERATION,
-            method: Method::PATCH,
-            url: user_url(app, user_id, None)?,
-            json_body: Some(password_patch(password)),
-        };
-        let response = self.call(app, &request).await?;
-        if response.status.is_success() {
-            return Ok(());
-        }
-        let diagnostics = response.graph_diagnostics();
-        if response.status != StatusCode::BAD_REQUEST
-            || diagnostics.code.as_deref() != Some("Request_BadRequest")
-        {
-            return Err(failure(OPERATION, user_id, &response));
-        }
-        // Graph refuses a guest's or a synced user's password with the same 400 as a weak
-        // password; only the message differs, so a read tells them apart instead.
-        if let Ok(user) = self.get_user(app, user_id).await
-            && let Some(reason @ (NotLeasable::Guest | NotLeasable::SyncedFromOnPremises)) =
-                user.not_leasable()
-        {
-            return Err(GraphError::UserNotLeasable {
-                user: user.user_principal_name,
-                reason,
-            });
-        }
-        Err(GraphError::PasswordRejected {
-            user: user_id.to_owned(),
-            diagnostics,
-        })
-    }
-
-    /// Generates a password of `length` characters and sets it, generating a new one when Entra
-    /// rejects it (banned list, the user's name), up to `attempts` passwords in all. Returns the
-    /// password that is now set.
-    pub async fn set_new_password(
-        &self,
-        app: &AppCredentials,
-        user_id: &str,
-        length: usize,
-        attempts: u32,
-    ) -> Result<SecretString, GraphError> {
-        let mut tried = 0;
-        loop {
-            tried += 1;
-            let password = generate_password(length);
-            match self.set_password(app, user_id, &password).await {
-                Ok(()) => return Ok(password),
-                Err(GraphError::PasswordRejected { .. }) if tried < attempts => {
-                    tracing::debug!(user_id, tried, "password rejected, generating another");
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
     /// Invalidates the user's refresh tokens and session cookies (effective within minutes).
     pub async fn revoke_sign_in_sessions(
         &self,
@@ -238,35 +169,6 @@ impl GraphClient {
     }
 }
 
-/// The password PATCH body. Both flags are sent explicitly: a missing `false` can leave the user
-/// forced to change the password. Written into a buffer sized up front, so no reallocation leaves
-/// a copy of the password behind, and wiped when the request is done.
-fn password_patch(password: &SecretString) -> Zeroizing<Vec<u8>> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct PasswordPatch<'a> {
-        password_profile: PasswordProfile<'a>,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct PasswordProfile<'a> {
-        password: &'a str,
-        force_change_password_next_sign_in: bool,
-        force_change_password_next_sign_in_with_mfa: bool,
-    }
-    let patch = PasswordPatch {
-        password_profile: PasswordProfile {
-            password: password.expose(),
-            force_change_password_next_sign_in: false,
-            force_change_password_next_sign_in_with_mfa: false,
-        },
-    };
-    // JSON escaping of the generator's ASCII alphabet at most doubles a character.
-    let mut body = Zeroizing::new(Vec::with_capacity(160 + 2 * password.len()));
-    serde_json::to_writer(&mut *body, &patch).expect("a password patch serializes");
-    body
-}
-
 fn json_bytes(body: &serde_json::Value) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(serde_json::to_vec(body).expect("a JSON value serializes"))
 }
@@ -274,7 +176,7 @@ fn json_bytes(body: &serde_json::Value) -> Zeroizing<Vec<u8>> {
 /// `{graph root}/v1.0/users/{id}[/{action}]`, every segment percent-encoded (`#EXT#` becomes
 /// `%23EXT%23`). A UPN starting with `$` would read as an OData system segment, so it is
 /// addressed by key instead: `users('$x@y')`, with quotes doubled as OData requires.
-fn user_url(
+pub(super) fn user_url(
     app: &AppCredentials,
     id_or_upn: &str,
     action: Option<&str>,
@@ -304,7 +206,7 @@ fn user_url(
 }
 
 /// Maps a non-2xx answer to a user operation on status and code.
-fn failure(operation: &'static str, user: &str, response: &RawResponse) -> GraphError {
+pub(super) fn failure(operation: &'static str, user: &str, response: &RawResponse) -> GraphError {
     let diagnostics = response.graph_diagnostics();
     match response.status {
         StatusCode::NOT_FOUND
@@ -333,6 +235,7 @@ fn failure(operation: &'static str, user: &str, response: &RawResponse) -> Graph
 mod tests {
     use super::*;
     use crate::graph::cloud::{Cloud, EndpointOverrides, Endpoints};
+    use crate::sensitive::SecretString;
 
     fn app() -> AppCredentials {
         AppCredentials::with_client_secret(
@@ -352,20 +255,6 @@ mod tests {
             user_type: Some(user_type.into()),
             on_premises_sync_enabled: synced,
         }
-    }
-
-    #[test]
-    fn password_patch_sends_the_password_and_both_flags_false() {
-        let body = password_patch(&SecretString::from("Pa$$w0rd-\\\"x"));
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"passwordProfile": {
-                "password": "Pa$$w0rd-\\\"x",
-                "forceChangePasswordNextSignIn": false,
-                "forceChangePasswordNextSignInWithMfa": false,
-            }})
-        );
     }
 
     #[test]

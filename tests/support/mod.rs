@@ -3,5 +3,8 @@
 
 pub mod cluster;
 pub mod control_plane;
+pub mod operator;
 
 pub use control_plane::ControlPlane;
+pub use operator::Operator;
+pub mod lease_env;

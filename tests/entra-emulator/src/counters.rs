@@ -26,7 +26,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn record(&mut self, record: &RequestRecord) {
+    pub(crate) fn record(&mut self, record: &RequestRecord) {
         match (record.is_graph(), record.is_write()) {
             (false, _) => self.token_requests += 1,
             (true, false) => self.graph_reads += 1,

@@ -20,7 +20,9 @@ pub fn parse_user_path(raw_path: &str) -> Result<UserPath, String> {
         .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
         .collect();
     let (user, action) = match segments.as_slice() {
-        [users, key, action @ ..] if users == "users" => (plain_key(key)?, action),
+        [users, key, action @ ..] if users.eq_ignore_ascii_case("users") => {
+            (plain_key(key)?, action)
+        }
         [users_call, action @ ..] => (parenthesised_key(users_call)?, action),
         [] => return Err(String::new()),
     };
@@ -29,7 +31,7 @@ pub fn parse_user_path(raw_path: &str) -> Result<UserPath, String> {
             user,
             revoke_sign_in_sessions: false,
         }),
-        [action] if action == "revokeSignInSessions" => Ok(UserPath {
+        [action] if action.eq_ignore_ascii_case("revokeSignInSessions") => Ok(UserPath {
             user,
             revoke_sign_in_sessions: true,
         }),

@@ -46,7 +46,6 @@ pub use directory::{App, Tenant, User, UserType};
 pub use error::Error;
 pub use faults::{Fault, FaultPlan};
 pub use operation::Operation;
-pub use password::PasswordRejection;
 pub use request_log::RequestRecord;
 pub use server::Emulator;
 pub use state::SignInResult;

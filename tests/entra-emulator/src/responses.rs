@@ -51,14 +51,40 @@ pub fn graph_error(status: StatusCode, code: &str, message: &str, ids: &RequestI
     (status, Json(body)).into_response()
 }
 
-/// Graph's answer to a caller without the needed permission, role, or rights over the target.
-pub fn insufficient_privileges(ids: &RequestIds) -> Response {
-    graph_error(
-        StatusCode::FORBIDDEN,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-        ids,
-    )
+/// A Graph error before it knows its request's ids.
+#[derive(Debug)]
+pub struct GraphError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl GraphError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> GraphError {
+        GraphError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 `Request_BadRequest`: Graph's answer to a body it will not act on.
+    pub fn bad_request(message: impl Into<String>) -> GraphError {
+        GraphError::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message)
+    }
+
+    /// Graph's answer to a caller without the needed permission, role, or rights over the target.
+    pub fn insufficient_privileges() -> GraphError {
+        GraphError::new(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        )
+    }
+
+    pub fn into_response(self, ids: &RequestIds) -> Response {
+        graph_error(self.status, self.code, &self.message, ids)
+    }
 }
 
 /// One AAD error of the token endpoint: what went wrong (`error`), and the AADSTS number.

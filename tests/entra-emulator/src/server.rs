@@ -221,7 +221,11 @@ async fn accept_connections(listener: TcpListener, router: Router) {
                 Ok((stream, _)) => {
                     connections.spawn(serve_connection(stream, router.clone()));
                 }
-                Err(error) => tracing::warn!(%error, "accepting a connection failed"),
+                Err(error) => {
+                    // Typically out of file descriptors: pause rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }

@@ -73,11 +73,6 @@ impl Shared {
 }
 
 impl State {
-    /// The tenant named by GUID or domain.
-    pub fn tenant_mut(&mut self, name: &str) -> Option<&mut Tenant> {
-        self.tenants.iter_mut().find(|t| t.is_named(name))
-    }
-
     /// A user by object id or UPN, in any tenant (or only in `tenant`, when given).
     pub fn find_user(&self, tenant: Option<&str>, id_or_upn: &str) -> Option<(&Tenant, &User)> {
         self.tenants

@@ -96,111 +96,127 @@ fn issue(
     request: &TokenRequest,
     base_url: &str,
 ) -> Result<serde_json::Value, AadError> {
-    let bad_request = |error, code, description: String| {
-        Err(AadError::new(
-            StatusCode::BAD_REQUEST,
-            error,
-            code,
-            description,
-        ))
-    };
-    let bad_client = |code, description: String| {
-        Err(AadError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            code,
-            description,
-        ))
-    };
+    check_grant_type(request)?;
+    let tenant = state
+        .tenants
+        .iter()
+        .find(|t| t.is_named(tenant_name))
+        .ok_or_else(|| unknown_tenant(tenant_name))?;
+    let client_id = request
+        .client_id
+        .as_deref()
+        .ok_or_else(|| missing_parameter("'client_id'"))?;
+    let app = tenant
+        .app(client_id)
+        .ok_or_else(|| unknown_app(client_id, &tenant.id))?;
+    check_scope(request, base_url)?;
+    check_credential(app, request)?;
 
-    match request.grant_type.as_deref() {
-        Some("client_credentials") => {}
-        None => {
-            return bad_request(
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'grant_type'.".into(),
-            );
-        }
-        Some(other) => {
-            return bad_request(
-                "unsupported_grant_type",
-                70003,
-                format!("The app requested an unsupported grant type '{other}'."),
-            );
-        }
-    }
-    let token_lifetime = state.token_lifetime;
-    let Some(tenant) = state.tenant_mut(tenant_name) else {
-        return bad_request(
-            "invalid_request",
-            90002,
-            format!(
-                "Tenant '{tenant_name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
-            ),
-        );
-    };
-    let tenant_id = tenant.id.clone();
-    let Some(client_id) = request.client_id.as_deref() else {
-        return bad_request(
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'client_id'.".into(),
-        );
-    };
-    let Some(app) = tenant.app(client_id) else {
-        return bad_request(
-            "unauthorized_client",
-            700016,
-            format!(
-                "Application with identifier '{client_id}' was not found in the directory '{tenant_id}'. This can happen if the application has not been installed by the administrator of the tenant."
-            ),
-        );
-    };
-    let expected_scope = format!("{base_url}/.default");
-    if request.scope.as_deref() != Some(expected_scope.as_str()) {
-        let scope = request.scope.as_deref().unwrap_or_default();
-        return bad_request(
-            "invalid_scope",
-            70011,
-            format!(
-                "The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid; expected '{expected_scope}'."
-            ),
-        );
-    }
-    match (&request.client_secret, &request.client_assertion) {
-        (Some(secret), _) if app.secrets.iter().any(|s| s == secret) => {}
-        (Some(_), _) => {
-            return bad_client(
-                7000215,
-                format!(
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-                ),
-            );
-        }
-        (None, Some(_)) => {
-            return bad_client(
-                70021,
-                "No matching federated identity record found for presented assertion.".into(),
-            );
-        }
-        (None, None) => {
-            return bad_client(7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into());
-        }
-    }
-    let grant = grant_for(&tenant_id, app, token_lifetime);
+    let grant = grant_for(&tenant.id, app, state.token_lifetime);
     let access_token = new_access_token();
     let now = Instant::now();
     state.tokens.retain(|_, g| g.expires_at > now);
     state.tokens.insert(access_token.clone(), grant);
 
-    let seconds = token_lifetime.as_secs();
+    let seconds = state.token_lifetime.as_secs();
     Ok(json!({
         "token_type": "Bearer",
         "expires_in": seconds,
         "ext_expires_in": seconds,
         "access_token": access_token,
     }))
+}
+
+fn check_grant_type(request: &TokenRequest) -> Result<(), AadError> {
+    match request.grant_type.as_deref() {
+        Some("client_credentials") => Ok(()),
+        None => Err(missing_parameter("'grant_type'")),
+        Some(other) => Err(AadError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{other}'."),
+        )),
+    }
+}
+
+/// The scope names the resource, and this server is the only Graph it knows.
+fn check_scope(request: &TokenRequest, base_url: &str) -> Result<(), AadError> {
+    let expected = format!("{base_url}/.default");
+    let scope = request.scope.as_deref().unwrap_or_default();
+    if scope == expected {
+        return Ok(());
+    }
+    Err(AadError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_scope",
+        70011,
+        format!(
+            "The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid; expected '{expected}'."
+        ),
+    ))
+}
+
+/// A secret must be one of the app's secret values. No federation is configured, so client
+/// assertions never match.
+fn check_credential(app: &App, request: &TokenRequest) -> Result<(), AadError> {
+    let invalid_client = |code, description: &str| {
+        AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            description,
+        )
+    };
+    match (&request.client_secret, &request.client_assertion) {
+        (Some(secret), _) if app.secrets.iter().any(|s| s == secret) => Ok(()),
+        (Some(_), _) => Err(invalid_client(
+            7000215,
+            &format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                app.client_id
+            ),
+        )),
+        (None, Some(_)) => Err(invalid_client(
+            70021,
+            "No matching federated identity record found for presented assertion.",
+        )),
+        (None, None) => Err(invalid_client(
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        )),
+    }
+}
+
+fn missing_parameter(name: &str) -> AadError {
+    AadError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        900144,
+        format!("The request body must contain the following parameter: {name}."),
+    )
+}
+
+fn unknown_tenant(tenant_name: &str) -> AadError {
+    AadError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        90002,
+        format!(
+            "Tenant '{tenant_name}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+        ),
+    )
+}
+
+fn unknown_app(client_id: &str, tenant_id: &str) -> AadError {
+    AadError::new(
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        700016,
+        format!(
+            "Application with identifier '{client_id}' was not found in the directory '{tenant_id}'. This can happen if the application has not been installed by the administrator of the tenant."
+        ),
+    )
 }
 
 fn grant_for(tenant_id: &str, app: &App, lifetime: Duration) -> Grant {

@@ -24,7 +24,7 @@ use crate::{
     operation::Operation,
     password::check_password,
     recording::Reply,
-    responses::{RequestIds, graph_error, insufficient_privileges},
+    responses::{GraphError, RequestIds},
     state::{Shared, State as EmulatorState},
     token::{Grant, authenticate},
     user_json::{parse_select, user_json},
@@ -87,10 +87,8 @@ pub async fn dispatch(
         Ok(path) => path,
         Err(segment) => {
             let message = format!("Resource not found for the segment '{segment}'.");
-            return Reply::new(
-                None,
-                graph_error(StatusCode::BAD_REQUEST, "BadRequest", &message, &ids),
-            );
+            let error = GraphError::new(StatusCode::BAD_REQUEST, "BadRequest", message);
+            return Reply::new(None, error.into_response(&ids));
         }
     };
     let select = query
@@ -102,29 +100,31 @@ pub async fn dispatch(
         (Method::GET, false) => get_user(&request, &path.user, select),
         (Method::PATCH, false) => patch_user(&request, &path.user, &body),
         (Method::POST, true) => revoke_sign_in_sessions(&request, &path.user),
-        _ => Reply::new(
-            None,
-            graph_error(
+        _ => {
+            let message = "Specified HTTP method is not allowed for the request target.";
+            let error = GraphError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Request_BadRequest",
-                "Specified HTTP method is not allowed for the request target.",
-                &ids,
-            ),
-        ),
+                message,
+            );
+            Reply::new(None, error.into_response(&ids))
+        }
     }
 }
 
 fn get_user(request: &GraphRequest, key: &str, select: Option<&str>) -> Reply {
     request.handle(Operation::GetUser, |state, grant| {
         if !authz::may(grant, Action::ReadUser) {
-            return Err(insufficient_privileges(request.ids));
+            return Err(GraphError::insufficient_privileges());
         }
         let selected = parse_select(select).map_err(|name| {
-            let message = format!("Parsing OData Select and Expand failed: Could not find a property named '{name}' on type 'microsoft.graph.user'.");
-            graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", &message, request.ids)
+            GraphError::bad_request(format!(
+                "Parsing OData Select and Expand failed: Could not find a property named '{name}' on type 'microsoft.graph.user'."
+            ))
         })?;
-        let user = find_user(state, grant, key, request.ids)?;
-        Ok(Json(user_json(user, selected.as_deref(), &request.shared.base_url)).into_response())
+        let user = find_user(state, grant, key)?;
+        let body = user_json(user, selected.as_deref(), &request.shared.base_url);
+        Ok(Json(body).into_response())
     })
 }
 
@@ -135,13 +135,7 @@ fn patch_user(request: &GraphRequest, key: &str, body: &[u8]) -> Reply {
         .map_or(Operation::UpdateUser, UserPatch::operation);
     request.handle(operation, |state, grant| {
         let patch = patch.map_err(|error| {
-            let message = format!("Unable to read JSON request payload: {error}");
-            graph_error(
-                StatusCode::BAD_REQUEST,
-                "Request_BadRequest",
-                &message,
-                request.ids,
-            )
+            GraphError::bad_request(format!("Unable to read JSON request payload: {error}"))
         })?;
         let mut actions = Vec::new();
         if patch.new_password().is_some() {
@@ -151,31 +145,24 @@ fn patch_user(request: &GraphRequest, key: &str, body: &[u8]) -> Reply {
             actions.push(Action::SetAccountEnabled);
         }
         if !actions.iter().all(|action| authz::may(grant, *action)) {
-            return Err(insufficient_privileges(request.ids));
+            return Err(GraphError::insufficient_privileges());
         }
-        let user = find_user(state, grant, key, request.ids)?;
+        let user = find_user(state, grant, key)?;
         if !actions
             .iter()
             .all(|action| authz::may_touch(grant, *action, user))
         {
-            return Err(insufficient_privileges(request.ids));
+            return Err(GraphError::insufficient_privileges());
         }
         if let Some(password) = patch.new_password() {
-            refuse_unsettable_password(user, request.ids)?;
-            check_password(password, user).map_err(|rejection| {
-                graph_error(
-                    StatusCode::BAD_REQUEST,
-                    "Request_BadRequest",
-                    rejection.message(),
-                    request.ids,
-                )
-            })?;
+            refuse_unsettable_password(user)?;
+            check_password(password, user)
+                .map_err(|rejection| GraphError::bad_request(rejection.message()))?;
         }
         if patch.account_enabled.is_some() && user.on_premises_sync_enabled {
-            return Err(synced_user_error(request.ids));
+            return Err(synced_user_error());
         }
-        let user = find_user_mut(state, grant, key);
-        apply(user, patch);
+        apply(find_user_mut(state, grant, key), patch);
         Ok(StatusCode::NO_CONTENT.into_response())
     })
 }
@@ -183,11 +170,11 @@ fn patch_user(request: &GraphRequest, key: &str, body: &[u8]) -> Reply {
 fn revoke_sign_in_sessions(request: &GraphRequest, key: &str) -> Reply {
     request.handle(Operation::RevokeSignInSessions, |state, grant| {
         if !authz::may(grant, Action::RevokeSessions) {
-            return Err(insufficient_privileges(request.ids));
+            return Err(GraphError::insufficient_privileges());
         }
-        let user = find_user(state, grant, key, request.ids)?;
+        let user = find_user(state, grant, key)?;
         if !authz::may_touch(grant, Action::RevokeSessions, user) {
-            return Err(insufficient_privileges(request.ids));
+            return Err(GraphError::insufficient_privileges());
         }
         // Documented: revocation does nothing for guests, yet answers success.
         if user.user_type != UserType::Guest {
@@ -205,31 +192,27 @@ impl GraphRequest<'_> {
     fn handle(
         &self,
         operation: Operation,
-        effect: impl FnOnce(&mut EmulatorState, &Grant) -> Result<Response, Response>,
+        effect: impl FnOnce(&mut EmulatorState, &Grant) -> Result<Response, GraphError>,
     ) -> Reply {
         let fault = self.shared.lock().faults.draw(operation);
-        let early = fault_replies::before_effect(
-            Api::Graph,
-            operation,
-            fault.as_ref(),
-            self.ids,
-            &self.shared.base_url,
-        );
+        let base_url = &self.shared.base_url;
+        let early =
+            fault_replies::before_effect(Api::Graph, operation, fault.as_ref(), self.ids, base_url);
         if let Some(reply) = early {
             return reply;
         }
-        let response = {
+        let result = {
             let mut state = self.shared.lock();
             match authenticate(&state, self.authorization) {
-                Ok(grant) => effect(&mut state, &grant).unwrap_or_else(|error| error),
-                Err(message) => graph_error(
+                Ok(grant) => effect(&mut state, &grant),
+                Err(message) => Err(GraphError::new(
                     StatusCode::UNAUTHORIZED,
                     "InvalidAuthenticationToken",
                     message,
-                    self.ids,
-                ),
+                )),
             }
         };
+        let response = result.unwrap_or_else(|error| error.into_response(self.ids));
         fault_replies::after_effect(Api::Graph, operation, fault, response)
     }
 }
@@ -238,11 +221,14 @@ fn find_user<'s>(
     state: &'s EmulatorState,
     grant: &Grant,
     key: &str,
-    ids: &RequestIds,
-) -> Result<&'s User, Response> {
-    state.find_user(Some(&grant.tenant_id), key).map(|(_, user)| user).ok_or_else(|| {
-        let message = format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present.");
-        graph_error(StatusCode::NOT_FOUND, "Request_ResourceNotFound", &message, ids)
+) -> Result<&'s User, GraphError> {
+    let found = state.find_user(Some(&grant.tenant_id), key);
+    found.map(|(_, user)| user).ok_or_else(|| {
+        GraphError::new(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present."),
+        )
     })
 }
 
@@ -254,25 +240,22 @@ fn find_user_mut<'s>(state: &'s mut EmulatorState, grant: &Grant, key: &str) -> 
 }
 
 /// Guests' and synced users' passwords live with their home directory, not in this tenant.
-fn refuse_unsettable_password(user: &User, ids: &RequestIds) -> Result<(), Response> {
+fn refuse_unsettable_password(user: &User) -> Result<(), GraphError> {
     if user.on_premises_sync_enabled {
-        return Err(synced_user_error(ids));
+        return Err(synced_user_error());
     }
     if user.user_type == UserType::Guest {
-        let message = "The passwordProfile property cannot be used for federated users.";
-        return Err(graph_error(
-            StatusCode::BAD_REQUEST,
-            "Request_BadRequest",
-            message,
-            ids,
+        return Err(GraphError::bad_request(
+            "The passwordProfile property cannot be used for federated users.",
         ));
     }
     Ok(())
 }
 
-fn synced_user_error(ids: &RequestIds) -> Response {
-    let message = "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.";
-    graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", message, ids)
+fn synced_user_error() -> GraphError {
+    GraphError::bad_request(
+        "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.",
+    )
 }
 
 /// A body without `passwordProfile.password` changes no password (nor its flags), as in Graph.

@@ -1,6 +1,7 @@
 //! Behaviour of the emulator over HTTP, as the operator's Graph client sees it.
 
 mod admin;
+mod binary;
 mod faults;
 mod graph_users;
 mod passwords;
@@ -16,6 +17,12 @@ pub struct Harness {
     pub http: Client,
 }
 
+/// A client builder; installs the TLS provider that workspace feature unification requires.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+}
+
 impl Harness {
     pub async fn start() -> Harness {
         Harness::start_with(Config::sample()).await
@@ -23,7 +30,10 @@ impl Harness {
 
     pub async fn start_with(config: Config) -> Harness {
         let emulator = Emulator::start(config).await.expect("emulator starts");
-        Harness { emulator, http: Client::new() }
+        Harness {
+            emulator,
+            http: http_client().build().unwrap(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -37,7 +47,12 @@ impl Harness {
     /// A token request with these form fields.
     pub async fn request_token(&self, tenant: &str, form: &[(&str, &str)]) -> Response {
         let url = self.url(&format!("/{tenant}/oauth2/v2.0/token"));
-        self.http.post(url).form(form).send().await.expect("token request answered")
+        self.http
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .expect("token request answered")
     }
 
     /// A token for the sample app.
@@ -57,13 +72,24 @@ impl Harness {
 
     /// `GET /v1.0/{path}` with the token.
     pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.http.get(self.url(&format!("/v1.0/{path}"))).bearer_auth(token).send().await.unwrap()
+        self.http
+            .get(self.url(&format!("/v1.0/{path}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// `PATCH /v1.0/users/{user}` with the token.
     pub async fn patch_user(&self, token: &str, user: &str, body: Value) -> Response {
         let url = self.url(&format!("/v1.0/users/{user}"));
-        self.http.patch(url).bearer_auth(token).json(&body).send().await.unwrap()
+        self.http
+            .patch(url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// `PATCH` a password reset the way the operator sends it.
@@ -88,5 +114,8 @@ pub const GOOD_PASSWORD: &str = "kT7#vQ2m-Lp9xZ";
 /// The Graph error code of a response.
 pub async fn graph_code(response: Response) -> String {
     let body: Value = response.json().await.unwrap();
-    body["error"]["code"].as_str().unwrap_or_default().to_owned()
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }

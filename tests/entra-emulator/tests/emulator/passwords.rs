@@ -7,10 +7,20 @@ use reqwest::StatusCode;
 use crate::{Harness, graph_code};
 
 async fn assert_refused(harness: &Harness, token: &str, password: &str) {
-    let response = harness.set_password(token, sample::ALICE.id, password).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{password:?} was accepted");
+    let response = harness
+        .set_password(token, sample::ALICE.id, password)
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "{password:?} was accepted"
+    );
     assert_eq!(graph_code(response).await, "Request_BadRequest");
-    assert!(harness.emulator.sign_in(sample::ALICE.id, sample::ALICE_INITIAL_PASSWORD));
+    assert!(
+        harness
+            .emulator
+            .sign_in(sample::ALICE.id, sample::ALICE_INITIAL_PASSWORD)
+    );
 }
 
 #[tokio::test]
@@ -19,15 +29,15 @@ async fn each_password_rule_is_enforced() {
     let token = harness.token().await;
     let too_long = format!("aB3#{}", "x".repeat(253));
     for password in [
-        "aB3#xyz",           // 7 characters
-        too_long.as_str(),   // 257 characters
-        "kT7#vQ2m\u{e9}xx",  // not ASCII
-        "kT7#\tvQ2mxx",      // a control character
-        "abcdefgh12",        // two classes
-        "ABCDEFGH#$",        // two classes
-        "xP@ssw0rd!9",       // banned, after normalisation
-        "Welcome-Home9",     // banned
-        "ALICE-#9yyzz",      // the UPN's local part
+        "aB3#xyz",          // 7 characters
+        too_long.as_str(),  // 257 characters
+        "kT7#vQ2m\u{e9}xx", // not ASCII
+        "kT7#\tvQ2mxx",     // a control character
+        "abcdefgh12",       // two classes
+        "ABCDEFGH#$",       // two classes
+        "xP@ssw0rd!9",      // banned, after normalisation
+        "Welcome-Home9",    // banned
+        "ALICE-#9yyzz",     // the UPN's local part
     ] {
         assert_refused(&harness, &token, password).await;
     }
@@ -36,7 +46,9 @@ async fn each_password_rule_is_enforced() {
 #[tokio::test]
 async fn the_display_name_is_refused_too() {
     let harness = Harness::start().await;
-    harness.emulator.update_user(sample::ALICE.id, |alice| alice.display_name = "Alice Wonderland".into());
+    harness.emulator.update_user(sample::ALICE.id, |alice| {
+        alice.display_name = "Alice Wonderland".into()
+    });
     let token = harness.token().await;
     assert_refused(&harness, &token, "wonderland-#9Q").await;
 }
@@ -47,8 +59,14 @@ async fn boundary_passwords_are_accepted() {
     let token = harness.token().await;
     let longest = format!("aB3#{}", "x".repeat(252));
     for password in ["aB3#xyzw", longest.as_str(), "three classes only 9"] {
-        let response = harness.set_password(&token, sample::ALICE.id, password).await;
-        assert_eq!(response.status(), StatusCode::NO_CONTENT, "{password:?} was refused");
+        let response = harness
+            .set_password(&token, sample::ALICE.id, password)
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::NO_CONTENT,
+            "{password:?} was refused"
+        );
         assert!(harness.emulator.sign_in(sample::ALICE.id, password));
     }
 }

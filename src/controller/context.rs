@@ -1,0 +1,113 @@
+use k8s_openapi::api::coordination::v1::Lease as Claim;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use std::sync::Arc;
+
+use super::Error;
+use super::claims::Claims;
+use crate::api::{EntraDynamicSecret, EntraLease};
+use crate::graph::{AppCredentials, EndpointOverrides, Endpoints, GraphClient};
+use crate::sensitive::SecretString;
+
+/// How many generated passwords an issue tries when Entra rejects one (banned list, user's name).
+pub const PASSWORD_ATTEMPTS: u32 = 3;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub graph: GraphClient,
+    pub endpoints: EndpointOverrides,
+    pub claims: Claims,
+    pub recorder: Recorder,
+    /// Every dynamic secret, from the shared watch.
+    pub pools: Store<EntraDynamicSecret>,
+    /// Every Secret the operator manages, from the shared watch.
+    pub secrets: Store<Secret>,
+    /// Every user claim, from the shared watch.
+    pub claim_store: Store<Claim>,
+}
+
+impl Context {
+    /// The dynamic secret a lease refers to, from the cache.
+    pub fn pool_of(&self, lease: &EntraLease) -> Option<Arc<EntraDynamicSecret>> {
+        let namespace = lease.namespace().unwrap_or_default();
+        self.pools
+            .get(&ObjectRef::new(&lease.spec.dynamic_secret_ref.name).within(&namespace))
+    }
+
+    /// The Secret named `name` in `namespace`: from the cache when it is a managed one, else from
+    /// the API server, which also reveals a Secret of that name that the operator does not own
+    /// and a Secret written so recently that the cache has not seen it yet.
+    pub async fn secret(&self, namespace: &str, name: &str) -> kube::Result<Option<Secret>> {
+        if let Some(secret) = self.secrets.get(&ObjectRef::new(name).within(namespace)) {
+            return Ok(Some((*secret).clone()));
+        }
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+    }
+
+    /// The app credentials of a dynamic secret, with the client secret read from its Secret now,
+    /// so that a rotated secret is used at once (its new value is also a new token cache key).
+    pub async fn app_credentials(
+        &self,
+        pool: &EntraDynamicSecret,
+    ) -> Result<AppCredentials, Error> {
+        let namespace = pool.namespace().unwrap_or_default();
+        let reference = &pool.spec.client_secret_ref;
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace)
+            .get_opt(&reference.name)
+            .await?
+            .ok_or_else(|| {
+                Error::ClientSecret(format!(
+                    "Secret {} not found in {namespace}",
+                    reference.name
+                ))
+            })?;
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(&reference.key))
+            .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
+            .map(|text| SecretString::new(text.trim().to_owned()))
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| {
+                Error::ClientSecret(format!(
+                    "Secret {} has no non-empty key {}",
+                    reference.name, reference.key
+                ))
+            })?;
+        let endpoints = Endpoints::resolve(pool.spec.cloud, &self.endpoints);
+        Ok(AppCredentials::with_client_secret(
+            endpoints,
+            pool.spec.tenant_id.clone(),
+            pool.spec.application_id.clone(),
+            value,
+        ))
+    }
+
+    /// Publishes an event about `object`. Event notes carry no secret material: they are built
+    /// from names, reasons and Graph error messages, which never include secrets.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "could not publish an event");
+        }
+    }
+}

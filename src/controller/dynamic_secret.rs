@@ -1,0 +1,301 @@
+//! The dynamic secret reconciler: checks the app's credentials, resolves every pool user once,
+//! publishes the pool's state, and ends all of its leases before it goes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+
+use super::Error;
+use super::claims::{HOLDER_ANNOTATION, USER_LABEL};
+use super::context::Context;
+use super::reasons::Reason;
+use super::status::{apply_status, set_condition};
+use crate::api::{DynamicSecretStatus, EntraDynamicSecret, EntraLease, PoolUser};
+use crate::graph::GraphError;
+
+/// Held by every dynamic secret until all of its leases have ended.
+pub const FINALIZER: &str = "kms.hanzo.ai/end-leases";
+
+/// Pool users are resolved again at this interval, to notice changes made in Entra.
+pub const REVALIDATE_EVERY: Duration = Duration::from_secs(600);
+
+pub async fn reconcile(pool: Arc<EntraDynamicSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = pool.namespace().unwrap_or_default();
+    let api: Api<EntraDynamicSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, pool, |event| async {
+        match event {
+            Finalizer::Apply(pool) => validate(&pool, &api, &ctx).await,
+            Finalizer::Cleanup(pool) => end_leases(&pool, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)))
+}
+
+async fn validate(
+    pool: &EntraDynamicSecret,
+    api: &Api<EntraDynamicSecret>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let current = pool.status.clone().unwrap_or_default();
+    let resolved = match resolve_users(pool, ctx).await {
+        Ok(users) => users,
+        Err(Failure { reason, message }) => {
+            let mut status = current.clone();
+            status.observed_generation = pool.metadata.generation;
+            status.users = pool
+                .spec
+                .users
+                .iter()
+                .map(|u| PoolUser {
+                    configured: u.clone(),
+                    ..PoolUser::default()
+                })
+                .collect();
+            status.available = 0;
+            status.leased = 0;
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                false,
+                &reason,
+                message.clone(),
+                pool.metadata.generation,
+                now,
+            );
+            status.conditions.retain(|c| c.type_ != "Degraded");
+            if !has_reason(&current, &reason) {
+                ctx.publish(pool, EventType::Warning, &reason, "Validate", message)
+                    .await;
+            }
+            apply_status(api, pool, pool.status.as_ref(), &status).await?;
+            // The fix (a Secret, a grant in Entra) may come without a change here: look again soon.
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
+    let status = pool_status(pool, ctx, resolved, &current, now);
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    if let Some(ready) = ready
+        && !has_reason(&current, &ready.reason)
+    {
+        let type_ = if ready.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        ctx.publish(
+            pool,
+            type_,
+            &ready.reason.clone(),
+            "Validate",
+            ready.message.clone(),
+        )
+        .await;
+    }
+    apply_status(api, pool, pool.status.as_ref(), &status).await?;
+    Ok(Action::requeue(REVALIDATE_EVERY))
+}
+
+struct Failure {
+    reason: String,
+    message: String,
+}
+
+/// Resolves each configured user through Graph, or reuses the resolution in the status when the
+/// spec has not changed since and it is recent: leases are issued against resolved object ids.
+async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<PoolUser>, Failure> {
+    let app = ctx.app_credentials(pool).await.map_err(|error| Failure {
+        reason: match &error {
+            Error::ClientSecret(_) => Reason::ClientSecretNotFound.as_str().into(),
+            _ => "ClientSecretUnreadable".into(),
+        },
+        message: error.to_string(),
+    })?;
+    let graph_failure = |error: GraphError| Failure {
+        reason: error.reason().into(),
+        message: error.to_string(),
+    };
+    ctx.graph
+        .check_credentials(&app)
+        .await
+        .map_err(graph_failure)?;
+    let mut users = Vec::with_capacity(pool.spec.users.len());
+    for configured in &pool.spec.users {
+        let mut user = PoolUser {
+            configured: configured.clone(),
+            ..PoolUser::default()
+        };
+        match ctx.graph.get_user(&app, configured).await {
+            Ok(found) => {
+                user.problem = found
+                    .not_leasable()
+                    .map(|reason| reason.as_str().to_owned());
+                user.id = Some(found.id);
+                user.user_principal_name = Some(found.user_principal_name);
+                user.display_name = found.display_name;
+            }
+            Err(GraphError::UserNotFound { .. }) => user.problem = Some("NotFound".into()),
+            Err(error) => return Err(graph_failure(error)),
+        }
+        users.push(user);
+    }
+    let mut seen = HashMap::new();
+    for user in &mut users {
+        if let Some(id) = &user.id
+            && let Some(first) = seen.insert(id.to_ascii_lowercase(), user.configured.clone())
+        {
+            user.problem = Some(format!("DuplicateOf:{first}"));
+        }
+    }
+    Ok(users)
+}
+
+fn pool_status(
+    pool: &EntraDynamicSecret,
+    ctx: &Context,
+    mut users: Vec<PoolUser>,
+    current: &DynamicSecretStatus,
+    now: Timestamp,
+) -> DynamicSecretStatus {
+    let namespace = pool.namespace().unwrap_or_default();
+    let holders: HashMap<String, String> = ctx
+        .claim_store
+        .state()
+        .iter()
+        .filter_map(|claim| {
+            let user = claim.labels().get(USER_LABEL)?.clone();
+            let holder = claim.annotations().get(HOLDER_ANNOTATION)?;
+            let (holder_namespace, name) = holder.split_once('/')?;
+            // Leases of other namespaces are not ours to name here: show only that it is taken.
+            let shown = if holder_namespace == namespace {
+                name.to_owned()
+            } else {
+                "(another namespace)".to_owned()
+            };
+            Some((user, shown))
+        })
+        .collect();
+    for user in &mut users {
+        user.leased_by = user
+            .id
+            .as_ref()
+            .and_then(|id| holders.get(&id.to_ascii_lowercase()).cloned());
+    }
+    let leasable = users.iter().filter(|u| u.problem.is_none()).count();
+    let leased = users
+        .iter()
+        .filter(|u| u.problem.is_none() && u.leased_by.is_some())
+        .count();
+    let mut status = current.clone();
+    status.observed_generation = pool.metadata.generation;
+    status.available = (leasable - leased) as u32;
+    status.leased = leased as u32;
+    let problems: Vec<String> = users
+        .iter()
+        .filter_map(|u| {
+            u.problem
+                .as_ref()
+                .map(|p| format!("{} ({p})", u.configured))
+        })
+        .collect();
+    status.users = users;
+    let generation = pool.metadata.generation;
+    if leasable == 0 {
+        let message = format!("no pool user can be leased: {}", problems.join(", "));
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            false,
+            Reason::NoLeasableUsers.as_str(),
+            message,
+            generation,
+            now,
+        );
+    } else {
+        let message = format!(
+            "{leasable} of {} pool users can be leased",
+            pool.spec.users.len()
+        );
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            true,
+            Reason::Ready.as_str(),
+            message,
+            generation,
+            now,
+        );
+    }
+    if problems.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "Degraded",
+            false,
+            Reason::AllUsersLeasable.as_str(),
+            "every pool user can be leased".into(),
+            generation,
+            now,
+        );
+    } else {
+        let message = format!("some pool users cannot be leased: {}", problems.join(", "));
+        set_condition(
+            &mut status.conditions,
+            "Degraded",
+            true,
+            Reason::SomeUsersNotLeasable.as_str(),
+            message,
+            generation,
+            now,
+        );
+    }
+    status
+}
+
+fn has_reason(status: &DynamicSecretStatus, reason: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == reason)
+}
+
+/// The finalizer: delete every lease of this dynamic secret and wait until all have ended, so no
+/// credential outlives its configuration.
+async fn end_leases(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Action, Error> {
+    let namespace = pool.namespace().unwrap_or_default();
+    let leases: Api<EntraLease> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mine: Vec<EntraLease> = leases
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|lease| lease.spec.dynamic_secret_ref.name == pool.name_any())
+        .collect();
+    if mine.is_empty() {
+        return Ok(Action::await_change());
+    }
+    for lease in mine
+        .iter()
+        .filter(|l| l.metadata.deletion_timestamp.is_none())
+    {
+        leases
+            .delete(&lease.name_any(), &DeleteParams::default())
+            .await?;
+    }
+    ctx.publish(
+        pool,
+        EventType::Normal,
+        Reason::LeasesEnding.as_str(),
+        "Delete",
+        format!("waiting for {} leases to end before deletion", mine.len()),
+    )
+    .await;
+    Ok(Action::requeue(Duration::from_secs(2)))
+}

@@ -1,0 +1,677 @@
+//! The lease reconciler: fetches the facts, asks [`decide`], and carries the decision out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+
+use super::Error;
+use super::claims::{ClaimOutcome, is_not_found};
+use super::context::{Context, PASSWORD_ATTEMPTS};
+use super::lease_decision::{
+    Candidate, Decision, LeaseFacts, SecretState, credentials_secret_name, decide,
+};
+use super::reasons::Reason;
+use super::status::{FIELD_MANAGER, apply_status, set_condition, whole_seconds};
+use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeaseStatus, LeasedUser};
+use crate::graph::{AppCredentials, GraphError};
+use crate::password::generate_password;
+use crate::secret::{
+    Credentials, EXPIRES_AT_ANNOTATION, credentials_secret, format_time, is_owned_by, secret_state,
+    stored_password,
+};
+use crate::sensitive::SecretString;
+
+/// Held by every lease until its credential is revoked (invariant I3).
+pub const FINALIZER: &str = "kms.hanzo.ai/revoke";
+
+pub async fn reconcile(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = lease.namespace().unwrap_or_default();
+    let api: Api<EntraLease> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, lease, |event| async {
+        match event {
+            Finalizer::Apply(lease) => apply(&lease, &api, &ctx).await,
+            Finalizer::Cleanup(lease) => cleanup(&lease, &api, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)))
+}
+
+async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Result<Action, Error> {
+    let pool = ctx.pool_of(lease);
+    let namespace = lease.namespace().unwrap_or_default();
+    let secret_name = credentials_secret_name(lease, pool.as_deref());
+    let secret = ctx.secret(&namespace, &secret_name).await?;
+    let now = Timestamp::now();
+    let facts = LeaseFacts {
+        lease,
+        pool: pool.as_deref(),
+        secret: secret_state(lease, secret.as_ref()),
+        now,
+    };
+    let decision = decide(&facts);
+    tracing::debug!(lease = %lease.name_any(), ?decision, "decided");
+    let shell = Shell {
+        lease,
+        api,
+        ctx,
+        now,
+    };
+    match decision {
+        Decision::Expire => shell.expire().await,
+        Decision::Refuse { reason, message } => {
+            shell.refuse(pool.as_deref(), reason, message).await
+        }
+        Decision::Wait { reason, message } => shell.wait(reason.as_str(), message).await,
+        Decision::Issue {
+            candidates,
+            ttl,
+            max_ttl,
+        } => {
+            let pool = pool.expect("issue decisions have a pool");
+            shell
+                .issue(&pool, &secret_name, secret, candidates, ttl, max_ttl)
+                .await
+        }
+        Decision::Restore { cause } => {
+            let Some(pool) = pool else {
+                return Err(Error::RevocationBlocked("dynamic secret missing".into()));
+            };
+            shell.restore(&pool, &secret_name, cause).await
+        }
+        Decision::Renew {
+            expires_at,
+            capped,
+            request,
+        } => shell.renew(&secret_name, expires_at, capped, request).await,
+        Decision::Hold { until } => Ok(requeue_at(until, now)),
+    }
+}
+
+/// Carries decisions out for one lease.
+struct Shell<'a> {
+    lease: &'a EntraLease,
+    api: &'a Api<EntraLease>,
+    ctx: &'a Context,
+    now: Timestamp,
+}
+
+impl Shell<'_> {
+    fn status(&self) -> LeaseStatus {
+        self.lease.status.clone().unwrap_or_default()
+    }
+
+    async fn write_status(&self, status: &LeaseStatus) -> Result<(), Error> {
+        apply_status(self.api, self.lease, self.lease.status.as_ref(), status).await?;
+        Ok(())
+    }
+
+    fn condition(&self, status: &mut LeaseStatus, ready: bool, reason: &str, message: String) {
+        status.observed_generation = self.lease.metadata.generation;
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            ready,
+            reason,
+            message,
+            self.lease.metadata.generation,
+            self.now,
+        );
+    }
+
+    /// True when the lease's Ready condition already says `reason`: events fire on changes only.
+    fn already(&self, reason: &str) -> bool {
+        self.lease
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.reason == reason)
+    }
+
+    async fn expire(&self) -> Result<Action, Error> {
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Normal,
+                Reason::Expired.as_str(),
+                "Expire",
+                "the lease reached its expiry; revoking".into(),
+            )
+            .await;
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: self.lease.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.api.delete(&self.lease.name_any(), &params).await {
+            Ok(_) => Ok(Action::await_change()),
+            Err(error) if is_not_found(&error) => Ok(Action::await_change()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn refuse(
+        &self,
+        pool: Option<&EntraDynamicSecret>,
+        reason: Reason,
+        message: String,
+    ) -> Result<Action, Error> {
+        let mut status = self.status();
+        if let (Some(user), Some(pool)) = (status.user.clone(), pool) {
+            end_credential(self.lease, self.ctx, pool, &user).await?;
+            status.user = None;
+            status.issued_at = None;
+            status.expires_at = None;
+            status.max_expires_at = None;
+            status.secret_name = None;
+        }
+        if !self.already(reason.as_str()) {
+            self.ctx
+                .publish(
+                    self.lease,
+                    EventType::Warning,
+                    reason.as_str(),
+                    "Validate",
+                    message.clone(),
+                )
+                .await;
+        }
+        status.phase = Some(LeasePhase::Failed);
+        self.condition(&mut status, false, reason.as_str(), message);
+        self.write_status(&status).await?;
+        Ok(Action::await_change())
+    }
+
+    async fn wait(&self, reason: &str, message: String) -> Result<Action, Error> {
+        if !self.already(reason) {
+            self.ctx
+                .publish(
+                    self.lease,
+                    EventType::Normal,
+                    reason,
+                    "Wait",
+                    message.clone(),
+                )
+                .await;
+        }
+        let mut status = self.status();
+        status.phase = Some(LeasePhase::Pending);
+        self.condition(&mut status, false, reason, message);
+        self.write_status(&status).await?;
+        Ok(Action::await_change())
+    }
+
+    async fn issue(
+        &self,
+        pool: &EntraDynamicSecret,
+        secret_name: &str,
+        secret: Option<Secret>,
+        candidates: Vec<Candidate>,
+        ttl: Duration,
+        max_ttl: Duration,
+    ) -> Result<Action, Error> {
+        let mut claimed = None;
+        for candidate in candidates {
+            if self
+                .ctx
+                .claims
+                .claim(&candidate.id, self.lease, &pool.name_any())
+                .await?
+                == ClaimOutcome::Claimed
+            {
+                claimed = Some(candidate);
+                break;
+            }
+        }
+        let Some(user) = claimed else {
+            let message = match &self.lease.spec.user {
+                Some(user) => format!("user {user} is leased by another lease; waiting for it"),
+                None => format!(
+                    "every user of EntraDynamicSecret {} is leased; waiting for one",
+                    pool.name_any()
+                ),
+            };
+            return self.wait(Reason::WaitingForUser.as_str(), message).await;
+        };
+        let leased = LeasedUser {
+            user_principal_name: user.user_principal_name.clone(),
+            id: user.id.clone(),
+        };
+        // Record the claimed user before touching Entra, so that a crash resumes with this user.
+        let mut status = self.status();
+        if status.phase != Some(LeasePhase::Issuing) || status.user.as_ref() != Some(&leased) {
+            status.phase = Some(LeasePhase::Issuing);
+            status.user = Some(leased.clone());
+            status.secret_name = Some(secret_name.to_owned());
+            self.condition(
+                &mut status,
+                false,
+                Reason::Issued.as_str(),
+                format!("setting a password for {}", leased.user_principal_name),
+            );
+            self.write_status(&status).await?;
+        }
+        let app = self.ctx.app_credentials(pool).await?;
+        // A Secret left by an interrupted issue holds the password that may already be set: set
+        // that same one again, so no working password is ever lost (invariant I2).
+        let resumed = secret
+            .filter(|s| is_owned_by(s, self.lease))
+            .and_then(|s| stored_password(&s));
+        let fresh = status.max_expires_at.is_none();
+        let expires_at = match status.expires_at.as_ref() {
+            Some(existing) if !fresh => existing.0,
+            _ => whole_seconds(self.now) + signed(ttl),
+        };
+        let outcome =
+            set_password_via_secret(self, pool, &app, &leased, secret_name, resumed, expires_at)
+                .await;
+        if let Err(error) = outcome {
+            return self.issue_failed(pool, &leased, error).await;
+        }
+        if fresh {
+            let issued_at = whole_seconds(self.now);
+            status.issued_at = Some(Time(issued_at));
+            status.expires_at = Some(Time(expires_at));
+            status.max_expires_at = Some(Time(issued_at + signed(max_ttl)));
+        }
+        status.phase = Some(LeasePhase::Active);
+        let message = format!(
+            "credentials for {} are in Secret {secret_name} until {}",
+            leased.user_principal_name,
+            format_time(expires_at)
+        );
+        self.condition(&mut status, true, Reason::Issued.as_str(), message.clone());
+        self.write_status(&status).await?;
+        let reason = if fresh {
+            Reason::Issued
+        } else {
+            Reason::CredentialRestored
+        };
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Normal,
+                reason.as_str(),
+                "Issue",
+                message,
+            )
+            .await;
+        Ok(requeue_at(expires_at, self.now))
+    }
+
+    /// A permanent Graph failure while issuing: nothing stays issued, the user is released.
+    async fn issue_failed(
+        &self,
+        pool: &EntraDynamicSecret,
+        user: &LeasedUser,
+        error: Error,
+    ) -> Result<Action, Error> {
+        let Error::Graph(graph) = &error else {
+            return Err(error);
+        };
+        if graph.is_transient() {
+            return Err(error);
+        }
+        end_credential(self.lease, self.ctx, pool, user).await?;
+        let mut status = self.status();
+        status.user = None;
+        status.secret_name = None;
+        status.issued_at = None;
+        status.expires_at = None;
+        status.max_expires_at = None;
+        status.phase = Some(LeasePhase::Failed);
+        let message = graph.to_string();
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Warning,
+                graph.reason(),
+                "Issue",
+                message.clone(),
+            )
+            .await;
+        self.condition(&mut status, false, graph.reason(), message);
+        self.write_status(&status).await?;
+        // Permissions and roles can be fixed in Entra without any change here: try again later.
+        Ok(Action::requeue(Duration::from_secs(300)))
+    }
+
+    /// The active lease's Secret was deleted or edited: a fresh password (which also ends the old
+    /// one) goes into a restored Secret. Issuing resumes through the same path as a first issue,
+    /// keeping the lease's times.
+    async fn restore(
+        &self,
+        pool: &EntraDynamicSecret,
+        secret_name: &str,
+        cause: SecretState,
+    ) -> Result<Action, Error> {
+        let what = if cause == SecretState::Missing {
+            "deleted"
+        } else {
+            "edited"
+        };
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Warning,
+                Reason::CredentialRestored.as_str(),
+                "Restore",
+                format!("Secret {secret_name} was {what}; issuing a fresh password"),
+            )
+            .await;
+        let mut status = self.status();
+        status.phase = Some(LeasePhase::Issuing);
+        self.condition(
+            &mut status,
+            false,
+            Reason::CredentialRestored.as_str(),
+            format!("Secret {secret_name} was {what}"),
+        );
+        self.write_status(&status).await?;
+        let user = status.user.clone().expect("an active lease has a user");
+        let app = self.ctx.app_credentials(pool).await?;
+        let expires_at = status.expires_at.as_ref().map_or(self.now, |t| t.0);
+        if let Err(error) =
+            set_password_via_secret(self, pool, &app, &user, secret_name, None, expires_at).await
+        {
+            return self.issue_failed(pool, &user, error).await;
+        }
+        status.phase = Some(LeasePhase::Active);
+        self.condition(
+            &mut status,
+            true,
+            Reason::CredentialRestored.as_str(),
+            format!("Secret {secret_name} restored with a fresh password"),
+        );
+        self.write_status(&status).await?;
+        Ok(requeue_at(expires_at, self.now))
+    }
+
+    async fn renew(
+        &self,
+        secret_name: &str,
+        expires_at: Timestamp,
+        capped: bool,
+        request: Option<String>,
+    ) -> Result<Action, Error> {
+        let mut status = self.status();
+        let reason = if capped {
+            Reason::RenewalCapped
+        } else {
+            Reason::Renewed
+        };
+        let message = if capped {
+            format!(
+                "renewed to {}, the lease's maxTTL; it cannot be renewed further",
+                format_time(expires_at)
+            )
+        } else {
+            format!("renewed until {}", format_time(expires_at))
+        };
+        if status.expires_at.as_ref().map(|t| t.0) != Some(expires_at) {
+            status.renew_count += 1;
+            status.last_renewed_at = Some(Time(whole_seconds(self.now)));
+            status.expires_at = Some(Time(expires_at));
+            self.annotate_expiry(secret_name, expires_at).await?;
+        }
+        if request.is_some() {
+            status.last_renew_request = request;
+        }
+        self.condition(&mut status, true, reason.as_str(), message.clone());
+        self.write_status(&status).await?;
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Normal,
+                reason.as_str(),
+                "Renew",
+                message,
+            )
+            .await;
+        Ok(requeue_at(expires_at, self.now))
+    }
+
+    /// Renewals change the Secret's expiry annotation only, never its data.
+    async fn annotate_expiry(&self, secret_name: &str, expires_at: Timestamp) -> Result<(), Error> {
+        let namespace = self.lease.namespace().unwrap_or_default();
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { EXPIRES_AT_ANNOTATION: format_time(expires_at) } }
+        });
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        match secrets
+            .patch(secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Writes the Secret first, then sets the same password in Entra: a crash in between leaves a
+/// Secret whose password the next attempt sets again, never a working password nobody has.
+async fn set_password_via_secret(
+    shell: &Shell<'_>,
+    pool: &EntraDynamicSecret,
+    app: &AppCredentials,
+    user: &LeasedUser,
+    secret_name: &str,
+    resumed: Option<SecretString>,
+    expires_at: Timestamp,
+) -> Result<(), Error> {
+    let mut password =
+        resumed.unwrap_or_else(|| generate_password(usize::from(pool.spec.password_length)));
+    for attempt in 1..=PASSWORD_ATTEMPTS {
+        let credentials = Credentials {
+            user_principal_name: &user.user_principal_name,
+            user_id: &user.id,
+            tenant_id: &pool.spec.tenant_id,
+            password: &password,
+        };
+        let secret = credentials_secret(shell.lease, secret_name, &credentials, expires_at);
+        write_secret(shell.ctx, shell.lease, secret).await?;
+        match shell.ctx.graph.set_password(app, &user.id, &password).await {
+            Ok(()) => return Ok(()),
+            Err(GraphError::PasswordRejected { .. }) if attempt < PASSWORD_ATTEMPTS => {
+                password = generate_password(usize::from(pool.spec.password_length));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Creates the lease's Secret, or replaces it when the lease owns it. Never touches a Secret
+/// the lease does not own.
+async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Result<(), Error> {
+    let namespace = lease.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = secret.name_any();
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &secret,
+        )
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(error) if super::claims::is_conflict(&error) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let existing = api.get(&name).await?;
+    if !is_owned_by(&existing, lease) {
+        return Err(Error::ClientSecret(format!(
+            "Secret {name} is not owned by this lease"
+        )));
+    }
+    let mut replacement = secret;
+    replacement.metadata.resource_version = existing.resource_version();
+    api.replace(
+        &name,
+        &PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &replacement,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends a lease's credential: scramble the password (a fresh value nobody keeps), revoke sign-in
+/// sessions, delete the Secret, release the user. Only a holder of the user's claim scrambles,
+/// so a retry after the user went to another lease never touches that lease's password.
+pub async fn end_credential(
+    lease: &EntraLease,
+    ctx: &Context,
+    pool: &EntraDynamicSecret,
+    user: &LeasedUser,
+) -> Result<(), Error> {
+    if ctx.claims.holds(&user.id, lease).await? {
+        let app = ctx.app_credentials(pool).await?;
+        let scrambled = ctx
+            .graph
+            .set_new_password(
+                &app,
+                &user.id,
+                usize::from(pool.spec.password_length),
+                PASSWORD_ATTEMPTS,
+            )
+            .await;
+        match scrambled {
+            Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        if pool.spec.revoke_sign_in_sessions {
+            match ctx.graph.revoke_sign_in_sessions(&app, &user.id).await {
+                Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    delete_owned_secret(ctx, lease).await?;
+    ctx.claims.release(&user.id, lease).await?;
+    Ok(())
+}
+
+async fn delete_owned_secret(ctx: &Context, lease: &EntraLease) -> Result<(), Error> {
+    let namespace = lease.namespace().unwrap_or_default();
+    let Some(name) = lease.status.as_ref().and_then(|s| s.secret_name.clone()) else {
+        return Ok(());
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(secret) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    if !is_owned_by(&secret, lease) {
+        return Ok(());
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: secret.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The finalizer: the lease is deleted (by a user, by expiry or with its dynamic secret). Its
+/// finalizer stays until the credential is ended (invariant I3); failures retry with backoff.
+async fn cleanup(
+    lease: &EntraLease,
+    api: &Api<EntraLease>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let Some(user) = lease.status.as_ref().and_then(|s| s.user.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let now = Timestamp::now();
+    let shell = Shell {
+        lease,
+        api,
+        ctx,
+        now,
+    };
+    let mut status = shell.status();
+    if status.phase != Some(LeasePhase::Revoking) {
+        status.phase = Some(LeasePhase::Revoking);
+        shell.condition(
+            &mut status,
+            false,
+            Reason::Revoking.as_str(),
+            format!("ending the credential of {}", user.user_principal_name),
+        );
+        shell.write_status(&status).await?;
+    }
+    let outcome = match ctx.pool_of(lease) {
+        Some(pool) => end_credential(lease, ctx, &pool, &user).await,
+        None if !ctx.claims.holds(&user.id, lease).await? => Ok(()),
+        None => Err(Error::RevocationBlocked(format!(
+            "EntraDynamicSecret {} is gone, so the password of {} cannot be scrambled; restore it",
+            lease.spec.dynamic_secret_ref.name, user.user_principal_name
+        ))),
+    };
+    if let Err(error) = outcome {
+        let message = format!(
+            "revoking {} failed, retrying: {error}",
+            user.user_principal_name
+        );
+        ctx.publish(
+            lease,
+            EventType::Warning,
+            Reason::RevocationFailing.as_str(),
+            "Revoke",
+            message.clone(),
+        )
+        .await;
+        shell.condition(
+            &mut status,
+            false,
+            Reason::RevocationFailing.as_str(),
+            message,
+        );
+        let _ = apply_status(api, lease, lease.status.as_ref(), &status).await;
+        return Err(error);
+    }
+    ctx.publish(
+        lease,
+        EventType::Normal,
+        Reason::Revoked.as_str(),
+        "Revoke",
+        format!(
+            "the password of {} was scrambled and the user released",
+            user.user_principal_name
+        ),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Wake up exactly at `deadline` (plus a second, since times are stored in whole seconds).
+fn requeue_at(deadline: Timestamp, now: Timestamp) -> Action {
+    let wait = deadline.duration_since(now) + SignedDuration::from_millis(1000);
+    Action::requeue(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+fn signed(duration: Duration) -> SignedDuration {
+    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}

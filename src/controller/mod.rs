@@ -1,0 +1,196 @@
+//! The two controllers and the watches they share.
+
+mod claims;
+mod context;
+mod dynamic_secret;
+mod error;
+mod lease;
+pub mod lease_decision;
+mod reasons;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::coordination::v1::Lease as Claim;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+
+pub use claims::{Claims, claim_name};
+pub use context::Context;
+pub use error::Error;
+pub use reasons::Reason;
+
+use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase};
+use crate::graph::{EndpointOverrides, GraphClient};
+use crate::secret::managed_selector;
+
+/// How the controllers run.
+pub struct Settings {
+    /// Namespace of the user claims (the operator's own).
+    pub claims_namespace: String,
+    /// Watch one namespace, or all when `None`.
+    pub watch_namespace: Option<String>,
+    pub endpoints: EndpointOverrides,
+    pub graph: GraphClient,
+    /// Reconciles running at once, per controller.
+    pub concurrency: u16,
+    /// Name of this instance in events.
+    pub instance: Option<String>,
+}
+
+fn namespaced<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let watch_namespace = settings.watch_namespace.clone();
+    // Shared watches: one stream per kind feeds both the caches the reconcilers read and the
+    // controllers' triggers.
+    let (pools, pool_writer) = reflector::store_shared::<EntraDynamicSecret>(1024);
+    let (secrets, secret_writer) = reflector::store_shared::<Secret>(1024);
+    let (claim_store, claim_writer) = reflector::store_shared::<Claim>(1024);
+    let pool_events = pool_writer.subscribe().expect("a shared store");
+    let pool_events_for_leases = pool_writer.subscribe().expect("a shared store");
+
+    let pool_watch = watcher(
+        namespaced::<EntraDynamicSecret>(&client, &watch_namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect_shared(pool_writer)
+    .for_each(|_| future::ready(()));
+    let secret_watch = watcher(
+        namespaced::<Secret>(&client, &watch_namespace),
+        watcher::Config::default().labels(&managed_selector()),
+    )
+    .default_backoff()
+    .reflect_shared(secret_writer)
+    .for_each(|_| future::ready(()));
+    let claims = Claims::new(client.clone(), &settings.claims_namespace);
+    let claim_watch = watcher(
+        claims.api().clone(),
+        watcher::Config::default().labels(&Claims::selector()),
+    )
+    .default_backoff()
+    .reflect_shared(claim_writer)
+    .for_each(|_| future::ready(()));
+
+    let reporter = Reporter {
+        controller: "entra-operator".into(),
+        instance: settings.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        graph: settings.graph,
+        endpoints: settings.endpoints,
+        claims,
+        recorder: Recorder::new(client.clone(), reporter),
+        pools: pools.clone(),
+        secrets,
+        claim_store,
+    });
+    let config = ControllerConfig::default().concurrency(settings.concurrency);
+    let shutdown = future::Shared::clone(&futures::FutureExt::shared(Box::pin(shutdown)));
+
+    let leases = Controller::new(
+        namespaced::<EntraLease>(&client, &watch_namespace),
+        watcher::Config::default(),
+    )
+    .with_config(config.clone());
+    let lease_store = leases.store();
+    let leases_of_pool = lease_store.clone();
+    let pending_leases = lease_store.clone();
+    // Secrets and claims trigger through watches of their own: shared streams skip deletions,
+    // and a deleted Secret or a released claim is exactly what these reconciles must see.
+    let managed_secrets = watcher::Config::default().labels(&managed_selector());
+    let claim_config = watcher::Config::default().labels(&Claims::selector());
+    let lease_controller = leases
+        .owns(
+            namespaced::<Secret>(&client, &watch_namespace),
+            managed_secrets,
+        )
+        .watches_shared_stream(
+            pool_events_for_leases,
+            move |pool: Arc<EntraDynamicSecret>| {
+                let namespace = pool.namespace();
+                let name = pool.name_any();
+                leases_of_pool
+                    .state()
+                    .into_iter()
+                    .filter(move |lease| {
+                        lease.namespace() == namespace && lease.spec.dynamic_secret_ref.name == name
+                    })
+                    .map(|lease| ObjectRef::from(lease.as_ref()))
+            },
+        )
+        // A released user wakes the leases waiting for one.
+        .watches(
+            ctx.claims.api().clone(),
+            claim_config.clone(),
+            move |_claim: Claim| {
+                pending_leases
+                    .state()
+                    .into_iter()
+                    .filter(|lease| {
+                        lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Pending)
+                    })
+                    .map(|lease| ObjectRef::from(lease.as_ref()))
+            },
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(lease::reconcile, error_policy::<EntraLease>, ctx.clone())
+        .for_each(|_| future::ready(()));
+
+    let pool_controller = Controller::for_shared_stream(pool_events, pools)
+        .with_config(config)
+        .watches(ctx.claims.api().clone(), claim_config, |claim: Claim| {
+            let pool = claim.annotations().get(claims::POOL_ANNOTATION)?.clone();
+            let (namespace, name) = pool.split_once('/')?;
+            Some(ObjectRef::<EntraDynamicSecret>::new(name).within(namespace))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(
+            dynamic_secret::reconcile,
+            error_policy::<EntraDynamicSecret>,
+            ctx,
+        )
+        .for_each(|_| future::ready(()));
+
+    tokio::select! {
+        _ = future::join(lease_controller, pool_controller) => {}
+        _ = pool_watch => tracing::error!("the dynamic secret watch ended"),
+        _ = secret_watch => tracing::error!("the Secret watch ended"),
+        _ = claim_watch => tracing::error!("the claim watch ended"),
+    }
+}
+
+/// Failed reconciles retry with backoff; the error is logged (it never carries secrets).
+fn error_policy<K: kube::Resource>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        object = %object.meta().name.as_deref().unwrap_or_default(),
+        namespace = %object.meta().namespace.as_deref().unwrap_or_default(),
+        kind = error.metric_label(),
+        %error,
+        "reconcile failed"
+    );
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,71 @@
+//! Condition and event reasons of the lease and dynamic secret controllers. Graph failures use the
+//! reason of their [`GraphError`](crate::graph::GraphError) instead.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    // Progress of a lease.
+    Issued,
+    Renewed,
+    RenewalCapped,
+    CredentialRestored,
+    Expired,
+    Revoking,
+    Revoked,
+    RevocationFailing,
+    WaitingForUser,
+    // Why a lease waits.
+    DynamicSecretNotFound,
+    DynamicSecretNotReady,
+    DynamicSecretDeleting,
+    // Why a lease is refused.
+    InvalidTTL,
+    TTLExceedsMax,
+    UserNotInPool,
+    UserNotLeasable,
+    SecretConflict,
+    // A dynamic secret.
+    Ready,
+    ClientSecretNotFound,
+    NoLeasableUsers,
+    SomeUsersNotLeasable,
+    AllUsersLeasable,
+    LeasesEnding,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Issued => "Issued",
+            Reason::Renewed => "Renewed",
+            Reason::RenewalCapped => "RenewalCapped",
+            Reason::CredentialRestored => "CredentialRestored",
+            Reason::Expired => "Expired",
+            Reason::Revoking => "Revoking",
+            Reason::Revoked => "Revoked",
+            Reason::RevocationFailing => "RevocationFailing",
+            Reason::WaitingForUser => "WaitingForUser",
+            Reason::DynamicSecretNotFound => "DynamicSecretNotFound",
+            Reason::DynamicSecretNotReady => "DynamicSecretNotReady",
+            Reason::DynamicSecretDeleting => "DynamicSecretDeleting",
+            Reason::InvalidTTL => "InvalidTTL",
+            Reason::TTLExceedsMax => "TTLExceedsMax",
+            Reason::UserNotInPool => "UserNotInPool",
+            Reason::UserNotLeasable => "UserNotLeasable",
+            Reason::SecretConflict => "SecretConflict",
+            Reason::Ready => "Ready",
+            Reason::ClientSecretNotFound => "ClientSecretNotFound",
+            Reason::NoLeasableUsers => "NoLeasableUsers",
+            Reason::SomeUsersNotLeasable => "SomeUsersNotLeasable",
+            Reason::AllUsersLeasable => "AllUsersLeasable",
+            Reason::LeasesEnding => "LeasesEnding",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

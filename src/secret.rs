@@ -1,0 +1,200 @@
+//! The Secret a lease writes its credentials to: how it is built, and how the operator tells its
+//! own untouched Secret from an edited one or from a Secret it does not own.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+
+use crate::api::EntraLease;
+use crate::controller::lease_decision::SecretState;
+use crate::sensitive::SecretString;
+
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "entra-operator";
+pub const LEASE_LABEL: &str = "kms.hanzo.ai/lease";
+pub const EXPIRES_AT_ANNOTATION: &str = "kms.hanzo.ai/expires-at";
+/// SHA-256 of the data the operator wrote, to notice edits. The password is random with more
+/// than 128 bits of entropy, so its digest reveals nothing usable.
+pub const DATA_DIGEST_ANNOTATION: &str = "kms.hanzo.ai/data-sha256";
+
+/// The label selector of every Secret this operator writes.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
+}
+
+/// What goes into a lease's Secret.
+pub struct Credentials<'a> {
+    pub user_principal_name: &'a str,
+    pub user_id: &'a str,
+    pub tenant_id: &'a str,
+    pub password: &'a SecretString,
+}
+
+/// The Secret for `lease`, owned by it (controller reference), so it never outlives the lease.
+pub fn credentials_secret(
+    lease: &EntraLease,
+    name: &str,
+    credentials: &Credentials<'_>,
+    expires_at: Timestamp,
+) -> Secret {
+    let data: BTreeMap<String, ByteString> = [
+        ("username", credentials.user_principal_name),
+        ("password", credentials.password.expose()),
+        ("userId", credentials.user_id),
+        ("tenantId", credentials.tenant_id),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec())))
+    .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: lease.namespace(),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+                (LEASE_LABEL.to_owned(), lease.name_any()),
+            ])),
+            annotations: Some(BTreeMap::from([
+                (EXPIRES_AT_ANNOTATION.to_owned(), format_time(expires_at)),
+                (DATA_DIGEST_ANNOTATION.to_owned(), data_digest(&data)),
+            ])),
+            owner_references: lease.controller_owner_ref(&()).map(|owner| vec![owner]),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// Where `secret` (the object named like the lease's Secret, if any) stands for `lease`.
+pub fn secret_state(lease: &EntraLease, secret: Option<&Secret>) -> SecretState {
+    let Some(secret) = secret else {
+        return SecretState::Missing;
+    };
+    if !is_owned_by(secret, lease) {
+        return SecretState::Foreign;
+    }
+    let recorded = secret.annotations().get(DATA_DIGEST_ANNOTATION);
+    let actual = secret.data.as_ref().map(data_digest);
+    if recorded.is_some() && recorded == actual.as_ref() {
+        SecretState::Intact
+    } else {
+        SecretState::Tampered
+    }
+}
+
+/// True when `lease` is the controller owner of `secret`.
+pub fn is_owned_by(secret: &Secret, lease: &EntraLease) -> bool {
+    let uid = lease.uid();
+    secret
+        .owner_references()
+        .iter()
+        .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == uid.as_ref())
+}
+
+/// The password the Secret holds, for resuming an interrupted issue with the same value.
+pub fn stored_password(secret: &Secret) -> Option<SecretString> {
+    let bytes = &secret.data.as_ref()?.get("password")?.0;
+    String::from_utf8(bytes.clone()).ok().map(SecretString::new)
+}
+
+fn data_digest(data: &BTreeMap<String, ByteString>) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for (key, value) in data {
+        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        context.update(&(key.len() as u64).to_be_bytes());
+        context.update(key.as_bytes());
+        context.update(&(value.0.len() as u64).to_be_bytes());
+        context.update(&value.0);
+    }
+    context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// RFC 3339 in whole seconds, as Kubernetes writes times.
+pub fn format_time(time: Timestamp) -> String {
+    Timestamp::from_second(time.as_second())
+        .unwrap_or(time)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DynamicSecretRef, EntraLeaseSpec};
+
+    fn lease() -> EntraLease {
+        let mut lease = EntraLease::new(
+            "ci",
+            EntraLeaseSpec {
+                dynamic_secret_ref: DynamicSecretRef {
+                    name: "pool".into(),
+                },
+                user: None,
+                ttl: None,
+                auto_renew: false,
+                secret_name: None,
+            },
+        );
+        lease.metadata.namespace = Some("team".into());
+        lease.metadata.uid = Some("lease-uid".into());
+        lease
+    }
+
+    fn secret_for(lease: &EntraLease) -> Secret {
+        let password = SecretString::from("Correct-Horse-Battery-1");
+        let credentials = Credentials {
+            user_principal_name: "alice@contoso.com",
+            user_id: "a11ce000-0000-4000-8000-000000000001",
+            tenant_id: "contoso.com",
+            password: &password,
+        };
+        credentials_secret(lease, "entra-ci", &credentials, Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn a_fresh_secret_is_intact_and_owned() {
+        let lease = lease();
+        let secret = secret_for(&lease);
+        assert_eq!(secret_state(&lease, Some(&secret)), SecretState::Intact);
+        assert_eq!(
+            stored_password(&secret).unwrap().expose(),
+            "Correct-Horse-Battery-1"
+        );
+        assert_eq!(secret.labels()[LEASE_LABEL], "ci");
+    }
+
+    #[test]
+    fn edited_data_is_tampered() {
+        let lease = lease();
+        let mut secret = secret_for(&lease);
+        let data = secret.data.as_mut().unwrap();
+        data.insert("password".into(), ByteString(b"guess".to_vec()));
+        assert_eq!(secret_state(&lease, Some(&secret)), SecretState::Tampered);
+    }
+
+    #[test]
+    fn a_secret_owned_by_another_lease_is_foreign() {
+        let lease = lease();
+        let secret = secret_for(&lease);
+        let mut other = lease.clone();
+        other.metadata.uid = Some("other-uid".into());
+        assert_eq!(secret_state(&other, Some(&secret)), SecretState::Foreign);
+        assert_eq!(secret_state(&other, None), SecretState::Missing);
+    }
+
+    #[test]
+    fn debug_output_of_the_password_is_redacted() {
+        let password = SecretString::from("Correct-Horse-Battery-1");
+        assert!(!format!("{password:?}").contains("Correct"));
+    }
+}

@@ -1,0 +1,183 @@
+//! The product page's flow against a real API server, the Entra emulator and the operator process:
+//! configure a pool, lease, renew (capped at maxTTL), revoke, expire.
+
+mod support;
+
+use std::time::Duration;
+
+use entra_emulator::sample;
+use entra_operator::api::LeasePhase;
+use serde_json::json;
+use support::lease_env::LeaseEnv;
+
+const POOL_USERS: [&str; 3] = [
+    "alice@contoso.onmicrosoft.com",
+    "bob@contoso.onmicrosoft.com",
+    "carol@contoso.onmicrosoft.com",
+];
+
+#[tokio::test]
+async fn lease_issues_renews_and_revokes_a_working_credential() {
+    let env = LeaseEnv::start("flow").await;
+    env.create_pool("contoso", &POOL_USERS, "1h", "2h").await;
+    let pool = env.wait_for_ready_pool("contoso").await;
+    let status = pool.status.unwrap();
+    assert_eq!(status.available, 3);
+    assert_eq!(status.users[0].id.as_deref(), Some(sample::ALICE.id));
+
+    env.create_lease(
+        "ci",
+        json!({ "dynamicSecretRef": { "name": "contoso" }, "ttl": "30m" }),
+    )
+    .await;
+    let lease = env.wait_for_phase("ci", LeasePhase::Active).await;
+    let status = lease.status.clone().unwrap();
+    let secret_name = status.secret_name.clone().unwrap();
+    assert_eq!(secret_name, "entra-ci");
+    let (username, password) = env.credentials(&secret_name).await;
+    assert_eq!(
+        username, "alice@contoso.onmicrosoft.com",
+        "the first free user"
+    );
+    assert!(
+        env.emulator.sign_in(&username, &password),
+        "the issued password works"
+    );
+    let issued_at = status.issued_at.unwrap().0;
+    let expires_at = status.expires_at.unwrap().0;
+    assert_eq!(expires_at.duration_since(issued_at).as_secs(), 30 * 60);
+    assert_eq!(
+        status
+            .max_expires_at
+            .unwrap()
+            .0
+            .duration_since(issued_at)
+            .as_secs(),
+        2 * 3600
+    );
+
+    let listed = env
+        .control_plane
+        .kubectl(&["get", "entraleases", "-n", &env.namespace]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("alice@contoso.onmicrosoft.com") && listed.contains("Active"),
+        "{listed}"
+    );
+
+    // Renewal: a later expiry, no Graph call, no change to the Secret's data.
+    let writes_before = env.emulator.counters().graph_writes;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    env.annotate("ci", "kms.hanzo.ai/renew", "first").await;
+    let renewed = env
+        .wait_for("the first renewal", || async {
+            env.lease("ci")
+                .await
+                .filter(|l| l.status.as_ref().unwrap().renew_count == 1)
+        })
+        .await;
+    let renewed_status = renewed.status.unwrap();
+    assert!(
+        renewed_status.expires_at.unwrap().0 > expires_at,
+        "the expiry moved later"
+    );
+    assert_eq!(renewed_status.last_renew_request.as_deref(), Some("first"));
+    assert_eq!(
+        env.credentials(&secret_name).await.1,
+        password,
+        "renewal keeps the password"
+    );
+    assert_eq!(
+        env.emulator.counters().graph_writes,
+        writes_before,
+        "renewal makes no Graph write"
+    );
+
+    // A renewal past maxTTL is capped at maxExpiresAt, and says so.
+    let patch = json!({ "spec": { "ttl": "2h" } });
+    env.leases()
+        .patch(
+            "ci",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    env.annotate("ci", "kms.hanzo.ai/renew", "second").await;
+    let capped = env
+        .wait_for("the capped renewal", || async {
+            env.lease("ci")
+                .await
+                .filter(|l| l.status.as_ref().unwrap().renew_count == 2)
+        })
+        .await;
+    let capped_status = capped.status.unwrap();
+    assert_eq!(
+        capped_status.expires_at, capped_status.max_expires_at,
+        "capped at maxExpiresAt"
+    );
+    let ready = capped_status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "RenewalCapped");
+    assert!(
+        env.emulator.sign_in(&username, &password),
+        "still valid after renewals"
+    );
+
+    // Revocation: deleting the lease scrambles the password, removes the Secret, frees the user.
+    env.leases()
+        .delete("ci", &Default::default())
+        .await
+        .unwrap();
+    env.wait_until_gone("ci").await;
+    assert!(
+        !env.emulator.sign_in(&username, &password),
+        "the old password no longer works"
+    );
+    assert!(
+        env.secrets().get_opt(&secret_name).await.unwrap().is_none(),
+        "the Secret is gone"
+    );
+    let alice = env.emulator.user(sample::ALICE.id).unwrap();
+    assert!(alice.sign_in_sessions_valid_from_date_time.is_some());
+    env.wait_for("alice to be free again", || async {
+        let pool = env.pools().get("contoso").await.unwrap();
+        (pool.status.unwrap().available == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn short_lease_expires_on_time_and_is_revoked_and_deleted() {
+    let env = LeaseEnv::start("expiry").await;
+    env.create_pool("contoso", &POOL_USERS, "1h", "2h").await;
+    env.wait_for_ready_pool("contoso").await;
+    env.create_lease(
+        "brief",
+        json!({ "dynamicSecretRef": { "name": "contoso" }, "ttl": "3s" }),
+    )
+    .await;
+    let lease = env.wait_for_phase("brief", LeasePhase::Active).await;
+    let (username, password) = env.credentials("entra-brief").await;
+    assert!(env.emulator.sign_in(&username, &password));
+    let expires_at = lease.status.unwrap().expires_at.unwrap().0;
+    env.wait_until_gone("brief").await;
+    let gone_at = k8s_openapi::jiff::Timestamp::now();
+    assert!(gone_at >= expires_at, "not ended before its expiry");
+    let lag = gone_at.duration_since(expires_at).as_secs_f64();
+    assert!(lag < 10.0, "ended {lag:.1}s after expiry");
+    assert!(
+        !env.emulator.sign_in(&username, &password),
+        "the expired password no longer works"
+    );
+    assert!(
+        env.secrets()
+            .get_opt("entra-brief")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

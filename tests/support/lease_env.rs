@@ -1,0 +1,185 @@
+//! A test's own world: a namespace on the shared control plane, an Entra emulator with the sample
+//! tenant, and an operator process watching only that namespace.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use entra_emulator::{Config, Emulator};
+use entra_operator::api::{EntraDynamicSecret, EntraLease, LeasePhase};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use super::cluster::{install_crds, namespace};
+use super::{ControlPlane, Operator};
+
+pub const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
+pub const CLIENT_SECRET: &str = "demo-client-secret-value~0123456789";
+
+pub struct LeaseEnv {
+    pub control_plane: &'static ControlPlane,
+    pub client: kube::Client,
+    pub namespace: String,
+    pub emulator: Emulator,
+    pub operator: Operator,
+}
+
+impl LeaseEnv {
+    pub async fn start(prefix: &str) -> LeaseEnv {
+        Self::start_with(prefix, Config::sample()).await
+    }
+
+    pub async fn start_with(prefix: &str, config: Config) -> LeaseEnv {
+        let control_plane = ControlPlane::shared();
+        install_crds(control_plane);
+        let client = control_plane.client().await;
+        let namespace = namespace(&client, prefix).await;
+        let emulator = Emulator::start(config).await.expect("the emulator starts");
+        let operator = Operator::start(control_plane, &emulator.base_url(), &namespace, &namespace);
+        let env = LeaseEnv {
+            control_plane,
+            client,
+            namespace,
+            emulator,
+            operator,
+        };
+        env.create_client_secret(CLIENT_SECRET).await;
+        env
+    }
+
+    pub fn leases(&self) -> Api<EntraLease> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn pools(&self) -> Api<EntraDynamicSecret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub async fn create_client_secret(&self, value: &str) {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": { "name": "entra-app" },
+            "stringData": { "clientSecret": value }
+        }))
+        .unwrap();
+        let _ = self
+            .secrets()
+            .delete("entra-app", &DeleteParams::default())
+            .await;
+        self.secrets()
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
+    /// Creates a dynamic secret over `users` of the sample tenant.
+    pub async fn create_pool(&self, name: &str, users: &[&str], default_ttl: &str, max_ttl: &str) {
+        let pool: EntraDynamicSecret = serde_json::from_value(json!({
+            "apiVersion": "kms.hanzo.ai/v1alpha1",
+            "kind": "EntraDynamicSecret",
+            "metadata": { "name": name },
+            "spec": {
+                "tenantId": "contoso.onmicrosoft.com",
+                "applicationId": APP_ID,
+                "clientSecretRef": { "name": "entra-app" },
+                "users": users,
+                "defaultTTL": default_ttl,
+                "maxTTL": max_ttl,
+            }
+        }))
+        .unwrap();
+        self.pools()
+            .create(&PostParams::default(), &pool)
+            .await
+            .unwrap();
+    }
+
+    pub async fn create_lease(&self, name: &str, spec: Value) -> EntraLease {
+        let lease: EntraLease = serde_json::from_value(json!({
+            "apiVersion": "kms.hanzo.ai/v1alpha1",
+            "kind": "EntraLease",
+            "metadata": { "name": name },
+            "spec": spec,
+        }))
+        .unwrap();
+        self.leases()
+            .create(&PostParams::default(), &lease)
+            .await
+            .unwrap()
+    }
+
+    pub async fn lease(&self, name: &str) -> Option<EntraLease> {
+        self.leases().get_opt(name).await.unwrap()
+    }
+
+    pub async fn wait_for_phase(&self, name: &str, phase: LeasePhase) -> EntraLease {
+        self.wait_for(&format!("lease {name} to be {phase:?}"), || async {
+            self.lease(name)
+                .await
+                .filter(|l| l.status.as_ref().and_then(|s| s.phase) == Some(phase))
+        })
+        .await
+    }
+
+    pub async fn wait_for_ready_pool(&self, name: &str) -> EntraDynamicSecret {
+        self.wait_for(&format!("dynamic secret {name} to be Ready"), || async {
+            self.pools().get_opt(name).await.unwrap().filter(|p| {
+                p.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+            })
+        })
+        .await
+    }
+
+    pub async fn wait_until_gone(&self, name: &str) {
+        self.wait_for(&format!("lease {name} to be gone"), || async {
+            self.lease(name).await.is_none().then_some(())
+        })
+        .await
+    }
+
+    /// The username and password in a lease's Secret.
+    pub async fn credentials(&self, secret: &str) -> (String, String) {
+        let secret = self.secrets().get(secret).await.unwrap();
+        let data = secret.data.unwrap();
+        let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
+        (text("username"), text("password"))
+    }
+
+    pub async fn annotate(&self, lease: &str, key: &str, value: &str) {
+        let patch = json!({ "metadata": { "annotations": { key: value } } });
+        self.leases()
+            .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    /// Polls `probe` until it yields a value; fails with `what` and the operator's log after 60 s.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let started = Instant::now();
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let logs = self.operator.logs();
+                let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+                panic!(
+                    "timed out waiting for {what}; operator log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

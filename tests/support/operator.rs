@@ -1,0 +1,92 @@
+//! The operator as it runs in production: its own process, talking to the real API server and to
+//! the Entra emulator, with its logs kept for inspection.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use super::ControlPlane;
+
+pub struct Operator {
+    child: Option<Child>,
+    log: PathBuf,
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    /// Starts the operator against `control_plane`, watching `namespace`, with Graph and the
+    /// authority at `graph_url` and its claims in `operator_namespace`.
+    pub fn start(
+        control_plane: &ControlPlane,
+        graph_url: &str,
+        namespace: &str,
+        operator_namespace: &str,
+    ) -> Operator {
+        let dir = tempfile::tempdir().expect("a log directory");
+        let args = vec![
+            "run".to_owned(),
+            format!("--kubeconfig={}", control_plane.kubeconfig.display()),
+            format!("--namespace={namespace}"),
+            format!("--operator-namespace={operator_namespace}"),
+            format!("--authority-host={graph_url}"),
+            format!("--graph-endpoint={graph_url}"),
+            "--graph-retry-seconds=5".to_owned(),
+            "--log-level=entra_operator=debug,info".to_owned(),
+        ];
+        let mut operator = Operator {
+            child: None,
+            log: dir.path().join("operator.log"),
+            args,
+            _dir: dir,
+        };
+        operator.spawn();
+        operator
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the log file opens");
+        let child = Command::new(env!("CARGO_BIN_EXE_entra-operator"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the operator starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash or an evicted pod would end it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Everything the operator logged so far, across restarts.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
