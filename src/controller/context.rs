@@ -4,7 +4,9 @@ use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::Error;
 use super::claims::Claims;
@@ -28,6 +30,16 @@ pub struct Context {
     pub secrets: Store<Secret>,
     /// Every user claim, from the shared watch.
     pub claim_store: Store<Claim>,
+    /// When each dynamic secret's users were last resolved through Graph, and against what.
+    pub validations: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Validation>>,
+}
+
+/// A resolution of a dynamic secret's users, valid while its spec and client secret are unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validation {
+    pub generation: Option<i64>,
+    pub client_secret_version: Option<String>,
+    pub at: Instant,
 }
 
 impl Context {
@@ -56,6 +68,16 @@ impl Context {
         &self,
         pool: &EntraDynamicSecret,
     ) -> Result<AppCredentials, Error> {
+        self.app_credentials_versioned(pool)
+            .await
+            .map(|(app, _)| app)
+    }
+
+    /// [`Self::app_credentials`] with the resourceVersion of the Secret they were read from.
+    pub async fn app_credentials_versioned(
+        &self,
+        pool: &EntraDynamicSecret,
+    ) -> Result<(AppCredentials, Option<String>), Error> {
         let namespace = pool.namespace().unwrap_or_default();
         let reference = &pool.spec.client_secret_ref;
         let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace)
@@ -81,12 +103,13 @@ impl Context {
                 ))
             })?;
         let endpoints = Endpoints::resolve(pool.spec.cloud, &self.endpoints);
-        Ok(AppCredentials::with_client_secret(
+        let app = AppCredentials::with_client_secret(
             endpoints,
             pool.spec.tenant_id.clone(),
             pool.spec.application_id.clone(),
             value,
-        ))
+        );
+        Ok((app, secret.resource_version()))
     }
 
     /// Publishes an event about `object`. Event notes carry no secret material: they are built

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use kube::runtime::reflector::ObjectRef;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -14,7 +16,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::Error;
 use super::claims::{HOLDER_ANNOTATION, USER_LABEL};
-use super::context::Context;
+use super::context::{Context, Validation};
 use super::reasons::Reason;
 use super::status::{apply_status, set_condition};
 use crate::api::{DynamicSecretStatus, EntraDynamicSecret, EntraLease, PoolUser};
@@ -109,20 +111,39 @@ struct Failure {
     message: String,
 }
 
-/// Resolves each configured user through Graph, or reuses the resolution in the status when the
-/// spec has not changed since and it is recent: leases are issued against resolved object ids.
+/// Resolves each configured user through Graph once, then reuses the resolution in the status
+/// while the spec and the client secret are unchanged and it is younger than [`REVALIDATE_EVERY`]:
+/// a lease coming or going costs no Graph call here.
 async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<PoolUser>, Failure> {
-    let app = ctx.app_credentials(pool).await.map_err(|error| Failure {
-        reason: match &error {
-            Error::ClientSecret(_) => Reason::ClientSecretNotFound.as_str().into(),
-            _ => "ClientSecretUnreadable".into(),
-        },
-        message: error.to_string(),
-    })?;
+    let (app, secret_version) =
+        ctx.app_credentials_versioned(pool)
+            .await
+            .map_err(|error| Failure {
+                reason: match &error {
+                    Error::ClientSecret(_) => Reason::ClientSecretNotFound.as_str().into(),
+                    _ => "ClientSecretUnreadable".into(),
+                },
+                message: error.to_string(),
+            })?;
     let graph_failure = |error: GraphError| Failure {
         reason: error.reason().into(),
         message: error.to_string(),
     };
+    let key = ObjectRef::from(pool);
+    let previous = ctx.validations.lock().unwrap().get(&key).cloned();
+    let resolved = pool
+        .status
+        .as_ref()
+        .map(|s| s.users.clone())
+        .unwrap_or_default();
+    if let Some(previous) = previous
+        && previous.generation == pool.metadata.generation
+        && previous.client_secret_version == secret_version
+        && previous.at.elapsed() < REVALIDATE_EVERY
+        && resolved.len() == pool.spec.users.len()
+    {
+        return Ok(resolved);
+    }
     ctx.graph
         .check_credentials(&app)
         .await
@@ -155,6 +176,12 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
             user.problem = Some(format!("DuplicateOf:{first}"));
         }
     }
+    let validation = Validation {
+        generation: pool.metadata.generation,
+        client_secret_version: secret_version,
+        at: Instant::now(),
+    };
+    ctx.validations.lock().unwrap().insert(key, validation);
     Ok(users)
 }
 

@@ -276,7 +276,7 @@ impl Shell<'_> {
             set_password_via_secret(self, pool, &app, &leased, secret_name, resumed, expires_at)
                 .await;
         if let Err(error) = outcome {
-            return self.issue_failed(pool, &leased, error).await;
+            return self.issue_failed(&leased, secret_name, error).await;
         }
         if fresh {
             let issued_at = whole_seconds(self.now);
@@ -312,17 +312,21 @@ impl Shell<'_> {
     /// A permanent Graph failure while issuing: nothing stays issued, the user is released.
     async fn issue_failed(
         &self,
-        pool: &EntraDynamicSecret,
         user: &LeasedUser,
+        secret_name: &str,
         error: Error,
     ) -> Result<Action, Error> {
         let Error::Graph(graph) = &error else {
             return Err(error);
         };
-        if graph.is_transient() {
+        // A lease that already had a credential (a restore) keeps its user and retries: its
+        // old password may still work, and only a successful scramble may release the user.
+        if graph.is_transient() || self.status().issued_at.is_some() {
             return Err(error);
         }
-        end_credential(self.lease, self.ctx, pool, user).await?;
+        // The password was never set (Entra refused it), so there is nothing to scramble.
+        delete_owned_secret(self.ctx, self.lease, secret_name).await?;
+        self.ctx.claims.release(&user.id, self.lease).await?;
         let mut status = self.status();
         status.user = None;
         status.secret_name = None;
@@ -384,7 +388,7 @@ impl Shell<'_> {
         if let Err(error) =
             set_password_via_secret(self, pool, &app, &user, secret_name, None, expires_at).await
         {
-            return self.issue_failed(pool, &user, error).await;
+            return self.issue_failed(&user, secret_name, error).await;
         }
         status.phase = Some(LeasePhase::Active);
         self.condition(
@@ -563,18 +567,17 @@ pub async fn end_credential(
             }
         }
     }
-    delete_owned_secret(ctx, lease).await?;
+    if let Some(name) = lease.status.as_ref().and_then(|s| s.secret_name.as_deref()) {
+        delete_owned_secret(ctx, lease, name).await?;
+    }
     ctx.claims.release(&user.id, lease).await?;
     Ok(())
 }
 
-async fn delete_owned_secret(ctx: &Context, lease: &EntraLease) -> Result<(), Error> {
+async fn delete_owned_secret(ctx: &Context, lease: &EntraLease, name: &str) -> Result<(), Error> {
     let namespace = lease.namespace().unwrap_or_default();
-    let Some(name) = lease.status.as_ref().and_then(|s| s.secret_name.clone()) else {
-        return Ok(());
-    };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(secret) = api.get_opt(&name).await? else {
+    let Some(secret) = api.get_opt(name).await? else {
         return Ok(());
     };
     if !is_owned_by(&secret, lease) {
@@ -587,7 +590,7 @@ async fn delete_owned_secret(ctx: &Context, lease: &EntraLease) -> Result<(), Er
         }),
         ..DeleteParams::default()
     };
-    match api.delete(&name, &params).await {
+    match api.delete(name, &params).await {
         Ok(_) => Ok(()),
         Err(error) if is_not_found(&error) => Ok(()),
         Err(error) => Err(error.into()),
@@ -666,9 +669,9 @@ async fn cleanup(
     Ok(Action::await_change())
 }
 
-/// Wake up exactly at `deadline` (plus a second, since times are stored in whole seconds).
+/// Wake up at `deadline`, a hair after it so that the deadline has passed when the reconcile runs.
 fn requeue_at(deadline: Timestamp, now: Timestamp) -> Action {
-    let wait = deadline.duration_since(now) + SignedDuration::from_millis(1000);
+    let wait = deadline.duration_since(now) + SignedDuration::from_millis(20);
     Action::requeue(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 

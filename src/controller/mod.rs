@@ -16,6 +16,7 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::coordination::v1::Lease as Claim;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -107,6 +108,7 @@ pub async fn run(
         pools: pools.clone(),
         secrets,
         claim_store,
+        validations: Default::default(),
     });
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let shutdown = future::Shared::clone(&futures::FutureExt::shared(Box::pin(shutdown)));
@@ -160,8 +162,28 @@ pub async fn run(
         .run(lease::reconcile, error_policy::<EntraLease>, ctx.clone())
         .for_each(|_| future::ready(()));
 
+    // A changed client secret re-validates its dynamic secrets at once. Metadata is enough to
+    // notice the change, and keeps the values of unrelated Secrets out of this process.
+    let client_secret_changes = watcher(
+        namespaced::<PartialObjectMeta<Secret>>(&client, &watch_namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let pools_by_secret = pools.clone();
     let pool_controller = Controller::for_shared_stream(pool_events, pools)
         .with_config(config)
+        .watches_stream(client_secret_changes, move |secret| {
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            pools_by_secret
+                .state()
+                .into_iter()
+                .filter(move |pool| {
+                    pool.namespace() == namespace && pool.spec.client_secret_ref.name == name
+                })
+                .map(|pool| ObjectRef::from(pool.as_ref()))
+        })
         .watches(ctx.claims.api().clone(), claim_config, |claim: Claim| {
             let pool = claim.annotations().get(claims::POOL_ANNOTATION)?.clone();
             let (namespace, name) = pool.split_once('/')?;

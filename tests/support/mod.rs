@@ -7,4 +7,5 @@ pub mod operator;
 
 pub use control_plane::ControlPlane;
 pub use operator::Operator;
+pub mod audit;
 pub mod lease_env;

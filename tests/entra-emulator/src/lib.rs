@@ -17,6 +17,8 @@
 //! ```
 //!
 //! Behaviour follows `shared/entra-graph.md`; the test-only endpoints live under `/_emulator/`.
+//! The password policy that resets meet is [`check_password`], for tests that check passwords
+//! without a server.
 
 mod admin;
 mod authz;
@@ -46,6 +48,7 @@ pub use directory::{App, Tenant, User, UserType};
 pub use error::Error;
 pub use faults::{Fault, FaultPlan};
 pub use operation::Operation;
+pub use password::{PasswordRejection, check_password};
 pub use request_log::RequestRecord;
 pub use server::Emulator;
 pub use state::SignInResult;

@@ -1,22 +1,29 @@
 //! Entra ID's password rules for cloud users, as an admin reset through Graph meets them:
 //! length, character set, complexity, a (tiny) banned list with Microsoft-style normalisation,
 //! and the user's own names.
+//!
+//! [`check_password`] is public so that tests outside the emulator ask the same policy that
+//! `PATCH /users/{id}` enforces instead of keeping a copy of the rules.
 
-use crate::directory::User;
-
-/// Why a password was refused. Graph answers each with 400 `Request_BadRequest`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a password was refused. Graph answers each with 400 `Request_BadRequest`; `Display`
+/// names the rule, for test failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordRejection {
+    #[error("the password is not 8 to 256 characters long")]
     Length,
+    #[error("the password has a character other than printable ASCII and space")]
     NotPrintableAscii,
+    #[error("the password has fewer than three of lowercase, uppercase, digit and symbol")]
     TooFewCharacterClasses,
+    #[error("the password contains a banned term (after undoing character substitutions)")]
     Banned,
+    #[error("the password contains the user's name")]
     ContainsUserName,
 }
 
 impl PasswordRejection {
     /// The message Graph puts in the error body.
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             PasswordRejection::Length
             | PasswordRejection::NotPrintableAscii
@@ -33,7 +40,8 @@ impl PasswordRejection {
 const MIN_LENGTH: usize = 8;
 const MAX_LENGTH: usize = 256;
 
-/// A stand-in for Microsoft's global banned list, compared after normalisation.
+/// A stand-in for Microsoft's global banned list. Terms are normalised like the password, so
+/// `123456` is found as typed (and as `l2eas6`, one of its substitution spellings).
 const BANNED_TERMS: [&str; 6] = [
     "password", "welcome", "qwerty", "letmein", "iloveyou", "123456",
 ];
@@ -41,7 +49,18 @@ const BANNED_TERMS: [&str; 6] = [
 /// Names shorter than this are not checked, as a 2-letter name would reject most passwords.
 const MIN_CHECKED_NAME_LENGTH: usize = 3;
 
-pub fn check_password(password: &str, user: &User) -> Result<(), PasswordRejection> {
+/// Checks `password` against Entra's policy for a cloud user's admin reset: 8 to 256 printable
+/// ASCII characters, at least three of the four character classes, no banned term, and not the
+/// user's name (the local part of `user_principal_name`, or `display_name` or any word of it).
+/// `None` for `display_name` checks the UPN alone.
+///
+/// Any password can be refused as banned or as containing the name, so callers that generate
+/// passwords must be ready to retry, as with Entra itself.
+pub fn check_password(
+    password: &str,
+    user_principal_name: &str,
+    display_name: Option<&str>,
+) -> Result<(), PasswordRejection> {
     let length = password.chars().count();
     if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
         return Err(PasswordRejection::Length);
@@ -54,11 +73,14 @@ pub fn check_password(password: &str, user: &User) -> Result<(), PasswordRejecti
         return Err(PasswordRejection::TooFewCharacterClasses);
     }
     let normalised = normalise(password);
-    if BANNED_TERMS.iter().any(|term| normalised.contains(term)) {
+    if BANNED_TERMS
+        .iter()
+        .any(|term| normalised.contains(&normalise(term)))
+    {
         return Err(PasswordRejection::Banned);
     }
     let lowercase = password.to_ascii_lowercase();
-    if user_names(user).any(|name| lowercase.contains(&name)) {
+    if user_names(user_principal_name, display_name).any(|name| lowercase.contains(&name)) {
         return Err(PasswordRejection::ContainsUserName);
     }
     Ok(())
@@ -78,9 +100,8 @@ fn character_classes(password: &str) -> usize {
 }
 
 /// Lower-cases and undoes common character substitutions, so `P@ssw0rd` is `password`.
-fn normalise(password: &str) -> String {
-    password
-        .chars()
+fn normalise(text: &str) -> String {
+    text.chars()
         .map(|c| match c.to_ascii_lowercase() {
             '@' | '4' => 'a',
             '0' => 'o',
@@ -95,15 +116,15 @@ fn normalise(password: &str) -> String {
 }
 
 /// The UPN's local part, the display name and each word of it, lower-cased, long enough to check.
-fn user_names(user: &User) -> impl Iterator<Item = String> + '_ {
-    let local_part = user
-        .user_principal_name
-        .split('@')
-        .next()
-        .unwrap_or_default();
+fn user_names<'a>(
+    user_principal_name: &'a str,
+    display_name: Option<&'a str>,
+) -> impl Iterator<Item = String> + 'a {
+    let local_part = user_principal_name.split('@').next().unwrap_or_default();
+    let display_name = display_name.unwrap_or_default();
     std::iter::once(local_part)
-        .chain(std::iter::once(user.display_name.as_str()))
-        .chain(user.display_name.split_whitespace())
+        .chain(std::iter::once(display_name))
+        .chain(display_name.split_whitespace())
         .map(|name| {
             name.trim_matches(|c: char| !c.is_alphanumeric())
                 .to_ascii_lowercase()
@@ -114,16 +135,13 @@ fn user_names(user: &User) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
-
-    fn alice() -> User {
-        let mut user = Config::sample().tenants[0].users[0].clone();
-        user.display_name = "Alice Anders".into();
-        user
-    }
 
     fn check(password: &str) -> Result<(), PasswordRejection> {
-        check_password(password, &alice())
+        check_password(
+            password,
+            "alice@contoso.onmicrosoft.com",
+            Some("Alice Anders"),
+        )
     }
 
     #[test]
@@ -176,7 +194,17 @@ mod tests {
     fn banned_terms_are_refused_after_normalisation() {
         assert_eq!(check("Password#2024"), Err(PasswordRejection::Banned));
         assert_eq!(check("xP@ssw0rd!9"), Err(PasswordRejection::Banned));
+        assert_eq!(check("P@$$w0rd-Xy"), Err(PasswordRejection::Banned));
         assert_eq!(check("W3lcome-Home9"), Err(PasswordRejection::Banned));
+    }
+
+    #[test]
+    fn a_banned_digit_run_is_refused_as_typed() {
+        // Normalising only the password turned `123456` into `l2eas6`, which never matched.
+        assert_eq!(check("Qx#123456z"), Err(PasswordRejection::Banned));
+        assert_eq!(check("123456-Abcd"), Err(PasswordRejection::Banned));
+        assert_eq!(check("Abcd-x123456"), Err(PasswordRejection::Banned));
+        assert_eq!(check("Qx#12345z6"), Ok(()), "an interrupted run is allowed");
     }
 
     #[test]
@@ -189,13 +217,32 @@ mod tests {
             check("Anders-7#qz"),
             Err(PasswordRejection::ContainsUserName)
         );
-        let mut bo = alice();
-        bo.user_principal_name = "bo@contoso.onmicrosoft.com".into();
-        bo.display_name = "Bo".into();
         assert_eq!(
-            check_password("bo-Bo-7#qzx", &bo),
+            check_password("bo-Bo-7#qzx", "bo@contoso.onmicrosoft.com", Some("Bo")),
             Ok(()),
             "names under 3 chars are not checked"
+        );
+    }
+
+    #[test]
+    fn without_a_display_name_the_upn_is_still_checked() {
+        let check = |password| check_password(password, "alice@contoso.onmicrosoft.com", None);
+        assert_eq!(
+            check("xxALICE#9yy"),
+            Err(PasswordRejection::ContainsUserName)
+        );
+        assert_eq!(check("Anders-7#qz"), Ok(()));
+    }
+
+    #[test]
+    fn a_rejection_displays_the_rule_it_broke() {
+        assert_eq!(
+            PasswordRejection::TooFewCharacterClasses.to_string(),
+            "the password has fewer than three of lowercase, uppercase, digit and symbol"
+        );
+        assert_eq!(
+            check("Qx#123456z").unwrap_err().to_string(),
+            "the password contains a banned term (after undoing character substitutions)"
         );
     }
 }

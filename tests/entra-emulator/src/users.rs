@@ -156,8 +156,12 @@ fn patch_user(request: &GraphRequest, key: &str, body: &[u8]) -> Reply {
         }
         if let Some(password) = patch.new_password() {
             refuse_unsettable_password(user)?;
-            check_password(password, user)
-                .map_err(|rejection| GraphError::bad_request(rejection.message()))?;
+            check_password(
+                password,
+                &user.user_principal_name,
+                Some(&user.display_name),
+            )
+            .map_err(|rejection| GraphError::bad_request(rejection.message()))?;
         }
         if patch.account_enabled.is_some() && user.on_premises_sync_enabled {
             return Err(synced_user_error());

@@ -37,6 +37,7 @@ async fn each_password_rule_is_enforced() {
         "ABCDEFGH#$",       // two classes
         "xP@ssw0rd!9",      // banned, after normalisation
         "Welcome-Home9",    // banned
+        "Qx#123456zz",      // banned, as typed
         "ALICE-#9yyzz",     // the UPN's local part
     ] {
         assert_refused(&harness, &token, password).await;
