@@ -36,6 +36,12 @@ help:
 	@echo "make test   format and lint checks, unit tests and integration tests"
 	@echo "make crds   regenerate crds/ from the Rust types"
 
+.PHONY: demo
+demo: $(CONTROLPLANE_BIN)
+	@echo ">> building the operator and the demo"
+	cargo build --bin entra-operator --example demo
+	cargo run --quiet --example demo
+
 .PHONY: controlplane
 controlplane: $(CONTROLPLANE_BIN)
 
@@ -67,5 +73,5 @@ lint:
 
 .PHONY: test
 test: lint $(CONTROLPLANE_BIN) $(HELM_BIN)
-	@echo ">> unit and integration tests (integration tests start kube-apiserver $(KUBE_VERSION) on loopback)"
-	cargo test --workspace --no-fail-fast
+	@echo ">> unit and integration tests; integration tests start $$($(CONTROLPLANE_BIN) kube-apiserver --version) on loopback"
+	cargo test --workspace --no-fail-fast -- --show-output

@@ -266,3 +266,33 @@ async fn i6_no_secret_reaches_logs_events_or_status() {
     }
     assert!(haystacks[1].1.contains("Issued"), "events were published");
 }
+
+#[tokio::test]
+async fn i1_a_user_listed_by_two_pools_has_one_holder() {
+    let env = LeaseEnv::start("twopools").await;
+    env.create_pool("pool", &THREE[..1], "1h", "2h").await;
+    env.create_pool(
+        "other",
+        &["a11ce000-0000-4000-8000-000000000001"],
+        "1h",
+        "2h",
+    )
+    .await;
+    env.wait_for_ready_pool("pool").await;
+    env.wait_for_ready_pool("other").await;
+    env.create_lease("first", lease_spec("1h")).await;
+    env.wait_for_phase("first", LeasePhase::Active).await;
+    env.create_lease("second", json!({ "dynamicSecretRef": { "name": "other" } }))
+        .await;
+    let waiting = env.wait_for_phase("second", LeasePhase::Pending).await;
+    let ready = waiting.status.unwrap().conditions;
+    assert!(
+        ready.iter().any(|c| c.reason == "WaitingForUser"),
+        "{ready:?}"
+    );
+    env.leases()
+        .delete("first", &Default::default())
+        .await
+        .unwrap();
+    env.wait_for_phase("second", LeasePhase::Active).await;
+}

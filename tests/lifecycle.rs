@@ -181,3 +181,43 @@ async fn short_lease_expires_on_time_and_is_revoked_and_deleted() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn deleting_a_dynamic_secret_ends_its_leases_first() {
+    let env = LeaseEnv::start("teardown").await;
+    env.create_pool("contoso", &POOL_USERS, "1h", "2h").await;
+    env.wait_for_ready_pool("contoso").await;
+    let mut credentials = Vec::new();
+    for name in ["one", "two"] {
+        env.create_lease(name, json!({ "dynamicSecretRef": { "name": "contoso" } }))
+            .await;
+        env.wait_for_phase(name, LeasePhase::Active).await;
+        credentials.push(env.credentials(&format!("entra-{name}")).await);
+    }
+    env.pools()
+        .delete("contoso", &Default::default())
+        .await
+        .unwrap();
+    env.wait_for("the dynamic secret to be gone", || async {
+        env.pools()
+            .get_opt("contoso")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    for name in ["one", "two"] {
+        assert!(
+            env.lease(name).await.is_none(),
+            "lease {name} ended with its pool; operator log:\n{}",
+            env.operator.logs()
+        );
+    }
+    for (username, password) in credentials {
+        assert!(
+            !env.emulator.sign_in(&username, &password),
+            "{username}'s password is dead"
+        );
+    }
+}

@@ -88,7 +88,7 @@ pub struct EntraDynamicSecretSpec {
 
     /// Length of issued passwords, from 16 to 256 characters.
     #[serde(default = "default_password_length")]
-    #[schemars(range(min = 16, max = 256))]
+    #[schemars(range(min = 16, max = 256), extend("format" = "int32"))]
     pub password_length: u16,
 
     /// When a lease ends, also invalidate the user's refresh tokens and browser sessions, so that
@@ -130,10 +130,12 @@ pub struct DynamicSecretStatus {
 
     /// Pool users that are leasable and not leased.
     #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
     pub available: u32,
 
     /// Pool users currently held by a lease.
     #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
     pub leased: u32,
 }
 

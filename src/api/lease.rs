@@ -24,7 +24,8 @@ use crate::duration::DURATION_PATTERN;
         json_path = ".status.user.userPrincipalName"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    // A `date` column would print every future expiry as `<invalid>`: show the timestamp.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
     printcolumn(
         name = "Age",
@@ -118,6 +119,7 @@ pub struct LeaseStatus {
 
     /// How many times the lease was renewed.
     #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
     pub renew_count: u32,
 
     /// When the lease was last renewed.

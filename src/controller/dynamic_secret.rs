@@ -38,7 +38,7 @@ pub async fn reconcile(pool: Arc<EntraDynamicSecret>, ctx: Arc<Context>) -> Resu
         }
     })
     .await
-    .map_err(|error| Error::Finalizer(Box::new(error)))
+    .or_else(super::lease::gone_is_done)
 }
 
 async fn validate(
@@ -308,21 +308,25 @@ async fn end_leases(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Action, 
     if mine.is_empty() {
         return Ok(Action::await_change());
     }
-    for lease in mine
+    let live: Vec<&EntraLease> = mine
         .iter()
         .filter(|l| l.metadata.deletion_timestamp.is_none())
-    {
+        .collect();
+    for lease in &live {
         leases
             .delete(&lease.name_any(), &DeleteParams::default())
             .await?;
     }
-    ctx.publish(
-        pool,
-        EventType::Normal,
-        Reason::LeasesEnding.as_str(),
-        "Delete",
-        format!("waiting for {} leases to end before deletion", mine.len()),
-    )
-    .await;
-    Ok(Action::requeue(Duration::from_secs(2)))
+    if !live.is_empty() {
+        let message = format!("ending {} leases before deletion", live.len());
+        ctx.publish(
+            pool,
+            EventType::Normal,
+            Reason::LeasesEnding.as_str(),
+            "Delete",
+            message,
+        )
+        .await;
+    }
+    Err(Error::WaitingForLeases(mine.len()))
 }

@@ -15,6 +15,11 @@ pub enum Error {
     #[error("revocation is waiting: {0}")]
     RevocationBlocked(String),
 
+    /// Not a failure: a dynamic secret's finalizer waits for its leases to end. kube's finalizer
+    /// helper removes the finalizer after any successful cleanup, so waiting must be an error.
+    #[error("waiting for {0} leases to end")]
+    WaitingForLeases(usize),
+
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -27,6 +32,7 @@ impl Error {
             Error::Graph(error) => error.metric_label(),
             Error::ClientSecret(_) => "client_secret",
             Error::RevocationBlocked(_) => "revocation_blocked",
+            Error::WaitingForLeases(_) => "waiting_for_leases",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(error)
                 | kube::runtime::finalizer::Error::CleanupFailed(error) => error.metric_label(),

@@ -42,7 +42,17 @@ pub async fn reconcile(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Acti
         }
     })
     .await
-    .map_err(|error| Error::Finalizer(Box::new(error)))
+    .or_else(gone_is_done)
+}
+
+/// An object that vanished while its finalizer was being removed was finished by an earlier run.
+pub(super) fn gone_is_done(error: kube::runtime::finalizer::Error<Error>) -> Result<Action, Error> {
+    match error {
+        kube::runtime::finalizer::Error::RemoveFinalizer(error) if is_not_found(&error) => {
+            Ok(Action::await_change())
+        }
+        error => Err(Error::Finalizer(Box::new(error))),
+    }
 }
 
 async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Result<Action, Error> {
@@ -137,6 +147,7 @@ impl Shell<'_> {
     }
 
     async fn expire(&self) -> Result<Action, Error> {
+        tracing::info!(lease = %self.lease.name_any(), "expired; revoking");
         self.ctx
             .publish(
                 self.lease,
@@ -297,6 +308,7 @@ impl Shell<'_> {
         } else {
             Reason::CredentialRestored
         };
+        tracing::info!(lease = %self.lease.name_any(), user = %leased.user_principal_name, %reason, "issued");
         self.ctx
             .publish(
                 self.lease,
@@ -433,6 +445,7 @@ impl Shell<'_> {
         }
         self.condition(&mut status, true, reason.as_str(), message.clone());
         self.write_status(&status).await?;
+        tracing::info!(lease = %self.lease.name_any(), %reason, expires_at = %format_time(expires_at), "renewed");
         self.ctx
             .publish(
                 self.lease,
@@ -539,13 +552,15 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
 /// Ends a lease's credential: scramble the password (a fresh value nobody keeps), revoke sign-in
 /// sessions, delete the Secret, release the user. Only a holder of the user's claim scrambles,
 /// so a retry after the user went to another lease never touches that lease's password.
+/// Returns whether this call scrambled the password (false when an earlier one already had).
 pub async fn end_credential(
     lease: &EntraLease,
     ctx: &Context,
     pool: &EntraDynamicSecret,
     user: &LeasedUser,
-) -> Result<(), Error> {
-    if ctx.claims.holds(&user.id, lease).await? {
+) -> Result<bool, Error> {
+    let holds = ctx.claims.holds(&user.id, lease).await?;
+    if holds {
         let app = ctx.app_credentials(pool).await?;
         let scrambled = ctx
             .graph
@@ -571,7 +586,7 @@ pub async fn end_credential(
         delete_owned_secret(ctx, lease, name).await?;
     }
     ctx.claims.release(&user.id, lease).await?;
-    Ok(())
+    Ok(holds)
 }
 
 async fn delete_owned_secret(ctx: &Context, lease: &EntraLease, name: &str) -> Result<(), Error> {
@@ -607,6 +622,11 @@ async fn cleanup(
     let Some(user) = lease.status.as_ref().and_then(|s| s.user.clone()) else {
         return Ok(Action::await_change());
     };
+    // A released claim means an earlier run already ended the credential (this reconcile may
+    // see a cached copy of a lease whose finalizer is already gone).
+    if !ctx.claims.holds(&user.id, lease).await? {
+        return Ok(Action::await_change());
+    }
     let now = Timestamp::now();
     let shell = Shell {
         lease,
@@ -617,56 +637,54 @@ async fn cleanup(
     let mut status = shell.status();
     if status.phase != Some(LeasePhase::Revoking) {
         status.phase = Some(LeasePhase::Revoking);
-        shell.condition(
-            &mut status,
-            false,
-            Reason::Revoking.as_str(),
-            format!("ending the credential of {}", user.user_principal_name),
-        );
+        let message = format!("ending the credential of {}", user.user_principal_name);
+        shell.condition(&mut status, false, Reason::Revoking.as_str(), message);
         shell.write_status(&status).await?;
     }
     let outcome = match ctx.pool_of(lease) {
         Some(pool) => end_credential(lease, ctx, &pool, &user).await,
-        None if !ctx.claims.holds(&user.id, lease).await? => Ok(()),
         None => Err(Error::RevocationBlocked(format!(
             "EntraDynamicSecret {} is gone, so the password of {} cannot be scrambled; restore it",
             lease.spec.dynamic_secret_ref.name, user.user_principal_name
         ))),
     };
-    if let Err(error) = outcome {
-        let message = format!(
-            "revoking {} failed, retrying: {error}",
-            user.user_principal_name
-        );
-        ctx.publish(
-            lease,
-            EventType::Warning,
-            Reason::RevocationFailing.as_str(),
-            "Revoke",
-            message.clone(),
-        )
-        .await;
-        shell.condition(
-            &mut status,
-            false,
-            Reason::RevocationFailing.as_str(),
-            message,
-        );
-        let _ = apply_status(api, lease, lease.status.as_ref(), &status).await;
-        return Err(error);
+    match outcome {
+        Ok(true) => {
+            tracing::info!(lease = %lease.name_any(), user = %user.user_principal_name, "revoked");
+            let message = format!(
+                "the password of {} was scrambled and the user released",
+                user.user_principal_name
+            );
+            ctx.publish(
+                lease,
+                EventType::Normal,
+                Reason::Revoked.as_str(),
+                "Revoke",
+                message,
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Ok(false) => Ok(Action::await_change()),
+        Err(error) => {
+            let message = format!(
+                "revoking {} failed, retrying: {error}",
+                user.user_principal_name
+            );
+            ctx.publish(
+                lease,
+                EventType::Warning,
+                Reason::RevocationFailing.as_str(),
+                "Revoke",
+                message.clone(),
+            )
+            .await;
+            let failing = Reason::RevocationFailing.as_str();
+            shell.condition(&mut status, false, failing, message);
+            let _ = apply_status(api, lease, lease.status.as_ref(), &status).await;
+            Err(error)
+        }
     }
-    ctx.publish(
-        lease,
-        EventType::Normal,
-        Reason::Revoked.as_str(),
-        "Revoke",
-        format!(
-            "the password of {} was scrambled and the user released",
-            user.user_principal_name
-        ),
-    )
-    .await;
-    Ok(Action::await_change())
 }
 
 /// Wake up at `deadline`, a hair after it so that the deadline has passed when the reconcile runs.

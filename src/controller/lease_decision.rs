@@ -70,11 +70,18 @@ pub enum Decision {
 
 /// The lifecycle in one function; see the design's "Lifecycle" section.
 pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
-    let status = facts.lease.status.clone().unwrap_or_default();
-    if status.phase == Some(LeasePhase::Active) {
+    let status = facts.lease.status.as_ref();
+    // A lease past its expiry ends, whatever it was doing (a restore cannot extend it).
+    if status
+        .and_then(|s| s.expires_at.as_ref())
+        .is_some_and(|expires_at| facts.now >= expires_at.0)
+    {
+        return Decision::Expire;
+    }
+    if status.and_then(|s| s.phase) == Some(LeasePhase::Active) {
         return decide_active(facts);
     }
-    decide_issue(facts, status.phase)
+    decide_issue(facts)
 }
 
 fn decide_active(facts: &LeaseFacts<'_>) -> Decision {
@@ -131,7 +138,7 @@ fn decide_active(facts: &LeaseFacts<'_>) -> Decision {
     Decision::Hold { until: expires_at }
 }
 
-fn decide_issue(facts: &LeaseFacts<'_>, phase: Option<LeasePhase>) -> Decision {
+fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
     let Some(pool) = facts.pool else {
         return Decision::Wait {
             reason: Reason::DynamicSecretNotFound,
@@ -211,7 +218,7 @@ fn decide_issue(facts: &LeaseFacts<'_>, phase: Option<LeasePhase>) -> Decision {
             ),
         };
     }
-    let candidates = candidates(facts, pool, phase);
+    let candidates = candidates(facts, pool);
     if candidates.is_empty() {
         let wanted = facts.lease.spec.user.as_deref();
         return Decision::Refuse {
@@ -234,15 +241,11 @@ fn decide_issue(facts: &LeaseFacts<'_>, phase: Option<LeasePhase>) -> Decision {
     }
 }
 
-/// The users the lease may claim, in pool order. A lease that was issuing before a restart keeps
-/// the user it had claimed, so that the issue resumes instead of starting over elsewhere.
-fn candidates(
-    facts: &LeaseFacts<'_>,
-    pool: &EntraDynamicSecret,
-    phase: Option<LeasePhase>,
-) -> Vec<Candidate> {
+/// The users the lease may claim, in pool order. A lease that already claimed a user (an issue
+/// interrupted by a crash or a wait) keeps it, so that the issue resumes instead of holding two.
+fn candidates(facts: &LeaseFacts<'_>, pool: &EntraDynamicSecret) -> Vec<Candidate> {
     let held = facts.lease.status.as_ref().and_then(|s| s.user.as_ref());
-    if let (Some(LeasePhase::Issuing), Some(held)) = (phase, held) {
+    if let Some(held) = held {
         return vec![Candidate {
             id: held.id.clone(),
             user_principal_name: held.user_principal_name.clone(),
@@ -346,4 +349,326 @@ pub fn credentials_secret_name(lease: &EntraLease, pool: Option<&EntraDynamicSec
 
 fn signed(duration: Duration) -> SignedDuration {
     SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        ClientSecretRef, DynamicSecretRef, DynamicSecretStatus, EntraDynamicSecretSpec,
+        EntraLeaseSpec, LeaseStatus, PoolUser,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn pool() -> EntraDynamicSecret {
+        let mut pool = EntraDynamicSecret::new(
+            "pool",
+            EntraDynamicSecretSpec {
+                tenant_id: "contoso.onmicrosoft.com".into(),
+                application_id: "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d".into(),
+                client_secret_ref: ClientSecretRef {
+                    name: "app".into(),
+                    key: "clientSecret".into(),
+                },
+                cloud: Default::default(),
+                users: vec!["alice@contoso.com".into(), "bob@contoso.com".into()],
+                default_ttl: "1h".into(),
+                max_ttl: "2h".into(),
+                secret_prefix: "entra".into(),
+                password_length: 32,
+                revoke_sign_in_sessions: true,
+            },
+        );
+        pool.metadata.generation = Some(1);
+        let user = |upn: &str, id: &str, problem: Option<&str>| PoolUser {
+            configured: upn.into(),
+            id: Some(id.into()),
+            user_principal_name: Some(upn.into()),
+            problem: problem.map(Into::into),
+            ..PoolUser::default()
+        };
+        pool.status = Some(DynamicSecretStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "Ready".into(),
+                message: String::new(),
+                observed_generation: Some(1),
+                last_transition_time: Time(at(0)),
+            }],
+            observed_generation: Some(1),
+            users: vec![
+                user("alice@contoso.com", "id-alice", None),
+                user("bob@contoso.com", "id-bob", Some("Guest")),
+            ],
+            available: 1,
+            leased: 0,
+        });
+        pool
+    }
+
+    fn lease(spec: impl FnOnce(&mut EntraLeaseSpec)) -> EntraLease {
+        let mut lease_spec = EntraLeaseSpec {
+            dynamic_secret_ref: DynamicSecretRef {
+                name: "pool".into(),
+            },
+            user: None,
+            ttl: None,
+            auto_renew: false,
+            secret_name: None,
+        };
+        spec(&mut lease_spec);
+        EntraLease::new("ci", lease_spec)
+    }
+
+    /// An active lease issued at 0 with a 1h TTL and a 2h max.
+    fn active(spec: impl FnOnce(&mut EntraLeaseSpec)) -> EntraLease {
+        let mut lease = lease(spec);
+        lease.status = Some(LeaseStatus {
+            phase: Some(LeasePhase::Active),
+            user: Some(LeasedUser {
+                user_principal_name: "alice@contoso.com".into(),
+                id: "id-alice".into(),
+            }),
+            secret_name: Some("entra-ci".into()),
+            issued_at: Some(Time(at(0))),
+            expires_at: Some(Time(at(3600))),
+            max_expires_at: Some(Time(at(7200))),
+            ..LeaseStatus::default()
+        });
+        lease
+    }
+
+    fn decide_at(
+        lease: &EntraLease,
+        pool: Option<&EntraDynamicSecret>,
+        secret: SecretState,
+        now: i64,
+    ) -> Decision {
+        decide(&LeaseFacts {
+            lease,
+            pool,
+            secret,
+            now: at(now),
+        })
+    }
+
+    use crate::api::LeasedUser;
+
+    #[test]
+    fn new_lease_issues_to_the_first_leasable_user_with_the_default_ttl() {
+        let pool = pool();
+        let decision = decide_at(&lease(|_| {}), Some(&pool), SecretState::Missing, 0);
+        let Decision::Issue {
+            candidates,
+            ttl,
+            max_ttl,
+        } = decision
+        else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(candidates.len(), 1, "the guest is no candidate");
+        assert_eq!(candidates[0].id, "id-alice");
+        assert_eq!((ttl.as_secs(), max_ttl.as_secs()), (3600, 7200));
+    }
+
+    #[test]
+    fn ttl_over_max_ttl_is_refused() {
+        let pool = pool();
+        let decision = decide_at(
+            &lease(|s| s.ttl = Some("3h".into())),
+            Some(&pool),
+            SecretState::Missing,
+            0,
+        );
+        assert!(
+            matches!(
+                decision,
+                Decision::Refuse {
+                    reason: Reason::TTLExceedsMax,
+                    ..
+                }
+            ),
+            "{decision:?}"
+        );
+    }
+
+    #[test]
+    fn user_outside_the_pool_is_refused_and_unleasable_user_too() {
+        let pool = pool();
+        let stranger = lease(|s| s.user = Some("eve@contoso.com".into()));
+        let guest = lease(|s| s.user = Some("BOB@contoso.com".into()));
+        assert!(matches!(
+            decide_at(&stranger, Some(&pool), SecretState::Missing, 0),
+            Decision::Refuse {
+                reason: Reason::UserNotInPool,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide_at(&guest, Some(&pool), SecretState::Missing, 0),
+            Decision::Refuse {
+                reason: Reason::UserNotLeasable,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn missing_or_unready_pool_waits() {
+        let mut pool = pool();
+        assert!(matches!(
+            decide_at(&lease(|_| {}), None, SecretState::Missing, 0),
+            Decision::Wait {
+                reason: Reason::DynamicSecretNotFound,
+                ..
+            }
+        ));
+        pool.metadata.generation = Some(2);
+        assert!(matches!(
+            decide_at(&lease(|_| {}), Some(&pool), SecretState::Missing, 0),
+            Decision::Wait {
+                reason: Reason::DynamicSecretNotReady,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_foreign_secret_is_never_taken() {
+        let pool = pool();
+        assert!(matches!(
+            decide_at(&lease(|_| {}), Some(&pool), SecretState::Foreign, 0),
+            Decision::Refuse {
+                reason: Reason::SecretConflict,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_interrupted_issue_resumes_with_its_claimed_user() {
+        let pool = pool();
+        let mut lease = lease(|_| {});
+        lease.status = Some(LeaseStatus {
+            phase: Some(LeasePhase::Pending),
+            user: Some(LeasedUser {
+                user_principal_name: "carol@contoso.com".into(),
+                id: "id-carol".into(),
+            }),
+            ..LeaseStatus::default()
+        });
+        let Decision::Issue { candidates, .. } =
+            decide_at(&lease, Some(&pool), SecretState::Intact, 0)
+        else {
+            panic!()
+        };
+        assert_eq!(candidates[0].id, "id-carol");
+    }
+
+    #[test]
+    fn an_active_lease_holds_until_its_expiry_then_expires() {
+        let pool = pool();
+        let lease = active(|_| {});
+        assert_eq!(
+            decide_at(&lease, Some(&pool), SecretState::Intact, 10),
+            Decision::Hold { until: at(3600) }
+        );
+        assert_eq!(
+            decide_at(&lease, Some(&pool), SecretState::Intact, 3600),
+            Decision::Expire
+        );
+        assert_eq!(
+            decide_at(&lease, None, SecretState::Missing, 4000),
+            Decision::Expire
+        );
+    }
+
+    #[test]
+    fn renewal_is_capped_at_max_ttl() {
+        let pool = pool();
+        let mut lease = active(|_| {});
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(RENEW_ANNOTATION.into(), "1".into());
+        let mut longer = lease.clone();
+        longer.spec.ttl = Some("2h".into());
+        assert_eq!(
+            decide_at(&lease, Some(&pool), SecretState::Intact, 600),
+            Decision::Renew {
+                expires_at: at(4200),
+                capped: false,
+                request: Some("1".into())
+            }
+        );
+        assert_eq!(
+            decide_at(&longer, Some(&pool), SecretState::Intact, 600),
+            Decision::Renew {
+                expires_at: at(7200),
+                capped: true,
+                request: Some("1".into())
+            }
+        );
+        lease.status.as_mut().unwrap().last_renew_request = Some("1".into());
+        assert!(
+            matches!(
+                decide_at(&lease, Some(&pool), SecretState::Intact, 600),
+                Decision::Hold { .. }
+            ),
+            "each value renews once"
+        );
+    }
+
+    #[test]
+    fn auto_renewal_happens_when_a_third_of_the_ttl_remains() {
+        let pool = pool();
+        let lease = active(|s| s.auto_renew = true);
+        assert_eq!(
+            decide_at(&lease, Some(&pool), SecretState::Intact, 100),
+            Decision::Hold { until: at(2400) }
+        );
+        assert_eq!(
+            decide_at(&lease, Some(&pool), SecretState::Intact, 2400),
+            Decision::Renew {
+                expires_at: at(6000),
+                capped: false,
+                request: None
+            }
+        );
+        let mut at_ceiling = active(|s| s.auto_renew = true);
+        at_ceiling.status.as_mut().unwrap().expires_at = Some(Time(at(7200)));
+        assert_eq!(
+            decide_at(&at_ceiling, Some(&pool), SecretState::Intact, 7000),
+            Decision::Hold { until: at(7200) },
+            "no renewal past the ceiling"
+        );
+    }
+
+    #[test]
+    fn a_deleted_or_edited_secret_of_an_active_lease_is_restored() {
+        let pool = pool();
+        let lease = active(|_| {});
+        for state in [SecretState::Missing, SecretState::Tampered] {
+            assert_eq!(
+                decide_at(&lease, Some(&pool), state, 10),
+                Decision::Restore { cause: state }
+            );
+        }
+    }
+
+    #[test]
+    fn ttl_edits_never_touch_an_active_credential() {
+        let pool = pool();
+        let lease = active(|s| s.ttl = Some("5h".into()));
+        assert_eq!(
+            decide_at(&lease, Some(&pool), SecretState::Intact, 10),
+            Decision::Hold { until: at(3600) }
+        );
+    }
 }

@@ -106,8 +106,8 @@ pub async fn run(
         claims,
         recorder: Recorder::new(client.clone(), reporter),
         pools: pools.clone(),
-        secrets,
-        claim_store,
+        secrets: secrets.clone(),
+        claim_store: claim_store.clone(),
         validations: Default::default(),
     });
     let config = ControllerConfig::default().concurrency(settings.concurrency);
@@ -171,6 +171,7 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
     let pools_by_secret = pools.clone();
+    let pools_for_readiness = pools.clone();
     let pool_controller = Controller::for_shared_stream(pool_events, pools)
         .with_config(config)
         .watches_stream(client_secret_changes, move |secret| {
@@ -197,8 +198,23 @@ pub async fn run(
         )
         .for_each(|_| future::ready(()));
 
+    // Reconciles read the caches, so they start once every cache has its first full list: a lease
+    // must never be judged against a dynamic secret or a claim the cache has not loaded yet.
+    let pools_ready = pools_for_readiness;
+    let controllers = async move {
+        let (a, b, c) = tokio::join!(
+            pools_ready.wait_until_ready(),
+            secrets.wait_until_ready(),
+            claim_store.wait_until_ready()
+        );
+        if a.is_err() || b.is_err() || c.is_err() {
+            return;
+        }
+        tracing::info!("caches synced; reconciling");
+        future::join(lease_controller, pool_controller).await;
+    };
     tokio::select! {
-        _ = future::join(lease_controller, pool_controller) => {}
+        _ = controllers => {}
         _ = pool_watch => tracing::error!("the dynamic secret watch ended"),
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
@@ -207,6 +223,13 @@ pub async fn run(
 
 /// Failed reconciles retry with backoff; the error is logged (it never carries secrets).
 fn error_policy<K: kube::Resource>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if let Error::Finalizer(inner) = error
+        && let kube::runtime::finalizer::Error::CleanupFailed(Error::WaitingForLeases(count)) =
+            inner.as_ref()
+    {
+        tracing::info!(object = %object.meta().name.as_deref().unwrap_or_default(), count, "waiting for leases to end");
+        return Action::requeue(Duration::from_secs(2));
+    }
     tracing::warn!(
         object = %object.meta().name.as_deref().unwrap_or_default(),
         namespace = %object.meta().namespace.as_deref().unwrap_or_default(),

@@ -1,0 +1,401 @@
+//! `make demo`: the product page's dashboard flow (configure a dynamic secret, lease, renew,
+//! revoke, expire) on a local control plane, the Entra emulator and the operator process,
+//! narrated with real kubectl output.
+
+#[allow(dead_code)] // the demo uses only part of the test support
+#[path = "../tests/support/control_plane.rs"]
+mod control_plane;
+#[path = "demo/shell.rs"]
+mod shell;
+#[path = "demo/stack.rs"]
+mod stack;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shell::{Kubectl, heading, note};
+use stack::{OPERATOR_NAMESPACE, Stack, TENANT_FILE, relative};
+
+const NAMESPACE: &str = "demo";
+const WAIT_TIMEOUT: &str = "--timeout=60s";
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    if let Err(error) = std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")) {
+        eprintln!("demo: the workspace root: {error}");
+        return ExitCode::FAILURE;
+    }
+    let mut stack = match Stack::new() {
+        Ok(stack) => stack,
+        Err(error) => {
+            eprintln!("demo: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tour(&mut stack) {
+        Ok(()) => {
+            heading("9. Stop everything");
+            let data_dir = stack
+                .control_plane()
+                .kubeconfig
+                .parent()
+                .map(|d| d.to_owned());
+            let operator = stack.stop().unwrap_or_default();
+            note(&format!("operator: {operator}"));
+            note("Entra emulator and control plane: stopped");
+            if let Some(dir) = data_dir.filter(|dir| !dir.exists()) {
+                note(&format!("control plane data: {} removed", dir.display()));
+            }
+            println!(
+                "\nThe demo finished in {:.0}s. Operator log: {}",
+                started.elapsed().as_secs_f64(),
+                relative(&stack.operator_log).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("\ndemo failed: {error}");
+            eprintln!(
+                "--- the operator's last log lines ({}) ---\n{}",
+                relative(&stack.operator_log).display(),
+                stack.operator_log_tail(40)
+            );
+            stack.stop();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tour(stack: &mut Stack) -> Result<(), String> {
+    let kubectl = start(stack)?;
+    install_operator(stack, &kubectl)?;
+    configure(stack, &kubectl)?;
+    lease(stack, &kubectl)?;
+    renew(stack, &kubectl)?;
+    revoke(stack, &kubectl)?;
+    expire(stack, &kubectl)?;
+    heading("8. Every step is in the leases' Kubernetes events");
+    kubectl.show(&["events", "-n", NAMESPACE])?;
+    Ok(())
+}
+
+fn start(stack: &mut Stack) -> Result<Kubectl, String> {
+    heading("1. Start a local Kubernetes control plane and the Entra emulator");
+    let control_plane = stack.start_control_plane()?;
+    note(&format!(
+        "etcd, kube-apiserver and kube-controller-manager on {} (ready in {:.1}s)",
+        control_plane.server,
+        control_plane.startup.as_secs_f64()
+    ));
+    let kubectl = Kubectl { control_plane };
+    kubectl.show(&["version"])?;
+    let emulator = stack.start_emulator()?;
+    note(&format!(
+        "Entra emulator (token endpoint and Microsoft Graph) on {}",
+        emulator.base_url()
+    ));
+    note(&format!(
+        "serving the fictitious tenant contoso.onmicrosoft.com of {TENANT_FILE}"
+    ));
+    Ok(kubectl)
+}
+
+fn install_operator(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
+    heading("2. Install the CRDs and start the operator");
+    kubectl.show(&["apply", "--server-side", "-f", "crds/entra-operator.yaml"])?;
+    kubectl.show(&[
+        "wait",
+        "--for=condition=Established",
+        WAIT_TIMEOUT,
+        "crd/entradynamicsecrets.kms.hanzo.ai",
+        "crd/entraleases.kms.hanzo.ai",
+    ])?;
+    // Discovery of new resources lags the Established condition by a moment.
+    poll(Duration::from_secs(30), || {
+        kubectl.quiet(&["get", "entraleases", "-A"]).is_ok()
+    })?;
+    kubectl.show(&["create", "namespace", OPERATOR_NAMESPACE])?;
+    kubectl.show(&["create", "namespace", NAMESPACE])?;
+    let command = stack.start_operator()?;
+    println!("$ {command} &");
+    note(&format!(
+        "the operator logs to {}",
+        relative(&stack.operator_log).display()
+    ));
+    Ok(())
+}
+
+fn configure(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
+    heading("3. Configure the dynamic secret: a tenant, an app, a pool of users, TTLs");
+    kubectl.show(&[
+        "apply",
+        "-n",
+        NAMESPACE,
+        "-f",
+        "examples/dynamic-secret.yaml",
+    ])?;
+    wait(
+        stack,
+        kubectl,
+        &["--for=condition=Ready", "entradynamicsecret/contoso"],
+    )?;
+    kubectl.show(&["get", "entradynamicsecrets", "-n", NAMESPACE])?;
+    kubectl.show(&[
+        "get",
+        "entradynamicsecret",
+        "contoso",
+        "-n",
+        NAMESPACE,
+        "-o",
+        r#"jsonpath={range .status.users[*]}{.userPrincipalName}{"\t"}{.id}{"\t"}{.displayName}{"\n"}{end}"#,
+    ])?;
+    note("^ the pool, each user resolved through Graph to its Entra object id");
+    Ok(())
+}
+
+fn lease(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
+    heading("4. Lease: check out a pool user and get a fresh password in a Secret");
+    kubectl.show(&["apply", "-n", NAMESPACE, "-f", "examples/lease.yaml"])?;
+    wait(
+        stack,
+        kubectl,
+        &[
+            "--for=jsonpath={.status.phase}=Active",
+            "entralease/ci-deploy",
+            "entralease/bob-debugging",
+        ],
+    )?;
+    kubectl.show(&["get", "entraleases", "-n", NAMESPACE])?;
+    kubectl.show(&[
+        "get",
+        "entraleases",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "custom-columns=NAME:.metadata.name,ISSUED:.status.issuedAt,EXPIRES:.status.expiresAt,MAX EXPIRES:.status.maxExpiresAt",
+    ])?;
+    kubectl.show(&[
+        "get",
+        "secret",
+        "entra-ci-deploy",
+        "-n",
+        NAMESPACE,
+        "-o",
+        r#"go-template={{range $key, $value := .data}}{{$key}}: {{$value | base64decode}}{{"\n"}}{{end}}"#,
+    ])?;
+    note("^ a real password of the emulator's fictitious tenant, printed because this is a demo");
+    let (username, password) = credentials(kubectl, "entra-ci-deploy")?;
+    sign_in(stack, &username, &password, true)
+}
+
+fn renew(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
+    heading("5. Renew: a later expiry, the same password, never past maxTTL");
+    // bob-debugging does not renew itself (no autoRenew), so every renewal below is a request's.
+    let lease = "entralease/bob-debugging";
+    let before = lease_field(kubectl, lease, "{.status.expiresAt}")?;
+    let password = credentials(kubectl, "bob-credentials")?.1;
+    let graph_writes = stack.emulator().counters().graph_writes;
+    // Expiry has whole-second precision: let a second pass so the renewal visibly moves it.
+    std::thread::sleep(Duration::from_secs(1));
+    let first = epoch_seconds();
+    request_renewal(stack, kubectl, lease, first)?;
+    let after = lease_field(kubectl, lease, "{.status.expiresAt}")?;
+    let count = lease_field(kubectl, lease, "{.status.renewCount}")?;
+    note(&format!(
+        "expiresAt {before} -> {after}, renewCount {count}"
+    ));
+    if credentials(kubectl, "bob-credentials")?.1 != password {
+        return Err("the renewal changed the password".into());
+    }
+    if stack.emulator().counters().graph_writes != graph_writes {
+        return Err("the renewal wrote to Graph".into());
+    }
+    note("same password, and the emulator saw no Graph write: a renewal is bookkeeping only");
+
+    println!();
+    note("Renew by the whole maxTTL (24h): the expiry stops at maxExpiresAt, issuedAt + 24h.");
+    kubectl.show(&[
+        "patch",
+        lease,
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"ttl":"24h"}}"#,
+    ])?;
+    request_renewal(stack, kubectl, lease, epoch_seconds().max(first + 1))?;
+    kubectl.show(&[
+        "get",
+        lease,
+        "-n",
+        NAMESPACE,
+        "-o",
+        "custom-columns=NAME:.metadata.name,TTL:.spec.ttl,EXPIRES:.status.expiresAt,MAX EXPIRES:.status.maxExpiresAt,RENEWALS:.status.renewCount",
+    ])?;
+    kubectl.show(&[
+        "get",
+        lease,
+        "-n",
+        NAMESPACE,
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}{"\n"}"#,
+    ])?;
+    Ok(())
+}
+
+/// The dashboard's "Renew" button: a new value of the renew annotation, answered once.
+fn request_renewal(
+    stack: &mut Stack,
+    kubectl: &Kubectl,
+    lease: &str,
+    request: u64,
+) -> Result<(), String> {
+    kubectl.show(&[
+        "annotate",
+        lease,
+        "-n",
+        NAMESPACE,
+        &format!("kms.hanzo.ai/renew={request}"),
+        "--overwrite",
+    ])?;
+    wait(
+        stack,
+        kubectl,
+        &[
+            &format!("--for=jsonpath={{.status.lastRenewRequest}}={request}"),
+            lease,
+        ],
+    )
+}
+
+fn revoke(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
+    heading("6. Revoke: delete a lease before its time");
+    let (username, password) = credentials(kubectl, "bob-credentials")?;
+    kubectl.show(&[
+        "delete",
+        "entralease",
+        "bob-debugging",
+        "-n",
+        NAMESPACE,
+        WAIT_TIMEOUT,
+    ])?;
+    sign_in(stack, &username, &password, false)?;
+    kubectl.show_failing(&["get", "secret", "bob-credentials", "-n", NAMESPACE])?;
+    kubectl.show(&["get", "entradynamicsecrets", "-n", NAMESPACE])?;
+    Ok(())
+}
+
+fn expire(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
+    heading("7. Expire: a lease with a 10s TTL ends on its own");
+    let manifest = "\
+apiVersion: kms.hanzo.ai/v1alpha1
+kind: EntraLease
+metadata:
+  name: short
+spec:
+  dynamicSecretRef:
+    name: contoso
+  ttl: 10s
+";
+    kubectl.show_with_input(&["apply", "-n", NAMESPACE, "-f", "-"], manifest)?;
+    wait(
+        stack,
+        kubectl,
+        &["--for=jsonpath={.status.phase}=Active", "entralease/short"],
+    )?;
+    let (username, password) = credentials(kubectl, "entra-short")?;
+    sign_in(stack, &username, &password, true)?;
+    let watch = kubectl.watch(&[
+        "get",
+        "entralease",
+        "short",
+        "-n",
+        NAMESPACE,
+        "--watch",
+        "--output-watch-events",
+    ])?;
+    stack.check_operator()?;
+    let waited = kubectl.quiet(&[
+        "wait",
+        "-n",
+        NAMESPACE,
+        WAIT_TIMEOUT,
+        "--for=delete",
+        "entralease/short",
+    ]);
+    watch.stop("DELETED");
+    waited?;
+    sign_in(stack, &username, &password, false)?;
+    kubectl.show_failing(&["get", "secret", "entra-short", "-n", NAMESPACE])?;
+    kubectl.show(&["get", "entraleases", "-n", NAMESPACE])?;
+    Ok(())
+}
+
+/// `kubectl wait -n demo --timeout=60s <args>`, after making sure the operator still runs.
+fn wait(stack: &mut Stack, kubectl: &Kubectl, args: &[&str]) -> Result<(), String> {
+    stack.check_operator()?;
+    let mut command = vec!["wait", "-n", NAMESPACE, WAIT_TIMEOUT];
+    command.extend_from_slice(args);
+    kubectl.show(&command).map(drop)
+}
+
+/// The username and password in a lease's Secret.
+fn credentials(kubectl: &Kubectl, secret: &str) -> Result<(String, String), String> {
+    let key = |key: &str| {
+        kubectl.quiet(&[
+            "get",
+            "secret",
+            secret,
+            "-n",
+            NAMESPACE,
+            "-o",
+            &format!("go-template={{{{.data.{key} | base64decode}}}}"),
+        ])
+    };
+    Ok((key("username")?, key("password")?))
+}
+
+fn lease_field(kubectl: &Kubectl, lease: &str, jsonpath: &str) -> Result<String, String> {
+    kubectl.quiet(&[
+        "get",
+        lease,
+        "-n",
+        NAMESPACE,
+        "-o",
+        &format!("jsonpath={jsonpath}"),
+    ])
+}
+
+/// Signs in to the emulator's tenant as `username` and checks the outcome is `expected`.
+fn sign_in(stack: &Stack, username: &str, password: &str, expected: bool) -> Result<(), String> {
+    let accepted = stack.emulator().sign_in(username, password);
+    let outcome = if accepted { "accepted" } else { "rejected" };
+    note(&format!(
+        "Entra emulator: sign-in as {username} with the leased password -> {outcome}"
+    ));
+    if accepted == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "the sign-in as {username} was {outcome}, expected the opposite"
+        ))
+    }
+}
+
+fn poll(timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<(), String> {
+    let started = Instant::now();
+    while !condition() {
+        if started.elapsed() > timeout {
+            return Err(format!("condition not met within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or_default()
+}
