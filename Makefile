@@ -17,6 +17,8 @@ CONTROLPLANE_BIN := target/controlplane/controlplane
 CONTROLPLANE_SRC := $(wildcard $(CONTROLPLANE_DIR)/*.go) $(CONTROLPLANE_DIR)/go.mod $(CONTROLPLANE_DIR)/go.sum
 HELM_DIR := tests/helm
 HELM_BIN := target/controlplane/helm
+PROMTOOL_DIR := tests/promtool
+PROMTOOL_BIN := target/controlplane/promtool
 
 GO_ENV := GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 KUBE_LDFLAGS := -s -w \
@@ -29,6 +31,7 @@ KUBE_LDFLAGS := -s -w \
 
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
 export HELM_BIN := $(abspath $(HELM_BIN))
+export PROMTOOL_BIN := $(abspath $(PROMTOOL_BIN))
 
 .PHONY: help
 help:
@@ -62,6 +65,13 @@ $(HELM_BIN): $(HELM_DIR)/go.mod $(HELM_DIR)/go.sum
 		-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)" \
 		-o $(abspath $@) helm.sh/helm/v4/cmd/helm
 
+# promtool, to check that /metrics is valid Prometheus exposition.
+$(PROMTOOL_BIN): $(PROMTOOL_DIR)/go.mod $(PROMTOOL_DIR)/go.sum
+	@echo ">> building promtool from the Prometheus Go module (later runs reuse it)"
+	@mkdir -p $(dir $@)
+	cd $(PROMTOOL_DIR) && $(GO_ENV) go build -trimpath -ldflags "-s -w" \
+		-o $(abspath $@) github.com/prometheus/prometheus/cmd/promtool
+
 .PHONY: crds
 crds:
 	cargo run --quiet -- crds > crds/entra-operator.yaml
@@ -72,6 +82,6 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: lint $(CONTROLPLANE_BIN) $(HELM_BIN)
+test: lint $(CONTROLPLANE_BIN) $(HELM_BIN) $(PROMTOOL_BIN)
 	@echo ">> unit and integration tests; integration tests start $$($(CONTROLPLANE_BIN) kube-apiserver --version) on loopback"
 	cargo test --workspace --no-fail-fast -- --show-output

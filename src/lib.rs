@@ -9,3 +9,6 @@ pub mod secret;
 pub mod sensitive;
 pub mod telemetry;
 pub mod tls;
+pub mod metrics;
+pub mod leader;
+pub mod health;

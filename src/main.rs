@@ -1,9 +1,15 @@
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use clap::{Args, Parser, Subcommand};
 use entra_operator::controller::{self, Settings};
 use entra_operator::graph::{EndpointOverrides, GraphClient, GraphClientConfig};
+use entra_operator::health::{self, Readiness};
+use entra_operator::leader::LeaderElection;
 use entra_operator::telemetry::{self, LogFormat};
 use entra_operator::{api, tls};
 
@@ -51,9 +57,21 @@ struct RunArgs {
     log_level: String,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Name of this instance in events (the pod name in a cluster).
+    /// Name of this instance in events and in leader election (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Address of the HTTP server for /metrics, /livez and /readyz.
+    #[arg(long, env = "METRICS_BIND_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_bind_address: SocketAddr,
+    /// Run only while holding the leader Lease, so that one of several replicas acts.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// Name of the leader Lease, in the operator namespace.
+    #[arg(long, default_value = "entra-operator-leader")]
+    leader_election_lease_name: String,
+    /// How long a leader's Lease lasts without renewal; a standby takes over after it.
+    #[arg(long, default_value_t = 15)]
+    leader_election_lease_duration_seconds: u64,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -103,17 +121,52 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_from(config)?;
     let version = client.apiserver_version().await?;
     tracing::info!(kubernetes = %version.git_version, version = env!("CARGO_PKG_VERSION"), "starting");
+    let readiness = Arc::new(Readiness::default());
+    let bound = health::serve(args.metrics_bind_address, readiness.clone()).await?;
+    tracing::info!(address = %bound, "serving /metrics, /livez and /readyz");
+    let shutdown = shutdown_signal().boxed().shared();
     let settings = Settings {
-        claims_namespace: args.operator_namespace,
+        claims_namespace: args.operator_namespace.clone(),
         watch_namespace: args.namespace,
         endpoints,
         graph,
         concurrency: args.concurrency,
-        instance: args.instance,
+        instance: args.instance.clone(),
+        readiness: readiness.clone(),
     };
-    controller::run(client, settings, shutdown_signal()).await;
-    tracing::info!("stopped");
-    Ok(())
+    if !args.leader_elect {
+        // The only replica is the acting one.
+        entra_operator::metrics::metrics().leader.set(1);
+        controller::run(client, settings, shutdown).await;
+        tracing::info!("stopped");
+        return Ok(());
+    }
+    // A standby is ready: it is healthy and waiting, which is its job.
+    readiness.set(true);
+    let election = LeaderElection {
+        namespace: args.operator_namespace,
+        lease_name: args.leader_election_lease_name,
+        identity: args.instance.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        lease_duration: Duration::from_secs(args.leader_election_lease_duration_seconds),
+    };
+    let mut leadership = tokio::select! {
+        leadership = election.acquire(client.clone()) => leadership?,
+        _ = shutdown.clone() => return Ok(()),
+    };
+    readiness.set(false);
+    tokio::select! {
+        _ = controller::run(client, settings, shutdown) => {
+            leadership.release().await;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        _ = leadership.lost() => {
+            // Another replica may act from now on: stop at once, mid-reconcile if need be. Every
+            // step is safe to interrupt (invariant I2), and the pod restarts as a standby.
+            tracing::error!("lost leadership; exiting");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C: in-flight reconciles finish, nothing new starts.

@@ -253,3 +253,35 @@ async fn restoring_a_deleted_or_edited_secret_issues_a_fresh_password() {
     let lease = env.wait_for_phase("mine", LeasePhase::Active).await;
     assert_eq!(lease.status.unwrap().renew_count, 0);
 }
+
+#[tokio::test]
+async fn a_protected_admin_in_the_pool_is_set_aside_for_the_next_free_user() {
+    let env = LeaseEnv::start("protected").await;
+    let pool = [
+        "grace@contoso.onmicrosoft.com",
+        "carol@contoso.onmicrosoft.com",
+    ];
+    env.create_pool("pool", &pool, "1h", "2h").await;
+    env.wait_for_ready_pool("pool").await;
+    env.create_lease("any", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    let lease = env.wait_for_phase("any", LeasePhase::Active).await;
+    let user = lease.status.unwrap().user.unwrap();
+    assert_eq!(user.user_principal_name, "carol@contoso.onmicrosoft.com");
+    env.wait_for("grace to be marked in the pool", || async {
+        let status = env.pools().get("pool").await.unwrap().status?;
+        let grace = status
+            .users
+            .iter()
+            .find(|u| u.configured.starts_with("grace"))?;
+        (grace.problem.as_deref() == Some("PasswordResetForbidden")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.emulator
+            .user(sample::GRACE_ADMIN.id)
+            .unwrap()
+            .password_set_count,
+        0
+    );
+}

@@ -91,6 +91,7 @@ impl Stack {
             format!("--authority-host={emulator_url}"),
             format!("--graph-endpoint={emulator_url}"),
             "--log-level=entra_operator=debug,info".to_owned(),
+            "--metrics-bind-address=127.0.0.1:0".to_owned(),
         ];
         fs::create_dir_all(self.operator_log.parent().expect("a log directory"))
             .map_err(|e| format!("{}: {e}", self.operator_log.display()))?;

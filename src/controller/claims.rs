@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::{Lease as Claim, LeaseSpec as ClaimSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 
-use crate::api::EntraLease;
+use crate::api::{EntraLease, LeasedUser};
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Annotation of a claim naming the lease that holds it, as `<namespace>/<name>`.
@@ -20,6 +20,10 @@ pub const HOLDER_ANNOTATION: &str = "kms.hanzo.ai/lease";
 pub const POOL_ANNOTATION: &str = "kms.hanzo.ai/dynamic-secret";
 /// Label of a claim with the user's object id, for lookups by user.
 pub const USER_LABEL: &str = "kms.hanzo.ai/user-id";
+/// Label of a claim with the holding lease's uid, for lookups by lease.
+pub const HOLDER_UID_LABEL: &str = "kms.hanzo.ai/holder-uid";
+/// Annotation of a claim with the user's principal name.
+pub const UPN_ANNOTATION: &str = "kms.hanzo.ai/user-principal-name";
 
 #[derive(Clone)]
 pub struct Claims {
@@ -52,14 +56,15 @@ impl Claims {
         format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
     }
 
-    /// Claims `user_id` for `lease`. Idempotent: a claim the lease already holds is `Claimed`.
+    /// Claims `user` for `lease`. Idempotent: a claim the lease already holds is `Claimed`.
     pub async fn claim(
         &self,
-        user_id: &str,
+        user: &LeasedUser,
         lease: &EntraLease,
         pool: &str,
     ) -> kube::Result<ClaimOutcome> {
-        let claim = claim_object(user_id, lease, pool);
+        let user_id = user.id.as_str();
+        let claim = claim_object(user, lease, pool);
         match self.api.create(&PostParams::default(), &claim).await {
             Ok(_) => return Ok(ClaimOutcome::Claimed),
             Err(error) if is_conflict(&error) => {}
@@ -88,6 +93,29 @@ impl Claims {
             Err(error) if is_conflict(&error) => Ok(ClaimOutcome::Taken),
             Err(error) => Err(error),
         }
+    }
+
+    /// The user `lease` holds, read from the API server (not a cache): the claim is the record of
+    /// which user a lease holds until its credential is issued or ended.
+    pub async fn held_by(&self, lease: &EntraLease) -> kube::Result<Option<LeasedUser>> {
+        let Some(uid) = lease.uid() else {
+            return Ok(None);
+        };
+        let selector = format!("{}={uid}", HOLDER_UID_LABEL);
+        let claims = self
+            .api
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        Ok(claims
+            .items
+            .iter()
+            .filter(|claim| holder_uid(claim) == Some(uid.as_str()))
+            .find_map(|claim| {
+                Some(LeasedUser {
+                    id: claim.labels().get(USER_LABEL)?.clone(),
+                    user_principal_name: claim.annotations().get(UPN_ANNOTATION)?.clone(),
+                })
+            }))
     }
 
     /// True when `lease` holds the claim on `user_id`.
@@ -141,14 +169,16 @@ pub fn holder_uid(claim: &Claim) -> Option<&str> {
     claim.spec.as_ref()?.holder_identity.as_deref()
 }
 
-fn claim_object(user_id: &str, lease: &EntraLease, pool: &str) -> Claim {
+fn claim_object(user: &LeasedUser, lease: &EntraLease, pool: &str) -> Claim {
     let namespace = lease.namespace().unwrap_or_default();
+    let user_id = user.id.as_str();
     Claim {
         metadata: ObjectMeta {
             name: Some(claim_name(user_id)),
             labels: Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
                 (USER_LABEL.to_owned(), user_id.to_ascii_lowercase()),
+                (HOLDER_UID_LABEL.to_owned(), lease.uid().unwrap_or_default()),
             ])),
             annotations: Some(BTreeMap::from([
                 (
@@ -156,6 +186,7 @@ fn claim_object(user_id: &str, lease: &EntraLease, pool: &str) -> Claim {
                     format!("{namespace}/{}", lease.name_any()),
                 ),
                 (POOL_ANNOTATION.to_owned(), format!("{namespace}/{pool}")),
+                (UPN_ANNOTATION.to_owned(), user.user_principal_name.clone()),
             ])),
             ..ObjectMeta::default()
         },

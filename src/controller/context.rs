@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::Error;
 use super::claims::Claims;
-use crate::api::{EntraDynamicSecret, EntraLease};
+use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser};
 use crate::graph::{AppCredentials, EndpointOverrides, Endpoints, GraphClient};
 use crate::sensitive::SecretString;
 
@@ -32,7 +32,16 @@ pub struct Context {
     pub claim_store: Store<Claim>,
     /// When each dynamic secret's users were last resolved through Graph, and against what.
     pub validations: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Validation>>,
+    /// Users whose password reset Entra recently refused with 403 (a protected admin, most
+    /// likely), by object id, with when: leases that name no user skip them for a while.
+    pub forbidden: Mutex<HashMap<String, Instant>>,
+    /// Leases whose issue Entra refused, by uid, with when to try again: other leases' changes
+    /// wake them, but only a change of their own spec or this time retries the issue.
+    pub issue_retry_at: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a user refused by Entra is set aside before it is tried again.
+pub const FORBIDDEN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A resolution of a dynamic secret's users, valid while its spec and client secret are unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +52,39 @@ pub struct Validation {
 }
 
 impl Context {
+    /// Remembers that Entra refused to reset `user_id`.
+    pub fn forbid(&self, user_id: &str) {
+        let mut forbidden = self.forbidden.lock().unwrap();
+        forbidden.retain(|_, at| at.elapsed() < FORBIDDEN_FOR);
+        forbidden.insert(user_id.to_ascii_lowercase(), Instant::now());
+    }
+
+    /// True when Entra recently refused to reset `user_id`.
+    pub fn is_forbidden(&self, user_id: &str) -> bool {
+        let forbidden = self.forbidden.lock().unwrap();
+        forbidden
+            .get(&user_id.to_ascii_lowercase())
+            .is_some_and(|at| at.elapsed() < FORBIDDEN_FOR)
+    }
+
+    /// `candidates` without recently refused users, unless the lease named its user or no other
+    /// candidate is left (then the refusal is reported on the lease).
+    pub fn without_forbidden(&self, candidates: Vec<LeasedUser>, named: bool) -> Vec<LeasedUser> {
+        if named {
+            return candidates;
+        }
+        let allowed: Vec<LeasedUser> = candidates
+            .iter()
+            .filter(|candidate| !self.is_forbidden(&candidate.id))
+            .cloned()
+            .collect();
+        if allowed.is_empty() {
+            candidates
+        } else {
+            allowed
+        }
+    }
+
     /// The dynamic secret a lease refers to, from the cache.
     pub fn pool_of(&self, lease: &EntraLease) -> Option<Arc<EntraDynamicSecret>> {
         let namespace = lease.namespace().unwrap_or_default();

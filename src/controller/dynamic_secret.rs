@@ -121,7 +121,7 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
             .map_err(|error| Failure {
                 reason: match &error {
                     Error::ClientSecret(_) => Reason::ClientSecretNotFound.as_str().into(),
-                    _ => "ClientSecretUnreadable".into(),
+                    _ => Reason::ClientSecretUnreadable.as_str().into(),
                 },
                 message: error.to_string(),
             })?;
@@ -211,6 +211,9 @@ fn pool_status(
         })
         .collect();
     for user in &mut users {
+        if user.problem.is_none() && user.id.as_deref().is_some_and(|id| ctx.is_forbidden(id)) {
+            user.problem = Some("PasswordResetForbidden".into());
+        }
         user.leased_by = user
             .id
             .as_ref()

@@ -15,13 +15,12 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::Error;
 use super::claims::{ClaimOutcome, is_not_found};
 use super::context::{Context, PASSWORD_ATTEMPTS};
-use super::lease_decision::{
-    Candidate, Decision, LeaseFacts, SecretState, credentials_secret_name, decide,
-};
+use super::lease_decision::{Decision, LeaseFacts, SecretState, credentials_secret_name, decide};
 use super::reasons::Reason;
 use super::status::{FIELD_MANAGER, apply_status, set_condition, whole_seconds};
 use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeaseStatus, LeasedUser};
 use crate::graph::{AppCredentials, GraphError};
+use crate::metrics::{CappedLabels, ReasonLabels, metrics};
 use crate::password::generate_password;
 use crate::secret::{
     Credentials, EXPIRES_AT_ANNOTATION, credentials_secret, format_time, is_owned_by, secret_state,
@@ -55,16 +54,28 @@ pub(super) fn gone_is_done(error: kube::runtime::finalizer::Error<Error>) -> Res
     }
 }
 
+/// How long a lease whose issue Entra refused waits before trying again, unless its spec changes.
+const RETRY_REFUSED_ISSUE: Duration = Duration::from_secs(300);
+
 async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Result<Action, Error> {
+    if let Some(wait) = refused_issue_backoff(lease, ctx) {
+        return Ok(Action::requeue(wait));
+    }
     let pool = ctx.pool_of(lease);
     let namespace = lease.namespace().unwrap_or_default();
     let secret_name = credentials_secret_name(lease, pool.as_deref());
     let secret = ctx.secret(&namespace, &secret_name).await?;
     let now = Timestamp::now();
+    let status = lease.status.as_ref();
+    let held = match status.and_then(|s| s.user.clone()) {
+        Some(user) => Some(user),
+        None => ctx.claims.held_by(lease).await?,
+    };
     let facts = LeaseFacts {
         lease,
         pool: pool.as_deref(),
         secret: secret_state(lease, secret.as_ref()),
+        held: held.clone(),
         now,
     };
     let decision = decide(&facts);
@@ -78,7 +89,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
     match decision {
         Decision::Expire => shell.expire().await,
         Decision::Refuse { reason, message } => {
-            shell.refuse(pool.as_deref(), reason, message).await
+            shell.refuse(pool.as_deref(), held, reason, message).await
         }
         Decision::Wait { reason, message } => shell.wait(reason.as_str(), message).await,
         Decision::Issue {
@@ -104,6 +115,22 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         } => shell.renew(&secret_name, expires_at, capped, request).await,
         Decision::Hold { until } => Ok(requeue_at(until, now)),
     }
+}
+
+/// The time left before a lease whose issue Entra refused may try again, if any.
+fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> {
+    let status = lease.status.as_ref()?;
+    if status.phase != Some(LeasePhase::Failed)
+        || status.observed_generation != lease.metadata.generation
+    {
+        return None;
+    }
+    let retry_at = *ctx
+        .issue_retry_at
+        .lock()
+        .unwrap()
+        .get(lease.uid()?.as_str())?;
+    retry_at.checked_duration_since(std::time::Instant::now())
 }
 
 /// Carries decisions out for one lease.
@@ -174,11 +201,12 @@ impl Shell<'_> {
     async fn refuse(
         &self,
         pool: Option<&EntraDynamicSecret>,
+        held: Option<LeasedUser>,
         reason: Reason,
         message: String,
     ) -> Result<Action, Error> {
         let mut status = self.status();
-        if let (Some(user), Some(pool)) = (status.user.clone(), pool) {
+        if let (Some(user), Some(pool)) = (held, pool) {
             end_credential(self.lease, self.ctx, pool, &user).await?;
             status.user = None;
             status.issued_at = None;
@@ -227,16 +255,19 @@ impl Shell<'_> {
         pool: &EntraDynamicSecret,
         secret_name: &str,
         secret: Option<Secret>,
-        candidates: Vec<Candidate>,
+        candidates: Vec<LeasedUser>,
         ttl: Duration,
         max_ttl: Duration,
     ) -> Result<Action, Error> {
+        let candidates = self
+            .ctx
+            .without_forbidden(candidates, self.lease.spec.user.is_some());
         let mut claimed = None;
         for candidate in candidates {
             if self
                 .ctx
                 .claims
-                .claim(&candidate.id, self.lease, &pool.name_any())
+                .claim(&candidate, self.lease, &pool.name_any())
                 .await?
                 == ClaimOutcome::Claimed
             {
@@ -244,7 +275,7 @@ impl Shell<'_> {
                 break;
             }
         }
-        let Some(user) = claimed else {
+        let Some(leased) = claimed else {
             let message = match &self.lease.spec.user {
                 Some(user) => format!("user {user} is leased by another lease; waiting for it"),
                 None => format!(
@@ -254,24 +285,8 @@ impl Shell<'_> {
             };
             return self.wait(Reason::WaitingForUser.as_str(), message).await;
         };
-        let leased = LeasedUser {
-            user_principal_name: user.user_principal_name.clone(),
-            id: user.id.clone(),
-        };
-        // Record the claimed user before touching Entra, so that a crash resumes with this user.
+        // The claim records which user this lease holds: a crash from here on resumes with it.
         let mut status = self.status();
-        if status.phase != Some(LeasePhase::Issuing) || status.user.as_ref() != Some(&leased) {
-            status.phase = Some(LeasePhase::Issuing);
-            status.user = Some(leased.clone());
-            status.secret_name = Some(secret_name.to_owned());
-            self.condition(
-                &mut status,
-                false,
-                Reason::Issued.as_str(),
-                format!("setting a password for {}", leased.user_principal_name),
-            );
-            self.write_status(&status).await?;
-        }
         let app = self.ctx.app_credentials(pool).await?;
         // A Secret left by an interrupted issue holds the password that may already be set: set
         // that same one again, so no working password is ever lost (invariant I2).
@@ -296,6 +311,8 @@ impl Shell<'_> {
             status.max_expires_at = Some(Time(issued_at + signed(max_ttl)));
         }
         status.phase = Some(LeasePhase::Active);
+        status.user = Some(leased.clone());
+        status.secret_name = Some(secret_name.to_owned());
         let message = format!(
             "credentials for {} are in Secret {secret_name} until {}",
             leased.user_principal_name,
@@ -309,6 +326,7 @@ impl Shell<'_> {
             Reason::CredentialRestored
         };
         tracing::info!(lease = %self.lease.name_any(), user = %leased.user_principal_name, %reason, "issued");
+        metrics().issues.inc();
         self.ctx
             .publish(
                 self.lease,
@@ -339,6 +357,25 @@ impl Shell<'_> {
         // The password was never set (Entra refused it), so there is nothing to scramble.
         delete_owned_secret(self.ctx, self.lease, secret_name).await?;
         self.ctx.claims.release(&user.id, self.lease).await?;
+        if matches!(graph, GraphError::MissingPermission { .. }) && self.lease.spec.user.is_none() {
+            // Likely a protected admin in the pool: set it aside and try the next free user.
+            self.ctx.forbid(&user.id);
+            let message = format!(
+                "Entra refused to reset {} (a protected admin, or the app lacks the role); \
+                 trying another pool user",
+                user.user_principal_name
+            );
+            self.ctx
+                .publish(
+                    self.lease,
+                    EventType::Warning,
+                    graph.reason(),
+                    "Issue",
+                    message,
+                )
+                .await;
+            return Ok(Action::requeue(Duration::from_millis(100)));
+        }
         let mut status = self.status();
         status.user = None;
         status.secret_name = None;
@@ -359,7 +396,14 @@ impl Shell<'_> {
         self.condition(&mut status, false, graph.reason(), message);
         self.write_status(&status).await?;
         // Permissions and roles can be fixed in Entra without any change here: try again later.
-        Ok(Action::requeue(Duration::from_secs(300)))
+        let retry_at = std::time::Instant::now() + RETRY_REFUSED_ISSUE;
+        let uid = self.lease.uid().unwrap_or_default();
+        self.ctx
+            .issue_retry_at
+            .lock()
+            .unwrap()
+            .insert(uid, retry_at);
+        Ok(Action::requeue(RETRY_REFUSED_ISSUE))
     }
 
     /// The active lease's Secret was deleted or edited: a fresh password (which also ends the old
@@ -410,6 +454,8 @@ impl Shell<'_> {
             format!("Secret {secret_name} restored with a fresh password"),
         );
         self.write_status(&status).await?;
+        tracing::info!(lease = %self.lease.name_any(), user = %user.user_principal_name, "restored");
+        metrics().issues.inc();
         Ok(requeue_at(expires_at, self.now))
     }
 
@@ -446,6 +492,10 @@ impl Shell<'_> {
         self.condition(&mut status, true, reason.as_str(), message.clone());
         self.write_status(&status).await?;
         tracing::info!(lease = %self.lease.name_any(), %reason, expires_at = %format_time(expires_at), "renewed");
+        let capped_label = CappedLabels {
+            capped: capped.to_string(),
+        };
+        metrics().renewals.get_or_create(&capped_label).inc();
         self.ctx
             .publish(
                 self.lease,
@@ -582,10 +632,12 @@ pub async fn end_credential(
             }
         }
     }
-    if let Some(name) = lease.status.as_ref().and_then(|s| s.secret_name.as_deref()) {
-        delete_owned_secret(ctx, lease, name).await?;
-    }
+    let name = credentials_secret_name(lease, Some(pool));
+    delete_owned_secret(ctx, lease, &name).await?;
     ctx.claims.release(&user.id, lease).await?;
+    if holds {
+        metrics().revocations.inc();
+    }
     Ok(holds)
 }
 
@@ -619,7 +671,15 @@ async fn cleanup(
     api: &Api<EntraLease>,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let Some(user) = lease.status.as_ref().and_then(|s| s.user.clone()) else {
+    if let Some(uid) = lease.uid() {
+        ctx.issue_retry_at.lock().unwrap().remove(&uid);
+    }
+    let user = match lease.status.as_ref().and_then(|s| s.user.clone()) {
+        Some(user) => Some(user),
+        // Deleted before it became active: it may hold a claim, and even a set password.
+        None => ctx.claims.held_by(lease).await?,
+    };
+    let Some(user) = user else {
         return Ok(Action::await_change());
     };
     // A released claim means an earlier run already ended the credential (this reconcile may
@@ -634,13 +694,8 @@ async fn cleanup(
         ctx,
         now,
     };
+    // A revocation normally takes one Graph call: its status is written only when it fails.
     let mut status = shell.status();
-    if status.phase != Some(LeasePhase::Revoking) {
-        status.phase = Some(LeasePhase::Revoking);
-        let message = format!("ending the credential of {}", user.user_principal_name);
-        shell.condition(&mut status, false, Reason::Revoking.as_str(), message);
-        shell.write_status(&status).await?;
-    }
     let outcome = match ctx.pool_of(lease) {
         Some(pool) => end_credential(lease, ctx, &pool, &user).await,
         None => Err(Error::RevocationBlocked(format!(
@@ -679,7 +734,12 @@ async fn cleanup(
                 message.clone(),
             )
             .await;
+            let reason = ReasonLabels {
+                reason: error.metric_label().to_owned(),
+            };
+            metrics().revocation_failures.get_or_create(&reason).inc();
             let failing = Reason::RevocationFailing.as_str();
+            status.phase = Some(LeasePhase::Revoking);
             shell.condition(&mut status, false, failing, message);
             let _ = apply_status(api, lease, lease.status.as_ref(), &status).await;
             Err(error)

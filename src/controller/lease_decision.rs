@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, RENEW_ANNOTATION};
+use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeasedUser, RENEW_ANNOTATION};
 use crate::duration::parse_duration;
 
 use super::reasons::Reason;
@@ -31,14 +31,10 @@ pub struct LeaseFacts<'a> {
     /// The referenced dynamic secret, if it exists.
     pub pool: Option<&'a EntraDynamicSecret>,
     pub secret: SecretState,
+    /// The user whose claim the lease holds, for a lease not yet active: an issue interrupted by
+    /// a crash resumes with it.
+    pub held: Option<LeasedUser>,
     pub now: Timestamp,
-}
-
-/// A pool user a lease may claim, as resolved by the dynamic secret controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candidate {
-    pub id: String,
-    pub user_principal_name: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +47,7 @@ pub enum Decision {
     Wait { reason: Reason, message: String },
     /// Claim the first free candidate and issue a password to it.
     Issue {
-        candidates: Vec<Candidate>,
+        candidates: Vec<LeasedUser>,
         ttl: Duration,
         max_ttl: Duration,
     },
@@ -243,13 +239,9 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
 
 /// The users the lease may claim, in pool order. A lease that already claimed a user (an issue
 /// interrupted by a crash or a wait) keeps it, so that the issue resumes instead of holding two.
-fn candidates(facts: &LeaseFacts<'_>, pool: &EntraDynamicSecret) -> Vec<Candidate> {
-    let held = facts.lease.status.as_ref().and_then(|s| s.user.as_ref());
-    if let Some(held) = held {
-        return vec![Candidate {
-            id: held.id.clone(),
-            user_principal_name: held.user_principal_name.clone(),
-        }];
+fn candidates(facts: &LeaseFacts<'_>, pool: &EntraDynamicSecret) -> Vec<LeasedUser> {
+    if let Some(held) = &facts.held {
+        return vec![held.clone()];
     }
     let wanted = facts.lease.spec.user.as_deref();
     pool.status
@@ -258,7 +250,7 @@ fn candidates(facts: &LeaseFacts<'_>, pool: &EntraDynamicSecret) -> Vec<Candidat
         .filter(|u| u.problem.is_none())
         .filter(|u| wanted.is_none_or(|w| u.configured.eq_ignore_ascii_case(w) || same_user(u, w)))
         .filter_map(|u| {
-            Some(Candidate {
+            Some(LeasedUser {
                 id: u.id.clone()?,
                 user_principal_name: u.user_principal_name.clone()?,
             })
@@ -453,11 +445,10 @@ mod tests {
             lease,
             pool,
             secret,
+            held: None,
             now: at(now),
         })
     }
-
-    use crate::api::LeasedUser;
 
     #[test]
     fn new_lease_issues_to_the_first_leasable_user_with_the_default_ttl() {
@@ -553,18 +544,19 @@ mod tests {
     #[test]
     fn an_interrupted_issue_resumes_with_its_claimed_user() {
         let pool = pool();
-        let mut lease = lease(|_| {});
-        lease.status = Some(LeaseStatus {
-            phase: Some(LeasePhase::Pending),
-            user: Some(LeasedUser {
-                user_principal_name: "carol@contoso.com".into(),
-                id: "id-carol".into(),
-            }),
-            ..LeaseStatus::default()
-        });
-        let Decision::Issue { candidates, .. } =
-            decide_at(&lease, Some(&pool), SecretState::Intact, 0)
-        else {
+        let lease = lease(|_| {});
+        let held = LeasedUser {
+            user_principal_name: "carol@contoso.com".into(),
+            id: "id-carol".into(),
+        };
+        let facts = LeaseFacts {
+            lease: &lease,
+            pool: Some(&pool),
+            secret: SecretState::Intact,
+            held: Some(held),
+            now: at(0),
+        };
+        let Decision::Issue { candidates, .. } = decide(&facts) else {
             panic!()
         };
         assert_eq!(candidates[0].id, "id-carol");

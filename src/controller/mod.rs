@@ -30,6 +30,8 @@ pub use reasons::Reason;
 
 use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase};
 use crate::graph::{EndpointOverrides, GraphClient};
+use crate::health::Readiness;
+use crate::metrics::{LeaseLabels, PoolLabels, Snapshot, metrics};
 use crate::secret::managed_selector;
 
 /// How the controllers run.
@@ -44,6 +46,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name of this instance in events.
     pub instance: Option<String>,
+    /// Set once the caches are synced and reconciles run.
+    pub readiness: Arc<Readiness>,
 }
 
 fn namespaced<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -64,6 +68,7 @@ pub async fn run(
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let watch_namespace = settings.watch_namespace.clone();
+    let settings_readiness = settings.readiness.clone();
     // Shared watches: one stream per kind feeds both the caches the reconcilers read and the
     // controllers' triggers.
     let (pools, pool_writer) = reflector::store_shared::<EntraDynamicSecret>(1024);
@@ -109,6 +114,8 @@ pub async fn run(
         secrets: secrets.clone(),
         claim_store: claim_store.clone(),
         validations: Default::default(),
+        forbidden: Default::default(),
+        issue_retry_at: Default::default(),
     });
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let shutdown = future::Shared::clone(&futures::FutureExt::shared(Box::pin(shutdown)));
@@ -119,6 +126,8 @@ pub async fn run(
     )
     .with_config(config.clone());
     let lease_store = leases.store();
+    let (snapshot_leases, snapshot_pools) = (lease_store.clone(), pools.clone());
+    metrics().set_snapshot_source(move || snapshot(&snapshot_leases, &snapshot_pools));
     let leases_of_pool = lease_store.clone();
     let pending_leases = lease_store.clone();
     // Secrets and claims trigger through watches of their own: shared streams skip deletions,
@@ -159,7 +168,11 @@ pub async fn run(
             },
         )
         .graceful_shutdown_on(shutdown.clone())
-        .run(lease::reconcile, error_policy::<EntraLease>, ctx.clone())
+        .run(
+            |lease, ctx| timed("lease", lease::reconcile(lease, ctx)),
+            error_policy::<EntraLease>,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()));
 
     // A changed client secret re-validates its dynamic secrets at once. Metadata is enough to
@@ -201,6 +214,7 @@ pub async fn run(
     // Reconciles read the caches, so they start once every cache has its first full list: a lease
     // must never be judged against a dynamic secret or a claim the cache has not loaded yet.
     let pools_ready = pools_for_readiness;
+    let readiness = settings_readiness;
     let controllers = async move {
         let (a, b, c) = tokio::join!(
             pools_ready.wait_until_ready(),
@@ -211,6 +225,7 @@ pub async fn run(
             return;
         }
         tracing::info!("caches synced; reconciling");
+        readiness.set(true);
         future::join(lease_controller, pool_controller).await;
     };
     tokio::select! {
@@ -219,6 +234,75 @@ pub async fn run(
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
+}
+
+/// The metrics that describe the current state, read from the caches at scrape time.
+fn snapshot(
+    leases: &reflector::Store<EntraLease>,
+    pools: &reflector::Store<EntraDynamicSecret>,
+) -> Snapshot {
+    use LeasePhase::*;
+    let leases = leases.state();
+    let phase_of = |lease: &EntraLease| {
+        lease
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(Pending)
+    };
+    let leases_by_phase = [Pending, Issuing, Active, Revoking, Failed]
+        .into_iter()
+        .map(|phase| {
+            let count = leases.iter().filter(|l| phase_of(l) == phase).count();
+            (format!("{phase:?}"), count as i64)
+        })
+        .collect();
+    let lease_expiries = leases
+        .iter()
+        .filter(|lease| phase_of(lease) == Active)
+        .filter_map(|lease| {
+            let expires_at = lease.status.as_ref()?.expires_at.as_ref()?.0;
+            let labels = LeaseLabels {
+                namespace: lease.namespace().unwrap_or_default(),
+                lease: lease.name_any(),
+            };
+            Some((labels, expires_at.as_second()))
+        })
+        .collect();
+    let mut pool_users = Vec::new();
+    for pool in pools.state() {
+        let Some(status) = &pool.status else { continue };
+        let unleasable = status.users.iter().filter(|u| u.problem.is_some()).count() as i64;
+        for (state, count) in [
+            ("available", i64::from(status.available)),
+            ("leased", i64::from(status.leased)),
+            ("unleasable", unleasable),
+        ] {
+            let labels = PoolLabels {
+                namespace: pool.namespace().unwrap_or_default(),
+                dynamic_secret: pool.name_any(),
+                state: state.to_owned(),
+            };
+            pool_users.push((labels, count));
+        }
+    }
+    Snapshot {
+        leases_by_phase,
+        lease_expiries,
+        pool_users,
+    }
+}
+
+/// Records how long a reconcile took and, when it failed, what kind of error it was.
+async fn timed(
+    controller: &'static str,
+    reconcile: impl future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile.await;
+    let kind = result.as_ref().err().map(Error::metric_label);
+    metrics().observe_reconcile(controller, started.elapsed(), kind);
+    result
 }
 
 /// Failed reconciles retry with backoff; the error is logged (it never carries secrets).

@@ -28,6 +28,7 @@ pub enum Reason {
     // A dynamic secret.
     Ready,
     ClientSecretNotFound,
+    ClientSecretUnreadable,
     NoLeasableUsers,
     SomeUsersNotLeasable,
     AllUsersLeasable,
@@ -56,6 +57,7 @@ impl Reason {
             Reason::SecretConflict => "SecretConflict",
             Reason::Ready => "Ready",
             Reason::ClientSecretNotFound => "ClientSecretNotFound",
+            Reason::ClientSecretUnreadable => "ClientSecretUnreadable",
             Reason::NoLeasableUsers => "NoLeasableUsers",
             Reason::SomeUsersNotLeasable => "SomeUsersNotLeasable",
             Reason::AllUsersLeasable => "AllUsersLeasable",

@@ -71,6 +71,7 @@ pub(crate) async fn send_once(
             HeaderValue::from_str(&client_request_id).expect("a UUID is a valid header value"),
         )
         .header(RETURN_CLIENT_REQUEST_ID, HeaderValue::from_static("true"));
+    let started = std::time::Instant::now();
     let result = match request.send().await {
         Ok(response) => {
             let status = response.status();
@@ -83,6 +84,8 @@ pub(crate) async fn send_once(
         Ok(parts) => parts,
         Err(error) => {
             let failure = transport_failure(&error, &client_request_id);
+            let status = if error.is_timeout() { "timeout" } else { "connection" };
+            crate::metrics::metrics().observe_graph(operation, status, started.elapsed());
             tracing::debug!(
                 operation,
                 attempt,
@@ -105,6 +108,8 @@ pub(crate) async fn send_once(
         client_request_id,
         body: body.to_vec(),
     };
+    let status = response.status.as_u16().to_string();
+    crate::metrics::metrics().observe_graph(operation, &status, started.elapsed());
     tracing::debug!(
         operation,
         attempt,

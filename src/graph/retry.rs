@@ -113,6 +113,9 @@ where
             failure = %transient,
             "retrying after a transient failure"
         );
+        crate::metrics::metrics()
+            .graph_throttle_wait
+            .inc_by(wait.as_secs_f64());
         tokio::time::sleep(wait).await;
     }
 }

@@ -11,6 +11,8 @@ pub struct Operator {
     child: Option<Child>,
     log: PathBuf,
     args: Vec<String>,
+    /// Port of the operator's /metrics, /livez and /readyz.
+    pub metrics_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -23,8 +25,28 @@ impl Operator {
         namespace: &str,
         operator_namespace: &str,
     ) -> Operator {
+        Self::start_with(
+            control_plane,
+            graph_url,
+            namespace,
+            operator_namespace,
+            "operator",
+            Vec::new(),
+        )
+    }
+
+    /// [`Operator::start`] with an instance name and extra flags.
+    pub fn start_with(
+        control_plane: &ControlPlane,
+        graph_url: &str,
+        namespace: &str,
+        operator_namespace: &str,
+        instance: &str,
+        extra: Vec<String>,
+    ) -> Operator {
         let dir = tempfile::tempdir().expect("a log directory");
-        let args = vec![
+        let metrics_port = free_port();
+        let args: Vec<String> = [
             "run".to_owned(),
             format!("--kubeconfig={}", control_plane.kubeconfig.display()),
             format!("--namespace={namespace}"),
@@ -33,11 +55,17 @@ impl Operator {
             format!("--graph-endpoint={graph_url}"),
             "--graph-retry-seconds=5".to_owned(),
             "--log-level=entra_operator=debug,info".to_owned(),
-        ];
+            format!("--metrics-bind-address=127.0.0.1:{metrics_port}"),
+            format!("--instance={instance}"),
+        ]
+        .into_iter()
+        .chain(extra)
+        .collect();
         let mut operator = Operator {
             child: None,
             log: dir.path().join("operator.log"),
             args,
+            metrics_port,
             _dir: dir,
         };
         operator.spawn();
@@ -68,6 +96,16 @@ impl Operator {
         }
     }
 
+    /// SIGTERM, as Kubernetes stops a pod, and waits for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        child.wait().expect("the operator exits")
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -83,6 +121,14 @@ impl Operator {
             .as_mut()
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
+}
+
+/// A free loopback port (released just before the operator binds it, the usual small race).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
 }
 
 impl Drop for Operator {

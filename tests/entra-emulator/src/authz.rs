@@ -12,10 +12,11 @@ pub enum Action {
     SetAccountEnabled,
 }
 
+/// `User-PasswordProfile.ReadWrite.All` covers the password profile only, not reading users
+/// (Graph's permission reference lists it for neither reads nor session revocation).
 const READ_PERMISSIONS: &[&str] = &[
     "User.Read.All",
     "User.ReadWrite.All",
-    "User-PasswordProfile.ReadWrite.All",
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
@@ -25,9 +26,9 @@ const PASSWORD_PERMISSIONS: &[&str] = &[
     "Directory.ReadWrite.All",
 ];
 const REVOKE_PERMISSIONS: &[&str] = &[
-    "User-PasswordProfile.ReadWrite.All",
-    "Directory.ReadWrite.All",
     "User.RevokeSessions.All",
+    "User.ReadWrite.All",
+    "Directory.ReadWrite.All",
 ];
 const ENABLE_PERMISSIONS: &[&str] = &[
     "User.EnableDisableAccount.All",

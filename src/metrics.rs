@@ -1,0 +1,325 @@
+//! Prometheus metrics. Counters and histograms are updated where things happen; the gauges that
+//! describe the current state (leases by phase, expiries, pool users) are computed from the
+//! controllers' caches when `/metrics` is scraped, so they can never drift from the cluster.
+
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GraphRequestLabels {
+    pub operation: String,
+    /// The HTTP status, or `timeout` / `connection` when no answer came.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub controller: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CappedLabels {
+    pub capped: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabels {
+    pub namespace: String,
+    pub lease: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub namespace: String,
+    pub dynamic_secret: String,
+    /// `available`, `leased` or `unleasable`.
+    pub state: String,
+}
+
+/// The current state, computed at scrape time from the caches.
+#[derive(Default)]
+pub struct Snapshot {
+    pub leases_by_phase: Vec<(String, i64)>,
+    pub lease_expiries: Vec<(LeaseLabels, i64)>,
+    pub pool_users: Vec<(PoolLabels, i64)>,
+}
+
+type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub issues: Counter,
+    pub renewals: Family<CappedLabels, Counter>,
+    pub revocations: Counter,
+    pub revocation_failures: Family<ReasonLabels, Counter>,
+    pub graph_requests: Family<GraphRequestLabels, Counter>,
+    pub graph_duration: Family<OperationLabels, Histogram>,
+    pub graph_throttle_wait: Counter<f64>,
+    pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub leader: Gauge,
+    leases: Family<PhaseLabels, Gauge>,
+    lease_expiry: Family<LeaseLabels, Gauge>,
+    pool_users: Family<PoolLabels, Gauge>,
+    snapshot: RwLock<Option<SnapshotSource>>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms .. ~40 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("entra");
+        let metrics = Metrics {
+            issues: Counter::default(),
+            renewals: Family::default(),
+            revocations: Counter::default(),
+            revocation_failures: Family::default(),
+            graph_requests: Family::default(),
+            graph_duration: Family::new_with_constructor(latency_histogram),
+            graph_throttle_wait: Counter::default(),
+            reconcile_duration: Family::new_with_constructor(latency_histogram),
+            reconcile_errors: Family::default(),
+            leader: Gauge::default(),
+            leases: Family::default(),
+            lease_expiry: Family::default(),
+            pool_users: Family::default(),
+            snapshot: RwLock::new(None),
+            registry: Registry::default(),
+        };
+        let m = &metrics;
+        registry.register(
+            "lease_issues",
+            "Credentials issued to leases (first issues and restores)",
+            m.issues.clone(),
+        );
+        registry.register(
+            "lease_renewals",
+            "Lease renewals, by whether maxTTL capped them",
+            m.renewals.clone(),
+        );
+        registry.register(
+            "lease_revocations",
+            "Lease credentials ended (password scrambled, user released)",
+            m.revocations.clone(),
+        );
+        registry.register(
+            "lease_revocation_failures",
+            "Failed attempts to end a lease's credential, retried until they succeed",
+            m.revocation_failures.clone(),
+        );
+        registry.register(
+            "graph_requests",
+            "Microsoft Graph and token requests, by operation and HTTP status",
+            m.graph_requests.clone(),
+        );
+        registry.register(
+            "graph_request_duration_seconds",
+            "Latency of one Graph or token request attempt",
+            m.graph_duration.clone(),
+        );
+        registry.register(
+            "graph_throttle_wait_seconds",
+            "Time spent waiting before retrying throttled or failing Graph requests",
+            m.graph_throttle_wait.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles, by kind of error",
+            m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 when this replica is the active leader",
+            m.leader.clone(),
+        );
+        registry.register("leases", "Leases by phase", m.leases.clone());
+        registry.register(
+            "lease_expiry_timestamp_seconds",
+            "When each active lease expires unless renewed (Unix time)",
+            m.lease_expiry.clone(),
+        );
+        registry.register(
+            "pool_users",
+            "Pool users of each dynamic secret by state",
+            m.pool_users.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Tells the registry where the current state comes from (the controllers' caches).
+    pub fn set_snapshot_source(&self, source: impl Fn() -> Snapshot + Send + Sync + 'static) {
+        *self.snapshot.write().unwrap() = Some(Arc::new(source));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let source = self.snapshot.read().unwrap().clone();
+        if let Some(source) = source {
+            let snapshot = source();
+            // Gauges of objects that are gone must vanish too: rebuild them from the snapshot.
+            self.leases.clear();
+            self.lease_expiry.clear();
+            self.pool_users.clear();
+            for (phase, count) in snapshot.leases_by_phase {
+                self.leases.get_or_create(&PhaseLabels { phase }).set(count);
+            }
+            for (labels, expiry) in snapshot.lease_expiries {
+                self.lease_expiry.get_or_create(&labels).set(expiry);
+            }
+            for (labels, count) in snapshot.pool_users {
+                self.pool_users.get_or_create(&labels).set(count);
+            }
+        }
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The classic Prometheus text format (0.0.4), for scrapers and tools such as `promtool`
+    /// that do not speak OpenMetrics.
+    pub fn render_classic(&self) -> String {
+        openmetrics_to_classic(&self.render())
+    }
+
+    pub fn observe_graph(&self, operation: &str, status: &str, elapsed: Duration) {
+        let labels = GraphRequestLabels {
+            operation: operation.to_owned(),
+            status: status.to_owned(),
+        };
+        self.graph_requests.get_or_create(&labels).inc();
+        let operation = OperationLabels {
+            operation: operation.to_owned(),
+        };
+        self.graph_duration
+            .get_or_create(&operation)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_reconcile(&self, controller: &str, elapsed: Duration, error_kind: Option<&str>) {
+        let labels = ControllerLabels {
+            controller: controller.to_owned(),
+        };
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if let Some(kind) = error_kind {
+            let labels = ErrorLabels {
+                controller: controller.to_owned(),
+                kind: kind.to_owned(),
+            };
+            self.reconcile_errors.get_or_create(&labels).inc();
+        }
+    }
+}
+
+/// Rewrites OpenMetrics text as the classic format. They differ, for what this registry emits, in
+/// three ways: a counter's metadata names its family (`foo`) while its sample is `foo_total`;
+/// `# UNIT` lines; and the closing `# EOF`.
+fn openmetrics_to_classic(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let metadata = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| line.strip_prefix(prefix).map(|rest| (prefix, rest)));
+        match metadata {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_by_their_samples() {
+        let open = "# HELP entra_issues Issued.\n# TYPE entra_issues counter\nentra_issues_total 3\n# HELP entra_leader Leader.\n# TYPE entra_leader gauge\nentra_leader 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_classic(open),
+            "# HELP entra_issues_total Issued.\n# TYPE entra_issues_total counter\nentra_issues_total 3\n# HELP entra_leader Leader.\n# TYPE entra_leader gauge\nentra_leader 1\n"
+        );
+    }
+
+    #[test]
+    fn every_metric_is_registered_with_help() {
+        let text = metrics().render_classic();
+        for name in [
+            "entra_lease_issues_total",
+            "entra_graph_throttle_wait_seconds_total",
+            "entra_leader",
+        ] {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} in {text}"
+            );
+        }
+    }
+}
