@@ -43,7 +43,11 @@ impl LeaderElection {
             if channel.changed().await.is_err() {
                 return Err(task.await.map_or_else(
                     |join| LeaseManagerError::InconsistentState(join.to_string()),
-                    |result| result.err().unwrap_or_else(|| LeaseManagerError::InconsistentState("the lease manager stopped".into())),
+                    |result| {
+                        result.err().unwrap_or_else(|| {
+                            LeaseManagerError::InconsistentState("the lease manager stopped".into())
+                        })
+                    },
                 ));
             }
         }

@@ -146,7 +146,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let election = LeaderElection {
         namespace: args.operator_namespace,
         lease_name: args.leader_election_lease_name,
-        identity: args.instance.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        identity: args
+            .instance
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         lease_duration: Duration::from_secs(args.leader_election_lease_duration_seconds),
     };
     let mut leadership = tokio::select! {

@@ -82,7 +82,10 @@ async fn metrics_and_probes_follow_the_leases() {
         .text()
         .await
         .unwrap();
-    assert!(openmetrics.ends_with("# EOF\n"), "OpenMetrics for scrapers that ask for it");
+    assert!(
+        openmetrics.ends_with("# EOF\n"),
+        "OpenMetrics for scrapers that ask for it"
+    );
 
     env.leases()
         .delete("one", &Default::default())
@@ -234,7 +237,10 @@ async fn sigterm_stops_gracefully_and_releases_leadership() {
     })
     .await;
     // The standby sleeps until the lease it last saw would expire, then finds it released.
-    assert!(stopped.elapsed() < Duration::from_secs(6 + 6), "handover within the lease duration");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(6 + 6),
+        "handover within the lease duration"
+    );
 }
 
 #[test]

@@ -7,26 +7,25 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::Error;
 use super::claims::{ClaimOutcome, is_not_found};
-use super::context::{Context, PASSWORD_ATTEMPTS};
+use super::context::Context;
+use super::credential::{delete_owned_secret, end_credential, set_password_via_secret};
 use super::lease_decision::{Decision, LeaseFacts, SecretState, credentials_secret_name, decide};
 use super::reasons::Reason;
-use super::status::{FIELD_MANAGER, apply_status, set_condition, whole_seconds};
+use super::revocation::cleanup;
+use super::status::{apply_status, set_condition, whole_seconds};
 use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeaseStatus, LeasedUser};
-use crate::graph::{AppCredentials, GraphError};
-use crate::metrics::{CappedLabels, ReasonLabels, metrics};
-use crate::password::generate_password;
+use crate::graph::GraphError;
+use crate::metrics::{CappedLabels, metrics};
 use crate::secret::{
-    Credentials, EXPIRES_AT_ANNOTATION, credentials_secret, format_time, is_owned_by, secret_state,
-    stored_password,
+    EXPIRES_AT_ANNOTATION, format_time, is_owned_by, secret_state, stored_password,
 };
-use crate::sensitive::SecretString;
 
 /// Held by every lease until its credential is revoked (invariant I3).
 pub const FINALIZER: &str = "kms.hanzo.ai/revoke";
@@ -134,24 +133,24 @@ fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> 
 }
 
 /// Carries decisions out for one lease.
-struct Shell<'a> {
-    lease: &'a EntraLease,
-    api: &'a Api<EntraLease>,
-    ctx: &'a Context,
-    now: Timestamp,
+pub(super) struct Shell<'a> {
+    pub lease: &'a EntraLease,
+    pub api: &'a Api<EntraLease>,
+    pub ctx: &'a Context,
+    pub now: Timestamp,
 }
 
 impl Shell<'_> {
-    fn status(&self) -> LeaseStatus {
+    pub fn status(&self) -> LeaseStatus {
         self.lease.status.clone().unwrap_or_default()
     }
 
-    async fn write_status(&self, status: &LeaseStatus) -> Result<(), Error> {
+    pub async fn write_status(&self, status: &LeaseStatus) -> Result<(), Error> {
         apply_status(self.api, self.lease, self.lease.status.as_ref(), status).await?;
         Ok(())
     }
 
-    fn condition(&self, status: &mut LeaseStatus, ready: bool, reason: &str, message: String) {
+    pub fn condition(&self, status: &mut LeaseStatus, ready: bool, reason: &str, message: String) {
         status.observed_generation = self.lease.metadata.generation;
         set_condition(
             &mut status.conditions,
@@ -208,11 +207,7 @@ impl Shell<'_> {
         let mut status = self.status();
         if let (Some(user), Some(pool)) = (held, pool) {
             end_credential(self.lease, self.ctx, pool, &user).await?;
-            status.user = None;
-            status.issued_at = None;
-            status.expires_at = None;
-            status.max_expires_at = None;
-            status.secret_name = None;
+            forget_credential(&mut status);
         }
         if !self.already(reason.as_str()) {
             self.ctx
@@ -298,9 +293,17 @@ impl Shell<'_> {
             Some(existing) if !fresh => existing.0,
             _ => whole_seconds(self.now) + signed(ttl),
         };
-        let outcome =
-            set_password_via_secret(self, pool, &app, &leased, secret_name, resumed, expires_at)
-                .await;
+        let outcome = set_password_via_secret(
+            self.ctx,
+            self.lease,
+            pool,
+            &app,
+            &leased,
+            secret_name,
+            resumed,
+            expires_at,
+        )
+        .await;
         if let Err(error) = outcome {
             return self.issue_failed(&leased, secret_name, error).await;
         }
@@ -377,11 +380,7 @@ impl Shell<'_> {
             return Ok(Action::requeue(Duration::from_millis(100)));
         }
         let mut status = self.status();
-        status.user = None;
-        status.secret_name = None;
-        status.issued_at = None;
-        status.expires_at = None;
-        status.max_expires_at = None;
+        forget_credential(&mut status);
         status.phase = Some(LeasePhase::Failed);
         let message = graph.to_string();
         self.ctx
@@ -441,8 +440,17 @@ impl Shell<'_> {
         let user = status.user.clone().expect("an active lease has a user");
         let app = self.ctx.app_credentials(pool).await?;
         let expires_at = status.expires_at.as_ref().map_or(self.now, |t| t.0);
-        if let Err(error) =
-            set_password_via_secret(self, pool, &app, &user, secret_name, None, expires_at).await
+        if let Err(error) = set_password_via_secret(
+            self.ctx,
+            self.lease,
+            pool,
+            &app,
+            &user,
+            secret_name,
+            None,
+            expires_at,
+        )
+        .await
         {
             return self.issue_failed(&user, secret_name, error).await;
         }
@@ -526,225 +534,13 @@ impl Shell<'_> {
     }
 }
 
-/// Writes the Secret first, then sets the same password in Entra: a crash in between leaves a
-/// Secret whose password the next attempt sets again, never a working password nobody has.
-async fn set_password_via_secret(
-    shell: &Shell<'_>,
-    pool: &EntraDynamicSecret,
-    app: &AppCredentials,
-    user: &LeasedUser,
-    secret_name: &str,
-    resumed: Option<SecretString>,
-    expires_at: Timestamp,
-) -> Result<(), Error> {
-    let mut password =
-        resumed.unwrap_or_else(|| generate_password(usize::from(pool.spec.password_length)));
-    for attempt in 1..=PASSWORD_ATTEMPTS {
-        let credentials = Credentials {
-            user_principal_name: &user.user_principal_name,
-            user_id: &user.id,
-            tenant_id: &pool.spec.tenant_id,
-            password: &password,
-        };
-        let secret = credentials_secret(shell.lease, secret_name, &credentials, expires_at);
-        write_secret(shell.ctx, shell.lease, secret).await?;
-        match shell.ctx.graph.set_password(app, &user.id, &password).await {
-            Ok(()) => return Ok(()),
-            Err(GraphError::PasswordRejected { .. }) if attempt < PASSWORD_ATTEMPTS => {
-                password = generate_password(usize::from(pool.spec.password_length));
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    unreachable!("the last attempt returns")
-}
-
-/// Creates the lease's Secret, or replaces it when the lease owns it. Never touches a Secret
-/// the lease does not own.
-async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Result<(), Error> {
-    let namespace = lease.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = secret.name_any();
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
-            &secret,
-        )
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(error) if super::claims::is_conflict(&error) => {}
-        Err(error) => return Err(error.into()),
-    }
-    let existing = api.get(&name).await?;
-    if !is_owned_by(&existing, lease) {
-        return Err(Error::ClientSecret(format!(
-            "Secret {name} is not owned by this lease"
-        )));
-    }
-    let mut replacement = secret;
-    replacement.metadata.resource_version = existing.resource_version();
-    api.replace(
-        &name,
-        &PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        },
-        &replacement,
-    )
-    .await?;
-    Ok(())
-}
-
-/// Ends a lease's credential: scramble the password (a fresh value nobody keeps), revoke sign-in
-/// sessions, delete the Secret, release the user. Only a holder of the user's claim scrambles,
-/// so a retry after the user went to another lease never touches that lease's password.
-/// Returns whether this call scrambled the password (false when an earlier one already had).
-pub async fn end_credential(
-    lease: &EntraLease,
-    ctx: &Context,
-    pool: &EntraDynamicSecret,
-    user: &LeasedUser,
-) -> Result<bool, Error> {
-    let holds = ctx.claims.holds(&user.id, lease).await?;
-    if holds {
-        let app = ctx.app_credentials(pool).await?;
-        let scrambled = ctx
-            .graph
-            .set_new_password(
-                &app,
-                &user.id,
-                usize::from(pool.spec.password_length),
-                PASSWORD_ATTEMPTS,
-            )
-            .await;
-        match scrambled {
-            Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
-        if pool.spec.revoke_sign_in_sessions {
-            match ctx.graph.revoke_sign_in_sessions(&app, &user.id).await {
-                Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-    }
-    let name = credentials_secret_name(lease, Some(pool));
-    delete_owned_secret(ctx, lease, &name).await?;
-    ctx.claims.release(&user.id, lease).await?;
-    if holds {
-        metrics().revocations.inc();
-    }
-    Ok(holds)
-}
-
-async fn delete_owned_secret(ctx: &Context, lease: &EntraLease, name: &str) -> Result<(), Error> {
-    let namespace = lease.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(secret) = api.get_opt(name).await? else {
-        return Ok(());
-    };
-    if !is_owned_by(&secret, lease) {
-        return Ok(());
-    }
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: secret.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(error) if is_not_found(&error) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// The finalizer: the lease is deleted (by a user, by expiry or with its dynamic secret). Its
-/// finalizer stays until the credential is ended (invariant I3); failures retry with backoff.
-async fn cleanup(
-    lease: &EntraLease,
-    api: &Api<EntraLease>,
-    ctx: &Context,
-) -> Result<Action, Error> {
-    if let Some(uid) = lease.uid() {
-        ctx.issue_retry_at.lock().unwrap().remove(&uid);
-    }
-    let user = match lease.status.as_ref().and_then(|s| s.user.clone()) {
-        Some(user) => Some(user),
-        // Deleted before it became active: it may hold a claim, and even a set password.
-        None => ctx.claims.held_by(lease).await?,
-    };
-    let Some(user) = user else {
-        return Ok(Action::await_change());
-    };
-    // A released claim means an earlier run already ended the credential (this reconcile may
-    // see a cached copy of a lease whose finalizer is already gone).
-    if !ctx.claims.holds(&user.id, lease).await? {
-        return Ok(Action::await_change());
-    }
-    let now = Timestamp::now();
-    let shell = Shell {
-        lease,
-        api,
-        ctx,
-        now,
-    };
-    // A revocation normally takes one Graph call: its status is written only when it fails.
-    let mut status = shell.status();
-    let outcome = match ctx.pool_of(lease) {
-        Some(pool) => end_credential(lease, ctx, &pool, &user).await,
-        None => Err(Error::RevocationBlocked(format!(
-            "EntraDynamicSecret {} is gone, so the password of {} cannot be scrambled; restore it",
-            lease.spec.dynamic_secret_ref.name, user.user_principal_name
-        ))),
-    };
-    match outcome {
-        Ok(true) => {
-            tracing::info!(lease = %lease.name_any(), user = %user.user_principal_name, "revoked");
-            let message = format!(
-                "the password of {} was scrambled and the user released",
-                user.user_principal_name
-            );
-            ctx.publish(
-                lease,
-                EventType::Normal,
-                Reason::Revoked.as_str(),
-                "Revoke",
-                message,
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Ok(false) => Ok(Action::await_change()),
-        Err(error) => {
-            let message = format!(
-                "revoking {} failed, retrying: {error}",
-                user.user_principal_name
-            );
-            ctx.publish(
-                lease,
-                EventType::Warning,
-                Reason::RevocationFailing.as_str(),
-                "Revoke",
-                message.clone(),
-            )
-            .await;
-            let reason = ReasonLabels {
-                reason: error.metric_label().to_owned(),
-            };
-            metrics().revocation_failures.get_or_create(&reason).inc();
-            let failing = Reason::RevocationFailing.as_str();
-            status.phase = Some(LeasePhase::Revoking);
-            shell.condition(&mut status, false, failing, message);
-            let _ = apply_status(api, lease, lease.status.as_ref(), &status).await;
-            Err(error)
-        }
-    }
+/// Clears what described an issued credential, once it has ended or was never set.
+fn forget_credential(status: &mut LeaseStatus) {
+    status.user = None;
+    status.secret_name = None;
+    status.issued_at = None;
+    status.expires_at = None;
+    status.max_expires_at = None;
 }
 
 /// Wake up at `deadline`, a hair after it so that the deadline has passed when the reconcile runs.

@@ -2,11 +2,13 @@
 
 mod claims;
 mod context;
+mod credential;
 mod dynamic_secret;
 mod error;
 mod lease;
 pub mod lease_decision;
 mod reasons;
+mod revocation;
 mod status;
 
 use std::sync::Arc;

@@ -84,7 +84,11 @@ pub(crate) async fn send_once(
         Ok(parts) => parts,
         Err(error) => {
             let failure = transport_failure(&error, &client_request_id);
-            let status = if error.is_timeout() { "timeout" } else { "connection" };
+            let status = if error.is_timeout() {
+                "timeout"
+            } else {
+                "connection"
+            };
             crate::metrics::metrics().observe_graph(operation, status, started.elapsed());
             tracing::debug!(
                 operation,
