@@ -37,7 +37,7 @@ export PROMTOOL_BIN := $(abspath $(PROMTOOL_BIN))
 help:
 	@echo "make demo   run the operator end to end on a local control plane and Entra emulator"
 	@echo "make test   format and lint checks, unit tests and integration tests"
-	@echo "make crds   regenerate crds/ from the Rust types"
+	@echo "make crds   regenerate crds/ (and the chart's copy) from the Rust types"
 	@echo "make bench  measure the operator (release build); writes bench/results.md and results.json"
 	@echo "make chaos  fault-injection scenarios checking the invariants (release build)"
 
@@ -77,6 +77,7 @@ $(PROMTOOL_BIN): $(PROMTOOL_DIR)/go.mod $(PROMTOOL_DIR)/go.sum
 .PHONY: crds
 crds:
 	cargo run --quiet -- crds > crds/entra-operator.yaml
+	cp crds/entra-operator.yaml charts/entra-operator/crds/entra-operator.yaml
 
 .PHONY: lint
 lint:

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers against the cluster of the kubeconfig or the in-cluster config.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print both CustomResourceDefinitions as YAML.
     Crds,
 }
@@ -47,7 +47,7 @@ struct RunArgs {
     #[arg(long, env = "ENTRA_GRAPH_ENDPOINT")]
     graph_endpoint: Option<String>,
     /// Reconciles running at once, per controller.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
     /// Total time the Graph client keeps retrying a throttled or failing call.
     #[arg(long, default_value = "120", value_parser = parse_seconds)]
@@ -86,7 +86,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crds => print_crds(),
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use super::context::{Context, PASSWORD_ATTEMPTS};
 use super::lease_decision::credentials_secret_name;
 use super::status::FIELD_MANAGER;
 use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser};
-use crate::graph::{AppCredentials, GraphError};
+use crate::graph::GraphError;
 use crate::metrics::metrics;
 use crate::password::generate_password;
 use crate::secret::{Credentials, credentials_secret, is_owned_by};
@@ -24,12 +24,12 @@ pub(super) async fn set_password_via_secret(
     ctx: &Context,
     lease: &EntraLease,
     pool: &EntraDynamicSecret,
-    app: &AppCredentials,
     user: &LeasedUser,
     secret_name: &str,
     resumed: Option<SecretString>,
     expires_at: Timestamp,
 ) -> Result<(), Error> {
+    let app = &ctx.app_credentials(pool).await?;
     let mut password =
         resumed.unwrap_or_else(|| generate_password(usize::from(pool.spec.password_length)));
     for attempt in 1..=PASSWORD_ATTEMPTS {

@@ -282,7 +282,6 @@ impl Shell<'_> {
         };
         // The claim records which user this lease holds: a crash from here on resumes with it.
         let mut status = self.status();
-        let app = self.ctx.app_credentials(pool).await?;
         // A Secret left by an interrupted issue holds the password that may already be set: set
         // that same one again, so no working password is ever lost (invariant I2).
         let resumed = secret
@@ -297,7 +296,6 @@ impl Shell<'_> {
             self.ctx,
             self.lease,
             pool,
-            &app,
             &leased,
             secret_name,
             resumed,
@@ -438,13 +436,11 @@ impl Shell<'_> {
         );
         self.write_status(&status).await?;
         let user = status.user.clone().expect("an active lease has a user");
-        let app = self.ctx.app_credentials(pool).await?;
         let expires_at = status.expires_at.as_ref().map_or(self.now, |t| t.0);
         if let Err(error) = set_password_via_secret(
             self.ctx,
             self.lease,
             pool,
-            &app,
             &user,
             secret_name,
             None,

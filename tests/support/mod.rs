@@ -1,6 +1,7 @@
 //! Shared support for the integration tests.
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod chart;
 pub mod cluster;
 pub mod control_plane;
 pub mod operator;

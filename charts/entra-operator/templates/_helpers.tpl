@@ -1,0 +1,82 @@
+{{/* The chart name, shortened to fit a label value. */}}
+{{- define "entra-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the release's objects: the release name when it already contains the chart name,
+else <release>-<chart>. Cluster-scoped objects (ClusterRole, ClusterRoleBinding) use it too, so two
+releases with the same name in different namespaces would share them: use distinct release names.
+*/}}
+{{- define "entra-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "entra-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the operator's pods; never change them in an upgrade. */}}
+{{- define "entra-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "entra-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "entra-operator.labels" -}}
+helm.sh/chart: {{ include "entra-operator.chart" . }}
+{{ include "entra-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/part-of: entra-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* metadata.labels and, when there are any, metadata.annotations of every object. */}}
+{{- define "entra-operator.metadata" -}}
+labels:
+  {{- include "entra-operator.labels" . | nindent 2 }}
+{{- with .Values.commonAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "entra-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "entra-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "entra-operator.leaderLeaseName" -}}
+{{- default (printf "%s-leader" (include "entra-operator.fullname" .)) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{- define "entra-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Refuses combinations the schema cannot express. */}}
+{{- define "entra-operator.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: replicas without leader election would all reconcile at once" }}
+{{- end }}
+{{- end }}

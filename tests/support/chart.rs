@@ -1,0 +1,306 @@
+//! The Helm chart against the local control plane: helm itself (built by `make helm`), the chart's
+//! ServiceAccount as a kubeconfig, and the operator started exactly as the chart's Deployment says.
+
+use std::fs;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::Value;
+
+use super::ControlPlane;
+
+pub const CHART_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/entra-operator");
+
+/// The helm binary: `$HELM_BIN` (the Makefile exports it) or where `make helm` puts it.
+pub fn helm_binary() -> PathBuf {
+    let path = std::env::var_os("HELM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/controlplane/helm"));
+    assert!(
+        path.is_file(),
+        "helm is missing at {}: build it with `make helm` (make test does this) or set HELM_BIN",
+        path.display()
+    );
+    path
+}
+
+/// Runs helm with its config, cache and data directories under the test target directory, so
+/// that the user's own repositories and plugins play no part.
+pub fn helm(args: &[&str]) -> Output {
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
+    Command::new(helm_binary())
+        .args(args)
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("helm runs")
+}
+
+/// Runs helm and returns its standard output; panics with its standard error when it fails.
+pub fn helm_ok(args: &[&str]) -> String {
+    let output = helm(args);
+    assert!(
+        output.status.success(),
+        "helm {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("helm prints UTF-8")
+}
+
+/// A values file holding `values`, valid while the returned directory lives.
+pub fn values_file(values: &Value) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a values directory");
+    let path = dir.path().join("values.yaml");
+    // JSON is YAML: no quoting surprises, unlike --set with commas and dots.
+    fs::write(&path, serde_json::to_string_pretty(values).unwrap()).expect("values are written");
+    (dir, path)
+}
+
+/// `helm template` of the chart as release `release` in `namespace` with `values`.
+pub fn template(release: &str, namespace: &str, values: &Value) -> String {
+    let (_dir, file) = values_file(values);
+    helm_ok(&[
+        "template",
+        release,
+        CHART_DIR,
+        "--namespace",
+        namespace,
+        "--values",
+        file.to_str().unwrap(),
+    ])
+}
+
+/// `helm install` into the control plane; nothing waits for the pods (there is no kubelet).
+pub fn install(control_plane: &ControlPlane, release: &str, namespace: &str, values: &Value) {
+    let (_dir, file) = values_file(values);
+    helm_ok(&[
+        "install",
+        release,
+        CHART_DIR,
+        "--kubeconfig",
+        control_plane.kubeconfig.to_str().unwrap(),
+        "--namespace",
+        namespace,
+        "--values",
+        file.to_str().unwrap(),
+        "--wait=hookOnly",
+    ]);
+}
+
+pub fn uninstall(control_plane: &ControlPlane, release: &str, namespace: &str) {
+    helm_ok(&[
+        "uninstall",
+        release,
+        "--kubeconfig",
+        control_plane.kubeconfig.to_str().unwrap(),
+        "--namespace",
+        namespace,
+    ]);
+}
+
+/// The objects of a multi-document YAML stream, empty documents left out.
+pub fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|document| {
+            serde::Deserialize::deserialize(document).expect("the manifest is valid YAML")
+        })
+        .filter(|object: &Value| !object.is_null())
+        .collect()
+}
+
+/// The one object of `kind` in `objects`.
+pub fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let mut matching = objects.iter().filter(|o| o["kind"] == kind);
+    let object = matching
+        .next()
+        .unwrap_or_else(|| panic!("no {kind} rendered"));
+    assert!(matching.next().is_none(), "more than one {kind} rendered");
+    object
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `name` in `namespace` with a token from the
+/// TokenRequest API, against the same server and CA as the admin kubeconfig.
+pub fn service_account_kubeconfig(
+    control_plane: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    path: &Path,
+) {
+    let token = control_plane.kubectl(&[
+        "create",
+        "token",
+        name,
+        "--namespace",
+        namespace,
+        "--duration=1h",
+    ]);
+    assert!(
+        token.status.success(),
+        "a token for {namespace}/{name}: {}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout).unwrap();
+    let admin = kube::config::Kubeconfig::read_from(&control_plane.kubeconfig)
+        .expect("the admin kubeconfig parses");
+    let cluster = admin.clusters[0].cluster.as_ref().expect("a cluster");
+    let ca = cluster
+        .certificate_authority
+        .as_deref()
+        .expect("the admin kubeconfig names its CA file");
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "local", "cluster": {
+            "server": control_plane.server,
+            "certificate-authority": ca,
+        }}],
+        "users": [{ "name": name, "user": { "token": token.trim() } }],
+        "contexts": [{ "name": "local", "context": {
+            "cluster": "local", "user": name, "namespace": namespace,
+        }}],
+        "current-context": "local",
+    });
+    fs::write(path, serde_json::to_string_pretty(&kubeconfig).unwrap())
+        .expect("the kubeconfig is written");
+}
+
+/// A client for the identity of `kubeconfig`.
+pub async fn client_for(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(kubeconfig).expect("the kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("the kubeconfig is usable");
+    kube::Client::try_from(config).expect("a client")
+}
+
+/// A free loopback port, released just before use.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The operator container of a Deployment, run as a local process: the image's entrypoint (the
+/// operator binary) with the container's args and env, the pod's downward-API fields filled in,
+/// and the in-cluster identity replaced by a kubeconfig for the same ServiceAccount.
+pub struct OperatorPod {
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OperatorPod {
+    pub fn start(deployment: &Deployment, pod_name: &str, kubeconfig: &Path) -> OperatorPod {
+        let namespace = deployment
+            .metadata
+            .namespace
+            .as_deref()
+            .expect("namespaced");
+        let pod = deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.spec.as_ref())
+            .expect("a pod template");
+        assert_eq!(pod.containers.len(), 1, "one container");
+        let container = &pod.containers[0];
+        assert!(
+            container.command.is_none(),
+            "the image's ENTRYPOINT (the operator binary) runs"
+        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_entra-operator"));
+        command.args(container.args.iter().flatten());
+        // A container starts with only what its spec sets.
+        command.env_clear();
+        for var in container.env.iter().flatten() {
+            let value = match (&var.value, &var.value_from) {
+                (Some(value), None) => value.clone(),
+                (None, Some(source)) => {
+                    let field = &source.field_ref.as_ref().expect("a fieldRef").field_path;
+                    match field.as_str() {
+                        "metadata.name" => pod_name.to_owned(),
+                        "metadata.namespace" => namespace.to_owned(),
+                        other => panic!("unexpected fieldRef {other}"),
+                    }
+                }
+                other => panic!("unexpected env source for {}: {other:?}", var.name),
+            };
+            command.env(&var.name, value);
+        }
+        command.env("KUBECONFIG", kubeconfig);
+
+        let dir = tempfile::tempdir().expect("a log directory");
+        let log = dir.path().join("operator.log");
+        let file = fs::File::create(&log).expect("the log file opens");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("the operator starts");
+        OperatorPod {
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Everything the operator logged so far.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last lines of the log, to explain a failure.
+    pub fn log_tail(&self) -> String {
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Polls `probe` until it yields a value; fails with `what` and the log tail after 60 s.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let started = Instant::now();
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}; operator log tail:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OperatorPod {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
