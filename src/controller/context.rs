@@ -4,7 +4,7 @@ use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -83,6 +83,30 @@ impl Context {
         } else {
             allowed
         }
+    }
+
+    /// `candidates`, in order, without those the claim cache shows held by another lease, so that
+    /// a burst of leases does not retry every taken user. Only an optimisation: the claim itself
+    /// decides (invariant I1).
+    pub fn likely_free(&self, candidates: Vec<LeasedUser>, lease: &EntraLease) -> Vec<LeasedUser> {
+        let uid = lease.uid().unwrap_or_default();
+        let taken: HashSet<String> = self
+            .claim_store
+            .state()
+            .iter()
+            .filter(|claim| super::claims::holder_uid(claim) != Some(uid.as_str()))
+            .filter_map(|claim| claim.labels().get(super::claims::USER_LABEL).cloned())
+            .collect();
+        let free: Vec<LeasedUser> = candidates
+            .iter()
+            .filter(|candidate| !taken.contains(&candidate.id.to_ascii_lowercase()))
+            .cloned()
+            .collect();
+        if free.is_empty() {
+            // The cache may lag a release whose event woke this lease: ask the API server.
+            return candidates;
+        }
+        free
     }
 
     /// The dynamic secret a lease refers to, from the cache.

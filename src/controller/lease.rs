@@ -257,6 +257,7 @@ impl Shell<'_> {
         let candidates = self
             .ctx
             .without_forbidden(candidates, self.lease.spec.user.is_some());
+        let candidates = self.ctx.likely_free(candidates, self.lease);
         let mut claimed = None;
         for candidate in candidates {
             if self

@@ -84,6 +84,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(drop_managed_fields)
     .reflect_shared(pool_writer)
     .for_each(|_| future::ready(()));
     let secret_watch = watcher(
@@ -91,6 +92,7 @@ pub async fn run(
         watcher::Config::default().labels(&managed_selector()),
     )
     .default_backoff()
+    .modify(drop_managed_fields)
     .reflect_shared(secret_writer)
     .for_each(|_| future::ready(()));
     let claims = Claims::new(client.clone(), &settings.claims_namespace);
@@ -99,6 +101,7 @@ pub async fn run(
         watcher::Config::default().labels(&Claims::selector()),
     )
     .default_backoff()
+    .modify(drop_managed_fields)
     .reflect_shared(claim_writer)
     .for_each(|_| future::ready(()));
 
@@ -236,6 +239,11 @@ pub async fn run(
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
+}
+
+/// Cached objects need no server-side-apply bookkeeping, which is often their largest part.
+fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
 }
 
 /// The metrics that describe the current state, read from the caches at scrape time.
