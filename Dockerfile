@@ -11,11 +11,12 @@
 # Debian 12 on both sides, so the binary links against the glibc it runs with.
 FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
-# The workspace manifest names tests/entra-emulator as a member, so cargo needs it to load the
-# workspace; .dockerignore keeps the rest of tests/ out of the context.
+# The workspace manifest names tests/entra-emulator and bench as members, so cargo needs them to
+# load the workspace; .dockerignore keeps the rest of tests/ out of the context.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY tests/entra-emulator ./tests/entra-emulator
+COPY bench ./bench
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin entra-operator \

@@ -89,11 +89,11 @@ test: lint $(CONTROLPLANE_BIN) $(HELM_BIN) $(PROMTOOL_BIN)
 	@echo ">> unit and integration tests; integration tests start $$($(CONTROLPLANE_BIN) kube-apiserver --version) on loopback"
 	cargo test --workspace --no-fail-fast -- --show-output
 
-# The harness (bench/) drives the release operator binary beside it in target/release.
+# The harness (bench/) drives the release operator binary beside it in target/release; one cargo
+# invocation, so that both are built with the same dependency features.
 .PHONY: bench-build
 bench-build:
-	cargo build --release --bin entra-operator
-	cargo build --release -p entra-bench
+	cargo build --release -p entra-operator -p entra-bench
 
 .PHONY: bench
 bench: $(CONTROLPLANE_BIN) bench-build

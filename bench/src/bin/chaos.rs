@@ -1,0 +1,121 @@
+//! `make chaos`: every fault-injection scenario at full size against the release operator, each
+//! printing its lifecycles, the faults injected and the invariant violations found. Exits non-zero
+//! when any scenario found a violation.
+//!
+//! `chaos [--subset] [scenario...]` where a scenario is one of kill, faults, outage, apiserver,
+//! contention (default: all); `--subset` runs the sizes of `tests/chaos.rs`.
+
+use std::process::ExitCode;
+
+use entra_bench::lab::{Lab, tenant};
+use entra_bench::operator::{OperatorFlags, OperatorRun};
+use entra_bench::scenarios::{self, ApiServerHandle, ScenarioReport, Sizes, World};
+use entra_bench::setup;
+use entra_emulator::Emulator;
+
+const SCENARIOS: [&str; 5] = ["kill", "faults", "outage", "apiserver", "contention"];
+
+fn main() -> ExitCode {
+    setup::locate_control_plane();
+    entra_operator::tls::install_crypto_provider();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let subset = args.iter().any(|a| a == "--subset");
+    args.retain(|a| a != "--subset");
+    if let Some(unknown) = args.iter().find(|a| !SCENARIOS.contains(&a.as_str())) {
+        eprintln!("unknown scenario {unknown}; choose from {SCENARIOS:?}");
+        return ExitCode::FAILURE;
+    }
+    let chosen: Vec<&str> = if args.is_empty() {
+        SCENARIOS.to_vec()
+    } else {
+        SCENARIOS
+            .iter()
+            .copied()
+            .filter(|s| args.iter().any(|a| a == s))
+            .collect()
+    };
+    let sizes = if subset {
+        Sizes::subset()
+    } else {
+        Sizes::full()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let reports = runtime.block_on(run(&chosen, &sizes));
+    println!("\n== chaos summary");
+    let mut violations = 0;
+    for report in &reports {
+        println!(
+            "   {:<40} lifecycles {:>4}  faults {:>5}  violations {}",
+            report.name,
+            report.lifecycles,
+            report.faults.values().sum::<u64>(),
+            report.violations.len()
+        );
+        violations += report.violations.len();
+    }
+    if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        println!("   {violations} invariant violations");
+        ExitCode::FAILURE
+    }
+}
+
+async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
+    let logs = setup::log_dir("chaos");
+    println!(
+        ">> starting the local control plane; logs in {}",
+        logs.display()
+    );
+    let control_plane = setup::start_control_plane();
+    let client = control_plane.client().await;
+    let mut apiserver = ApiServerHandle::of(&control_plane.pids());
+    let mut reports = Vec::new();
+    for name in chosen {
+        let namespace = format!("chaos-{name}");
+        Lab::ensure_namespace(&client, &namespace).await;
+        let lab = Lab {
+            client: client.clone(),
+            namespace: namespace.clone(),
+            claims_namespace: namespace.clone(),
+        };
+        let emulator = Emulator::start(tenant(256))
+            .await
+            .expect("the emulator starts");
+        let graph_url = emulator.base_url();
+        let mut operator = OperatorRun::start(
+            &OperatorFlags {
+                kubeconfig: &control_plane.kubeconfig,
+                graph_url: &graph_url,
+                namespace: Some(&namespace),
+                operator_namespace: &namespace,
+                graph_retry_seconds: 30,
+                concurrency: 16,
+                log_level: "info",
+            },
+            logs.join(format!("operator-{name}.log")),
+        );
+        println!(">> scenario {name}");
+        let mut world = World {
+            lab,
+            emulator: &emulator,
+            operator: &mut operator,
+        };
+        let report = match *name {
+            "kill" => scenarios::operator_killed(&mut world, sizes).await,
+            "faults" => scenarios::graph_faults(&mut world, sizes).await,
+            "outage" => scenarios::graph_outage(&mut world, sizes).await,
+            "apiserver" => scenarios::apiserver_restarted(&mut world, &mut apiserver, sizes).await,
+            _ => scenarios::contention(&mut world, sizes).await,
+        };
+        report.print();
+        reports.push(report);
+        operator.terminate();
+        emulator.shutdown().await;
+    }
+    drop(apiserver);
+    reports
+}

@@ -1,0 +1,857 @@
+//! The chaos scenarios of `make chaos`, and at smaller sizes of `tests/chaos.rs`: lifecycles driven
+//! against the operator while something breaks (the operator, Graph, the API server, a crowd), with
+//! the auditor checking invariants I1-I5 during the run and strictly at its end.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use entra_emulator::{Emulator, Fault, FaultPlan, Operation};
+use entra_operator::api::{LeasePhase, RENEW_ANNOTATION};
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::apiserver::{RestartedApiServer, find_apiserver, restart_apiserver};
+use super::audit::Auditor;
+use super::lab::{Lab, OperatorProcess, lease_object, retrying};
+use super::tracker::Tracker;
+
+/// How long a driver keeps retrying an API call while the API server is away.
+const API_PATIENCE: Duration = Duration::from_secs(90);
+
+/// What one scenario did and found.
+#[derive(Debug, Default)]
+pub struct ScenarioReport {
+    pub name: String,
+    /// Lifecycles driven to their end.
+    pub lifecycles: usize,
+    /// Of those, how many got a credential (a lease deleted while issuing may not).
+    pub issued: usize,
+    /// Faults injected, by kind: emulator faults, operator kills, API server restarts.
+    pub faults: BTreeMap<String, u64>,
+    pub violations: Vec<String>,
+    /// Leases that failed instead of being issued (not an invariant, but worth a look).
+    pub failed_leases: Vec<String>,
+    /// Figures worth printing (rates, lags).
+    pub notes: Vec<String>,
+    pub duration: Duration,
+}
+
+impl ScenarioReport {
+    pub fn print(&self) {
+        println!("== {} ({:.0} s)", self.name, self.duration.as_secs_f64());
+        println!(
+            "   lifecycles: {} ({} issued)",
+            self.lifecycles, self.issued
+        );
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("   faults injected: {}", faults.join(", "));
+        for note in &self.notes {
+            println!("   {note}");
+        }
+        if !self.failed_leases.is_empty() {
+            println!("   failed leases: {:?}", self.failed_leases);
+        }
+        println!("   invariant violations: {}", self.violations.len());
+        for violation in &self.violations {
+            println!("     - {violation}");
+        }
+    }
+}
+
+/// The kube-apiserver of the control plane, and the one this harness started in its place.
+pub struct ApiServerHandle {
+    pub pid: u32,
+    pub restarted: Option<RestartedApiServer>,
+}
+
+impl ApiServerHandle {
+    pub fn of(control_plane_pids: &[u32]) -> ApiServerHandle {
+        ApiServerHandle {
+            pid: find_apiserver(control_plane_pids).expect("a kube-apiserver among the pids"),
+            restarted: None,
+        }
+    }
+}
+
+/// What a scenario runs against. `lab`'s namespace is the scenario's own and empty.
+pub struct World<'a> {
+    pub lab: Lab,
+    pub emulator: &'a Emulator,
+    pub operator: &'a mut dyn OperatorProcess,
+}
+
+/// Scenario sizes: `full` for `make chaos`, `subset` for `make test`.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    pub kill_lifecycles: usize,
+    pub kill_concurrency: usize,
+    pub kill_every_ms: (u64, u64),
+    pub fault_lifecycles: usize,
+    pub fault_concurrency: usize,
+    pub outage_leases: usize,
+    pub outage: Duration,
+    /// TTL of the first lease of the outage scenario; the others expire during the outage.
+    pub outage_first_ttl: u64,
+    pub apiserver_lifecycles: usize,
+    pub apiserver_down: Duration,
+    pub contention_leases: usize,
+    pub contention_users: usize,
+}
+
+impl Sizes {
+    pub fn full() -> Sizes {
+        Sizes {
+            kill_lifecycles: 300,
+            kill_concurrency: 12,
+            kill_every_ms: (2000, 5000),
+            fault_lifecycles: 200,
+            fault_concurrency: 12,
+            outage_leases: 100,
+            outage: Duration::from_secs(60),
+            outage_first_ttl: 30,
+            apiserver_lifecycles: 80,
+            apiserver_down: Duration::from_secs(5),
+            contention_leases: 200,
+            contention_users: 5,
+        }
+    }
+
+    pub fn subset() -> Sizes {
+        Sizes {
+            kill_lifecycles: 24,
+            kill_concurrency: 6,
+            kill_every_ms: (1500, 3000),
+            fault_lifecycles: 24,
+            fault_concurrency: 6,
+            outage_leases: 10,
+            outage: Duration::from_secs(15),
+            outage_first_ttl: 12,
+            apiserver_lifecycles: 16,
+            apiserver_down: Duration::from_secs(3),
+            contention_leases: 24,
+            contention_users: 3,
+        }
+    }
+}
+
+/// One kind of lease life. The pool of the mixed scenarios has defaultTTL 4s and maxTTL 12s.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Runs out its TTL (2-6 s) and is revoked and deleted by the operator.
+    Expire { ttl_seconds: u64 },
+    /// Deleted by its owner a moment after it became Active.
+    Delete { hold_ms: u64 },
+    /// Renewed twice by annotation, then expires (capped by maxTTL).
+    Renew,
+    /// Renews itself until maxTTL.
+    AutoRenew,
+    /// Deleted while the operator may still be issuing it.
+    DeleteWhileIssuing { after_ms: u64 },
+}
+
+fn mixed_kind() -> Kind {
+    match rand::random_range(0..100) {
+        0..35 => Kind::Expire {
+            ttl_seconds: rand::random_range(2..=6),
+        },
+        35..65 => Kind::Delete {
+            hold_ms: rand::random_range(0..1500),
+        },
+        65..80 => Kind::Renew,
+        80..88 => Kind::AutoRenew,
+        _ => Kind::DeleteWhileIssuing {
+            after_ms: rand::random_range(0..400),
+        },
+    }
+}
+
+enum Outcome {
+    Ended,
+    /// The lease failed; the driver deleted it, and it ended.
+    Failed(String),
+    /// It did not end in time: a revocation that never finished, or an issue that never did.
+    Stuck(String),
+}
+
+/// Drives one lifecycle to its end.
+struct Driver<'a> {
+    lab: &'a Lab,
+    tracker: &'a Tracker,
+    pool: &'a str,
+    /// How long a lease may take to become Active, and then to go away.
+    patience: Duration,
+}
+
+impl Driver<'_> {
+    async fn run(&self, name: String, kind: Kind) -> Outcome {
+        let spec = match kind {
+            Kind::Expire { ttl_seconds } => json!({ "ttl": format!("{ttl_seconds}s") }),
+            Kind::Delete { .. } | Kind::DeleteWhileIssuing { .. } => json!({ "ttl": "12s" }),
+            Kind::Renew => json!({ "ttl": "4s" }),
+            Kind::AutoRenew => json!({ "ttl": "3s", "autoRenew": true }),
+        };
+        if let Err(error) = self.create(lease_object(&name, self.pool, spec)).await {
+            return Outcome::Stuck(format!("{name}: not created: {error}"));
+        }
+        match kind {
+            Kind::Expire { .. } | Kind::AutoRenew => {}
+            Kind::Delete { hold_ms } => {
+                self.tracker.wait_active(&name, self.patience).await;
+                tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+                self.delete(&name).await;
+            }
+            Kind::Renew => {
+                if self
+                    .tracker
+                    .wait_active(&name, self.patience)
+                    .await
+                    .is_some()
+                {
+                    for request in ["first", "second"] {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        self.renew(&name, request).await;
+                    }
+                }
+            }
+            Kind::DeleteWhileIssuing { after_ms } => {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                self.delete(&name).await;
+            }
+        }
+        self.until_ended(&name).await
+    }
+
+    async fn until_ended(&self, name: &str) -> Outcome {
+        // Issue (if pending) plus the longest life (maxTTL) plus revocation.
+        let ended = self
+            .tracker
+            .wait_for(self.patience * 2, |tracked| {
+                let track = tracked.leases.get(name)?;
+                if track.gone_at.is_some() {
+                    Some(None)
+                } else if track.phase == Some(LeasePhase::Failed) && !track.deleting {
+                    Some(Some(()))
+                } else {
+                    None
+                }
+            })
+            .await;
+        match ended {
+            Some(None) => Outcome::Ended,
+            Some(Some(())) => {
+                self.delete(name).await;
+                let gone = self.tracker.wait_gone(name, self.patience).await;
+                let reason = self.failure_reason(name).await;
+                match gone {
+                    Some(_) => Outcome::Failed(format!("{name}: {reason}")),
+                    None => Outcome::Stuck(format!("{name} failed ({reason}) and never ended")),
+                }
+            }
+            None => {
+                let phase = self.tracker.lease(name).and_then(|t| t.phase);
+                Outcome::Stuck(format!(
+                    "I3/I5: lease {name} did not end within {:?} (phase {phase:?})",
+                    self.patience * 2
+                ))
+            }
+        }
+    }
+
+    async fn failure_reason(&self, name: &str) -> String {
+        let lease = self.lab.leases().get_opt(name).await.ok().flatten();
+        lease
+            .and_then(|l| l.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| format!("{}: {}", c.reason, c.message))
+            .unwrap_or_else(|| "Failed".into())
+    }
+
+    async fn create(&self, lease: entra_operator::api::EntraLease) -> kube::Result<()> {
+        let api = self.lab.leases();
+        let params = PostParams::default();
+        match retrying(API_PATIENCE, || api.create(&params, &lease)).await {
+            // A create whose answer was lost in an API server restart, retried.
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn delete(&self, name: &str) {
+        let api = self.lab.leases();
+        let params = DeleteParams::default();
+        let _ = retrying(API_PATIENCE, || api.delete(name, &params)).await;
+    }
+
+    async fn renew(&self, name: &str, request: &str) {
+        let api = self.lab.leases();
+        let body = json!({ "metadata": { "annotations": { RENEW_ANNOTATION: request } } });
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        let _ = retrying(API_PATIENCE, || api.patch(name, &params, &patch)).await;
+    }
+}
+
+/// Runs `lifecycles` drivers, `concurrency` at once, with `kind` choosing each one's life.
+async fn drive(
+    driver: &Driver<'_>,
+    prefix: &str,
+    lifecycles: usize,
+    concurrency: usize,
+    kind: impl Fn() -> Kind,
+) -> Vec<Outcome> {
+    futures::stream::iter(0..lifecycles)
+        .map(|i| driver.run(format!("{prefix}-{i}"), kind()))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// Audits every few seconds until `done`.
+async fn audit_while(
+    auditor: &mut Auditor,
+    lab: &Lab,
+    emulator: &Emulator,
+    tracker: &Tracker,
+    done: &Cell<bool>,
+) {
+    while !done.get() {
+        auditor.check(lab, tracker, emulator).await;
+        for _ in 0..30 {
+            if done.get() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Sets up the scenario's dynamic secret over users `0..users` and waits until it is ready.
+async fn prepare_pool(
+    world: &World<'_>,
+    pool: &str,
+    users: usize,
+    default_ttl: &str,
+    max_ttl: &str,
+) {
+    world.lab.create_client_secret().await;
+    world
+        .lab
+        .create_pool(pool, 0..users, default_ttl, max_ttl, true)
+        .await;
+    world
+        .lab
+        .wait_pools_ready(&[pool.to_owned()], Duration::from_secs(120))
+        .await
+        .expect("the scenario's dynamic secret becomes ready");
+}
+
+/// Turns driver outcomes, the audit and the emulator's counters into the report.
+async fn conclude(
+    report: &mut ScenarioReport,
+    outcomes: Vec<Outcome>,
+    mut auditor: Auditor,
+    (lab, emulator): (&Lab, &Emulator),
+    tracker: &Tracker,
+    started: Instant,
+) {
+    report.lifecycles = outcomes.len();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Ended => {}
+            Outcome::Failed(reason) => report.failed_leases.push(reason),
+            Outcome::Stuck(reason) => report.violations.push(reason),
+        }
+    }
+    auditor.final_check(lab, tracker, emulator).await;
+    report.violations.extend(auditor.violations);
+    let tracked = tracker.state();
+    report.issued = tracked
+        .leases
+        .values()
+        .filter(|t| t.active_at.is_some())
+        .count();
+    let counters = emulator.counters();
+    for (kind, count) in &counters.faults {
+        *report.faults.entry(format!("graph {kind}")).or_default() += count;
+    }
+    let sets = counters.operation_status(Operation::SetPassword, 204)
+        + counters.operation_status(Operation::SetPassword, 202);
+    report.notes.push(format!(
+        "Graph: {} requests, {} password resets accepted for {} issued lifecycles, {} audit rounds",
+        counters.token_requests + counters.graph_reads + counters.graph_writes,
+        sets,
+        report.issued,
+        auditor.rounds
+    ));
+    report.duration = started.elapsed();
+}
+
+/// (1) The operator SIGKILLed at random every few seconds, and restarted, during mixed lifecycles.
+pub async fn operator_killed(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport {
+    let started = Instant::now();
+    let mut report = ScenarioReport {
+        name: "operator SIGKILLed at random".into(),
+        ..Default::default()
+    };
+    let users = sizes.kill_concurrency + 4;
+    prepare_pool(world, "kill", users, "4s", "12s").await;
+    let World {
+        lab,
+        emulator,
+        operator,
+    } = world;
+    let (lab, emulator): (&Lab, &Emulator) = (lab, emulator);
+    let tracker = Tracker::start(lab).await;
+    emulator.reset_counters();
+    let mut auditor = Auditor::new(Duration::from_secs(30));
+    let driver = Driver {
+        lab,
+        tracker: &tracker,
+        pool: "kill",
+        patience: Duration::from_secs(120),
+    };
+    let done = Cell::new(false);
+    let kills = Cell::new(0u64);
+    let (low, high) = sizes.kill_every_ms;
+    let (outcomes, (), ()) = tokio::join!(
+        async {
+            let outcomes = drive(
+                &driver,
+                "kill",
+                sizes.kill_lifecycles,
+                sizes.kill_concurrency,
+                mixed_kind,
+            )
+            .await;
+            done.set(true);
+            outcomes
+        },
+        async {
+            while !done.get() {
+                let wait = rand::random_range(low..=high);
+                sleep_unless(Duration::from_millis(wait), &done).await;
+                if done.get() {
+                    break;
+                }
+                operator.kill();
+                kills.set(kills.get() + 1);
+                operator.restart();
+            }
+        },
+        audit_while(&mut auditor, lab, emulator, &tracker, &done),
+    );
+    if !operator.is_running() {
+        operator.restart();
+    }
+    report.faults.insert("operator SIGKILL".into(), kills.get());
+    conclude(
+        &mut report,
+        outcomes,
+        auditor,
+        (lab, emulator),
+        &tracker,
+        started,
+    )
+    .await;
+    report
+}
+
+/// (2) 20 % of token and Graph requests fail: 429 with every kind of Retry-After, 503, timeouts,
+/// resets, and writes whose response is lost after they took effect.
+pub async fn graph_faults(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport {
+    let started = Instant::now();
+    let mut report = ScenarioReport {
+        name: "Graph faults at 20 %".into(),
+        ..Default::default()
+    };
+    let users = sizes.fault_concurrency + 4;
+    prepare_pool(world, "faults", users, "4s", "12s").await;
+    let tracker = Tracker::start(&world.lab).await;
+    world.emulator.reset_counters();
+    world.emulator.set_faults(FaultPlan::random(
+        0.2,
+        [
+            Fault::throttle(Some("1")),
+            Fault::throttle(Some("0.25")),
+            Fault::throttle(Some("0")),
+            Fault::throttle(None),
+            Fault::unavailable(None),
+            Fault::unavailable(Some("1")),
+            Fault::GatewayTimeout,
+            Fault::timeout(Duration::from_secs(2)),
+            Fault::Reset,
+            Fault::LostResponse,
+        ],
+    ));
+    let mut auditor = Auditor::new(Duration::from_secs(60));
+    let driver = Driver {
+        lab: &world.lab,
+        tracker: &tracker,
+        pool: "faults",
+        patience: Duration::from_secs(180),
+    };
+    let done = Cell::new(false);
+    let (outcomes, ()) = tokio::join!(
+        async {
+            let outcomes = drive(
+                &driver,
+                "faults",
+                sizes.fault_lifecycles,
+                sizes.fault_concurrency,
+                mixed_kind,
+            )
+            .await;
+            done.set(true);
+            outcomes
+        },
+        audit_while(&mut auditor, &world.lab, world.emulator, &tracker, &done),
+    );
+    world.emulator.clear_faults();
+    conclude(
+        &mut report,
+        outcomes,
+        auditor,
+        (&world.lab, world.emulator),
+        &tracker,
+        started,
+    )
+    .await;
+    report
+}
+
+/// (3) Graph entirely down for a while, across many expiries: every overdue lease is revoked soon
+/// after Graph returns, and the operator's retries during the outage stay bounded.
+pub async fn graph_outage(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport {
+    let started = Instant::now();
+    let mut report = ScenarioReport {
+        name: format!("Graph outage of {} s", sizes.outage.as_secs()),
+        ..Default::default()
+    };
+    let count = sizes.outage_leases;
+    prepare_pool(world, "outage", count, "1h", "2h").await;
+    let tracker = Tracker::start(&world.lab).await;
+    let driver = Driver {
+        lab: &world.lab,
+        tracker: &tracker,
+        pool: "outage",
+        patience: Duration::from_secs(300),
+    };
+    // TTLs staggered so that the expiries spread over the first three quarters of the outage.
+    let spread = sizes.outage.as_secs() * 3 / 4;
+    let ttl = |i: usize| sizes.outage_first_ttl + (i as u64 * spread) / count as u64;
+    let names: Vec<String> = (0..count).map(|i| format!("outage-{i}")).collect();
+    let creating = Instant::now();
+    futures::stream::iter(names.iter().enumerate())
+        .for_each_concurrent(16, |(i, name)| {
+            let lease = lease_object(name, "outage", json!({ "ttl": format!("{}s", ttl(i)) }));
+            let driver = &driver;
+            async move {
+                let _ = driver.create(lease).await;
+            }
+        })
+        .await;
+    for name in &names {
+        if tracker
+            .wait_active(name, Duration::from_secs(120))
+            .await
+            .is_none()
+        {
+            report.violations.push(format!("{name} was never issued"));
+        }
+    }
+    let issued_in = creating.elapsed();
+    // Graph goes down now, for `outage`.
+    world.emulator.reset_counters();
+    world.emulator.clear_requests();
+    world.emulator.set_faults(FaultPlan::outage());
+    let down_at = Timestamp::now();
+    let back_at = down_at + k8s_openapi::jiff::SignedDuration::try_from(sizes.outage).unwrap();
+    let mut auditor = Auditor::new(Duration::from_secs(30));
+    auditor.graph_back_at = Some(back_at);
+    let done = Cell::new(false);
+    tokio::join!(
+        async {
+            tokio::time::sleep(sizes.outage).await;
+            done.set(true);
+        },
+        audit_while(&mut auditor, &world.lab, world.emulator, &tracker, &done),
+    );
+    let during = world.emulator.requests();
+    world.emulator.clear_faults();
+    let back = Timestamp::now();
+    auditor.graph_back_at = Some(back);
+    let overdue: Vec<String> = tracker
+        .state()
+        .leases
+        .iter()
+        .filter(|(_, t)| t.deadline().is_some_and(|d| d <= back) && t.gone_at.is_none())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let outcomes: Vec<Outcome> = futures::stream::iter(&names)
+        .map(|name| driver.until_ended(name))
+        .buffer_unordered(count)
+        .collect()
+        .await;
+    // When each overdue lease's password was scrambled, as the emulator recorded it.
+    let mut revoked_after: Vec<f64> = Vec::new();
+    for name in &overdue {
+        let Some(id) = tracker.lease(name).and_then(|t| t.user_id) else {
+            continue;
+        };
+        let Some(set_at) = world
+            .emulator
+            .user(&id)
+            .and_then(|u| u.password_last_set_date_time)
+        else {
+            continue;
+        };
+        let lag = set_at.timestamp_millis() as f64 / 1000.0 - back.as_millisecond() as f64 / 1000.0;
+        revoked_after.push(lag);
+    }
+    revoked_after.sort_by(f64::total_cmp);
+    let slowest = revoked_after.last().copied().unwrap_or(0.0);
+    let median = revoked_after
+        .get(revoked_after.len() / 2)
+        .copied()
+        .unwrap_or(0.0);
+    let outage_seconds = sizes.outage.as_secs_f64();
+    let per_second = during.len() as f64 / outage_seconds;
+    let mut buckets: BTreeMap<i64, usize> = BTreeMap::new();
+    for record in &during {
+        *buckets.entry(record.time.timestamp()).or_default() += 1;
+    }
+    let busiest = buckets.values().copied().max().unwrap_or(0);
+    let overdue_in_outage = overdue.len().max(1);
+    report.notes.push(format!(
+        "{count} leases issued in {:.1} s; {} overdue when Graph returned",
+        issued_in.as_secs_f64(),
+        overdue.len()
+    ));
+    report.notes.push(format!(
+        "requests during the outage: {} ({per_second:.2}/s, busiest second {busiest}, {:.2} per \
+         overdue lease per minute)",
+        during.len(),
+        during.len() as f64 / overdue_in_outage as f64 / (outage_seconds / 60.0)
+    ));
+    report.notes.push(format!(
+        "overdue leases scrambled after Graph returned: median {median:.1} s, slowest {slowest:.1} s"
+    ));
+    // Bounded retries: no lease may hammer a dead Graph (at most one request per second each).
+    if per_second > overdue_in_outage as f64 + 1.0 {
+        report.violations.push(format!(
+            "retry storm: {per_second:.1} requests/s during the outage for {} overdue leases",
+            overdue.len()
+        ));
+    }
+    if slowest > 60.0 {
+        report.violations.push(format!(
+            "I5: an overdue lease was scrambled {slowest:.0} s after Graph returned"
+        ));
+    }
+    conclude(
+        &mut report,
+        outcomes,
+        auditor,
+        (&world.lab, world.emulator),
+        &tracker,
+        started,
+    )
+    .await;
+    report
+}
+
+/// (4) The API server SIGKILLed and started again mid-run: watches recover, nothing is lost.
+pub async fn apiserver_restarted(
+    world: &mut World<'_>,
+    apiserver: &mut ApiServerHandle,
+    sizes: &Sizes,
+) -> ScenarioReport {
+    let started = Instant::now();
+    let mut report = ScenarioReport {
+        name: "API server restarted mid-run".into(),
+        ..Default::default()
+    };
+    let concurrency = 8;
+    prepare_pool(world, "apiserver", concurrency + 6, "4s", "12s").await;
+    let tracker = Tracker::start(&world.lab).await;
+    world.emulator.reset_counters();
+    let mut auditor = Auditor::new(Duration::from_secs(40));
+    let driver = Driver {
+        lab: &world.lab,
+        tracker: &tracker,
+        pool: "apiserver",
+        patience: Duration::from_secs(180),
+    };
+    let done = Cell::new(false);
+    let restart_after = sizes.apiserver_lifecycles / 3;
+    let (outcomes, restart, ()) = tokio::join!(
+        async {
+            let outcomes = drive(
+                &driver,
+                "apiserver",
+                sizes.apiserver_lifecycles,
+                concurrency,
+                mixed_kind,
+            )
+            .await;
+            done.set(true);
+            outcomes
+        },
+        async {
+            // Restart once a third of the lifecycles have started.
+            tracker
+                .wait_for(Duration::from_secs(600), |t| {
+                    (t.leases.len() >= restart_after).then_some(())
+                })
+                .await;
+            let pid = apiserver.pid;
+            let down = sizes.apiserver_down;
+            let restarted = tokio::task::spawn_blocking(move || restart_apiserver(pid, down))
+                .await
+                .expect("the restart task");
+            let restarted_at = Instant::now();
+            let answered = retrying(Duration::from_secs(120), || {
+                world.lab.client.apiserver_version()
+            })
+            .await;
+            (
+                restarted,
+                answered.is_ok(),
+                restarted_at.elapsed(),
+                Instant::now(),
+            )
+        },
+        audit_while(&mut auditor, &world.lab, world.emulator, &tracker, &done),
+    );
+    let (restarted, answered, took, answered_at) = restart;
+    match restarted {
+        Ok(server) => {
+            apiserver.pid = server.pid();
+            apiserver.restarted = Some(server);
+            report.faults.insert("kube-apiserver SIGKILL".into(), 1);
+            report.notes.push(format!(
+                "kube-apiserver down {:?}, answering again {:.1} s after its restart",
+                sizes.apiserver_down,
+                took.as_secs_f64()
+            ));
+        }
+        Err(error) => report
+            .violations
+            .push(format!("could not restart kube-apiserver: {error}")),
+    }
+    if !answered {
+        report
+            .violations
+            .push("kube-apiserver did not answer after its restart".into());
+    }
+    if !world.operator.is_running() {
+        report
+            .violations
+            .push("the operator exited when the API server went away".into());
+        world.operator.restart();
+    }
+    // New leases after the restart prove that the operator's watches came back.
+    let after: Vec<Outcome> = drive(&driver, "after-restart", 4, 4, || Kind::Expire {
+        ttl_seconds: 2,
+    })
+    .await;
+    let mut outcomes = outcomes;
+    outcomes.extend(after);
+    let first_issue = tracker
+        .state()
+        .leases
+        .values()
+        .filter_map(|t| t.active_at)
+        .filter(|at| *at > answered_at)
+        .min();
+    report.notes.push(match first_issue {
+        Some(at) => format!(
+            "first lease Active {:.1} s after the API server answered again",
+            (at - answered_at).as_secs_f64()
+        ),
+        None => "no lease became Active after the restart".into(),
+    });
+    conclude(
+        &mut report,
+        outcomes,
+        auditor,
+        (&world.lab, world.emulator),
+        &tracker,
+        started,
+    )
+    .await;
+    report
+}
+
+/// (5) Many leases contending for a small pool: one holder per user at every moment.
+pub async fn contention(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport {
+    let started = Instant::now();
+    let users = sizes.contention_users;
+    let mut report = ScenarioReport {
+        name: format!(
+            "{} leases contending for {users} users",
+            sizes.contention_leases
+        ),
+        ..Default::default()
+    };
+    prepare_pool(world, "contention", users, "1s", "1m").await;
+    let tracker = Tracker::start(&world.lab).await;
+    world.emulator.reset_counters();
+    let mut auditor = Auditor::new(Duration::from_secs(30));
+    let driver = Driver {
+        lab: &world.lab,
+        tracker: &tracker,
+        pool: "contention",
+        patience: Duration::from_secs(600),
+    };
+    let done = Cell::new(false);
+    let (outcomes, ()) = tokio::join!(
+        async {
+            let outcomes = drive(
+                &driver,
+                "contention",
+                sizes.contention_leases,
+                sizes.contention_leases,
+                || Kind::Expire { ttl_seconds: 1 },
+            )
+            .await;
+            done.set(true);
+            outcomes
+        },
+        audit_while(&mut auditor, &world.lab, world.emulator, &tracker, &done),
+    );
+    let max_active = tracker.state().max_active;
+    report.notes.push(format!(
+        "at most {max_active} leases were Active at once for {users} users; {:.1} lifecycles/s",
+        sizes.contention_leases as f64 / started.elapsed().as_secs_f64()
+    ));
+    if max_active > users {
+        report.violations.push(format!(
+            "I1: {max_active} leases were Active at once for {users} users"
+        ));
+    }
+    conclude(
+        &mut report,
+        outcomes,
+        auditor,
+        (&world.lab, world.emulator),
+        &tracker,
+        started,
+    )
+    .await;
+    report
+}
+
+async fn sleep_unless(duration: Duration, done: &Cell<bool>) {
+    let until = Instant::now() + duration;
+    while Instant::now() < until && !done.get() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
