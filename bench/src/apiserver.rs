@@ -12,11 +12,17 @@ use std::time::Duration;
 /// A kube-apiserver started by [`restart_apiserver`]; killed when dropped.
 pub struct RestartedApiServer {
     child: Child,
+    log: PathBuf,
 }
 
 impl RestartedApiServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The log both the original and the restarted process wrote.
+    pub fn log(&self) -> &std::path::Path {
+        &self.log
     }
 }
 
@@ -86,7 +92,7 @@ pub fn restart_apiserver(pid: u32, down: Duration) -> Result<RestartedApiServer,
         .stderr(log_file)
         .spawn()
         .map_err(|e| format!("restart kube-apiserver: {e}"))?;
-    Ok(RestartedApiServer { child })
+    Ok(RestartedApiServer { child, log })
 }
 
 /// Whether `pid` still runs (a zombie, killed but not reaped, does not).

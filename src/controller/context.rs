@@ -30,7 +30,7 @@ pub struct Context {
     pub secrets: Store<Secret>,
     /// Every user claim, from the shared watch.
     pub claim_store: Store<Claim>,
-    /// When each dynamic secret's users were last resolved through Graph, and against what.
+    /// Each dynamic secret's users as last resolved through Graph, with when and against what.
     pub validations: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Validation>>,
     /// Users whose password reset Entra recently refused with 403 (a protected admin, most
     /// likely), by object id, with when: leases that name no user skip them for a while.
@@ -44,10 +44,12 @@ pub struct Context {
 pub const FORBIDDEN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A resolution of a dynamic secret's users, valid while its spec and client secret are unchanged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Kept here rather than read back from the status: the cached status may be an older write.
+#[derive(Clone, Debug)]
 pub struct Validation {
     pub generation: Option<i64>,
     pub client_secret_version: Option<String>,
+    pub users: Vec<crate::api::PoolUser>,
     pub at: Instant,
 }
 

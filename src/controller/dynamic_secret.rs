@@ -131,18 +131,12 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
     };
     let key = ObjectRef::from(pool);
     let previous = ctx.validations.lock().unwrap().get(&key).cloned();
-    let resolved = pool
-        .status
-        .as_ref()
-        .map(|s| s.users.clone())
-        .unwrap_or_default();
     if let Some(previous) = previous
         && previous.generation == pool.metadata.generation
         && previous.client_secret_version == secret_version
         && previous.at.elapsed() < REVALIDATE_EVERY
-        && resolved.len() == pool.spec.users.len()
     {
-        return Ok(resolved);
+        return Ok(previous.users);
     }
     ctx.graph
         .check_credentials(&app)
@@ -179,6 +173,7 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
     let validation = Validation {
         generation: pool.metadata.generation,
         client_secret_version: secret_version,
+        users: users.clone(),
         at: Instant::now(),
     };
     ctx.validations.lock().unwrap().insert(key, validation);
@@ -309,6 +304,10 @@ async fn end_leases(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Action, 
         .filter(|lease| lease.spec.dynamic_secret_ref.name == pool.name_any())
         .collect();
     if mine.is_empty() {
+        ctx.validations
+            .lock()
+            .unwrap()
+            .remove(&ObjectRef::from(pool));
         return Ok(Action::await_change());
     }
     let live: Vec<&EntraLease> = mine

@@ -26,6 +26,8 @@ const NAMESPACE: &str = "bench";
 const OPERATOR_NAMESPACE: &str = "entra-operator";
 const GRAPH_RETRY_SECONDS: u64 = 30;
 const CONCURRENCY: u16 = 16;
+/// Everything from this line of `results.md` on is written by hand and kept by new runs.
+const ANALYSIS_MARKER: &str = "<!-- analysis: written by hand, kept by make bench -->";
 /// The API resources the operator reads and writes.
 const OPERATOR_RESOURCES: [&str; 5] = [
     "entraleases",
@@ -133,7 +135,13 @@ fn main() {
     std::fs::create_dir_all(&out).expect("the output directory");
     let json = serde_json::to_string_pretty(&results).expect("results serialise");
     std::fs::write(out.join("results.json"), json + "\n").expect("results.json is written");
-    std::fs::write(out.join("results.md"), results.markdown()).expect("results.md is written");
+    // A hand-written analysis after the marker survives new runs (it says which run it is about).
+    let analysis = std::fs::read_to_string(out.join("results.md"))
+        .ok()
+        .and_then(|old| old.find(ANALYSIS_MARKER).map(|at| old[at..].to_owned()))
+        .unwrap_or_default();
+    let markdown = results.markdown() + &analysis;
+    std::fs::write(out.join("results.md"), markdown).expect("results.md is written");
     println!("wrote {}/results.md and results.json", out.display());
 }
 
@@ -592,6 +600,13 @@ impl Bench {
             &self.results.usage_full_fill,
             self.results.full_fill_seconds,
         );
+        // The process started with no leases: its reconciles are the fill's.
+        let reconciles = lease_reconciles(&self.operator).await;
+        self.results.fill_lease_reconciles_per_lease = reconciles / full as f64;
+        println!(
+            "   {reconciles:.0} lease reconciles for {full} issues ({:.0} per lease)",
+            self.results.fill_lease_reconciles_per_lease
+        );
         self.results.object_sizes = self.object_sizes().await;
     }
 
@@ -750,7 +765,9 @@ impl Bench {
             }
         }
         let idle_results = &mut self.results.idle;
-        idle_results.api_requests_per_minute = total(by_kind.values().copied());
+        // A kind busier with the operator stopped is noise (the API server's own Lease renewals,
+        // watch restarts), not a saving: it does not offset the operator's traffic.
+        idle_results.api_requests_per_minute = total(by_kind.values().map(|rate| rate.max(0.0)));
         idle_results.api_requests_per_minute_by_kind = by_kind;
         println!(
             "   the operator's idle API traffic: {:.1} requests/min {:?}",

@@ -116,6 +116,10 @@ async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
         operator.terminate();
         emulator.shutdown().await;
     }
+    // The control plane's directory goes with it: keep the API server's log of the restart.
+    if let Some(restarted) = &apiserver.restarted {
+        let _ = std::fs::copy(restarted.log(), logs.join("kube-apiserver.log"));
+    }
     drop(apiserver);
     reports
 }
