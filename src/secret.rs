@@ -21,6 +21,10 @@ pub const EXPIRES_AT_ANNOTATION: &str = "kms.hanzo.ai/expires-at";
 /// than 128 bits of entropy, so its digest reveals nothing usable.
 pub const DATA_DIGEST_ANNOTATION: &str = "kms.hanzo.ai/data-sha256";
 
+/// Set only on the operator's in-memory copies of Secrets, whose data it drops (see
+/// [`keep_digest_only`]): the digest of the data the API server returned.
+pub const OBSERVED_DIGEST_ANNOTATION: &str = "kms.hanzo.ai/observed-data-sha256";
+
 /// The label selector of every Secret this operator writes.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
@@ -80,7 +84,13 @@ pub fn secret_state(lease: &EntraLease, secret: Option<&Secret>) -> SecretState 
         return SecretState::Foreign;
     }
     let recorded = secret.annotations().get(DATA_DIGEST_ANNOTATION);
-    let actual = secret.data.as_ref().map(data_digest);
+    let actual = match &secret.data {
+        Some(data) => Some(data_digest(data)),
+        None => secret
+            .annotations()
+            .get(OBSERVED_DIGEST_ANNOTATION)
+            .cloned(),
+    };
     if recorded.is_some() && recorded == actual.as_ref() {
         SecretState::Intact
     } else {
@@ -95,6 +105,15 @@ pub fn is_owned_by(secret: &Secret, lease: &EntraLease) -> bool {
         .owner_references()
         .iter()
         .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == uid.as_ref())
+}
+
+/// Replaces the Secret's data by its digest, so that cached copies hold no password and take
+/// little memory; [`secret_state`] compares the digest.
+pub fn keep_digest_only(secret: &mut Secret) {
+    let digest = data_digest(&secret.data.take().unwrap_or_default());
+    secret
+        .annotations_mut()
+        .insert(OBSERVED_DIGEST_ANNOTATION.to_owned(), digest);
 }
 
 /// The password the Secret holds, for resuming an interrupted issue with the same value.
@@ -180,6 +199,26 @@ mod tests {
         let data = secret.data.as_mut().unwrap();
         data.insert("password".into(), ByteString(b"guess".to_vec()));
         assert_eq!(secret_state(&lease, Some(&secret)), SecretState::Tampered);
+    }
+
+    #[test]
+    fn a_digest_only_copy_tells_intact_from_edited_and_holds_no_password() {
+        let lease = lease();
+        let mut intact = secret_for(&lease);
+        keep_digest_only(&mut intact);
+        assert_eq!(secret_state(&lease, Some(&intact)), SecretState::Intact);
+        assert!(intact.data.is_none() && stored_password(&intact).is_none());
+
+        let mut edited = secret_for(&lease);
+        let data = edited.data.as_mut().unwrap();
+        data.insert("password".into(), ByteString(b"guess".to_vec()));
+        keep_digest_only(&mut edited);
+        assert_eq!(secret_state(&lease, Some(&edited)), SecretState::Tampered);
+
+        let mut emptied = secret_for(&lease);
+        emptied.data = None;
+        keep_digest_only(&mut emptied);
+        assert_eq!(secret_state(&lease, Some(&emptied)), SecretState::Tampered);
     }
 
     #[test]

@@ -230,19 +230,35 @@ impl Driver<'_> {
 
     async fn until_ended(&self, name: &str) -> Outcome {
         // Issue (if pending) plus the longest life (maxTTL) plus revocation.
-        let ended = self
-            .tracker
-            .wait_for(self.patience * 2, |tracked| {
-                let track = tracked.leases.get(name)?;
-                if track.gone_at.is_some() {
-                    Some(None)
-                } else if track.phase == Some(LeasePhase::Failed) && !track.deleting {
-                    Some(Some(()))
-                } else {
-                    None
-                }
-            })
-            .await;
+        let deadline = Instant::now() + self.patience * 2;
+        let ended = loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(10));
+            let seen = self
+                .tracker
+                .wait_for(slice, |tracked| {
+                    let track = tracked.leases.get(name)?;
+                    if track.gone_at.is_some() {
+                        Some(None)
+                    } else if track.phase == Some(LeasePhase::Failed) && !track.deleting {
+                        Some(Some(()))
+                    } else {
+                        None
+                    }
+                })
+                .await;
+            if seen.is_some() || Instant::now() >= deadline {
+                break seen;
+            }
+            // Created and gone while the tracker's watch was down (an API server restart): the
+            // tracker never saw it, the API server says it is gone.
+            if self.tracker.lease(name).is_none()
+                && matches!(self.lab.leases().get_opt(name).await, Ok(None))
+            {
+                break Some(None);
+            }
+        };
         match ended {
             Some(None) => Outcome::Ended,
             Some(Some(())) => {

@@ -1,7 +1,7 @@
 use k8s_openapi::api::coordination::v1::Lease as Claim;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
@@ -12,6 +12,7 @@ use super::Error;
 use super::claims::Claims;
 use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser};
 use crate::graph::{AppCredentials, EndpointOverrides, Endpoints, GraphClient};
+use crate::secret::{is_owned_by, keep_digest_only, stored_password};
 use crate::sensitive::SecretString;
 
 /// How many generated passwords an issue tries when Entra rejects one (banned list, user's name).
@@ -23,7 +24,7 @@ pub struct Context {
     pub graph: GraphClient,
     pub endpoints: EndpointOverrides,
     pub claims: Claims,
-    pub recorder: Recorder,
+    pub events: super::events::Events,
     /// Every dynamic secret, from the shared watch.
     pub pools: Store<EntraDynamicSecret>,
     /// Every Secret the operator manages, from the shared watch.
@@ -32,6 +33,8 @@ pub struct Context {
     pub claim_store: Store<Claim>,
     /// Each dynamic secret's users as last resolved through Graph, with when and against what.
     pub validations: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Validation>>,
+    /// When each dynamic secret's status was last written by this process.
+    pub status_written: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Instant>>,
     /// Users whose password reset Entra recently refused with 403 (a protected admin, most
     /// likely), by object id, with when: leases that name no user skip them for a while.
     pub forbidden: Mutex<HashMap<String, Instant>>,
@@ -118,16 +121,37 @@ impl Context {
             .get(&ObjectRef::new(&lease.spec.dynamic_secret_ref.name).within(&namespace))
     }
 
-    /// The Secret named `name` in `namespace`: from the cache when it is a managed one, else from
-    /// the API server, which also reveals a Secret of that name that the operator does not own
-    /// and a Secret written so recently that the cache has not seen it yet.
+    /// The Secret named `name` in `namespace`, its data replaced by a digest: from the cache when
+    /// it is a managed one, else from the API server, which also reveals a Secret of that name
+    /// that the operator does not own and a Secret written so recently that the cache has not
+    /// seen it yet.
     pub async fn secret(&self, namespace: &str, name: &str) -> kube::Result<Option<Secret>> {
         if let Some(secret) = self.secrets.get(&ObjectRef::new(name).within(namespace)) {
             return Ok(Some((*secret).clone()));
         }
-        Api::<Secret>::namespaced(self.client.clone(), namespace)
+        let mut secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
-            .await
+            .await?;
+        if let Some(secret) = &mut secret {
+            keep_digest_only(secret);
+        }
+        Ok(secret)
+    }
+
+    /// The password in the lease's own Secret `name`, read from the API server (caches hold no
+    /// passwords).
+    pub async fn stored_password(
+        &self,
+        lease: &EntraLease,
+        name: &str,
+    ) -> kube::Result<Option<SecretString>> {
+        let namespace = lease.namespace().unwrap_or_default();
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace)
+            .get_opt(name)
+            .await?;
+        Ok(secret
+            .filter(|s| is_owned_by(s, lease))
+            .and_then(|s| stored_password(&s)))
     }
 
     /// The app credentials of a dynamic secret, with the client secret read from its Secret now,
@@ -197,7 +221,7 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(error) = self.events.publish(event, object.object_ref(&())).await {
             tracing::warn!(%error, reason, "could not publish an event");
         }
     }

@@ -25,8 +25,11 @@ use crate::graph::GraphError;
 /// Held by every dynamic secret until all of its leases have ended.
 pub const FINALIZER: &str = "kms.hanzo.ai/end-leases";
 
-/// Pool users are resolved again at this interval, to notice changes made in Entra.
-pub const REVALIDATE_EVERY: Duration = Duration::from_secs(600);
+/// The holders and counts in a pool's status are rewritten at most this often.
+const HOLDERS_EVERY: Duration = Duration::from_secs(2);
+/// Pool users are resolved again at this interval, to notice changes made in Entra (a user
+/// disabled or deleted). Hourly keeps a large pool from costing Graph reads all day.
+pub const REVALIDATE_EVERY: Duration = Duration::from_secs(3600);
 
 pub async fn reconcile(pool: Arc<EntraDynamicSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = pool.namespace().unwrap_or_default();
@@ -102,8 +105,44 @@ async fn validate(
         )
         .await;
     }
+    if let Some(wait) = holders_update_wait(pool, ctx, &current, &status) {
+        return Ok(Action::requeue(wait));
+    }
     apply_status(api, pool, pool.status.as_ref(), &status).await?;
+    ctx.status_written
+        .lock()
+        .unwrap()
+        .insert(ObjectRef::from(pool), Instant::now());
     Ok(Action::requeue(REVALIDATE_EVERY))
+}
+
+/// How long a change of only the holders and counts waits, when the status was written less than
+/// [`HOLDERS_EVERY`] ago: a burst of issues then costs a few status writes per pool, not one each.
+fn holders_update_wait(
+    pool: &EntraDynamicSecret,
+    ctx: &Context,
+    current: &DynamicSecretStatus,
+    status: &DynamicSecretStatus,
+) -> Option<Duration> {
+    if status == current || without_holders(status) != without_holders(current) {
+        return None;
+    }
+    let written = *ctx
+        .status_written
+        .lock()
+        .unwrap()
+        .get(&ObjectRef::from(pool))?;
+    HOLDERS_EVERY.checked_sub(written.elapsed())
+}
+
+fn without_holders(status: &DynamicSecretStatus) -> DynamicSecretStatus {
+    let mut status = status.clone();
+    status.available = 0;
+    status.leased = 0;
+    for user in &mut status.users {
+        user.leased_by = None;
+    }
+    status
 }
 
 struct Failure {
@@ -304,10 +343,9 @@ async fn end_leases(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Action, 
         .filter(|lease| lease.spec.dynamic_secret_ref.name == pool.name_any())
         .collect();
     if mine.is_empty() {
-        ctx.validations
-            .lock()
-            .unwrap()
-            .remove(&ObjectRef::from(pool));
+        let key = ObjectRef::from(pool);
+        ctx.validations.lock().unwrap().remove(&key);
+        ctx.status_written.lock().unwrap().remove(&key);
         return Ok(Action::await_change());
     }
     let live: Vec<&EntraLease> = mine

@@ -23,9 +23,7 @@ use super::status::{apply_status, set_condition, whole_seconds};
 use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeaseStatus, LeasedUser};
 use crate::graph::GraphError;
 use crate::metrics::{CappedLabels, metrics};
-use crate::secret::{
-    EXPIRES_AT_ANNOTATION, format_time, is_owned_by, secret_state, stored_password,
-};
+use crate::secret::{EXPIRES_AT_ANNOTATION, format_time, is_owned_by, secret_state};
 
 /// Held by every lease until its credential is revoked (invariant I3).
 pub const FINALIZER: &str = "kms.hanzo.ai/revoke";
@@ -173,16 +171,8 @@ impl Shell<'_> {
     }
 
     async fn expire(&self) -> Result<Action, Error> {
+        // One event tells the whole ending (Expired, from the finalizer): events are API writes.
         tracing::info!(lease = %self.lease.name_any(), "expired; revoking");
-        self.ctx
-            .publish(
-                self.lease,
-                EventType::Normal,
-                Reason::Expired.as_str(),
-                "Expire",
-                "the lease reached its expiry; revoking".into(),
-            )
-            .await;
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: self.lease.uid(),
@@ -285,9 +275,10 @@ impl Shell<'_> {
         let mut status = self.status();
         // A Secret left by an interrupted issue holds the password that may already be set: set
         // that same one again, so no working password is ever lost (invariant I2).
-        let resumed = secret
-            .filter(|s| is_owned_by(s, self.lease))
-            .and_then(|s| stored_password(&s));
+        let resumed = match secret.filter(|s| is_owned_by(s, self.lease)) {
+            Some(_) => self.ctx.stored_password(self.lease, secret_name).await?,
+            None => None,
+        };
         let fresh = status.max_expires_at.is_none();
         let expires_at = match status.expires_at.as_ref() {
             Some(existing) if !fresh => existing.0,

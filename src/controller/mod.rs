@@ -1,16 +1,20 @@
 //! The two controllers and the watches they share.
 
+mod backoff;
 mod claims;
 mod context;
 mod credential;
 mod dynamic_secret;
 mod error;
+mod events;
 mod lease;
 pub mod lease_decision;
 mod reasons;
 mod revocation;
 mod status;
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +24,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
+use backoff::watch_backoff;
 pub use claims::{Claims, claim_name};
 pub use context::Context;
 pub use error::Error;
@@ -34,7 +39,7 @@ use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase};
 use crate::graph::{EndpointOverrides, GraphClient};
 use crate::health::Readiness;
 use crate::metrics::{LeaseLabels, PoolLabels, Snapshot, metrics};
-use crate::secret::managed_selector;
+use crate::secret::{keep_digest_only, managed_selector};
 
 /// How the controllers run.
 pub struct Settings {
@@ -83,7 +88,7 @@ pub async fn run(
         namespaced::<EntraDynamicSecret>(&client, &watch_namespace),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(watch_backoff())
     .modify(drop_managed_fields)
     .reflect_shared(pool_writer)
     .for_each(|_| future::ready(()));
@@ -91,8 +96,11 @@ pub async fn run(
         namespaced::<Secret>(&client, &watch_namespace),
         watcher::Config::default().labels(&managed_selector()),
     )
-    .default_backoff()
-    .modify(drop_managed_fields)
+    .backoff(watch_backoff())
+    .modify(|secret| {
+        drop_managed_fields(secret);
+        keep_digest_only(secret);
+    })
     .reflect_shared(secret_writer)
     .for_each(|_| future::ready(()));
     let claims = Claims::new(client.clone(), &settings.claims_namespace);
@@ -100,7 +108,7 @@ pub async fn run(
         claims.api().clone(),
         watcher::Config::default().labels(&Claims::selector()),
     )
-    .default_backoff()
+    .backoff(watch_backoff())
     .modify(drop_managed_fields)
     .reflect_shared(claim_writer)
     .for_each(|_| future::ready(()));
@@ -114,38 +122,71 @@ pub async fn run(
         graph: settings.graph,
         endpoints: settings.endpoints,
         claims,
-        recorder: Recorder::new(client.clone(), reporter),
+        events: events::Events::new(client.clone(), reporter),
         pools: pools.clone(),
         secrets: secrets.clone(),
         claim_store: claim_store.clone(),
         validations: Default::default(),
+        status_written: Default::default(),
         forbidden: Default::default(),
         issue_retry_at: Default::default(),
     });
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let shutdown = future::Shared::clone(&futures::FutureExt::shared(Box::pin(shutdown)));
 
-    let leases = Controller::new(
+    let claim_metadata: Api<PartialObjectMeta<Claim>> =
+        Api::namespaced(client.clone(), &settings.claims_namespace);
+    // The lease controller's own cache, without managedFields (about a third of each object).
+    let (lease_store, lease_writer) = reflector::store::<EntraLease>();
+    let lease_events = watcher(
         namespaced::<EntraLease>(&client, &watch_namespace),
         watcher::Config::default(),
     )
-    .with_config(config.clone());
-    let lease_store = leases.store();
+    .backoff(watch_backoff())
+    .modify(drop_managed_fields)
+    .reflect(lease_writer)
+    .applied_objects();
+    let leases =
+        Controller::for_stream(lease_events, lease_store.clone()).with_config(config.clone());
     let (snapshot_leases, snapshot_pools) = (lease_store.clone(), pools.clone());
     metrics().set_snapshot_source(move || snapshot(&snapshot_leases, &snapshot_pools));
     let leases_of_pool = lease_store.clone();
-    let pending_leases = lease_store.clone();
+    let waiting_leases = lease_store.clone();
+    let pools_of_waiting = pools.clone();
     // Secrets and claims trigger through watches of their own: shared streams skip deletions,
-    // and a deleted Secret or a released claim is exactly what these reconciles must see.
-    let managed_secrets = watcher::Config::default().labels(&managed_selector());
-    let claim_config = watcher::Config::default().labels(&Claims::selector());
-    let lease_controller = leases
-        .owns(
-            namespaced::<Secret>(&client, &watch_namespace),
-            managed_secrets,
+    // and a deleted Secret or a released claim is exactly what these reconciles must see. The
+    // metadata is enough to trigger, and keeps passwords out of these streams.
+    let owned_secrets = watcher(
+        namespaced::<PartialObjectMeta<Secret>>(&client, &watch_namespace),
+        watcher::Config::default().labels(&managed_selector()),
+    )
+    .backoff(watch_backoff())
+    .touched_objects();
+    let released_users = released_users(
+        watcher(
+            claim_metadata.clone(),
+            watcher::Config::default().labels(&Claims::selector()),
         )
+        .backoff(watch_backoff()),
+    );
+    let wake_waiting = released_users.flat_map(move |released| {
+        let pools = pools_of_waiting.clone();
+        let woken: Vec<ObjectRef<EntraLease>> = waiting_leases
+            .state()
+            .into_iter()
+            .filter(|lease| is_pending(lease))
+            .filter(|lease| match &released {
+                Released::User(user) => lists_user(&pools, lease, user),
+                Released::Unknown => true,
+            })
+            .map(|lease| ObjectRef::from(lease.as_ref()))
+            .collect();
+        futures::stream::iter(woken)
+    });
+    let lease_controller = leases
+        .owns_stream(owned_secrets)
         .watches_shared_stream(
-            pool_events_for_leases,
+            lease_relevant_changes(pool_events_for_leases),
             move |pool: Arc<EntraDynamicSecret>| {
                 let namespace = pool.namespace();
                 let name = pool.name_any();
@@ -158,20 +199,8 @@ pub async fn run(
                     .map(|lease| ObjectRef::from(lease.as_ref()))
             },
         )
-        // A released user wakes the leases waiting for one.
-        .watches(
-            ctx.claims.api().clone(),
-            claim_config.clone(),
-            move |_claim: Claim| {
-                pending_leases
-                    .state()
-                    .into_iter()
-                    .filter(|lease| {
-                        lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Pending)
-                    })
-                    .map(|lease| ObjectRef::from(lease.as_ref()))
-            },
-        )
+        // A released user wakes the leases waiting for a user of a pool that lists it.
+        .reconcile_on(wake_waiting)
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |lease, ctx| timed("lease", lease::reconcile(lease, ctx)),
@@ -186,7 +215,13 @@ pub async fn run(
         namespaced::<PartialObjectMeta<Secret>>(&client, &watch_namespace),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(watch_backoff())
+    .touched_objects();
+    let claim_changes = watcher(
+        claim_metadata,
+        watcher::Config::default().labels(&Claims::selector()),
+    )
+    .backoff(watch_backoff())
     .touched_objects();
     let pools_by_secret = pools.clone();
     let pools_for_readiness = pools.clone();
@@ -203,7 +238,7 @@ pub async fn run(
                 })
                 .map(|pool| ObjectRef::from(pool.as_ref()))
         })
-        .watches(ctx.claims.api().clone(), claim_config, |claim: Claim| {
+        .watches_stream(claim_changes, |claim| {
             let pool = claim.annotations().get(claims::POOL_ANNOTATION)?.clone();
             let (namespace, name) = pool.split_once('/')?;
             Some(ObjectRef::<EntraDynamicSecret>::new(name).within(namespace))
@@ -239,6 +274,94 @@ pub async fn run(
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
+}
+
+/// What a claim watch event says about users becoming free.
+enum Released {
+    /// The claim of this user (object id) was deleted.
+    User(String),
+    /// The watch restarted: deletions may have been missed.
+    Unknown,
+}
+
+fn released_users<S>(claim_events: S) -> impl futures::Stream<Item = Released> + Send + 'static
+where
+    S: futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<Claim>>, watcher::Error>>
+        + Send
+        + 'static,
+{
+    claim_events.filter_map(|event| {
+        future::ready(match event {
+            Ok(watcher::Event::Delete(claim)) => claim
+                .labels()
+                .get(claims::USER_LABEL)
+                .map(|user| Released::User(user.clone())),
+            Ok(watcher::Event::InitDone) => Some(Released::Unknown),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "the claim watch failed; retrying");
+                None
+            }
+        })
+    })
+}
+
+fn is_pending(lease: &EntraLease) -> bool {
+    lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Pending)
+}
+
+/// Whether the lease's dynamic secret lists the user (by object id), however it was configured.
+fn lists_user(
+    pools: &reflector::Store<EntraDynamicSecret>,
+    lease: &EntraLease,
+    user_id: &str,
+) -> bool {
+    let Some(namespace) = lease.namespace() else {
+        return false;
+    };
+    let key = ObjectRef::new(&lease.spec.dynamic_secret_ref.name).within(&namespace);
+    pools.get(&key).is_some_and(|pool| {
+        pool.status.iter().flat_map(|s| &s.users).any(|u| {
+            u.id.as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(user_id))
+        })
+    })
+}
+
+/// The dynamic secret changes its leases depend on: its spec, readiness, deletion and resolved
+/// users, not the counts and holders that every issue and release rewrites. Without this filter
+/// each claim would wake every lease of the pool.
+fn lease_relevant_changes(
+    pools: impl futures::Stream<Item = Arc<EntraDynamicSecret>> + Send + 'static,
+) -> impl futures::Stream<Item = Arc<EntraDynamicSecret>> + Send + 'static {
+    let mut seen: HashMap<ObjectRef<EntraDynamicSecret>, u64> = HashMap::new();
+    pools.filter(move |pool| {
+        let fingerprint = lease_relevant_fingerprint(pool);
+        let changed = seen.insert(ObjectRef::from(pool.as_ref()), fingerprint) != Some(fingerprint);
+        future::ready(changed)
+    })
+}
+
+fn lease_relevant_fingerprint(pool: &EntraDynamicSecret) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    pool.metadata.generation.hash(&mut hasher);
+    pool.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    if let Some(status) = &pool.status {
+        status.observed_generation.hash(&mut hasher);
+        for condition in status.conditions.iter().filter(|c| c.type_ == "Ready") {
+            condition.status.hash(&mut hasher);
+        }
+        for user in &status.users {
+            (
+                &user.configured,
+                &user.id,
+                &user.user_principal_name,
+                &user.problem,
+            )
+                .hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 /// Cached objects need no server-side-apply bookkeeping, which is often their largest part.

@@ -58,18 +58,17 @@ pub(super) async fn cleanup(
     match outcome {
         Ok(true) => {
             tracing::info!(lease = %lease.name_any(), user = %user.user_principal_name, "revoked");
+            let (reason, why) = if expired(lease, now) {
+                (Reason::Expired, "the lease expired")
+            } else {
+                (Reason::Revoked, "the lease was deleted")
+            };
             let message = format!(
-                "the password of {} was scrambled and the user released",
+                "{why}: the password of {} was scrambled and the user released",
                 user.user_principal_name
             );
-            ctx.publish(
-                lease,
-                EventType::Normal,
-                Reason::Revoked.as_str(),
-                "Revoke",
-                message,
-            )
-            .await;
+            ctx.publish(lease, EventType::Normal, reason.as_str(), "Revoke", message)
+                .await;
             Ok(Action::await_change())
         }
         Ok(false) => Ok(Action::await_change()),
@@ -97,4 +96,12 @@ pub(super) async fn cleanup(
             Err(error)
         }
     }
+}
+
+fn expired(lease: &EntraLease, now: Timestamp) -> bool {
+    lease
+        .status
+        .as_ref()
+        .and_then(|s| s.expires_at.as_ref())
+        .is_some_and(|expires_at| expires_at.0 <= now)
 }
