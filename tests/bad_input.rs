@@ -285,3 +285,31 @@ async fn a_protected_admin_in_the_pool_is_set_aside_for_the_next_free_user() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_user_deleted_in_entra_after_resolution_is_set_aside_for_the_next_free_user() {
+    let env = LeaseEnv::start("vanished").await;
+    let pool = [
+        "alice@contoso.onmicrosoft.com",
+        "carol@contoso.onmicrosoft.com",
+    ];
+    env.create_pool("pool", &pool, "1h", "2h").await;
+    env.wait_for_ready_pool("pool").await;
+    // Entra loses the first user after the pool resolved it: the pool's status still lists it.
+    assert!(env.emulator.delete_user("alice@contoso.onmicrosoft.com"));
+    env.create_lease("any", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    let lease = env.wait_for_phase("any", LeasePhase::Active).await;
+    let user = lease.status.unwrap().user.unwrap();
+    assert_eq!(user.user_principal_name, "carol@contoso.onmicrosoft.com");
+    // The pool resolves its users again and says why the first one cannot be leased.
+    env.wait_for("alice to be marked NotFound in the pool", || async {
+        let status = env.pools().get("pool").await.unwrap().status?;
+        let alice = status
+            .users
+            .iter()
+            .find(|u| u.configured.starts_with("alice"))?;
+        (alice.problem.as_deref() == Some("NotFound")).then_some(())
+    })
+    .await;
+}

@@ -28,6 +28,7 @@ pub const UPN_ANNOTATION: &str = "kms.hanzo.ai/user-principal-name";
 #[derive(Clone)]
 pub struct Claims {
     api: Api<Claim>,
+    namespace: String,
     client: Client,
 }
 
@@ -43,12 +44,18 @@ impl Claims {
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
             api: Api::namespaced(client.clone(), namespace),
+            namespace: namespace.to_owned(),
             client,
         }
     }
 
     pub fn api(&self) -> &Api<Claim> {
         &self.api
+    }
+
+    /// The namespace the claims live in (the operator's).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// The label selector of every claim.

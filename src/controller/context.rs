@@ -4,7 +4,7 @@ use kube::api::Api;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -50,6 +50,8 @@ pub const FORBIDDEN_FOR: std::time::Duration = std::time::Duration::from_secs(60
 /// Kept here rather than read back from the status: the cached status may be an older write.
 #[derive(Clone, Debug)]
 pub struct Validation {
+    /// The pool object it was made for: a pool recreated under the same name starts over.
+    pub uid: Option<String>,
     pub generation: Option<i64>,
     pub client_secret_version: Option<String>,
     pub users: Vec<crate::api::PoolUser>,
@@ -57,6 +59,14 @@ pub struct Validation {
 }
 
 impl Context {
+    /// Drops the remembered resolution of `pool`'s users, so its next reconcile asks Graph.
+    pub fn forget_resolution(&self, pool: &EntraDynamicSecret) {
+        self.validations
+            .lock()
+            .unwrap()
+            .remove(&ObjectRef::from(pool));
+    }
+
     /// Remembers that Entra refused to reset `user_id`.
     pub fn forbid(&self, user_id: &str) {
         let mut forbidden = self.forbidden.lock().unwrap();
@@ -90,28 +100,28 @@ impl Context {
         }
     }
 
-    /// `candidates`, in order, without those the claim cache shows held by another lease, so that
-    /// a burst of leases does not retry every taken user. Only an optimisation: the claim itself
-    /// decides (invariant I1).
-    pub fn likely_free(&self, candidates: Vec<LeasedUser>, lease: &EntraLease) -> Vec<LeasedUser> {
+    /// `candidates` with those the claim cache shows free first, so that a burst of leases
+    /// does not retry every taken user. Only an order: the cache may lag a release (the one that
+    /// woke this lease), and the claim itself decides (invariant I1).
+    pub fn likely_free_first(
+        &self,
+        candidates: Vec<LeasedUser>,
+        lease: &EntraLease,
+    ) -> Vec<LeasedUser> {
         let uid = lease.uid().unwrap_or_default();
-        let taken: HashSet<String> = self
-            .claim_store
-            .state()
-            .iter()
-            .filter(|claim| super::claims::holder_uid(claim) != Some(uid.as_str()))
-            .filter_map(|claim| claim.labels().get(super::claims::USER_LABEL).cloned())
-            .collect();
-        let free: Vec<LeasedUser> = candidates
-            .iter()
-            .filter(|candidate| !taken.contains(&candidate.id.to_ascii_lowercase()))
-            .cloned()
-            .collect();
-        if free.is_empty() {
-            // The cache may lag a release whose event woke this lease: ask the API server.
-            return candidates;
-        }
-        free
+        let (free, taken): (Vec<LeasedUser>, Vec<LeasedUser>) =
+            candidates.into_iter().partition(|candidate| {
+                self.cached_claim(&candidate.id)
+                    .is_none_or(|claim| super::claims::holder_uid(&claim) == Some(uid.as_str()))
+            });
+        free.into_iter().chain(taken).collect()
+    }
+
+    /// The claim on `user_id` in the cache, looked up by its name (one per user).
+    pub fn cached_claim(&self, user_id: &str) -> Option<Arc<Claim>> {
+        let key =
+            ObjectRef::new(&super::claims::claim_name(user_id)).within(self.claims.namespace());
+        self.claim_store.get(&key)
     }
 
     /// The dynamic secret a lease refers to, from the cache.
@@ -221,7 +231,10 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(error) = self.events.publish(event, object.object_ref(&())).await {
+        // Without the resourceVersion, repeats of a warning about one object form a series.
+        let mut regarding = object.object_ref(&());
+        regarding.resource_version = None;
+        if let Err(error) = self.events.publish(event, regarding).await {
             tracing::warn!(%error, reason, "could not publish an event");
         }
     }

@@ -5,18 +5,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::ObjectRef;
-
+use k8s_openapi::api::coordination::v1::Lease as Claim;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 
 use super::Error;
-use super::claims::{HOLDER_ANNOTATION, USER_LABEL};
-use super::context::{Context, Validation};
+use super::claims::HOLDER_ANNOTATION;
+use super::context::{Context, FORBIDDEN_FOR, Validation};
 use super::reasons::Reason;
 use super::status::{apply_status, set_condition};
 use crate::api::{DynamicSecretStatus, EntraDynamicSecret, EntraLease, PoolUser};
@@ -25,6 +25,8 @@ use crate::graph::GraphError;
 /// Held by every dynamic secret until all of its leases have ended.
 pub const FINALIZER: &str = "kms.hanzo.ai/end-leases";
 
+/// The problem of a user set aside after Entra refused to reset it.
+const FORBIDDEN_PROBLEM: &str = "PasswordResetForbidden";
 /// The holders and counts in a pool's status are rewritten at most this often.
 const HOLDERS_EVERY: Duration = Duration::from_secs(2);
 /// Pool users are resolved again at this interval, to notice changes made in Entra (a user
@@ -113,7 +115,15 @@ async fn validate(
         .lock()
         .unwrap()
         .insert(ObjectRef::from(pool), Instant::now());
-    Ok(Action::requeue(REVALIDATE_EVERY))
+    let set_aside = status
+        .users
+        .iter()
+        .any(|u| u.problem.as_deref() == Some(FORBIDDEN_PROBLEM));
+    Ok(Action::requeue(if set_aside {
+        FORBIDDEN_FOR.min(REVALIDATE_EVERY)
+    } else {
+        REVALIDATE_EVERY
+    }))
 }
 
 /// How long a change of only the holders and counts waits, when the status was written less than
@@ -171,6 +181,7 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
     let key = ObjectRef::from(pool);
     let previous = ctx.validations.lock().unwrap().get(&key).cloned();
     if let Some(previous) = previous
+        && previous.uid == pool.metadata.uid
         && previous.generation == pool.metadata.generation
         && previous.client_secret_version == secret_version
         && previous.at.elapsed() < REVALIDATE_EVERY
@@ -210,6 +221,7 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
         }
     }
     let validation = Validation {
+        uid: pool.metadata.uid.clone(),
         generation: pool.metadata.generation,
         client_secret_version: secret_version,
         users: users.clone(),
@@ -227,31 +239,15 @@ fn pool_status(
     now: Timestamp,
 ) -> DynamicSecretStatus {
     let namespace = pool.namespace().unwrap_or_default();
-    let holders: HashMap<String, String> = ctx
-        .claim_store
-        .state()
-        .iter()
-        .filter_map(|claim| {
-            let user = claim.labels().get(USER_LABEL)?.clone();
-            let holder = claim.annotations().get(HOLDER_ANNOTATION)?;
-            let (holder_namespace, name) = holder.split_once('/')?;
-            // Leases of other namespaces are not ours to name here: show only that it is taken.
-            let shown = if holder_namespace == namespace {
-                name.to_owned()
-            } else {
-                "(another namespace)".to_owned()
-            };
-            Some((user, shown))
-        })
-        .collect();
     for user in &mut users {
         if user.problem.is_none() && user.id.as_deref().is_some_and(|id| ctx.is_forbidden(id)) {
-            user.problem = Some("PasswordResetForbidden".into());
+            user.problem = Some(FORBIDDEN_PROBLEM.into());
         }
         user.leased_by = user
             .id
-            .as_ref()
-            .and_then(|id| holders.get(&id.to_ascii_lowercase()).cloned());
+            .as_deref()
+            .and_then(|id| ctx.cached_claim(id))
+            .and_then(|claim| holder_shown(&claim, &namespace));
     }
     let leasable = users.iter().filter(|u| u.problem.is_none()).count();
     let leased = users
@@ -321,6 +317,18 @@ fn pool_status(
         );
     }
     status
+}
+
+/// The lease holding a claim as the pool's status shows it: leases of other namespaces are not
+/// ours to name there, only that the user is taken.
+fn holder_shown(claim: &Claim, namespace: &str) -> Option<String> {
+    let holder = claim.annotations().get(HOLDER_ANNOTATION)?;
+    let (holder_namespace, name) = holder.split_once('/')?;
+    Some(if holder_namespace == namespace {
+        name.to_owned()
+    } else {
+        "(another namespace)".to_owned()
+    })
 }
 
 fn has_reason(status: &DynamicSecretStatus, reason: &str) -> bool {

@@ -53,6 +53,8 @@ pub(super) fn gone_is_done(error: kube::runtime::finalizer::Error<Error>) -> Res
 
 /// How long a lease whose issue Entra refused waits before trying again, unless its spec changes.
 const RETRY_REFUSED_ISSUE: Duration = Duration::from_secs(300);
+/// How often a waiting lease, or one refused for a Secret it does not own, looks again on its own.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
 async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Result<Action, Error> {
     if let Some(wait) = refused_issue_backoff(lease, ctx) {
@@ -213,6 +215,10 @@ impl Shell<'_> {
         status.phase = Some(LeasePhase::Failed);
         self.condition(&mut status, false, reason.as_str(), message);
         self.write_status(&status).await?;
+        // A conflicting Secret is not ours to watch: notice its deletion by looking again.
+        if reason == Reason::SecretConflict {
+            return Ok(Action::requeue(LOOK_AGAIN_AFTER));
+        }
         Ok(Action::await_change())
     }
 
@@ -232,7 +238,9 @@ impl Shell<'_> {
         status.phase = Some(LeasePhase::Pending);
         self.condition(&mut status, false, reason, message);
         self.write_status(&status).await?;
-        Ok(Action::await_change())
+        // Releases and pool changes wake a waiting lease; this covers what sends no event (a
+        // claim whose holder vanished without releasing it).
+        Ok(Action::requeue(LOOK_AGAIN_AFTER))
     }
 
     async fn issue(
@@ -247,7 +255,7 @@ impl Shell<'_> {
         let candidates = self
             .ctx
             .without_forbidden(candidates, self.lease.spec.user.is_some());
-        let candidates = self.ctx.likely_free(candidates, self.lease);
+        let candidates = self.ctx.likely_free_first(candidates, self.lease);
         let mut claimed = None;
         for candidate in candidates {
             if self
@@ -295,7 +303,7 @@ impl Shell<'_> {
         )
         .await;
         if let Err(error) = outcome {
-            return self.issue_failed(&leased, secret_name, error).await;
+            return self.issue_failed(pool, &leased, secret_name, error).await;
         }
         if fresh {
             let issued_at = whole_seconds(self.now);
@@ -335,6 +343,7 @@ impl Shell<'_> {
     /// A permanent Graph failure while issuing: nothing stays issued, the user is released.
     async fn issue_failed(
         &self,
+        pool: &EntraDynamicSecret,
         user: &LeasedUser,
         secret_name: &str,
         error: Error,
@@ -350,14 +359,35 @@ impl Shell<'_> {
         // The password was never set (Entra refused it), so there is nothing to scramble.
         delete_owned_secret(self.ctx, self.lease, secret_name).await?;
         self.ctx.claims.release(&user.id, self.lease).await?;
-        if matches!(graph, GraphError::MissingPermission { .. }) && self.lease.spec.user.is_none() {
-            // Likely a protected admin in the pool: set it aside and try the next free user.
+        if matches!(
+            graph,
+            GraphError::UserNotFound { .. } | GraphError::UserNotLeasable { .. }
+        ) {
+            // Changed in Entra since the pool resolved it: resolve the pool again (the release
+            // above wakes it) so that its status shows why.
+            self.ctx.forget_resolution(pool);
+        }
+        if matches!(
+            graph,
+            GraphError::MissingPermission { .. }
+                | GraphError::UserNotFound { .. }
+                | GraphError::UserNotLeasable { .. }
+        ) && self.lease.spec.user.is_none()
+        {
+            // Likely a protected admin in the pool, or a user changed in Entra: set it aside
+            // and try the next free user.
             self.ctx.forbid(&user.id);
-            let message = format!(
-                "Entra refused to reset {} (a protected admin, or the app lacks the role); \
-                 trying another pool user",
-                user.user_principal_name
-            );
+            let message = match graph {
+                GraphError::MissingPermission { .. } => format!(
+                    "Entra refused to reset {} (a protected admin, or the app lacks the role); \
+                     trying another pool user",
+                    user.user_principal_name
+                ),
+                _ => format!(
+                    "{} cannot be leased any more ({graph}); trying another pool user",
+                    user.user_principal_name
+                ),
+            };
             self.ctx
                 .publish(
                     self.lease,
@@ -440,7 +470,7 @@ impl Shell<'_> {
         )
         .await
         {
-            return self.issue_failed(&user, secret_name, error).await;
+            return self.issue_failed(pool, &user, secret_name, error).await;
         }
         status.phase = Some(LeasePhase::Active);
         self.condition(
