@@ -848,9 +848,9 @@ impl Bench {
         machine.other_cpu_seconds =
             (results::machine_cpu_seconds() - machine_cpu_at_start - ours).max(0.0);
         self.results.notes.push(
-            "The fill phases name each lease's user (`spec.user`): a lease that takes the first free \
-             user tries every pool user in order until a claim succeeds, which makes filling a \
-             250-user pool quadratic in API calls (see the burst)."
+            "The fill phases name each lease's user (`spec.user`), so that the fill measures the \
+             operator's cost per active lease, not claim races between leases that take the first \
+             free user (the first-free burst measures those)."
                 .into(),
         );
         self.results.judge();
