@@ -92,6 +92,10 @@ pub async fn run(
     .modify(drop_managed_fields)
     .reflect_shared(pool_writer)
     .for_each(|_| future::ready(()));
+    // A change of a lease's Secret (edited, deleted) triggers the lease from the watch that
+    // feeds the Secret cache, after the cache has it: a trigger from a watch of its own could
+    // come first, and the reconcile would judge the Secret as it was.
+    let (secret_changes_tx, secret_changes) = futures::channel::mpsc::unbounded();
     let secret_watch = watcher(
         namespaced::<Secret>(&client, &watch_namespace),
         watcher::Config::default().labels(&managed_selector()),
@@ -102,7 +106,13 @@ pub async fn run(
         keep_digest_only(secret);
     })
     .reflect_shared(secret_writer)
-    .for_each(|_| future::ready(()));
+    .for_each(move |event| {
+        // The Secret cache is updated by now, so the owning lease's reconcile reads the change.
+        for lease in owners_of_touched(event) {
+            let _ = secret_changes_tx.unbounded_send(lease);
+        }
+        future::ready(())
+    });
     let claims = Claims::new(client.clone(), &settings.claims_namespace);
     let claim_watch = watcher(
         claims.api().clone(),
@@ -153,15 +163,8 @@ pub async fn run(
     let leases_of_pool = lease_store.clone();
     let waiting_leases = lease_store.clone();
     let pools_of_waiting = pools.clone();
-    // Secrets and claims trigger through watches of their own: shared streams skip deletions,
-    // and a deleted Secret or a released claim is exactly what these reconciles must see. The
-    // metadata is enough to trigger, and keeps passwords out of these streams.
-    let owned_secrets = watcher(
-        namespaced::<PartialObjectMeta<Secret>>(&client, &watch_namespace),
-        watcher::Config::default().labels(&managed_selector()),
-    )
-    .backoff(watch_backoff())
-    .touched_objects();
+    // Claims trigger through a watch of its own: shared streams skip deletions, and a released
+    // claim is exactly what waiting leases must see. The metadata is enough to trigger.
     let released_users = released_users(
         watcher(
             claim_metadata.clone(),
@@ -184,7 +187,7 @@ pub async fn run(
         futures::stream::iter(woken)
     });
     let lease_controller = leases
-        .owns_stream(owned_secrets)
+        .reconcile_on(secret_changes)
         .watches_shared_stream(
             lease_relevant_changes(pool_events_for_leases),
             move |pool: Arc<EntraDynamicSecret>| {
@@ -274,6 +277,34 @@ pub async fn run(
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
+}
+
+/// The leases owning the Secrets a watch event applied or deleted.
+fn owners_of_touched(
+    event: Result<watcher::Event<Secret>, watcher::Error>,
+) -> Vec<ObjectRef<EntraLease>> {
+    let secret = match event {
+        Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret))
+        | Ok(watcher::Event::Delete(secret)) => secret,
+        Ok(_) => return Vec::new(),
+        Err(error) => {
+            tracing::warn!(%error, "the Secret watch failed; retrying");
+            return Vec::new();
+        }
+    };
+    let namespace = secret.namespace();
+    secret
+        .owner_references()
+        .iter()
+        .filter(|owner| owner.controller == Some(true) && owner.kind == "EntraLease")
+        .map(|owner| {
+            let lease = ObjectRef::new(&owner.name);
+            match &namespace {
+                Some(namespace) => lease.within(namespace),
+                None => lease,
+            }
+        })
+        .collect()
 }
 
 /// What a claim watch event says about users becoming free.
