@@ -174,7 +174,7 @@ pub async fn run(
     );
     let wake_waiting = released_users.flat_map(move |released| {
         let pools = pools_of_waiting.clone();
-        let woken: Vec<ObjectRef<EntraLease>> = waiting_leases
+        let mut waiting: Vec<Arc<EntraLease>> = waiting_leases
             .state()
             .into_iter()
             .filter(|lease| is_pending(lease))
@@ -182,6 +182,19 @@ pub async fn run(
                 Released::User(user) => lists_user(&pools, lease, user),
                 Released::Unknown => true,
             })
+            .collect();
+        if matches!(released, Released::User(_)) {
+            // One user is free: wake the longest waiting first, not a herd whose claim attempts
+            // would delay every other reconcile (expiries among them). Losers look again later.
+            waiting.sort_by(|a, b| {
+                a.metadata
+                    .creation_timestamp
+                    .cmp(&b.metadata.creation_timestamp)
+            });
+            waiting.truncate(WAKE_PER_RELEASE);
+        }
+        let woken: Vec<ObjectRef<EntraLease>> = waiting
+            .iter()
             .map(|lease| ObjectRef::from(lease.as_ref()))
             .collect();
         futures::stream::iter(woken)
@@ -278,6 +291,9 @@ pub async fn run(
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
 }
+
+/// How many waiting leases a released user wakes.
+const WAKE_PER_RELEASE: usize = 2;
 
 /// The leases owning the Secrets a watch event applied or deleted.
 fn owners_of_touched(
