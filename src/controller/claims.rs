@@ -154,11 +154,7 @@ impl Claims {
     }
 
     async fn holder_is_alive(&self, claim: &Claim) -> kube::Result<bool> {
-        let Some((namespace, name)) = claim
-            .annotations()
-            .get(HOLDER_ANNOTATION)
-            .and_then(|holder| holder.split_once('/'))
-        else {
+        let Some((namespace, name)) = holder_of(claim) else {
             return Ok(false);
         };
         let leases: Api<EntraLease> = Api::namespaced(self.client.clone(), namespace);
@@ -170,6 +166,11 @@ impl Claims {
 /// The claim's name: one per Entra user object id (ids are unique across tenants).
 pub fn claim_name(user_id: &str) -> String {
     format!("entra-user-{}", user_id.to_ascii_lowercase())
+}
+
+/// The namespace and name of the lease holding `claim`.
+pub fn holder_of(claim: &Claim) -> Option<(&str, &str)> {
+    claim.annotations().get(HOLDER_ANNOTATION)?.split_once('/')
 }
 
 pub fn holder_uid(claim: &Claim) -> Option<&str> {

@@ -15,7 +15,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 
 use super::Error;
-use super::claims::HOLDER_ANNOTATION;
+use super::claims::holder_of;
 use super::context::{Context, FORBIDDEN_FOR, Validation};
 use super::reasons::Reason;
 use super::status::{apply_status, set_condition};
@@ -322,8 +322,7 @@ fn pool_status(
 /// The lease holding a claim as the pool's status shows it: leases of other namespaces are not
 /// ours to name there, only that the user is taken.
 fn holder_shown(claim: &Claim, namespace: &str) -> Option<String> {
-    let holder = claim.annotations().get(HOLDER_ANNOTATION)?;
-    let (holder_namespace, name) = holder.split_once('/')?;
+    let (holder_namespace, name) = holder_of(claim)?;
     Some(if holder_namespace == namespace {
         name.to_owned()
     } else {
