@@ -12,9 +12,8 @@ pub mod lease_decision;
 mod reasons;
 mod revocation;
 mod status;
+mod triggers;
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +33,7 @@ pub use claims::{Claims, claim_name};
 pub use context::Context;
 pub use error::Error;
 pub use reasons::Reason;
+use triggers::{lease_relevant_changes, owners_of_touched, released_users};
 
 use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase};
 use crate::graph::{EndpointOverrides, GraphClient};
@@ -172,31 +172,9 @@ pub async fn run(
         )
         .backoff(watch_backoff()),
     );
+    let mut waiting = triggers::WaitingLeases::default();
     let wake_waiting = released_users.flat_map(move |released| {
-        let pools = pools_of_waiting.clone();
-        let mut waiting: Vec<Arc<EntraLease>> = waiting_leases
-            .state()
-            .into_iter()
-            .filter(|lease| is_pending(lease))
-            .filter(|lease| match &released {
-                Released::User(user) => lists_user(&pools, lease, user),
-                Released::Unknown => true,
-            })
-            .collect();
-        if matches!(released, Released::User(_)) {
-            // One user is free: wake the longest waiting first, not a herd whose claim attempts
-            // would delay every other reconcile (expiries among them). Losers look again later.
-            waiting.sort_by(|a, b| {
-                a.metadata
-                    .creation_timestamp
-                    .cmp(&b.metadata.creation_timestamp)
-            });
-            waiting.truncate(WAKE_PER_RELEASE);
-        }
-        let woken: Vec<ObjectRef<EntraLease>> = waiting
-            .iter()
-            .map(|lease| ObjectRef::from(lease.as_ref()))
-            .collect();
+        let woken = waiting.to_wake(&released, waiting_leases.state(), &pools_of_waiting);
         futures::stream::iter(woken)
     });
     let lease_controller = leases
@@ -290,125 +268,6 @@ pub async fn run(
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
-}
-
-/// How many waiting leases a released user wakes.
-const WAKE_PER_RELEASE: usize = 2;
-
-/// The leases owning the Secrets a watch event applied or deleted.
-fn owners_of_touched(
-    event: Result<watcher::Event<Secret>, watcher::Error>,
-) -> Vec<ObjectRef<EntraLease>> {
-    let secret = match event {
-        Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret))
-        | Ok(watcher::Event::Delete(secret)) => secret,
-        Ok(_) => return Vec::new(),
-        Err(error) => {
-            tracing::warn!(%error, "the Secret watch failed; retrying");
-            return Vec::new();
-        }
-    };
-    let namespace = secret.namespace();
-    secret
-        .owner_references()
-        .iter()
-        .filter(|owner| owner.controller == Some(true) && owner.kind == "EntraLease")
-        .map(|owner| {
-            let lease = ObjectRef::new(&owner.name);
-            match &namespace {
-                Some(namespace) => lease.within(namespace),
-                None => lease,
-            }
-        })
-        .collect()
-}
-
-/// What a claim watch event says about users becoming free.
-enum Released {
-    /// The claim of this user (object id) was deleted.
-    User(String),
-    /// The watch restarted: deletions may have been missed.
-    Unknown,
-}
-
-fn released_users<S>(claim_events: S) -> impl futures::Stream<Item = Released> + Send + 'static
-where
-    S: futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<Claim>>, watcher::Error>>
-        + Send
-        + 'static,
-{
-    claim_events.filter_map(|event| {
-        future::ready(match event {
-            Ok(watcher::Event::Delete(claim)) => claim
-                .labels()
-                .get(claims::USER_LABEL)
-                .map(|user| Released::User(user.clone())),
-            Ok(watcher::Event::InitDone) => Some(Released::Unknown),
-            Ok(_) => None,
-            Err(error) => {
-                tracing::warn!(%error, "the claim watch failed; retrying");
-                None
-            }
-        })
-    })
-}
-
-fn is_pending(lease: &EntraLease) -> bool {
-    lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Pending)
-}
-
-/// Whether the lease's dynamic secret lists the user (by object id), however it was configured.
-fn lists_user(
-    pools: &reflector::Store<EntraDynamicSecret>,
-    lease: &EntraLease,
-    user_id: &str,
-) -> bool {
-    let Some(namespace) = lease.namespace() else {
-        return false;
-    };
-    let key = ObjectRef::new(&lease.spec.dynamic_secret_ref.name).within(&namespace);
-    pools.get(&key).is_some_and(|pool| {
-        pool.status.iter().flat_map(|s| &s.users).any(|u| {
-            u.id.as_deref()
-                .is_some_and(|id| id.eq_ignore_ascii_case(user_id))
-        })
-    })
-}
-
-/// The dynamic secret changes its leases depend on: its spec, readiness, deletion and resolved
-/// users, not the counts and holders that every issue and release rewrites. Without this filter
-/// each claim would wake every lease of the pool.
-fn lease_relevant_changes(
-    pools: impl futures::Stream<Item = Arc<EntraDynamicSecret>> + Send + 'static,
-) -> impl futures::Stream<Item = Arc<EntraDynamicSecret>> + Send + 'static {
-    let mut seen: HashMap<ObjectRef<EntraDynamicSecret>, u64> = HashMap::new();
-    pools.filter(move |pool| {
-        let fingerprint = lease_relevant_fingerprint(pool);
-        let changed = seen.insert(ObjectRef::from(pool.as_ref()), fingerprint) != Some(fingerprint);
-        future::ready(changed)
-    })
-}
-
-fn lease_relevant_fingerprint(pool: &EntraDynamicSecret) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    pool.metadata.generation.hash(&mut hasher);
-    pool.metadata.deletion_timestamp.is_some().hash(&mut hasher);
-    if let Some(status) = &pool.status {
-        status.observed_generation.hash(&mut hasher);
-        for condition in status.conditions.iter().filter(|c| c.type_ == "Ready") {
-            condition.status.hash(&mut hasher);
-        }
-        for user in &status.users {
-            (
-                &user.configured,
-                &user.id,
-                &user.user_principal_name,
-                &user.problem,
-            )
-                .hash(&mut hasher);
-        }
-    }
-    hasher.finish()
 }
 
 /// Cached objects need no server-side-apply bookkeeping, which is often their largest part.

@@ -1,0 +1,315 @@
+//! What triggers a lease reconcile besides the lease itself: its Secret changing, its dynamic
+//! secret changing in a way that matters to it, and a user of its pool becoming free.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::coordination::v1::Lease as Claim;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::watcher;
+
+use super::claims;
+use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase};
+
+/// The leases owning the Secrets a watch event applied or deleted.
+pub(super) fn owners_of_touched(
+    event: Result<watcher::Event<Secret>, watcher::Error>,
+) -> Vec<ObjectRef<EntraLease>> {
+    let secret = match event {
+        Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret))
+        | Ok(watcher::Event::Delete(secret)) => secret,
+        Ok(_) => return Vec::new(),
+        Err(error) => {
+            tracing::warn!(%error, "the Secret watch failed; retrying");
+            return Vec::new();
+        }
+    };
+    let namespace = secret.namespace();
+    secret
+        .owner_references()
+        .iter()
+        .filter(|owner| owner.controller == Some(true) && owner.kind == "EntraLease")
+        .map(|owner| {
+            let lease = ObjectRef::new(&owner.name);
+            match &namespace {
+                Some(namespace) => lease.within(namespace),
+                None => lease,
+            }
+        })
+        .collect()
+}
+
+/// What a claim watch event says about users becoming free.
+pub(super) enum Released {
+    /// The claim of this user (object id) was deleted.
+    User(String),
+    /// The watch restarted: deletions may have been missed.
+    Unknown,
+}
+
+pub(super) fn released_users<S>(
+    claim_events: S,
+) -> impl futures::Stream<Item = Released> + Send + 'static
+where
+    S: futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<Claim>>, watcher::Error>>
+        + Send
+        + 'static,
+{
+    claim_events.filter_map(|event| {
+        future::ready(match event {
+            Ok(watcher::Event::Delete(claim)) => claim
+                .labels()
+                .get(claims::USER_LABEL)
+                .map(|user| Released::User(user.clone())),
+            Ok(watcher::Event::InitDone) => Some(Released::Unknown),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "the claim watch failed; retrying");
+                None
+            }
+        })
+    })
+}
+
+pub(super) fn is_pending(lease: &EntraLease) -> bool {
+    lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Pending)
+}
+
+/// Whether the lease's dynamic secret lists the user (by object id), however it was configured.
+pub(super) fn lists_user(
+    pools: &reflector::Store<EntraDynamicSecret>,
+    lease: &EntraLease,
+    user_id: &str,
+) -> bool {
+    let Some(namespace) = lease.namespace() else {
+        return false;
+    };
+    let key = ObjectRef::new(&lease.spec.dynamic_secret_ref.name).within(&namespace);
+    pools.get(&key).is_some_and(|pool| {
+        pool.status.iter().flat_map(|s| &s.users).any(|u| {
+            u.id.as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(user_id))
+        })
+    })
+}
+
+/// The dynamic secret changes its leases depend on: its spec, readiness, deletion and resolved
+/// users, not the counts and holders that every issue and release rewrites. Without this filter
+/// each claim would wake every lease of the pool.
+pub(super) fn lease_relevant_changes(
+    pools: impl futures::Stream<Item = Arc<EntraDynamicSecret>> + Send + 'static,
+) -> impl futures::Stream<Item = Arc<EntraDynamicSecret>> + Send + 'static {
+    let mut seen: HashMap<ObjectRef<EntraDynamicSecret>, u64> = HashMap::new();
+    pools.filter(move |pool| {
+        let fingerprint = lease_relevant_fingerprint(pool);
+        let changed = seen.insert(ObjectRef::from(pool.as_ref()), fingerprint) != Some(fingerprint);
+        future::ready(changed)
+    })
+}
+
+fn lease_relevant_fingerprint(pool: &EntraDynamicSecret) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    pool.metadata.generation.hash(&mut hasher);
+    pool.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    if let Some(status) = &pool.status {
+        status.observed_generation.hash(&mut hasher);
+        for condition in status.conditions.iter().filter(|c| c.type_ == "Ready") {
+            condition.status.hash(&mut hasher);
+        }
+        for user in &status.users {
+            (
+                &user.configured,
+                &user.id,
+                &user.user_principal_name,
+                &user.problem,
+            )
+                .hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// How many waiting leases a released user wakes.
+const WAKE_PER_RELEASE: usize = 2;
+
+/// Chooses the waiting leases a released user wakes. One user is free, so waking every waiting
+/// lease would only start a herd of claim attempts that delays every other reconcile (expiries
+/// among them). A few are enough, but not always the same few: releases often come together, and
+/// the cache may still show the leases the last release woke as waiting. So each release wakes
+/// the leases woken least recently, the longest waiting first among equals.
+#[derive(Default)]
+pub(super) struct WaitingLeases {
+    last_woken: HashMap<ObjectRef<EntraLease>, Instant>,
+}
+
+impl WaitingLeases {
+    /// The leases to reconcile for `released`, out of the cached `leases`.
+    pub(super) fn to_wake(
+        &mut self,
+        released: &Released,
+        leases: Vec<Arc<EntraLease>>,
+        pools: &reflector::Store<EntraDynamicSecret>,
+    ) -> Vec<ObjectRef<EntraLease>> {
+        let waiting: Vec<(ObjectRef<EntraLease>, Arc<EntraLease>)> = leases
+            .into_iter()
+            .filter(|lease| is_pending(lease))
+            .map(|lease| (ObjectRef::from(lease.as_ref()), lease))
+            .collect();
+        self.last_woken
+            .retain(|woken, _| waiting.iter().any(|(lease, _)| lease == woken));
+        let mut chosen: Vec<(Option<Instant>, ObjectRef<EntraLease>, Arc<EntraLease>)> = waiting
+            .into_iter()
+            .filter(|(_, lease)| match released {
+                Released::User(user) => lists_user(pools, lease, user),
+                Released::Unknown => true,
+            })
+            .map(|(key, lease)| (self.last_woken.get(&key).copied(), key, lease))
+            .collect();
+        if matches!(released, Released::User(_)) {
+            chosen.sort_by(|(a_woken, _, a), (b_woken, _, b)| {
+                a_woken.cmp(b_woken).then_with(|| {
+                    a.metadata
+                        .creation_timestamp
+                        .cmp(&b.metadata.creation_timestamp)
+                })
+            });
+            chosen.truncate(WAKE_PER_RELEASE);
+        }
+        let now = Instant::now();
+        chosen
+            .into_iter()
+            .map(|(_, key, _)| {
+                self.last_woken.insert(key.clone(), now);
+                key
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        ClientSecretRef, DynamicSecretRef, DynamicSecretStatus, EntraDynamicSecretSpec,
+        EntraLeaseSpec, LeaseStatus, PoolUser,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use std::collections::HashSet;
+
+    fn pool_of(ids: &[&str]) -> reflector::Store<EntraDynamicSecret> {
+        let mut pool = EntraDynamicSecret::new(
+            "pool",
+            EntraDynamicSecretSpec {
+                tenant_id: "contoso.onmicrosoft.com".into(),
+                application_id: "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d".into(),
+                client_secret_ref: ClientSecretRef {
+                    name: "app".into(),
+                    key: "clientSecret".into(),
+                },
+                cloud: Default::default(),
+                users: ids.iter().map(|id| id.to_string()).collect(),
+                default_ttl: "1h".into(),
+                max_ttl: "2h".into(),
+                secret_prefix: "entra".into(),
+                password_length: 32,
+                revoke_sign_in_sessions: true,
+            },
+        );
+        pool.metadata.namespace = Some("team".into());
+        pool.status = Some(DynamicSecretStatus {
+            users: ids
+                .iter()
+                .map(|id| PoolUser {
+                    configured: id.to_string(),
+                    id: Some(id.to_string()),
+                    ..PoolUser::default()
+                })
+                .collect(),
+            ..DynamicSecretStatus::default()
+        });
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(pool));
+        store
+    }
+
+    /// A lease of the pool, created `age` seconds before the others, in `phase`.
+    fn lease(name: &str, age: i64, phase: LeasePhase) -> Arc<EntraLease> {
+        let mut lease = EntraLease::new(
+            name,
+            EntraLeaseSpec {
+                dynamic_secret_ref: DynamicSecretRef {
+                    name: "pool".into(),
+                },
+                user: None,
+                ttl: None,
+                auto_renew: false,
+                secret_name: None,
+            },
+        );
+        lease.metadata.namespace = Some("team".into());
+        lease.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 - age).unwrap(),
+        ));
+        lease.status = Some(LeaseStatus {
+            phase: Some(phase),
+            ..LeaseStatus::default()
+        });
+        Arc::new(lease)
+    }
+
+    fn names(woken: &[ObjectRef<EntraLease>]) -> Vec<&str> {
+        woken.iter().map(|lease| lease.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_release_wakes_the_longest_waiting_leases_of_pools_listing_the_user() {
+        let pools = pool_of(&["id-a", "id-b"]);
+        let leases = vec![
+            lease("new", 1, LeasePhase::Pending),
+            lease("active", 9, LeasePhase::Active),
+            lease("old", 5, LeasePhase::Pending),
+            lease("older", 7, LeasePhase::Pending),
+        ];
+        let mut waiting = WaitingLeases::default();
+        let released = Released::User("ID-A".into());
+        let woken = waiting.to_wake(&released, leases.clone(), &pools);
+        assert_eq!(names(&woken), ["older", "old"]);
+        let elsewhere = Released::User("id-other".into());
+        assert!(waiting.to_wake(&elsewhere, leases, &pools).is_empty());
+    }
+
+    #[test]
+    fn releases_in_a_row_wake_different_leases_while_the_cache_still_shows_them_waiting() {
+        // Three users freed at once, five leases waiting: the cache lags, so every release
+        // sees all five as waiting. Each release must reach leases the others did not.
+        let pools = pool_of(&["id-a", "id-b", "id-c"]);
+        let leases: Vec<_> = (0..5)
+            .map(|i| lease(&format!("waiting-{i}"), 10 - i, LeasePhase::Pending))
+            .collect();
+        let mut waiting = WaitingLeases::default();
+        let mut woken = HashSet::new();
+        for user in ["id-a", "id-b", "id-c"] {
+            let released = Released::User(user.into());
+            for lease in waiting.to_wake(&released, leases.clone(), &pools) {
+                woken.insert(lease.name);
+            }
+        }
+        assert_eq!(woken.len(), 5, "woken: {woken:?}");
+    }
+
+    #[test]
+    fn a_restarted_claim_watch_wakes_every_waiting_lease() {
+        let pools = pool_of(&["id-a"]);
+        let leases: Vec<_> = (0..4)
+            .map(|i| lease(&format!("waiting-{i}"), i, LeasePhase::Pending))
+            .collect();
+        let woken = WaitingLeases::default().to_wake(&Released::Unknown, leases, &pools);
+        assert_eq!(woken.len(), 4);
+    }
+}
