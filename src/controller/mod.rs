@@ -174,7 +174,7 @@ pub async fn run(
     );
     let mut waiting = triggers::WaitingLeases::default();
     let wake_waiting = released_users.flat_map(move |released| {
-        let woken = waiting.to_wake(&released, waiting_leases.state(), &pools_of_waiting);
+        let woken = waiting.wake_for(&released, waiting_leases.state(), &pools_of_waiting);
         futures::stream::iter(woken)
     });
     let lease_controller = leases

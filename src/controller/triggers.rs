@@ -150,7 +150,7 @@ pub(super) struct WaitingLeases {
 
 impl WaitingLeases {
     /// The leases to reconcile for `released`, out of the cached `leases`.
-    pub(super) fn to_wake(
+    pub(super) fn wake_for(
         &mut self,
         released: &Released,
         leases: Vec<Arc<EntraLease>>,
@@ -278,10 +278,10 @@ mod tests {
         ];
         let mut waiting = WaitingLeases::default();
         let released = Released::User("ID-A".into());
-        let woken = waiting.to_wake(&released, leases.clone(), &pools);
+        let woken = waiting.wake_for(&released, leases.clone(), &pools);
         assert_eq!(names(&woken), ["older", "old"]);
         let elsewhere = Released::User("id-other".into());
-        assert!(waiting.to_wake(&elsewhere, leases, &pools).is_empty());
+        assert!(waiting.wake_for(&elsewhere, leases, &pools).is_empty());
     }
 
     #[test]
@@ -296,7 +296,7 @@ mod tests {
         let mut woken = HashSet::new();
         for user in ["id-a", "id-b", "id-c"] {
             let released = Released::User(user.into());
-            for lease in waiting.to_wake(&released, leases.clone(), &pools) {
+            for lease in waiting.wake_for(&released, leases.clone(), &pools) {
                 woken.insert(lease.name);
             }
         }
@@ -309,7 +309,7 @@ mod tests {
         let leases: Vec<_> = (0..4)
             .map(|i| lease(&format!("waiting-{i}"), i, LeasePhase::Pending))
             .collect();
-        let woken = WaitingLeases::default().to_wake(&Released::Unknown, leases, &pools);
+        let woken = WaitingLeases::default().wake_for(&Released::Unknown, leases, &pools);
         assert_eq!(woken.len(), 4);
     }
 }
