@@ -21,10 +21,6 @@ pub const EXPIRES_AT_ANNOTATION: &str = "kms.hanzo.ai/expires-at";
 /// than 128 bits of entropy, so its digest reveals nothing usable.
 pub const DATA_DIGEST_ANNOTATION: &str = "kms.hanzo.ai/data-sha256";
 
-/// Set only on the operator's in-memory copies of Secrets, whose data it drops (see
-/// [`keep_digest_only`]): the digest of the data the API server returned.
-pub const OBSERVED_DIGEST_ANNOTATION: &str = "kms.hanzo.ai/observed-data-sha256";
-
 /// The label selector of every Secret this operator writes.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
@@ -75,23 +71,39 @@ pub fn credentials_secret(
     }
 }
 
+/// What the operator keeps of a Secret: who controls it and whether its data is what the
+/// operator wrote. No data, so cached Secrets hold no password and take little memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretSummary {
+    controller_uid: Option<String>,
+    data_as_written: bool,
+}
+
+impl SecretSummary {
+    pub fn of(secret: &Secret) -> SecretSummary {
+        let controller_uid = secret
+            .owner_references()
+            .iter()
+            .find(|owner| owner.controller == Some(true))
+            .map(|owner| owner.uid.clone());
+        let recorded = secret.annotations().get(DATA_DIGEST_ANNOTATION);
+        let actual = data_digest(secret.data.as_ref().unwrap_or(&BTreeMap::new()));
+        SecretSummary {
+            controller_uid,
+            data_as_written: recorded == Some(&actual),
+        }
+    }
+}
+
 /// Where `secret` (the object named like the lease's Secret, if any) stands for `lease`.
-pub fn secret_state(lease: &EntraLease, secret: Option<&Secret>) -> SecretState {
+pub fn secret_state(lease: &EntraLease, secret: Option<&SecretSummary>) -> SecretState {
     let Some(secret) = secret else {
         return SecretState::Missing;
     };
-    if !is_owned_by(secret, lease) {
+    if secret.controller_uid.is_none() || secret.controller_uid != lease.uid() {
         return SecretState::Foreign;
     }
-    let recorded = secret.annotations().get(DATA_DIGEST_ANNOTATION);
-    let actual = match &secret.data {
-        Some(data) => Some(data_digest(data)),
-        None => secret
-            .annotations()
-            .get(OBSERVED_DIGEST_ANNOTATION)
-            .cloned(),
-    };
-    if recorded.is_some() && recorded == actual.as_ref() {
+    if secret.data_as_written {
         SecretState::Intact
     } else {
         SecretState::Tampered
@@ -105,15 +117,6 @@ pub fn is_owned_by(secret: &Secret, lease: &EntraLease) -> bool {
         .owner_references()
         .iter()
         .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == uid.as_ref())
-}
-
-/// Replaces the Secret's data by its digest, so that cached copies hold no password and take
-/// little memory; [`secret_state`] compares the digest.
-pub fn keep_digest_only(secret: &mut Secret) {
-    let digest = data_digest(&secret.data.take().unwrap_or_default());
-    secret
-        .annotations_mut()
-        .insert(OBSERVED_DIGEST_ANNOTATION.to_owned(), digest);
 }
 
 /// The password the Secret holds, for resuming an interrupted issue with the same value.
@@ -184,7 +187,10 @@ mod tests {
     fn a_fresh_secret_is_intact_and_owned() {
         let lease = lease();
         let secret = secret_for(&lease);
-        assert_eq!(secret_state(&lease, Some(&secret)), SecretState::Intact);
+        assert_eq!(
+            secret_state(&lease, Some(&SecretSummary::of(&secret))),
+            SecretState::Intact
+        );
         assert_eq!(
             stored_password(&secret).unwrap().expose(),
             "Correct-Horse-Battery-1"
@@ -198,27 +204,31 @@ mod tests {
         let mut secret = secret_for(&lease);
         let data = secret.data.as_mut().unwrap();
         data.insert("password".into(), ByteString(b"guess".to_vec()));
-        assert_eq!(secret_state(&lease, Some(&secret)), SecretState::Tampered);
+        assert_eq!(
+            secret_state(&lease, Some(&SecretSummary::of(&secret))),
+            SecretState::Tampered
+        );
     }
 
     #[test]
-    fn a_digest_only_copy_tells_intact_from_edited_and_holds_no_password() {
+    fn emptied_data_is_tampered_and_a_summary_holds_no_password() {
         let lease = lease();
-        let mut intact = secret_for(&lease);
-        keep_digest_only(&mut intact);
-        assert_eq!(secret_state(&lease, Some(&intact)), SecretState::Intact);
-        assert!(intact.data.is_none() && stored_password(&intact).is_none());
-
-        let mut edited = secret_for(&lease);
-        let data = edited.data.as_mut().unwrap();
-        data.insert("password".into(), ByteString(b"guess".to_vec()));
-        keep_digest_only(&mut edited);
-        assert_eq!(secret_state(&lease, Some(&edited)), SecretState::Tampered);
-
         let mut emptied = secret_for(&lease);
         emptied.data = None;
-        keep_digest_only(&mut emptied);
-        assert_eq!(secret_state(&lease, Some(&emptied)), SecretState::Tampered);
+        let summary = SecretSummary::of(&emptied);
+        assert_eq!(secret_state(&lease, Some(&summary)), SecretState::Tampered);
+        let intact = SecretSummary::of(&secret_for(&lease));
+        assert!(!format!("{intact:?}").contains("Correct"));
+    }
+
+    #[test]
+    fn a_secret_without_a_controller_is_foreign_even_to_a_lease_without_uid() {
+        let mut lease = lease();
+        let mut secret = secret_for(&lease);
+        secret.metadata.owner_references = None;
+        lease.metadata.uid = None;
+        let summary = SecretSummary::of(&secret);
+        assert_eq!(secret_state(&lease, Some(&summary)), SecretState::Foreign);
     }
 
     #[test]
@@ -227,7 +237,10 @@ mod tests {
         let secret = secret_for(&lease);
         let mut other = lease.clone();
         other.metadata.uid = Some("other-uid".into());
-        assert_eq!(secret_state(&other, Some(&secret)), SecretState::Foreign);
+        assert_eq!(
+            secret_state(&other, Some(&SecretSummary::of(&secret))),
+            SecretState::Foreign
+        );
         assert_eq!(secret_state(&other, None), SecretState::Missing);
     }
 

@@ -177,6 +177,29 @@ pub fn holder_uid(claim: &Claim) -> Option<&str> {
     claim.spec.as_ref()?.holder_identity.as_deref()
 }
 
+/// What the operator caches of a claim: the lease holding it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimHolder {
+    /// The holding lease's uid.
+    pub uid: Option<String>,
+    /// `namespace/name` of the holding lease.
+    lease: Option<String>,
+}
+
+impl ClaimHolder {
+    pub fn of(claim: &Claim) -> ClaimHolder {
+        ClaimHolder {
+            uid: holder_uid(claim).map(str::to_owned),
+            lease: claim.annotations().get(HOLDER_ANNOTATION).cloned(),
+        }
+    }
+
+    /// The namespace and name of the holding lease.
+    pub fn lease(&self) -> Option<(&str, &str)> {
+        self.lease.as_deref()?.split_once('/')
+    }
+}
+
 fn claim_object(user: &LeasedUser, lease: &EntraLease, pool: &str) -> Claim {
     let namespace = lease.namespace().unwrap_or_default();
     let user_id = user.id.as_str();

@@ -1,4 +1,3 @@
-use k8s_openapi::api::coordination::v1::Lease as Claim;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType};
@@ -9,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::Error;
-use super::claims::Claims;
+use super::claims::{ClaimHolder, Claims};
+use super::index::Index;
 use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser};
 use crate::graph::{AppCredentials, EndpointOverrides, Endpoints, GraphClient};
-use crate::secret::{is_owned_by, keep_digest_only, stored_password};
+use crate::secret::{SecretSummary, is_owned_by, stored_password};
 use crate::sensitive::SecretString;
 
 /// How many generated passwords an issue tries when Entra rejects one (banned list, user's name).
@@ -27,10 +27,10 @@ pub struct Context {
     pub events: super::events::Events,
     /// Every dynamic secret, from the shared watch.
     pub pools: Store<EntraDynamicSecret>,
-    /// Every Secret the operator manages, from the shared watch.
-    pub secrets: Store<Secret>,
-    /// Every user claim, from the shared watch.
-    pub claim_store: Store<Claim>,
+    /// Every Secret the operator manages, summarised.
+    pub secrets: Index<SecretSummary>,
+    /// The holder of every user claim.
+    pub claim_holders: Index<ClaimHolder>,
     /// Each dynamic secret's users as last resolved through Graph, with when and against what.
     pub validations: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Validation>>,
     /// When each dynamic secret's status was last written by this process.
@@ -112,16 +112,15 @@ impl Context {
         let (free, taken): (Vec<LeasedUser>, Vec<LeasedUser>) =
             candidates.into_iter().partition(|candidate| {
                 self.cached_claim(&candidate.id)
-                    .is_none_or(|claim| super::claims::holder_uid(&claim) == Some(uid.as_str()))
+                    .is_none_or(|holder| holder.uid.as_deref() == Some(uid.as_str()))
             });
         free.into_iter().chain(taken).collect()
     }
 
-    /// The claim on `user_id` in the cache, looked up by its name (one per user).
-    pub fn cached_claim(&self, user_id: &str) -> Option<Arc<Claim>> {
-        let key =
-            ObjectRef::new(&super::claims::claim_name(user_id)).within(self.claims.namespace());
-        self.claim_store.get(&key)
+    /// The holder of the claim on `user_id` in the cache, looked up by its name (one per user).
+    pub fn cached_claim(&self, user_id: &str) -> Option<ClaimHolder> {
+        let name = super::claims::claim_name(user_id);
+        self.claim_holders.get(self.claims.namespace(), &name)
     }
 
     /// The dynamic secret a lease refers to, from the cache.
@@ -131,21 +130,17 @@ impl Context {
             .get(&ObjectRef::new(&lease.spec.dynamic_secret_ref.name).within(&namespace))
     }
 
-    /// The Secret named `name` in `namespace`, its data replaced by a digest: from the cache when
-    /// it is a managed one, else from the API server, which also reveals a Secret of that name
-    /// that the operator does not own and a Secret written so recently that the cache has not
-    /// seen it yet.
-    pub async fn secret(&self, namespace: &str, name: &str) -> kube::Result<Option<Secret>> {
-        if let Some(secret) = self.secrets.get(&ObjectRef::new(name).within(namespace)) {
-            return Ok(Some((*secret).clone()));
+    /// The Secret named `name` in `namespace`, summarised: from the cache when it is a managed
+    /// one, else from the API server, which also reveals a Secret of that name that the operator
+    /// does not own and a Secret written so recently that the cache has not seen it yet.
+    pub async fn secret(&self, namespace: &str, name: &str) -> kube::Result<Option<SecretSummary>> {
+        if let Some(secret) = self.secrets.get(namespace, name) {
+            return Ok(Some(secret));
         }
-        let mut secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
+        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await?;
-        if let Some(secret) = &mut secret {
-            keep_digest_only(secret);
-        }
-        Ok(secret)
+        Ok(secret.as_ref().map(SecretSummary::of))
     }
 
     /// The password in the lease's own Secret `name`, read from the API server (caches hold no

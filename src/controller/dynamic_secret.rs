@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease as Claim;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -15,7 +14,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 
 use super::Error;
-use super::claims::holder_of;
+use super::claims::ClaimHolder;
 use super::context::{Context, FORBIDDEN_FOR, Validation};
 use super::reasons::Reason;
 use super::status::{apply_status, set_condition};
@@ -321,8 +320,8 @@ fn pool_status(
 
 /// The lease holding a claim as the pool's status shows it: leases of other namespaces are not
 /// ours to name there, only that the user is taken.
-fn holder_shown(claim: &Claim, namespace: &str) -> Option<String> {
-    let (holder_namespace, name) = holder_of(claim)?;
+fn holder_shown(holder: &ClaimHolder, namespace: &str) -> Option<String> {
+    let (holder_namespace, name) = holder.lease()?;
     Some(if holder_namespace == namespace {
         name.to_owned()
     } else {

@@ -23,7 +23,7 @@ use super::status::{apply_status, set_condition, whole_seconds};
 use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeaseStatus, LeasedUser};
 use crate::graph::GraphError;
 use crate::metrics::{CappedLabels, metrics};
-use crate::secret::{EXPIRES_AT_ANNOTATION, format_time, is_owned_by, secret_state};
+use crate::secret::{EXPIRES_AT_ANNOTATION, format_time, secret_state};
 
 /// Held by every lease until its credential is revoked (invariant I3).
 pub const FINALIZER: &str = "kms.hanzo.ai/revoke";
@@ -63,7 +63,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
     let pool = ctx.pool_of(lease);
     let namespace = lease.namespace().unwrap_or_default();
     let secret_name = credentials_secret_name(lease, pool.as_deref());
-    let secret = ctx.secret(&namespace, &secret_name).await?;
+    let secret = secret_state(lease, ctx.secret(&namespace, &secret_name).await?.as_ref());
     let now = Timestamp::now();
     let status = lease.status.as_ref();
     let held = match status.and_then(|s| s.user.clone()) {
@@ -73,7 +73,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
     let facts = LeaseFacts {
         lease,
         pool: pool.as_deref(),
-        secret: secret_state(lease, secret.as_ref()),
+        secret,
         held: held.clone(),
         now,
     };
@@ -247,7 +247,7 @@ impl Shell<'_> {
         &self,
         pool: &EntraDynamicSecret,
         secret_name: &str,
-        secret: Option<Secret>,
+        secret: SecretState,
         candidates: Vec<LeasedUser>,
         ttl: Duration,
         max_ttl: Duration,
@@ -283,9 +283,11 @@ impl Shell<'_> {
         let mut status = self.status();
         // A Secret left by an interrupted issue holds the password that may already be set: set
         // that same one again, so no working password is ever lost (invariant I2).
-        let resumed = match secret.filter(|s| is_owned_by(s, self.lease)) {
-            Some(_) => self.ctx.stored_password(self.lease, secret_name).await?,
-            None => None,
+        let resumed = match secret {
+            SecretState::Intact | SecretState::Tampered => {
+                self.ctx.stored_password(self.lease, secret_name).await?
+            }
+            SecretState::Missing | SecretState::Foreign => None,
         };
         let fresh = status.max_expires_at.is_none();
         let expires_at = match status.expires_at.as_ref() {

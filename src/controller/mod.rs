@@ -7,6 +7,7 @@ mod credential;
 mod dynamic_secret;
 mod error;
 mod events;
+mod index;
 mod lease;
 pub mod lease_decision;
 mod reasons;
@@ -29,6 +30,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use backoff::watch_backoff;
+use claims::ClaimHolder;
 pub use claims::{Claims, claim_name};
 pub use context::Context;
 pub use error::Error;
@@ -39,7 +41,7 @@ use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase};
 use crate::graph::{EndpointOverrides, GraphClient};
 use crate::health::Readiness;
 use crate::metrics::{LeaseLabels, PoolLabels, Snapshot, metrics};
-use crate::secret::{keep_digest_only, managed_selector};
+use crate::secret::{SecretSummary, managed_selector};
 
 /// How the controllers run.
 pub struct Settings {
@@ -79,8 +81,8 @@ pub async fn run(
     // Shared watches: one stream per kind feeds both the caches the reconcilers read and the
     // controllers' triggers.
     let (pools, pool_writer) = reflector::store_shared::<EntraDynamicSecret>(1024);
-    let (secrets, secret_writer) = reflector::store_shared::<Secret>(1024);
-    let (claim_store, claim_writer) = reflector::store_shared::<Claim>(1024);
+    let (secrets, mut secret_writer) = index::index::<SecretSummary>();
+    let (claim_holders, mut claim_writer) = index::index::<ClaimHolder>();
     let pool_events = pool_writer.subscribe().expect("a shared store");
     let pool_events_for_leases = pool_writer.subscribe().expect("a shared store");
 
@@ -101,12 +103,10 @@ pub async fn run(
         watcher::Config::default().labels(&managed_selector()),
     )
     .backoff(watch_backoff())
-    .modify(|secret| {
-        drop_managed_fields(secret);
-        keep_digest_only(secret);
-    })
-    .reflect_shared(secret_writer)
     .for_each(move |event| {
+        if let Ok(event) = &event {
+            secret_writer.apply(event, SecretSummary::of);
+        }
         // The Secret cache is updated by now, so the owning lease's reconcile reads the change.
         for lease in owners_of_touched(event) {
             let _ = secret_changes_tx.unbounded_send(lease);
@@ -119,9 +119,12 @@ pub async fn run(
         watcher::Config::default().labels(&Claims::selector()),
     )
     .backoff(watch_backoff())
-    .modify(drop_managed_fields)
-    .reflect_shared(claim_writer)
-    .for_each(|_| future::ready(()));
+    .for_each(move |event| {
+        if let Ok(event) = &event {
+            claim_writer.apply(event, ClaimHolder::of);
+        }
+        future::ready(())
+    });
 
     let reporter = Reporter {
         controller: "entra-operator".into(),
@@ -135,7 +138,7 @@ pub async fn run(
         events: events::Events::new(client.clone(), reporter),
         pools: pools.clone(),
         secrets: secrets.clone(),
-        claim_store: claim_store.clone(),
+        claim_holders: claim_holders.clone(),
         validations: Default::default(),
         status_written: Default::default(),
         forbidden: Default::default(),
@@ -253,7 +256,7 @@ pub async fn run(
         let (a, b, c) = tokio::join!(
             pools_ready.wait_until_ready(),
             secrets.wait_until_ready(),
-            claim_store.wait_until_ready()
+            claim_holders.wait_until_ready()
         );
         if a.is_err() || b.is_err() || c.is_err() {
             return;
