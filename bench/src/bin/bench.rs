@@ -2,9 +2,10 @@
 //! Graph, and what 10,000 active leases cost at rest and across a restart. Prints a summary and
 //! writes `bench/results.md` and `bench/results.json`. Figures only: nothing here asserts a timing.
 //!
-//! `bench [--small] [--users N] [--pool-size N] [--burst N] [--out DIR]`: `--small` runs every
-//! phase at a tenth of the size or less (for development), and the other flags change one size;
-//! results then go to `target/bench/` unless `--out` says otherwise.
+//! `bench [--small] [--fill-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`: `--small`
+//! runs every phase at a tenth of the size or less (for development), `--fill-only` only the
+//! memory and CPU phase, and the other flags change one size; results then go to `target/bench/`
+//! unless `--out` says otherwise.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +99,7 @@ fn main() {
     entra_operator::tls::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let small = args.iter().any(|a| a == "--small");
+    let fill_only = args.iter().any(|a| a == "--fill-only");
     let resized = args
         .iter()
         .any(|a| matches!(a.as_str(), "--users" | "--pool-size" | "--burst"));
@@ -107,7 +109,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            if small || resized {
+            if small || resized || fill_only {
                 setup::target_dir().join("bench")
             } else {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -130,7 +132,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let results = runtime.block_on(run(scale));
+    let results = runtime.block_on(run(scale, fill_only));
     println!("\n== summary\n{}", results.summary());
     std::fs::create_dir_all(&out).expect("the output directory");
     let json = serde_json::to_string_pretty(&results).expect("results serialise");
@@ -162,10 +164,14 @@ struct Bench {
     results: Results,
 }
 
-async fn run(scale: Scale) -> Results {
+async fn run(scale: Scale, fill_only: bool) -> Results {
     let started = Instant::now();
     let machine_cpu_at_start = results::machine_cpu_seconds();
     let mut bench = Bench::start(scale).await;
+    if fill_only {
+        bench.fill().await;
+        return bench.finish(started, machine_cpu_at_start);
+    }
     bench.sequential().await;
     bench.burst().await;
     bench.expiring_burst().await;
