@@ -3,6 +3,8 @@
 pub mod api;
 pub mod controller;
 pub mod duration;
+#[cfg(test)]
+mod fixtures;
 pub mod graph;
 pub mod health;
 pub mod leader;

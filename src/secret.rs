@@ -152,21 +152,9 @@ pub fn format_time(time: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DynamicSecretRef, EntraLeaseSpec};
 
     fn lease() -> EntraLease {
-        let mut lease = EntraLease::new(
-            "ci",
-            EntraLeaseSpec {
-                dynamic_secret_ref: DynamicSecretRef {
-                    name: "pool".into(),
-                },
-                user: None,
-                ttl: None,
-                auto_renew: false,
-                secret_name: None,
-            },
-        );
+        let mut lease = EntraLease::new("ci", crate::fixtures::lease_spec());
         lease.metadata.namespace = Some("team".into());
         lease.metadata.uid = Some("lease-uid".into());
         lease

@@ -346,10 +346,7 @@ fn signed(duration: Duration) -> SignedDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
-        ClientSecretRef, DynamicSecretRef, DynamicSecretStatus, EntraDynamicSecretSpec,
-        EntraLeaseSpec, LeaseStatus, PoolUser,
-    };
+    use crate::api::{DynamicSecretStatus, EntraLeaseSpec, LeaseStatus, PoolUser};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
     fn at(seconds: i64) -> Timestamp {
@@ -359,21 +356,7 @@ mod tests {
     fn pool() -> EntraDynamicSecret {
         let mut pool = EntraDynamicSecret::new(
             "pool",
-            EntraDynamicSecretSpec {
-                tenant_id: "contoso.onmicrosoft.com".into(),
-                application_id: "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d".into(),
-                client_secret_ref: ClientSecretRef {
-                    name: "app".into(),
-                    key: "clientSecret".into(),
-                },
-                cloud: Default::default(),
-                users: vec!["alice@contoso.com".into(), "bob@contoso.com".into()],
-                default_ttl: "1h".into(),
-                max_ttl: "2h".into(),
-                secret_prefix: "entra".into(),
-                password_length: 32,
-                revoke_sign_in_sessions: true,
-            },
+            crate::fixtures::pool_spec(&["alice@contoso.com", "bob@contoso.com"]),
         );
         pool.metadata.generation = Some(1);
         let user = |upn: &str, id: &str, problem: Option<&str>| PoolUser {
@@ -404,15 +387,7 @@ mod tests {
     }
 
     fn lease(spec: impl FnOnce(&mut EntraLeaseSpec)) -> EntraLease {
-        let mut lease_spec = EntraLeaseSpec {
-            dynamic_secret_ref: DynamicSecretRef {
-                name: "pool".into(),
-            },
-            user: None,
-            ttl: None,
-            auto_renew: false,
-            secret_name: None,
-        };
+        let mut lease_spec = crate::fixtures::lease_spec();
         spec(&mut lease_spec);
         EntraLease::new("ci", lease_spec)
     }

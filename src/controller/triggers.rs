@@ -195,32 +195,12 @@ impl WaitingLeases {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
-        ClientSecretRef, DynamicSecretRef, DynamicSecretStatus, EntraDynamicSecretSpec,
-        EntraLeaseSpec, LeaseStatus, PoolUser,
-    };
+    use crate::api::{DynamicSecretStatus, LeaseStatus, PoolUser};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use std::collections::HashSet;
 
     fn pool_of(ids: &[&str]) -> reflector::Store<EntraDynamicSecret> {
-        let mut pool = EntraDynamicSecret::new(
-            "pool",
-            EntraDynamicSecretSpec {
-                tenant_id: "contoso.onmicrosoft.com".into(),
-                application_id: "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d".into(),
-                client_secret_ref: ClientSecretRef {
-                    name: "app".into(),
-                    key: "clientSecret".into(),
-                },
-                cloud: Default::default(),
-                users: ids.iter().map(|id| id.to_string()).collect(),
-                default_ttl: "1h".into(),
-                max_ttl: "2h".into(),
-                secret_prefix: "entra".into(),
-                password_length: 32,
-                revoke_sign_in_sessions: true,
-            },
-        );
+        let mut pool = EntraDynamicSecret::new("pool", crate::fixtures::pool_spec(ids));
         pool.metadata.namespace = Some("team".into());
         pool.status = Some(DynamicSecretStatus {
             users: ids
@@ -240,18 +220,7 @@ mod tests {
 
     /// A lease of the pool, created `age` seconds before the others, in `phase`.
     fn lease(name: &str, age: i64, phase: LeasePhase) -> Arc<EntraLease> {
-        let mut lease = EntraLease::new(
-            name,
-            EntraLeaseSpec {
-                dynamic_secret_ref: DynamicSecretRef {
-                    name: "pool".into(),
-                },
-                user: None,
-                ttl: None,
-                auto_renew: false,
-                secret_name: None,
-            },
-        );
+        let mut lease = EntraLease::new(name, crate::fixtures::lease_spec());
         lease.metadata.namespace = Some("team".into());
         lease.metadata.creation_timestamp = Some(Time(
             k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 - age).unwrap(),
