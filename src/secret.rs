@@ -81,11 +81,7 @@ pub struct SecretSummary {
 
 impl SecretSummary {
     pub fn of(secret: &Secret) -> SecretSummary {
-        let controller_uid = secret
-            .owner_references()
-            .iter()
-            .find(|owner| owner.controller == Some(true))
-            .map(|owner| owner.uid.clone());
+        let controller_uid = controller_uid(secret).map(str::to_owned);
         let recorded = secret.annotations().get(DATA_DIGEST_ANNOTATION);
         let actual = data_digest(secret.data.as_ref().unwrap_or(&BTreeMap::new()));
         SecretSummary {
@@ -112,11 +108,16 @@ pub fn secret_state(lease: &EntraLease, secret: Option<&SecretSummary>) -> Secre
 
 /// True when `lease` is the controller owner of `secret`.
 pub fn is_owned_by(secret: &Secret, lease: &EntraLease) -> bool {
-    let uid = lease.uid();
+    controller_uid(secret).is_some_and(|uid| Some(uid) == lease.uid().as_deref())
+}
+
+/// The uid of the object controlling `secret` (Kubernetes allows one controller reference).
+fn controller_uid(secret: &Secret) -> Option<&str> {
     secret
         .owner_references()
         .iter()
-        .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == uid.as_ref())
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| owner.uid.as_str())
 }
 
 /// The password the Secret holds, for resuming an interrupted issue with the same value.

@@ -268,15 +268,8 @@ async fn a_protected_admin_in_the_pool_is_set_aside_for_the_next_free_user() {
     let lease = env.wait_for_phase("any", LeasePhase::Active).await;
     let user = lease.status.unwrap().user.unwrap();
     assert_eq!(user.user_principal_name, "carol@contoso.onmicrosoft.com");
-    env.wait_for("grace to be marked in the pool", || async {
-        let status = env.pools().get("pool").await.unwrap().status?;
-        let grace = status
-            .users
-            .iter()
-            .find(|u| u.configured.starts_with("grace"))?;
-        (grace.problem.as_deref() == Some("PasswordResetForbidden")).then_some(())
-    })
-    .await;
+    env.wait_for_user_problem("pool", "grace", "PasswordResetForbidden")
+        .await;
     assert_eq!(
         env.emulator
             .user(sample::GRACE_ADMIN.id)
@@ -303,13 +296,5 @@ async fn a_user_deleted_in_entra_after_resolution_is_set_aside_for_the_next_free
     let user = lease.status.unwrap().user.unwrap();
     assert_eq!(user.user_principal_name, "carol@contoso.onmicrosoft.com");
     // The pool resolves its users again and says why the first one cannot be leased.
-    env.wait_for("alice to be marked NotFound in the pool", || async {
-        let status = env.pools().get("pool").await.unwrap().status?;
-        let alice = status
-            .users
-            .iter()
-            .find(|u| u.configured.starts_with("alice"))?;
-        (alice.problem.as_deref() == Some("NotFound")).then_some(())
-    })
-    .await;
+    env.wait_for_user_problem("pool", "alice", "NotFound").await;
 }

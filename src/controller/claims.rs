@@ -154,23 +154,19 @@ impl Claims {
     }
 
     async fn holder_is_alive(&self, claim: &Claim) -> kube::Result<bool> {
-        let Some((namespace, name)) = holder_of(claim) else {
+        let holder = ClaimHolder::of(claim);
+        let Some((namespace, name)) = holder.lease() else {
             return Ok(false);
         };
         let leases: Api<EntraLease> = Api::namespaced(self.client.clone(), namespace);
-        let holder = leases.get_opt(name).await?;
-        Ok(holder.is_some_and(|lease| lease.uid().as_deref() == holder_uid(claim)))
+        let lease = leases.get_opt(name).await?;
+        Ok(lease.is_some_and(|lease| lease.uid() == holder.uid))
     }
 }
 
 /// The claim's name: one per Entra user object id (ids are unique across tenants).
 pub fn claim_name(user_id: &str) -> String {
     format!("entra-user-{}", user_id.to_ascii_lowercase())
-}
-
-/// The namespace and name of the lease holding `claim`.
-pub fn holder_of(claim: &Claim) -> Option<(&str, &str)> {
-    claim.annotations().get(HOLDER_ANNOTATION)?.split_once('/')
 }
 
 pub fn holder_uid(claim: &Claim) -> Option<&str> {

@@ -361,34 +361,31 @@ impl Shell<'_> {
         // The password was never set (Entra refused it), so there is nothing to scramble.
         delete_owned_secret(self.ctx, self.lease, secret_name).await?;
         self.ctx.claims.release(&user.id, self.lease).await?;
-        if matches!(
+        let changed_in_entra = matches!(
             graph,
             GraphError::UserNotFound { .. } | GraphError::UserNotLeasable { .. }
-        ) {
+        );
+        if changed_in_entra {
             // Changed in Entra since the pool resolved it: resolve the pool again (the release
             // above wakes it) so that its status shows why.
             self.ctx.forget_resolution(pool);
         }
-        if matches!(
-            graph,
-            GraphError::MissingPermission { .. }
-                | GraphError::UserNotFound { .. }
-                | GraphError::UserNotLeasable { .. }
-        ) && self.lease.spec.user.is_none()
-        {
+        let refused = matches!(graph, GraphError::MissingPermission { .. });
+        if (changed_in_entra || refused) && self.lease.spec.user.is_none() {
             // Likely a protected admin in the pool, or a user changed in Entra: set it aside
             // and try the next free user.
             self.ctx.forbid(&user.id);
-            let message = match graph {
-                GraphError::MissingPermission { .. } => format!(
+            let message = if refused {
+                format!(
                     "Entra refused to reset {} (a protected admin, or the app lacks the role); \
                      trying another pool user",
                     user.user_principal_name
-                ),
-                _ => format!(
+                )
+            } else {
+                format!(
                     "{} cannot be leased any more ({graph}); trying another pool user",
                     user.user_principal_name
-                ),
+                )
             };
             self.ctx
                 .publish(

@@ -137,6 +137,20 @@ impl LeaseEnv {
         .await
     }
 
+    /// Waits until dynamic secret `pool` shows `problem` for its user configured as `user...`.
+    pub async fn wait_for_user_problem(&self, pool: &str, user: &str, problem: &str) {
+        let what = format!("{user} to be marked {problem} in dynamic secret {pool}");
+        self.wait_for(&what, || async {
+            let status = self.pools().get(pool).await.unwrap().status?;
+            let listed = status
+                .users
+                .iter()
+                .find(|u| u.configured.starts_with(user))?;
+            (listed.problem.as_deref() == Some(problem)).then_some(())
+        })
+        .await
+    }
+
     pub async fn wait_until_gone(&self, name: &str) {
         self.wait_for(&format!("lease {name} to be gone"), || async {
             self.lease(name).await.is_none().then_some(())
