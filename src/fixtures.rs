@@ -1,6 +1,14 @@
 //! Objects the unit tests of several modules build alike.
 
-use crate::api::{ClientSecretRef, DynamicSecretRef, EntraDynamicSecretSpec, EntraLeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{
+    ClientSecretRef, Cloud, DynamicSecretRef, EntraDynamicSecretSpec, EntraLeaseSpec, LeasedUser,
+};
+use crate::controller::claim_record::{
+    AppIdentity, ClaimRecord, CredentialCopyRef, LeaseIdentity, PoolIdentity,
+};
 
 /// A dynamic secret of `users` with a 1h default and a 2h maximum TTL.
 pub fn pool_spec(users: &[&str]) -> EntraDynamicSecretSpec {
@@ -31,5 +39,52 @@ pub fn lease_spec() -> EntraLeaseSpec {
         ttl: None,
         auto_renew: false,
         secret_name: None,
+    }
+}
+
+/// The unit tests' clock: `seconds` after a fixed instant.
+pub fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+/// The record of an issued claim on alice for lease `ci`, issued at `at(0)` with a 1h TTL and a
+/// 2h maximum, where `at(s)` is 1_800_000_000 + s seconds.
+pub fn record() -> ClaimRecord {
+    let at = |s| Time(at(s));
+    ClaimRecord {
+        lease: LeaseIdentity {
+            namespace: "team".into(),
+            name: "ci".into(),
+            uid: "uid-1".into(),
+        },
+        pool: PoolIdentity {
+            kind: "EntraDynamicSecret".into(),
+            namespace: "team".into(),
+            name: "pool".into(),
+            uid: "pool-uid".into(),
+        },
+        user: LeasedUser {
+            user_principal_name: "alice@contoso.com".into(),
+            id: "id-alice".into(),
+        },
+        app: AppIdentity {
+            cloud: Cloud::AzurePublic,
+            authority: "https://login.microsoftonline.com/".into(),
+            tenant_id: "contoso.onmicrosoft.com".into(),
+            application_id: "app".into(),
+            credential: CredentialCopyRef {
+                secret_name: "entra-app-x".into(),
+            },
+        },
+        revoke_sign_in_sessions: true,
+        password_length: 32,
+        secret_name: "entra-ci".into(),
+        issued: true,
+        issued_at: at(0),
+        expires_at: at(3600),
+        max_expires_at: at(7200),
+        renew_count: 0,
+        last_renewed_at: None,
+        last_renew_request: None,
     }
 }

@@ -10,7 +10,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
 use crate::api::EntraLease;
-use crate::controller::lease_decision::SecretState;
 use crate::sensitive::SecretString;
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -20,6 +19,19 @@ pub const EXPIRES_AT_ANNOTATION: &str = "kms.hanzo.ai/expires-at";
 /// SHA-256 of the data the operator wrote, to notice edits. The password is random with more
 /// than 128 bits of entropy, so its digest reveals nothing usable.
 pub const DATA_DIGEST_ANNOTATION: &str = "kms.hanzo.ai/data-sha256";
+
+/// The state of the Secret a lease writes its credentials to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    /// No object of that name.
+    Missing,
+    /// Owned by this lease, with the data the operator wrote.
+    Intact,
+    /// Owned by this lease, but its data was changed by someone else.
+    Tampered,
+    /// An object of that name that this lease does not own: never adopted or overwritten.
+    Foreign,
+}
 
 /// The label selector of every Secret this operator writes.
 pub fn managed_selector() -> String {
@@ -108,7 +120,14 @@ pub fn secret_state(lease: &EntraLease, secret: Option<&SecretSummary>) -> Secre
 
 /// True when `lease` is the controller owner of `secret`.
 pub fn is_owned_by(secret: &Secret, lease: &EntraLease) -> bool {
-    controller_uid(secret).is_some_and(|uid| Some(uid) == lease.uid().as_deref())
+    lease
+        .uid()
+        .is_some_and(|uid| is_controlled_by(secret, &uid))
+}
+
+/// True when the object with `uid` is the controller owner of `secret`.
+pub fn is_controlled_by(secret: &Secret, uid: &str) -> bool {
+    controller_uid(secret) == Some(uid)
 }
 
 /// The uid of the object controlling `secret` (Kubernetes allows one controller reference).

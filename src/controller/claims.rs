@@ -1,17 +1,22 @@
 //! Invariant I1, one holder per user: a lease holds an Entra user through a claim recorded in the
 //! API server, a `coordination.k8s.io` Lease named after the user's object id in the operator's
-//! namespace. Creating it is create-if-absent and taking over a stale one carries a
-//! resourceVersion precondition, so two reconciles, two replicas or a restart can never both win,
-//! whichever dynamic secrets or namespaces list the user.
+//! namespace. Creating it is create-if-absent and every later write carries a resourceVersion
+//! precondition, so two reconciles, two replicas or a restart can never both win, whichever
+//! dynamic secrets or namespaces list the user.
+//!
+//! The claim is also the record of the credential ([`ClaimRecord`]), and it carries a finalizer
+//! that only the operator removes, after revocation: deleting the operator's namespace with live
+//! claims leaves them Terminating instead of silently dropping what revocation needs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::{Lease as Claim, LeaseSpec as ClaimSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 
-use crate::api::{EntraLease, LeasedUser};
+use super::claim_record::{ClaimRecord, RECORD_ANNOTATION};
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Annotation of a claim naming the lease that holds it, as `<namespace>/<name>`.
@@ -22,30 +27,72 @@ pub const POOL_ANNOTATION: &str = "kms.hanzo.ai/dynamic-secret";
 pub const USER_LABEL: &str = "kms.hanzo.ai/user-id";
 /// Label of a claim with the holding lease's uid, for lookups by lease.
 pub const HOLDER_UID_LABEL: &str = "kms.hanzo.ai/holder-uid";
-/// Annotation of a claim with the user's principal name.
-pub const UPN_ANNOTATION: &str = "kms.hanzo.ai/user-principal-name";
+/// Held by every claim until its credential is revoked.
+pub const CLAIM_FINALIZER: &str = "kms.hanzo.ai/revoke";
 
 #[derive(Clone)]
 pub struct Claims {
     api: Api<Claim>,
     namespace: String,
-    client: Client,
+}
+
+/// A claim as read from the API server or kept in the cache: its holder, its record, and what a
+/// conditional write of it needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldClaim {
+    pub name: String,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    /// The holding lease's uid.
+    pub holder_uid: Option<String>,
+    /// `namespace/name` of the holding lease.
+    holder: Option<String>,
+    pub record: Option<Arc<ClaimRecord>>,
+    /// The claim is being deleted (the operator's namespace is going).
+    pub deleting: bool,
+}
+
+impl HeldClaim {
+    pub fn of(claim: &Claim) -> HeldClaim {
+        HeldClaim {
+            name: claim.name_any(),
+            uid: claim.uid(),
+            resource_version: claim.resource_version(),
+            holder_uid: holder_uid(claim).map(str::to_owned),
+            holder: claim.annotations().get(HOLDER_ANNOTATION).cloned(),
+            record: claim
+                .annotations()
+                .get(RECORD_ANNOTATION)
+                .and_then(|value| ClaimRecord::from_annotation(value))
+                .map(Arc::new),
+            deleting: claim.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    /// The namespace and name of the holding lease.
+    pub fn lease(&self) -> Option<(&str, &str)> {
+        self.holder.as_deref()?.split_once('/')
+    }
+
+    /// True when the lease with `uid` holds this claim.
+    pub fn is_held_by(&self, uid: Option<&str>) -> bool {
+        uid.is_some() && self.holder_uid.as_deref() == uid
+    }
 }
 
 /// The outcome of trying to claim a user.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ClaimOutcome {
-    Claimed,
-    /// Another live lease holds the user.
+    Claimed(HeldClaim),
+    /// Another lease holds the user (or did until a moment ago: its claim is being released).
     Taken,
 }
 
 impl Claims {
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
-            api: Api::namespaced(client.clone(), namespace),
+            api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
-            client,
         }
     }
 
@@ -63,52 +110,37 @@ impl Claims {
         format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
     }
 
-    /// Claims `user` for `lease`. Idempotent: a claim the lease already holds is `Claimed`.
-    pub async fn claim(
-        &self,
-        user: &LeasedUser,
-        lease: &EntraLease,
-        pool: &str,
-    ) -> kube::Result<ClaimOutcome> {
-        let user_id = user.id.as_str();
-        let claim = claim_object(user, lease, pool);
+    /// Claims the record's user for the record's lease. Idempotent: a claim the lease already
+    /// holds is `Claimed`. A claim whose holder vanished is not taken over here: the reaper
+    /// revokes it first, and its release wakes the waiting leases.
+    pub async fn claim(&self, record: &ClaimRecord) -> kube::Result<ClaimOutcome> {
+        let claim = claim_object(record);
         match self.api.create(&PostParams::default(), &claim).await {
-            Ok(_) => return Ok(ClaimOutcome::Claimed),
+            Ok(created) => return Ok(ClaimOutcome::Claimed(HeldClaim::of(&created))),
             Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(error),
         }
-        let Some(existing) = self.api.get_opt(&claim_name(user_id)).await? else {
-            // Released between our create and our read: try once more on the next reconcile.
-            return Ok(ClaimOutcome::Taken);
-        };
-        if holder_uid(&existing) == lease.uid().as_deref() {
-            return Ok(ClaimOutcome::Claimed);
-        }
-        if self.holder_is_alive(&existing).await? {
-            return Ok(ClaimOutcome::Taken);
-        }
-        // The holder is gone without releasing (its finalizer was removed by hand): take over,
-        // conditional on the claim being exactly the stale one we read.
-        let mut takeover = claim;
-        takeover.metadata.resource_version = existing.resource_version();
-        match self
-            .api
-            .replace(&claim_name(user_id), &PostParams::default(), &takeover)
-            .await
-        {
-            Ok(_) => Ok(ClaimOutcome::Claimed),
-            Err(error) if is_conflict(&error) => Ok(ClaimOutcome::Taken),
-            Err(error) => Err(error),
+        match self.get(&record.user.id).await? {
+            Some(existing) if existing.holder_uid.as_deref() == Some(record.lease.uid.as_str()) => {
+                Ok(ClaimOutcome::Claimed(existing))
+            }
+            _ => Ok(ClaimOutcome::Taken),
         }
     }
 
-    /// The user `lease` holds, read from the API server (not a cache): the claim is the record of
-    /// which user a lease holds until its credential is issued or ended.
-    pub async fn held_by(&self, lease: &EntraLease) -> kube::Result<Option<LeasedUser>> {
-        let Some(uid) = lease.uid() else {
-            return Ok(None);
-        };
-        let selector = format!("{}={uid}", HOLDER_UID_LABEL);
+    /// The claim on `user_id`, read from the API server.
+    pub async fn get(&self, user_id: &str) -> kube::Result<Option<HeldClaim>> {
+        Ok(self
+            .api
+            .get_opt(&claim_name(user_id))
+            .await?
+            .as_ref()
+            .map(HeldClaim::of))
+    }
+
+    /// The claim the lease with `lease_uid` holds, read from the API server (not a cache).
+    pub async fn held_by(&self, lease_uid: &str) -> kube::Result<Option<HeldClaim>> {
+        let selector = format!("{HOLDER_UID_LABEL}={lease_uid}");
         let claims = self
             .api
             .list(&ListParams::default().labels(&selector))
@@ -116,51 +148,58 @@ impl Claims {
         Ok(claims
             .items
             .iter()
-            .filter(|claim| holder_uid(claim) == Some(uid.as_str()))
-            .find_map(|claim| {
-                Some(LeasedUser {
-                    id: claim.labels().get(USER_LABEL)?.clone(),
-                    user_principal_name: claim.annotations().get(UPN_ANNOTATION)?.clone(),
-                })
-            }))
+            .filter(|claim| holder_uid(claim) == Some(lease_uid))
+            .map(HeldClaim::of)
+            .next())
     }
 
-    /// True when `lease` holds the claim on `user_id`.
-    pub async fn holds(&self, user_id: &str, lease: &EntraLease) -> kube::Result<bool> {
-        let claim = self.api.get_opt(&claim_name(user_id)).await?;
-        Ok(claim.is_some_and(|c| holder_uid(&c) == lease.uid().as_deref()))
+    /// Writes `record` into `claim`, on the condition that the claim is still exactly the one
+    /// read: a 409 means this process acted on a stale copy and must look again.
+    pub async fn update_record(
+        &self,
+        claim: &HeldClaim,
+        record: &ClaimRecord,
+    ) -> kube::Result<HeldClaim> {
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": claim.resource_version,
+                "annotations": { RECORD_ANNOTATION: record.to_annotation() },
+            }
+        });
+        let updated = self
+            .api
+            .patch(&claim.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(HeldClaim::of(&updated))
     }
 
-    /// Releases `lease`'s claim on `user_id`, if it holds it.
-    pub async fn release(&self, user_id: &str, lease: &EntraLease) -> kube::Result<()> {
-        let Some(claim) = self.api.get_opt(&claim_name(user_id)).await? else {
-            return Ok(());
-        };
-        if holder_uid(&claim) != lease.uid().as_deref() {
-            return Ok(());
+    /// Releases `claim` after its credential ended: its finalizer goes (on the condition that
+    /// it is the claim read), then the claim itself.
+    pub async fn release(&self, claim: &HeldClaim) -> kube::Result<()> {
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": claim.resource_version, "finalizers": null }
+        });
+        match self
+            .api
+            .patch(&claim.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(error),
         }
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: claim.uid(),
-                resource_version: claim.resource_version(),
+                uid: claim.uid.clone(),
+                resource_version: None,
             }),
             ..DeleteParams::default()
         };
-        match self.api.delete(&claim.name_any(), &params).await {
+        match self.api.delete(&claim.name, &params).await {
             Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) if is_not_found(&error) || is_conflict(&error) => Ok(()),
             Err(error) => Err(error),
         }
-    }
-
-    async fn holder_is_alive(&self, claim: &Claim) -> kube::Result<bool> {
-        let holder = ClaimHolder::of(claim);
-        let Some((namespace, name)) = holder.lease() else {
-            return Ok(false);
-        };
-        let leases: Api<EntraLease> = Api::namespaced(self.client.clone(), namespace);
-        let lease = leases.get_opt(name).await?;
-        Ok(lease.is_some_and(|lease| lease.uid() == holder.uid))
     }
 }
 
@@ -173,52 +212,33 @@ pub fn holder_uid(claim: &Claim) -> Option<&str> {
     claim.spec.as_ref()?.holder_identity.as_deref()
 }
 
-/// What the operator caches of a claim: the lease holding it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimHolder {
-    /// The holding lease's uid.
-    pub uid: Option<String>,
-    /// `namespace/name` of the holding lease.
-    lease: Option<String>,
-}
-
-impl ClaimHolder {
-    pub fn of(claim: &Claim) -> ClaimHolder {
-        ClaimHolder {
-            uid: holder_uid(claim).map(str::to_owned),
-            lease: claim.annotations().get(HOLDER_ANNOTATION).cloned(),
-        }
-    }
-
-    /// The namespace and name of the holding lease.
-    pub fn lease(&self) -> Option<(&str, &str)> {
-        self.lease.as_deref()?.split_once('/')
-    }
-}
-
-fn claim_object(user: &LeasedUser, lease: &EntraLease, pool: &str) -> Claim {
-    let namespace = lease.namespace().unwrap_or_default();
-    let user_id = user.id.as_str();
+fn claim_object(record: &ClaimRecord) -> Claim {
+    let user_id = record.user.id.to_ascii_lowercase();
+    let lease = &record.lease;
     Claim {
         metadata: ObjectMeta {
-            name: Some(claim_name(user_id)),
+            name: Some(claim_name(&user_id)),
             labels: Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
-                (USER_LABEL.to_owned(), user_id.to_ascii_lowercase()),
-                (HOLDER_UID_LABEL.to_owned(), lease.uid().unwrap_or_default()),
+                (USER_LABEL.to_owned(), user_id),
+                (HOLDER_UID_LABEL.to_owned(), lease.uid.clone()),
             ])),
             annotations: Some(BTreeMap::from([
                 (
                     HOLDER_ANNOTATION.to_owned(),
-                    format!("{namespace}/{}", lease.name_any()),
+                    format!("{}/{}", lease.namespace, lease.name),
                 ),
-                (POOL_ANNOTATION.to_owned(), format!("{namespace}/{pool}")),
-                (UPN_ANNOTATION.to_owned(), user.user_principal_name.clone()),
+                (
+                    POOL_ANNOTATION.to_owned(),
+                    format!("{}/{}", record.pool.namespace, record.pool.name),
+                ),
+                (RECORD_ANNOTATION.to_owned(), record.to_annotation()),
             ])),
+            finalizers: Some(vec![CLAIM_FINALIZER.to_owned()]),
             ..ObjectMeta::default()
         },
         spec: Some(ClaimSpec {
-            holder_identity: lease.uid(),
+            holder_identity: Some(lease.uid.clone()),
             ..ClaimSpec::default()
         }),
     }

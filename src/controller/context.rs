@@ -1,4 +1,4 @@
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::Error;
-use super::claims::{ClaimHolder, Claims};
+use super::claims::{Claims, HeldClaim};
+use super::credential_copies::CredentialCopies;
 use super::index::Index;
 use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser};
 use crate::graph::{AppCredentials, EndpointOverrides, Endpoints, GraphClient};
@@ -24,13 +25,15 @@ pub struct Context {
     pub graph: GraphClient,
     pub endpoints: EndpointOverrides,
     pub claims: Claims,
+    /// The operator's copies of the app credentials that revocations need.
+    pub copies: CredentialCopies,
     pub events: super::events::Events,
     /// Every dynamic secret, from the shared watch.
     pub pools: Store<EntraDynamicSecret>,
     /// Every Secret the operator manages, summarised.
     pub secrets: Index<SecretSummary>,
-    /// The holder of every user claim.
-    pub claim_holders: Index<ClaimHolder>,
+    /// Every user claim: its holder and record.
+    pub claim_cache: Index<HeldClaim>,
     /// Each dynamic secret's users as last resolved through Graph, with when and against what.
     pub validations: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Validation>>,
     /// When each dynamic secret's status was last written by this process.
@@ -41,6 +44,10 @@ pub struct Context {
     /// Leases whose issue Entra refused, by uid, with when to try again: other leases' changes
     /// wake them, but only a change of their own spec or this time retries the issue.
     pub issue_retry_at: Mutex<HashMap<String, Instant>>,
+    /// Failed reaps in a row, per claim name, for their backoff.
+    pub reap_failures: Mutex<HashMap<String, u32>>,
+    /// Failed reconciles in a row, per object, for their backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
 }
 
 /// How long a user refused by Entra is set aside before it is tried again.
@@ -117,10 +124,19 @@ impl Context {
         free.into_iter().chain(taken).collect()
     }
 
-    /// The holder of the claim on `user_id` in the cache, looked up by its name (one per user).
-    pub fn cached_claim(&self, user_id: &str) -> Option<ClaimHolder> {
+    /// The claim on `user_id` in the cache, looked up by its name (one per user).
+    pub fn cached_claim(&self, user_id: &str) -> Option<HeldClaim> {
         let name = super::claims::claim_name(user_id);
-        self.claim_holders.get(self.claims.namespace(), &name)
+        self.claim_cache.get(self.claims.namespace(), &name)
+    }
+
+    /// The claim the lease with `uid` holds, from the cache, found through the user its status
+    /// names. Only a hint: the claim itself must say the lease holds it, so a rewritten status
+    /// can at worst cost a live read.
+    pub fn cached_claim_of(&self, lease: &EntraLease, uid: &str) -> Option<HeldClaim> {
+        let user = lease.status.as_ref()?.user.as_ref()?;
+        self.cached_claim(&user.id)
+            .filter(|claim| claim.is_held_by(Some(uid)))
     }
 
     /// The dynamic secret a lease refers to, from the cache.
@@ -219,6 +235,22 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        // Without the resourceVersion, repeats of a warning about one object form a series.
+        let mut regarding = object.object_ref(&());
+        regarding.resource_version = None;
+        self.publish_about(regarding, type_, reason, action, note)
+            .await;
+    }
+
+    /// Publishes an event about the object `regarding` refers to.
+    pub async fn publish_about(
+        &self,
+        regarding: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -226,9 +258,6 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        // Without the resourceVersion, repeats of a warning about one object form a series.
-        let mut regarding = object.object_ref(&());
-        regarding.resource_version = None;
         if let Err(error) = self.events.publish(event, regarding).await {
             tracing::warn!(%error, reason, "could not publish an event");
         }

@@ -1,21 +1,25 @@
 //! A lease's credential in Entra and in its Secret: setting it (Secret first, then Graph) and
-//! ending it (scramble, revoke sessions, delete the Secret, release the user).
+//! ending it from the claim's record alone (scramble, revoke sessions, delete the Secret, release
+//! the user), so that an ending needs neither the lease nor its pool as they are now.
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 
 use super::Error;
-use super::claims::{is_conflict, is_not_found};
+use super::claim_record::ClaimRecord;
+use super::claims::{HeldClaim, is_conflict, is_not_found};
 use super::context::{Context, PASSWORD_ATTEMPTS};
-use super::lease_decision::credentials_secret_name;
 use super::status::FIELD_MANAGER;
-use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser};
-use crate::graph::GraphError;
+use crate::api::EntraLease;
+use crate::graph::{AppCredentials, GraphError};
 use crate::metrics::metrics;
 use crate::password::generate_password;
-use crate::secret::{Credentials, credentials_secret, is_owned_by};
+use crate::secret::{
+    Credentials, EXPIRES_AT_ANNOTATION, credentials_secret, format_time, is_controlled_by,
+    is_owned_by,
+};
 use crate::sensitive::SecretString;
 
 /// Writes the Secret first, then sets the same password in Entra: a crash in between leaves a
@@ -23,33 +27,35 @@ use crate::sensitive::SecretString;
 pub(super) async fn set_password_via_secret(
     ctx: &Context,
     lease: &EntraLease,
-    pool: &EntraDynamicSecret,
-    user: &LeasedUser,
-    secret_name: &str,
+    app: &AppCredentials,
+    record: &ClaimRecord,
     resumed: Option<SecretString>,
-    expires_at: Timestamp,
 ) -> Result<(), Error> {
-    let app = &ctx.app_credentials(pool).await?;
-    let mut password =
-        resumed.unwrap_or_else(|| generate_password(usize::from(pool.spec.password_length)));
+    let length = usize::from(record.password_length);
+    let mut password = resumed.unwrap_or_else(|| generate_password(length));
     for attempt in 1..=PASSWORD_ATTEMPTS {
         let credentials = Credentials {
-            user_principal_name: &user.user_principal_name,
-            user_id: &user.id,
-            tenant_id: &pool.spec.tenant_id,
+            user_principal_name: &record.user.user_principal_name,
+            user_id: &record.user.id,
+            tenant_id: &record.app.tenant_id,
             password: &password,
         };
-        let secret = credentials_secret(lease, secret_name, &credentials, expires_at);
+        let secret = credentials_secret(
+            lease,
+            &record.secret_name,
+            &credentials,
+            record.expires_at(),
+        );
         write_secret(ctx, lease, secret).await?;
-        match ctx.graph.set_password(app, &user.id, &password).await {
+        match ctx.graph.set_password(app, &record.user.id, &password).await {
             Ok(()) => return Ok(()),
             Err(GraphError::PasswordRejected { .. }) if attempt < PASSWORD_ATTEMPTS => {
-                password = generate_password(usize::from(pool.spec.password_length));
+                password = generate_password(length);
             }
             Err(error) => return Err(error.into()),
         }
     }
-    unreachable!("the last attempt returns")
+    Err(Error::PasswordsRejected(PASSWORD_ATTEMPTS))
 }
 
 /// Creates the lease's Secret, or replaces it when the lease owns it. Never touches a Secret
@@ -58,93 +64,77 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
     let namespace = lease.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = secret.name_any();
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
-            &secret,
-        )
-        .await
-    {
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &secret).await {
         Ok(_) => return Ok(()),
         Err(error) if is_conflict(&error) => {}
         Err(error) => return Err(error.into()),
     }
     let existing = api.get(&name).await?;
     if !is_owned_by(&existing, lease) {
-        return Err(Error::ClientSecret(format!(
-            "Secret {name} is not owned by this lease"
-        )));
+        return Err(Error::SecretNotOwned(name));
     }
     let mut replacement = secret;
     replacement.metadata.resource_version = existing.resource_version();
-    api.replace(
-        &name,
-        &PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        },
-        &replacement,
-    )
-    .await?;
+    api.replace(&name, &params, &replacement).await?;
     Ok(())
 }
 
-/// Ends a lease's credential: scramble the password (a fresh value nobody keeps), revoke sign-in
-/// sessions, delete the Secret, release the user. Only a holder of the user's claim scrambles,
-/// so a retry after the user went to another lease never touches that lease's password.
-/// Returns whether this call scrambled the password (false when an earlier one already had).
-pub async fn end_credential(
-    lease: &EntraLease,
-    ctx: &Context,
-    pool: &EntraDynamicSecret,
-    user: &LeasedUser,
-) -> Result<bool, Error> {
-    let holds = ctx.claims.holds(&user.id, lease).await?;
-    if holds {
-        let app = ctx.app_credentials(pool).await?;
-        let scrambled = ctx
-            .graph
-            .set_new_password(
-                &app,
-                &user.id,
-                usize::from(pool.spec.password_length),
-                PASSWORD_ATTEMPTS,
-            )
-            .await;
-        match scrambled {
-            Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
+/// Ends the credential `claim` records: scramble the password (a fresh value nobody keeps) with
+/// the app identity recorded at issue, revoke sign-in sessions if the pool did at issue, delete
+/// the Secret, release the claim. `claim` must have been read from the API server just now: its
+/// release carries its resourceVersion, so a stale copy fails instead of releasing.
+pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Error> {
+    let Some(record) = claim.record.as_deref() else {
+        return Err(Error::MalformedClaim(claim.name.clone()));
+    };
+    let app = ctx.copies.recorded(record, &ctx.endpoints).await?;
+    let length = usize::from(record.password_length);
+    let scrambled = ctx
+        .graph
+        .set_new_password(&app, &record.user.id, length, PASSWORD_ATTEMPTS)
+        .await;
+    match scrambled {
+        Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    if record.revoke_sign_in_sessions {
+        match ctx.graph.revoke_sign_in_sessions(&app, &record.user.id).await {
+            Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
-        if pool.spec.revoke_sign_in_sessions {
-            match ctx.graph.revoke_sign_in_sessions(&app, &user.id).await {
-                Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
     }
-    let name = credentials_secret_name(lease, Some(pool));
-    delete_owned_secret(ctx, lease, &name).await?;
-    ctx.claims.release(&user.id, lease).await?;
-    if holds {
-        metrics().revocations.inc();
-    }
-    Ok(holds)
+    let lease = &record.lease;
+    delete_controlled_secret(ctx, &lease.namespace, &record.secret_name, &lease.uid).await?;
+    ctx.claims.release(claim).await?;
+    metrics().revocations.inc();
+    tracing::info!(
+        lease = %lease.name,
+        namespace = %lease.namespace,
+        user = %record.user.user_principal_name,
+        pool = %record.pool.name,
+        issued_at = %record.issued_at.0,
+        expires_at = %record.expires_at.0,
+        "credential ended"
+    );
+    Ok(())
 }
 
-pub(super) async fn delete_owned_secret(
+/// Deletes the Secret `name` in `namespace` if the lease with `lease_uid` controls it.
+pub(super) async fn delete_controlled_secret(
     ctx: &Context,
-    lease: &EntraLease,
+    namespace: &str,
     name: &str,
+    lease_uid: &str,
 ) -> Result<(), Error> {
-    let namespace = lease.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(secret) = api.get_opt(name).await? else {
         return Ok(());
     };
-    if !is_owned_by(&secret, lease) {
+    if !is_controlled_by(&secret, lease_uid) {
         return Ok(());
     }
     let params = DeleteParams {
@@ -155,6 +145,26 @@ pub(super) async fn delete_owned_secret(
         ..DeleteParams::default()
     };
     match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Renewals change the Secret's expiry annotation only, never its data.
+pub(super) async fn annotate_expiry(
+    ctx: &Context,
+    record: &ClaimRecord,
+    expires_at: Timestamp,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "metadata": { "annotations": { EXPIRES_AT_ANNOTATION: format_time(expires_at) } }
+    });
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &record.lease.namespace);
+    match secrets
+        .patch(&record.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(error) if is_not_found(&error) => Ok(()),
         Err(error) => Err(error.into()),

@@ -14,7 +14,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 
 use super::Error;
-use super::claims::ClaimHolder;
+use super::claims::HeldClaim;
 use super::context::{Context, FORBIDDEN_FOR, Validation};
 use super::reasons::Reason;
 use super::status::{apply_status, set_condition};
@@ -191,6 +191,15 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
         .check_credentials(&app)
         .await
         .map_err(graph_failure)?;
+    // The credential just got a token for this tenant and app: revocations of claims issued
+    // with an older one (a rotated secret) use this one from now on.
+    ctx.copies
+        .keep(pool.spec.cloud, &app)
+        .await
+        .map_err(|error| Failure {
+            reason: Reason::ClientSecretUnreadable.as_str().into(),
+            message: error.to_string(),
+        })?;
     let mut users = Vec::with_capacity(pool.spec.users.len());
     for configured in &pool.spec.users {
         let mut user = PoolUser {
@@ -320,7 +329,7 @@ fn pool_status(
 
 /// The lease holding a claim as the pool's status shows it: leases of other namespaces are not
 /// ours to name there, only that the user is taken.
-fn holder_shown(holder: &ClaimHolder, namespace: &str) -> Option<String> {
+fn holder_shown(holder: &HeldClaim, namespace: &str) -> Option<String> {
     let (holder_namespace, name) = holder.lease()?;
     Some(if holder_namespace == namespace {
         name.to_owned()

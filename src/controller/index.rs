@@ -59,6 +59,21 @@ impl<V: Clone> Index<V> {
     }
 }
 
+impl<V: Clone> Index<V> {
+    /// The names and summaries of every object in `namespace` whose summary matches.
+    pub fn find(&self, namespace: &str, matches: impl Fn(&V) -> bool) -> Vec<(String, V)> {
+        self.live
+            .read()
+            .unwrap()
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, value)| matches(value))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+}
+
 impl<V> Index<V> {
     /// Resolves once the first full list is in, or fails when the writer is gone first.
     pub async fn wait_until_ready(&self) -> Result<(), watch::error::RecvError> {

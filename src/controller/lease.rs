@@ -3,27 +3,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::Error;
-use super::claims::{ClaimOutcome, is_not_found};
+use super::claim_record::{ClaimRecord, LeaseIdentity, PoolIdentity};
+use super::claims::{ClaimOutcome, HeldClaim, is_not_found};
 use super::context::Context;
-use super::credential::{delete_owned_secret, end_credential, set_password_via_secret};
-use super::lease_decision::{Decision, LeaseFacts, SecretState, credentials_secret_name, decide};
+use super::credential::{
+    annotate_expiry, delete_controlled_secret, end_credential, set_password_via_secret,
+};
+use super::lease_decision::{
+    Decision, LeaseFacts, SecretState, credentials_secret_name, decide, until_then,
+};
+use super::lease_status::LeaseStatusWriter;
 use super::reasons::Reason;
 use super::revocation::cleanup;
-use super::status::{apply_status, set_condition, whole_seconds};
-use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeaseStatus, LeasedUser};
-use crate::graph::GraphError;
+use super::status::whole_seconds;
+use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeasedUser};
+use crate::graph::{AppCredentials, GraphError};
 use crate::metrics::{CappedLabels, metrics};
-use crate::secret::{EXPIRES_AT_ANNOTATION, format_time, secret_state};
+use crate::secret::{format_time, secret_state};
+use crate::sensitive::SecretString;
 
 /// Held by every lease until its credential is revoked (invariant I3).
 pub const FINALIZER: &str = "kms.hanzo.ai/revoke";
@@ -53,66 +59,57 @@ pub(super) fn gone_is_done(error: kube::runtime::finalizer::Error<Error>) -> Res
 
 /// How long a lease whose issue Entra refused waits before trying again, unless its spec changes.
 const RETRY_REFUSED_ISSUE: Duration = Duration::from_secs(300);
-/// How often a waiting lease, or one refused for a Secret it does not own, looks again on its own.
-const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
 async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Result<Action, Error> {
     if let Some(wait) = refused_issue_backoff(lease, ctx) {
         return Ok(Action::requeue(wait));
     }
+    let Some(uid) = lease.uid() else {
+        return Ok(Action::await_change());
+    };
     let pool = ctx.pool_of(lease);
-    let namespace = lease.namespace().unwrap_or_default();
-    let secret_name = credentials_secret_name(lease, pool.as_deref());
-    let secret = secret_state(lease, ctx.secret(&namespace, &secret_name).await?.as_ref());
-    let now = Timestamp::now();
-    let status = lease.status.as_ref();
-    let held = match status.and_then(|s| s.user.clone()) {
-        Some(user) => Some(user),
-        None => ctx.claims.held_by(lease).await?,
+    // The claim from the cache when the lease's own status points at it; a status without that
+    // hint (a new lease, or one someone rewrote) costs one live read.
+    let (mut claim, mut live) = match ctx.cached_claim_of(lease, &uid) {
+        Some(claim) => (Some(claim), false),
+        None => (ctx.claims.held_by(&uid).await?, true),
     };
-    let facts = LeaseFacts {
-        lease,
-        pool: pool.as_deref(),
-        secret,
-        held: held.clone(),
-        now,
-    };
-    let decision = decide(&facts);
-    tracing::debug!(lease = %lease.name_any(), ?decision, "decided");
-    let shell = Shell {
-        lease,
-        api,
-        ctx,
-        now,
-    };
-    match decision {
-        Decision::Expire => shell.expire().await,
-        Decision::Refuse { reason, message } => {
-            shell.refuse(pool.as_deref(), held, reason, message).await
+    loop {
+        let record = claim.as_ref().and_then(|c| c.record.as_deref());
+        let namespace = lease.namespace().unwrap_or_default();
+        let secret_name = credentials_secret_name(lease, pool.as_deref(), record);
+        let secret = secret_state(lease, ctx.secret(&namespace, &secret_name).await?.as_ref());
+        let now = Timestamp::now();
+        let facts = LeaseFacts {
+            lease,
+            pool: pool.as_deref(),
+            secret,
+            record,
+            now,
+        };
+        let decision = decide(&facts);
+        // Graph writes and the expiry are decided again on a live read of the claim: a cache
+        // older than this operator's last write would re-issue, or expire over a renewal.
+        if !live && (decision.writes_to_graph() || decision == Decision::Expire) {
+            claim = ctx.claims.held_by(&uid).await?;
+            live = true;
+            continue;
         }
-        Decision::Wait { reason, message } => shell.wait(reason.as_str(), message).await,
-        Decision::Issue {
-            candidates,
-            ttl,
-            max_ttl,
-        } => {
-            let pool = pool.expect("issue decisions have a pool");
-            shell
-                .issue(&pool, &secret_name, secret, candidates, ttl, max_ttl)
-                .await
-        }
-        Decision::Restore { cause } => {
-            let Some(pool) = pool else {
-                return Err(Error::RevocationBlocked("dynamic secret missing".into()));
-            };
-            shell.restore(&pool, &secret_name, cause).await
-        }
-        Decision::Renew {
-            expires_at,
-            capped,
-            request,
-        } => shell.renew(&secret_name, expires_at, capped, request).await,
-        Decision::Hold { until } => Ok(requeue_at(until, now)),
+        tracing::debug!(lease = %lease.name_any(), ?decision, "decided");
+        let look_again = decision.look_again_after(&facts);
+        let shell = Shell {
+            lease,
+            ctx,
+            status: LeaseStatusWriter::new(api, lease, now),
+            now,
+        };
+        let action = shell
+            .carry_out(decision, claim, pool.as_deref(), &secret_name, secret)
+            .await?;
+        return Ok(match look_again {
+            Some(after) if action == Action::await_change() => Action::requeue(after),
+            _ => action,
+        });
     }
 }
 
@@ -133,75 +130,105 @@ fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> 
 }
 
 /// Carries decisions out for one lease.
-pub(super) struct Shell<'a> {
-    pub lease: &'a EntraLease,
-    pub api: &'a Api<EntraLease>,
-    pub ctx: &'a Context,
-    pub now: Timestamp,
+struct Shell<'a> {
+    lease: &'a EntraLease,
+    ctx: &'a Context,
+    status: LeaseStatusWriter<'a>,
+    now: Timestamp,
 }
 
 impl Shell<'_> {
-    pub fn status(&self) -> LeaseStatus {
-        self.lease.status.clone().unwrap_or_default()
+    async fn carry_out(
+        &self,
+        decision: Decision,
+        claim: Option<HeldClaim>,
+        pool: Option<&EntraDynamicSecret>,
+        secret_name: &str,
+        secret: SecretState,
+    ) -> Result<Action, Error> {
+        let record = claim.as_ref().and_then(|c| c.record.clone());
+        match (decision, claim, record) {
+            (Decision::Expire, Some(_), Some(record)) => self.expire(&record).await,
+            (Decision::Refuse { reason, message }, claim, _) => {
+                self.refuse(claim, reason, message).await
+            }
+            (Decision::Wait { reason, message }, ..) => self.wait(reason, message).await,
+            (
+                Decision::Issue {
+                    candidates,
+                    ttl,
+                    max_ttl,
+                },
+                _,
+                _,
+            ) => match pool {
+                Some(pool) => {
+                    self.issue(pool, secret_name, candidates, ttl, max_ttl)
+                        .await
+                }
+                None => Ok(Action::await_change()),
+            },
+            (Decision::Resume, Some(claim), Some(record)) => {
+                self.resume(claim, &record, secret).await
+            }
+            (Decision::Restore { cause }, Some(_), Some(record)) => {
+                self.restore(&record, cause).await
+            }
+            (
+                Decision::Renew {
+                    expires_at,
+                    capped,
+                    request,
+                },
+                Some(claim),
+                Some(record),
+            ) => {
+                self.renew(&claim, &record, expires_at, capped, request)
+                    .await
+            }
+            (Decision::Hold { .. }, Some(claim), Some(_)) => {
+                self.status.project(self.ctx, &claim).await?;
+                Ok(Action::await_change())
+            }
+            // Every other pairing means the claim changed under this reconcile: look again.
+            _ => Err(Error::Stale("the lease's claim")),
+        }
     }
 
-    pub async fn write_status(&self, status: &LeaseStatus) -> Result<(), Error> {
-        apply_status(self.api, self.lease, self.lease.status.as_ref(), status).await?;
-        Ok(())
-    }
-
-    pub fn condition(&self, status: &mut LeaseStatus, ready: bool, reason: &str, message: String) {
-        status.observed_generation = self.lease.metadata.generation;
-        set_condition(
-            &mut status.conditions,
-            "Ready",
-            ready,
-            reason,
-            message,
-            self.lease.metadata.generation,
-            self.now,
-        );
-    }
-
-    /// True when the lease's Ready condition already says `reason`: events fire on changes only.
-    fn already(&self, reason: &str) -> bool {
-        self.lease
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.reason == reason)
-    }
-
-    async fn expire(&self) -> Result<Action, Error> {
+    async fn expire(&self, record: &ClaimRecord) -> Result<Action, Error> {
         // One event tells the whole ending (Expired, from the finalizer): events are API writes.
-        tracing::info!(lease = %self.lease.name_any(), "expired; revoking");
+        tracing::info!(lease = %self.lease.name_any(), user = %record.user.user_principal_name, "expired; revoking");
+        // The delete is conditional on the lease being the one judged: an edit since (a renewal
+        // request) is judged first.
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: self.lease.uid(),
-                resource_version: None,
+                resource_version: self.lease.resource_version(),
             }),
             ..DeleteParams::default()
         };
-        match self.api.delete(&self.lease.name_any(), &params).await {
+        match self
+            .status
+            .api()
+            .delete(&self.lease.name_any(), &params)
+            .await
+        {
             Ok(_) => Ok(Action::await_change()),
             Err(error) if is_not_found(&error) => Ok(Action::await_change()),
-            Err(error) => Err(error.into()),
+            Err(error) => Err(Error::stale_on_conflict("the lease")(error)),
         }
     }
 
     async fn refuse(
         &self,
-        pool: Option<&EntraDynamicSecret>,
-        held: Option<LeasedUser>,
+        claim: Option<HeldClaim>,
         reason: Reason,
         message: String,
     ) -> Result<Action, Error> {
-        let mut status = self.status();
-        if let (Some(user), Some(pool)) = (held, pool) {
-            end_credential(self.lease, self.ctx, pool, &user).await?;
-            forget_credential(&mut status);
+        if let Some(claim) = claim {
+            end_credential(self.ctx, &claim).await?;
         }
-        if !self.already(reason.as_str()) {
+        if !self.status.already(reason.as_str()) {
             self.ctx
                 .publish(
                     self.lease,
@@ -212,64 +239,82 @@ impl Shell<'_> {
                 )
                 .await;
         }
-        status.phase = Some(LeasePhase::Failed);
-        self.condition(&mut status, false, reason.as_str(), message);
-        self.write_status(&status).await?;
-        // A conflicting Secret is not ours to watch: notice its deletion by looking again.
-        if reason == Reason::SecretConflict {
-            return Ok(Action::requeue(LOOK_AGAIN_AFTER));
-        }
+        self.status
+            .without_credential(LeasePhase::Failed, false, reason.as_str(), message)
+            .await?;
         Ok(Action::await_change())
     }
 
-    async fn wait(&self, reason: &str, message: String) -> Result<Action, Error> {
-        if !self.already(reason) {
+    async fn wait(&self, reason: Reason, message: String) -> Result<Action, Error> {
+        if !self.status.already(reason.as_str()) {
             self.ctx
                 .publish(
                     self.lease,
                     EventType::Normal,
-                    reason,
+                    reason.as_str(),
                     "Wait",
                     message.clone(),
                 )
                 .await;
         }
-        let mut status = self.status();
-        status.phase = Some(LeasePhase::Pending);
-        self.condition(&mut status, false, reason, message);
-        self.write_status(&status).await?;
-        // Releases and pool changes wake a waiting lease; this covers what sends no event (a
-        // claim whose holder vanished without releasing it).
-        Ok(Action::requeue(LOOK_AGAIN_AFTER))
+        self.status
+            .without_credential(LeasePhase::Pending, false, reason.as_str(), message)
+            .await?;
+        Ok(Action::await_change())
     }
 
     async fn issue(
         &self,
         pool: &EntraDynamicSecret,
         secret_name: &str,
-        secret: SecretState,
         candidates: Vec<LeasedUser>,
         ttl: Duration,
         max_ttl: Duration,
     ) -> Result<Action, Error> {
+        // The pool's credential must get a token before it is copied for revocation.
+        let app = self.ctx.app_credentials(pool).await?;
+        if let Err(error) = self.ctx.graph.check_credentials(&app).await {
+            return self.issue_refused(Error::Graph(error)).await;
+        }
+        let app_identity = self.ctx.copies.keep(pool.spec.cloud, &app).await?;
         let candidates = self
             .ctx
             .without_forbidden(candidates, self.lease.spec.user.is_some());
         let candidates = self.ctx.likely_free_first(candidates, self.lease);
+        let issued_at = whole_seconds(self.now);
         let mut claimed = None;
-        for candidate in candidates {
-            if self
-                .ctx
-                .claims
-                .claim(&candidate, self.lease, &pool.name_any())
-                .await?
-                == ClaimOutcome::Claimed
-            {
-                claimed = Some(candidate);
+        for user in candidates {
+            let record = ClaimRecord {
+                lease: LeaseIdentity {
+                    namespace: self.lease.namespace().unwrap_or_default(),
+                    name: self.lease.name_any(),
+                    uid: self.lease.uid().unwrap_or_default(),
+                },
+                pool: PoolIdentity {
+                    kind: "EntraDynamicSecret".into(),
+                    namespace: pool.namespace().unwrap_or_default(),
+                    name: pool.name_any(),
+                    uid: pool.uid().unwrap_or_default(),
+                },
+                user,
+                app: app_identity.clone(),
+                revoke_sign_in_sessions: pool.spec.revoke_sign_in_sessions,
+                password_length: pool.spec.password_length,
+                secret_name: secret_name.to_owned(),
+                issued: false,
+                issued_at: Time(issued_at),
+                expires_at: Time(issued_at + signed(ttl)),
+                max_expires_at: Time(issued_at + signed(max_ttl)),
+                renew_count: 0,
+                last_renewed_at: None,
+                last_renew_request: None,
+            };
+            if let ClaimOutcome::Claimed(claim) = self.ctx.claims.claim(&record).await? {
+                claimed = Some((claim, record));
                 break;
             }
         }
-        let Some(leased) = claimed else {
+        let Some((claim, record)) = claimed else {
             let message = match &self.lease.spec.user {
                 Some(user) => format!("user {user} is leased by another lease; waiting for it"),
                 None => format!(
@@ -277,58 +322,79 @@ impl Shell<'_> {
                     pool.name_any()
                 ),
             };
-            return self.wait(Reason::WaitingForUser.as_str(), message).await;
+            return self.wait(Reason::WaitingForUser, message).await;
         };
         // The claim records which user this lease holds: a crash from here on resumes with it.
-        let mut status = self.status();
-        // A Secret left by an interrupted issue holds the password that may already be set: set
-        // that same one again, so no working password is ever lost (invariant I2).
+        self.set_and_confirm(claim, &record, &app, None).await
+    }
+
+    /// An issue interrupted after its claim: a Secret left by it holds the password that may
+    /// already be set, so that same one is set again and no working password is ever lost (I2).
+    async fn resume(
+        &self,
+        claim: HeldClaim,
+        record: &ClaimRecord,
+        secret: SecretState,
+    ) -> Result<Action, Error> {
+        let app = self.ctx.copies.recorded(record, &self.ctx.endpoints).await?;
         let resumed = match secret {
             SecretState::Intact | SecretState::Tampered => {
-                self.ctx.stored_password(self.lease, secret_name).await?
+                self.ctx
+                    .stored_password(self.lease, &record.secret_name)
+                    .await?
             }
             SecretState::Missing | SecretState::Foreign => None,
         };
-        let fresh = status.max_expires_at.is_none();
-        let expires_at = match status.expires_at.as_ref() {
-            Some(existing) if !fresh => existing.0,
-            _ => whole_seconds(self.now) + signed(ttl),
-        };
-        let outcome = set_password_via_secret(
-            self.ctx,
-            self.lease,
-            pool,
-            &leased,
-            secret_name,
-            resumed,
-            expires_at,
-        )
-        .await;
-        if let Err(error) = outcome {
-            return self.issue_failed(pool, &leased, secret_name, error).await;
+        self.set_and_confirm(claim, record, &app, resumed).await
+    }
+
+    /// Sets the password (Secret first), then records in the claim that Entra confirmed it.
+    async fn set_and_confirm(
+        &self,
+        claim: HeldClaim,
+        record: &ClaimRecord,
+        app: &AppCredentials,
+        resumed: Option<SecretString>,
+    ) -> Result<Action, Error> {
+        let was_resumed = resumed.is_some();
+        if let Err(error) =
+            set_password_via_secret(self.ctx, self.lease, app, record, resumed).await
+        {
+            return self.issue_failed(claim, record, was_resumed, error).await;
         }
-        if fresh {
-            let issued_at = whole_seconds(self.now);
-            status.issued_at = Some(Time(issued_at));
-            status.expires_at = Some(Time(expires_at));
-            status.max_expires_at = Some(Time(issued_at + signed(max_ttl)));
-        }
-        status.phase = Some(LeasePhase::Active);
-        status.user = Some(leased.clone());
-        status.secret_name = Some(secret_name.to_owned());
+        let mut confirmed = record.clone();
+        confirmed.issued = true;
+        self.ctx
+            .claims
+            .update_record(&claim, &confirmed)
+            .await
+            .map_err(Error::stale_on_conflict("the claim"))?;
+        let expires_at = confirmed.expires_at();
         let message = format!(
-            "credentials for {} are in Secret {secret_name} until {}",
-            leased.user_principal_name,
+            "credentials for {} are in Secret {} until {}",
+            confirmed.user.user_principal_name,
+            confirmed.secret_name,
             format_time(expires_at)
         );
-        self.condition(&mut status, true, Reason::Issued.as_str(), message.clone());
-        self.write_status(&status).await?;
-        let reason = if fresh {
-            Reason::Issued
-        } else {
+        self.status
+            .active(&confirmed, Reason::Issued.as_str(), message.clone())
+            .await?;
+        let reason = if was_resumed {
             Reason::CredentialRestored
+        } else {
+            Reason::Issued
         };
-        tracing::info!(lease = %self.lease.name_any(), user = %leased.user_principal_name, %reason, "issued");
+        tracing::info!(
+            lease = %self.lease.name_any(),
+            namespace = %confirmed.lease.namespace,
+            user = %confirmed.user.user_principal_name,
+            pool = %confirmed.pool.name,
+            issued_at = %confirmed.issued_at.0,
+            expires_at = %expires_at,
+            max_expires_at = %confirmed.max_expires_at.0,
+            %reason,
+            "issued"
+        );
         metrics().issues.inc();
         self.ctx
             .publish(
@@ -339,38 +405,50 @@ impl Shell<'_> {
                 message,
             )
             .await;
-        Ok(requeue_at(expires_at, self.now))
+        Ok(Action::requeue(until_then(expires_at, self.now)))
     }
 
-    /// A permanent Graph failure while issuing: nothing stays issued, the user is released.
+    /// A failure while setting the password. Transient failures retry with the claim kept (the
+    /// next attempt resumes). A permanent one after a resumed attempt keeps the claim and ends the
+    /// credential, since an earlier attempt's password may have been set (a lost answer); a
+    /// permanent one on a first attempt means Entra never took the password: the user is freed.
     async fn issue_failed(
         &self,
-        pool: &EntraDynamicSecret,
-        user: &LeasedUser,
-        secret_name: &str,
+        claim: HeldClaim,
+        record: &ClaimRecord,
+        resumed: bool,
         error: Error,
     ) -> Result<Action, Error> {
-        let Error::Graph(graph) = &error else {
-            return Err(error);
+        let permanent = match &error {
+            Error::Graph(graph) => !graph.is_transient(),
+            Error::PasswordsRejected(_) => true,
+            _ => false,
         };
-        // A lease that already had a credential (a restore) keeps its user and retries: its
-        // old password may still work, and only a successful scramble may release the user.
-        if graph.is_transient() || self.status().issued_at.is_some() {
+        if !permanent {
             return Err(error);
         }
-        // The password was never set (Entra refused it), so there is nothing to scramble.
-        delete_owned_secret(self.ctx, self.lease, secret_name).await?;
-        self.ctx.claims.release(&user.id, self.lease).await?;
+        if resumed {
+            let live = self.ctx.claims.get(&record.user.id).await?;
+            if let Some(live) = live.filter(|c| c.is_held_by(Some(&record.lease.uid))) {
+                end_credential(self.ctx, &live).await?;
+            }
+        } else {
+            let lease = &record.lease;
+            delete_controlled_secret(self.ctx, &lease.namespace, &record.secret_name, &lease.uid)
+                .await?;
+            self.ctx.claims.release(&claim).await?;
+        }
+        let user = &record.user;
         let changed_in_entra = matches!(
-            graph,
-            GraphError::UserNotFound { .. } | GraphError::UserNotLeasable { .. }
+            error,
+            Error::Graph(GraphError::UserNotFound { .. } | GraphError::UserNotLeasable { .. })
         );
-        if changed_in_entra {
+        if changed_in_entra && let Some(pool) = self.ctx.pool_of(self.lease) {
             // Changed in Entra since the pool resolved it: resolve the pool again (the release
             // above wakes it) so that its status shows why.
-            self.ctx.forget_resolution(pool);
+            self.ctx.forget_resolution(&pool);
         }
-        let refused = matches!(graph, GraphError::MissingPermission { .. });
+        let refused = matches!(error, Error::Graph(GraphError::MissingPermission { .. }));
         if (changed_in_entra || refused) && self.lease.spec.user.is_none() {
             // Likely a protected admin in the pool, or a user changed in Entra: set it aside
             // and try the next free user.
@@ -383,7 +461,7 @@ impl Shell<'_> {
                 )
             } else {
                 format!(
-                    "{} cannot be leased any more ({graph}); trying another pool user",
+                    "{} cannot be leased any more ({error}); trying another pool user",
                     user.user_principal_name
                 )
             };
@@ -391,28 +469,39 @@ impl Shell<'_> {
                 .publish(
                     self.lease,
                     EventType::Warning,
-                    graph.reason(),
+                    error.reason(),
                     "Issue",
                     message,
                 )
                 .await;
             return Ok(Action::requeue(Duration::from_millis(100)));
         }
-        let mut status = self.status();
-        forget_credential(&mut status);
-        status.phase = Some(LeasePhase::Failed);
-        let message = graph.to_string();
+        self.issue_refused(error).await
+    }
+
+    /// Entra refused the issue for a reason the lease cannot fix: Failed, retried later.
+    async fn issue_refused(&self, error: Error) -> Result<Action, Error> {
+        let permanent = match &error {
+            Error::Graph(graph) => !graph.is_transient(),
+            Error::PasswordsRejected(_) => true,
+            _ => false,
+        };
+        if !permanent {
+            return Err(error);
+        }
+        let message = error.to_string();
         self.ctx
             .publish(
                 self.lease,
                 EventType::Warning,
-                graph.reason(),
+                error.reason(),
                 "Issue",
                 message.clone(),
             )
             .await;
-        self.condition(&mut status, false, graph.reason(), message);
-        self.write_status(&status).await?;
+        self.status
+            .without_credential(LeasePhase::Failed, false, error.reason(), message)
+            .await?;
         // Permissions and roles can be fixed in Entra without any change here: try again later.
         let retry_at = std::time::Instant::now() + RETRY_REFUSED_ISSUE;
         let uid = self.lease.uid().unwrap_or_default();
@@ -425,14 +514,13 @@ impl Shell<'_> {
     }
 
     /// The active lease's Secret was deleted or edited: a fresh password (which also ends the old
-    /// one) goes into a restored Secret. Issuing resumes through the same path as a first issue,
-    /// keeping the lease's times.
+    /// one) goes into a restored Secret, set with the app identity recorded at issue.
     async fn restore(
         &self,
-        pool: &EntraDynamicSecret,
-        secret_name: &str,
+        record: &ClaimRecord,
         cause: SecretState,
     ) -> Result<Action, Error> {
+        let secret_name = &record.secret_name;
         let what = if cause == SecretState::Missing {
             "deleted"
         } else {
@@ -447,51 +535,48 @@ impl Shell<'_> {
                 format!("Secret {secret_name} was {what}; issuing a fresh password"),
             )
             .await;
-        let mut status = self.status();
-        status.phase = Some(LeasePhase::Issuing);
-        self.condition(
-            &mut status,
-            false,
-            Reason::CredentialRestored.as_str(),
-            format!("Secret {secret_name} was {what}"),
-        );
-        self.write_status(&status).await?;
-        let user = status.user.clone().expect("an active lease has a user");
-        let expires_at = status.expires_at.as_ref().map_or(self.now, |t| t.0);
-        if let Err(error) = set_password_via_secret(
-            self.ctx,
-            self.lease,
-            pool,
-            &user,
-            secret_name,
-            None,
-            expires_at,
-        )
-        .await
-        {
-            return self.issue_failed(pool, &user, secret_name, error).await;
-        }
-        status.phase = Some(LeasePhase::Active);
-        self.condition(
-            &mut status,
-            true,
-            Reason::CredentialRestored.as_str(),
-            format!("Secret {secret_name} restored with a fresh password"),
-        );
-        self.write_status(&status).await?;
-        tracing::info!(lease = %self.lease.name_any(), user = %user.user_principal_name, "restored");
+        let app = self.ctx.copies.recorded(record, &self.ctx.endpoints).await?;
+        set_password_via_secret(self.ctx, self.lease, &app, record, None).await?;
+        self.status
+            .active(
+                record,
+                Reason::CredentialRestored.as_str(),
+                format!("Secret {secret_name} restored with a fresh password"),
+            )
+            .await?;
+        tracing::info!(lease = %self.lease.name_any(), user = %record.user.user_principal_name, "restored");
         metrics().issues.inc();
-        Ok(requeue_at(expires_at, self.now))
+        Ok(Action::requeue(until_then(record.expires_at(), self.now)))
     }
 
     async fn renew(
         &self,
-        secret_name: &str,
+        claim: &HeldClaim,
+        record: &ClaimRecord,
         expires_at: Timestamp,
         capped: bool,
         request: Option<String>,
     ) -> Result<Action, Error> {
-        let mut status = self.status();
+        let mut renewed = record.clone();
+        let moved = renewed.expires_at() != expires_at;
+        if moved {
+            renewed.renew_count += 1;
+            renewed.last_renewed_at = Some(Time(whole_seconds(self.now)));
+            renewed.expires_at = Time(expires_at);
+        }
+        if request.is_some() {
+            renewed.last_renew_request = request;
+        }
+        // The claim first: it is the record, and its precondition stops a renewal judged on a
+        // stale copy from being applied twice.
+        self.ctx
+            .claims
+            .update_record(claim, &renewed)
+            .await
+            .map_err(Error::stale_on_conflict("the claim"))?;
+        if moved {
+            annotate_expiry(self.ctx, &renewed, expires_at).await?;
+        }
         let reason = if capped {
             Reason::RenewalCapped
         } else {
@@ -505,17 +590,9 @@ impl Shell<'_> {
         } else {
             format!("renewed until {}", format_time(expires_at))
         };
-        if status.expires_at.as_ref().map(|t| t.0) != Some(expires_at) {
-            status.renew_count += 1;
-            status.last_renewed_at = Some(Time(whole_seconds(self.now)));
-            status.expires_at = Some(Time(expires_at));
-            self.annotate_expiry(secret_name, expires_at).await?;
-        }
-        if request.is_some() {
-            status.last_renew_request = request;
-        }
-        self.condition(&mut status, true, reason.as_str(), message.clone());
-        self.write_status(&status).await?;
+        self.status
+            .active(&renewed, reason.as_str(), message.clone())
+            .await?;
         tracing::info!(lease = %self.lease.name_any(), %reason, expires_at = %format_time(expires_at), "renewed");
         let capped_label = CappedLabels {
             capped: capped.to_string(),
@@ -530,40 +607,8 @@ impl Shell<'_> {
                 message,
             )
             .await;
-        Ok(requeue_at(expires_at, self.now))
+        Ok(Action::requeue(until_then(expires_at, self.now)))
     }
-
-    /// Renewals change the Secret's expiry annotation only, never its data.
-    async fn annotate_expiry(&self, secret_name: &str, expires_at: Timestamp) -> Result<(), Error> {
-        let namespace = self.lease.namespace().unwrap_or_default();
-        let patch = serde_json::json!({
-            "metadata": { "annotations": { EXPIRES_AT_ANNOTATION: format_time(expires_at) } }
-        });
-        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &namespace);
-        match secrets
-            .patch(secret_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(error.into()),
-        }
-    }
-}
-
-/// Clears what described an issued credential, once it has ended or was never set.
-fn forget_credential(status: &mut LeaseStatus) {
-    status.user = None;
-    status.secret_name = None;
-    status.issued_at = None;
-    status.expires_at = None;
-    status.max_expires_at = None;
-}
-
-/// Wake up at `deadline`, a hair after it so that the deadline has passed when the reconcile runs.
-fn requeue_at(deadline: Timestamp, now: Timestamp) -> Action {
-    let wait = deadline.duration_since(now) + SignedDuration::from_millis(20);
-    Action::requeue(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 fn signed(duration: Duration) -> SignedDuration {

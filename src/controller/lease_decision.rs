@@ -7,33 +7,23 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeasedUser, RENEW_ANNOTATION};
+use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser, RENEW_ANNOTATION};
 use crate::duration::parse_duration;
 
+use super::claim_record::ClaimRecord;
+pub use crate::secret::SecretState;
 use super::reasons::Reason;
 
-/// The state of the Secret a lease writes its credentials to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SecretState {
-    /// No object of that name.
-    Missing,
-    /// Owned by this lease, with the data the operator wrote.
-    Intact,
-    /// Owned by this lease, but its data was changed by someone else.
-    Tampered,
-    /// An object of that name that this lease does not own: never adopted or overwritten.
-    Foreign,
-}
-
-/// Everything [`decide`] looks at.
+/// Everything [`decide`] looks at. The lease's status is not among the facts: it is a
+/// projection the operator writes, and anyone with `entraleases/status` may have rewritten it.
 pub struct LeaseFacts<'a> {
     pub lease: &'a EntraLease,
     /// The referenced dynamic secret, if it exists.
     pub pool: Option<&'a EntraDynamicSecret>,
     pub secret: SecretState,
-    /// The user whose claim the lease holds, for a lease not yet active: an issue interrupted by
-    /// a crash resumes with it.
-    pub held: Option<LeasedUser>,
+    /// The record of the claim the lease holds: the user, the deadlines, whether the password
+    /// was confirmed. An issue interrupted by a crash resumes with it.
+    pub record: Option<&'a ClaimRecord>,
     pub now: Timestamp,
 }
 
@@ -51,6 +41,9 @@ pub enum Decision {
         ttl: Duration,
         max_ttl: Duration,
     },
+    /// The lease holds a claim whose password Entra has not confirmed (a crash or a failure in
+    /// the middle of an issue): set it again, with the recorded app identity.
+    Resume,
     /// The active lease's Secret was deleted or edited: issue a fresh password, restore the Secret.
     Restore { cause: SecretState },
     /// Move `expiresAt` to `expires_at`; `capped` when maxTTL stopped the renewal short.
@@ -64,44 +57,70 @@ pub enum Decision {
     Hold { until: Timestamp },
 }
 
-/// The lifecycle in one function; see the design's "Lifecycle" section.
-pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
-    let status = facts.lease.status.as_ref();
-    // A lease past its expiry ends, whatever it was doing (a restore cannot extend it).
-    if status
-        .and_then(|s| s.expires_at.as_ref())
-        .is_some_and(|expires_at| facts.now >= expires_at.0)
-    {
-        return Decision::Expire;
+/// How long a waiting lease, or one refused for a Secret it does not own, looks again on its
+/// own: releases and pool changes wake it, this covers what sends no event.
+pub const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
+impl Decision {
+    /// True for the decisions that write to Graph: they are taken again from a live read of the
+    /// claim before they are carried out, never from a cache alone.
+    pub fn writes_to_graph(&self) -> bool {
+        matches!(
+            self,
+            Decision::Issue { .. } | Decision::Resume | Decision::Restore { .. }
+        )
     }
-    if status.and_then(|s| s.phase) == Some(LeasePhase::Active) {
-        return decide_active(facts);
+
+    /// When to reconcile again after carrying the decision out, if nothing else happens first.
+    pub fn look_again_after(&self, facts: &LeaseFacts<'_>) -> Option<Duration> {
+        let after = match self {
+            Decision::Wait { .. } => LOOK_AGAIN_AFTER,
+            Decision::Refuse {
+                reason: Reason::SecretConflict,
+                ..
+            } => LOOK_AGAIN_AFTER,
+            Decision::Hold { until } => until_then(*until, facts.now),
+            Decision::Renew { expires_at, .. } => until_then(*expires_at, facts.now),
+            _ => return None,
+        };
+        // Never later than the end of the credential the lease holds.
+        Some(match facts.record {
+            Some(record) => after.min(until_then(record.expires_at(), facts.now)),
+            None => after,
+        })
     }
-    decide_issue(facts)
 }
 
-fn decide_active(facts: &LeaseFacts<'_>) -> Decision {
-    let status = facts
-        .lease
-        .status
-        .as_ref()
-        .expect("an active lease has a status");
-    let (Some(expires_at), Some(max_expires_at)) = (
-        status.expires_at.as_ref().map(|t| t.0),
-        status.max_expires_at.as_ref().map(|t| t.0),
-    ) else {
-        // An active lease without its deadlines was not written by this operator: end it.
-        return Decision::Expire;
+/// The time from `now` to a hair after `deadline`, so that the deadline has passed on waking.
+pub fn until_then(deadline: Timestamp, now: Timestamp) -> Duration {
+    let wait = deadline.duration_since(now) + SignedDuration::from_millis(20);
+    Duration::try_from(wait).unwrap_or(Duration::ZERO)
+}
+
+/// The lifecycle in one function; see the design's "Lifecycle" section.
+pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
+    let Some(record) = facts.record else {
+        return decide_issue(facts);
     };
-    if facts.now >= expires_at {
+    // A lease past its expiry ends, whatever it was doing (a restore cannot extend it).
+    if facts.now >= record.expires_at() {
         return Decision::Expire;
     }
+    if !record.issued {
+        return Decision::Resume;
+    }
+    decide_active(facts, record)
+}
+
+fn decide_active(facts: &LeaseFacts<'_>, record: &ClaimRecord) -> Decision {
+    let expires_at = record.expires_at();
+    let max_expires_at = record.max_expires_at();
     if facts.secret == SecretState::Foreign {
         return Decision::Refuse {
             reason: Reason::SecretConflict,
             message: format!(
                 "Secret {} was replaced by one this lease does not own; the credential was ended",
-                secret_name(facts)
+                record.secret_name
             ),
         };
     }
@@ -111,7 +130,7 @@ fn decide_active(facts: &LeaseFacts<'_>) -> Decision {
         };
     }
     let ttl = effective_ttl(facts).ok();
-    if let Some(request) = pending_renew_request(facts.lease) {
+    if let Some(request) = pending_renew_request(facts.lease, record) {
         return match ttl {
             Some(ttl) => renewal(facts.now, ttl, max_expires_at, Some(request)),
             // Without a TTL to renew by (its dynamic secret is gone), record the request only.
@@ -237,12 +256,8 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
     }
 }
 
-/// The users the lease may claim, in pool order. A lease that already claimed a user (an issue
-/// interrupted by a crash or a wait) keeps it, so that the issue resumes instead of holding two.
+/// The users the lease may claim, in pool order.
 fn candidates(facts: &LeaseFacts<'_>, pool: &EntraDynamicSecret) -> Vec<LeasedUser> {
-    if let Some(held) = &facts.held {
-        return vec![held.clone()];
-    }
     let wanted = facts.lease.spec.user.as_deref();
     pool.status
         .iter()
@@ -299,14 +314,10 @@ fn effective_ttl(facts: &LeaseFacts<'_>) -> Result<Duration, String> {
     parse_duration(text).map_err(|error| format!("ttl: {error}"))
 }
 
-/// The renew annotation's value when it has not been acted on yet.
-pub fn pending_renew_request(lease: &EntraLease) -> Option<String> {
+/// The renew annotation's value when it has not been acted on yet (by the claim's record).
+pub fn pending_renew_request(lease: &EntraLease, record: &ClaimRecord) -> Option<String> {
     let requested = lease.annotations().get(RENEW_ANNOTATION)?;
-    let handled = lease
-        .status
-        .as_ref()
-        .and_then(|s| s.last_renew_request.as_ref());
-    (handled != Some(requested)).then(|| requested.clone())
+    (record.last_renew_request.as_ref() != Some(requested)).then(|| requested.clone())
 }
 
 fn renewal(
@@ -324,13 +335,17 @@ fn renewal(
 }
 
 fn secret_name(facts: &LeaseFacts<'_>) -> String {
-    credentials_secret_name(facts.lease, facts.pool)
+    credentials_secret_name(facts.lease, facts.pool, facts.record)
 }
 
-/// The name of a lease's Secret: the one it was issued to, else `spec.secretName`, else
+/// The name of a lease's Secret: the one its claim records, else `spec.secretName`, else
 /// `<secretPrefix>-<lease name>`.
-pub fn credentials_secret_name(lease: &EntraLease, pool: Option<&EntraDynamicSecret>) -> String {
-    let issued = lease.status.as_ref().and_then(|s| s.secret_name.clone());
+pub fn credentials_secret_name(
+    lease: &EntraLease,
+    pool: Option<&EntraDynamicSecret>,
+    record: Option<&ClaimRecord>,
+) -> String {
+    let issued = record.map(|r| r.secret_name.clone());
     issued
         .or_else(|| lease.spec.secret_name.clone())
         .unwrap_or_else(|| {
@@ -346,12 +361,9 @@ fn signed(duration: Duration) -> SignedDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DynamicSecretStatus, EntraLeaseSpec, LeaseStatus, PoolUser};
+    use crate::api::{DynamicSecretStatus, EntraLeaseSpec, LeasePhase, PoolUser};
+    use crate::fixtures::{at, record};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-
-    fn at(seconds: i64) -> Timestamp {
-        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
-    }
 
     fn pool() -> EntraDynamicSecret {
         let mut pool = EntraDynamicSecret::new(
@@ -392,35 +404,27 @@ mod tests {
         EntraLease::new("ci", lease_spec)
     }
 
-    /// An active lease issued at 0 with a 1h TTL and a 2h max.
-    fn active(spec: impl FnOnce(&mut EntraLeaseSpec)) -> EntraLease {
-        let mut lease = lease(spec);
-        lease.status = Some(LeaseStatus {
-            phase: Some(LeasePhase::Active),
-            user: Some(LeasedUser {
-                user_principal_name: "alice@contoso.com".into(),
-                id: "id-alice".into(),
-            }),
-            secret_name: Some("entra-ci".into()),
-            issued_at: Some(Time(at(0))),
-            expires_at: Some(Time(at(3600))),
-            max_expires_at: Some(Time(at(7200))),
-            ..LeaseStatus::default()
-        });
-        lease
-    }
-
     fn decide_at(
         lease: &EntraLease,
         pool: Option<&EntraDynamicSecret>,
         secret: SecretState,
         now: i64,
     ) -> Decision {
+        decide_with(lease, pool, secret, None, now)
+    }
+
+    fn decide_with(
+        lease: &EntraLease,
+        pool: Option<&EntraDynamicSecret>,
+        secret: SecretState,
+        record: Option<&ClaimRecord>,
+        now: i64,
+    ) -> Decision {
         decide(&LeaseFacts {
             lease,
             pool,
             secret,
-            held: None,
+            record,
             now: at(now),
         })
     }
@@ -519,38 +523,109 @@ mod tests {
     #[test]
     fn an_interrupted_issue_resumes_with_its_claimed_user() {
         let pool = pool();
+        let mut unconfirmed = record();
+        unconfirmed.issued = false;
+        for secret in [SecretState::Intact, SecretState::Missing] {
+            assert_eq!(
+                decide_with(&lease(|_| {}), Some(&pool), secret, Some(&unconfirmed), 10),
+                Decision::Resume
+            );
+        }
+        assert_eq!(
+            decide_with(&lease(|_| {}), None, SecretState::Intact, Some(&unconfirmed), 10),
+            Decision::Resume,
+            "the recorded identity needs no pool"
+        );
+        assert_eq!(
+            decide_with(&lease(|_| {}), Some(&pool), SecretState::Intact, Some(&unconfirmed), 3600),
+            Decision::Expire,
+            "an unconfirmed credential still ends at its expiry"
+        );
+    }
+
+    #[test]
+    fn a_forged_status_changes_no_decision() {
+        use crate::api::{LeaseStatus, LeasedUser};
+        let pool = pool();
+        let record = record();
+        let mut forged = lease(|_| {});
+        forged.status = Some(LeaseStatus {
+            phase: Some(LeasePhase::Active),
+            user: Some(LeasedUser {
+                user_principal_name: "mallory@contoso.com".into(),
+                id: "id-mallory".into(),
+            }),
+            expires_at: Some(Time(at(99_999))),
+            max_expires_at: Some(Time(at(99_999))),
+            last_renew_request: Some("1".into()),
+            ..LeaseStatus::default()
+        });
+        forged
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(RENEW_ANNOTATION.into(), "1".into());
+        assert_eq!(
+            decide_with(&forged, Some(&pool), SecretState::Intact, Some(&record), 3600),
+            Decision::Expire,
+            "the recorded expiry holds"
+        );
+        assert!(
+            matches!(
+                decide_with(&forged, Some(&pool), SecretState::Intact, Some(&record), 600),
+                Decision::Renew { .. }
+            ),
+            "the renewal request is judged by the record"
+        );
+        let mut no_status = forged.clone();
+        no_status.status = None;
+        assert!(matches!(
+            decide_with(&no_status, Some(&pool), SecretState::Intact, Some(&record), 600),
+            Decision::Renew { .. }
+        ));
+    }
+
+    #[test]
+    fn requeues_never_pass_the_held_credential_expiry() {
+        let pool = pool();
+        let record = record();
         let lease = lease(|_| {});
-        let held = LeasedUser {
-            user_principal_name: "carol@contoso.com".into(),
-            id: "id-carol".into(),
-        };
         let facts = LeaseFacts {
             lease: &lease,
             pool: Some(&pool),
             secret: SecretState::Intact,
-            held: Some(held),
-            now: at(0),
+            record: Some(&record),
+            now: at(3590),
         };
-        let Decision::Issue { candidates, .. } = decide(&facts) else {
-            panic!()
+        let wait = Decision::Wait {
+            reason: Reason::WaitingForUser,
+            message: String::new(),
         };
-        assert_eq!(candidates[0].id, "id-carol");
+        let after = wait.look_again_after(&facts).unwrap();
+        assert!(after <= Duration::from_secs(11), "{after:?}");
+        let facts = LeaseFacts {
+            record: None,
+            ..facts
+        };
+        assert_eq!(wait.look_again_after(&facts), Some(LOOK_AGAIN_AFTER));
+        assert_eq!(Decision::Expire.look_again_after(&facts), None);
     }
 
     #[test]
     fn an_active_lease_holds_until_its_expiry_then_expires() {
         let pool = pool();
-        let lease = active(|_| {});
+        let lease = lease(|_| {});
+        let record = record();
         assert_eq!(
-            decide_at(&lease, Some(&pool), SecretState::Intact, 10),
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 10),
             Decision::Hold { until: at(3600) }
         );
         assert_eq!(
-            decide_at(&lease, Some(&pool), SecretState::Intact, 3600),
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 3600),
             Decision::Expire
         );
         assert_eq!(
-            decide_at(&lease, None, SecretState::Missing, 4000),
+            decide_with(&lease, None, SecretState::Missing, Some(&record), 4000),
             Decision::Expire
         );
     }
@@ -558,7 +633,8 @@ mod tests {
     #[test]
     fn renewal_is_capped_at_max_ttl() {
         let pool = pool();
-        let mut lease = active(|_| {});
+        let mut record = record();
+        let mut lease = lease(|_| {});
         lease
             .metadata
             .annotations
@@ -567,7 +643,7 @@ mod tests {
         let mut longer = lease.clone();
         longer.spec.ttl = Some("2h".into());
         assert_eq!(
-            decide_at(&lease, Some(&pool), SecretState::Intact, 600),
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 600),
             Decision::Renew {
                 expires_at: at(4200),
                 capped: false,
@@ -575,17 +651,17 @@ mod tests {
             }
         );
         assert_eq!(
-            decide_at(&longer, Some(&pool), SecretState::Intact, 600),
+            decide_with(&longer, Some(&pool), SecretState::Intact, Some(&record), 600),
             Decision::Renew {
                 expires_at: at(7200),
                 capped: true,
                 request: Some("1".into())
             }
         );
-        lease.status.as_mut().unwrap().last_renew_request = Some("1".into());
+        record.last_renew_request = Some("1".into());
         assert!(
             matches!(
-                decide_at(&lease, Some(&pool), SecretState::Intact, 600),
+                decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 600),
                 Decision::Hold { .. }
             ),
             "each value renews once"
@@ -595,23 +671,23 @@ mod tests {
     #[test]
     fn auto_renewal_happens_when_a_third_of_the_ttl_remains() {
         let pool = pool();
-        let lease = active(|s| s.auto_renew = true);
+        let lease = lease(|s| s.auto_renew = true);
+        let mut record = record();
         assert_eq!(
-            decide_at(&lease, Some(&pool), SecretState::Intact, 100),
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 100),
             Decision::Hold { until: at(2400) }
         );
         assert_eq!(
-            decide_at(&lease, Some(&pool), SecretState::Intact, 2400),
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 2400),
             Decision::Renew {
                 expires_at: at(6000),
                 capped: false,
                 request: None
             }
         );
-        let mut at_ceiling = active(|s| s.auto_renew = true);
-        at_ceiling.status.as_mut().unwrap().expires_at = Some(Time(at(7200)));
+        record.expires_at = Time(at(7200));
         assert_eq!(
-            decide_at(&at_ceiling, Some(&pool), SecretState::Intact, 7000),
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 7000),
             Decision::Hold { until: at(7200) },
             "no renewal past the ceiling"
         );
@@ -620,10 +696,11 @@ mod tests {
     #[test]
     fn a_deleted_or_edited_secret_of_an_active_lease_is_restored() {
         let pool = pool();
-        let lease = active(|_| {});
+        let lease = lease(|_| {});
+        let record = record();
         for state in [SecretState::Missing, SecretState::Tampered] {
             assert_eq!(
-                decide_at(&lease, Some(&pool), state, 10),
+                decide_with(&lease, Some(&pool), state, Some(&record), 10),
                 Decision::Restore { cause: state }
             );
         }
@@ -632,9 +709,9 @@ mod tests {
     #[test]
     fn ttl_edits_never_touch_an_active_credential() {
         let pool = pool();
-        let lease = active(|s| s.ttl = Some("5h".into()));
+        let lease = lease(|s| s.ttl = Some("5h".into()));
         assert_eq!(
-            decide_at(&lease, Some(&pool), SecretState::Intact, 10),
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record()), 10),
             Decision::Hold { until: at(3600) }
         );
     }

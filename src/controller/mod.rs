@@ -1,15 +1,19 @@
 //! The two controllers and the watches they share.
 
 mod backoff;
+pub mod claim_record;
 mod claims;
 mod context;
 mod credential;
+mod credential_copies;
 mod dynamic_secret;
 mod error;
 mod events;
 mod index;
 mod lease;
 pub mod lease_decision;
+mod lease_status;
+mod reaper;
 mod reasons;
 mod revocation;
 mod status;
@@ -30,8 +34,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use backoff::watch_backoff;
-use claims::ClaimHolder;
-pub use claims::{Claims, claim_name};
+pub use claims::{CLAIM_FINALIZER, Claims, HeldClaim, claim_name};
+pub use credential_copies::{CREDENTIAL_COPY_LABEL, copy_name};
+use reaper::{ReaperHandle, ReaperInput};
 pub use context::Context;
 pub use error::Error;
 pub use reasons::Reason;
@@ -82,7 +87,8 @@ pub async fn run(
     // controllers' triggers.
     let (pools, pool_writer) = reflector::store_shared::<EntraDynamicSecret>(1024);
     let (secrets, mut secret_writer) = index::index::<SecretSummary>();
-    let (claim_holders, mut claim_writer) = index::index::<ClaimHolder>();
+    let (claim_cache, mut claim_writer) = index::index::<HeldClaim>();
+    let (reaper, reaper_inputs) = ReaperHandle::channel();
     let pool_events = pool_writer.subscribe().expect("a shared store");
     let pool_events_for_leases = pool_writer.subscribe().expect("a shared store");
 
@@ -114,6 +120,7 @@ pub async fn run(
         future::ready(())
     });
     let claims = Claims::new(client.clone(), &settings.claims_namespace);
+    let reaper_of_claims = reaper.clone();
     let claim_watch = watcher(
         claims.api().clone(),
         watcher::Config::default().labels(&Claims::selector()),
@@ -121,7 +128,11 @@ pub async fn run(
     .backoff(watch_backoff())
     .for_each(move |event| {
         if let Ok(event) = &event {
-            claim_writer.apply(event, ClaimHolder::of);
+            claim_writer.apply(event, HeldClaim::of);
+            // Every claim is looked at when it would be overdue; the cache has it by then.
+            if let watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) = event {
+                reaper_of_claims.watch_claim(&HeldClaim::of(claim));
+            }
         }
         future::ready(())
     });
@@ -135,14 +146,20 @@ pub async fn run(
         graph: settings.graph,
         endpoints: settings.endpoints,
         claims,
+        copies: credential_copies::CredentialCopies::new(
+            client.clone(),
+            &settings.claims_namespace,
+        ),
         events: events::Events::new(client.clone(), reporter),
         pools: pools.clone(),
         secrets: secrets.clone(),
-        claim_holders: claim_holders.clone(),
+        claim_cache: claim_cache.clone(),
         validations: Default::default(),
         status_written: Default::default(),
         forbidden: Default::default(),
         issue_retry_at: Default::default(),
+        reap_failures: Default::default(),
+        failures: Default::default(),
     });
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let shutdown = future::Shared::clone(&futures::FutureExt::shared(Box::pin(shutdown)));
@@ -151,6 +168,7 @@ pub async fn run(
         Api::namespaced(client.clone(), &settings.claims_namespace);
     // The lease controller's own cache, without managedFields (about a third of each object).
     let (lease_store, lease_writer) = reflector::store::<EntraLease>();
+    let reaper_of_leases = reaper.clone();
     let lease_events = watcher(
         namespaced::<EntraLease>(&client, &watch_namespace),
         watcher::Config::default(),
@@ -158,6 +176,17 @@ pub async fn run(
     .backoff(watch_backoff())
     .modify(drop_managed_fields)
     .reflect(lease_writer)
+    // A lease that disappears, or a (re)list that may have missed some, sends the reaper to
+    // the claims: a claim whose lease is gone is ended from its record.
+    .inspect(move |event| match event {
+        Ok(watcher::Event::Delete(lease)) => {
+            if let Some(uid) = lease.uid() {
+                reaper_of_leases.send(ReaperInput::LeaseGone(uid));
+            }
+        }
+        Ok(watcher::Event::InitDone) => reaper_of_leases.send(ReaperInput::Everything),
+        _ => {}
+    })
     .applied_objects();
     let leases =
         Controller::for_stream(lease_events, lease_store.clone()).with_config(config.clone());
@@ -200,7 +229,10 @@ pub async fn run(
         .reconcile_on(wake_waiting)
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            |lease, ctx| timed("lease", lease::reconcile(lease, ctx)),
+            |lease, ctx| {
+                let key = failure_key(lease.as_ref());
+                timed("lease", key, ctx.clone(), lease::reconcile(lease, ctx))
+            },
             error_policy::<EntraLease>,
             ctx.clone(),
         )
@@ -242,9 +274,12 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .run(
-            dynamic_secret::reconcile,
+            |pool, ctx| {
+                let key = failure_key(pool.as_ref());
+                timed("dynamic_secret", key, ctx.clone(), dynamic_secret::reconcile(pool, ctx))
+            },
             error_policy::<EntraDynamicSecret>,
-            ctx,
+            ctx.clone(),
         )
         .for_each(|_| future::ready(()));
 
@@ -252,18 +287,24 @@ pub async fn run(
     // must never be judged against a dynamic secret or a claim the cache has not loaded yet.
     let pools_ready = pools_for_readiness;
     let readiness = settings_readiness;
+    let reaper_task = reaper::run(ctx, lease_store.clone(), reaper, reaper_inputs);
     let controllers = async move {
         let (a, b, c) = tokio::join!(
             pools_ready.wait_until_ready(),
             secrets.wait_until_ready(),
-            claim_holders.wait_until_ready()
+            claim_cache.wait_until_ready()
         );
         if a.is_err() || b.is_err() || c.is_err() {
             return;
         }
         tracing::info!("caches synced; reconciling");
         readiness.set(true);
-        future::join(lease_controller, pool_controller).await;
+        // The reaper stops with the controllers (on shutdown): an interrupted reap is repeated
+        // by the next leader, as after a crash.
+        tokio::select! {
+            _ = future::join(lease_controller, pool_controller) => {}
+            _ = reaper_task => {}
+        }
     };
     tokio::select! {
         _ = controllers => {}
@@ -335,33 +376,60 @@ fn snapshot(
     }
 }
 
-/// Records how long a reconcile took and, when it failed, what kind of error it was.
+/// Records how long a reconcile took and, when it failed, what kind of error it was; a success
+/// resets the object's backoff.
 async fn timed(
     controller: &'static str,
+    key: String,
+    ctx: Arc<Context>,
     reconcile: impl future::Future<Output = Result<Action, Error>>,
 ) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let result = reconcile.await;
     let kind = result.as_ref().err().map(Error::metric_label);
     metrics().observe_reconcile(controller, started.elapsed(), kind);
+    if result.is_ok() {
+        ctx.failures.lock().unwrap().remove(&key);
+    }
     result
 }
 
-/// Failed reconciles retry with backoff; the error is logged (it never carries secrets).
-fn error_policy<K: kube::Resource>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    if let Error::Finalizer(inner) = error
-        && let kube::runtime::finalizer::Error::CleanupFailed(Error::WaitingForLeases(count)) =
-            inner.as_ref()
-    {
-        tracing::info!(object = %object.meta().name.as_deref().unwrap_or_default(), count, "waiting for leases to end");
+fn failure_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Failed reconciles retry with a backoff of their own per object (1 s doubling to 5 min); the
+/// error is logged (it never carries secrets). Acting on a stale copy is no failure: look again.
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    let waiting_for_leases = matches!(error, Error::Finalizer(inner)
+        if matches!(inner.as_ref(), kube::runtime::finalizer::Error::CleanupFailed(Error::WaitingForLeases(_))));
+    if waiting_for_leases {
+        tracing::info!(object = %name, "waiting for leases to end");
         return Action::requeue(Duration::from_secs(2));
     }
+    if error.is_stale() {
+        tracing::debug!(object = %name, %error, "acted on a stale copy; looking again");
+        return Action::requeue(Duration::from_millis(500));
+    }
     tracing::warn!(
-        object = %object.meta().name.as_deref().unwrap_or_default(),
+        object = %name,
         namespace = %object.meta().namespace.as_deref().unwrap_or_default(),
         kind = error.metric_label(),
         %error,
         "reconcile failed"
     );
-    Action::requeue(Duration::from_secs(5))
+    let mut failures = ctx.failures.lock().unwrap();
+    let count = failures.entry(failure_key(object.as_ref())).or_insert(0);
+    *count = count.saturating_add(1);
+    Action::requeue(backoff::reconcile_backoff(*count))
 }

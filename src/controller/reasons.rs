@@ -14,6 +14,8 @@ pub enum Reason {
     Revoking,
     Revoked,
     RevocationFailing,
+    RevocationBlocked,
+    StatusRewritten,
     WaitingForUser,
     // Why a lease waits.
     DynamicSecretNotFound,
@@ -46,6 +48,8 @@ impl Reason {
             Reason::Revoking => "Revoking",
             Reason::Revoked => "Revoked",
             Reason::RevocationFailing => "RevocationFailing",
+            Reason::RevocationBlocked => "RevocationBlocked",
+            Reason::StatusRewritten => "StatusRewritten",
             Reason::WaitingForUser => "WaitingForUser",
             Reason::DynamicSecretNotFound => "DynamicSecretNotFound",
             Reason::DynamicSecretNotReady => "DynamicSecretNotReady",

@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "entra-operator";
 
-/// Applies `status` to `object` unless it already has exactly that status.
+/// Applies `status` to `object` unless it already has exactly that status. The write is
+/// conditional on `object`'s resourceVersion: a status judged from a stale copy fails with 409
+/// instead of overwriting a newer one.
 pub async fn apply_status<K, S>(
     api: &Api<K>,
     object: &K,
@@ -28,6 +30,7 @@ where
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": { "resourceVersion": object.resource_version() },
         "status": status,
     });
     api.patch_status(

@@ -1,0 +1,133 @@
+//! What the operator relies on for one leased user, kept in the user's claim in the operator's
+//! namespace (where only the operator writes). The lease's status is a projection of it and is
+//! never read back as truth: whoever may write `entraleases/status` cannot move a deadline, swap
+//! the user or skip a revocation.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Cloud, LeasedUser};
+
+/// Annotation of a claim holding its [`ClaimRecord`] as JSON.
+pub const RECORD_ANNOTATION: &str = "kms.hanzo.ai/record";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRecord {
+    pub lease: LeaseIdentity,
+    pub pool: PoolIdentity,
+    pub user: LeasedUser,
+    /// The app identity the password was set with; revocation uses it, whatever the pool says now.
+    pub app: AppIdentity,
+    /// `revokeSignInSessions` of the pool as it was at issue.
+    pub revoke_sign_in_sessions: bool,
+    /// Length of the scramble password (the pool's `passwordLength` at issue).
+    pub password_length: u16,
+    /// The Secret (in the lease's namespace) the credentials are written to.
+    pub secret_name: String,
+    /// True once Entra confirmed the password: until then a restart resumes the issue.
+    pub issued: bool,
+    pub issued_at: Time,
+    pub expires_at: Time,
+    pub max_expires_at: Time,
+    #[serde(default)]
+    pub renew_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renewed_at: Option<Time>,
+    /// The last value of the renew annotation acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renew_request: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseIdentity {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolIdentity {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppIdentity {
+    pub cloud: Cloud,
+    /// The authority host the token came from (informational: endpoints follow the cloud and the
+    /// operator's own overrides, never an object's field).
+    pub authority: String,
+    pub tenant_id: String,
+    pub application_id: String,
+    /// The operator's own copy of the credential, a Secret in the operator's namespace.
+    pub credential: CredentialCopyRef,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialCopyRef {
+    pub secret_name: String,
+}
+
+impl ClaimRecord {
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_at.0
+    }
+
+    pub fn max_expires_at(&self) -> Timestamp {
+        self.max_expires_at.0
+    }
+
+    /// The record as the claim's annotation value.
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The record in a claim's annotation; `None` when absent or unreadable (then nothing is
+    /// trusted from the claim but its holder).
+    pub fn from_annotation(value: &str) -> Option<ClaimRecord> {
+        serde_json::from_str(value).ok()
+    }
+
+    /// True when the pool now points at another app identity than the one recorded at issue.
+    pub fn app_differs(&self, cloud: Cloud, tenant_id: &str, application_id: &str) -> bool {
+        self.app.cloud != cloud
+            || !self.app.tenant_id.eq_ignore_ascii_case(tenant_id)
+            || !self.app.application_id.eq_ignore_ascii_case(application_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::record;
+
+    #[test]
+    fn a_record_survives_its_annotation() {
+        let record = record();
+        let back = ClaimRecord::from_annotation(&record.to_annotation());
+        assert_eq!(back, Some(record));
+    }
+
+    #[test]
+    fn an_unreadable_annotation_is_no_record() {
+        assert_eq!(ClaimRecord::from_annotation("{\"lease\":1}"), None);
+        assert_eq!(ClaimRecord::from_annotation(""), None);
+    }
+
+    #[test]
+    fn another_tenant_or_app_is_another_identity() {
+        let record = record();
+        assert!(!record.app_differs(Cloud::AzurePublic, "CONTOSO.onmicrosoft.com", "APP"));
+        assert!(record.app_differs(Cloud::AzurePublic, "fabrikam.onmicrosoft.com", "app"));
+        assert!(record.app_differs(Cloud::AzurePublic, "contoso.onmicrosoft.com", "other"));
+        assert!(record.app_differs(Cloud::AzureChina, "contoso.onmicrosoft.com", "app"));
+    }
+}

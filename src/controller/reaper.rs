@@ -1,0 +1,257 @@
+//! The reaper: ends the credential of every claim whose lease is gone, whatever the path (its
+//! finalizer stripped, its namespace force-deleted, the CRD deleted), and of every claim still
+//! held [`OVERDUE_AFTER`] past its expiry, from the claim's record alone. It looks when a lease
+//! disappears, when the lease watch (re)lists (so on every start), and at each claim's overdue
+//! time; claims are watched, not polled, and a healthy lease costs it no API call.
+//!
+//! A lease counts as gone only on a live read answering 404 or another uid, never on its
+//! absence from a cache or on a refusal (403).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Preconditions};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::scheduler::{ScheduleRequest, scheduler};
+use tokio::time::Instant;
+
+use super::Error;
+use super::claims::{HeldClaim, is_not_found};
+use super::context::Context;
+use super::credential::end_credential;
+use super::revocation::{count_revocation_failure, revocation_reason};
+use crate::api::EntraLease;
+
+/// How long past its expiry a claim may still be held before the reaper ends it: the lease's
+/// own expiry normally gets there first, and two scrambles would be one too many.
+pub const OVERDUE_AFTER: Duration = Duration::from_secs(30);
+/// How long after a lease disappears its claim is looked at: a normal ending released it
+/// before the lease went, and the claim cache needs a moment to show that.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Retry bounds of a failing reap.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Reaps running at once.
+const CONCURRENCY: usize = 4;
+
+/// What the reaper is told.
+pub enum ReaperInput {
+    /// Look at this claim (by name) at this time.
+    Claim(String, Instant),
+    /// The lease with this uid was deleted.
+    LeaseGone(String),
+    /// The lease watch (re)listed: deletions may have been missed.
+    Everything,
+}
+
+#[derive(Clone)]
+pub struct ReaperHandle(UnboundedSender<ReaperInput>);
+
+impl ReaperHandle {
+    pub fn channel() -> (ReaperHandle, UnboundedReceiver<ReaperInput>) {
+        let (tx, rx) = unbounded();
+        (ReaperHandle(tx), rx)
+    }
+
+    pub fn send(&self, input: ReaperInput) {
+        let _ = self.0.unbounded_send(input);
+    }
+
+    /// Tells the reaper about a claim as the claim watch sees it.
+    pub fn watch_claim(&self, claim: &HeldClaim) {
+        if let Some(record) = &claim.record {
+            self.send(ReaperInput::Claim(
+                claim.name.clone(),
+                instant_at(record.expires_at() + signed(OVERDUE_AFTER)),
+            ));
+        }
+    }
+}
+
+/// Runs the reaper until `inputs` ends.
+pub async fn run(
+    ctx: Arc<Context>,
+    leases: Store<EntraLease>,
+    handle: ReaperHandle,
+    inputs: UnboundedReceiver<ReaperInput>,
+) {
+    let expand_ctx = ctx.clone();
+    let requests = inputs.flat_map(move |input| {
+        let now = Instant::now();
+        let claims: Vec<ScheduleRequest<String>> = match input {
+            ReaperInput::Claim(name, at) => vec![ScheduleRequest {
+                message: name,
+                run_at: at,
+            }],
+            ReaperInput::LeaseGone(uid) => claims_where(&expand_ctx, |c| c.is_held_by(Some(&uid)))
+                .into_iter()
+                .map(|name| ScheduleRequest {
+                    message: name,
+                    run_at: now + SETTLE,
+                })
+                .collect(),
+            ReaperInput::Everything => claims_where(&expand_ctx, |_| true)
+                .into_iter()
+                .map(|name| ScheduleRequest {
+                    message: name,
+                    run_at: now + SETTLE,
+                })
+                .collect(),
+        };
+        futures::stream::iter(claims)
+    });
+    scheduler(requests)
+        .for_each_concurrent(CONCURRENCY, |name| {
+            let (ctx, leases, handle) = (ctx.clone(), leases.clone(), handle.clone());
+            async move {
+                if let Some(next) = look_at(&ctx, &leases, &name).await {
+                    handle.send(ReaperInput::Claim(name, next));
+                }
+            }
+        })
+        .await;
+}
+
+fn claims_where(ctx: &Context, matches: impl Fn(&HeldClaim) -> bool) -> Vec<String> {
+    ctx.claim_cache
+        .find(ctx.claims.namespace(), matches)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Looks at one claim; returns when to look again, if ever.
+async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Option<Instant> {
+    let claim = ctx.claim_cache.get(ctx.claims.namespace(), name)?;
+    let Some(record) = claim.record.clone() else {
+        tracing::warn!(claim = %name, "a claim without a readable record; leaving it");
+        return None;
+    };
+    let overdue_at = record.expires_at() + signed(OVERDUE_AFTER);
+    let overdue = Timestamp::now() >= overdue_at;
+    let lease = &record.lease;
+    let cached = leases
+        .get(&ObjectRef::new(&lease.name).within(&lease.namespace))
+        .filter(|l| l.uid().as_deref() == Some(lease.uid.as_str()));
+    if cached.is_some() && !overdue {
+        return Some(instant_at(overdue_at));
+    }
+    let api: Api<EntraLease> = Api::namespaced(ctx.client.clone(), &lease.namespace);
+    let live = match api.get_opt(&lease.name).await {
+        Ok(live) => live.filter(|l| l.uid().as_deref() == Some(lease.uid.as_str())),
+        Err(error) => {
+            // Not a 404: the lease may well exist (a refusal, an outage). Never reap on that.
+            tracing::warn!(claim = %name, %error, "could not read a claim's lease; looking again");
+            return Some(Instant::now() + RETRY_FIRST);
+        }
+    };
+    if live.is_some() && !overdue {
+        return Some(instant_at(overdue_at));
+    }
+    let why = if live.is_some() {
+        "still held 30s past its expiry"
+    } else {
+        "its lease is gone"
+    };
+    match reap(ctx, &claim, live.as_ref(), &api).await {
+        Ok(()) => {
+            tracing::info!(
+                claim = %name,
+                lease = %lease.name,
+                namespace = %lease.namespace,
+                user = %record.user.user_principal_name,
+                why,
+                "reaped"
+            );
+            None
+        }
+        Err(error) => {
+            let reason = revocation_reason(&error);
+            count_revocation_failure(&error);
+            let message = format!(
+                "ending the credential of {} (lease {}/{}; {why}) failed, retrying: {error}",
+                record.user.user_principal_name, lease.namespace, lease.name
+            );
+            tracing::warn!(claim = %name, %reason, %error, "reaping failed");
+            ctx.publish_about(
+                claim_reference(ctx, &claim),
+                EventType::Warning,
+                reason.as_str(),
+                "Reap",
+                message,
+            )
+            .await;
+            Some(Instant::now() + retry_after(name, ctx))
+        }
+    }
+}
+
+/// Ends the claim's credential from a live read of the claim, then deletes an overdue lease so
+/// that it is not issued again.
+async fn reap(
+    ctx: &Context,
+    claim: &HeldClaim,
+    overdue_lease: Option<&EntraLease>,
+    api: &Api<EntraLease>,
+) -> Result<(), Error> {
+    let Some(record) = claim.record.as_deref() else {
+        return Ok(());
+    };
+    let live = ctx.claims.get(&record.user.id).await?;
+    if let Some(live) = live.filter(|c| c.uid == claim.uid && c.holder_uid == claim.holder_uid) {
+        end_credential(ctx, &live).await?;
+    }
+    if let Some(lease) = overdue_lease {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: lease.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&lease.name_any(), &params).await {
+            Ok(_) => {}
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    ctx.reap_failures.lock().unwrap().remove(&claim.name);
+    Ok(())
+}
+
+/// Exponential backoff per claim, from [`RETRY_FIRST`] to [`RETRY_MAX`].
+fn retry_after(name: &str, ctx: &Context) -> Duration {
+    let mut failures = ctx.reap_failures.lock().unwrap();
+    let count = failures.entry(name.to_owned()).or_insert(0);
+    *count = count.saturating_add(1);
+    RETRY_FIRST
+        .saturating_mul(1 << (*count - 1).min(10))
+        .min(RETRY_MAX)
+}
+
+fn claim_reference(ctx: &Context, claim: &HeldClaim) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("coordination.k8s.io/v1".into()),
+        kind: Some("Lease".into()),
+        name: Some(claim.name.clone()),
+        namespace: Some(ctx.claims.namespace().to_owned()),
+        uid: claim.uid.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+/// The monotonic instant of a wall-clock time (now when it has passed).
+fn instant_at(at: Timestamp) -> Instant {
+    let wait = at.duration_since(Timestamp::now());
+    Instant::now() + Duration::try_from(wait).unwrap_or(Duration::ZERO)
+}
+
+fn signed(duration: Duration) -> SignedDuration {
+    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}
