@@ -47,6 +47,11 @@ impl Operator {
     ) -> Operator {
         let dir = tempfile::tempdir().expect("a log directory");
         let metrics_port = free_port();
+        let overridden: Vec<String> = extra
+            .iter()
+            .filter(|arg| arg.starts_with("--"))
+            .filter_map(|arg| arg.split('=').next().map(str::to_owned))
+            .collect();
         let args: Vec<String> = [
             "run".to_owned(),
             format!("--kubeconfig={}", control_plane.kubeconfig.display()),
@@ -62,9 +67,7 @@ impl Operator {
         .into_iter()
         .filter(|default| {
             let flag = default.split('=').next().unwrap_or_default();
-            !extra
-                .iter()
-                .any(|arg| arg.split('=').next() == Some(flag) && flag.starts_with("--"))
+            !overridden.iter().any(|arg| arg == flag)
         })
         .chain(extra)
         .collect();
