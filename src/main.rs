@@ -72,6 +72,10 @@ struct RunArgs {
     /// How long a leader's Lease lasts without renewal; a standby takes over after it.
     #[arg(long, default_value_t = 15)]
     leader_election_lease_duration_seconds: u64,
+    /// After SIGTERM, how long in-flight reconciles may take before the process exits without
+    /// them (an interrupted step is left for the next leader, as after a crash).
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    shutdown_timeout_seconds: Duration,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -137,9 +141,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     if !args.leader_elect {
         // The only replica is the acting one.
         entra_operator::metrics::metrics().leader.set(1);
-        controller::run(client, settings, shutdown).await;
-        tracing::info!("stopped");
-        return Ok(());
+        let controllers = controller::run(client, settings, shutdown.clone());
+        let finished = bounded(controllers, shutdown, args.shutdown_timeout_seconds).await;
+        return stopped(finished);
     }
     // A standby is ready: it is healthy and waiting, which is its job.
     readiness.set(true);
@@ -156,19 +160,50 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         _ = shutdown.clone() => return Ok(()),
     };
     readiness.set(false);
+    let controllers = controller::run(client, settings, shutdown.clone());
     tokio::select! {
-        _ = controller::run(client, settings, shutdown) => {
+        finished = bounded(controllers, shutdown, args.shutdown_timeout_seconds) => {
             leadership.release().await;
-            tracing::info!("stopped");
-            Ok(())
+            stopped(finished)
         }
         _ = leadership.lost() => {
-            // Another replica may act from now on: stop at once, mid-reconcile if need be. Every
-            // step is safe to interrupt (invariant I2), and the pod restarts as a standby.
+            // Another replica may act from now on (or will soon: the renew deadline passed): stop
+            // at once, mid-reconcile if need be. Every step is safe to interrupt (invariant I2),
+            // and the pod restarts as a standby.
             tracing::error!("lost leadership; exiting");
             std::process::exit(1);
         }
     }
+}
+
+/// Runs `controllers` until they stop after `shutdown`, or until `timeout` after `shutdown`
+/// (reconciles still in Graph retries, say), whichever comes first. Whether they finished.
+async fn bounded(
+    controllers: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
+    timeout: Duration,
+) -> bool {
+    let deadline = async {
+        shutdown.await;
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        () = controllers => true,
+        () = deadline => {
+            tracing::warn!(?timeout, "in-flight reconciles did not finish within the shutdown timeout; leaving them to the next leader");
+            false
+        }
+    }
+}
+
+/// The end of a shutdown. After a timed-out one the process exits at once: work still in flight
+/// (Graph retries, spawned tasks) must not hold it up.
+fn stopped(finished: bool) -> Result<(), Box<dyn std::error::Error>> {
+    tracing::info!("stopped");
+    if !finished {
+        std::process::exit(0);
+    }
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C: in-flight reconciles finish, nothing new starts.

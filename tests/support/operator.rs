@@ -35,7 +35,8 @@ impl Operator {
         )
     }
 
-    /// [`Operator::start`] with an instance name and extra flags.
+    /// [`Operator::start`] with an instance name and extra flags. An extra `--flag=value` replaces
+    /// the default of the same flag (`--kubeconfig`, `--graph-retry-seconds`, ...).
     pub fn start_with(
         control_plane: &ControlPlane,
         graph_url: &str,
@@ -46,6 +47,11 @@ impl Operator {
     ) -> Operator {
         let dir = tempfile::tempdir().expect("a log directory");
         let metrics_port = free_port();
+        let overridden: Vec<String> = extra
+            .iter()
+            .filter(|arg| arg.starts_with("--"))
+            .filter_map(|arg| arg.split('=').next().map(str::to_owned))
+            .collect();
         let args: Vec<String> = [
             "run".to_owned(),
             format!("--kubeconfig={}", control_plane.kubeconfig.display()),
@@ -59,6 +65,10 @@ impl Operator {
             format!("--instance={instance}"),
         ]
         .into_iter()
+        .filter(|default| {
+            let flag = default.split('=').next().unwrap_or_default();
+            !overridden.iter().any(|arg| arg == flag)
+        })
         .chain(extra)
         .collect();
         let mut operator = Operator {
@@ -114,6 +124,18 @@ impl Operator {
     /// Everything the operator logged so far, across restarts.
     pub fn logs(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status once the process has ended (without waiting); `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// The process id, while it was started and not yet reaped by [`Operator::kill`].
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&mut self) -> bool {
