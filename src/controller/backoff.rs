@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 
-
 const FIRST: Duration = Duration::from_millis(500);
 /// kube's default grows to 30 s, which after an API server restart leaves reconciles waiting on
 /// a watch for up to half a minute once the server is back. Six watches retrying every 5 s are

@@ -3,8 +3,8 @@
 //! the user), so that an ending needs neither the lease nor its pool as they are now.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 
 use super::Error;
@@ -47,7 +47,11 @@ pub(super) async fn set_password_via_secret(
             record.expires_at(),
         );
         write_secret(ctx, lease, secret).await?;
-        match ctx.graph.set_password(app, &record.user.id, &password).await {
+        match ctx
+            .graph
+            .set_password(app, &record.user.id, &password)
+            .await
+        {
             Ok(()) => return Ok(()),
             Err(GraphError::PasswordRejected { .. }) if attempt < PASSWORD_ATTEMPTS => {
                 password = generate_password(length);
@@ -102,7 +106,11 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         Err(error) => return Err(error.into()),
     }
     if record.revoke_sign_in_sessions {
-        match ctx.graph.revoke_sign_in_sessions(&app, &record.user.id).await {
+        match ctx
+            .graph
+            .revoke_sign_in_sessions(&app, &record.user.id)
+            .await
+        {
             Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
@@ -162,7 +170,11 @@ pub(super) async fn annotate_expiry(
     });
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &record.lease.namespace);
     match secrets
-        .patch(&record.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &record.secret_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(()),

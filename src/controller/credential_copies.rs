@@ -139,7 +139,10 @@ fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, value: &SecretStr
             annotations: Some(BTreeMap::from([
                 (CLOUD_ANNOTATION.to_owned(), format!("{cloud:?}")),
                 (TENANT_ANNOTATION.to_owned(), app.tenant().to_owned()),
-                (APPLICATION_ANNOTATION.to_owned(), app.client_id().to_owned()),
+                (
+                    APPLICATION_ANNOTATION.to_owned(),
+                    app.client_id().to_owned(),
+                ),
             ])),
             ..ObjectMeta::default()
         },
@@ -172,10 +175,22 @@ mod tests {
     #[test]
     fn copies_are_one_per_cloud_tenant_and_app() {
         let a = copy_name(Cloud::AzurePublic, "Contoso.onmicrosoft.com", "APP");
-        assert_eq!(a, copy_name(Cloud::AzurePublic, "contoso.onmicrosoft.com", "app"));
-        assert_ne!(a, copy_name(Cloud::AzureChina, "contoso.onmicrosoft.com", "app"));
-        assert_ne!(a, copy_name(Cloud::AzurePublic, "fabrikam.onmicrosoft.com", "app"));
-        assert_ne!(a, copy_name(Cloud::AzurePublic, "contoso.onmicrosoft.com", "other"));
+        assert_eq!(
+            a,
+            copy_name(Cloud::AzurePublic, "contoso.onmicrosoft.com", "app")
+        );
+        assert_ne!(
+            a,
+            copy_name(Cloud::AzureChina, "contoso.onmicrosoft.com", "app")
+        );
+        assert_ne!(
+            a,
+            copy_name(Cloud::AzurePublic, "fabrikam.onmicrosoft.com", "app")
+        );
+        assert_ne!(
+            a,
+            copy_name(Cloud::AzurePublic, "contoso.onmicrosoft.com", "other")
+        );
         assert!(a.starts_with("entra-app-") && a.len() == "entra-app-".len() + 20);
     }
 }

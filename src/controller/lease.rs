@@ -336,7 +336,11 @@ impl Shell<'_> {
         record: &ClaimRecord,
         secret: SecretState,
     ) -> Result<Action, Error> {
-        let app = self.ctx.copies.recorded(record, &self.ctx.endpoints).await?;
+        let app = self
+            .ctx
+            .copies
+            .recorded(record, &self.ctx.endpoints)
+            .await?;
         let resumed = match secret {
             SecretState::Intact | SecretState::Tampered => {
                 self.ctx
@@ -515,11 +519,7 @@ impl Shell<'_> {
 
     /// The active lease's Secret was deleted or edited: a fresh password (which also ends the old
     /// one) goes into a restored Secret, set with the app identity recorded at issue.
-    async fn restore(
-        &self,
-        record: &ClaimRecord,
-        cause: SecretState,
-    ) -> Result<Action, Error> {
+    async fn restore(&self, record: &ClaimRecord, cause: SecretState) -> Result<Action, Error> {
         let secret_name = &record.secret_name;
         let what = if cause == SecretState::Missing {
             "deleted"
@@ -535,7 +535,11 @@ impl Shell<'_> {
                 format!("Secret {secret_name} was {what}; issuing a fresh password"),
             )
             .await;
-        let app = self.ctx.copies.recorded(record, &self.ctx.endpoints).await?;
+        let app = self
+            .ctx
+            .copies
+            .recorded(record, &self.ctx.endpoints)
+            .await?;
         set_password_via_secret(self.ctx, self.lease, &app, record, None).await?;
         self.status
             .active(

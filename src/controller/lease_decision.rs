@@ -11,8 +11,8 @@ use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser, RENEW_ANNOTATION};
 use crate::duration::parse_duration;
 
 use super::claim_record::ClaimRecord;
-pub use crate::secret::SecretState;
 use super::reasons::Reason;
+pub use crate::secret::SecretState;
 
 /// Everything [`decide`] looks at. The lease's status is not among the facts: it is a
 /// projection the operator writes, and anyone with `entraleases/status` may have rewritten it.
@@ -532,12 +532,24 @@ mod tests {
             );
         }
         assert_eq!(
-            decide_with(&lease(|_| {}), None, SecretState::Intact, Some(&unconfirmed), 10),
+            decide_with(
+                &lease(|_| {}),
+                None,
+                SecretState::Intact,
+                Some(&unconfirmed),
+                10
+            ),
             Decision::Resume,
             "the recorded identity needs no pool"
         );
         assert_eq!(
-            decide_with(&lease(|_| {}), Some(&pool), SecretState::Intact, Some(&unconfirmed), 3600),
+            decide_with(
+                &lease(|_| {}),
+                Some(&pool),
+                SecretState::Intact,
+                Some(&unconfirmed),
+                3600
+            ),
             Decision::Expire,
             "an unconfirmed credential still ends at its expiry"
         );
@@ -566,13 +578,25 @@ mod tests {
             .get_or_insert_default()
             .insert(RENEW_ANNOTATION.into(), "1".into());
         assert_eq!(
-            decide_with(&forged, Some(&pool), SecretState::Intact, Some(&record), 3600),
+            decide_with(
+                &forged,
+                Some(&pool),
+                SecretState::Intact,
+                Some(&record),
+                3600
+            ),
             Decision::Expire,
             "the recorded expiry holds"
         );
         assert!(
             matches!(
-                decide_with(&forged, Some(&pool), SecretState::Intact, Some(&record), 600),
+                decide_with(
+                    &forged,
+                    Some(&pool),
+                    SecretState::Intact,
+                    Some(&record),
+                    600
+                ),
                 Decision::Renew { .. }
             ),
             "the renewal request is judged by the record"
@@ -580,7 +604,13 @@ mod tests {
         let mut no_status = forged.clone();
         no_status.status = None;
         assert!(matches!(
-            decide_with(&no_status, Some(&pool), SecretState::Intact, Some(&record), 600),
+            decide_with(
+                &no_status,
+                Some(&pool),
+                SecretState::Intact,
+                Some(&record),
+                600
+            ),
             Decision::Renew { .. }
         ));
     }
@@ -621,7 +651,13 @@ mod tests {
             Decision::Hold { until: at(3600) }
         );
         assert_eq!(
-            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 3600),
+            decide_with(
+                &lease,
+                Some(&pool),
+                SecretState::Intact,
+                Some(&record),
+                3600
+            ),
             Decision::Expire
         );
         assert_eq!(
@@ -651,7 +687,13 @@ mod tests {
             }
         );
         assert_eq!(
-            decide_with(&longer, Some(&pool), SecretState::Intact, Some(&record), 600),
+            decide_with(
+                &longer,
+                Some(&pool),
+                SecretState::Intact,
+                Some(&record),
+                600
+            ),
             Decision::Renew {
                 expires_at: at(7200),
                 capped: true,
@@ -678,7 +720,13 @@ mod tests {
             Decision::Hold { until: at(2400) }
         );
         assert_eq!(
-            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 2400),
+            decide_with(
+                &lease,
+                Some(&pool),
+                SecretState::Intact,
+                Some(&record),
+                2400
+            ),
             Decision::Renew {
                 expires_at: at(6000),
                 capped: false,
@@ -687,7 +735,13 @@ mod tests {
         );
         record.expires_at = Time(at(7200));
         assert_eq!(
-            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 7000),
+            decide_with(
+                &lease,
+                Some(&pool),
+                SecretState::Intact,
+                Some(&record),
+                7000
+            ),
             Decision::Hold { until: at(7200) },
             "no renewal past the ceiling"
         );
@@ -711,7 +765,13 @@ mod tests {
         let pool = pool();
         let lease = lease(|s| s.ttl = Some("5h".into()));
         assert_eq!(
-            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record()), 10),
+            decide_with(
+                &lease,
+                Some(&pool),
+                SecretState::Intact,
+                Some(&record()),
+                10
+            ),
             Decision::Hold { until: at(3600) }
         );
     }

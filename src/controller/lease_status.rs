@@ -187,7 +187,10 @@ mod tests {
         assert_eq!(projected.phase, Some(LeasePhase::Active));
         assert_eq!(projected.user.as_ref(), Some(&record.user));
         assert_eq!(projected.expires_at, Some(record.expires_at.clone()));
-        assert_eq!(projected.max_expires_at, Some(record.max_expires_at.clone()));
+        assert_eq!(
+            projected.max_expires_at,
+            Some(record.max_expires_at.clone())
+        );
         assert_eq!(projected.renew_count, 0);
         assert_eq!(projected.last_renew_request, None);
         assert_eq!(projection(&projected, &record), projected, "stable");

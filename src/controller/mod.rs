@@ -35,10 +35,10 @@ use kube::{Client, ResourceExt};
 
 use backoff::watch_backoff;
 pub use claims::{CLAIM_FINALIZER, Claims, HeldClaim, claim_name};
-pub use credential_copies::{CREDENTIAL_COPY_LABEL, copy_name};
-use reaper::{ReaperHandle, ReaperInput};
 pub use context::Context;
+pub use credential_copies::{CREDENTIAL_COPY_LABEL, copy_name};
 pub use error::Error;
+use reaper::{ReaperHandle, ReaperInput};
 pub use reasons::Reason;
 use triggers::{lease_relevant_changes, owners_of_touched, released_users};
 
@@ -276,7 +276,12 @@ pub async fn run(
         .run(
             |pool, ctx| {
                 let key = failure_key(pool.as_ref());
-                timed("dynamic_secret", key, ctx.clone(), dynamic_secret::reconcile(pool, ctx))
+                timed(
+                    "dynamic_secret",
+                    key,
+                    ctx.clone(),
+                    dynamic_secret::reconcile(pool, ctx),
+                )
             },
             error_policy::<EntraDynamicSecret>,
             ctx.clone(),

@@ -115,10 +115,12 @@ impl ControlPlane {
             &[
                 &format!("--kubeconfig={}", control_plane.kubeconfig.display()),
                 "--leader-elect=false",
-                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller",
+                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller",
                 &format!("--service-account-private-key-file={key}"),
                 &format!("--root-ca-file={}", ca.display()),
-                "--use-service-account-credentials=false",
+                // Each controller acts as its own ServiceAccount, as in a real cluster: admission
+                // policies and RBAC meet the garbage collector's and namespace controller's identity.
+                "--use-service-account-credentials=true",
                 "--secure-port=0",
             ],
         )?;
