@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use entra_operator::api::LeasePhase;
+use k8s_openapi::api::coordination::v1::Lease as Claim;
 
 use super::lease_env::LeaseEnv;
 
@@ -32,10 +33,46 @@ impl SeenPasswords {
     }
 }
 
-/// Invariants I1 to I3 as they can be seen from outside. Returns the violations found.
+/// Invariants I1 to I3 and I7 as they can be seen from outside, once the operator has converged:
+/// the leases, their Secrets, the claims (the operator's record) and what signs in on the
+/// emulator. Returns the violations found.
 pub async fn violations(env: &LeaseEnv, seen: &SeenPasswords) -> Vec<String> {
     let mut problems = Vec::new();
     let leases = env.leases().list(&Default::default()).await.unwrap().items;
+    // Every claim belongs to a live lease, and the lease's status shows the claimed user.
+    let claims: kube::Api<Claim> = kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let params =
+        kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=entra-operator");
+    for claim in claims.list(&params).await.unwrap() {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let holder = claim.spec.as_ref().and_then(|s| s.holder_identity.clone());
+        let record: Option<serde_json::Value> = claim
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("kms.hanzo.ai/record"))
+            .and_then(|r| serde_json::from_str(r).ok());
+        let Some(record) = record else {
+            problems.push(format!("claim {name} has no record"));
+            continue;
+        };
+        let lease = leases.iter().find(|l| l.metadata.uid == holder);
+        let Some(lease) = lease else {
+            problems.push(format!("I7: claim {name} outlived its lease"));
+            continue;
+        };
+        let shown = lease
+            .status
+            .as_ref()
+            .and_then(|s| s.user.as_ref())
+            .map(|u| u.id.clone());
+        if record["issued"] == true && shown.as_deref() != record["user"]["id"].as_str() {
+            problems.push(format!(
+                "claim {name} records {}, its lease's status shows {shown:?}",
+                record["user"]["id"]
+            ));
+        }
+    }
     let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut live_password: BTreeMap<String, String> = BTreeMap::new();
     for lease in &leases {

@@ -1,0 +1,229 @@
+//! Crash windows, deterministic: the emulator holds the one Graph request that ends a step (the
+//! password PATCH of an issue, the scramble of a revocation), the operator is killed while it is
+//! held, and the restarted operator must converge with invariants I1 to I3 and I7 intact.
+//! `Fault::LostResponse` applies a PATCH and drops its answer, as a network failure after Entra
+//! committed would.
+
+mod support;
+
+use std::time::Duration;
+
+use entra_emulator::{Fault, FaultPlan, Operation, sample};
+use entra_operator::api::LeasePhase;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+use support::audit::{SeenPasswords, violations};
+use support::lease_env::LeaseEnv;
+
+/// Longer than any test waits: the held request is answered only by the operator's death.
+const HELD: Duration = Duration::from_secs(120);
+
+async fn env_with_pool(prefix: &str) -> LeaseEnv {
+    let env = LeaseEnv::start(prefix).await;
+    env.create_pool("pool", &[sample::ALICE.upn], "1h", "2h")
+        .await;
+    env.wait_for_ready_pool("pool").await;
+    env
+}
+
+/// Sets `faults` for password PATCHes only, and returns once all of them were drawn: the last
+/// one is the request being held now.
+async fn hold_password_patches(env: &LeaseEnv, faults: Vec<Fault>) -> impl Fn() -> bool + '_ {
+    env.emulator
+        .set_faults(FaultPlan::script(faults).only([Operation::SetPassword]));
+    move || env.emulator.faults().script.is_empty()
+}
+
+async fn wait_until_drawn(env: &LeaseEnv, drawn: impl Fn() -> bool) {
+    env.wait_for("the held password PATCH to arrive", || async {
+        drawn().then_some(())
+    })
+    .await;
+}
+
+/// The password in the lease's Secret (`entra-<lease>`), if the Secret exists.
+async fn secret_password(env: &LeaseEnv, lease: &str) -> Option<String> {
+    let secret = env
+        .secrets()
+        .get_opt(&format!("entra-{lease}"))
+        .await
+        .unwrap()?;
+    Some(String::from_utf8(secret.data?["password"].0.clone()).unwrap())
+}
+
+async fn claims(env: &LeaseEnv) -> usize {
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    api.list(&ListParams::default().labels("app.kubernetes.io/managed-by=entra-operator"))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+#[tokio::test]
+async fn a_crash_after_the_secret_write_and_before_the_password_patch_converges() {
+    let mut env = env_with_pool("cw-before-patch").await;
+    let drawn = hold_password_patches(&env, vec![Fault::timeout(HELD)]).await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    wait_until_drawn(&env, drawn).await;
+    let written = secret_password(&env, "svc")
+        .await
+        .expect("the Secret is written before the PATCH");
+    env.operator.kill();
+    assert!(
+        !env.emulator.sign_in(sample::ALICE.upn, &written),
+        "the held PATCH had no effect: the window is real"
+    );
+    let mut seen = SeenPasswords::default();
+    seen.record(&env).await;
+
+    env.emulator.clear_faults();
+    env.operator.restart();
+    env.wait_for_phase("svc", LeasePhase::Active).await;
+    assert_eq!(
+        secret_password(&env, "svc").await.as_deref(),
+        Some(written.as_str()),
+        "the resumed issue sets the password already in the Secret"
+    );
+    assert!(env.emulator.sign_in(sample::ALICE.upn, &written));
+    seen.record(&env).await;
+    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_crash_after_the_password_patch_and_before_the_status_write_converges() {
+    let mut env = env_with_pool("cw-after-patch").await;
+    // The PATCH is applied but its answer lost; the retry (same password) is held.
+    let drawn = hold_password_patches(&env, vec![Fault::LostResponse, Fault::timeout(HELD)]).await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    wait_until_drawn(&env, drawn).await;
+    env.operator.kill();
+    let written = secret_password(&env, "svc")
+        .await
+        .expect("the Secret exists");
+    assert!(
+        env.emulator.sign_in(sample::ALICE.upn, &written),
+        "the first PATCH took effect: the window is real"
+    );
+    let lease = env.lease("svc").await.unwrap();
+    assert_ne!(
+        lease.status.and_then(|s| s.phase),
+        Some(LeasePhase::Active),
+        "the status was not written yet"
+    );
+    let mut seen = SeenPasswords::default();
+    seen.record(&env).await;
+
+    env.emulator.clear_faults();
+    env.operator.restart();
+    env.wait_for_phase("svc", LeasePhase::Active).await;
+    assert_eq!(
+        secret_password(&env, "svc").await.as_deref(),
+        Some(written.as_str())
+    );
+    assert!(env.emulator.sign_in(sample::ALICE.upn, &written));
+    seen.record(&env).await;
+    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_crash_during_revocation_converges() {
+    let mut env = env_with_pool("cw-revoke").await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    env.wait_for_phase("svc", LeasePhase::Active).await;
+    let issued = secret_password(&env, "svc").await.unwrap();
+    let mut seen = SeenPasswords::default();
+    seen.record(&env).await;
+
+    let drawn = hold_password_patches(&env, vec![Fault::timeout(HELD)]).await;
+    env.leases()
+        .delete("svc", &Default::default())
+        .await
+        .unwrap();
+    wait_until_drawn(&env, drawn).await;
+    env.operator.kill();
+    assert!(
+        env.emulator.sign_in(sample::ALICE.upn, &issued),
+        "the held scramble had no effect: the window is real"
+    );
+    assert_eq!(claims(&env).await, 1, "the claim outlives the crash");
+
+    env.emulator.clear_faults();
+    env.operator.restart();
+    env.wait_until_gone("svc").await;
+    assert!(!env.emulator.sign_in(sample::ALICE.upn, &issued));
+    assert_eq!(claims(&env).await, 0, "the user is released");
+    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+}
+
+/// entra-graph.md's case: the first PATCH took effect but its answer was lost, and the retry after
+/// a restart is refused for good (here the user became a protected admin meanwhile). The claim
+/// stays and the credential is ended instead of released unscrambled; once Entra allows it again
+/// the operator converges.
+#[tokio::test]
+async fn a_resumed_issue_refused_for_good_keeps_the_claim_until_the_credential_ends() {
+    let mut env = env_with_pool("cw-refused").await;
+    let drawn = hold_password_patches(&env, vec![Fault::LostResponse, Fault::timeout(HELD)]).await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    wait_until_drawn(&env, drawn).await;
+    env.operator.kill();
+    let written = secret_password(&env, "svc")
+        .await
+        .expect("the Secret exists");
+    assert!(env.emulator.sign_in(sample::ALICE.upn, &written));
+    let mut seen = SeenPasswords::default();
+    seen.record(&env).await;
+
+    env.emulator.clear_faults();
+    env.emulator.update_user(sample::ALICE.id, |user| {
+        user.directory_roles = vec!["Global Administrator".into()];
+    });
+    env.emulator.reset_counters();
+    env.operator.restart();
+    env.wait_for("the resumed PATCH and a scramble to be refused", || async {
+        let counters = env.emulator.counters();
+        let refused = counters
+            .by_operation_and_status
+            .get(&Operation::SetPassword)
+            .and_then(|by_status| by_status.get(&403))
+            .copied()
+            .unwrap_or(0);
+        (refused >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        claims(&env).await,
+        1,
+        "a password that may work is never released unscrambled"
+    );
+
+    // Entra allows it again: the credential ends or the issue completes, and nothing that
+    // works is left outside a live lease.
+    env.emulator.update_user(sample::ALICE.id, |user| {
+        user.directory_roles.clear();
+    });
+    env.wait_for("the lease to settle", || async {
+        let lease = env.lease("svc").await?;
+        let phase = lease.status.and_then(|s| s.phase)?;
+        matches!(
+            phase,
+            LeasePhase::Active | LeasePhase::Failed | LeasePhase::Pending
+        )
+        .then_some(())
+    })
+    .await;
+    env.wait_for("the claim to match the lease", || async {
+        let lease = env.lease("svc").await?;
+        let active = lease.status.and_then(|s| s.phase) == Some(LeasePhase::Active);
+        let claimed = claims(&env).await == 1;
+        (active == claimed).then_some(())
+    })
+    .await;
+    seen.record(&env).await;
+    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+}
