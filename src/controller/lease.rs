@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -19,20 +19,29 @@ use super::credential::{
     annotate_expiry, delete_controlled_secret, end_credential, set_password_via_secret,
 };
 use super::lease_decision::{
-    Decision, LeaseFacts, SecretState, credentials_secret_name, decide, until_then,
+    Decision, Ending, IssueFailure, IssueFailureKind, LeaseFacts, SecretState, Then,
+    after_issue_failure, credentials_secret_name, decide, later, until_then,
 };
 use super::lease_status::LeaseStatusWriter;
 use super::reasons::Reason;
 use super::revocation::cleanup;
 use super::status::whole_seconds;
 use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeasedUser};
-use crate::graph::{AppCredentials, GraphError};
+use crate::graph::AppCredentials;
 use crate::metrics::{CappedLabels, metrics};
 use crate::secret::{format_time, secret_state};
 use crate::sensitive::SecretString;
 
 /// Held by every lease until its credential is revoked (invariant I3).
 pub const FINALIZER: &str = "kms.hanzo.ai/revoke";
+
+/// Reconciles a lease that is not being deleted; a deleted one is the revocation controller's.
+pub async fn reconcile_live(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if lease.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    reconcile(lease, ctx).await
+}
 
 pub async fn reconcile(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = lease.namespace().unwrap_or_default();
@@ -303,8 +312,8 @@ impl Shell<'_> {
                 secret_name: secret_name.to_owned(),
                 issued: false,
                 issued_at: Time(issued_at),
-                expires_at: Time(issued_at + signed(ttl)),
-                max_expires_at: Time(issued_at + signed(max_ttl)),
+                expires_at: Time(later(issued_at, ttl)),
+                max_expires_at: Time(later(issued_at, max_ttl)),
                 renew_count: 0,
                 last_renewed_at: None,
                 last_renew_request: None,
@@ -423,74 +432,75 @@ impl Shell<'_> {
         resumed: bool,
         error: Error,
     ) -> Result<Action, Error> {
-        let permanent = match &error {
-            Error::Graph(graph) => !graph.is_transient(),
-            Error::PasswordsRejected(_) => true,
-            _ => false,
+        let facts = IssueFailure {
+            kind: IssueFailureKind::of(&error),
+            resumed,
+            named_user: self.lease.spec.user.is_some(),
         };
-        if !permanent {
+        let steps = after_issue_failure(&facts);
+        let Some(ending) = steps.ending else {
             return Err(error);
-        }
-        if resumed {
-            let live = self.ctx.claims.get(&record.user.id).await?;
-            if let Some(live) = live.filter(|c| c.is_held_by(Some(&record.lease.uid))) {
-                end_credential(self.ctx, &live).await?;
+        };
+        match ending {
+            Ending::EndCredential => {
+                let live = self.ctx.claims.get(&record.user.id).await?;
+                if let Some(live) = live.filter(|c| c.is_held_by(Some(&record.lease.uid))) {
+                    end_credential(self.ctx, &live).await?;
+                }
             }
-        } else {
-            let lease = &record.lease;
-            delete_controlled_secret(self.ctx, &lease.namespace, &record.secret_name, &lease.uid)
+            Ending::Release => {
+                let lease = &record.lease;
+                delete_controlled_secret(
+                    self.ctx,
+                    &lease.namespace,
+                    &record.secret_name,
+                    &lease.uid,
+                )
                 .await?;
-            self.ctx.claims.release(&claim).await?;
+                self.ctx.claims.release(&claim).await?;
+            }
         }
         let user = &record.user;
-        let changed_in_entra = matches!(
-            error,
-            Error::Graph(GraphError::UserNotFound { .. } | GraphError::UserNotLeasable { .. })
-        );
-        if changed_in_entra && let Some(pool) = self.ctx.pool_of(self.lease) {
+        if facts.kind == IssueFailureKind::UserChangedInEntra
+            && let Some(pool) = self.ctx.pool_of(self.lease)
+        {
             // Changed in Entra since the pool resolved it: resolve the pool again (the release
             // above wakes it) so that its status shows why.
             self.ctx.forget_resolution(&pool);
         }
-        let refused = matches!(error, Error::Graph(GraphError::MissingPermission { .. }));
-        if (changed_in_entra || refused) && self.lease.spec.user.is_none() {
-            // Likely a protected admin in the pool, or a user changed in Entra: set it aside
-            // and try the next free user.
-            self.ctx.forbid(&user.id);
-            let message = if refused {
-                format!(
-                    "Entra refused to reset {} (a protected admin, or the app lacks the role); \
-                     trying another pool user",
-                    user.user_principal_name
-                )
-            } else {
-                format!(
-                    "{} cannot be leased any more ({error}); trying another pool user",
-                    user.user_principal_name
-                )
-            };
-            self.ctx
-                .publish(
-                    self.lease,
-                    EventType::Warning,
-                    error.reason(),
-                    "Issue",
-                    message,
-                )
-                .await;
-            return Ok(Action::requeue(Duration::from_millis(100)));
+        match steps.then {
+            Then::SetAsideAndTryAnother(after) => {
+                self.ctx.forbid(&user.id);
+                let message = if facts.kind == IssueFailureKind::Refused {
+                    format!(
+                        "Entra refused to reset {} (a protected admin, or the app lacks the role); \
+                         trying another pool user",
+                        user.user_principal_name
+                    )
+                } else {
+                    format!(
+                        "{} cannot be leased any more ({error}); trying another pool user",
+                        user.user_principal_name
+                    )
+                };
+                self.ctx
+                    .publish(
+                        self.lease,
+                        EventType::Warning,
+                        error.reason(),
+                        "Issue",
+                        message,
+                    )
+                    .await;
+                Ok(Action::requeue(after))
+            }
+            Then::Fail => self.issue_refused(error).await,
         }
-        self.issue_refused(error).await
     }
 
     /// Entra refused the issue for a reason the lease cannot fix: Failed, retried later.
     async fn issue_refused(&self, error: Error) -> Result<Action, Error> {
-        let permanent = match &error {
-            Error::Graph(graph) => !graph.is_transient(),
-            Error::PasswordsRejected(_) => true,
-            _ => false,
-        };
-        if !permanent {
+        if IssueFailureKind::of(&error) == IssueFailureKind::Transient {
             return Err(error);
         }
         let message = error.to_string();
@@ -613,8 +623,4 @@ impl Shell<'_> {
             .await;
         Ok(Action::requeue(until_then(expires_at, self.now)))
     }
-}
-
-fn signed(duration: Duration) -> SignedDuration {
-    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
 }

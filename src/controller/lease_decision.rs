@@ -9,7 +9,9 @@ use kube::ResourceExt;
 
 use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser, RENEW_ANNOTATION};
 use crate::duration::parse_duration;
+use crate::graph::GraphError;
 
+use super::Error;
 use super::claim_record::ClaimRecord;
 use super::reasons::Reason;
 pub use crate::secret::SecretState;
@@ -91,10 +93,127 @@ impl Decision {
     }
 }
 
-/// The time from `now` to a hair after `deadline`, so that the deadline has passed on waking.
+/// The longest a lease sleeps: a deadline years away (a pool editor may allow that) is looked at
+/// again from the cache, which costs nothing, instead of overflowing a timer.
+pub const LONGEST_SLEEP: Duration = Duration::from_secs(3600);
+
+/// The time from `now` to a hair after `deadline`, so that the deadline has passed on waking;
+/// at most [`LONGEST_SLEEP`].
 pub fn until_then(deadline: Timestamp, now: Timestamp) -> Duration {
-    let wait = deadline.duration_since(now) + SignedDuration::from_millis(20);
-    Duration::try_from(wait).unwrap_or(Duration::ZERO)
+    let wait = deadline
+        .duration_since(now)
+        .saturating_add(SignedDuration::from_millis(20));
+    Duration::try_from(wait)
+        .unwrap_or(Duration::ZERO)
+        .min(LONGEST_SLEEP)
+}
+
+/// `time` plus `duration`, or the end of time: durations come from objects, and an absurd one
+/// must end in a refusal or a far deadline, never in an overflow.
+pub fn later(time: Timestamp, duration: Duration) -> Timestamp {
+    time.checked_add(signed(duration)).unwrap_or(Timestamp::MAX)
+}
+
+/// `time` minus `duration`, or the start of time.
+pub fn earlier(time: Timestamp, duration: Duration) -> Timestamp {
+    time.checked_sub(signed(duration)).unwrap_or(Timestamp::MIN)
+}
+
+/// What kind of failure ended an attempt to set a lease's password.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueFailureKind {
+    /// Worth retrying as is (Graph unavailable, throttled, the API server, a stale copy).
+    Transient,
+    /// The user is gone from Entra or no longer leasable (disabled, guest, synced).
+    UserChangedInEntra,
+    /// Entra refused the reset: a protected admin, or the app lacks its role.
+    Refused,
+    /// Anything else Entra will keep refusing (a bad credential, rejected passwords).
+    Permanent,
+}
+
+impl IssueFailureKind {
+    pub fn of(error: &Error) -> IssueFailureKind {
+        match error {
+            Error::Graph(graph) if graph.is_transient() => IssueFailureKind::Transient,
+            Error::Graph(GraphError::UserNotFound { .. } | GraphError::UserNotLeasable { .. }) => {
+                IssueFailureKind::UserChangedInEntra
+            }
+            Error::Graph(GraphError::MissingPermission { .. }) => IssueFailureKind::Refused,
+            Error::Graph(_) | Error::PasswordsRejected(_) | Error::SecretNotOwned(_) => {
+                IssueFailureKind::Permanent
+            }
+            _ => IssueFailureKind::Transient,
+        }
+    }
+}
+
+/// The facts about a failed attempt to set a lease's password.
+#[derive(Clone, Copy, Debug)]
+pub struct IssueFailure {
+    pub kind: IssueFailureKind,
+    /// The attempt re-sent a password an earlier attempt may already have set (a lost answer).
+    pub resumed: bool,
+    /// The lease names its user: no other user may be tried instead.
+    pub named_user: bool,
+}
+
+/// How the claim of a failed issue ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// A password may work: scramble it (with the claim kept until that succeeds), then release.
+    EndCredential,
+    /// Entra never took a password: release the user as it is.
+    Release,
+}
+
+/// What the lease does once the claim has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Set the user aside for a while and try another free user after this pause.
+    SetAsideAndTryAnother(Duration),
+    /// Fail with the error's reason; retried later.
+    Fail,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssueFailureSteps {
+    /// `None`: keep the claim and retry (the next attempt resumes the same password).
+    pub ending: Option<Ending>,
+    pub then: Then,
+}
+
+/// How long a lease waits before trying the next user after one was set aside.
+pub const NEXT_USER_AFTER: Duration = Duration::from_millis(100);
+
+/// Every crash window of an issue ends here: a transient failure keeps the claim, a permanent
+/// one after a resumed attempt ends the credential (entra-graph.md: keep the claim and revoke),
+/// and only a first attempt refused for good releases the user unscrambled.
+pub fn after_issue_failure(failure: &IssueFailure) -> IssueFailureSteps {
+    if failure.kind == IssueFailureKind::Transient {
+        return IssueFailureSteps {
+            ending: None,
+            then: Then::Fail,
+        };
+    }
+    let ending = if failure.resumed {
+        Ending::EndCredential
+    } else {
+        Ending::Release
+    };
+    let user_problem = matches!(
+        failure.kind,
+        IssueFailureKind::UserChangedInEntra | IssueFailureKind::Refused
+    );
+    let then = if user_problem && !failure.named_user {
+        Then::SetAsideAndTryAnother(NEXT_USER_AFTER)
+    } else {
+        Then::Fail
+    };
+    IssueFailureSteps {
+        ending: Some(ending),
+        then,
+    }
 }
 
 /// The lifecycle in one function; see the design's "Lifecycle" section.
@@ -144,7 +263,7 @@ fn decide_active(facts: &LeaseFacts<'_>, record: &ClaimRecord) -> Decision {
     if let (true, Some(ttl)) = (facts.lease.spec.auto_renew, ttl)
         && expires_at < max_expires_at
     {
-        let renew_at = expires_at - signed(ttl / 3);
+        let renew_at = earlier(expires_at, ttl / 3);
         if facts.now >= renew_at {
             return renewal(facts.now, ttl, max_expires_at, None);
         }
@@ -326,7 +445,7 @@ fn renewal(
     max_expires_at: Timestamp,
     request: Option<String>,
 ) -> Decision {
-    let wanted = now + signed(ttl);
+    let wanted = later(now, ttl);
     Decision::Renew {
         expires_at: wanted.min(max_expires_at),
         capped: wanted > max_expires_at,
@@ -613,6 +732,58 @@ mod tests {
             ),
             Decision::Renew { .. }
         ));
+    }
+
+    #[test]
+    fn a_failed_first_attempt_releases_and_a_failed_resumed_one_ends_the_credential() {
+        use IssueFailureKind::*;
+        let steps = |kind, resumed, named_user| {
+            after_issue_failure(&IssueFailure {
+                kind,
+                resumed,
+                named_user,
+            })
+        };
+        for resumed in [false, true] {
+            assert_eq!(
+                steps(Transient, resumed, false).ending,
+                None,
+                "a transient failure keeps the claim: the next attempt resumes"
+            );
+        }
+        // The window of a lost answer: the resumed password may work, so it is scrambled.
+        for kind in [UserChangedInEntra, Refused, Permanent] {
+            assert_eq!(steps(kind, true, false).ending, Some(Ending::EndCredential));
+            assert_eq!(steps(kind, false, false).ending, Some(Ending::Release));
+        }
+        assert_eq!(
+            steps(Refused, false, false).then,
+            Then::SetAsideAndTryAnother(NEXT_USER_AFTER)
+        );
+        assert_eq!(
+            steps(Refused, false, true).then,
+            Then::Fail,
+            "a named user is not swapped"
+        );
+        assert_eq!(steps(Permanent, false, false).then, Then::Fail);
+    }
+
+    #[test]
+    fn absurd_durations_give_far_deadlines_and_bounded_sleeps() {
+        let far = later(at(0), Duration::from_secs(u64::MAX / 2));
+        assert_eq!(far, Timestamp::MAX);
+        assert_eq!(
+            earlier(at(0), Duration::from_secs(u64::MAX / 2)),
+            Timestamp::MIN
+        );
+        assert_eq!(until_then(far, at(0)), LONGEST_SLEEP);
+        assert_eq!(until_then(at(0), at(10)), Duration::ZERO);
+        let mut record = record();
+        record.expires_at = Time(Timestamp::MAX);
+        record.max_expires_at = Time(Timestamp::MAX);
+        let lease = lease(|s| s.auto_renew = true);
+        let decision = decide_with(&lease, Some(&pool()), SecretState::Intact, Some(&record), 0);
+        assert!(matches!(decision, Decision::Hold { .. }), "{decision:?}");
     }
 
     #[test]

@@ -188,6 +188,30 @@ pub async fn run(
         _ => {}
     })
     .applied_objects();
+    // Deleted leases (revocations) go to a controller of their own, with its own queue and
+    // workers: a burst of new leases never delays the end of a credential.
+    let (deleted_tx, deleted_leases) = futures::channel::mpsc::unbounded();
+    let lease_events = lease_events.filter_map(move |event| {
+        let deleted = matches!(&event, Ok(lease) if lease.metadata.deletion_timestamp.is_some());
+        future::ready(if deleted {
+            let _ = deleted_tx.unbounded_send(event);
+            None
+        } else {
+            Some(event)
+        })
+    });
+    let revocation_controller = Controller::for_stream(deleted_leases, lease_store.clone())
+        .with_config(config.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            |lease, ctx| {
+                let key = failure_key(lease.as_ref());
+                timed("lease", key, ctx.clone(), lease::reconcile(lease, ctx))
+            },
+            error_policy::<EntraLease>,
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
     let leases =
         Controller::for_stream(lease_events, lease_store.clone()).with_config(config.clone());
     let (snapshot_leases, snapshot_pools) = (lease_store.clone(), pools.clone());
@@ -231,7 +255,7 @@ pub async fn run(
         .run(
             |lease, ctx| {
                 let key = failure_key(lease.as_ref());
-                timed("lease", key, ctx.clone(), lease::reconcile(lease, ctx))
+                timed("lease", key, ctx.clone(), lease::reconcile_live(lease, ctx))
             },
             error_policy::<EntraLease>,
             ctx.clone(),
@@ -307,7 +331,7 @@ pub async fn run(
         // The reaper stops with the controllers (on shutdown): an interrupted reap is repeated
         // by the next leader, as after a crash.
         tokio::select! {
-            _ = future::join(lease_controller, pool_controller) => {}
+            _ = future::join3(lease_controller, revocation_controller, pool_controller) => {}
             _ = reaper_task => {}
         }
     };

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::events::EventType;
@@ -25,6 +25,7 @@ use super::Error;
 use super::claims::{HeldClaim, is_not_found};
 use super::context::Context;
 use super::credential::end_credential;
+use super::lease_decision::{later, until_then};
 use super::revocation::{count_revocation_failure, revocation_reason};
 use crate::api::EntraLease;
 
@@ -68,7 +69,7 @@ impl ReaperHandle {
         if let Some(record) = &claim.record {
             self.send(ReaperInput::Claim(
                 claim.name.clone(),
-                instant_at(record.expires_at() + signed(OVERDUE_AFTER)),
+                instant_at(later(record.expires_at(), OVERDUE_AFTER)),
             ));
         }
     }
@@ -133,7 +134,7 @@ async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Optio
         tracing::warn!(claim = %name, "a claim without a readable record; leaving it");
         return None;
     };
-    let overdue_at = record.expires_at() + signed(OVERDUE_AFTER);
+    let overdue_at = later(record.expires_at(), OVERDUE_AFTER);
     let overdue = Timestamp::now() >= overdue_at;
     let lease = &record.lease;
     let cached = leases
@@ -246,12 +247,8 @@ fn claim_reference(ctx: &Context, claim: &HeldClaim) -> ObjectReference {
     }
 }
 
-/// The monotonic instant of a wall-clock time (now when it has passed).
+/// The monotonic instant of a wall-clock time (now when it has passed), at most an hour away:
+/// a claim is looked at again then, from the caches.
 fn instant_at(at: Timestamp) -> Instant {
-    let wait = at.duration_since(Timestamp::now());
-    Instant::now() + Duration::try_from(wait).unwrap_or(Duration::ZERO)
-}
-
-fn signed(duration: Duration) -> SignedDuration {
-    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+    Instant::now() + until_then(at, Timestamp::now())
 }
