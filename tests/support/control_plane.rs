@@ -115,10 +115,13 @@ impl ControlPlane {
             &[
                 &format!("--kubeconfig={}", control_plane.kubeconfig.display()),
                 "--leader-elect=false",
-                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller",
+                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller",
                 &format!("--service-account-private-key-file={key}"),
                 &format!("--root-ca-file={}", ca.display()),
-                "--use-service-account-credentials=false",
+                // Each controller acts as its own ServiceAccount (the garbage collector as
+                // system:serviceaccount:kube-system:generic-garbage-collector), as in a real
+                // cluster, so admission policies meet the real identities, not the admin's.
+                "--use-service-account-credentials=true",
                 "--secure-port=0",
             ],
         )?;
