@@ -40,6 +40,67 @@ static OPERATORS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// allowed with the policies off) share it. Taken after [`OPERATORS`].
 static ADMISSION: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// Takes [`ADMISSION`] shared, then waits until no policy of an all-namespace release that has
+/// just been uninstalled is in force any more (the API server drops a deleted policy a moment
+/// later): a user with every right on kms.hanzo.ai in a namespace of its own, guarded by no
+/// release of these tests, writes a lease's status.
+async fn admission_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    let guard = ADMISSION.read().await;
+    let control_plane = ControlPlane::shared();
+    install_crds(control_plane);
+    static PROBE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let namespace = PROBE.get_or_init(|| {
+        let namespace = format!("policy-probe-{}", std::process::id());
+        let manifest = json!({ "apiVersion": "v1", "kind": "List", "items": [
+            { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } },
+            { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+              "metadata": { "name": "entra-everything", "namespace": namespace },
+              "rules": [{ "apiGroups": ["kms.hanzo.ai"], "resources": ["*"], "verbs": ["*"] }] },
+            { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+              "metadata": { "name": "policy-probe", "namespace": namespace },
+              "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                           "name": "entra-everything" },
+              "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": "policy-probe" }] },
+            { "apiVersion": "kms.hanzo.ai/v1alpha1", "kind": "EntraLease",
+              "metadata": { "name": "probe", "namespace": namespace },
+              "spec": { "dynamicSecretRef": { "name": "pool" } } },
+        ]});
+        let applied =
+            control_plane.kubectl_with_input(&["apply", "-f", "-"], &manifest.to_string());
+        assert!(
+            applied.status.success(),
+            "the policy probe is created: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+        namespace
+    });
+    let started = Instant::now();
+    loop {
+        let patched = control_plane.kubectl(&[
+            "patch",
+            "entralease",
+            "probe",
+            "--namespace",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "--patch",
+            r#"{"status":{"phase":"Failed"}}"#,
+            "--as=policy-probe",
+        ]);
+        if patched.status.success() {
+            return guard;
+        }
+        assert!(
+            started.elapsed() < POLICY_WAIT,
+            "a policy of no running test still refuses status writes in {namespace}: {}",
+            String::from_utf8_lossy(&patched.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn deployment_name(release: &str) -> String {
     format!("{release}-entra-operator")
 }
@@ -519,7 +580,7 @@ async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
     // With the chart's defaults its admission policies are on: an all-namespace release guards
     // every namespace; a single-namespace one must be the only guard of its namespace.
     let (_exclusive, _shared) = if single_namespace {
-        (None, Some(ADMISSION.read().await))
+        (None, Some(admission_shared().await))
     } else {
         (Some(ADMISSION.write().await), None)
     };
@@ -1251,8 +1312,8 @@ fn finalizers(object: &DynamicObject) -> Vec<String> {
     object.metadata.finalizers.clone().unwrap_or_default()
 }
 
-/// A single-namespace release guarding `apps`, a tenant there (edit, plus a wildcard Role on
-/// kms.hanzo.ai) and the operator's identity. Returns once both policies refuse the tenant.
+/// A release guarding `apps` (watching it alone, or every namespace), a tenant there (edit, plus a wildcard Role on
+/// kms.hanzo.ai) and the operator's identity.
 struct Guarded {
     installed: Installed,
     apps: String,
@@ -1262,11 +1323,22 @@ struct Guarded {
 }
 
 async fn guarded(admin: &kube::Client, prefix: &str, values: Value) -> Guarded {
+    guarded_in(admin, prefix, values, false).await
+}
+
+async fn guarded_in(
+    admin: &kube::Client,
+    prefix: &str,
+    values: Value,
+    every_namespace: bool,
+) -> Guarded {
     install_crds(ControlPlane::shared());
     let operator_ns = namespace(admin, prefix).await;
     let apps = namespace(admin, &format!("{prefix}-apps")).await;
     let mut values = values;
-    values["watchNamespace"] = json!(apps);
+    if !every_namespace {
+        values["watchNamespace"] = json!(apps);
+    }
     let installed = Installed::new(&operator_ns, &operator_ns, &values);
     let dir = tempfile::tempdir().unwrap();
     let tenant = tenant(admin, dir.path(), &apps, "tenant", "edit", true).await;
@@ -1331,9 +1403,20 @@ impl Guarded {
 /// break-glass group (the admin is in system:masters) may.
 #[tokio::test]
 async fn admission_policies_refuse_a_tenant_and_let_the_operator_and_break_glass_through() {
-    let _shared = ADMISSION.read().await;
+    let _shared = admission_shared().await;
+    tenant_refused_operator_and_break_glass_allowed(false).await;
+}
+
+/// The same with a release that watches, and guards, every namespace.
+#[tokio::test]
+async fn admission_policies_of_an_all_namespace_release_refuse_a_tenant() {
+    let _exclusive = ADMISSION.write().await;
+    tenant_refused_operator_and_break_glass_allowed(true).await;
+}
+
+async fn tenant_refused_operator_and_break_glass_allowed(every_namespace: bool) {
     let admin = ControlPlane::shared().client().await;
-    let guarded = guarded(&admin, "guard", json!({})).await;
+    let guarded = guarded_in(&admin, "guard", json!({}), every_namespace).await;
     let apps = &guarded.apps;
     let operator_sa = format!(
         "system:serviceaccount:{}:{}",
@@ -1509,7 +1592,7 @@ async fn admission_policies_refuse_a_tenant_and_let_the_operator_and_break_glass
 /// and a namespace goes once the operator removed its finalizers.
 #[tokio::test]
 async fn admission_policies_leave_the_garbage_collector_and_namespace_controller_alone() {
-    let _shared = ADMISSION.read().await;
+    let _shared = admission_shared().await;
     let admin = ControlPlane::shared().client().await;
     let guarded = guarded(&admin, "gc", json!({})).await;
     guarded.wait_for_policies(&admin).await;
@@ -1652,7 +1735,7 @@ async fn admission_policies_leave_the_garbage_collector_and_namespace_controller
 /// and strip the finalizer: what refused it above is the policy, not RBAC.
 #[tokio::test]
 async fn without_admission_policies_the_wildcard_tenant_writes_status() {
-    let _shared = ADMISSION.read().await;
+    let _shared = admission_shared().await;
     let admin = ControlPlane::shared().client().await;
     let guarded = guarded(
         &admin,
@@ -1701,7 +1784,7 @@ async fn without_admission_policies_the_wildcard_tenant_writes_status() {
 /// each operator still removes its finalizers and writes status there.
 #[tokio::test]
 async fn two_releases_do_not_lock_each_other_out() {
-    let _shared = ADMISSION.read().await;
+    let _shared = admission_shared().await;
     let admin = ControlPlane::shared().client().await;
     let first = guarded(&admin, "twin-a", json!({})).await;
     let second = guarded(&admin, "twin-b", json!({})).await;
@@ -1748,7 +1831,7 @@ async fn two_releases_do_not_lock_each_other_out() {
 /// admin also edits pools, and none of them writes status.
 #[tokio::test]
 async fn aggregated_roles_extend_edit_admin_and_view() {
-    let _shared = ADMISSION.read().await;
+    let _shared = admission_shared().await;
     let admin = ControlPlane::shared().client().await;
     // No policies, so that a status write is refused by RBAC alone.
     let guarded = guarded(
