@@ -10,11 +10,18 @@ use entra_emulator::{Config, Emulator, sample};
 use entra_operator::api::{EntraDynamicSecret, EntraLease, LeasePhase};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    PropagationPolicy,
+};
 use serde_json::{Value, json};
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
 use support::ControlPlane;
 use support::chart::{
     CHART_DIR, OperatorPod, client_for, documents, free_port, helm, helm_ok, install, only,
@@ -26,6 +33,73 @@ use support::lease_env::{APP_ID, CLIENT_SECRET};
 /// Tests that run an operator take turns: an operator watching every namespace would also act on
 /// the resources of another test's operator.
 static OPERATORS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A release that watches every namespace binds its admission policies in every namespace, and
+/// they trust its own operator only: tests that install one hold this exclusively. Tests whose
+/// namespaces must be guarded by their own release alone (an operator writing status, a tenant
+/// allowed with the policies off) share it. Taken after [`OPERATORS`].
+static ADMISSION: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Takes [`ADMISSION`] shared, then waits until no policy of an all-namespace release that has
+/// just been uninstalled is in force any more (the API server drops a deleted policy a moment
+/// later): a user with every right on kms.hanzo.ai in a namespace of its own, guarded by no
+/// release of these tests, writes a lease's status.
+async fn admission_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    let guard = ADMISSION.read().await;
+    let control_plane = ControlPlane::shared();
+    install_crds(control_plane);
+    static PROBE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let namespace = PROBE.get_or_init(|| {
+        let namespace = format!("policy-probe-{}", std::process::id());
+        let manifest = json!({ "apiVersion": "v1", "kind": "List", "items": [
+            { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } },
+            { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+              "metadata": { "name": "entra-everything", "namespace": namespace },
+              "rules": [{ "apiGroups": ["kms.hanzo.ai"], "resources": ["*"], "verbs": ["*"] }] },
+            { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+              "metadata": { "name": "policy-probe", "namespace": namespace },
+              "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                           "name": "entra-everything" },
+              "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": "policy-probe" }] },
+            { "apiVersion": "kms.hanzo.ai/v1alpha1", "kind": "EntraLease",
+              "metadata": { "name": "probe", "namespace": namespace },
+              "spec": { "dynamicSecretRef": { "name": "pool" } } },
+        ]});
+        let applied =
+            control_plane.kubectl_with_input(&["apply", "-f", "-"], &manifest.to_string());
+        assert!(
+            applied.status.success(),
+            "the policy probe is created: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+        namespace
+    });
+    let started = Instant::now();
+    loop {
+        let patched = control_plane.kubectl(&[
+            "patch",
+            "entralease",
+            "probe",
+            "--namespace",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "--patch",
+            r#"{"status":{"phase":"Failed"}}"#,
+            "--as=policy-probe",
+        ]);
+        if patched.status.success() {
+            return guard;
+        }
+        assert!(
+            started.elapsed() < POLICY_WAIT,
+            "a policy of no running test still refuses status writes in {namespace}: {}",
+            String::from_utf8_lossy(&patched.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 fn deployment_name(release: &str) -> String {
     format!("{release}-entra-operator")
@@ -176,7 +250,14 @@ fn optional_objects_follow_their_values() {
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     assert!(!rendered.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
-    assert!(!rendered.iter().any(|o| o["kind"] == "ClusterRole"));
+    assert!(!rendered.iter().any(|o| o["kind"] == "ClusterRoleBinding"));
+    assert!(
+        rendered
+            .iter()
+            .filter(|o| o["kind"] == "ClusterRole")
+            .all(|o| is_aggregated(&o)),
+        "the only ClusterRoles are the ones aggregated into edit, admin and view"
+    );
     let roles: Vec<&Value> = rendered.iter().filter(|o| o["kind"] == "Role").collect();
     assert_eq!(
         roles.len(),
@@ -288,6 +369,8 @@ fn install_creates_every_object_and_uninstall_removes_them() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime.block_on(control_plane.client());
     let release = runtime.block_on(namespace(&client, "install"));
+    // The defaults guard every namespace.
+    let _exclusive = ADMISSION.blocking_write();
     install(control_plane, &release, &release, &json!({}));
 
     let kubeconfig = control_plane.kubeconfig.to_str().unwrap();
@@ -309,13 +392,20 @@ fn install_creates_every_object_and_uninstall_removes_them() {
         kinds,
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
             "Service",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
         ]
     );
     let existing = control_plane.kubectl_with_input(&["get", "-f", "-", "-o", "name"], &manifest);
@@ -376,6 +466,8 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
     let control_plane = ControlPlane::shared();
     install_crds(control_plane);
     let admin = control_plane.client().await;
+    // The all-namespace round guards every namespace.
+    let _exclusive = ADMISSION.write().await;
     for single_namespace in [false, true] {
         let operator_ns = namespace(&admin, "rbac").await;
         let watched_ns = namespace(&admin, "rbac-apps").await;
@@ -411,6 +503,9 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
             .list(&params)
             .await
             .unwrap_or_else(|e| panic!("{mode}: Leases in the operator namespace: {e}"));
+        claim_and_credential_copy_round_trip(&client, &operator_ns)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
 
         // Refused: everything else.
         let config_map: ConfigMap =
@@ -482,6 +577,13 @@ async fn single_namespace_install_runs_a_lease_lifecycle() {
 /// ServiceAccount's identity, leader election on), and walks one lease from issue to revocation.
 async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
     let _turn = OPERATORS.lock().await;
+    // With the chart's defaults its admission policies are on: an all-namespace release guards
+    // every namespace; a single-namespace one must be the only guard of its namespace.
+    let (_exclusive, _shared) = if single_namespace {
+        (None, Some(admission_shared().await))
+    } else {
+        (Some(ADMISSION.write().await), None)
+    };
     let control_plane = ControlPlane::shared();
     install_crds(control_plane);
     let admin = control_plane.client().await;
@@ -673,4 +775,1127 @@ async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
     );
     pod.kill();
     uninstall(control_plane, &release, &operator_ns);
+}
+
+/// What the operator does in its own namespace: a user claim carrying its finalizer, which it
+/// removes, and a copy of an app credential; in every install, also a single-namespace one.
+async fn claim_and_credential_copy_round_trip(
+    client: &kube::Client,
+    operator_ns: &str,
+) -> Result<(), String> {
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "entra-operator",
+        "kms.hanzo.ai/credential-copy": "true",
+    });
+    let claims = Api::<Lease>::namespaced(client.clone(), operator_ns);
+    let claim: Lease = serde_json::from_value(json!({
+        "metadata": {
+            "name": "entra-user-probe",
+            "labels": { "app.kubernetes.io/managed-by": "entra-operator" },
+            "finalizers": [REVOKE],
+        },
+        "spec": { "holderIdentity": "probe" },
+    }))
+    .unwrap();
+    let what = |verb: &str, e: kube::Error| format!("{verb} in the operator namespace: {e}");
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .map_err(|e| what("create a claim", e))?;
+    claims
+        .patch(
+            "entra-user-probe",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "holderIdentity": "probe-2" } })),
+        )
+        .await
+        .map_err(|e| what("patch a claim", e))?;
+    let mut current = claims
+        .get("entra-user-probe")
+        .await
+        .map_err(|e| what("get a claim", e))?;
+    current.metadata.finalizers = None;
+    claims
+        .replace("entra-user-probe", &PostParams::default(), &current)
+        .await
+        .map_err(|e| what("update a claim (its finalizer removed)", e))?;
+    claims
+        .delete("entra-user-probe", &DeleteParams::default())
+        .await
+        .map_err(|e| what("delete a claim", e))?;
+
+    let secrets = Api::<Secret>::namespaced(client.clone(), operator_ns);
+    let copy: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "credential-copy-probe", "labels": labels },
+        "stringData": { "clientSecret": "probe" },
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &copy)
+        .await
+        .map_err(|e| what("create a credential copy", e))?;
+    secrets
+        .patch(
+            "credential-copy-probe",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": { "clientSecret": "probe-2" } })),
+        )
+        .await
+        .map_err(|e| what("patch a credential copy", e))?;
+    secrets
+        .list(&ListParams::default().labels("kms.hanzo.ai/credential-copy=true"))
+        .await
+        .map_err(|e| what("list credential copies", e))?;
+    secrets
+        .delete("credential-copy-probe", &DeleteParams::default())
+        .await
+        .map_err(|e| what("delete a credential copy", e))?;
+    Ok(())
+}
+
+const REVOKE: &str = "kms.hanzo.ai/revoke";
+const END_LEASES: &str = "kms.hanzo.ai/end-leases";
+const POLICY_WAIT: Duration = Duration::from_secs(30);
+
+/// A ClusterRole the chart ships to aggregate into the built-in roles.
+fn is_aggregated(role: &&Value) -> bool {
+    role["metadata"]["labels"]
+        .as_object()
+        .is_some_and(|labels| {
+            labels
+                .keys()
+                .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+        })
+}
+
+#[test]
+fn admission_policies_and_aggregated_roles_follow_their_values() {
+    let named = |objects: &[Value], kind: &str| -> Vec<String> {
+        let mut names: Vec<String> = objects
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let defaults = documents(&template("team-a", "ops", &json!({})));
+    assert_eq!(
+        named(&defaults, "ValidatingAdmissionPolicy"),
+        [
+            "team-a-entra-operator-finalizers",
+            "team-a-entra-operator-status"
+        ]
+    );
+    assert_eq!(
+        named(&defaults, "ValidatingAdmissionPolicyBinding"),
+        [
+            "team-a-entra-operator-finalizers",
+            "team-a-entra-operator-status"
+        ]
+    );
+    for policy in defaults
+        .iter()
+        .filter(|o| o["kind"] == "ValidatingAdmissionPolicy")
+    {
+        let text = policy.to_string();
+        assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+        assert!(
+            text.contains("system:serviceaccount:ops:team-a-entra-operator")
+                && text.contains("system:masters"),
+            "the policy trusts the operator and break-glass: {text}"
+        );
+    }
+    for binding in defaults
+        .iter()
+        .filter(|o| o["kind"] == "ValidatingAdmissionPolicyBinding")
+    {
+        assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+        assert_eq!(
+            binding["spec"]["matchResources"]["namespaceSelector"],
+            json!({}),
+            "every namespace, as the operator watches"
+        );
+    }
+    let aggregated: Vec<&Value> = defaults
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole")
+        .filter(is_aggregated)
+        .collect();
+    assert_eq!(aggregated.len(), 3, "lease editor, pool editor, viewer");
+    for role in &aggregated {
+        for rule in role["rules"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                let resource = resource.as_str().unwrap();
+                assert!(
+                    !resource.contains('/') && resource != "*",
+                    "{} grants {resource}",
+                    role["metadata"]["name"]
+                );
+            }
+        }
+    }
+    let aggregates_to = |role: &str| -> Vec<String> {
+        let role = aggregated
+            .iter()
+            .find(|r| r["metadata"]["name"] == role)
+            .unwrap_or_else(|| panic!("{role} is rendered"));
+        let mut to: Vec<String> = role["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| *v == "true")
+            .filter_map(|(k, _)| k.strip_prefix("rbac.authorization.k8s.io/aggregate-to-"))
+            .map(str::to_owned)
+            .collect();
+        to.sort();
+        to
+    };
+    assert_eq!(
+        aggregates_to("team-a-entra-operator-lease-editor"),
+        ["admin", "edit"]
+    );
+    assert_eq!(
+        aggregates_to("team-a-entra-operator-pool-editor"),
+        ["admin"]
+    );
+    assert_eq!(aggregates_to("team-a-entra-operator-viewer"), ["view"]);
+
+    let single = documents(&template(
+        "team-b",
+        "ops-b",
+        &json!({
+            "watchNamespace": "apps-b",
+            "admissionPolicies": { "breakGlassGroups": ["platform:breakglass", "system:masters"] },
+        }),
+    ));
+    for binding in single
+        .iter()
+        .filter(|o| o["kind"] == "ValidatingAdmissionPolicyBinding")
+    {
+        assert_eq!(
+            binding["spec"]["matchResources"]["namespaceSelector"],
+            json!({ "matchLabels": { "kubernetes.io/metadata.name": "apps-b" } }),
+            "only the watched namespace"
+        );
+    }
+    let status = single
+        .iter()
+        .find(|o| o["metadata"]["name"] == "team-b-entra-operator-status")
+        .unwrap()
+        .to_string();
+    assert!(status.contains("platform:breakglass"), "{status}");
+    assert!(
+        status.contains("system:serviceaccount:ops-b:team-b-entra-operator"),
+        "{status}"
+    );
+
+    let off = documents(&template(
+        "team-c",
+        "ops",
+        &json!({
+            "admissionPolicies": { "enabled": false },
+            "rbac": { "aggregateToDefaultRoles": false },
+        }),
+    ));
+    assert!(!off.iter().any(|o| {
+        o["kind"]
+            .as_str()
+            .unwrap()
+            .starts_with("ValidatingAdmissionPolicy")
+    }));
+    assert!(
+        off.iter()
+            .filter(|o| o["kind"] == "ClusterRole")
+            .all(|o| !is_aggregated(&o)),
+        "no aggregated roles"
+    );
+
+    for (values, field) in [
+        (
+            json!({ "admissionPolicies": { "enabled": "yes" } }),
+            "enabled",
+        ),
+        (
+            json!({ "admissionPolicies": { "breakGlassGroups": [""] } }),
+            "breakGlassGroups",
+        ),
+        (
+            json!({ "admissionPolicies": { "breakGlassGroup": "x" } }),
+            "breakGlassGroup",
+        ),
+        (json!({ "rbac": { "aggregate": true } }), "aggregate"),
+    ] {
+        let (_dir, file) = support::chart::values_file(&values);
+        let output = helm(&["template", "t", CHART_DIR, "-f", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{values} was accepted");
+        assert!(
+            stderr.contains("schema") && stderr.contains(field),
+            "the refusal of {values} names {field}: {stderr}"
+        );
+    }
+}
+
+/// A release installed for a test, uninstalled when the test ends, also when it fails (a failed
+/// test must not leave its policies guarding namespaces for the next one).
+struct Installed {
+    release: String,
+    namespace: String,
+}
+
+impl Installed {
+    fn new(release: &str, namespace: &str, values: &Value) -> Installed {
+        install(ControlPlane::shared(), release, namespace, values);
+        Installed {
+            release: release.to_owned(),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// The name of the release's objects (and of its ServiceAccount).
+    fn full_name(&self) -> String {
+        deployment_name(&self.release)
+    }
+
+    fn status_policy(&self) -> String {
+        format!("{}-status", self.full_name())
+    }
+
+    fn finalizers_policy(&self) -> String {
+        format!("{}-finalizers", self.full_name())
+    }
+
+    /// A client for the release's operator ServiceAccount, as its pods run.
+    async fn operator(&self, dir: &Path) -> kube::Client {
+        let kubeconfig = dir.join(format!("{}.kubeconfig", self.release));
+        service_account_kubeconfig(
+            ControlPlane::shared(),
+            &self.namespace,
+            &self.full_name(),
+            &kubeconfig,
+        );
+        client_for(&kubeconfig).await
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let output = helm(&[
+            "uninstall",
+            &self.release,
+            "--kubeconfig",
+            ControlPlane::shared().kubeconfig.to_str().unwrap(),
+            "--namespace",
+            &self.namespace,
+        ]);
+        if !output.status.success() && !std::thread::panicking() {
+            panic!(
+                "helm uninstall {}: {}",
+                self.release,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+/// A ServiceAccount `name` of `namespace`, bound there to ClusterRole `cluster_role` and, when
+/// `wildcard`, to a Role granting everything in kms.hanzo.ai (status included, as wildcard roles
+/// in real clusters do); a client that authenticates as it.
+async fn tenant(
+    admin: &kube::Client,
+    dir: &Path,
+    namespace: &str,
+    name: &str,
+    cluster_role: &str,
+    wildcard: bool,
+) -> kube::Client {
+    let pp = PostParams::default();
+    let account: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+    Api::<ServiceAccount>::namespaced(admin.clone(), namespace)
+        .create(&pp, &account)
+        .await
+        .unwrap();
+    let bindings = Api::<RoleBinding>::namespaced(admin.clone(), namespace);
+    let bind = |role_kind: &str, role: &str| -> RoleBinding {
+        serde_json::from_value(json!({
+            "metadata": { "name": format!("{name}-{role}") },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role },
+            "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": namespace }],
+        }))
+        .unwrap()
+    };
+    bindings
+        .create(&pp, &bind("ClusterRole", cluster_role))
+        .await
+        .unwrap();
+    if wildcard {
+        let role: Role = serde_json::from_value(json!({
+            "metadata": { "name": format!("{name}-entra-everything") },
+            "rules": [{ "apiGroups": ["kms.hanzo.ai"], "resources": ["*"], "verbs": ["*"] }],
+        }))
+        .unwrap();
+        Api::<Role>::namespaced(admin.clone(), namespace)
+            .create(&pp, &role)
+            .await
+            .unwrap();
+        bindings
+            .create(&pp, &bind("Role", &format!("{name}-entra-everything")))
+            .await
+            .unwrap();
+    }
+    let kubeconfig = dir.join(format!("{namespace}-{name}.kubeconfig"));
+    service_account_kubeconfig(ControlPlane::shared(), namespace, name, &kubeconfig);
+    client_for(&kubeconfig).await
+}
+
+fn leases_of(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::erase::<EntraLease>(&()),
+    )
+}
+
+fn pools_of(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::erase::<EntraDynamicSecret>(&()),
+    )
+}
+
+/// Creates, as `admin`, an EntraLease `name` carrying the operator's finalizer.
+async fn guarded_lease(admin: &kube::Client, namespace: &str, name: &str) -> DynamicObject {
+    let lease: EntraLease = serde_json::from_value(json!({
+        "apiVersion": "kms.hanzo.ai/v1alpha1",
+        "kind": "EntraLease",
+        "metadata": { "name": name, "finalizers": [REVOKE] },
+        "spec": { "dynamicSecretRef": { "name": "pool" }, "ttl": "30m" },
+    }))
+    .unwrap();
+    let lease = Api::<EntraLease>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap();
+    leases_of(admin, namespace)
+        .get(&lease.metadata.name.unwrap())
+        .await
+        .unwrap()
+}
+
+/// Creates, as `admin`, an EntraDynamicSecret `name` carrying the operator's finalizer.
+async fn guarded_pool(admin: &kube::Client, namespace: &str, name: &str) {
+    let pool: EntraDynamicSecret = serde_json::from_value(json!({
+        "apiVersion": "kms.hanzo.ai/v1alpha1",
+        "kind": "EntraDynamicSecret",
+        "metadata": { "name": name, "finalizers": [END_LEASES] },
+        "spec": {
+            "tenantId": "contoso.onmicrosoft.com",
+            "applicationId": APP_ID,
+            "clientSecretRef": { "name": "entra-app" },
+            "users": [sample::ALICE.upn],
+            "defaultTTL": "1h",
+            "maxTTL": "2h",
+        }
+    }))
+    .unwrap();
+    Api::<EntraDynamicSecret>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &pool)
+        .await
+        .unwrap();
+}
+
+fn merge(patch: Value) -> Patch<Value> {
+    Patch::Merge(patch)
+}
+
+async fn patch(api: &Api<DynamicObject>, name: &str, body: Value) -> kube::Result<()> {
+    api.patch(name, &PatchParams::default(), &merge(body))
+        .await
+        .map(drop)
+}
+
+async fn patch_status(api: &Api<DynamicObject>, name: &str, body: Value) -> kube::Result<()> {
+    api.patch_status(name, &PatchParams::default(), &merge(body))
+        .await
+        .map(drop)
+}
+
+/// Whether `result` is a refusal by ValidatingAdmissionPolicy `policy`.
+fn refusal_by(policy: &str, result: &kube::Result<()>) -> Option<String> {
+    match result {
+        Err(kube::Error::Api(status))
+            if status
+                .message
+                .contains(&format!("ValidatingAdmissionPolicy '{policy}'")) =>
+        {
+            Some(status.message.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Repeats `attempt` until policy `policy` refuses it (policies and their bindings take effect
+/// asynchronously), at most [`POLICY_WAIT`]; returns the refusal's message, after checking that it
+/// says who may do it. An attempt must be repeatable: it restores what an admitted try changed.
+async fn until_refused<F, Fut>(policy: &str, what: &str, who: &[&str], mut attempt: F) -> String
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kube::Result<()>>,
+{
+    let started = Instant::now();
+    loop {
+        let result = attempt().await;
+        if let Some(message) = refusal_by(policy, &result) {
+            assert!(
+                !message.contains("cannot patch resource"),
+                "{what}: refused by the policy, not by RBAC: {message}"
+            );
+            for name in who {
+                assert!(
+                    message.contains(name),
+                    "{what}: the refusal names {name}: {message}"
+                );
+            }
+            return message;
+        }
+        assert!(
+            started.elapsed() < POLICY_WAIT,
+            "{what}: not refused by {policy} within {POLICY_WAIT:?}; last answer: {result:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Repeats `attempt` while RBAC (not an admission policy) refuses it: a fresh RoleBinding, or a
+/// fresh aggregation into a built-in role, takes a moment to reach the authorizer.
+async fn until_authorized<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    let started = Instant::now();
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(kube::Error::Api(status))
+                if status.code == 403
+                    && !status.message.contains("ValidatingAdmissionPolicy")
+                    && started.elapsed() < POLICY_WAIT =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("{what}: {error:?}"),
+        }
+    }
+}
+
+/// Polls `probe` every 100 ms until it holds, at most 60 s.
+async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !probe().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn finalizers(object: &DynamicObject) -> Vec<String> {
+    object.metadata.finalizers.clone().unwrap_or_default()
+}
+
+/// A release guarding `apps` (watching it alone, or every namespace), a tenant there (edit, plus a wildcard Role on
+/// kms.hanzo.ai) and the operator's identity.
+struct Guarded {
+    installed: Installed,
+    apps: String,
+    tenant: kube::Client,
+    operator: kube::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn guarded(admin: &kube::Client, prefix: &str, values: Value) -> Guarded {
+    guarded_in(admin, prefix, values, false).await
+}
+
+async fn guarded_in(
+    admin: &kube::Client,
+    prefix: &str,
+    values: Value,
+    every_namespace: bool,
+) -> Guarded {
+    install_crds(ControlPlane::shared());
+    let operator_ns = namespace(admin, prefix).await;
+    let apps = namespace(admin, &format!("{prefix}-apps")).await;
+    let mut values = values;
+    if !every_namespace {
+        values["watchNamespace"] = json!(apps);
+    }
+    let installed = Installed::new(&operator_ns, &operator_ns, &values);
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = tenant(admin, dir.path(), &apps, "tenant", "edit", true).await;
+    let operator = installed.operator(dir.path()).await;
+    Guarded {
+        installed,
+        apps,
+        tenant,
+        operator,
+        _dir: dir,
+    }
+}
+
+impl Guarded {
+    /// Waits until both policies refuse the tenant in `apps`, using a lease of its own.
+    async fn wait_for_policies(&self, admin: &kube::Client) {
+        guarded_lease(admin, &self.apps, "policy-probe").await;
+        let tenant = leases_of(&self.tenant, &self.apps);
+        let admin_leases = leases_of(admin, &self.apps);
+        until_refused(
+            &self.installed.status_policy(),
+            "the tenant writes a lease's status",
+            &[],
+            || {
+                patch_status(
+                    &tenant,
+                    "policy-probe",
+                    json!({ "status": { "phase": "Failed" } }),
+                )
+            },
+        )
+        .await;
+        until_refused(
+            &self.installed.finalizers_policy(),
+            "the tenant strips a lease's finalizer",
+            &[],
+            || {
+                let (tenant, admin_leases) = (tenant.clone(), admin_leases.clone());
+                async move {
+                    patch(
+                        &admin_leases,
+                        "policy-probe",
+                        json!({ "metadata": { "finalizers": [REVOKE] } }),
+                    )
+                    .await
+                    .unwrap();
+                    patch(
+                        &tenant,
+                        "policy-probe",
+                        json!({ "metadata": { "finalizers": null } }),
+                    )
+                    .await
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// The tenant of a namespace, with `edit` and even a wildcard role on kms.hanzo.ai, may neither
+/// write status nor remove the operator's finalizers; the operator's ServiceAccount and the
+/// break-glass group (the admin is in system:masters) may.
+#[tokio::test]
+async fn admission_policies_refuse_a_tenant_and_let_the_operator_and_break_glass_through() {
+    let _shared = admission_shared().await;
+    tenant_refused_operator_and_break_glass_allowed(false).await;
+}
+
+/// The same with a release that watches, and guards, every namespace.
+#[tokio::test]
+async fn admission_policies_of_an_all_namespace_release_refuse_a_tenant() {
+    let _exclusive = ADMISSION.write().await;
+    tenant_refused_operator_and_break_glass_allowed(true).await;
+}
+
+async fn tenant_refused_operator_and_break_glass_allowed(every_namespace: bool) {
+    let admin = ControlPlane::shared().client().await;
+    let guarded = guarded_in(&admin, "guard", json!({}), every_namespace).await;
+    let apps = &guarded.apps;
+    let operator_sa = format!(
+        "system:serviceaccount:{}:{}",
+        guarded.installed.namespace,
+        guarded.installed.full_name()
+    );
+    let who = [operator_sa.as_str(), "system:masters"];
+    guarded_lease(&admin, apps, "ci").await;
+    guarded_pool(&admin, apps, "pool").await;
+    let tenant_leases = leases_of(&guarded.tenant, apps);
+    let tenant_pools = pools_of(&guarded.tenant, apps);
+    let admin_leases = leases_of(&admin, apps);
+
+    // Status: deadlines, phase, counts.
+    let status = guarded.installed.status_policy();
+    let message = until_refused(&status, "the tenant moves a lease's deadline", &who, || {
+        patch_status(
+            &tenant_leases,
+            "ci",
+            json!({ "status": { "phase": "Active", "expiresAt": "2099-01-01T00:00:00Z" } }),
+        )
+    })
+    .await;
+    assert!(
+        message.contains("may not write entraleases/status"),
+        "{message}"
+    );
+    until_refused(&status, "the tenant writes a pool's status", &who, || {
+        patch_status(
+            &tenant_pools,
+            "pool",
+            json!({ "status": { "available": 7 } }),
+        )
+    })
+    .await;
+
+    // Finalizers: adding one, and removing another than the operator's, stays allowed.
+    until_authorized("the tenant adds a finalizer", || {
+        patch(
+            &tenant_leases,
+            "ci",
+            json!({ "metadata": { "finalizers": [REVOKE, "example.com/hold"] } }),
+        )
+    })
+    .await;
+    until_authorized("the tenant removes its own finalizer", || {
+        patch(
+            &tenant_leases,
+            "ci",
+            json!({ "metadata": { "finalizers": [REVOKE] } }),
+        )
+    })
+    .await;
+    let finalizers_policy = guarded.installed.finalizers_policy();
+    let message = until_refused(
+        &finalizers_policy,
+        "the tenant strips a lease's finalizer",
+        &who,
+        || {
+            let (tenant, admin) = (tenant_leases.clone(), admin_leases.clone());
+            async move {
+                patch(
+                    &admin,
+                    "ci",
+                    json!({ "metadata": { "finalizers": [REVOKE] } }),
+                )
+                .await
+                .unwrap();
+                patch(&tenant, "ci", json!({ "metadata": { "finalizers": null } })).await
+            }
+        },
+    )
+    .await;
+    assert!(message.contains(REVOKE), "{message}");
+    // The attack: delete, then strip before the operator revoked.
+    tenant_leases
+        .delete("ci", &DeleteParams::default())
+        .await
+        .unwrap();
+    let result = patch(
+        &tenant_leases,
+        "ci",
+        json!({ "metadata": { "finalizers": [] } }),
+    )
+    .await;
+    assert!(
+        refusal_by(&finalizers_policy, &result).is_some(),
+        "a deleted lease's finalizer stays: {result:?}"
+    );
+    let deleting = admin_leases.get("ci").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    assert_eq!(finalizers(&deleting), [REVOKE]);
+    let message = until_refused(
+        &finalizers_policy,
+        "the tenant strips a pool's finalizer",
+        &who,
+        || {
+            patch(
+                &tenant_pools,
+                "pool",
+                json!({ "metadata": { "finalizers": null } }),
+            )
+        },
+    )
+    .await;
+    assert!(message.contains(END_LEASES), "{message}");
+
+    // The operator's ServiceAccount may do both.
+    let operator_leases = leases_of(&guarded.operator, apps);
+    let operator_pools = pools_of(&guarded.operator, apps);
+    until_authorized("the operator writes a pool's status", || {
+        patch_status(
+            &operator_pools,
+            "pool",
+            json!({ "status": { "available": 1 } }),
+        )
+    })
+    .await;
+    until_authorized("the operator writes a lease's status", || {
+        patch_status(
+            &operator_leases,
+            "ci",
+            json!({ "status": { "phase": "Revoking" } }),
+        )
+    })
+    .await;
+    until_authorized("the operator removes a lease's finalizer", || {
+        patch(
+            &operator_leases,
+            "ci",
+            json!({ "metadata": { "finalizers": null } }),
+        )
+    })
+    .await;
+    assert!(
+        admin_leases.get_opt("ci").await.unwrap().is_none(),
+        "the lease is gone"
+    );
+    until_authorized("the operator removes a pool's finalizer", || {
+        patch(
+            &operator_pools,
+            "pool",
+            json!({ "metadata": { "finalizers": null } }),
+        )
+    })
+    .await;
+
+    // Break-glass: the admin is in system:masters.
+    guarded_lease(&admin, apps, "stuck").await;
+    patch_status(
+        &admin_leases,
+        "stuck",
+        json!({ "status": { "phase": "Failed" } }),
+    )
+    .await
+    .expect("break-glass writes status");
+    admin_leases
+        .delete("stuck", &DeleteParams::default())
+        .await
+        .unwrap();
+    patch(
+        &admin_leases,
+        "stuck",
+        json!({ "metadata": { "finalizers": null } }),
+    )
+    .await
+    .expect("break-glass removes the finalizer");
+    assert!(admin_leases.get_opt("stuck").await.unwrap().is_none());
+}
+
+/// The garbage collector (running as its own ServiceAccount) and the namespace controller work
+/// under the policies: owned Secrets are collected in background, foreground and orphan deletes,
+/// and a namespace goes once the operator removed its finalizers.
+#[tokio::test]
+async fn admission_policies_leave_the_garbage_collector_and_namespace_controller_alone() {
+    let _shared = admission_shared().await;
+    let admin = ControlPlane::shared().client().await;
+    let guarded = guarded(&admin, "gc", json!({})).await;
+    guarded.wait_for_policies(&admin).await;
+    let apps = &guarded.apps;
+    let admin_leases = leases_of(&admin, apps);
+    let operator_leases = leases_of(&guarded.operator, apps);
+    let tenant_leases = leases_of(&guarded.tenant, apps);
+    let secrets = Api::<Secret>::namespaced(admin.clone(), apps);
+
+    for propagation in [
+        PropagationPolicy::Background,
+        PropagationPolicy::Foreground,
+        PropagationPolicy::Orphan,
+    ] {
+        let name = format!("{propagation:?}").to_ascii_lowercase();
+        let lease = guarded_lease(&admin, apps, &name).await;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {
+                "name": name,
+                "ownerReferences": [{
+                    "apiVersion": "kms.hanzo.ai/v1alpha1",
+                    "kind": "EntraLease",
+                    "name": name,
+                    "uid": lease.metadata.uid.clone().unwrap(),
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                }],
+            },
+            "stringData": { "password": "x" },
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        let params = DeleteParams {
+            propagation_policy: Some(propagation.clone()),
+            ..DeleteParams::default()
+        };
+        until_authorized("the tenant deletes a lease", || {
+            tenant_leases.delete(&name, &params)
+        })
+        .await;
+        match propagation {
+            PropagationPolicy::Foreground => {
+                eventually(
+                    "the collector deletes the dependent, then its own finalizer",
+                    || async {
+                        let lease = admin_leases.get(&name).await.unwrap();
+                        secrets.get_opt(&name).await.unwrap().is_none()
+                            && finalizers(&lease) == [REVOKE]
+                    },
+                )
+                .await;
+            }
+            PropagationPolicy::Orphan => {
+                eventually(
+                    "the collector orphans the dependent, then drops its finalizer",
+                    || async {
+                        let lease = admin_leases.get(&name).await.unwrap();
+                        let secret = secrets.get(&name).await.unwrap();
+                        secret
+                            .metadata
+                            .owner_references
+                            .unwrap_or_default()
+                            .is_empty()
+                            && finalizers(&lease) == [REVOKE]
+                    },
+                )
+                .await;
+            }
+            _ => {}
+        }
+        until_authorized("the operator removes the finalizer", || {
+            patch(
+                &operator_leases,
+                &name,
+                json!({ "metadata": { "finalizers": null } }),
+            )
+        })
+        .await;
+        eventually("the lease to be gone", || async {
+            admin_leases.get_opt(&name).await.unwrap().is_none()
+        })
+        .await;
+        match propagation {
+            PropagationPolicy::Orphan => {
+                assert!(
+                    secrets.get_opt(&name).await.unwrap().is_some(),
+                    "orphaned, kept"
+                );
+            }
+            _ => {
+                eventually("the owned Secret to be collected", || async {
+                    secrets.get_opt(&name).await.unwrap().is_none()
+                })
+                .await;
+            }
+        }
+    }
+
+    // The namespace controller deletes the leases of a deleted namespace, and the namespace goes
+    // once their finalizers are removed. Here by break-glass: in a single-namespace install the
+    // operator's Role lives in that namespace, and the namespace controller may delete it first.
+    guarded_lease(&admin, apps, "last").await;
+    Api::<Namespace>::all(admin.clone())
+        .delete(apps, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the namespace controller to delete the leases", || async {
+        let leases = admin_leases.list(&ListParams::default()).await.unwrap();
+        !leases.items.is_empty()
+            && leases
+                .items
+                .iter()
+                .all(|lease| lease.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    for lease in admin_leases.list(&ListParams::default()).await.unwrap() {
+        let name = lease.metadata.name.unwrap();
+        patch(
+            &admin_leases,
+            &name,
+            json!({ "metadata": { "finalizers": null } }),
+        )
+        .await
+        .expect("break-glass removes the finalizer in a terminating namespace");
+    }
+    eventually("the namespace to be gone", || async {
+        Api::<Namespace>::all(admin.clone())
+            .get_opt(apps)
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+}
+
+/// With admissionPolicies.enabled=false the same tenant, with the same roles, may write status
+/// and strip the finalizer: what refused it above is the policy, not RBAC.
+#[tokio::test]
+async fn without_admission_policies_the_wildcard_tenant_writes_status() {
+    let _shared = admission_shared().await;
+    let admin = ControlPlane::shared().client().await;
+    let guarded = guarded(
+        &admin,
+        "noguard",
+        json!({ "admissionPolicies": { "enabled": false } }),
+    )
+    .await;
+    let apps = &guarded.apps;
+    guarded_lease(&admin, apps, "ci").await;
+    guarded_pool(&admin, apps, "pool").await;
+    let tenant_leases = leases_of(&guarded.tenant, apps);
+    until_authorized("the tenant writes a lease's status", || {
+        patch_status(
+            &tenant_leases,
+            "ci",
+            json!({ "status": { "phase": "Failed" } }),
+        )
+    })
+    .await;
+    let tenant_pools = pools_of(&guarded.tenant, apps);
+    until_authorized("the tenant writes a pool's status", || {
+        patch_status(
+            &tenant_pools,
+            "pool",
+            json!({ "status": { "available": 7 } }),
+        )
+    })
+    .await;
+    let admin_leases = leases_of(&admin, apps);
+    assert_eq!(
+        admin_leases.get("ci").await.unwrap().data["status"]["phase"],
+        "Failed"
+    );
+    until_authorized("the tenant strips the finalizer", || {
+        patch(
+            &tenant_leases,
+            "ci",
+            json!({ "metadata": { "finalizers": null } }),
+        )
+    })
+    .await;
+    assert!(finalizers(&admin_leases.get("ci").await.unwrap()).is_empty());
+}
+
+/// Two releases watching different namespaces: each one's policies guard its own namespace, and
+/// each operator still removes its finalizers and writes status there.
+#[tokio::test]
+async fn two_releases_do_not_lock_each_other_out() {
+    let _shared = admission_shared().await;
+    let admin = ControlPlane::shared().client().await;
+    let first = guarded(&admin, "twin-a", json!({})).await;
+    let second = guarded(&admin, "twin-b", json!({})).await;
+    first.wait_for_policies(&admin).await;
+    second.wait_for_policies(&admin).await;
+    for guarded in [&first, &second] {
+        let apps = &guarded.apps;
+        guarded_lease(&admin, apps, "ci").await;
+        let operator_leases = leases_of(&guarded.operator, apps);
+        until_authorized("the operator writes status in its namespace", || {
+            patch_status(
+                &operator_leases,
+                "ci",
+                json!({ "status": { "phase": "Revoking" } }),
+            )
+        })
+        .await;
+        leases_of(&admin, apps)
+            .delete("ci", &DeleteParams::default())
+            .await
+            .unwrap();
+        until_authorized(
+            "the operator removes its finalizer in its namespace",
+            || {
+                patch(
+                    &operator_leases,
+                    "ci",
+                    json!({ "metadata": { "finalizers": null } }),
+                )
+            },
+        )
+        .await;
+        assert!(
+            leases_of(&admin, apps)
+                .get_opt("ci")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+/// The shipped roles aggregate into the built-ins: edit creates leases, view only reads them,
+/// admin also edits pools, and none of them writes status.
+#[tokio::test]
+async fn aggregated_roles_extend_edit_admin_and_view() {
+    let _shared = admission_shared().await;
+    let admin = ControlPlane::shared().client().await;
+    // No policies, so that a status write is refused by RBAC alone.
+    let guarded = guarded(
+        &admin,
+        "roles",
+        json!({ "admissionPolicies": { "enabled": false } }),
+    )
+    .await;
+    let apps = &guarded.apps;
+    let dir = tempfile::tempdir().unwrap();
+    let editor = tenant(&admin, dir.path(), apps, "editor", "edit", false).await;
+    let viewer = tenant(&admin, dir.path(), apps, "viewer", "view", false).await;
+    let namespace_admin = tenant(&admin, dir.path(), apps, "owner", "admin", false).await;
+    let lease: EntraLease = serde_json::from_value(json!({
+        "apiVersion": "kms.hanzo.ai/v1alpha1",
+        "kind": "EntraLease",
+        "metadata": { "name": "ci" },
+        "spec": { "dynamicSecretRef": { "name": "pool" } },
+    }))
+    .unwrap();
+    let editor_leases = Api::<EntraLease>::namespaced(editor.clone(), apps);
+    let pp = PostParams::default();
+    until_authorized("edit creates a lease", || editor_leases.create(&pp, &lease)).await;
+    let viewer_leases = Api::<EntraLease>::namespaced(viewer.clone(), apps);
+    let viewer_pools = Api::<EntraDynamicSecret>::namespaced(viewer.clone(), apps);
+    let lp = ListParams::default();
+    let listed = until_authorized("view lists leases", || viewer_leases.list(&lp)).await;
+    assert_eq!(listed.items.len(), 1);
+    until_authorized("view lists pools", || viewer_pools.list(&lp)).await;
+    let mut other = lease.clone();
+    other.metadata.name = Some("by-viewer".to_owned());
+    assert_forbidden(
+        "view",
+        "create a lease",
+        viewer_leases.create(&PostParams::default(), &other).await,
+    );
+    assert_forbidden(
+        "edit",
+        "write a lease's status",
+        patch_status(
+            &leases_of(&editor, apps),
+            "ci",
+            json!({ "status": { "phase": "Failed" } }),
+        )
+        .await,
+    );
+    guarded_pool(&admin, apps, "unused").await;
+    assert_forbidden(
+        "edit",
+        "patch a pool",
+        patch(
+            &pools_of(&editor, apps),
+            "unused",
+            json!({ "spec": { "defaultTTL": "2h" } }),
+        )
+        .await,
+    );
+    let admin_pools = pools_of(&namespace_admin, apps);
+    until_authorized("admin patches a pool", || {
+        patch(
+            &admin_pools,
+            "unused",
+            json!({ "spec": { "defaultTTL": "2h" } }),
+        )
+    })
+    .await;
 }

@@ -118,8 +118,9 @@ impl ControlPlane {
                 "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller",
                 &format!("--service-account-private-key-file={key}"),
                 &format!("--root-ca-file={}", ca.display()),
-                // Each controller acts as its own ServiceAccount, as in a real cluster: admission
-                // policies and RBAC meet the garbage collector's and namespace controller's identity.
+                // Each controller acts as its own ServiceAccount (the garbage collector as
+                // system:serviceaccount:kube-system:generic-garbage-collector), as in a real
+                // cluster, so admission policies meet the real identities, not the admin's.
                 "--use-service-account-credentials=true",
                 "--secure-port=0",
             ],

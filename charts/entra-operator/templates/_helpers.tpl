@@ -80,3 +80,17 @@ annotations:
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: replicas without leader election would all reconcile at once" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The namespaces this release serves, as the matchResources of an admission policy binding:
+watchNamespace alone, or every namespace.
+*/}}
+{{- define "entra-operator.servedNamespaces" -}}
+{{- if .Values.watchNamespace }}
+namespaceSelector:
+  matchLabels:
+    kubernetes.io/metadata.name: {{ .Values.watchNamespace }}
+{{- else }}
+namespaceSelector: {}
+{{- end }}
+{{- end }}
