@@ -21,7 +21,9 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::ControlPlane;
-use support::chart::{OperatorPod, client_for, free_port, install, service_account_kubeconfig};
+use support::chart::{
+    CHART_DIR, OperatorPod, client_for, free_port, helm_ok, install, service_account_kubeconfig,
+};
 use support::cluster::{install_crds, namespace};
 
 const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
@@ -62,6 +64,7 @@ fn upn(n: u32) -> String {
 /// The operator as the chart installs it, and the emulator it talks to.
 struct World {
     control_plane: &'static ControlPlane,
+    release: String,
     admin: kube::Client,
     emulator: Emulator,
     deployment: Deployment,
@@ -79,9 +82,11 @@ impl World {
         let emulator = Emulator::start(tenants())
             .await
             .expect("the emulator starts");
+        // The admission policies stay off until the end: what holds must hold without them.
         let values = json!({
             "entra": { "authorityHost": emulator.base_url(), "graphEndpoint": emulator.base_url() },
             "metrics": { "port": free_port() },
+            "admissionPolicies": { "enabled": false },
             "logFormat": "text",
             "logLevel": "entra_operator=debug,info",
         });
@@ -102,6 +107,7 @@ impl World {
         let operator = OperatorPod::start(&deployment, "operator-a", &kubeconfig);
         World {
             control_plane,
+            release: operator_ns,
             admin,
             emulator,
             deployment,
@@ -109,6 +115,22 @@ impl World {
             operator,
             _dir: dir,
         }
+    }
+
+    /// Turns the chart's admission policies on (the release's default).
+    fn enable_admission_policies(&self) {
+        helm_ok(&[
+            "upgrade",
+            &self.release,
+            CHART_DIR,
+            "--kubeconfig",
+            self.control_plane.kubeconfig.to_str().unwrap(),
+            "--namespace",
+            &self.release,
+            "--reuse-values",
+            "--set",
+            "admissionPolicies.enabled=true",
+        ]);
     }
 
     /// Stops the operator (as a crash would), and later starts it again.
@@ -284,25 +306,13 @@ subjects: [{{ kind: ServiceAccount, name: mallory, namespace: {namespace} }}]
     }
 
     async fn strip_finalizers(&self) {
-        let patch = json!({ "metadata": { "finalizers": null } });
-        match self
-            .leases()
-            .patch("svc", &PatchParams::default(), &Patch::Merge(&patch))
+        strip_finalizers(&self.leases())
             .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => panic!("stripping the finalizers: {error}"),
-        }
+            .expect("stripping the finalizers");
     }
 
     async fn forge_status(&self, status: serde_json::Value) {
-        self.leases()
-            .patch_status(
-                "svc",
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "status": status })),
-            )
+        forge_status(&self.leases(), status)
             .await
             .expect("the tenant may write the lease's status (RBAC grants it)");
     }
@@ -315,6 +325,32 @@ subjects: [{{ kind: ServiceAccount, name: mallory, namespace: {namespace} }}]
             .is_none()
             .then_some(())
     }
+}
+
+async fn strip_finalizers(leases: &Api<EntraLease>) -> kube::Result<()> {
+    let patch = json!({ "metadata": { "finalizers": null } });
+    match leases
+        .patch("svc", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+async fn forge_status(leases: &Api<EntraLease>, status: serde_json::Value) -> kube::Result<()> {
+    let patch = Patch::Merge(json!({ "status": status }));
+    leases
+        .patch_status("svc", &PatchParams::default(), &patch)
+        .await
+        .map(|_| ())
+}
+
+/// True when `result` is a refusal by one of the chart's admission policies (not by RBAC).
+fn refused_by_policy(result: &kube::Result<()>) -> bool {
+    matches!(result, Err(kube::Error::Api(status))
+        if status.code == 403 && status.message.contains("entra-operator") && status.message.contains("may not"))
 }
 
 #[tokio::test]
@@ -556,4 +592,53 @@ async fn a_tenant_with_namespace_rights_cannot_keep_a_leased_password_alive() {
     // Other namespaces are still served.
     let bystander = Tenant::start(&world, "bystander", 10, "10m").await;
     assert!(world.emulator.sign_in(&bystander.user, &bystander.password));
+
+    // The second wall: with the chart's admission policies on, the same tenant is refused the
+    // status write and the finalizer removal, while the operator and break-glass are not.
+    world.enable_admission_policies();
+    let guarded = Tenant::start(&world, "guarded", 8, "10m").await;
+    let leases = guarded.leases();
+    world
+        .eventually(
+            "the status policy to refuse the tenant",
+            Duration::from_secs(30),
+            || async {
+                let result = forge_status(&leases, json!({ "phase": "Failed" })).await;
+                refused_by_policy(&result).then_some(())
+            },
+        )
+        .await;
+    world
+        .eventually(
+            "the finalizer policy to refuse the tenant",
+            Duration::from_secs(30),
+            || async { refused_by_policy(&strip_finalizers(&leases).await).then_some(()) },
+        )
+        .await;
+    let lease = leases.get("svc").await.unwrap();
+    assert_eq!(
+        lease.status.and_then(|s| s.phase),
+        Some(LeasePhase::Active),
+        "nothing the tenant tried took effect"
+    );
+    // Break-glass: a cluster admin may still strip the finalizer (the README's last resort);
+    // the reaper then ends the credential from the claim.
+    let as_admin: Api<EntraLease> = Api::namespaced(world.admin.clone(), &guarded.namespace);
+    strip_finalizers(&as_admin)
+        .await
+        .expect("break-glass may remove the finalizer");
+    as_admin
+        .delete("svc", &DeleteParams::default())
+        .await
+        .unwrap();
+    strip_finalizers(&as_admin)
+        .await
+        .expect("break-glass may remove the finalizer");
+    world
+        .password_dies(
+            "break-glass finalizer removal under the admission policies",
+            &guarded.user,
+            &guarded.password,
+        )
+        .await;
 }
