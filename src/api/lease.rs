@@ -89,7 +89,9 @@ pub enum LeasePhase {
     Failed,
 }
 
-/// What the operator last observed and did for a lease.
+/// What the operator last observed and did for a lease: a projection of the operator's own record
+/// of the credential (its claim in the operator's namespace). The operator never reads it back, and
+/// rewrites it when anyone else edits it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseStatus {
