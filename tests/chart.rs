@@ -24,8 +24,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::ControlPlane;
 use support::chart::{
-    CHART_DIR, OperatorPod, client_for, documents, free_port, helm, helm_ok, install, only,
-    service_account_kubeconfig, template, uninstall,
+    CHART_DIR, OperatorPod, chart_operator, client_for, documents, free_port, helm, helm_ok,
+    install, only, service_account_kubeconfig, template, uninstall,
 };
 use support::cluster::{CRDS_FILE, install_crds, namespace};
 use support::lease_env::{APP_ID, CLIENT_SECRET};
@@ -606,19 +606,9 @@ async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
     }
     let release = operator_ns.clone();
     install(control_plane, &release, &operator_ns, &values);
-    let deployment = Api::<Deployment>::namespaced(admin.clone(), &operator_ns)
-        .get(&deployment_name(&release))
-        .await
-        .unwrap();
-    let service_account = deployment
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.template.spec.as_ref())
-        .and_then(|pod| pod.service_account_name.clone())
-        .expect("the pod names its ServiceAccount");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    service_account_kubeconfig(control_plane, &operator_ns, &service_account, &kubeconfig);
+    let deployment = chart_operator(control_plane, &release, &operator_ns, &kubeconfig).await;
     let pod_name = format!("{}-7d4b9c-x2x9z", deployment_name(&release));
     let mut pod = OperatorPod::start(&deployment, &pod_name, &kubeconfig);
 

@@ -51,6 +51,19 @@ async fn secret_password(env: &LeaseEnv, lease: &str) -> Option<String> {
     Some(String::from_utf8(secret.data?["password"].0.clone()).unwrap())
 }
 
+/// Issues lease `svc` and kills the operator once its password PATCH took effect but before it
+/// learnt so (the answer was lost, the retry is held). Returns the password now set.
+async fn issue_then_crash_after_the_patch(env: &mut LeaseEnv) -> String {
+    let drawn = hold_password_patches(env, vec![Fault::LostResponse, Fault::timeout(HELD)]).await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    wait_until_drawn(env, drawn).await;
+    env.operator.kill();
+    secret_password(env, "svc")
+        .await
+        .expect("the Secret exists")
+}
+
 async fn claims(env: &LeaseEnv) -> usize {
     let api: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(env.client.clone(), &env.namespace);
@@ -95,15 +108,7 @@ async fn a_crash_after_the_secret_write_and_before_the_password_patch_converges(
 #[tokio::test]
 async fn a_crash_after_the_password_patch_and_before_the_status_write_converges() {
     let mut env = env_with_pool("cw-after-patch").await;
-    // The PATCH is applied but its answer lost; the retry (same password) is held.
-    let drawn = hold_password_patches(&env, vec![Fault::LostResponse, Fault::timeout(HELD)]).await;
-    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
-        .await;
-    wait_until_drawn(&env, drawn).await;
-    env.operator.kill();
-    let written = secret_password(&env, "svc")
-        .await
-        .expect("the Secret exists");
+    let written = issue_then_crash_after_the_patch(&mut env).await;
     assert!(
         env.emulator.sign_in(sample::ALICE.upn, &written),
         "the first PATCH took effect: the window is real"
@@ -167,14 +172,7 @@ async fn a_crash_during_revocation_converges() {
 #[tokio::test]
 async fn a_resumed_issue_refused_for_good_keeps_the_claim_until_the_credential_ends() {
     let mut env = env_with_pool("cw-refused").await;
-    let drawn = hold_password_patches(&env, vec![Fault::LostResponse, Fault::timeout(HELD)]).await;
-    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
-        .await;
-    wait_until_drawn(&env, drawn).await;
-    env.operator.kill();
-    let written = secret_password(&env, "svc")
-        .await
-        .expect("the Secret exists");
+    let written = issue_then_crash_after_the_patch(&mut env).await;
     assert!(env.emulator.sign_in(sample::ALICE.upn, &written));
     let mut seen = SeenPasswords::default();
     seen.record(&env).await;

@@ -22,9 +22,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::ControlPlane;
 use support::chart::{
-    CHART_DIR, OperatorPod, client_for, free_port, helm_ok, install, service_account_kubeconfig,
+    CHART_DIR, OperatorPod, chart_operator, client_for, free_port, helm_ok, install,
+    service_account_kubeconfig,
 };
-use support::cluster::{install_crds, namespace};
+use support::cluster::{install_crds, namespace, poll};
 
 const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
 const CLIENT_SECRET: &str = "demo-client-secret-value~0123456789";
@@ -91,19 +92,10 @@ impl World {
             "logLevel": "entra_operator=debug,info",
         });
         install(control_plane, &operator_ns, &operator_ns, &values);
-        let deployment = Api::<Deployment>::namespaced(admin.clone(), &operator_ns)
-            .get(&format!("{operator_ns}-entra-operator"))
-            .await
-            .unwrap();
-        let service_account = deployment
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.template.spec.as_ref())
-            .and_then(|pod| pod.service_account_name.clone())
-            .expect("the pod names its ServiceAccount");
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("operator.kubeconfig");
-        service_account_kubeconfig(control_plane, &operator_ns, &service_account, &kubeconfig);
+        let deployment =
+            chart_operator(control_plane, &operator_ns, &operator_ns, &kubeconfig).await;
         let operator = OperatorPod::start(&deployment, "operator-a", &kubeconfig);
         World {
             control_plane,
@@ -143,23 +135,12 @@ impl World {
     }
 
     /// Polls `probe` until it yields a value; fails with `what` and the operator's log tail.
-    async fn eventually<T, F, Fut>(&self, what: &str, timeout: Duration, mut probe: F) -> T
+    async fn eventually<T, F, Fut>(&self, what: &str, timeout: Duration, probe: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let started = Instant::now();
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for {what}; operator log tail:\n{}",
-                self.operator.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        poll(what, timeout, probe, || self.operator.log_tail()).await
     }
 
     /// Waits until the password no longer signs in; returns how long that took.
@@ -294,6 +275,18 @@ subjects: [{{ kind: ServiceAccount, name: mallory, namespace: {namespace} }}]
 
     fn leases(&self) -> Api<EntraLease> {
         Api::namespaced(self.mallory.clone(), &self.namespace)
+    }
+
+    /// Deletes the lease as its user would, then waits until its password is dead and it is gone.
+    async fn delete_lease(&self, world: &World, what: &str) {
+        self.leases()
+            .delete("svc", &DeleteParams::default())
+            .await
+            .unwrap();
+        world.password_dies(what, &self.user, &self.password).await;
+        world
+            .eventually("the lease to be gone", DEATH_BOUND, || self.lease_is_gone())
+            .await;
     }
 
     /// Deletes the lease without waiting, then strips its finalizers: the lease is gone at once.
@@ -445,21 +438,10 @@ async fn a_tenant_with_namespace_rights_cannot_keep_a_leased_password_alive() {
             .await
             .unwrap();
         repointed
-            .leases()
-            .delete("svc", &DeleteParams::default())
-            .await
-            .unwrap();
-        world
-            .password_dies(
+            .delete_lease(
+                &world,
                 "pool re-pointed to another tenant, then the lease deleted",
-                &repointed.user,
-                &repointed.password,
             )
-            .await;
-        world
-            .eventually("the lease to be gone", DEATH_BOUND, || {
-                repointed.lease_is_gone()
-            })
             .await;
     };
 
@@ -471,21 +453,10 @@ async fn a_tenant_with_namespace_rights_cannot_keep_a_leased_password_alive() {
             .await
             .unwrap();
         secret_deleted
-            .leases()
-            .delete("svc", &DeleteParams::default())
-            .await
-            .unwrap();
-        world
-            .password_dies(
+            .delete_lease(
+                &world,
                 "client-secret Secret deleted, then the lease deleted",
-                &secret_deleted.user,
-                &secret_deleted.password,
             )
-            .await;
-        world
-            .eventually("the lease to be gone", DEATH_BOUND, || {
-                secret_deleted.lease_is_gone()
-            })
             .await;
     };
 

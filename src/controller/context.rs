@@ -48,6 +48,8 @@ pub struct Context {
     pub reap_failures: Mutex<HashMap<String, u32>>,
     /// Failed reconciles in a row, per object, for their backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// One actor (issue, revocation, reaper) per lease at a time.
+    pub lease_locks: super::lease_locks::LeaseLocks,
 }
 
 /// How long a user refused by Entra is set aside before it is tried again.

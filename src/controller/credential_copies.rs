@@ -18,9 +18,10 @@ use super::claim_record::{AppIdentity, ClaimRecord, CredentialCopyRef};
 use super::claims::is_conflict;
 use crate::api::Cloud;
 use crate::graph::{AppCredentials, ClientCredential, EndpointOverrides, Endpoints};
-use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::secret::MANAGED_BY;
 use crate::sensitive::SecretString;
 
+const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 /// Label of the operator's copies of app credentials.
 pub const CREDENTIAL_COPY_LABEL: &str = "kms.hanzo.ai/credential-copy";
 const TENANT_ANNOTATION: &str = "kms.hanzo.ai/tenant-id";
@@ -132,8 +133,10 @@ fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, value: &SecretStr
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
+            // Not the managed-by label of lease Secrets: a copy is no lease's, and the operator's
+            // watch of lease Secrets must not cache admin credentials.
             labels: Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+                (PART_OF_LABEL.to_owned(), MANAGED_BY.to_owned()),
                 (CREDENTIAL_COPY_LABEL.to_owned(), "true".to_owned()),
             ])),
             annotations: Some(BTreeMap::from([

@@ -44,6 +44,7 @@ pub async fn reconcile_live(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result
 }
 
 pub async fn reconcile(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _one_actor = ctx.lease_locks.lock(&lease.uid().unwrap_or_default()).await;
     let namespace = lease.namespace().unwrap_or_default();
     let api: Api<EntraLease> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, lease, |event| async {
@@ -180,8 +181,8 @@ impl Shell<'_> {
             (Decision::Resume, Some(claim), Some(record)) => {
                 self.resume(claim, &record, secret).await
             }
-            (Decision::Restore { cause }, Some(_), Some(record)) => {
-                self.restore(&record, cause).await
+            (Decision::Restore { cause }, Some(claim), Some(record)) => {
+                self.restore(claim, &record, cause).await
             }
             (
                 Decision::Renew {
@@ -334,7 +335,8 @@ impl Shell<'_> {
             return self.wait(Reason::WaitingForUser, message).await;
         };
         // The claim records which user this lease holds: a crash from here on resumes with it.
-        self.set_and_confirm(claim, &record, &app, None).await
+        self.set_and_confirm(claim, &record, &app, None, false, Reason::Issued)
+            .await
     }
 
     /// An issue interrupted after its claim: a Secret left by it holds the password that may
@@ -350,30 +352,38 @@ impl Shell<'_> {
             .copies
             .recorded(record, &self.ctx.endpoints)
             .await?;
+        // An edited Secret's password is not necessarily the one that may be set: a fresh one
+        // replaces whichever it is.
         let resumed = match secret {
-            SecretState::Intact | SecretState::Tampered => {
+            SecretState::Intact => {
                 self.ctx
                     .stored_password(self.lease, &record.secret_name)
                     .await?
             }
-            SecretState::Missing | SecretState::Foreign => None,
+            SecretState::Tampered | SecretState::Missing | SecretState::Foreign => None,
         };
-        self.set_and_confirm(claim, record, &app, resumed).await
+        // Whatever the Secret holds now, an earlier attempt may have set a password.
+        let may_be_set = true;
+        self.set_and_confirm(claim, record, &app, resumed, may_be_set, Reason::Issued)
+            .await
     }
 
-    /// Sets the password (Secret first), then records in the claim that Entra confirmed it.
+    /// Sets `password` (a fresh one when `None`; Secret first), then records in the claim that
+    /// Entra confirmed it. `may_be_set`: a password of this claim may already work (a resumed
+    /// attempt, or the credential a restore replaces), so a failure for good ends it.
     async fn set_and_confirm(
         &self,
         claim: HeldClaim,
         record: &ClaimRecord,
         app: &AppCredentials,
-        resumed: Option<SecretString>,
+        password: Option<SecretString>,
+        may_be_set: bool,
+        outcome: Reason,
     ) -> Result<Action, Error> {
-        let was_resumed = resumed.is_some();
         if let Err(error) =
-            set_password_via_secret(self.ctx, self.lease, app, record, resumed).await
+            set_password_via_secret(self.ctx, self.lease, app, record, password).await
         {
-            return self.issue_failed(claim, record, was_resumed, error).await;
+            return self.issue_failed(claim, record, may_be_set, error).await;
         }
         let mut confirmed = record.clone();
         confirmed.issued = true;
@@ -390,13 +400,9 @@ impl Shell<'_> {
             format_time(expires_at)
         );
         self.status
-            .active(&confirmed, Reason::Issued.as_str(), message.clone())
+            .active(&confirmed, outcome.as_str(), message.clone())
             .await?;
-        let reason = if was_resumed {
-            Reason::CredentialRestored
-        } else {
-            Reason::Issued
-        };
+        let reason = outcome;
         tracing::info!(
             lease = %self.lease.name_any(),
             namespace = %confirmed.lease.namespace,
@@ -529,7 +535,12 @@ impl Shell<'_> {
 
     /// The active lease's Secret was deleted or edited: a fresh password (which also ends the old
     /// one) goes into a restored Secret, set with the app identity recorded at issue.
-    async fn restore(&self, record: &ClaimRecord, cause: SecretState) -> Result<Action, Error> {
+    async fn restore(
+        &self,
+        claim: HeldClaim,
+        record: &ClaimRecord,
+        cause: SecretState,
+    ) -> Result<Action, Error> {
         let secret_name = &record.secret_name;
         let what = if cause == SecretState::Missing {
             "deleted"
@@ -550,17 +561,25 @@ impl Shell<'_> {
             .copies
             .recorded(record, &self.ctx.endpoints)
             .await?;
-        set_password_via_secret(self.ctx, self.lease, &app, record, None).await?;
-        self.status
-            .active(
-                record,
-                Reason::CredentialRestored.as_str(),
-                format!("Secret {secret_name} restored with a fresh password"),
-            )
-            .await?;
-        tracing::info!(lease = %self.lease.name_any(), user = %record.user.user_principal_name, "restored");
-        metrics().issues.inc();
-        Ok(Action::requeue(until_then(record.expires_at(), self.now)))
+        // Unconfirmed until Entra takes the fresh password: a crash or failure in between
+        // resumes it, and never leaves a Secret whose password was not set.
+        let mut unconfirmed = record.clone();
+        unconfirmed.issued = false;
+        let claim = self
+            .ctx
+            .claims
+            .update_record(&claim, &unconfirmed)
+            .await
+            .map_err(Error::stale_on_conflict("the claim"))?;
+        self.set_and_confirm(
+            claim,
+            &unconfirmed,
+            &app,
+            None,
+            true,
+            Reason::CredentialRestored,
+        )
+        .await
     }
 
     async fn renew(

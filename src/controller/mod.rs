@@ -12,6 +12,7 @@ mod events;
 mod index;
 mod lease;
 pub mod lease_decision;
+mod lease_locks;
 mod lease_status;
 mod reaper;
 mod reasons;
@@ -160,6 +161,7 @@ pub async fn run(
         issue_retry_at: Default::default(),
         reap_failures: Default::default(),
         failures: Default::default(),
+        lease_locks: Default::default(),
     });
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let shutdown = future::Shared::clone(&futures::FutureExt::shared(Box::pin(shutdown)));

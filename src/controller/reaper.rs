@@ -204,6 +204,8 @@ async fn reap(
     let Some(record) = claim.record.as_deref() else {
         return Ok(());
     };
+    // An issue of this lease still in flight (its PATCH being retried) finishes first.
+    let _one_actor = ctx.lease_locks.lock(&record.lease.uid).await;
     let live = ctx.claims.get(&record.user.id).await?;
     if let Some(live) = live.filter(|c| c.uid == claim.uid && c.holder_uid == claim.holder_uid) {
         end_credential(ctx, &live).await?;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
@@ -171,6 +171,30 @@ pub fn service_account_kubeconfig(
         .expect("the kubeconfig is written");
 }
 
+/// The Deployment of `release` (installed in `namespace`), with a kubeconfig for the
+/// ServiceAccount its pod runs as written to `kubeconfig`: what [`OperatorPod::start`] needs to run
+/// the operator exactly as the chart deploys it.
+pub async fn chart_operator(
+    control_plane: &ControlPlane,
+    release: &str,
+    namespace: &str,
+    kubeconfig: &Path,
+) -> Deployment {
+    let admin = control_plane.client().await;
+    let deployment = kube::Api::<Deployment>::namespaced(admin, namespace)
+        .get(&format!("{release}-entra-operator"))
+        .await
+        .expect("the chart's Deployment");
+    let service_account = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.service_account_name.clone())
+        .expect("the pod names its ServiceAccount");
+    service_account_kubeconfig(control_plane, namespace, &service_account, kubeconfig);
+    deployment
+}
+
 /// A client for the identity of `kubeconfig`.
 pub async fn client_for(kubeconfig: &Path) -> kube::Client {
     let kubeconfig =
@@ -266,23 +290,12 @@ impl OperatorPod {
     }
 
     /// Polls `probe` until it yields a value; fails with `what` and the log tail after 60 s.
-    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, probe: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let started = Instant::now();
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "timed out waiting for {what}; operator log tail:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        super::cluster::poll(what, Duration::from_secs(60), probe, || self.log_tail()).await
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -75,3 +75,29 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Polls `probe` every 100 ms until it yields a value; after `timeout`, panics with `what` and
+/// `context()` (an operator's log tail, say).
+pub async fn poll<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut probe: F,
+    context: impl Fn() -> String,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; operator log tail:\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -2,7 +2,7 @@
 //! tenant, and an operator process watching only that namespace.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use entra_emulator::{Config, Emulator};
 use entra_operator::api::{EntraDynamicSecret, EntraLease, LeasePhase};
@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use super::cluster::{install_crds, namespace};
+use super::cluster::{install_crds, namespace, poll};
 use super::{ControlPlane, Operator};
 
 pub const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
@@ -175,25 +175,16 @@ impl LeaseEnv {
     }
 
     /// Polls `probe` until it yields a value; fails with `what` and the operator's log after 60 s.
-    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, probe: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let started = Instant::now();
-        loop {
-            if let Some(value) = probe().await {
-                return value;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let logs = self.operator.logs();
-                let tail: Vec<&str> = logs.lines().rev().take(40).collect();
-                panic!(
-                    "timed out waiting for {what}; operator log tail:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll(what, Duration::from_secs(60), probe, || {
+            let logs = self.operator.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        })
+        .await
     }
 }
