@@ -217,7 +217,16 @@ pub async fn run(
     let leases =
         Controller::for_stream(lease_events, lease_store.clone()).with_config(config.clone());
     let (snapshot_leases, snapshot_pools) = (lease_store.clone(), pools.clone());
-    metrics().set_snapshot_source(move || snapshot(&snapshot_leases, &snapshot_pools));
+    let (snapshot_claims, claims_namespace) =
+        (claim_cache.clone(), settings.claims_namespace.clone());
+    metrics().set_snapshot_source(move || {
+        snapshot(
+            &snapshot_leases,
+            &snapshot_pools,
+            &snapshot_claims,
+            &claims_namespace,
+        )
+    });
     let leases_of_pool = lease_store.clone();
     let waiting_leases = lease_store.clone();
     let pools_of_waiting = pools.clone();
@@ -354,6 +363,8 @@ fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
 fn snapshot(
     leases: &reflector::Store<EntraLease>,
     pools: &reflector::Store<EntraDynamicSecret>,
+    claims: &index::Index<HeldClaim>,
+    claims_namespace: &str,
 ) -> Snapshot {
     use LeasePhase::*;
     let leases = leases.state();
@@ -371,16 +382,20 @@ fn snapshot(
             (format!("{phase:?}"), count as i64)
         })
         .collect();
-    let lease_expiries = leases
-        .iter()
-        .filter(|lease| phase_of(lease) == Active)
-        .filter_map(|lease| {
-            let expires_at = lease.status.as_ref()?.expires_at.as_ref()?.0;
+    // Expiries come from the claims, the operator's record: a forged lease status cannot hide
+    // an overdue credential from the alert on this metric.
+    let lease_expiries = claims
+        .find(claims_namespace, |claim| {
+            claim.record.as_ref().is_some_and(|r| r.issued)
+        })
+        .into_iter()
+        .filter_map(|(_, claim)| {
+            let record = claim.record?;
             let labels = LeaseLabels {
-                namespace: lease.namespace().unwrap_or_default(),
-                lease: lease.name_any(),
+                namespace: record.lease.namespace.clone(),
+                lease: record.lease.name.clone(),
             };
-            Some((labels, expires_at.as_second()))
+            Some((labels, record.expires_at().as_second()))
         })
         .collect();
     let mut pool_users = Vec::new();
