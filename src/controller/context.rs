@@ -41,9 +41,10 @@ pub struct Context {
     /// Users whose password reset Entra recently refused with 403 (a protected admin, most
     /// likely), by object id, with when: leases that name no user skip them for a while.
     pub forbidden: Mutex<HashMap<String, Instant>>,
-    /// Leases whose issue Entra refused, by uid, with when to try again: other leases' changes
-    /// wake them, but only a change of their own spec or this time retries the issue.
-    pub issue_retry_at: Mutex<HashMap<String, Instant>>,
+    /// Leases whose issue Entra refused, by uid, with the spec generation refused and when to
+    /// try again: other leases' changes wake them, but only a change of their own spec or this
+    /// time retries the issue. Kept here, not judged from the status, which tenants may write.
+    pub issue_retry_at: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     /// Failed reaps in a row, per claim name, for their backoff.
     pub reap_failures: Mutex<HashMap<String, u32>>,
     /// Failed reconciles in a row, per object, for their backoff.

@@ -123,19 +123,14 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
     }
 }
 
-/// The time left before a lease whose issue Entra refused may try again, if any.
+/// The time left before a lease whose issue Entra refused may try again, if any: none once its
+/// spec changed.
 fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> {
-    let status = lease.status.as_ref()?;
-    if status.phase != Some(LeasePhase::Failed)
-        || status.observed_generation != lease.metadata.generation
-    {
+    let retry = ctx.issue_retry_at.lock().unwrap();
+    let (generation, retry_at) = retry.get(lease.uid()?.as_str())?;
+    if *generation != lease.metadata.generation {
         return None;
     }
-    let retry_at = *ctx
-        .issue_retry_at
-        .lock()
-        .unwrap()
-        .get(lease.uid()?.as_str())?;
     retry_at.checked_duration_since(std::time::Instant::now())
 }
 
@@ -385,6 +380,11 @@ impl Shell<'_> {
         {
             return self.issue_failed(claim, record, may_be_set, error).await;
         }
+        self.ctx
+            .issue_retry_at
+            .lock()
+            .unwrap()
+            .remove(&record.lease.uid);
         let mut confirmed = record.clone();
         confirmed.issued = true;
         self.ctx
@@ -529,7 +529,7 @@ impl Shell<'_> {
             .issue_retry_at
             .lock()
             .unwrap()
-            .insert(uid, retry_at);
+            .insert(uid, (self.lease.metadata.generation, retry_at));
         Ok(Action::requeue(RETRY_REFUSED_ISSUE))
     }
 
