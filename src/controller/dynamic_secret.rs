@@ -82,7 +82,9 @@ async fn validate(
                 ctx.publish(pool, EventType::Warning, &reason, "Validate", message)
                     .await;
             }
-            apply_status(api, pool, pool.status.as_ref(), &status).await?;
+            apply_status(api, pool, pool.status.as_ref(), &status)
+                .await
+                .map_err(Error::stale_on_conflict("the dynamic secret"))?;
             // The fix (a Secret, a grant in Entra) may come without a change here: look again soon.
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -109,7 +111,9 @@ async fn validate(
     if let Some(wait) = holders_update_wait(pool, ctx, &current, &status) {
         return Ok(Action::requeue(wait));
     }
-    apply_status(api, pool, pool.status.as_ref(), &status).await?;
+    apply_status(api, pool, pool.status.as_ref(), &status)
+        .await
+        .map_err(Error::stale_on_conflict("the dynamic secret"))?;
     ctx.status_written
         .lock()
         .unwrap()
