@@ -176,8 +176,10 @@ enum Kind {
     AutoRenew,
     /// Deleted while the operator may still be issuing it.
     DeleteWhileIssuing { after_ms: u64 },
-    /// Hostile: deleted a moment after it became Active, and its finalizers stripped at once.
-    Strip { hold_ms: u64 },
+    /// Hostile: deleted a moment after it became Active, and its finalizers stripped at once;
+    /// with `strip_first`, also stripped just before the delete, so that the lease is gone before
+    /// the operator can act on the deletion (only the reaper can end its credential then).
+    Strip { hold_ms: u64, strip_first: bool },
     /// Hostile: its status forged once Active (deadlines far out, another pool user, a phase);
     /// then deleted after `delete_after_ms`, or left to its recorded expiry.
     Forge {
@@ -205,6 +207,7 @@ fn hostile_kind(rng: &mut StdRng) -> Kind {
         },
         60..80 => Kind::Strip {
             hold_ms: rng.random_range(0..1500),
+            strip_first: rng.random_bool(0.5),
         },
         _ => Kind::Forge {
             phase: PHASES[rng.random_range(0..PHASES.len())],
@@ -290,7 +293,10 @@ impl Driver<'_> {
                 tokio::time::sleep(Duration::from_millis(after_ms)).await;
                 self.delete(&name).await;
             }
-            Kind::Strip { hold_ms } => {
+            Kind::Strip {
+                hold_ms,
+                strip_first,
+            } => {
                 if let Some(hostile) = self.hostile
                     && self
                         .tracker
@@ -301,20 +307,22 @@ impl Driver<'_> {
                     tokio::time::sleep(Duration::from_millis(hold_ms)).await;
                     let credential = self.credential(&name).await;
                     hostile.unguarded.lock().unwrap().insert(name.clone());
+                    if strip_first {
+                        self.strip_finalizers(&name).await;
+                    }
                     self.delete(&name).await;
                     self.strip_finalizers(&name).await;
                     let attacked = Instant::now();
-                    hostile.count(FINALIZER_STRIPPED);
+                    let attack = if strip_first {
+                        FINALIZER_STRIPPED_FIRST
+                    } else {
+                        FINALIZER_STRIPPED
+                    };
+                    hostile.count(attack);
                     if let Some((user, password)) = credential {
                         let bound = hostile.strip_bound;
                         hostile
-                            .watch_death(
-                                FINALIZER_STRIPPED,
-                                &name,
-                                (&user, &password),
-                                attacked,
-                                bound,
-                            )
+                            .watch_death(attack, &name, (&user, &password), attacked, bound)
                             .await;
                     }
                 }
@@ -1062,6 +1070,7 @@ pub async fn contention(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport 
 }
 
 const FINALIZER_STRIPPED: &str = "finalizer stripped after delete";
+const FINALIZER_STRIPPED_FIRST: &str = "finalizer stripped before and after delete";
 const STATUS_FORGED: &str = "status forged";
 const POOL_REPOINTED: &str = "pool re-pointed to another tenant, then the lease deleted";
 const CLIENT_SECRET_DELETED: &str = "client-secret Secret deleted, then the lease deleted";
