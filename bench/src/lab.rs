@@ -19,6 +19,10 @@ pub const DOMAIN: &str = "contoso.onmicrosoft.com";
 pub const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
 pub const CLIENT_SECRET: &str = "bench-client-secret-value~0123456789";
 pub const CLIENT_SECRET_NAME: &str = "entra-app";
+/// A second tenant with the same app (id and secret) and none of Contoso's users: a pool
+/// re-pointed there gets "user not found" for every pool user.
+pub const DECOY_TENANT_ID: &str = "1b2c3d4e-0000-4000-8000-0000000000fa";
+pub const DECOY_DOMAIN: &str = "fabrikam.onmicrosoft.com";
 /// How long setup calls wait for an API server that is restarting.
 const SETUP_PATIENCE: Duration = Duration::from_secs(90);
 /// The CRD's `maxItems` for `spec.users`.
@@ -36,6 +40,15 @@ pub fn user_principal_name(n: usize) -> String {
 /// A tenant with `users` cloud-only member users `user-N@contoso.onmicrosoft.com` and the
 /// operator's app (allowed to reset their passwords).
 pub fn tenant(users: usize) -> entra_emulator::Config {
+    tenants(users, false)
+}
+
+/// [`tenant`], plus Fabrikam ([`DECOY_DOMAIN`]): the same app, no users.
+pub fn tenant_with_decoy(users: usize) -> entra_emulator::Config {
+    tenants(users, true)
+}
+
+fn tenants(users: usize, decoy: bool) -> entra_emulator::Config {
     let users: Vec<Value> = (0..users)
         .map(|n| {
             json!({
@@ -45,21 +58,23 @@ pub fn tenant(users: usize) -> entra_emulator::Config {
             })
         })
         .collect();
-    let config = json!({
-        "tokenLifetimeSeconds": 3599,
-        "tenants": [{
-            "id": TENANT_ID,
-            "domains": [DOMAIN],
-            "apps": [{
-                "clientId": APP_ID,
-                "displayName": "entra-operator",
-                "secrets": [CLIENT_SECRET],
-                "permissions": ["User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"],
-                "directoryRoles": ["User Administrator"],
-            }],
-            "users": users,
-        }],
+    let app = json!({
+        "clientId": APP_ID,
+        "displayName": "entra-operator",
+        "secrets": [CLIENT_SECRET],
+        "permissions": ["User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"],
+        "directoryRoles": ["User Administrator"],
     });
+    let mut tenants = vec![json!({
+        "id": TENANT_ID,
+        "domains": [DOMAIN],
+        "apps": [app.clone()],
+        "users": users,
+    })];
+    if decoy {
+        tenants.push(json!({ "id": DECOY_TENANT_ID, "domains": [DECOY_DOMAIN], "apps": [app] }));
+    }
+    let config = json!({ "tokenLifetimeSeconds": 3599, "tenants": tenants });
     // JSON is YAML: the emulator validates the tenant as it would a file.
     entra_emulator::Config::from_yaml_str(&config.to_string()).expect("a valid generated tenant")
 }
@@ -115,8 +130,13 @@ impl Lab {
 
     /// The app's client secret, as the dynamic secrets reference it.
     pub async fn create_client_secret(&self) {
+        self.create_client_secret_named(CLIENT_SECRET_NAME).await;
+    }
+
+    /// The app's client secret in a Secret named `name`.
+    pub async fn create_client_secret_named(&self, name: &str) {
         let secret: Secret = serde_json::from_value(json!({
-            "metadata": { "name": CLIENT_SECRET_NAME },
+            "metadata": { "name": name },
             "stringData": { "clientSecret": CLIENT_SECRET }
         }))
         .unwrap();
@@ -137,6 +157,25 @@ impl Lab {
         max_ttl: &str,
         revoke_sign_in_sessions: bool,
     ) {
+        self.create_pool_using(
+            name,
+            users,
+            (default_ttl, max_ttl),
+            revoke_sign_in_sessions,
+            CLIENT_SECRET_NAME,
+        )
+        .await;
+    }
+
+    /// [`Lab::create_pool`] with the client secret in Secret `client_secret`.
+    pub async fn create_pool_using(
+        &self,
+        name: &str,
+        users: Range<usize>,
+        (default_ttl, max_ttl): (&str, &str),
+        revoke_sign_in_sessions: bool,
+        client_secret: &str,
+    ) {
         assert!(
             users.len() <= MAX_POOL_USERS,
             "a pool holds at most 256 users"
@@ -149,7 +188,7 @@ impl Lab {
             "spec": {
                 "tenantId": DOMAIN,
                 "applicationId": APP_ID,
-                "clientSecretRef": { "name": CLIENT_SECRET_NAME },
+                "clientSecretRef": { "name": client_secret },
                 "users": upns,
                 "defaultTTL": default_ttl,
                 "maxTTL": max_ttl,

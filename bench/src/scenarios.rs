@@ -1,21 +1,28 @@
 //! The chaos scenarios of `make chaos`, and at smaller sizes of `tests/chaos.rs`: lifecycles driven
-//! against the operator while something breaks (the operator, Graph, the API server, a crowd), with
-//! the auditor checking invariants I1-I5 during the run and strictly at its end.
+//! against the operator while something breaks (the operator, Graph, the API server, a crowd, a
+//! hostile tenant), with the auditor checking invariants I1-I5 and I7 during the run and strictly
+//! at its end.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use entra_emulator::{Emulator, Fault, FaultPlan, Operation};
 use entra_operator::api::{LeasePhase, RENEW_ANNOTATION};
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use super::apiserver::{RestartedApiServer, find_apiserver, restart_apiserver};
-use super::audit::Auditor;
-use super::lab::{Lab, OperatorProcess, lease_object, retrying};
+use super::audit::{Auditor, REAPER_BOUND, Unguarded};
+use super::lab::{
+    CLIENT_SECRET_NAME, DECOY_DOMAIN, Lab, OperatorProcess, lease_object, retrying, user_id,
+    user_principal_name,
+};
 use super::tracker::Tracker;
 
 /// How long a driver keeps retrying an API call while the API server is away.
@@ -103,6 +110,13 @@ pub struct Sizes {
     pub apiserver_down: Duration,
     pub contention_leases: usize,
     pub contention_users: usize,
+    /// Lifecycles of the hostile scenario's churn (a fifth of them stripped, a fifth forged).
+    pub hostile_lifecycles: usize,
+    pub hostile_concurrency: usize,
+    /// Rounds of "operator killed, finalizers stripped, operator started".
+    pub hostile_kills: usize,
+    /// Pools re-pointed to another tenant or robbed of their client secret (alternately).
+    pub hostile_pool_attacks: usize,
 }
 
 impl Sizes {
@@ -120,6 +134,10 @@ impl Sizes {
             apiserver_down: Duration::from_secs(5),
             contention_leases: 200,
             contention_users: 5,
+            hostile_lifecycles: 150,
+            hostile_concurrency: 10,
+            hostile_kills: 6,
+            hostile_pool_attacks: 8,
         }
     }
 
@@ -137,6 +155,10 @@ impl Sizes {
             apiserver_down: Duration::from_secs(3),
             contention_leases: 24,
             contention_users: 3,
+            hostile_lifecycles: 16,
+            hostile_concurrency: 6,
+            hostile_kills: 1,
+            hostile_pool_attacks: 2,
         }
     }
 }
@@ -154,6 +176,45 @@ enum Kind {
     AutoRenew,
     /// Deleted while the operator may still be issuing it.
     DeleteWhileIssuing { after_ms: u64 },
+    /// Hostile: deleted a moment after it became Active, and its finalizers stripped at once;
+    /// with `strip_first`, also stripped just before the delete, so that the lease is gone before
+    /// the operator can act on the deletion (only the reaper can end its credential then).
+    Strip { hold_ms: u64, strip_first: bool },
+    /// Hostile: its status forged once Active (deadlines far out, another pool user, a phase);
+    /// then deleted after `delete_after_ms`, or left to its recorded expiry.
+    Forge {
+        phase: &'static str,
+        other_user: usize,
+        delete_after_ms: Option<u64>,
+    },
+}
+
+const PHASES: [&str; 5] = ["Pending", "Issuing", "Active", "Revoking", "Failed"];
+
+/// The hostile scenario's mix: the usual lives, a fifth stripped and a fifth forged.
+fn hostile_kind(rng: &mut StdRng) -> Kind {
+    match rng.random_range(0..100) {
+        0..24 => Kind::Expire {
+            ttl_seconds: rng.random_range(2..=6),
+        },
+        24..44 => Kind::Delete {
+            hold_ms: rng.random_range(0..1500),
+        },
+        44..52 => Kind::Renew,
+        52..56 => Kind::AutoRenew,
+        56..60 => Kind::DeleteWhileIssuing {
+            after_ms: rng.random_range(0..400),
+        },
+        60..80 => Kind::Strip {
+            hold_ms: rng.random_range(0..1500),
+            strip_first: rng.random_bool(0.5),
+        },
+        _ => Kind::Forge {
+            phase: PHASES[rng.random_range(0..PHASES.len())],
+            other_user: rng.random_range(0..1000),
+            delete_after_ms: rng.random_bool(0.5).then(|| rng.random_range(0..2000)),
+        },
+    }
 }
 
 fn mixed_kind() -> Kind {
@@ -187,14 +248,22 @@ struct Driver<'a> {
     pool: &'a str,
     /// How long a lease may take to become Active, and then to go away.
     patience: Duration,
+    /// The hostile scenario's attack log; `None` elsewhere.
+    hostile: Option<&'a Hostility<'a>>,
 }
 
 impl Driver<'_> {
     async fn run(&self, name: String, kind: Kind) -> Outcome {
         let spec = match kind {
             Kind::Expire { ttl_seconds } => json!({ "ttl": format!("{ttl_seconds}s") }),
-            Kind::Delete { .. } | Kind::DeleteWhileIssuing { .. } => json!({ "ttl": "12s" }),
-            Kind::Renew => json!({ "ttl": "4s" }),
+            Kind::Delete { .. } | Kind::DeleteWhileIssuing { .. } | Kind::Strip { .. } => {
+                json!({ "ttl": "12s" })
+            }
+            Kind::Forge {
+                delete_after_ms: Some(_),
+                ..
+            } => json!({ "ttl": "12s" }),
+            Kind::Renew | Kind::Forge { .. } => json!({ "ttl": "4s" }),
             Kind::AutoRenew => json!({ "ttl": "3s", "autoRenew": true }),
         };
         if let Err(error) = self.create(lease_object(&name, self.pool, spec)).await {
@@ -224,11 +293,138 @@ impl Driver<'_> {
                 tokio::time::sleep(Duration::from_millis(after_ms)).await;
                 self.delete(&name).await;
             }
+            Kind::Strip {
+                hold_ms,
+                strip_first,
+            } => {
+                if let Some(hostile) = self.hostile
+                    && self
+                        .tracker
+                        .wait_active(&name, self.patience)
+                        .await
+                        .is_some()
+                {
+                    tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+                    let credential = self.credential(&name).await;
+                    hostile.unguarded.lock().unwrap().insert(name.clone());
+                    if strip_first {
+                        self.strip_finalizers(&name).await;
+                    }
+                    self.delete(&name).await;
+                    self.strip_finalizers(&name).await;
+                    let attacked = Instant::now();
+                    let attack = if strip_first {
+                        FINALIZER_STRIPPED_FIRST
+                    } else {
+                        FINALIZER_STRIPPED
+                    };
+                    hostile.count(attack);
+                    if let Some((user, password)) = credential {
+                        let bound = hostile.strip_bound;
+                        hostile
+                            .watch_death(attack, &name, (&user, &password), attacked, bound)
+                            .await;
+                    }
+                }
+            }
+            Kind::Forge {
+                phase,
+                other_user,
+                delete_after_ms,
+            } => {
+                if let Some(hostile) = self.hostile
+                    && self
+                        .tracker
+                        .wait_active(&name, self.patience)
+                        .await
+                        .is_some()
+                {
+                    let credential = self.credential(&name).await;
+                    let other = other_user % hostile.pool_users;
+                    self.forge_status(&name, phase, other).await;
+                    hostile.count(STATUS_FORGED);
+                    let (attack, from) = match delete_after_ms {
+                        Some(ms) => {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            self.delete(&name).await;
+                            ("status forged, then the lease deleted", Instant::now())
+                        }
+                        None => {
+                            // The recorded expiry, as the claim says (the status now lies).
+                            let deadline = self.recorded_deadline(&name).await;
+                            let wait = deadline
+                                .map(|d| d.duration_since(Timestamp::now()))
+                                .and_then(|d| Duration::try_from(d).ok())
+                                .unwrap_or_default();
+                            tokio::time::sleep(wait).await;
+                            ("status forged, then its recorded expiry", Instant::now())
+                        }
+                    };
+                    if let Some((user, password)) = credential {
+                        let bound = hostile.lag_bound;
+                        hostile
+                            .watch_death(attack, &name, (&user, &password), from, bound)
+                            .await;
+                    }
+                    return self.until_ended_as(&name, false).await;
+                }
+            }
         }
         self.until_ended(&name).await
     }
 
+    /// The username and password its Secret held, as the tracker saw them.
+    async fn credential(&self, name: &str) -> Option<(String, String)> {
+        self.tracker
+            .wait_for(Duration::from_secs(10), |tracked| {
+                tracked
+                    .passwords
+                    .iter()
+                    .find(|(_, lease)| lease.as_str() == name)
+                    .map(|(credential, _)| credential.clone())
+            })
+            .await
+    }
+
+    /// The deadline its claim records (not its status, which a tenant may forge).
+    async fn recorded_deadline(&self, name: &str) -> Option<Timestamp> {
+        let uid = self.tracker.lease(name)?.uid?;
+        self.tracker
+            .wait_for(Duration::from_secs(10), |tracked| {
+                tracked.claims.get(&uid).map(|claim| claim.deadline())
+            })
+            .await
+    }
+
+    /// Merge-patches `metadata.finalizers` away; the lease may be gone already.
+    async fn strip_finalizers(&self, name: &str) {
+        let api = self.lab.leases();
+        let body = json!({ "metadata": { "finalizers": null } });
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        let _ = retrying(API_PATIENCE, || api.patch(name, &params, &patch)).await;
+    }
+
+    /// Writes a status that lies: deadlines far out, another pool user, `phase`.
+    async fn forge_status(&self, name: &str, phase: &str, other_user: usize) {
+        let api = self.lab.leases();
+        let body = json!({ "status": {
+            "phase": phase,
+            "user": { "userPrincipalName": user_principal_name(other_user), "id": user_id(other_user) },
+            "expiresAt": "2099-01-01T00:00:00Z",
+            "maxExpiresAt": "2099-01-01T00:00:00Z",
+            "lastRenewRequest": "forged",
+        } });
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        let _ = retrying(API_PATIENCE, || api.patch_status(name, &params, &patch)).await;
+    }
+
     async fn until_ended(&self, name: &str) -> Outcome {
+        self.until_ended_as(name, true).await
+    }
+
+    /// Waits until the lease is gone; with `trust_phase`, a lease whose status says Failed is
+    /// deleted (a forged status may say Failed: then only its disappearance counts).
+    async fn until_ended_as(&self, name: &str, trust_phase: bool) -> Outcome {
         // Issue (if pending) plus the longest life (maxTTL) plus revocation.
         let deadline = Instant::now() + self.patience * 2;
         let ended = loop {
@@ -241,7 +437,10 @@ impl Driver<'_> {
                     let track = tracked.leases.get(name)?;
                     if track.gone_at.is_some() {
                         Some(None)
-                    } else if track.phase == Some(LeasePhase::Failed) && !track.deleting {
+                    } else if trust_phase
+                        && track.phase == Some(LeasePhase::Failed)
+                        && !track.deleting
+                    {
                         Some(Some(()))
                     } else {
                         None
@@ -320,10 +519,10 @@ async fn drive(
     prefix: &str,
     lifecycles: usize,
     concurrency: usize,
-    kind: impl Fn() -> Kind,
+    kind: impl Fn(usize) -> Kind,
 ) -> Vec<Outcome> {
     futures::stream::iter(0..lifecycles)
-        .map(|i| driver.run(format!("{prefix}-{i}"), kind()))
+        .map(|i| driver.run(format!("{prefix}-{i}"), kind(i)))
         .buffer_unordered(concurrency)
         .collect()
         .await
@@ -432,6 +631,7 @@ pub async fn operator_killed(world: &mut World<'_>, sizes: &Sizes) -> ScenarioRe
         tracker: &tracker,
         pool: "kill",
         patience: Duration::from_secs(120),
+        hostile: None,
     };
     let done = Cell::new(false);
     let kills = Cell::new(0u64);
@@ -443,7 +643,7 @@ pub async fn operator_killed(world: &mut World<'_>, sizes: &Sizes) -> ScenarioRe
                 "kill",
                 sizes.kill_lifecycles,
                 sizes.kill_concurrency,
-                mixed_kind,
+                |_| mixed_kind(),
             )
             .await;
             done.set(true);
@@ -512,6 +712,7 @@ pub async fn graph_faults(world: &mut World<'_>, sizes: &Sizes) -> ScenarioRepor
         tracker: &tracker,
         pool: "faults",
         patience: Duration::from_secs(180),
+        hostile: None,
     };
     let done = Cell::new(false);
     let (outcomes, ()) = tokio::join!(
@@ -521,7 +722,7 @@ pub async fn graph_faults(world: &mut World<'_>, sizes: &Sizes) -> ScenarioRepor
                 "faults",
                 sizes.fault_lifecycles,
                 sizes.fault_concurrency,
-                mixed_kind,
+                |_| mixed_kind(),
             )
             .await;
             done.set(true);
@@ -558,6 +759,7 @@ pub async fn graph_outage(world: &mut World<'_>, sizes: &Sizes) -> ScenarioRepor
         tracker: &tracker,
         pool: "outage",
         patience: Duration::from_secs(300),
+        hostile: None,
     };
     // TTLs staggered so that the expiries spread over the first three quarters of the outage.
     let spread = sizes.outage.as_secs() * 3 / 4;
@@ -704,6 +906,7 @@ pub async fn apiserver_restarted(
         tracker: &tracker,
         pool: "apiserver",
         patience: Duration::from_secs(180),
+        hostile: None,
     };
     let done = Cell::new(false);
     let restart_after = sizes.apiserver_lifecycles / 3;
@@ -714,7 +917,7 @@ pub async fn apiserver_restarted(
                 "apiserver",
                 sizes.apiserver_lifecycles,
                 concurrency,
-                mixed_kind,
+                |_| mixed_kind(),
             )
             .await;
             done.set(true);
@@ -774,7 +977,7 @@ pub async fn apiserver_restarted(
         world.operator.restart();
     }
     // New leases after the restart prove that the operator's watches came back.
-    let after: Vec<Outcome> = drive(&driver, "after-restart", 4, 4, || Kind::Expire {
+    let after: Vec<Outcome> = drive(&driver, "after-restart", 4, 4, |_| Kind::Expire {
         ttl_seconds: 2,
     })
     .await;
@@ -826,6 +1029,7 @@ pub async fn contention(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport 
         tracker: &tracker,
         pool: "contention",
         patience: Duration::from_secs(600),
+        hostile: None,
     };
     let done = Cell::new(false);
     let (outcomes, ()) = tokio::join!(
@@ -835,7 +1039,7 @@ pub async fn contention(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport 
                 "contention",
                 sizes.contention_leases,
                 sizes.contention_leases,
-                || Kind::Expire { ttl_seconds: 1 },
+                |_| Kind::Expire { ttl_seconds: 1 },
             )
             .await;
             done.set(true);
@@ -863,6 +1067,346 @@ pub async fn contention(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport 
     )
     .await;
     report
+}
+
+const FINALIZER_STRIPPED: &str = "finalizer stripped after delete";
+const FINALIZER_STRIPPED_FIRST: &str = "finalizer stripped before and after delete";
+const STATUS_FORGED: &str = "status forged";
+const POOL_REPOINTED: &str = "pool re-pointed to another tenant, then the lease deleted";
+const CLIENT_SECRET_DELETED: &str = "client-secret Secret deleted, then the lease deleted";
+const STRIPPED_WHILE_DOWN: &str = "finalizer stripped while the operator was down";
+
+/// What the hostile scenario's drivers and attackers share: which leases lost their finalizers
+/// (the auditor reads it), what each attack did to its password, and the bounds.
+struct Hostility<'a> {
+    emulator: &'a Emulator,
+    unguarded: Unguarded,
+    /// Users of the churn pool (forged statuses name one of them).
+    pool_users: usize,
+    /// How long a password may outlive a stripped lease: the reaper's bound plus the lag.
+    strip_bound: Duration,
+    /// How long a password may outlive a guarded deletion or its recorded expiry.
+    lag_bound: Duration,
+    /// Attacks made, by kind.
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// (attack, lease, how long its password kept working after the attack, if it died).
+    deaths: Mutex<Vec<(&'static str, String, Option<Duration>)>>,
+}
+
+impl Hostility<'_> {
+    fn count(&self, attack: &'static str) {
+        *self.counts.lock().unwrap().entry(attack).or_default() += 1;
+    }
+
+    /// Waits on the emulator until the password no longer signs in, for up to `bound` from
+    /// `from`; records how long after `from` it died (`None`: it outlived the bound).
+    async fn watch_death(
+        &self,
+        attack: &'static str,
+        lease: &str,
+        (user, password): (&str, &str),
+        from: Instant,
+        bound: Duration,
+    ) {
+        let died = loop {
+            if !self.emulator.sign_in(user, password) {
+                break Some(from.elapsed());
+            }
+            if from.elapsed() > bound {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        self.deaths
+            .lock()
+            .unwrap()
+            .push((attack, lease.to_owned(), died));
+    }
+}
+
+/// The seed of a scenario's random choices: `CHAOS_SEED`, or a fresh one (printed, so that a
+/// run's choices can be replayed).
+fn seed() -> u64 {
+    std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random)
+}
+
+/// (6) A hostile tenant among ordinary churn: leases deleted with their finalizers stripped at
+/// once, statuses forged (deadlines, user, phase), pools re-pointed at another tenant or robbed of
+/// their client secret before a lease of theirs is deleted, finalizers stripped while the
+/// operator is down. Every attacked lease's password must stop working within the bound (the
+/// reaper's 30 s plus the lag for a stripped finalizer; the lag past a guarded deletion or the
+/// recorded expiry), and the auditor judges from the claims, which the tenant cannot touch.
+/// Run it with an emulator from `tenant_with_decoy`.
+pub async fn hostile(world: &mut World<'_>, sizes: &Sizes) -> ScenarioReport {
+    let started = Instant::now();
+    let mut report = ScenarioReport {
+        name: "hostile tenant among churn".into(),
+        ..Default::default()
+    };
+    let seed = seed();
+    println!("   hostile: seed {seed} (CHAOS_SEED={seed} replays these choices)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let kinds: Vec<Kind> = (0..sizes.hostile_lifecycles)
+        .map(|_| hostile_kind(&mut rng))
+        .collect();
+    let kill_waits: Vec<(u64, u64)> = (0..sizes.hostile_kills)
+        .map(|_| (rng.random_range(3000..=8000), rng.random_range(200..=1500)))
+        .collect();
+    let attack_waits: Vec<u64> = (0..sizes.hostile_pool_attacks)
+        .map(|_| rng.random_range(500..=3000))
+        .collect();
+    let users = sizes.hostile_concurrency + 4;
+    prepare_pool(world, "hostile", users, "4s", "12s").await;
+    // One pool of one user per pool attack, so that the churn pool stays as it is.
+    let victims: Vec<(String, bool)> = (0..sizes.hostile_pool_attacks)
+        .map(|i| (format!("victim-{i}"), i % 2 == 0))
+        .collect();
+    for (i, (pool, repoint)) in victims.iter().enumerate() {
+        let client_secret = if *repoint {
+            CLIENT_SECRET_NAME.to_owned()
+        } else {
+            let name = format!("{pool}-app");
+            world.lab.create_client_secret_named(&name).await;
+            name
+        };
+        let user = users + i;
+        world
+            .lab
+            .create_pool_using(pool, user..user + 1, ("10m", "1h"), true, &client_secret)
+            .await;
+    }
+    let pool_names: Vec<String> = victims.iter().map(|(p, _)| p.clone()).collect();
+    world
+        .lab
+        .wait_pools_ready(&pool_names, Duration::from_secs(120))
+        .await
+        .expect("the victim pools become ready");
+    let World {
+        lab,
+        emulator,
+        operator,
+    } = world;
+    let (lab, emulator): (&Lab, &Emulator) = (lab, emulator);
+    let tracker = Tracker::start(lab).await;
+    emulator.reset_counters();
+    let lag_bound = Duration::from_secs(30);
+    let mut auditor = Auditor::new(lag_bound);
+    let hostility = Hostility {
+        emulator,
+        unguarded: auditor.unguarded.clone(),
+        pool_users: users,
+        strip_bound: REAPER_BOUND + lag_bound,
+        lag_bound,
+        counts: Mutex::default(),
+        deaths: Mutex::default(),
+    };
+    let driver = Driver {
+        lab,
+        tracker: &tracker,
+        pool: "hostile",
+        patience: Duration::from_secs(120),
+        hostile: Some(&hostility),
+    };
+    // Leases whose lives are ordinary: the ones the kill rounds may strip.
+    let plain: HashSet<String> = kinds
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| !matches!(k, Kind::Strip { .. } | Kind::Forge { .. }))
+        .map(|(i, _)| format!("hostile-{i}"))
+        .collect();
+    let churn_done = Cell::new(false);
+    let done = Cell::new(false);
+    let kills = Cell::new(0u64);
+    let (outcomes, ()) = tokio::join!(
+        async {
+            let (mut outcomes, (), victim_outcomes) = tokio::join!(
+                async {
+                    let outcomes = drive(
+                        &driver,
+                        "hostile",
+                        sizes.hostile_lifecycles,
+                        sizes.hostile_concurrency,
+                        |i| kinds[i],
+                    )
+                    .await;
+                    churn_done.set(true);
+                    outcomes
+                },
+                // (e) The operator killed, finalizers stripped while it is down, then started.
+                async {
+                    for (wait, down) in &kill_waits {
+                        sleep_unless(Duration::from_millis(*wait), &churn_done).await;
+                        if churn_done.get() {
+                            break;
+                        }
+                        let victims: Vec<String> = {
+                            let tracked = tracker.state();
+                            let unguarded = hostility.unguarded.lock().unwrap();
+                            let mut names: Vec<String> = tracked
+                                .leases
+                                .iter()
+                                .filter(|(name, t)| {
+                                    plain.contains(*name)
+                                        && !unguarded.contains(*name)
+                                        && t.phase == Some(LeasePhase::Active)
+                                        && !t.deleting
+                                        && t.gone_at.is_none()
+                                })
+                                .map(|(name, _)| name.clone())
+                                .collect();
+                            names.sort();
+                            names.truncate(2);
+                            names
+                        };
+                        let mut credentials = Vec::new();
+                        for name in &victims {
+                            credentials.push(driver.credential(name).await);
+                        }
+                        operator.kill();
+                        kills.set(kills.get() + 1);
+                        for name in &victims {
+                            hostility.unguarded.lock().unwrap().insert(name.clone());
+                            driver.delete(name).await;
+                            driver.strip_finalizers(name).await;
+                            hostility.count(STRIPPED_WHILE_DOWN);
+                        }
+                        tokio::time::sleep(Duration::from_millis(*down)).await;
+                        operator.restart();
+                        let restarted = Instant::now();
+                        for (name, credential) in victims.iter().zip(credentials) {
+                            if let Some((user, password)) = credential {
+                                hostility
+                                    .watch_death(
+                                        STRIPPED_WHILE_DOWN,
+                                        name,
+                                        (&user, &password),
+                                        restarted,
+                                        hostility.strip_bound,
+                                    )
+                                    .await;
+                            }
+                        }
+                    }
+                },
+                // (c), (d) A pool re-pointed at another tenant, or its client secret deleted,
+                // then a lease of it deleted.
+                async {
+                    let mut outcomes = Vec::new();
+                    for ((pool, repoint), wait) in victims.iter().zip(&attack_waits) {
+                        tokio::time::sleep(Duration::from_millis(*wait)).await;
+                        let victim = Driver { pool, ..driver };
+                        outcomes.push(victim_attack(&victim, &hostility, pool, *repoint).await);
+                    }
+                    outcomes
+                },
+            );
+            outcomes.extend(victim_outcomes);
+            done.set(true);
+            outcomes
+        },
+        audit_while(&mut auditor, lab, emulator, &tracker, &done),
+    );
+    if !operator.is_running() {
+        report
+            .violations
+            .push("the operator exited during the hostile run".into());
+        operator.restart();
+    }
+    report.faults.insert("operator SIGKILL".into(), kills.get());
+    for (attack, count) in hostility.counts.lock().unwrap().iter() {
+        report.faults.insert((*attack).to_owned(), *count);
+    }
+    let deaths = std::mem::take(&mut *hostility.deaths.lock().unwrap());
+    let mut by_attack: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (attack, lease, died) in &deaths {
+        match died {
+            Some(after) => by_attack
+                .entry(attack)
+                .or_default()
+                .push(after.as_secs_f64()),
+            None => report.violations.push(format!(
+                "I7: {attack}: lease {lease}'s password still worked past the bound"
+            )),
+        }
+    }
+    report.notes.push(format!("seed {seed}"));
+    for (attack, mut seconds) in by_attack {
+        seconds.sort_by(f64::total_cmp);
+        report.notes.push(format!(
+            "{attack}: {} passwords dead after median {:.1} s, slowest {:.1} s",
+            seconds.len(),
+            seconds[seconds.len() / 2],
+            seconds[seconds.len() - 1]
+        ));
+    }
+    conclude(
+        &mut report,
+        outcomes,
+        auditor,
+        (lab, emulator),
+        &tracker,
+        started,
+    )
+    .await;
+    report
+}
+
+/// One pool attack: a lease on `pool` made Active, the pool re-pointed at the decoy tenant (or
+/// its client-secret Secret deleted), the lease deleted; its password must die within the lag.
+async fn victim_attack(
+    driver: &Driver<'_>,
+    hostility: &Hostility<'_>,
+    pool: &str,
+    repoint: bool,
+) -> Outcome {
+    let name = format!("{pool}-lease");
+    let lease = lease_object(&name, pool, json!({ "ttl": "10m" }));
+    if let Err(error) = driver.create(lease).await {
+        return Outcome::Stuck(format!("{name}: not created: {error}"));
+    }
+    if driver
+        .tracker
+        .wait_active(&name, driver.patience)
+        .await
+        .is_none()
+    {
+        return driver.until_ended(&name).await;
+    }
+    let credential = driver.credential(&name).await;
+    let attack = if repoint {
+        let body = json!({ "spec": { "tenantId": DECOY_DOMAIN } });
+        let (api, params, patch) = (
+            driver.lab.pools(),
+            PatchParams::default(),
+            Patch::Merge(&body),
+        );
+        let _ = retrying(API_PATIENCE, || api.patch(pool, &params, &patch)).await;
+        POOL_REPOINTED
+    } else {
+        let api: Api<k8s_openapi::api::core::v1::Secret> = driver.lab.secrets();
+        let secret = format!("{pool}-app");
+        let params = DeleteParams::default();
+        let _ = retrying(API_PATIENCE, || api.delete(&secret, &params)).await;
+        CLIENT_SECRET_DELETED
+    };
+    hostility.count(attack);
+    driver.delete(&name).await;
+    let deleted = Instant::now();
+    if let Some((user, password)) = credential {
+        hostility
+            .watch_death(
+                attack,
+                &name,
+                (&user, &password),
+                deleted,
+                hostility.lag_bound,
+            )
+            .await;
+    }
+    driver.until_ended(&name).await
 }
 
 async fn sleep_unless(duration: Duration, done: &Cell<bool>) {

@@ -1,14 +1,20 @@
-//! Watches a namespace's leases and managed Secrets and keeps what a benchmark or an auditor needs
-//! afterwards: when each lease was first seen Active and when it went away, its user and deadlines,
-//! and every password its Secret ever held (a Secret is deleted at revocation, so a later look
-//! would miss the passwords that must now be dead).
+//! Watches a namespace's leases and managed Secrets, and the operator's claims, and keeps what a
+//! benchmark or an auditor needs afterwards: when each lease was first seen Active and when it went
+//! away, every password its Secret ever held (a Secret is deleted at revocation, so a later look
+//! would miss the passwords that must now be dead), and the last record of every claim with when
+//! it was released (a released claim is deleted, and its record with it).
+//!
+//! The user and deadlines a lease's status shows are kept for the benchmark's figures only: a
+//! tenant may write that status, so the auditor takes users and deadlines from the claims.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use entra_operator::api::{EntraLease, LeasePhase};
+use entra_operator::controller::claim_record::{ClaimRecord, RECORD_ANNOTATION};
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease as Claim;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -47,9 +53,30 @@ impl LeaseTrack {
     }
 }
 
-#[derive(Default)]
+/// What the tracker knows of one claim (the operator's record of one credential), by the uid of
+/// the lease it was made for.
+#[derive(Clone, Debug)]
+pub struct ClaimTrack {
+    /// The claim's name (one per user).
+    pub name: String,
+    /// The last record the watch delivered.
+    pub record: ClaimRecord,
+    /// When the watch saw the claim deleted (its finalizer goes only after revocation).
+    pub released_at: Option<Instant>,
+}
+
+impl ClaimTrack {
+    /// The recorded deadline of the credential: `expiresAt`, never past `maxExpiresAt`.
+    pub fn deadline(&self) -> Timestamp {
+        self.record.expires_at().min(self.record.max_expires_at())
+    }
+}
+
+#[derive(Clone, Default)]
 pub struct Tracked {
     pub leases: HashMap<String, LeaseTrack>,
+    /// Claims by the uid of the lease they were made for.
+    pub claims: HashMap<String, ClaimTrack>,
     /// (username, password) -> lease name, for every password a lease Secret ever held.
     pub passwords: HashMap<(String, String), String>,
     /// The most leases Active (and not being deleted) at once.
@@ -74,7 +101,11 @@ impl Tracker {
     pub async fn start(lab: &Lab) -> Tracker {
         let state = Arc::new(Mutex::new(Tracked::default()));
         let changed = Arc::new(Notify::new());
-        let (leases_listed, secrets_listed) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (leases_listed, secrets_listed, claims_listed) = (
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+        );
         let lease_task = tokio::spawn(watch_leases(
             lab.leases(),
             state.clone(),
@@ -87,17 +118,29 @@ impl Tracker {
             changed.clone(),
             secrets_listed.clone(),
         ));
+        let claim_task = tokio::spawn(watch_claims(
+            lab.claims(),
+            state.clone(),
+            changed.clone(),
+            claims_listed.clone(),
+        ));
         leases_listed.notified().await;
         secrets_listed.notified().await;
+        claims_listed.notified().await;
         Tracker {
             state,
             changed,
-            tasks: vec![lease_task, secret_task],
+            tasks: vec![lease_task, secret_task, claim_task],
         }
     }
 
     pub fn state(&self) -> MutexGuard<'_, Tracked> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of everything tracked so far.
+    pub fn snapshot(&self) -> Tracked {
+        self.state().clone()
     }
 
     pub fn lease(&self, name: &str) -> Option<LeaseTrack> {
@@ -237,6 +280,81 @@ fn mark_gone(tracked: &mut Tracked, name: &str, now: Instant) {
     if let Some(track) = tracked.leases.get_mut(name) {
         track.gone_at.get_or_insert(now);
     }
+}
+
+async fn watch_claims(
+    api: kube::Api<Claim>,
+    state: Arc<Mutex<Tracked>>,
+    changed: Arc<Notify>,
+    listed: Arc<Notify>,
+) {
+    let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=entra-operator");
+    let mut events = watcher(api, config).default_backoff().boxed();
+    // Lease uids of the claims in the current (re)list: a claim missing from a relist was
+    // released unseen.
+    let mut listing: Option<HashSet<String>> = None;
+    while let Some(event) = events.next().await {
+        let Ok(event) = event else { continue };
+        let now = Instant::now();
+        let mut tracked = lock(&state);
+        match event {
+            watcher::Event::Init => listing = Some(HashSet::new()),
+            watcher::Event::InitApply(claim) => {
+                if let (Some(listing), Some(uid)) =
+                    (listing.as_mut(), observe_claim(&mut tracked, &claim))
+                {
+                    listing.insert(uid);
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed_uids = listing.take().unwrap_or_default();
+                for (uid, track) in tracked.claims.iter_mut() {
+                    if track.released_at.is_none() && !listed_uids.contains(uid) {
+                        track.released_at = Some(now);
+                    }
+                }
+                listed.notify_one();
+            }
+            watcher::Event::Apply(claim) => {
+                observe_claim(&mut tracked, &claim);
+            }
+            watcher::Event::Delete(claim) => {
+                if let Some(uid) = observe_claim(&mut tracked, &claim)
+                    && let Some(track) = tracked.claims.get_mut(&uid)
+                {
+                    track.released_at.get_or_insert(now);
+                }
+            }
+        }
+        drop(tracked);
+        changed.notify_waiters();
+    }
+}
+
+/// Keeps the claim's record; returns the uid of the lease it was made for.
+fn observe_claim(tracked: &mut Tracked, claim: &Claim) -> Option<String> {
+    let record = claim
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(RECORD_ANNOTATION)
+        .and_then(|value| ClaimRecord::from_annotation(value))?;
+    let uid = record.lease.uid.clone();
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    match tracked.claims.get_mut(&uid) {
+        Some(track) => track.record = record,
+        None => {
+            tracked.claims.insert(
+                uid.clone(),
+                ClaimTrack {
+                    name,
+                    record,
+                    released_at: None,
+                },
+            );
+        }
+    }
+    Some(uid)
 }
 
 async fn watch_secrets(

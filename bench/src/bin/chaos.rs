@@ -3,17 +3,29 @@
 //! when any scenario found a violation.
 //!
 //! `chaos [--subset] [scenario...]` where a scenario is one of kill, faults, outage, apiserver,
-//! contention (default: all); `--subset` runs the sizes of `tests/chaos.rs`.
+//! contention, hostile (default: all); `--subset` runs the sizes of `tests/chaos.rs`.
+//! `CHAOS_SEED=<n>` replays the hostile scenario's random choices (each run prints its seed).
+//!
+//! Each scenario's operator keeps its claims and credential copies in a namespace of its own
+//! (`<scenario namespace>-operator`), as the chart deploys it: the scenario's tenant never
+//! touches the operator's record.
 
 use std::process::ExitCode;
 
-use entra_bench::lab::{Lab, tenant};
+use entra_bench::lab::{Lab, tenant, tenant_with_decoy};
 use entra_bench::operator::{OperatorFlags, OperatorRun};
 use entra_bench::scenarios::{self, ApiServerHandle, ScenarioReport, Sizes, World};
 use entra_bench::setup;
 use entra_emulator::Emulator;
 
-const SCENARIOS: [&str; 5] = ["kill", "faults", "outage", "apiserver", "contention"];
+const SCENARIOS: [&str; 6] = [
+    "kill",
+    "faults",
+    "outage",
+    "apiserver",
+    "contention",
+    "hostile",
+];
 
 fn main() -> ExitCode {
     setup::locate_control_plane();
@@ -76,22 +88,28 @@ async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
     let mut reports = Vec::new();
     for name in chosen {
         let namespace = format!("chaos-{name}");
+        let operator_namespace = format!("{namespace}-operator");
         Lab::ensure_namespace(&client, &namespace).await;
+        Lab::ensure_namespace(&client, &operator_namespace).await;
         let lab = Lab {
             client: client.clone(),
             namespace: namespace.clone(),
-            claims_namespace: namespace.clone(),
+            claims_namespace: operator_namespace.clone(),
         };
-        let emulator = Emulator::start(tenant(256))
-            .await
-            .expect("the emulator starts");
+        // The hostile scenario re-points pools at a second tenant with the same app.
+        let config = if *name == "hostile" {
+            tenant_with_decoy(256)
+        } else {
+            tenant(256)
+        };
+        let emulator = Emulator::start(config).await.expect("the emulator starts");
         let graph_url = emulator.base_url();
         let mut operator = OperatorRun::start(
             &OperatorFlags {
                 kubeconfig: &control_plane.kubeconfig,
                 graph_url: &graph_url,
                 namespace: Some(&namespace),
-                operator_namespace: &namespace,
+                operator_namespace: &operator_namespace,
                 graph_retry_seconds: 30,
                 concurrency: 16,
                 log_level: "info",
@@ -109,7 +127,8 @@ async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
             "faults" => scenarios::graph_faults(&mut world, sizes).await,
             "outage" => scenarios::graph_outage(&mut world, sizes).await,
             "apiserver" => scenarios::apiserver_restarted(&mut world, &mut apiserver, sizes).await,
-            _ => scenarios::contention(&mut world, sizes).await,
+            "contention" => scenarios::contention(&mut world, sizes).await,
+            _ => scenarios::hostile(&mut world, sizes).await,
         };
         report.print();
         reports.push(report);
