@@ -47,13 +47,16 @@ static CLUSTER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// A namespace, an emulator with a 32-user tenant and an operator of their own.
 async fn world(prefix: &str) -> (Lab, Emulator, Operator) {
+    world_with(prefix, tenant(32)).await
+}
+
+/// [`world`] with the emulator serving `tenants`.
+async fn world_with(prefix: &str, tenants: entra_emulator::Config) -> (Lab, Emulator, Operator) {
     let control_plane = ControlPlane::shared();
     install_crds(control_plane);
     let client = control_plane.client().await;
     let namespace = namespace(&client, prefix).await;
-    let emulator = Emulator::start(tenant(32))
-        .await
-        .expect("the emulator starts");
+    let emulator = Emulator::start(tenants).await.expect("the emulator starts");
     let operator = Operator::start(control_plane, &emulator.base_url(), &namespace, &namespace);
     let lab = Lab {
         client,
@@ -155,5 +158,19 @@ async fn leases_contending_for_a_small_pool_never_share_a_user() {
         operator: &mut operator,
     };
     let report = scenarios::contention(&mut world, &Sizes::subset()).await;
+    assert_clean(&report, &operator);
+}
+
+#[tokio::test]
+async fn hostile_tenants_keep_no_password_alive() {
+    let _shared = CLUSTER.read().await;
+    let (lab, emulator, mut operator) =
+        world_with("chaos-hostile", lab::tenant_with_decoy(32)).await;
+    let mut world = World {
+        lab,
+        emulator: &emulator,
+        operator: &mut operator,
+    };
+    let report = scenarios::hostile(&mut world, &Sizes::subset()).await;
     assert_clean(&report, &operator);
 }

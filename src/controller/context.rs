@@ -11,7 +11,7 @@ use super::Error;
 use super::claims::{Claims, HeldClaim};
 use super::credential_copies::CredentialCopies;
 use super::index::Index;
-use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser};
+use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser, PoolUser};
 use crate::graph::{AppCredentials, EndpointOverrides, Endpoints, GraphClient};
 use crate::secret::{SecretSummary, is_owned_by, stored_password};
 use crate::sensitive::SecretString;
@@ -49,9 +49,14 @@ pub struct Context {
     pub reap_failures: Mutex<HashMap<String, u32>>,
     /// Failed reconciles in a row, per object, for their backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Each dynamic secret whose users were just resolved, for its waiting leases to go on.
+    pub resolved_pools: futures::channel::mpsc::UnboundedSender<ObjectRef<EntraDynamicSecret>>,
     /// One actor (issue, revocation, reaper) per lease at a time.
     pub lease_locks: super::lease_locks::LeaseLocks,
 }
+
+/// The problem shown for a user Entra recently refused to reset.
+pub const FORBIDDEN_PROBLEM: &str = "PasswordResetForbidden";
 
 /// How long a user refused by Entra is set aside before it is tried again.
 pub const FORBIDDEN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
@@ -77,6 +82,31 @@ impl Context {
             .remove(&ObjectRef::from(pool));
     }
 
+    /// `pool`'s users as this process resolved them through Graph, if it has for the pool as it
+    /// is now (same object, same generation), with the users Entra recently refused to reset
+    /// marked as such.
+    pub fn resolution_of(&self, pool: &EntraDynamicSecret) -> Option<Vec<PoolUser>> {
+        let mut users = {
+            let validations = self.validations.lock().unwrap();
+            let validation = validations.get(&ObjectRef::from(pool))?;
+            let current = validation.uid == pool.metadata.uid
+                && validation.generation == pool.metadata.generation;
+            current.then(|| validation.users.clone())?
+        };
+        self.mark_forbidden(&mut users);
+        Some(users)
+    }
+
+    /// Marks the users Entra recently refused to reset (the pool status shows the same).
+    pub fn mark_forbidden(&self, users: &mut [PoolUser]) {
+        for user in users {
+            if user.problem.is_none() && user.id.as_deref().is_some_and(|id| self.is_forbidden(id))
+            {
+                user.problem = Some(FORBIDDEN_PROBLEM.into());
+            }
+        }
+    }
+
     /// Remembers that Entra refused to reset `user_id`.
     pub fn forbid(&self, user_id: &str) {
         let mut forbidden = self.forbidden.lock().unwrap();
@@ -90,24 +120,6 @@ impl Context {
         forbidden
             .get(&user_id.to_ascii_lowercase())
             .is_some_and(|at| at.elapsed() < FORBIDDEN_FOR)
-    }
-
-    /// `candidates` without recently refused users, unless the lease named its user or no other
-    /// candidate is left (then the refusal is reported on the lease).
-    pub fn without_forbidden(&self, candidates: Vec<LeasedUser>, named: bool) -> Vec<LeasedUser> {
-        if named {
-            return candidates;
-        }
-        let allowed: Vec<LeasedUser> = candidates
-            .iter()
-            .filter(|candidate| !self.is_forbidden(&candidate.id))
-            .cloned()
-            .collect();
-        if allowed.is_empty() {
-            candidates
-        } else {
-            allowed
-        }
     }
 
     /// `candidates` with those the claim cache shows free first, so that a burst of leases

@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::Error;
 use super::claims::HeldClaim;
-use super::context::{Context, FORBIDDEN_FOR, Validation};
+use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM, Validation};
 use super::reasons::Reason;
 use super::status::{apply_status, set_condition};
 use crate::api::{DynamicSecretStatus, EntraDynamicSecret, EntraLease, PoolUser};
@@ -24,8 +24,6 @@ use crate::graph::GraphError;
 /// Held by every dynamic secret until all of its leases have ended.
 pub const FINALIZER: &str = "kms.hanzo.ai/end-leases";
 
-/// The problem of a user set aside after Entra refused to reset it.
-const FORBIDDEN_PROBLEM: &str = "PasswordResetForbidden";
 /// The holders and counts in a pool's status are rewritten at most this often.
 const HOLDERS_EVERY: Duration = Duration::from_secs(2);
 /// Pool users are resolved again at this interval, to notice changes made in Entra (a user
@@ -239,7 +237,12 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
         users: users.clone(),
         at: Instant::now(),
     };
-    ctx.validations.lock().unwrap().insert(key, validation);
+    ctx.validations
+        .lock()
+        .unwrap()
+        .insert(key.clone(), validation);
+    // Leases draw their candidates from this resolution only: those that waited for it go on.
+    let _ = ctx.resolved_pools.unbounded_send(key);
     Ok(users)
 }
 
@@ -251,10 +254,8 @@ fn pool_status(
     now: Timestamp,
 ) -> DynamicSecretStatus {
     let namespace = pool.namespace().unwrap_or_default();
+    ctx.mark_forbidden(&mut users);
     for user in &mut users {
-        if user.problem.is_none() && user.id.as_deref().is_some_and(|id| ctx.is_forbidden(id)) {
-            user.problem = Some(FORBIDDEN_PROBLEM.into());
-        }
         user.leased_by = user
             .id
             .as_deref()

@@ -47,6 +47,11 @@ pub async fn reconcile(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Acti
     let _one_actor = ctx.lease_locks.lock(&lease.uid().unwrap_or_default()).await;
     let namespace = lease.namespace().unwrap_or_default();
     let api: Api<EntraLease> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Deleted, our finalizer stripped, and another finalizer keeping the object: kube's helper
+    // would leave it alone, but the lease is ending all the same.
+    if is_ending_without_our_finalizer(&lease) {
+        return cleanup(&lease, &api, &ctx).await;
+    }
     finalizer(&api, FINALIZER, lease, |event| async {
         match event {
             Finalizer::Apply(lease) => apply(&lease, &api, &ctx).await,
@@ -55,6 +60,12 @@ pub async fn reconcile(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Acti
     })
     .await
     .or_else(gone_is_done)
+}
+
+/// True for a deleted lease whose revocation finalizer someone else removed.
+pub fn is_ending_without_our_finalizer(lease: &EntraLease) -> bool {
+    lease.metadata.deletion_timestamp.is_some()
+        && !lease.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 /// An object that vanished while its finalizer was being removed was finished by an earlier run.
@@ -78,6 +89,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         return Ok(Action::await_change());
     };
     let pool = ctx.pool_of(lease);
+    let resolved = pool.as_deref().and_then(|pool| ctx.resolution_of(pool));
     // The claim from the cache when the lease's own status points at it; a status without that
     // hint (a new lease, or one someone rewrote) costs one live read.
     let (mut claim, mut live) = match ctx.cached_claim_of(lease, &uid) {
@@ -94,13 +106,15 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
             lease,
             pool: pool.as_deref(),
             secret,
+            resolved: resolved.as_deref(),
             record,
             now,
         };
         let decision = decide(&facts);
-        // Graph writes and the expiry are decided again on a live read of the claim: a cache
-        // older than this operator's last write would re-issue, or expire over a renewal.
-        if !live && (decision.writes_to_graph() || decision == Decision::Expire) {
+        // Graph writes, the expiry and an ending are decided again on a live read of the claim:
+        // a cache older than this operator's last write would re-issue, expire over a renewal,
+        // or end a user another lease holds by now.
+        if !live && decision.needs_live_claim(record.is_some()) {
             claim = ctx.claims.held_by(&uid).await?;
             live = true;
             continue;
@@ -282,9 +296,6 @@ impl Shell<'_> {
             return self.issue_refused(Error::Graph(error)).await;
         }
         let app_identity = self.ctx.copies.keep(pool.spec.cloud, &app).await?;
-        let candidates = self
-            .ctx
-            .without_forbidden(candidates, self.lease.spec.user.is_some());
         let candidates = self.ctx.likely_free_first(candidates, self.lease);
         let issued_at = whole_seconds(self.now);
         let mut claimed = None;

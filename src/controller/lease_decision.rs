@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser, RENEW_ANNOTATION};
+use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser, PoolUser, RENEW_ANNOTATION};
 use crate::duration::parse_duration;
 use crate::graph::GraphError;
 
@@ -23,6 +23,9 @@ pub struct LeaseFacts<'a> {
     /// The referenced dynamic secret, if it exists.
     pub pool: Option<&'a EntraDynamicSecret>,
     pub secret: SecretState,
+    /// The pool's users as this operator resolved them through Graph, for the pool as it is
+    /// now; `None` until it has. Never the pool's status, which its editors may write.
+    pub resolved: Option<&'a [PoolUser]>,
     /// The record of the claim the lease holds: the user, the deadlines, whether the password
     /// was confirmed. An issue interrupted by a crash resumes with it.
     pub record: Option<&'a ClaimRecord>,
@@ -71,6 +74,14 @@ impl Decision {
             self,
             Decision::Issue { .. } | Decision::Resume | Decision::Restore { .. }
         )
+    }
+
+    /// True when the decision must be taken again on a live read of the claim before it is
+    /// carried out (it writes to Graph, deletes the lease, or ends a held credential).
+    pub fn needs_live_claim(&self, holds_claim: bool) -> bool {
+        self.writes_to_graph()
+            || *self == Decision::Expire
+            || (holds_claim && matches!(self, Decision::Refuse { .. }))
     }
 
     /// When to reconcile again after carrying the decision out, if nothing else happens first.
@@ -323,7 +334,11 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
             .users
             .iter()
             .any(|u| u.eq_ignore_ascii_case(wanted))
-        && !resolved_users(pool).any(|u| same_user(u, wanted))
+        && !facts
+            .resolved
+            .into_iter()
+            .flatten()
+            .any(|u| same_user(u, wanted))
     {
         return Decision::Refuse {
             reason: Reason::UserNotInPool,
@@ -343,7 +358,7 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
             ),
         };
     }
-    if !pool_is_ready(pool) {
+    if !pool_is_ready(pool) || facts.resolved.is_none() {
         return Decision::Wait {
             reason: Reason::DynamicSecretNotReady,
             message: format!(
@@ -352,7 +367,7 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
             ),
         };
     }
-    let candidates = candidates(facts, pool);
+    let candidates = candidates(facts);
     if candidates.is_empty() {
         let wanted = facts.lease.spec.user.as_deref();
         return Decision::Refuse {
@@ -375,12 +390,13 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
     }
 }
 
-/// The users the lease may claim, in pool order.
-fn candidates(facts: &LeaseFacts<'_>, pool: &EntraDynamicSecret) -> Vec<LeasedUser> {
+/// The users the lease may claim, in pool order, from the operator's own resolution.
+fn candidates(facts: &LeaseFacts<'_>) -> Vec<LeasedUser> {
     let wanted = facts.lease.spec.user.as_deref();
-    pool.status
-        .iter()
-        .flat_map(|s| &s.users)
+    facts
+        .resolved
+        .into_iter()
+        .flatten()
         .filter(|u| u.problem.is_none())
         .filter(|u| wanted.is_none_or(|w| u.configured.eq_ignore_ascii_case(w) || same_user(u, w)))
         .filter_map(|u| {
@@ -392,11 +408,7 @@ fn candidates(facts: &LeaseFacts<'_>, pool: &EntraDynamicSecret) -> Vec<LeasedUs
         .collect()
 }
 
-fn resolved_users(pool: &EntraDynamicSecret) -> impl Iterator<Item = &crate::api::PoolUser> {
-    pool.status.iter().flat_map(|s| &s.users)
-}
-
-fn same_user(user: &crate::api::PoolUser, wanted: &str) -> bool {
+fn same_user(user: &PoolUser, wanted: &str) -> bool {
     user.id
         .as_deref()
         .is_some_and(|id| id.eq_ignore_ascii_case(wanted))
@@ -433,10 +445,24 @@ fn effective_ttl(facts: &LeaseFacts<'_>) -> Result<Duration, String> {
     parse_duration(text).map_err(|error| format!("ttl: {error}"))
 }
 
-/// The renew annotation's value when it has not been acted on yet (by the claim's record).
+/// The renew annotation's value when it has not been acted on yet (by the claim's record), as
+/// the record keeps it: a value longer than [`RENEW_REQUEST_MAX`] by its digest, so that a huge
+/// annotation cannot bloat the claim.
 pub fn pending_renew_request(lease: &EntraLease, record: &ClaimRecord) -> Option<String> {
-    let requested = lease.annotations().get(RENEW_ANNOTATION)?;
-    (record.last_renew_request.as_ref() != Some(requested)).then(|| requested.clone())
+    let requested = renew_request_key(lease.annotations().get(RENEW_ANNOTATION)?);
+    (record.last_renew_request.as_ref() != Some(&requested)).then_some(requested)
+}
+
+/// The longest renew request kept as it is.
+pub const RENEW_REQUEST_MAX: usize = 63;
+
+fn renew_request_key(value: &str) -> String {
+    if value.len() <= RENEW_REQUEST_MAX {
+        return value.to_owned();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 fn renewal(
@@ -480,7 +506,7 @@ fn signed(duration: Duration) -> SignedDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DynamicSecretStatus, EntraLeaseSpec, LeasePhase, PoolUser};
+    use crate::api::{DynamicSecretStatus, EntraLeaseSpec, LeasePhase};
     use crate::fixtures::{at, record};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -539,10 +565,14 @@ mod tests {
         record: Option<&ClaimRecord>,
         now: i64,
     ) -> Decision {
+        let resolved = pool
+            .and_then(|p| p.status.as_ref())
+            .map(|s| s.users.as_slice());
         decide(&LeaseFacts {
             lease,
             pool,
             secret,
+            resolved,
             record,
             now: at(now),
         })
@@ -625,6 +655,60 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn candidates_come_from_the_operators_resolution_never_the_pool_status() {
+        let mut pool = pool();
+        // A pool editor writes the status: another user, leasable, and the guest made leasable.
+        let forged = pool.status.as_mut().unwrap();
+        forged.users[1].problem = None;
+        forged.users.push(PoolUser {
+            configured: "mallory@contoso.com".into(),
+            id: Some("id-mallory".into()),
+            user_principal_name: Some("mallory@contoso.com".into()),
+            ..PoolUser::default()
+        });
+        let resolution = [PoolUser {
+            configured: "alice@contoso.com".into(),
+            id: Some("id-alice".into()),
+            user_principal_name: Some("alice@contoso.com".into()),
+            ..PoolUser::default()
+        }];
+        let decide_resolved = |lease: &EntraLease, resolved| {
+            decide(&LeaseFacts {
+                lease,
+                pool: Some(&pool),
+                secret: SecretState::Missing,
+                resolved,
+                record: None,
+                now: at(0),
+            })
+        };
+        let Decision::Issue { candidates, .. } = decide_resolved(&lease(|_| {}), Some(&resolution))
+        else {
+            panic!("an issue")
+        };
+        let ids: Vec<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["id-alice"]);
+        let named = lease(|s| s.user = Some("id-mallory".into()));
+        assert!(matches!(
+            decide_resolved(&named, Some(&resolution)),
+            Decision::Refuse {
+                reason: Reason::UserNotInPool,
+                ..
+            }
+        ));
+        assert!(
+            matches!(
+                decide_resolved(&lease(|_| {}), None),
+                Decision::Wait {
+                    reason: Reason::DynamicSecretNotReady,
+                    ..
+                }
+            ),
+            "nothing is issued before the operator resolved the pool itself"
+        );
     }
 
     #[test]
@@ -769,6 +853,34 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_renew_request_is_kept_by_its_digest_and_still_renews_once() {
+        let pool = pool();
+        let mut record = record();
+        let mut lease = lease(|_| {});
+        let huge = "x".repeat(100_000);
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(RENEW_ANNOTATION.into(), huge);
+        let Decision::Renew { request, .. } =
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 600)
+        else {
+            panic!("a renewal")
+        };
+        let request = request.unwrap();
+        assert!(
+            request.starts_with("sha256:") && request.len() == 71,
+            "{request}"
+        );
+        record.last_renew_request = Some(request);
+        assert!(matches!(
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 600),
+            Decision::Hold { .. }
+        ));
+    }
+
+    #[test]
     fn absurd_durations_give_far_deadlines_and_bounded_sleeps() {
         let far = later(at(0), Duration::from_secs(u64::MAX / 2));
         assert_eq!(far, Timestamp::MAX);
@@ -795,6 +907,7 @@ mod tests {
             lease: &lease,
             pool: Some(&pool),
             secret: SecretState::Intact,
+            resolved: None,
             record: Some(&record),
             now: at(3590),
         };

@@ -90,6 +90,7 @@ pub async fn run(
     let (secrets, mut secret_writer) = index::index::<SecretSummary>();
     let (claim_cache, mut claim_writer) = index::index::<HeldClaim>();
     let (reaper, reaper_inputs) = ReaperHandle::channel();
+    let (resolved_pools, pools_resolved) = futures::channel::mpsc::unbounded();
     let pool_events = pool_writer.subscribe().expect("a shared store");
     let pool_events_for_leases = pool_writer.subscribe().expect("a shared store");
 
@@ -162,6 +163,7 @@ pub async fn run(
         reap_failures: Default::default(),
         failures: Default::default(),
         lease_locks: Default::default(),
+        resolved_pools,
     });
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let shutdown = future::Shared::clone(&futures::FutureExt::shared(Box::pin(shutdown)));
@@ -228,6 +230,7 @@ pub async fn run(
         )
     });
     let leases_of_pool = lease_store.clone();
+    let leases_of_resolved_pool = lease_store.clone();
     let waiting_leases = lease_store.clone();
     let pools_of_waiting = pools.clone();
     // Claims trigger through a watch of its own: shared streams skip deletions, and a released
@@ -262,6 +265,22 @@ pub async fn run(
         )
         // A released user wakes the leases waiting for a user of a pool that lists it.
         .reconcile_on(wake_waiting)
+        // A pool whose users were just resolved wakes its leases that hold no credential yet.
+        .reconcile_on(
+            pools_resolved.flat_map(move |pool: ObjectRef<EntraDynamicSecret>| {
+                let waiting: Vec<ObjectRef<EntraLease>> = leases_of_resolved_pool
+                    .state()
+                    .into_iter()
+                    .filter(|lease| {
+                        lease.namespace() == pool.namespace
+                            && lease.spec.dynamic_secret_ref.name == pool.name
+                            && triggers::is_pending(lease)
+                    })
+                    .map(|lease| ObjectRef::from(lease.as_ref()))
+                    .collect();
+                futures::stream::iter(waiting)
+            }),
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |lease, ctx| {

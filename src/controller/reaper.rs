@@ -4,8 +4,9 @@
 //! disappears, when the lease watch (re)lists (so on every start), and at each claim's overdue
 //! time; claims are watched, not polled, and a healthy lease costs it no API call.
 //!
-//! A lease counts as gone only on a live read answering 404 or another uid, never on its
-//! absence from a cache or on a refusal (403).
+//! A lease counts as gone only on a live read answering 404 or another uid (or showing it deleted
+//! with the revocation finalizer stripped while another finalizer keeps it), never on its absence
+//! from a cache or on a refusal (403).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use super::Error;
 use super::claims::{HeldClaim, is_not_found};
 use super::context::Context;
 use super::credential::end_credential;
+use super::lease::is_ending_without_our_finalizer;
 use super::lease_decision::{later, until_then};
 use super::revocation::{count_revocation_failure, revocation_reason};
 use crate::api::EntraLease;
@@ -137,15 +139,18 @@ async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Optio
     let overdue_at = later(record.expires_at(), OVERDUE_AFTER);
     let overdue = Timestamp::now() >= overdue_at;
     let lease = &record.lease;
+    let holds = |l: &EntraLease| {
+        l.uid().as_deref() == Some(lease.uid.as_str()) && !is_ending_without_our_finalizer(l)
+    };
     let cached = leases
         .get(&ObjectRef::new(&lease.name).within(&lease.namespace))
-        .filter(|l| l.uid().as_deref() == Some(lease.uid.as_str()));
+        .filter(|l| holds(l));
     if cached.is_some() && !overdue {
         return Some(instant_at(overdue_at));
     }
     let api: Api<EntraLease> = Api::namespaced(ctx.client.clone(), &lease.namespace);
     let live = match api.get_opt(&lease.name).await {
-        Ok(live) => live.filter(|l| l.uid().as_deref() == Some(lease.uid.as_str())),
+        Ok(live) => live.filter(|l| holds(l)),
         Err(error) => {
             // Not a 404: the lease may well exist (a refusal, an outage). Never reap on that.
             tracing::warn!(claim = %name, %error, "could not read a claim's lease; looking again");
