@@ -221,3 +221,48 @@ async fn deleting_a_dynamic_secret_ends_its_leases_first() {
         );
     }
 }
+
+/// The README's rotation: a new client secret goes into the pool's Secret, then the old one is
+/// removed from the app. A lease issued with the old one still ends: its claim records the
+/// operator's copy of the old value, and the revocation falls back to the copy of the new one.
+#[tokio::test]
+async fn a_lease_issued_before_a_client_secret_rotation_still_ends() {
+    const ROTATED: &str = "rotated-client-secret-value~9876543210";
+    let env = LeaseEnv::start("rotation").await;
+    env.create_pool("pool", &POOL_USERS, "1h", "2h").await;
+    env.wait_for_ready_pool("pool").await;
+    env.create_lease("ci", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    let active = env.wait_for_phase("ci", LeasePhase::Active).await;
+    let secret_name = active.status.unwrap().secret_name.unwrap();
+    let (username, password) = env.credentials(&secret_name).await;
+
+    env.emulator
+        .update_app(sample::CLIENT_ID, |app| app.secrets.push(ROTATED.into()));
+    env.create_client_secret(ROTATED).await;
+    env.wait_for(
+        "the pool to be validated with the rotated secret",
+        || async {
+            let copies = env
+                .secrets()
+                .list(&kube::api::ListParams::default().labels("kms.hanzo.ai/credential-copy=true"))
+                .await
+                .unwrap();
+            (copies.items.len() == 2).then_some(())
+        },
+    )
+    .await;
+    env.emulator.update_app(sample::CLIENT_ID, |app| {
+        app.secrets.retain(|secret| secret == ROTATED)
+    });
+
+    env.leases()
+        .delete("ci", &Default::default())
+        .await
+        .unwrap();
+    env.wait_until_gone("ci").await;
+    assert!(
+        !env.emulator.sign_in(&username, &password),
+        "the lease ended with the rotated credential"
+    );
+}

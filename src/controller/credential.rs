@@ -95,7 +95,10 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
     let Some(record) = claim.record.as_deref() else {
         return Err(Error::MalformedClaim(claim.name.clone()));
     };
-    let app = ctx.copies.recorded(record, &ctx.endpoints).await?;
+    let app = ctx
+        .copies
+        .recorded(&ctx.graph, record, &ctx.endpoints)
+        .await?;
     let length = usize::from(record.password_length);
     let scrambled = ctx
         .graph

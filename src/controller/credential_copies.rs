@@ -1,29 +1,35 @@
 //! The app credential revocation needs, kept where lease users and pool editors cannot take it
-//! away: a copy in the operator's namespace per (cloud, tenant, app), referenced by every claim
-//! issued with it. A copy is replaced only by a value that has just obtained a token for that
-//! same tenant and app, so rotating the client secret keeps revocation working, while deleting the
-//! pool's Secret or re-pointing the pool at another tenant leaves it as it was.
+//! away: copies in the operator's namespace, one per credential value that obtained a token for
+//! its (cloud, tenant, app), each referenced by the claims issued with it. A copy is never
+//! overwritten, so no pool of another namespace sharing the app can swap a working credential
+//! for one that stops working; a revocation uses the recorded copy, or, when that one no longer
+//! gets a token (a rotated secret), any other copy of the same app. Deleting the pool's Secret or
+//! re-pointing the pool at another tenant leaves them as they were.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
 
 use super::Error;
 use super::claim_record::{AppIdentity, ClaimRecord, CredentialCopyRef};
 use super::claims::is_conflict;
 use crate::api::Cloud;
-use crate::graph::{AppCredentials, ClientCredential, EndpointOverrides, Endpoints};
+use crate::graph::{
+    AppCredentials, ClientCredential, EndpointOverrides, Endpoints, GraphClient, GraphError,
+};
 use crate::secret::MANAGED_BY;
 use crate::sensitive::SecretString;
 
 const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 /// Label of the operator's copies of app credentials.
 pub const CREDENTIAL_COPY_LABEL: &str = "kms.hanzo.ai/credential-copy";
+/// Label of a copy with a digest of its (cloud, tenant, app): the copies of one app identity.
+const APP_LABEL: &str = "kms.hanzo.ai/app";
 const TENANT_ANNOTATION: &str = "kms.hanzo.ai/tenant-id";
 const APPLICATION_ANNOTATION: &str = "kms.hanzo.ai/application-id";
 const CLOUD_ANNOTATION: &str = "kms.hanzo.ai/cloud";
@@ -31,9 +37,8 @@ const CLIENT_SECRET_KEY: &str = "clientSecret";
 
 pub struct CredentialCopies {
     api: Api<Secret>,
-    /// A digest of the value each copy is known to hold, so that an issue costs no API call
-    /// when the copy is current. Memory only: a digest of a secret is not written anywhere.
-    known: Mutex<HashMap<String, [u8; 32]>>,
+    /// The copies known to exist, so that an issue costs no API call for them.
+    known: Mutex<HashSet<String>>,
 }
 
 impl CredentialCopies {
@@ -44,10 +49,11 @@ impl CredentialCopies {
         }
     }
 
-    /// Makes the copy for `app` hold `app`'s credential and returns the identity to record.
-    /// Call it only once `app` has obtained a token: a copy never takes an untested value.
+    /// Makes sure a copy of `app`'s credential exists and returns the identity to record.
+    /// Call it only once `app` has obtained a token: no copy is made of an untested value.
     pub async fn keep(&self, cloud: Cloud, app: &AppCredentials) -> Result<AppIdentity, Error> {
-        let name = copy_name(cloud, app.tenant(), app.client_id());
+        let ClientCredential::Secret(value) = app.credential();
+        let name = copy_name(cloud, app.tenant(), app.client_id(), value);
         let identity = AppIdentity {
             cloud,
             authority: app.endpoints().authority_host().to_string(),
@@ -57,76 +63,110 @@ impl CredentialCopies {
                 secret_name: name.clone(),
             },
         };
-        let ClientCredential::Secret(value) = app.credential();
-        let wanted_digest = digest(value);
-        if self.known.lock().unwrap().get(&name) == Some(&wanted_digest) {
+        if self.known.lock().unwrap().contains(&name) {
             return Ok(identity);
         }
-        let wanted = copy_object(&name, cloud, app, value);
-        match self.api.get_opt(&name).await? {
-            Some(existing)
-                if client_secret(&existing).is_some_and(|v| digest(&v) == wanted_digest) => {}
-            Some(existing) => {
-                let mut replacement = wanted;
-                replacement.metadata.resource_version = existing.resource_version();
-                self.api
-                    .replace(&name, &PostParams::default(), &replacement)
-                    .await?;
-                tracing::info!(copy = %name, tenant = %app.tenant(), application = %app.client_id(), "updated the operator's copy of an app credential");
-            }
-            None => match self.api.create(&PostParams::default(), &wanted).await {
-                Ok(_) => {}
-                // Another reconcile wrote it a moment ago; the next call compares again.
-                Err(error) if is_conflict(&error) => return Ok(identity),
+        if self.api.get_opt(&name).await?.is_none() {
+            match self
+                .api
+                .create(
+                    &PostParams::default(),
+                    &copy_object(&name, cloud, app, value),
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(copy = %name, tenant = %app.tenant(), application = %app.client_id(), "kept a copy of an app credential for revocations");
+                }
+                // Made a moment ago by another reconcile, with the same value (the name says so).
+                Err(error) if is_conflict(&error) => {}
                 Err(error) => return Err(error.into()),
-            },
+            }
         }
-        self.known.lock().unwrap().insert(name, wanted_digest);
+        self.known.lock().unwrap().insert(name);
         Ok(identity)
     }
 
-    /// The app credentials recorded at issue, from the operator's copy.
+    /// App credentials for the identity recorded at issue that get a token: the recorded copy
+    /// first, then the other copies of the same app, newest first (a rotated client secret).
     pub async fn recorded(
         &self,
+        graph: &GraphClient,
         record: &ClaimRecord,
         overrides: &EndpointOverrides,
     ) -> Result<AppCredentials, Error> {
         let app = &record.app;
-        let name = &app.credential.secret_name;
-        let value = self
-            .api
-            .get_opt(name)
-            .await?
-            .as_ref()
-            .and_then(client_secret)
-            .ok_or_else(|| {
-                Error::CredentialLost(format!(
-                    "the operator's copy {name} of the credential of app {} in tenant {} is gone",
-                    app.application_id, app.tenant_id
-                ))
-            })?;
-        Ok(AppCredentials::with_client_secret(
-            Endpoints::resolve(app.cloud, overrides),
-            app.tenant_id.clone(),
-            app.application_id.clone(),
-            value,
-        ))
+        let recorded = &app.credential.secret_name;
+        let mut last_error = None;
+        // The recorded copy first; the other copies of the app only when it no longer works.
+        let mut copies: Vec<Secret> = self.api.get_opt(recorded).await?.into_iter().collect();
+        let mut listed = false;
+        loop {
+            let Some(copy) = copies.pop() else {
+                if listed {
+                    break;
+                }
+                listed = true;
+                let selector = format!(
+                    "{APP_LABEL}={}",
+                    identity_digest(app.cloud, &app.tenant_id, &app.application_id)
+                );
+                copies = self
+                    .api
+                    .list(&ListParams::default().labels(&selector))
+                    .await?
+                    .items;
+                copies.retain(|c| c.metadata.name.as_deref() != Some(recorded.as_str()));
+                // Oldest first, so that `pop` tries the newest first.
+                copies.sort_by_key(|c| c.metadata.creation_timestamp.clone());
+                continue;
+            };
+            let Some(value) = client_secret(&copy) else {
+                continue;
+            };
+            let credentials = AppCredentials::with_client_secret(
+                Endpoints::resolve(app.cloud, overrides),
+                app.tenant_id.clone(),
+                app.application_id.clone(),
+                value,
+            );
+            match graph.check_credentials(&credentials).await {
+                Ok(()) => return Ok(credentials),
+                // This value no longer gets a token (a rotated secret): try the next copy.
+                Err(error @ GraphError::InvalidClientSecret { .. }) => last_error = Some(error),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(Error::CredentialLost(format!(
+            "no copy of the credential of app {} in tenant {} gets a token{}",
+            app.application_id,
+            app.tenant_id,
+            last_error.map_or_else(String::new, |error| format!(" ({error})"))
+        )))
     }
 }
 
-/// One copy per cloud, tenant and app, named by a digest of the three (names must be DNS labels).
-pub fn copy_name(cloud: Cloud, tenant: &str, application: &str) -> String {
+/// One copy per credential value of a (cloud, tenant, app), named by digests of both (names
+/// must be DNS labels). 40 bits of a digest of a high-entropy secret reveal nothing usable.
+pub fn copy_name(cloud: Cloud, tenant: &str, application: &str, value: &SecretString) -> String {
+    let value_digest = hex(&digest(value.expose().as_bytes())[..5]);
+    format!(
+        "entra-app-{}-{value_digest}",
+        identity_digest(cloud, tenant, application)
+    )
+}
+
+fn identity_digest(cloud: Cloud, tenant: &str, application: &str) -> String {
     let key = format!(
         "{cloud:?}/{}/{}",
         tenant.to_ascii_lowercase(),
         application.to_ascii_lowercase()
     );
-    let hash = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let hex: String = hash.as_ref()[..10]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("entra-app-{hex}")
+    hex(&digest(key.as_bytes())[..5])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, value: &SecretString) -> Secret {
@@ -138,6 +178,10 @@ fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, value: &SecretStr
             labels: Some(BTreeMap::from([
                 (PART_OF_LABEL.to_owned(), MANAGED_BY.to_owned()),
                 (CREDENTIAL_COPY_LABEL.to_owned(), "true".to_owned()),
+                (
+                    APP_LABEL.to_owned(),
+                    identity_digest(cloud, app.tenant(), app.client_id()),
+                ),
             ])),
             annotations: Some(BTreeMap::from([
                 (CLOUD_ANNOTATION.to_owned(), format!("{cloud:?}")),
@@ -164,11 +208,10 @@ fn client_secret(secret: &Secret) -> Option<SecretString> {
     (!text.is_empty()).then(|| SecretString::new(text))
 }
 
-fn digest(value: &SecretString) -> [u8; 32] {
-    let hash = ring::digest::digest(&ring::digest::SHA256, value.expose().as_bytes());
-    let mut out = [0; 32];
-    out.copy_from_slice(hash.as_ref());
-    out
+fn digest(bytes: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .to_vec()
 }
 
 #[cfg(test)]
@@ -176,24 +219,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copies_are_one_per_cloud_tenant_and_app() {
-        let a = copy_name(Cloud::AzurePublic, "Contoso.onmicrosoft.com", "APP");
-        assert_eq!(
-            a,
-            copy_name(Cloud::AzurePublic, "contoso.onmicrosoft.com", "app")
+    fn copies_are_one_per_credential_value_of_a_cloud_tenant_and_app() {
+        let name = |cloud, tenant, app, value: &str| {
+            copy_name(cloud, tenant, app, &SecretString::from(value))
+        };
+        let a = name(
+            Cloud::AzurePublic,
+            "Contoso.onmicrosoft.com",
+            "APP",
+            "s3cret",
+        );
+        let same = name(
+            Cloud::AzurePublic,
+            "contoso.onmicrosoft.com",
+            "app",
+            "s3cret",
+        );
+        assert_eq!(a, same);
+        for other in [
+            name(
+                Cloud::AzureChina,
+                "contoso.onmicrosoft.com",
+                "app",
+                "s3cret",
+            ),
+            name(
+                Cloud::AzurePublic,
+                "fabrikam.onmicrosoft.com",
+                "app",
+                "s3cret",
+            ),
+            name(
+                Cloud::AzurePublic,
+                "contoso.onmicrosoft.com",
+                "other",
+                "s3cret",
+            ),
+        ] {
+            assert_ne!(a[..20], other[..20], "another app identity");
+        }
+        let rotated = name(
+            Cloud::AzurePublic,
+            "contoso.onmicrosoft.com",
+            "app",
+            "rotated",
         );
         assert_ne!(
-            a,
-            copy_name(Cloud::AzureChina, "contoso.onmicrosoft.com", "app")
+            a, rotated,
+            "another value is another copy, never an overwrite"
         );
-        assert_ne!(
-            a,
-            copy_name(Cloud::AzurePublic, "fabrikam.onmicrosoft.com", "app")
-        );
-        assert_ne!(
-            a,
-            copy_name(Cloud::AzurePublic, "contoso.onmicrosoft.com", "other")
-        );
-        assert!(a.starts_with("entra-app-") && a.len() == "entra-app-".len() + 20);
+        assert_eq!(a[..20], rotated[..20], "of the same app identity");
+        assert!(a.starts_with("entra-app-") && a.len() == "entra-app-".len() + 21);
     }
 }

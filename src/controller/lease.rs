@@ -356,7 +356,7 @@ impl Shell<'_> {
         let app = self
             .ctx
             .copies
-            .recorded(record, &self.ctx.endpoints)
+            .recorded(&self.ctx.graph, record, &self.ctx.endpoints)
             .await?;
         // An edited Secret's password is not necessarily the one that may be set: a fresh one
         // replaces whichever it is.
@@ -570,7 +570,7 @@ impl Shell<'_> {
         let app = self
             .ctx
             .copies
-            .recorded(record, &self.ctx.endpoints)
+            .recorded(&self.ctx.graph, record, &self.ctx.endpoints)
             .await?;
         // Unconfirmed until Entra takes the fresh password: a crash or failure in between
         // resumes it, and never leaves a Secret whose password was not set.
