@@ -6,14 +6,16 @@
 //! gets a token (a rotated secret), any other copy of the same app. Deleting the pool's Secret or
 //! re-pointing the pool at another tenant leaves them as they were.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 
 use super::Error;
 use super::claim_record::{AppIdentity, ClaimRecord, CredentialCopyRef};
@@ -37,8 +39,14 @@ const CLIENT_SECRET_KEY: &str = "clientSecret";
 
 pub struct CredentialCopies {
     api: Api<Secret>,
-    /// The copies known to exist, so that an issue costs no API call for them.
-    known: Mutex<HashSet<String>>,
+    /// The copies known to exist, with when a pool last used each: an issue costs no API call
+    /// for them, and the sweep leaves the ones in use alone.
+    known: Mutex<HashMap<String, Instant>>,
+    /// Held shared by `keep`, exclusively by the sweep from its last look at a copy to its
+    /// delete: a copy a pool takes up in between is never deleted under a new claim.
+    sweep_guard: tokio::sync::RwLock<()>,
+    /// A process knows which copies pools use only after every pool re-validated once.
+    started: Instant,
 }
 
 impl CredentialCopies {
@@ -46,12 +54,15 @@ impl CredentialCopies {
         Self {
             api: Api::namespaced(client, operator_namespace),
             known: Mutex::default(),
+            sweep_guard: tokio::sync::RwLock::new(()),
+            started: Instant::now(),
         }
     }
 
     /// Makes sure a copy of `app`'s credential exists and returns the identity to record.
     /// Call it only once `app` has obtained a token: no copy is made of an untested value.
     pub async fn keep(&self, cloud: Cloud, app: &AppCredentials) -> Result<AppIdentity, Error> {
+        let _not_swept = self.sweep_guard.read().await;
         let ClientCredential::Secret(value) = app.credential();
         let name = copy_name(cloud, app.tenant(), app.client_id(), value);
         let identity = AppIdentity {
@@ -63,7 +74,8 @@ impl CredentialCopies {
                 secret_name: name.clone(),
             },
         };
-        if self.known.lock().unwrap().contains(&name) {
+        if let Some(used) = self.known.lock().unwrap().get_mut(&name) {
+            *used = Instant::now();
             return Ok(identity);
         }
         if self.api.get_opt(&name).await?.is_none() {
@@ -83,8 +95,52 @@ impl CredentialCopies {
                 Err(error) => return Err(error.into()),
             }
         }
-        self.known.lock().unwrap().insert(name);
+        self.known.lock().unwrap().insert(name, Instant::now());
         Ok(identity)
+    }
+
+    /// Deletes the copies nobody needs any more: no claim refers to them (`referenced`), and no
+    /// pool has used them for [`UNUSED_FOR`] (pools re-validate hourly, so a copy of a pool's
+    /// current credential is always fresher). Returns how many went.
+    pub async fn sweep(&self, referenced: &HashSet<String>) -> kube::Result<usize> {
+        if self.started.elapsed() < UNUSED_FOR {
+            return Ok(0);
+        }
+        let selector = format!("{CREDENTIAL_COPY_LABEL}=true");
+        let copies = self
+            .api
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        let now = Timestamp::now();
+        let mut deleted = 0;
+        for copy in copies {
+            let Some(name) = copy.metadata.name.clone() else {
+                continue;
+            };
+            let _no_keep = self.sweep_guard.write().await;
+            let last_used = self.known.lock().unwrap().get(&name).map(|at| at.elapsed());
+            let created = copy.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            if !is_unused(&name, referenced, last_used, created, now) {
+                continue;
+            }
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: copy.metadata.uid.clone(),
+                    resource_version: copy.metadata.resource_version.clone(),
+                }),
+                ..DeleteParams::default()
+            };
+            match self.api.delete(&name, &params).await {
+                Ok(_) => {
+                    self.known.lock().unwrap().remove(&name);
+                    tracing::info!(copy = %name, "deleted an app credential copy nothing refers to");
+                    deleted += 1;
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(deleted)
     }
 
     /// App credentials for the identity recorded at issue that get a token: the recorded copy
@@ -144,6 +200,24 @@ impl CredentialCopies {
             last_error.map_or_else(String::new, |error| format!(" ({error})"))
         )))
     }
+}
+
+/// How long a copy no claim refers to is kept after a pool last used it, and after it was made.
+pub const UNUSED_FOR: Duration = Duration::from_secs(2 * 3600);
+
+/// True when the copy `name` may go: no claim refers to it, no pool used it for [`UNUSED_FOR`]
+/// (as far as this process knows), and it is older than that.
+fn is_unused(
+    name: &str,
+    referenced: &HashSet<String>,
+    last_used: Option<Duration>,
+    created: Option<Timestamp>,
+    now: Timestamp,
+) -> bool {
+    let old_enough = created.is_some_and(|created| {
+        now.duration_since(created) >= SignedDuration::try_from(UNUSED_FOR).unwrap_or_default()
+    });
+    !referenced.contains(name) && last_used.is_none_or(|ago| ago >= UNUSED_FOR) && old_enough
 }
 
 /// One copy per credential value of a (cloud, tenant, app), named by digests of both (names
@@ -217,6 +291,38 @@ fn digest(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_copy_nobody_refers_to_or_used_lately_is_swept() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let hours_ago = |h: i64| Some(now - SignedDuration::from_hours(h));
+        let referenced = HashSet::from(["in-a-claim".to_owned()]);
+        let long = Some(UNUSED_FOR);
+        assert!(is_unused("old", &referenced, None, hours_ago(3), now));
+        assert!(is_unused("old", &referenced, long, hours_ago(3), now));
+        assert!(!is_unused(
+            "in-a-claim",
+            &referenced,
+            None,
+            hours_ago(3),
+            now
+        ));
+        assert!(
+            !is_unused(
+                "old",
+                &referenced,
+                Some(Duration::from_secs(60)),
+                hours_ago(3),
+                now
+            ),
+            "a pool used it a minute ago"
+        );
+        assert!(
+            !is_unused("new", &referenced, None, hours_ago(1), now),
+            "made an hour ago"
+        );
+        assert!(!is_unused("unknown-age", &referenced, None, None, now));
+    }
 
     #[test]
     fn copies_are_one_per_credential_value_of_a_cloud_tenant_and_app() {

@@ -346,6 +346,7 @@ pub async fn run(
     // must never be judged against a dynamic secret or a claim the cache has not loaded yet.
     let pools_ready = pools_for_readiness;
     let readiness = settings_readiness;
+    let sweeper_task = sweep_credential_copies(ctx.clone());
     let reaper_task = reaper::run(ctx, lease_store.clone(), reaper, reaper_inputs);
     let controllers = async move {
         let (a, b, c) = tokio::join!(
@@ -363,6 +364,7 @@ pub async fn run(
         tokio::select! {
             _ = future::join3(lease_controller, revocation_controller, pool_controller) => {}
             _ = reaper_task => {}
+            _ = sweeper_task => {}
         }
     };
     tokio::select! {
@@ -370,6 +372,26 @@ pub async fn run(
         _ = pool_watch => tracing::error!("the dynamic secret watch ended"),
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
+    }
+}
+
+/// How often the credential copies nobody needs are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes, every [`SWEEP_EVERY`], the credential copies no claim refers to and no pool uses.
+async fn sweep_credential_copies(ctx: Arc<Context>) {
+    let mut ticks = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        ticks.tick().await;
+        let referenced: std::collections::HashSet<String> = ctx
+            .claim_cache
+            .find(ctx.claims.namespace(), |claim| claim.record.is_some())
+            .into_iter()
+            .filter_map(|(_, claim)| Some(claim.record?.app.credential.secret_name.clone()))
+            .collect();
+        if let Err(error) = ctx.copies.sweep(&referenced).await {
+            tracing::warn!(%error, "could not sweep the credential copies");
+        }
     }
 }
 
