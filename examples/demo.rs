@@ -2,9 +2,7 @@
 //! revoke, expire) on a local control plane, the Entra emulator and the operator process,
 //! narrated with real kubectl output.
 
-#[allow(dead_code)] // the demo uses only part of the test support
-#[path = "../tests/support/control_plane.rs"]
-mod control_plane;
+use entra_test_support::control_plane;
 #[path = "demo/shell.rs"]
 mod shell;
 #[path = "demo/stack.rs"]

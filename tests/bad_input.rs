@@ -1,6 +1,6 @@
 //! Bad input gets a clear condition and event, and nothing is issued.
 
-mod support;
+use entra_test_support as support;
 
 use entra_emulator::{Operation, sample};
 use entra_operator::api::{EntraLease, LeasePhase};

@@ -3,43 +3,12 @@
 //! binary. A test fails when the auditor finds an invariant violation or a lifecycle that never
 //! ends. `make chaos` runs the same scenarios at full size.
 
-mod support;
-
-#[allow(dead_code)]
-#[path = "../bench/src/apiserver.rs"]
-mod apiserver;
-#[allow(dead_code)]
-#[path = "../bench/src/audit.rs"]
-mod audit;
-#[allow(dead_code)]
-#[path = "../bench/src/lab.rs"]
-mod lab;
-#[allow(dead_code)]
-#[path = "../bench/src/scenarios.rs"]
-mod scenarios;
-#[allow(dead_code)]
-#[path = "../bench/src/tracker.rs"]
-mod tracker;
-
+use entra_bench::lab::{self, Lab, tenant};
+use entra_bench::scenarios::{self, ApiServerHandle, ScenarioReport, Sizes, World};
 use entra_emulator::Emulator;
-use lab::{Lab, OperatorProcess, tenant};
-use scenarios::{ApiServerHandle, ScenarioReport, Sizes, World};
+use entra_test_support as support;
 use support::cluster::{install_crds, namespace};
 use support::{ControlPlane, Operator};
-
-impl OperatorProcess for Operator {
-    fn kill(&mut self) {
-        Operator::kill(self);
-    }
-
-    fn restart(&mut self) {
-        Operator::restart(self);
-    }
-
-    fn is_running(&mut self) -> bool {
-        Operator::is_running(self)
-    }
-}
 
 /// The API server restart would pull the cluster from under the other scenarios (an operator
 /// starting while it is down exits): it runs alone, the others share.

@@ -4,7 +4,7 @@
 //! says with the chart's ServiceAccount, completes a lease's whole life, and that identity is
 //! refused what the chart does not grant.
 
-mod support;
+use entra_test_support as support;
 
 use entra_emulator::{Config, Emulator, sample};
 use entra_operator::api::{EntraDynamicSecret, EntraLease, LeasePhase};

@@ -4,7 +4,7 @@
 //! `Fault::LostResponse` applies a PATCH and drops its answer, as a network failure after Entra
 //! committed would.
 
-mod support;
+use entra_test_support as support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The CRDs against a real kube-apiserver: they install, accept the examples, reject bad input with
 //! messages that name the bad field, and show their documentation and printer columns in kubectl.
 
-mod support;
+use entra_test_support as support;
 
 use std::time::Instant;
 

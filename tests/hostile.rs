@@ -8,7 +8,7 @@
 //! attacks run side by side, each in a namespace of its own, and a bystander namespace is served
 //! at the end.
 
-mod support;
+use entra_test_support as support;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The invariants I1-I6 of the design, each with a test that fails when it is broken.
 
-mod support;
+use entra_test_support as support;
 
 use std::time::Duration;
 

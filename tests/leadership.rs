@@ -2,7 +2,7 @@
 //! SIGTERM ends the process within the shutdown bound even while Graph calls are being retried.
 //! Every wait is on process or API state (exit status, the leader Lease, the emulator's counters).
 
-mod support;
+use entra_test_support as support;
 
 use std::time::{Duration, Instant, SystemTime};
 

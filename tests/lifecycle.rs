@@ -1,7 +1,7 @@
 //! The product page's flow against a real API server, the Entra emulator and the operator process:
 //! configure a pool, lease, renew (capped at maxTTL), revoke, expire.
 
-mod support;
+use entra_test_support as support;
 
 use std::time::Duration;
 

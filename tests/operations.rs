@@ -1,7 +1,7 @@
 //! Running it in production: metrics and probes, leader election between two replicas, graceful
 //! shutdown, and `--version`.
 
-mod support;
+use entra_test_support as support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -285,3 +285,18 @@ where
         }
     }
 }
+
+/// The tests' operator launcher drives the scenarios too (`tests/chaos.rs`).
+impl OperatorProcess for entra_test_support::Operator {
+    fn kill(&mut self) {
+        entra_test_support::Operator::kill(self);
+    }
+
+    fn restart(&mut self) {
+        entra_test_support::Operator::restart(self);
+    }
+
+    fn is_running(&mut self) -> bool {
+        entra_test_support::Operator::is_running(self)
+    }
+}

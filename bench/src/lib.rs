@@ -1,10 +1,10 @@
 //! The benchmark and fault-injection harness of entra-operator: `make bench` and `make chaos`.
 //!
-//! `lab`, `tracker`, `audit`, `apiserver` and `scenarios` are shared with `tests/chaos.rs`, which
-//! includes them by path; the rest serves the benchmark only.
+//! `lab`, `tracker`, `audit`, `apiserver` and `scenarios` also serve `tests/chaos.rs` (a dev
+//! dependency of the operator crate); the control plane and the operator binary come from the
+//! test-support crate the integration tests use.
 
-#[path = "../../tests/support/control_plane.rs"]
-pub mod control_plane;
+pub use entra_test_support::control_plane;
 
 pub mod apiserver;
 pub mod audit;

@@ -48,13 +48,7 @@ impl OperatorRun {
     /// The operator binary: `$OPERATOR_BIN`, or `entra-operator` beside this executable (the
     /// Makefile builds both into the same target directory).
     pub fn binary() -> PathBuf {
-        if let Some(path) = std::env::var_os("OPERATOR_BIN") {
-            return PathBuf::from(path);
-        }
-        let exe = std::env::current_exe().expect("the harness's own path");
-        exe.parent()
-            .expect("a target directory")
-            .join("entra-operator")
+        entra_test_support::operator::operator_binary()
     }
 
     pub fn start(flags: &OperatorFlags<'_>, log: PathBuf) -> OperatorRun {

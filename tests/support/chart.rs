@@ -13,13 +13,13 @@ use serde_json::Value;
 
 use super::ControlPlane;
 
-pub const CHART_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/entra-operator");
+pub const CHART_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/entra-operator");
 
 /// The helm binary: `$HELM_BIN` (the Makefile exports it) or where `make helm` puts it.
 pub fn helm_binary() -> PathBuf {
     let path = std::env::var_os("HELM_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/controlplane/helm"));
+        .unwrap_or_else(|| super::workspace_dir().join("target/controlplane/helm"));
     assert!(
         path.is_file(),
         "helm is missing at {}: build it with `make helm` (make test does this) or set HELM_BIN",
@@ -31,7 +31,7 @@ pub fn helm_binary() -> PathBuf {
 /// Runs helm with its config, cache and data directories under the test target directory, so
 /// that the user's own repositories and plugins play no part.
 pub fn helm(args: &[&str]) -> Output {
-    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
+    let home = super::workspace_dir().join("target/tmp/helm-home");
     Command::new(helm_binary())
         .args(args)
         .env("HELM_CONFIG_HOME", home.join("config"))
@@ -240,7 +240,7 @@ impl OperatorPod {
             container.command.is_none(),
             "the image's ENTRYPOINT (the operator binary) runs"
         );
-        let mut command = Command::new(env!("CARGO_BIN_EXE_entra-operator"));
+        let mut command = Command::new(super::operator::operator_binary());
         command.args(container.args.iter().flatten());
         // A container starts with only what its spec sets.
         command.env_clear();

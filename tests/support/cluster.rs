@@ -11,7 +11,10 @@ use kube::api::{Api, PostParams};
 use super::ControlPlane;
 
 /// The CRDs as `entra-operator crds` prints them, committed in `crds/`.
-pub const CRDS_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/entra-operator.yaml");
+pub const CRDS_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../crds/entra-operator.yaml"
+);
 
 /// Applies the committed CRDs once per test binary and waits until both are Established.
 pub fn install_crds(control_plane: &ControlPlane) {

@@ -308,7 +308,7 @@ fn binary_path() -> Result<PathBuf, String> {
     let path = std::env::var_os("CONTROLPLANE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/controlplane/controlplane")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/controlplane/controlplane")
         });
     if path.is_file() {
         Ok(path)

@@ -1,5 +1,6 @@
-//! Shared support for the integration tests.
-#![allow(dead_code)] // each test binary uses a different part of it
+//! What the integration tests (`tests/`), the benchmark and chaos harness (`bench/`) and the demo
+//! (`examples/demo`) share: the local control plane, the operator launchers, cluster helpers, the
+//! lease environment and the invariant auditor.
 
 pub mod chart;
 pub mod cluster;
@@ -10,3 +11,8 @@ pub use control_plane::ControlPlane;
 pub use operator::Operator;
 pub mod audit;
 pub mod lease_env;
+
+/// The workspace's root directory (where `crds/`, `charts/` and `target/` are).
+pub fn workspace_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

@@ -88,7 +88,7 @@ impl Operator {
             .append(true)
             .open(&self.log)
             .expect("the log file opens");
-        let child = Command::new(env!("CARGO_BIN_EXE_entra-operator"))
+        let child = Command::new(operator_binary())
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -143,6 +143,21 @@ impl Operator {
             .as_mut()
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
+}
+
+/// The operator binary: `$OPERATOR_BIN`, or `entra-operator` in the target directory of the
+/// running executable (a test in `target/<profile>/deps`, or the bench beside it), where cargo
+/// builds it for the integration tests and the Makefile for the bench.
+pub fn operator_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("OPERATOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let mut dir = exe.parent().expect("a target directory").to_path_buf();
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.pop();
+    }
+    dir.join("entra-operator")
 }
 
 /// A free loopback port (released just before the operator binds it, the usual small race).
