@@ -95,13 +95,6 @@ impl ClaimRecord {
     pub fn from_annotation(value: &str) -> Option<ClaimRecord> {
         serde_json::from_str(value).ok()
     }
-
-    /// True when the pool now points at another app identity than the one recorded at issue.
-    pub fn app_differs(&self, cloud: Cloud, tenant_id: &str, application_id: &str) -> bool {
-        self.app.cloud != cloud
-            || !self.app.tenant_id.eq_ignore_ascii_case(tenant_id)
-            || !self.app.application_id.eq_ignore_ascii_case(application_id)
-    }
 }
 
 #[cfg(test)]
@@ -120,14 +113,5 @@ mod tests {
     fn an_unreadable_annotation_is_no_record() {
         assert_eq!(ClaimRecord::from_annotation("{\"lease\":1}"), None);
         assert_eq!(ClaimRecord::from_annotation(""), None);
-    }
-
-    #[test]
-    fn another_tenant_or_app_is_another_identity() {
-        let record = record();
-        assert!(!record.app_differs(Cloud::AzurePublic, "CONTOSO.onmicrosoft.com", "APP"));
-        assert!(record.app_differs(Cloud::AzurePublic, "fabrikam.onmicrosoft.com", "app"));
-        assert!(record.app_differs(Cloud::AzurePublic, "contoso.onmicrosoft.com", "other"));
-        assert!(record.app_differs(Cloud::AzureChina, "contoso.onmicrosoft.com", "app"));
     }
 }

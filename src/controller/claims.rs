@@ -48,8 +48,6 @@ pub struct HeldClaim {
     /// `namespace/name` of the holding lease.
     holder: Option<String>,
     pub record: Option<Arc<ClaimRecord>>,
-    /// The claim is being deleted (the operator's namespace is going).
-    pub deleting: bool,
 }
 
 impl HeldClaim {
@@ -65,7 +63,6 @@ impl HeldClaim {
                 .get(RECORD_ANNOTATION)
                 .and_then(|value| ClaimRecord::from_annotation(value))
                 .map(Arc::new),
-            deleting: claim.metadata.deletion_timestamp.is_some(),
         }
     }
 
@@ -208,7 +205,7 @@ pub fn claim_name(user_id: &str) -> String {
     format!("entra-user-{}", user_id.to_ascii_lowercase())
 }
 
-pub fn holder_uid(claim: &Claim) -> Option<&str> {
+fn holder_uid(claim: &Claim) -> Option<&str> {
     claim.spec.as_ref()?.holder_identity.as_deref()
 }
 

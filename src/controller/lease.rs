@@ -89,7 +89,6 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         return Ok(Action::await_change());
     };
     let pool = ctx.pool_of(lease);
-    let resolved = pool.as_deref().and_then(|pool| ctx.resolution_of(pool));
     // The claim from the cache when the lease's own status points at it; a status without that
     // hint (a new lease, or one someone rewrote) costs one live read.
     let (mut claim, mut live) = match ctx.cached_claim_of(lease, &uid) {
@@ -98,6 +97,12 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
     };
     loop {
         let record = claim.as_ref().and_then(|c| c.record.as_deref());
+        // Only a lease without a credential chooses among the pool's users: an active one (every
+        // lease after a restart) skips copying the resolution.
+        let resolved = match (record, pool.as_deref()) {
+            (None, Some(pool)) => ctx.resolution_of(pool),
+            _ => None,
+        };
         let namespace = lease.namespace().unwrap_or_default();
         let secret_name = credentials_secret_name(lease, pool.as_deref(), record);
         let secret = secret_state(lease, ctx.secret(&namespace, &secret_name).await?.as_ref());

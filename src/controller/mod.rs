@@ -252,15 +252,7 @@ pub async fn run(
         .watches_shared_stream(
             lease_relevant_changes(pool_events_for_leases),
             move |pool: Arc<EntraDynamicSecret>| {
-                let namespace = pool.namespace();
-                let name = pool.name_any();
-                leases_of_pool
-                    .state()
-                    .into_iter()
-                    .filter(move |lease| {
-                        lease.namespace() == namespace && lease.spec.dynamic_secret_ref.name == name
-                    })
-                    .map(|lease| ObjectRef::from(lease.as_ref()))
+                leases_of(&leases_of_pool, &ObjectRef::from(pool.as_ref()), |_| true)
             },
         )
         // A released user wakes the leases waiting for a user of a pool that lists it.
@@ -268,17 +260,11 @@ pub async fn run(
         // A pool whose users were just resolved wakes its leases that hold no credential yet.
         .reconcile_on(
             pools_resolved.flat_map(move |pool: ObjectRef<EntraDynamicSecret>| {
-                let waiting: Vec<ObjectRef<EntraLease>> = leases_of_resolved_pool
-                    .state()
-                    .into_iter()
-                    .filter(|lease| {
-                        lease.namespace() == pool.namespace
-                            && lease.spec.dynamic_secret_ref.name == pool.name
-                            && triggers::is_pending(lease)
-                    })
-                    .map(|lease| ObjectRef::from(lease.as_ref()))
-                    .collect();
-                futures::stream::iter(waiting)
+                futures::stream::iter(leases_of(
+                    &leases_of_resolved_pool,
+                    &pool,
+                    triggers::is_pending,
+                ))
             }),
         )
         .graceful_shutdown_on(shutdown.clone())
@@ -373,6 +359,24 @@ pub async fn run(
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
+}
+
+/// The leases of `pool` (from the lease cache) that match `wanted`.
+fn leases_of(
+    leases: &reflector::Store<EntraLease>,
+    pool: &ObjectRef<EntraDynamicSecret>,
+    wanted: impl Fn(&EntraLease) -> bool,
+) -> Vec<ObjectRef<EntraLease>> {
+    leases
+        .state()
+        .into_iter()
+        .filter(|lease| {
+            lease.namespace() == pool.namespace
+                && lease.spec.dynamic_secret_ref.name == pool.name
+                && wanted(lease)
+        })
+        .map(|lease| ObjectRef::from(lease.as_ref()))
+        .collect()
 }
 
 /// How often the credential copies nobody needs are looked for.
