@@ -27,7 +27,7 @@ use support::chart::{
     CHART_DIR, OperatorPod, chart_operator, client_for, documents, free_port, helm, helm_ok,
     install, only, service_account_kubeconfig, template, uninstall,
 };
-use support::cluster::{CRDS_FILE, install_crds, namespace};
+use support::cluster::{CRDS_FILE, client_secret, install_crds, namespace};
 use support::lease_env::{APP_ID, CLIENT_SECRET};
 
 /// Tests that run an operator take turns: an operator watching every namespace would also act on
@@ -639,13 +639,11 @@ async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
 
     // The product flow, with resources created by an administrator.
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &app_ns);
-    let client_secret: Secret = serde_json::from_value(json!({
-        "metadata": { "name": "entra-app" },
-        "stringData": { "clientSecret": CLIENT_SECRET }
-    }))
-    .unwrap();
     secrets
-        .create(&PostParams::default(), &client_secret)
+        .create(
+            &PostParams::default(),
+            &client_secret("entra-app", CLIENT_SECRET),
+        )
         .await
         .unwrap();
     let pools: Api<EntraDynamicSecret> = Api::namespaced(admin.clone(), &app_ns);

@@ -64,6 +64,24 @@ async fn issue_then_crash_after_the_patch(env: &mut LeaseEnv) -> String {
         .expect("the Secret exists")
 }
 
+/// Restarts the crashed operator with Graph healthy again: the issue resumes with `written`, the
+/// password already in the Secret, and every invariant holds.
+async fn restart_and_resume(env: &mut LeaseEnv, written: &str) {
+    let mut seen = SeenPasswords::default();
+    seen.record(env).await;
+    env.emulator.clear_faults();
+    env.operator.restart();
+    env.wait_for_phase("svc", LeasePhase::Active).await;
+    assert_eq!(
+        secret_password(env, "svc").await.as_deref(),
+        Some(written),
+        "the resumed issue sets the password already in the Secret"
+    );
+    assert!(env.emulator.sign_in(sample::ALICE.upn, written));
+    seen.record(env).await;
+    assert_eq!(violations(env, &seen).await, Vec::<String>::new());
+}
+
 async fn claims(env: &LeaseEnv) -> usize {
     let api: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(env.client.clone(), &env.namespace);
@@ -89,20 +107,7 @@ async fn a_crash_after_the_secret_write_and_before_the_password_patch_converges(
         !env.emulator.sign_in(sample::ALICE.upn, &written),
         "the held PATCH had no effect: the window is real"
     );
-    let mut seen = SeenPasswords::default();
-    seen.record(&env).await;
-
-    env.emulator.clear_faults();
-    env.operator.restart();
-    env.wait_for_phase("svc", LeasePhase::Active).await;
-    assert_eq!(
-        secret_password(&env, "svc").await.as_deref(),
-        Some(written.as_str()),
-        "the resumed issue sets the password already in the Secret"
-    );
-    assert!(env.emulator.sign_in(sample::ALICE.upn, &written));
-    seen.record(&env).await;
-    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+    restart_and_resume(&mut env, &written).await;
 }
 
 #[tokio::test]
@@ -119,19 +124,7 @@ async fn a_crash_after_the_password_patch_and_before_the_status_write_converges(
         Some(LeasePhase::Active),
         "the status was not written yet"
     );
-    let mut seen = SeenPasswords::default();
-    seen.record(&env).await;
-
-    env.emulator.clear_faults();
-    env.operator.restart();
-    env.wait_for_phase("svc", LeasePhase::Active).await;
-    assert_eq!(
-        secret_password(&env, "svc").await.as_deref(),
-        Some(written.as_str())
-    );
-    assert!(env.emulator.sign_in(sample::ALICE.upn, &written));
-    seen.record(&env).await;
-    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+    restart_and_resume(&mut env, &written).await;
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use support::chart::{
     CHART_DIR, OperatorPod, chart_operator, client_for, free_port, helm_ok, install,
     service_account_kubeconfig,
 };
-use support::cluster::{install_crds, namespace, poll};
+use support::cluster::{client_secret, install_crds, namespace, poll};
 
 const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
 const CLIENT_SECRET: &str = "demo-client-secret-value~0123456789";
@@ -211,13 +211,11 @@ subjects: [{{ kind: ServiceAccount, name: mallory, namespace: {namespace} }}]
 
         // Everything below is done by the tenant identity itself.
         let secrets: Api<Secret> = Api::namespaced(mallory.clone(), &namespace);
-        let client_secret: Secret = serde_json::from_value(json!({
-            "metadata": { "name": "entra-app" },
-            "stringData": { "clientSecret": CLIENT_SECRET }
-        }))
-        .unwrap();
         secrets
-            .create(&PostParams::default(), &client_secret)
+            .create(
+                &PostParams::default(),
+                &client_secret("entra-app", CLIENT_SECRET),
+            )
             .await
             .expect("edit may create Secrets");
         let pools =

@@ -135,11 +135,7 @@ impl Lab {
 
     /// The app's client secret in a Secret named `name`.
     pub async fn create_client_secret_named(&self, name: &str) {
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": { "name": name },
-            "stringData": { "clientSecret": CLIENT_SECRET }
-        }))
-        .unwrap();
+        let secret = entra_test_support::cluster::client_secret(name, CLIENT_SECRET);
         let (api, params) = (self.secrets(), PostParams::default());
         match retrying(SETUP_PATIENCE, || api.create(&params, &secret)).await {
             Ok(_) => {}

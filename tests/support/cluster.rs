@@ -104,3 +104,13 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A Secret named `name` holding an app's client secret `value` under the key dynamic secrets
+/// read by default (`clientSecret`).
+pub fn client_secret(name: &str, value: &str) -> k8s_openapi::api::core::v1::Secret {
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "stringData": { "clientSecret": value }
+    }))
+    .expect("a Secret object")
+}

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use super::cluster::{install_crds, namespace, poll};
+use super::cluster::{client_secret, install_crds, namespace, poll};
 use super::{ControlPlane, Operator};
 
 pub const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
@@ -60,11 +60,7 @@ impl LeaseEnv {
     }
 
     pub async fn create_client_secret(&self, value: &str) {
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": { "name": "entra-app" },
-            "stringData": { "clientSecret": value }
-        }))
-        .unwrap();
+        let secret = client_secret("entra-app", value);
         let _ = self
             .secrets()
             .delete("entra-app", &DeleteParams::default())
