@@ -12,7 +12,6 @@ use entra_emulator::{Fault, FaultPlan, Operation, sample};
 use entra_operator::api::LeasePhase;
 use kube::api::{Api, ListParams};
 use serde_json::json;
-use support::audit::{SeenPasswords, violations};
 use support::lease_env::LeaseEnv;
 
 /// Longer than any test waits: the held request is answered only by the operator's death.
@@ -67,8 +66,6 @@ async fn issue_then_crash_after_the_patch(env: &mut LeaseEnv) -> String {
 /// Restarts the crashed operator with Graph healthy again: the issue resumes with `written`, the
 /// password already in the Secret, and every invariant holds.
 async fn restart_and_resume(env: &mut LeaseEnv, written: &str) {
-    let mut seen = SeenPasswords::default();
-    seen.record(env).await;
     env.emulator.clear_faults();
     env.operator.restart();
     env.wait_for_phase("svc", LeasePhase::Active).await;
@@ -78,8 +75,7 @@ async fn restart_and_resume(env: &mut LeaseEnv, written: &str) {
         "the resumed issue sets the password already in the Secret"
     );
     assert!(env.emulator.sign_in(sample::ALICE.upn, written));
-    seen.record(env).await;
-    assert_eq!(violations(env, &seen).await, Vec::<String>::new());
+    assert_eq!(env.violations().await, Vec::<String>::new());
 }
 
 async fn claims(env: &LeaseEnv) -> usize {
@@ -134,8 +130,6 @@ async fn a_crash_during_revocation_converges() {
         .await;
     env.wait_for_phase("svc", LeasePhase::Active).await;
     let issued = secret_password(&env, "svc").await.unwrap();
-    let mut seen = SeenPasswords::default();
-    seen.record(&env).await;
 
     let drawn = hold_password_patches(&env, vec![Fault::timeout(HELD)]).await;
     env.leases()
@@ -155,7 +149,7 @@ async fn a_crash_during_revocation_converges() {
     env.wait_until_gone("svc").await;
     assert!(!env.emulator.sign_in(sample::ALICE.upn, &issued));
     assert_eq!(claims(&env).await, 0, "the user is released");
-    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+    assert_eq!(env.violations().await, Vec::<String>::new());
 }
 
 /// entra-graph.md's case: the first PATCH took effect but its answer was lost, and the retry after
@@ -167,8 +161,6 @@ async fn a_resumed_issue_refused_for_good_keeps_the_claim_until_the_credential_e
     let mut env = env_with_pool("cw-refused").await;
     let written = issue_then_crash_after_the_patch(&mut env).await;
     assert!(env.emulator.sign_in(sample::ALICE.upn, &written));
-    let mut seen = SeenPasswords::default();
-    seen.record(&env).await;
 
     env.emulator.clear_faults();
     env.emulator.update_user(sample::ALICE.id, |user| {
@@ -215,6 +207,5 @@ async fn a_resumed_issue_refused_for_good_keeps_the_claim_until_the_credential_e
         (active == claimed).then_some(())
     })
     .await;
-    seen.record(&env).await;
-    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+    assert_eq!(env.violations().await, Vec::<String>::new());
 }

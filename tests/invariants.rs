@@ -8,7 +8,6 @@ use entra_emulator::FaultPlan;
 use entra_operator::api::LeasePhase;
 use rand::Rng;
 use serde_json::json;
-use support::audit::{SeenPasswords, violations};
 use support::lease_env::{CLIENT_SECRET, LeaseEnv};
 
 const THREE: [&str; 3] = [
@@ -46,9 +45,7 @@ async fn i1_leases_racing_for_a_small_pool_never_share_a_user() {
         (phase_counts(&env).await == (3, 5)).then_some(())
     })
     .await;
-    let mut seen = SeenPasswords::default();
-    seen.record(&env).await;
-    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+    assert_eq!(env.violations().await, Vec::<String>::new());
 
     // Released users go to the waiting leases at once, still one holder each.
     for lease in env.leases().list(&Default::default()).await.unwrap() {
@@ -63,8 +60,7 @@ async fn i1_leases_racing_for_a_small_pool_never_share_a_user() {
         (phase_counts(&env).await == (3, 2)).then_some(())
     })
     .await;
-    seen.record(&env).await;
-    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+    assert_eq!(env.violations().await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -72,7 +68,6 @@ async fn i2_i3_operator_killed_at_random_converges() {
     let mut env = LeaseEnv::start("crash").await;
     env.create_pool("pool", &THREE, "1h", "2h").await;
     env.wait_for_ready_pool("pool").await;
-    let mut seen = SeenPasswords::default();
     let mut random = rand::rng();
     for round in 0..6 {
         // Issue, and kill the operator somewhere in the middle of it.
@@ -80,10 +75,8 @@ async fn i2_i3_operator_killed_at_random_converges() {
         env.create_lease(&name, lease_spec("1h")).await;
         tokio::time::sleep(Duration::from_millis(random.random_range(0..600))).await;
         env.operator.kill();
-        seen.record(&env).await;
         env.operator.restart();
         env.wait_for_phase(&name, LeasePhase::Active).await;
-        seen.record(&env).await;
         // Revoke, and kill it again mid-way.
         env.leases()
             .delete(&name, &Default::default())
@@ -91,12 +84,11 @@ async fn i2_i3_operator_killed_at_random_converges() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(random.random_range(0..400))).await;
         env.operator.kill();
-        seen.record(&env).await;
         env.operator.restart();
         env.wait_until_gone(&name).await;
     }
-    assert!(seen.all().count() >= 6, "passwords were issued");
-    assert_eq!(violations(&env, &seen).await, Vec::<String>::new());
+    assert!(env.passwords_seen().len() >= 6, "passwords were issued");
+    assert_eq!(env.violations().await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -213,8 +205,6 @@ async fn i6_no_secret_reaches_logs_events_or_status() {
     env.wait_for_ready_pool("pool").await;
     env.create_lease("one", lease_spec("1h")).await;
     env.wait_for_phase("one", LeasePhase::Active).await;
-    let mut seen = SeenPasswords::default();
-    seen.record(&env).await;
     env.annotate("one", "kms.hanzo.ai/renew", "1").await;
     env.leases()
         .delete("one", &Default::default())
@@ -251,7 +241,7 @@ async fn i6_no_secret_reaches_logs_events_or_status() {
             String::from_utf8_lossy(&leases.stdout).into_owned(),
         ),
     ];
-    let mut needles: Vec<String> = seen.all().cloned().collect();
+    let mut needles = env.passwords_seen();
     assert!(!needles.is_empty());
     needles.push(CLIENT_SECRET.to_owned());
     needles.push("wrong-secret-value~not-the-right-one".to_owned());
@@ -295,4 +285,63 @@ async fn i1_a_user_listed_by_two_pools_has_one_holder() {
         .await
         .unwrap();
     env.wait_for_phase("second", LeasePhase::Active).await;
+}
+
+/// The auditor every test above relies on finds what a stopped operator leaves behind: a lease
+/// gone with its password still working, and a status that no longer shows the claim. Once the
+/// operator is back (its reaper, its status rewrite) it finds nothing.
+#[tokio::test]
+async fn the_auditor_finds_what_a_stopped_operator_leaves_behind() {
+    let mut env = LeaseEnv::start("auditor").await;
+    env.create_pool("pool", &THREE, "1h", "2h").await;
+    env.wait_for_ready_pool("pool").await;
+    for name in ["kept", "forged"] {
+        env.create_lease(name, lease_spec("1h")).await;
+        env.wait_for_phase(name, LeasePhase::Active).await;
+    }
+    assert_eq!(env.violations().await, Vec::<String>::new());
+
+    env.operator.kill();
+    env.leases()
+        .delete("kept", &Default::default())
+        .await
+        .unwrap();
+    let strip = json!({ "metadata": { "finalizers": null } });
+    env.leases()
+        .patch(
+            "kept",
+            &Default::default(),
+            &kube::api::Patch::Merge(&strip),
+        )
+        .await
+        .unwrap();
+    env.wait_until_gone("kept").await;
+    let forged = json!({ "status": { "expiresAt": "2099-01-01T00:00:00Z" } });
+    env.leases()
+        .patch_status(
+            "forged",
+            &Default::default(),
+            &kube::api::Patch::Merge(&forged),
+        )
+        .await
+        .unwrap();
+    let found = env.violations().await;
+    assert!(
+        found
+            .iter()
+            .any(|v| v.starts_with("I3: lease kept is gone but its password")),
+        "a password outliving its lease: {found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|v| v.starts_with("lease forged's status shows")),
+        "a status that is not the claim's: {found:?}"
+    );
+
+    env.operator.restart();
+    env.wait_for("the reaper and the status rewrite", || async {
+        env.violations().await.is_empty().then_some(())
+    })
+    .await;
 }

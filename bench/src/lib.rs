@@ -1,17 +1,15 @@
 //! The benchmark and fault-injection harness of entra-operator: `make bench` and `make chaos`.
 //!
-//! `lab`, `tracker`, `audit`, `apiserver` and `scenarios` also serve `tests/chaos.rs` (a dev
-//! dependency of the operator crate); the control plane and the operator binary come from the
-//! test-support crate the integration tests use.
+//! `apiserver` and `scenarios` also serve `tests/chaos.rs` (a dev dependency of the operator
+//! crate). The run's world (`lab`), the watch that remembers every password (`tracker`) and the
+//! invariant auditor (`audit`) come from the test-support crate, so the chaos scenarios and every
+//! integration test judge the operator by one auditor.
 
-pub use entra_test_support::control_plane;
+pub use entra_test_support::{audit, control_plane, lab, tracker};
 
 pub mod apiserver;
-pub mod audit;
-pub mod lab;
 pub mod operator;
 pub mod results;
 pub mod scenarios;
 pub mod setup;
 pub mod stats;
-pub mod tracker;

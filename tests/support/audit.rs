@@ -1,121 +1,498 @@
-//! The invariant auditor: compares, for every pool user, what works on the Entra emulator with
-//! what the cluster says (leases and their Secrets).
+//! The invariant auditor: for every password a lease Secret ever held, and for every claim,
+//! compares what works on the Entra emulator with what the operator recorded (the claims in its
+//! namespace) and what is live (leases, their Secrets). Users and deadlines come from the claims,
+//! never from a lease's status: a tenant may write that status.
+//!
+//! - I1 one holder: every claim is named after the user it records (so one claim per user), and
+//!   no two leases' Secrets hold a working password of one user.
+//! - I2 no unknown live password: a password that works is in the Secret of exactly one live
+//!   lease, the one whose claim records that user and that Secret; a live lease with an issued,
+//!   unexpired claim has a working password in that Secret.
+//! - I3 revocation is not best-effort: a lease that went away with its finalizer has no working
+//!   password; a released claim's password does not work.
+//! - I4 no needless rotation: a lease's Secret only ever held one password.
+//! - I5 bounded lifetime: no password works past its claim's recorded deadline plus a lag, and
+//!   no claim is still held past its expiry plus the reaper's bound plus the lag.
+//! - I7 holders cannot keep it: a lease whose finalizer was stripped (the scenario says which)
+//!   may leave a working password and its claim behind for at most the reaper's bound plus the
+//!   lag; then both must be gone.
+//!
+//! The cluster changes while it is being read. Some findings are sound as read (the tracker's
+//! copy is taken before the lists, and a password is tried after them): a lease that went away
+//! through its finalizer with a working password, a released claim whose password works, a
+//! stripped lease's password or claim outliving the bound. The others count only when a second
+//! look a moment later finds them again. The final audit, with nothing moving, is strict.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use entra_operator::api::LeasePhase;
-use k8s_openapi::api::coordination::v1::Lease as Claim;
+use entra_emulator::Emulator;
+use entra_operator::api::{EntraLease, LeasePhase};
+use entra_operator::controller::claim_name;
+use entra_operator::controller::claim_record::{ClaimRecord, RECORD_ANNOTATION};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::ListParams;
 
-use super::lease_env::LeaseEnv;
+use super::lab::{Lab, retrying};
+use super::tracker::{Tracker, credentials};
 
-/// Every password ever seen in a lease Secret, per username.
-#[derive(Default)]
-pub struct SeenPasswords(pub BTreeMap<String, BTreeSet<String>>);
+const MANAGED: &str = "app.kubernetes.io/managed-by=entra-operator";
+/// Lease Secrets: managed and labelled with their lease (the operator's copies of app
+/// credentials carry the managed-by label too, and live where the claims do).
+const LEASE_SECRETS: &str = "app.kubernetes.io/managed-by=entra-operator,kms.hanzo.ai/lease";
+const LEASE_LABEL: &str = "kms.hanzo.ai/lease";
+/// How long the final audit waits for an API server that is restarting.
+const PATIENCE: Duration = Duration::from_secs(90);
+/// The reaper's bound: a claim whose lease is gone is ended within 30 s of the lease going, and
+/// a claim still held 30 s past its expiry is ended (src/controller/reaper.rs, design.md).
+pub const REAPER_BOUND: Duration = Duration::from_secs(30);
 
-impl SeenPasswords {
-    /// Records the passwords currently in the namespace's managed Secrets.
-    pub async fn record(&mut self, env: &LeaseEnv) {
-        let params =
-            kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=entra-operator");
-        for secret in env.secrets().list(&params).await.unwrap() {
-            let Some(data) = secret.data else { continue };
-            let (Some(user), Some(password)) = (data.get("username"), data.get("password")) else {
-                continue;
-            };
-            let user = String::from_utf8_lossy(&user.0).into_owned();
-            let password = String::from_utf8_lossy(&password.0).into_owned();
-            self.0.entry(user).or_default().insert(password);
+/// Lease names whose finalizers a scenario stripped: they may go before their revocation, and
+/// their claims are the reaper's. Shared between a scenario's drivers and its auditor.
+pub type Unguarded = Arc<Mutex<HashSet<String>>>;
+
+pub struct Auditor {
+    /// How long past its deadline a credential may still work (Graph latency, requeue, load).
+    pub lag_bound: Duration,
+    /// Set while Graph is down: deadlines count from when it answers again (I5 says "while Graph
+    /// answers").
+    pub graph_back_at: Option<Timestamp>,
+    /// Leases whose finalizers were stripped.
+    pub unguarded: Unguarded,
+    /// Confirmed violations, each once.
+    pub violations: BTreeSet<String>,
+    /// Audit rounds that ran (rounds during an API server outage are skipped).
+    pub rounds: usize,
+}
+
+impl Auditor {
+    pub fn new(lag_bound: Duration) -> Auditor {
+        Auditor {
+            lag_bound,
+            graph_back_at: None,
+            unguarded: Unguarded::default(),
+            violations: BTreeSet::new(),
+            rounds: 0,
         }
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &String> {
-        self.0.values().flatten()
+    /// A mid-run audit: sound findings are violations at once, the others when a second look
+    /// 1.5 s later finds them again.
+    pub async fn check(&mut self, lab: &Lab, tracker: &Tracker, emulator: &Emulator) {
+        let Ok(first) = self.findings(lab, tracker, emulator, Duration::ZERO).await else {
+            return;
+        };
+        self.violations.extend(first.sound);
+        if first.to_confirm.is_empty() {
+            self.rounds += 1;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let Ok(second) = self.findings(lab, tracker, emulator, Duration::ZERO).await else {
+            return;
+        };
+        self.rounds += 1;
+        self.violations.extend(second.sound);
+        self.violations
+            .extend(first.to_confirm.intersection(&second.to_confirm).cloned());
+    }
+
+    /// An audit of a cluster that has converged with leases still live (nothing moves while it
+    /// reads): every finding counts at once, and every live lease's status shows what its claim
+    /// records. Returns false when the cluster could not be read (that is a violation too).
+    pub async fn settled_check(
+        &mut self,
+        lab: &Lab,
+        tracker: &Tracker,
+        emulator: &Emulator,
+    ) -> bool {
+        let findings = match self.findings(lab, tracker, emulator, PATIENCE).await {
+            Ok(findings) => findings,
+            Err(error) => {
+                self.violations
+                    .insert(format!("the audit could not read the cluster: {error}"));
+                return false;
+            }
+        };
+        self.rounds += 1;
+        self.violations.extend(findings.sound);
+        self.violations.extend(findings.to_confirm);
+        match status_findings(lab).await {
+            Ok(found) => self.violations.extend(found),
+            Err(error) => {
+                self.violations
+                    .insert(format!("the audit could not read the cluster: {error}"));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The audit at the end, when every lease has ended: nothing may be left or still work.
+    pub async fn final_check(&mut self, lab: &Lab, tracker: &Tracker, emulator: &Emulator) {
+        if !self.settled_check(lab, tracker, emulator).await {
+            return;
+        }
+        let all = ListParams::default();
+        let managed = ListParams::default().labels(MANAGED);
+        let lease_secrets = ListParams::default().labels(LEASE_SECRETS);
+        let (leases, secrets, claims) = (lab.leases(), lab.secrets(), lab.claims());
+        if let Ok(leases) = retrying(PATIENCE, || leases.list(&all)).await
+            && !leases.items.is_empty()
+        {
+            let names: Vec<String> = leases
+                .items
+                .iter()
+                .filter_map(|l| l.metadata.name.clone())
+                .collect();
+            self.violations
+                .insert(format!("I3: leases never ended: {names:?}"));
+        }
+        if let Ok(secrets) = retrying(PATIENCE, || secrets.list(&lease_secrets)).await
+            && !secrets.items.is_empty()
+        {
+            self.violations.insert(format!(
+                "I3: {} lease Secrets outlived their leases",
+                secrets.items.len()
+            ));
+        }
+        if let Ok(claims) = retrying(PATIENCE, || claims.list(&managed)).await {
+            let held: Vec<String> = claims
+                .items
+                .iter()
+                .filter(|c| record_of(&c.metadata).is_some())
+                .filter_map(|c| c.metadata.name.clone())
+                .collect();
+            if !held.is_empty() {
+                self.violations.insert(format!(
+                    "I3/I7: users still claimed with no lease left: {held:?}"
+                ));
+            }
+        }
+    }
+
+    async fn findings(
+        &self,
+        lab: &Lab,
+        tracker: &Tracker,
+        emulator: &Emulator,
+        patience: Duration,
+    ) -> Result<Findings, kube::Error> {
+        let mut findings = Findings::default();
+        // The tracker's copy first: every password and every release in it happened before
+        // the lists below, and every sign-in is tried after them.
+        let tracked = tracker.snapshot();
+        let unguarded = self.unguarded.lock().unwrap().clone();
+        let listed_at = Instant::now();
+        let (all, managed) = (ListParams::default(), ListParams::default().labels(MANAGED));
+        let lease_secrets = ListParams::default().labels(LEASE_SECRETS);
+        let (lease_api, claims, secrets) = (lab.leases(), lab.claims(), lab.secrets());
+        let leases = retrying(patience, || lease_api.list(&all)).await?.items;
+        let claims = retrying(patience, || claims.list(&managed)).await?.items;
+        let secrets = retrying(patience, || secrets.list(&lease_secrets))
+            .await?
+            .items;
+        let now = Timestamp::now();
+        let reaper_bound = REAPER_BOUND + self.lag_bound;
+        // Live leases by name, with their uid.
+        let live: HashMap<&str, &EntraLease> = leases
+            .iter()
+            .filter_map(|l| Some((l.metadata.name.as_deref()?, l)))
+            .collect();
+        let live_with_uid = |name: &str, uid: &str| {
+            live.get(name)
+                .copied()
+                .filter(|l| l.metadata.uid.as_deref() == Some(uid))
+        };
+        // Lease Secrets: name -> (lease label, username, password).
+        let secret_credentials: HashMap<String, (String, String, String)> = secrets
+            .iter()
+            .filter_map(|secret| {
+                let lease = secret.metadata.labels.as_ref()?.get(LEASE_LABEL)?.clone();
+                let (username, password) = credentials(secret)?;
+                Some((secret.metadata.name.clone()?, (lease, username, password)))
+            })
+            .collect();
+        // When a deadline counts from: itself, or when Graph answers again.
+        let from = |deadline: Timestamp| self.graph_back_at.map_or(deadline, |b| b.max(deadline));
+        let past = |at: Timestamp| now.duration_since(at).as_secs_f64();
+
+        // The claims: the operator's record of who holds whom, until when.
+        for claim in &claims {
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            let Some(record) = record_of(&claim.metadata) else {
+                // Not a claim (another Lease with the label), or a claim without its record.
+                if claim
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key("kms.hanzo.ai/user-id"))
+                {
+                    findings
+                        .sound
+                        .insert(format!("claim {name} has no readable record"));
+                }
+                continue;
+            };
+            let user = &record.user.user_principal_name;
+            // I1: a claim is named after the user it records, so a user has one claim.
+            if claim_name(&record.user.id) != name {
+                findings.sound.insert(format!(
+                    "I1: claim {name} records user {} ({user})",
+                    record.user.id
+                ));
+            }
+            let holder = claim
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref());
+            if holder != Some(record.lease.uid.as_str()) {
+                findings.sound.insert(format!(
+                    "I1: claim {name} is held by {holder:?} but records lease uid {}",
+                    record.lease.uid
+                ));
+            }
+            // I5: the reaper ends a claim still held 30 s past its expiry.
+            if record.issued {
+                let overdue_from = from(record.expires_at() + signed(REAPER_BOUND));
+                if past(overdue_from) > self.lag_bound.as_secs_f64() {
+                    findings.to_confirm.insert(format!(
+                        "I5: the claim on {user} (lease {}) is still held {:.0} s past its \
+                         recorded expiry",
+                        record.lease.name,
+                        past(record.expires_at())
+                    ));
+                }
+            }
+            if record.lease.namespace != lab.namespace {
+                continue;
+            }
+            match live_with_uid(&record.lease.name, &record.lease.uid) {
+                None => {
+                    // I7: a claim outlives its lease by at most the reaper's bound.
+                    let gone_at = tracked
+                        .leases
+                        .get(&record.lease.name)
+                        .filter(|t| t.uid.as_deref() == Some(record.lease.uid.as_str()))
+                        .and_then(|t| t.gone_at);
+                    if let Some(gone_at) = gone_at
+                        && listed_at.saturating_duration_since(gone_at) > reaper_bound
+                    {
+                        findings.sound.insert(format!(
+                            "I7: the claim on {user} outlived lease {} by more than {:?}",
+                            record.lease.name, reaper_bound
+                        ));
+                    }
+                }
+                Some(lease) => {
+                    // I2: a live lease with an issued, unexpired claim hands out a working
+                    // password, in the Secret its claim records.
+                    let unexpired = record.expires_at().min(record.max_expires_at())
+                        > now + SignedDuration::from_secs(2);
+                    if record.issued && unexpired && lease.metadata.deletion_timestamp.is_none() {
+                        let works = secret_credentials.get(&record.secret_name).is_some_and(
+                            |(_, username, password)| {
+                                username.eq_ignore_ascii_case(user)
+                                    && emulator.sign_in(username, password)
+                            },
+                        );
+                        if !works {
+                            findings.to_confirm.insert(format!(
+                                "I2: lease {} holds an issued claim on {user} but its Secret {} \
+                                 has no working password",
+                                record.lease.name, record.secret_name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let current: HashMap<String, ClaimRecord> = claims
+            .iter()
+            .filter_map(|c| Some((c.metadata.name.clone()?, record_of(&c.metadata)?)))
+            .collect();
+
+        // I1: no two leases' Secrets hold a working password of one user.
+        let mut working: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (lease, username, password) in secret_credentials.values() {
+            if emulator.sign_in(username, password) {
+                working
+                    .entry(username.to_ascii_lowercase())
+                    .or_default()
+                    .insert(lease.clone());
+            }
+        }
+        for (user, leases) in &working {
+            if leases.len() > 1 {
+                findings.to_confirm.insert(format!(
+                    "I1: the Secrets of leases {leases:?} hold working passwords of {user}"
+                ));
+            }
+        }
+
+        // I2, I3, I5, I7: every password ever handed out belongs to its live holder or is dead.
+        for ((username, password), lease_name) in &tracked.passwords {
+            if !emulator.sign_in(username, password) {
+                continue;
+            }
+            let track = tracked.leases.get(lease_name);
+            let uid = track.and_then(|t| t.uid.clone()).unwrap_or_default();
+            let claim = tracked.claims.get(&uid);
+            // I3: a claim is released only after its password was scrambled.
+            if let Some(claim) = claim
+                && claim.released_at.is_some()
+            {
+                findings.sound.insert(format!(
+                    "I3: the claim of lease {lease_name} on {username} was released but its \
+                     password still works"
+                ));
+            }
+            // I5: no password works past its claim's recorded deadline.
+            if let Some(claim) = claim {
+                let late = past(from(claim.deadline()));
+                if late > self.lag_bound.as_secs_f64() {
+                    findings.to_confirm.insert(format!(
+                        "I5: lease {lease_name}'s password for {username} works {late:.0} s past \
+                         its recorded deadline"
+                    ));
+                }
+            }
+            match live_with_uid(lease_name, &uid) {
+                None => {
+                    let seen_before = track
+                        .and_then(|t| t.first_seen)
+                        .is_some_and(|seen| seen < listed_at);
+                    if !seen_before {
+                        continue;
+                    }
+                    if unguarded.contains(lease_name) {
+                        // I7: its finalizer was stripped; the reaper has its bound.
+                        let gone_at = track.and_then(|t| t.gone_at).unwrap_or(listed_at);
+                        if listed_at.saturating_duration_since(gone_at) > reaper_bound {
+                            findings.sound.insert(format!(
+                                "I7: lease {lease_name} (finalizer stripped) is gone but its \
+                                 password for {username} still works after {reaper_bound:?}"
+                            ));
+                        }
+                    } else {
+                        // Deleted through its finalizer, which goes only after the scramble.
+                        findings.sound.insert(format!(
+                            "I3: lease {lease_name} is gone but its password for {username} \
+                             still works"
+                        ));
+                    }
+                }
+                Some(_) => {
+                    // I2: in the Secret of exactly one live lease, the one whose claim records
+                    // this user and this Secret.
+                    let recorded = current
+                        .get(&claim.map(|c| c.name.clone()).unwrap_or_default())
+                        .filter(|r| r.lease.uid == uid);
+                    let holders: Vec<&String> = secret_credentials
+                        .iter()
+                        .filter(|(_, (lease, user, current))| {
+                            live.contains_key(lease.as_str())
+                                && user.eq_ignore_ascii_case(username)
+                                && current == password
+                        })
+                        .map(|(secret, _)| secret)
+                        .collect();
+                    let in_recorded_secret = recorded.is_some_and(|r| {
+                        r.user.user_principal_name.eq_ignore_ascii_case(username)
+                            && holders == [&r.secret_name]
+                    });
+                    if !in_recorded_secret {
+                        findings.to_confirm.insert(format!(
+                            "I2: a password of {username} from lease {lease_name} works but is \
+                             not in exactly the Secret its claim records (in {holders:?})"
+                        ));
+                    }
+                }
+            }
+        }
+        // I4: a lease's password never changes.
+        for (name, track) in &tracked.leases {
+            if track.passwords.len() > 1 {
+                findings.sound.insert(format!(
+                    "I4: lease {name}'s Secret held {} different passwords",
+                    track.passwords.len()
+                ));
+            }
+        }
+        Ok(findings)
     }
 }
 
-/// Invariants I1 to I3 and I7 as they can be seen from outside, once the operator has converged:
-/// the leases, their Secrets, the claims (the operator's record) and what signs in on the
-/// emulator. Returns the violations found.
-pub async fn violations(env: &LeaseEnv, seen: &SeenPasswords) -> Vec<String> {
-    let mut problems = Vec::new();
-    let leases = env.leases().list(&Default::default()).await.unwrap().items;
-    // Every claim belongs to a live lease, and the lease's status shows the claimed user.
-    let claims: kube::Api<Claim> = kube::Api::namespaced(env.client.clone(), &env.namespace);
-    let params =
-        kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=entra-operator");
-    for claim in claims.list(&params).await.unwrap() {
-        let name = claim.metadata.name.clone().unwrap_or_default();
-        let holder = claim.spec.as_ref().and_then(|s| s.holder_identity.clone());
-        let record: Option<serde_json::Value> = claim
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get("kms.hanzo.ai/record"))
-            .and_then(|r| serde_json::from_str(r).ok());
+/// What the users of a settled cluster read: every live lease's status shows what its claim
+/// records (user, Secret, deadlines), and no lease shows itself Active without a claim. A tenant
+/// may write a status; the operator rewrites it, so a forged one does not survive convergence.
+async fn status_findings(lab: &Lab) -> Result<BTreeSet<String>, kube::Error> {
+    let (leases, claims) = (lab.leases(), lab.claims());
+    let (all, managed) = (ListParams::default(), ListParams::default().labels(MANAGED));
+    let leases = retrying(PATIENCE, || leases.list(&all)).await?.items;
+    let records: HashMap<String, ClaimRecord> = retrying(PATIENCE, || claims.list(&managed))
+        .await?
+        .items
+        .iter()
+        .filter_map(|c| record_of(&c.metadata))
+        .filter(|r| r.issued)
+        .map(|r| (r.lease.uid.clone(), r))
+        .collect();
+    let mut found = BTreeSet::new();
+    for lease in leases
+        .iter()
+        .filter(|l| l.metadata.deletion_timestamp.is_none())
+    {
+        let name = lease.metadata.name.clone().unwrap_or_default();
+        let status = lease.status.clone().unwrap_or_default();
+        let record = lease.metadata.uid.as_ref().and_then(|uid| records.get(uid));
         let Some(record) = record else {
-            problems.push(format!("claim {name} has no record"));
+            if status.phase == Some(LeasePhase::Active) {
+                found.insert(format!("lease {name} shows Active but no claim records it"));
+            }
             continue;
         };
-        let lease = leases.iter().find(|l| l.metadata.uid == holder);
-        let Some(lease) = lease else {
-            problems.push(format!("I7: claim {name} outlived its lease"));
-            continue;
-        };
-        let shown = lease
-            .status
-            .as_ref()
-            .and_then(|s| s.user.as_ref())
-            .map(|u| u.id.clone());
-        if record["issued"] == true && shown.as_deref() != record["user"]["id"].as_str() {
-            problems.push(format!(
-                "claim {name} records {}, its lease's status shows {shown:?}",
-                record["user"]["id"]
+        let shown = (
+            status.phase,
+            status.user.as_ref(),
+            status.secret_name.as_deref(),
+            status.expires_at.as_ref(),
+            status.max_expires_at.as_ref(),
+        );
+        let recorded = (
+            Some(LeasePhase::Active),
+            Some(&record.user),
+            Some(record.secret_name.as_str()),
+            Some(&record.expires_at),
+            Some(&record.max_expires_at),
+        );
+        if shown != recorded {
+            found.insert(format!(
+                "lease {name}'s status shows {shown:?}, its claim records {recorded:?}"
             ));
         }
     }
-    let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut live_password: BTreeMap<String, String> = BTreeMap::new();
-    for lease in &leases {
-        let Some(status) = &lease.status else {
-            continue;
-        };
-        let Some(user) = &status.user else { continue };
-        let name = lease.metadata.name.clone().unwrap_or_default();
-        holders
-            .entry(user.user_principal_name.clone())
-            .or_default()
-            .push(name.clone());
-        if status.phase == Some(LeasePhase::Active) {
-            let secret = status.secret_name.clone().unwrap_or_default();
-            let (username, password) = env.credentials(&secret).await;
-            if username != user.user_principal_name {
-                problems.push(format!(
-                    "{name}: Secret names {username}, status {}",
-                    user.user_principal_name
-                ));
-            }
-            if !env.emulator.sign_in(&username, &password) {
-                problems.push(format!(
-                    "I2: active lease {name} holds a password that does not work"
-                ));
-            }
-            live_password.insert(username, password);
-        }
-    }
-    for (user, names) in &holders {
-        if names.len() > 1 {
-            problems.push(format!("I1: {user} is held by {names:?}"));
-        }
-    }
-    for (user, passwords) in &seen.0 {
-        for password in passwords {
-            let is_live = live_password.get(user) == Some(password);
-            if !is_live && env.emulator.sign_in(user, password) {
-                problems.push(format!(
-                    "I2/I3: a password of {user} that no live lease holds still works"
-                ));
-            }
-        }
-    }
-    problems
+    Ok(found)
+}
+
+/// The claim record in an object's annotations.
+fn record_of(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ClaimRecord> {
+    let value = metadata.annotations.as_ref()?.get(RECORD_ANNOTATION)?;
+    ClaimRecord::from_annotation(value)
+}
+
+fn signed(duration: Duration) -> SignedDuration {
+    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}
+
+/// What one look at the cluster found.
+#[derive(Default)]
+struct Findings {
+    /// Violations as read.
+    sound: BTreeSet<String>,
+    /// Violations only if a second look finds them again.
+    to_confirm: BTreeSet<String>,
 }

@@ -6,22 +6,29 @@ use std::time::Duration;
 
 use entra_emulator::{Config, Emulator};
 use entra_operator::api::{EntraDynamicSecret, EntraLease, LeasePhase};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use super::audit::Auditor;
 use super::cluster::{client_secret, install_crds, namespace, poll};
+use super::lab::Lab;
+use super::tracker::Tracker;
 use super::{ControlPlane, Operator};
 
 pub const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
 pub const CLIENT_SECRET: &str = "demo-client-secret-value~0123456789";
+/// How long past its deadline a credential may still work in a test (a requeue, a slow Graph).
+const LAG_BOUND: Duration = Duration::from_secs(10);
 
+/// Derefs to its [`Lab`]: the client, the namespace (where the test's operator keeps its claims
+/// too) and the APIs of leases, dynamic secrets and Secrets there.
 pub struct LeaseEnv {
     pub control_plane: &'static ControlPlane,
-    pub client: kube::Client,
-    pub namespace: String,
+    lab: Lab,
     pub emulator: Emulator,
     pub operator: Operator,
+    /// Watches the namespace from the start, so the auditor knows every password ever handed out.
+    tracker: Tracker,
 }
 
 impl LeaseEnv {
@@ -36,27 +43,37 @@ impl LeaseEnv {
         let namespace = namespace(&client, prefix).await;
         let emulator = Emulator::start(config).await.expect("the emulator starts");
         let operator = Operator::start(control_plane, &emulator.base_url(), &namespace, &namespace);
+        let lab = Lab {
+            client,
+            claims_namespace: namespace.clone(),
+            namespace,
+        };
+        let tracker = Tracker::start(&lab).await;
         let env = LeaseEnv {
             control_plane,
-            client,
-            namespace,
+            lab,
             emulator,
             operator,
+            tracker,
         };
         env.create_client_secret(CLIENT_SECRET).await;
         env
     }
 
-    pub fn leases(&self) -> Api<EntraLease> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+    /// The invariants (I1 to I5, I7) the auditor finds broken in the converged namespace,
+    /// judging every password the namespace's lease Secrets ever held since the test began.
+    pub async fn violations(&self) -> Vec<String> {
+        let mut auditor = Auditor::new(LAG_BOUND);
+        auditor
+            .settled_check(&self.lab, &self.tracker, &self.emulator)
+            .await;
+        auditor.violations.into_iter().collect()
     }
 
-    pub fn pools(&self) -> Api<EntraDynamicSecret> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    pub fn secrets(&self) -> Api<Secret> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+    /// Every password the namespace's lease Secrets have held since the test began.
+    pub fn passwords_seen(&self) -> Vec<String> {
+        let tracked = self.tracker.state();
+        tracked.passwords.keys().map(|(_, p)| p.clone()).collect()
     }
 
     pub async fn create_client_secret(&self, value: &str) {
@@ -182,5 +199,13 @@ impl LeaseEnv {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         })
         .await
+    }
+}
+
+impl std::ops::Deref for LeaseEnv {
+    type Target = Lab;
+
+    fn deref(&self) -> &Lab {
+        &self.lab
     }
 }

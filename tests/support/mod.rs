@@ -1,16 +1,18 @@
 //! What the integration tests (`tests/`), the benchmark and chaos harness (`bench/`) and the demo
 //! (`examples/demo`) share: the local control plane, the operator launchers, cluster helpers, the
-//! lease environment and the invariant auditor.
+//! lease environment, the bench's world (`lab`), the password tracker and the invariant auditor.
 
+pub mod audit;
 pub mod chart;
 pub mod cluster;
 pub mod control_plane;
+pub mod lab;
+pub mod lease_env;
 pub mod operator;
+pub mod tracker;
 
 pub use control_plane::ControlPlane;
 pub use operator::Operator;
-pub mod audit;
-pub mod lease_env;
 
 /// The workspace's root directory (where `crds/`, `charts/` and `target/` are).
 pub fn workspace_dir() -> std::path::PathBuf {

@@ -1,8 +1,8 @@
 //! The world a benchmark or a chaos scenario runs in: a generated Entra tenant, a namespace with
 //! the app's client secret and dynamic secrets over ranges of its users, and the operator process.
 //!
-//! Shared by the `bench` and `chaos` binaries and by `tests/chaos.rs` (through `#[path]`), so it
-//! uses only crates that all of them depend on.
+//! Used by the `bench` and `chaos` binaries, `tests/chaos.rs`, and the auditor of every
+//! integration test's [`LeaseEnv`](super::lease_env::LeaseEnv).
 
 use std::future::Future;
 use std::ops::Range;
@@ -135,7 +135,7 @@ impl Lab {
 
     /// The app's client secret in a Secret named `name`.
     pub async fn create_client_secret_named(&self, name: &str) {
-        let secret = entra_test_support::cluster::client_secret(name, CLIENT_SECRET);
+        let secret = super::cluster::client_secret(name, CLIENT_SECRET);
         let (api, params) = (self.secrets(), PostParams::default());
         match retrying(SETUP_PATIENCE, || api.create(&params, &secret)).await {
             Ok(_) => {}
@@ -283,16 +283,16 @@ where
 }
 
 /// The tests' operator launcher drives the scenarios too (`tests/chaos.rs`).
-impl OperatorProcess for entra_test_support::Operator {
+impl OperatorProcess for super::Operator {
     fn kill(&mut self) {
-        entra_test_support::Operator::kill(self);
+        super::Operator::kill(self);
     }
 
     fn restart(&mut self) {
-        entra_test_support::Operator::restart(self);
+        super::Operator::restart(self);
     }
 
     fn is_running(&mut self) -> bool {
-        entra_test_support::Operator::is_running(self)
+        super::Operator::is_running(self)
     }
 }
