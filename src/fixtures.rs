@@ -5,6 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
     ClientSecretRef, Cloud, DynamicSecretRef, EntraDynamicSecretSpec, EntraLeaseSpec, LeasedUser,
+    PoolKind, PoolSpec,
 };
 use crate::controller::claim_record::{
     AppIdentity, ClaimRecord, CredentialCopyRef, LeaseIdentity, PoolIdentity,
@@ -13,19 +14,23 @@ use crate::controller::claim_record::{
 /// A dynamic secret of `users` with a 1h default and a 2h maximum TTL.
 pub fn pool_spec(users: &[&str]) -> EntraDynamicSecretSpec {
     EntraDynamicSecretSpec {
-        tenant_id: "contoso.onmicrosoft.com".into(),
-        application_id: "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d".into(),
-        client_secret_ref: ClientSecretRef {
-            name: "app".into(),
-            key: "clientSecret".into(),
+        pool: PoolSpec {
+            tenant_id: "contoso.onmicrosoft.com".into(),
+            application_id: "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d".into(),
+            client_secret_ref: Some(ClientSecretRef {
+                name: "app".into(),
+                key: "clientSecret".into(),
+            }),
+            certificate_ref: None,
+            workload_identity: None,
+            cloud: Default::default(),
+            users: users.iter().map(|user| user.to_string()).collect(),
+            default_ttl: "1h".into(),
+            max_ttl: "2h".into(),
+            secret_prefix: "entra".into(),
+            password_length: 32,
+            revoke_sign_in_sessions: true,
         },
-        cloud: Default::default(),
-        users: users.iter().map(|user| user.to_string()).collect(),
-        default_ttl: "1h".into(),
-        max_ttl: "2h".into(),
-        secret_prefix: "entra".into(),
-        password_length: 32,
-        revoke_sign_in_sessions: true,
     }
 }
 
@@ -34,6 +39,7 @@ pub fn lease_spec() -> EntraLeaseSpec {
     EntraLeaseSpec {
         dynamic_secret_ref: DynamicSecretRef {
             name: "pool".into(),
+            kind: PoolKind::EntraDynamicSecret,
         },
         user: None,
         ttl: None,

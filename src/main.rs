@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::FutureExt;
 
 use clap::{Args, Parser, Subcommand};
+use entra_operator::api::Cloud;
 use entra_operator::controller::{self, Settings};
 use entra_operator::graph::{EndpointOverrides, GraphClient, GraphClientConfig};
 use entra_operator::health::{self, Readiness};
@@ -76,6 +77,22 @@ struct RunArgs {
     /// them (an interrupted step is left for the next leader, as after a crash).
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     shutdown_timeout_seconds: Duration,
+    /// The national clouds pools may issue in, comma-separated (revocations of credentials
+    /// already issued go wherever they were issued).
+    #[arg(
+        long,
+        env = "ALLOWED_CLOUDS",
+        value_delimiter = ',',
+        default_value = "AzurePublic,AzureUSGovernment,AzureChina",
+        value_parser = parse_cloud
+    )]
+    allowed_clouds: Vec<Cloud>,
+}
+
+fn parse_cloud(text: &str) -> Result<Cloud, String> {
+    serde_json::from_value(serde_json::Value::String(text.trim().to_owned())).map_err(|_| {
+        format!("unknown cloud {text:?}: expected AzurePublic, AzureUSGovernment or AzureChina")
+    })
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -137,6 +154,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         concurrency: args.concurrency,
         instance: args.instance.clone(),
         readiness: readiness.clone(),
+        allowed_clouds: args.allowed_clouds.clone(),
     };
     if !args.leader_elect {
         // The only replica is the acting one.

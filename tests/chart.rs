@@ -250,22 +250,51 @@ fn optional_objects_follow_their_values() {
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     assert!(!rendered.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
-    assert!(!rendered.iter().any(|o| o["kind"] == "ClusterRoleBinding"));
-    assert!(
+    // Cluster-wide, a single-namespace install may only read cluster pools and namespaces.
+    let binding = only(&rendered, "ClusterRoleBinding");
+    assert_eq!(
+        binding["roleRef"]["name"],
+        "opt-entra-operator-cluster-pools"
+    );
+    let cluster_pools = rendered
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole" && !is_aggregated(o))
+        .expect("the cluster pools' ClusterRole");
+    let resources: Vec<&Value> = cluster_pools["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["resources"].as_array().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            "clusterentradynamicsecrets",
+            "clusterentradynamicsecrets/status",
+            "namespaces"
+        ]
+    );
+    assert_eq!(
         rendered
             .iter()
-            .filter(|o| o["kind"] == "ClusterRole")
-            .all(|o| is_aggregated(&o)),
-        "the only ClusterRoles are the ones aggregated into edit, admin and view"
+            .filter(|o| o["kind"] == "ClusterRole" && !is_aggregated(o))
+            .count(),
+        1,
+        "besides it, the only ClusterRoles are the ones aggregated into edit, admin and view"
     );
     let roles: Vec<&Value> = rendered.iter().filter(|o| o["kind"] == "Role").collect();
     assert_eq!(
         roles.len(),
-        2,
-        "one in the watched namespace, one for leases"
+        3,
+        "one in the watched namespace, one for leases, one for cluster pools' events"
     );
     assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "apps"));
     assert!(roles.iter().any(|r| r["metadata"]["namespace"] == "ops"));
+    assert!(
+        roles
+            .iter()
+            .any(|r| r["metadata"]["namespace"] == "default")
+    );
     for object in &rendered {
         assert_eq!(object["metadata"]["labels"]["team"], "identity");
     }
@@ -395,6 +424,8 @@ fn install_creates_every_object_and_uninstall_removes_them() {
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",

@@ -94,7 +94,14 @@ async fn examples_are_accepted() {
     );
     assert_eq!(contoso.spec.password_length, 32);
     assert!(contoso.spec.revoke_sign_in_sessions);
-    assert_eq!(contoso.spec.client_secret_ref.key, "clientSecret");
+    assert_eq!(
+        contoso
+            .spec
+            .client_secret_ref
+            .as_ref()
+            .map(|r| r.key.as_str()),
+        Some("clientSecret")
+    );
 }
 
 fn valid_dynamic_secret() -> Value {

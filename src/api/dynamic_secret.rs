@@ -1,13 +1,7 @@
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::Cloud;
-use super::validation::{
-    GUID_PATTERN, OBJECT_NAME_PATTERN, SECRET_KEY_PATTERN, TENANT_PATTERN, USER_PATTERN,
-    positive_duration,
-};
-use crate::duration::DURATION_PATTERN;
+use super::pool_spec::{DynamicSecretStatus, PoolSpec, WORKLOAD_IDENTITY_IS_CLUSTER_ONLY};
 
 /// A pool of existing Entra ID users whose credentials can be leased, and the app registration
 /// that may reset their passwords.
@@ -40,141 +34,20 @@ use crate::duration::DURATION_PATTERN;
 #[x_kube(validation = Rule::new("duration(self.defaultTTL) <= duration(self.maxTTL)")
     .message(Message::Message("defaultTTL must not be longer than maxTTL".into()))
     .field_path(".defaultTTL"))]
-#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.workloadIdentity)")
+    .message(Message::Message(WORKLOAD_IDENTITY_IS_CLUSTER_ONLY.into()))
+    .field_path(".workloadIdentity"))]
+#[x_kube(validation = Rule::new("(has(self.clientSecretRef) ? 1 : 0) + (has(self.certificateRef) ? 1 : 0) == 1")
+    .message(Message::Message("set exactly one credential: clientSecretRef or certificateRef".into())))]
 pub struct EntraDynamicSecretSpec {
-    /// The directory (tenant) ID as a GUID, or a verified domain such as contoso.onmicrosoft.com.
-    #[schemars(pattern(TENANT_PATTERN), length(max = 253))]
-    pub tenant_id: String,
-
-    /// The application (client) ID of the app registration that resets pool users' passwords. It
-    /// needs the Graph application permission User-PasswordProfile.ReadWrite.All (or
-    /// User.ReadWrite.All) with admin consent, and the User Administrator directory role.
-    #[schemars(pattern(GUID_PATTERN))]
-    pub application_id: String,
-
-    /// A Secret in this namespace holding the app's client secret value (not its secret ID).
-    pub client_secret_ref: ClientSecretRef,
-
-    /// The Microsoft cloud of the tenant: AzurePublic, AzureUSGovernment or AzureChina. It picks
-    /// the sign-in authority, the Graph endpoint and the token scope together.
-    #[serde(default)]
-    pub cloud: Cloud,
-
-    /// The users that leases draw from, each a user principal name (alice@contoso.com) or an
-    /// object ID. Guests, users synced from on-premises and disabled users cannot be leased.
-    #[schemars(
-        length(min = 1, max = 256),
-        inner(pattern(USER_PATTERN), length(max = 256))
-    )]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub users: Vec<String>,
-
-    /// The TTL of a lease that names none, as a duration such as 1h or 1h30m (units h, m, s).
-    #[serde(rename = "defaultTTL")]
-    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
-    #[x_kube(validation = positive_duration())]
-    pub default_ttl: String,
-
-    /// The longest a lease may live from its issue, renewals included, as a duration such as 24h.
-    #[serde(rename = "maxTTL")]
-    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
-    #[x_kube(validation = positive_duration())]
-    pub max_ttl: String,
-
-    /// Prefix of the Secrets that leases create, named <secretPrefix>-<lease name>.
-    #[serde(default = "default_secret_prefix")]
-    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 200))]
-    pub secret_prefix: String,
-
-    /// Length of issued passwords, from 16 to 256 characters.
-    #[serde(default = "default_password_length")]
-    #[schemars(range(min = 16, max = 256), extend("format" = "int32"))]
-    pub password_length: u16,
-
-    /// When a lease ends, also invalidate the user's refresh tokens and browser sessions, so that
-    /// sessions opened with the leased password end too.
-    #[serde(default = "default_true")]
-    pub revoke_sign_in_sessions: bool,
+    #[serde(flatten)]
+    pub pool: PoolSpec,
 }
 
-/// A key of a Secret in the same namespace.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct ClientSecretRef {
-    /// Name of the Secret.
-    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
-    pub name: String,
+impl std::ops::Deref for EntraDynamicSecretSpec {
+    type Target = PoolSpec;
 
-    /// Key in the Secret's data that holds the client secret value.
-    #[serde(default = "default_client_secret_key")]
-    #[schemars(pattern(SECRET_KEY_PATTERN), length(min = 1, max = 253))]
-    pub key: String,
-}
-
-/// What the operator last observed about a dynamic secret.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct DynamicSecretStatus {
-    /// Ready: the app can get a token and at least one pool user can be leased. Degraded: some
-    /// pool users cannot be leased (see users[].problem).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-
-    /// The generation of the spec that this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-
-    /// Each pool user as configured and as resolved in Entra ID.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub users: Vec<PoolUser>,
-
-    /// Pool users that are leasable and not leased.
-    #[serde(default)]
-    #[schemars(extend("format" = "int32"))]
-    pub available: u32,
-
-    /// Pool users currently held by a lease.
-    #[serde(default)]
-    #[schemars(extend("format" = "int32"))]
-    pub leased: u32,
-}
-
-/// One pool user as configured and as found in Entra ID.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PoolUser {
-    /// The entry of spec.users this describes.
-    pub configured: String,
-    /// The user's object ID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// The user's principal name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_principal_name: Option<String>,
-    /// The user's display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
-    /// The lease holding this user, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub leased_by: Option<String>,
-    /// Why this user cannot be leased: not found, guest, synced from on-premises, disabled or
-    /// protected admin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
-
-fn default_secret_prefix() -> String {
-    "entra".into()
-}
-
-fn default_password_length() -> u16 {
-    32
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_client_secret_key() -> String {
-    "clientSecret".into()
+    fn deref(&self) -> &PoolSpec {
+        &self.pool
+    }
 }

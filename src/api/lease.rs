@@ -35,7 +35,8 @@ use crate::duration::DURATION_PATTERN;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EntraLeaseSpec {
-    /// The EntraDynamicSecret in this namespace whose pool this lease draws from. Immutable.
+    /// The pool this lease draws from: an EntraDynamicSecret in this namespace, or a
+    /// ClusterEntraDynamicSecret that selects this namespace. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Message("dynamicSecretRef is immutable".into())))]
     pub dynamic_secret_ref: DynamicSecretRef,
 
@@ -66,12 +67,38 @@ pub struct EntraLeaseSpec {
     pub secret_name: Option<String>,
 }
 
-/// A reference to an EntraDynamicSecret in the same namespace.
+/// A reference to a pool: an EntraDynamicSecret in the lease's namespace, or a
+/// ClusterEntraDynamicSecret.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DynamicSecretRef {
-    /// Name of the EntraDynamicSecret.
+    /// Name of the pool.
     #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
     pub name: String,
+
+    /// Kind of the pool: EntraDynamicSecret (in this namespace) or ClusterEntraDynamicSecret.
+    #[serde(default)]
+    pub kind: PoolKind,
+}
+
+/// The two kinds of pool.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
+)]
+pub enum PoolKind {
+    /// A pool in the lease's namespace.
+    #[default]
+    EntraDynamicSecret,
+    /// A cluster-scoped pool whose namespaceSelector matches the lease's namespace.
+    ClusterEntraDynamicSecret,
+}
+
+impl PoolKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolKind::EntraDynamicSecret => "EntraDynamicSecret",
+            PoolKind::ClusterEntraDynamicSecret => "ClusterEntraDynamicSecret",
+        }
+    }
 }
 
 /// Where a lease is in its life.

@@ -1,20 +1,27 @@
-//! The custom resources: `EntraDynamicSecret` (a pool of users and the app that resets them) and
-//! `EntraLease` (one check-out of one user). Types only; behaviour lives in the controllers.
+//! The custom resources: `EntraDynamicSecret` (a pool of users and the app that resets them, in a
+//! namespace), `ClusterEntraDynamicSecret` (the same, serving selected namespaces, its credential
+//! in the operator's namespace) and `EntraLease` (one check-out of one user). Types only;
+//! behaviour lives in the controllers.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 mod cloud;
+mod cluster_dynamic_secret;
 mod dynamic_secret;
 mod lease;
+mod pool_spec;
 mod validation;
 
 pub use cloud::Cloud;
-pub use dynamic_secret::{
-    ClientSecretRef, DynamicSecretStatus, EntraDynamicSecret, EntraDynamicSecretSpec, PoolUser,
-};
+pub use cluster_dynamic_secret::{ClusterEntraDynamicSecret, ClusterEntraDynamicSecretSpec};
+pub use dynamic_secret::{EntraDynamicSecret, EntraDynamicSecretSpec};
 pub use lease::{
-    DynamicSecretRef, EntraLease, EntraLeaseSpec, LeasePhase, LeaseStatus, LeasedUser,
+    DynamicSecretRef, EntraLease, EntraLeaseSpec, LeasePhase, LeaseStatus, LeasedUser, PoolKind,
+};
+pub use pool_spec::{
+    AssertionAlgorithm, CertificateRef, ClientSecretRef, DynamicSecretStatus, PoolSpec, PoolUser,
+    WORKLOAD_IDENTITY_IS_CLUSTER_ONLY, WorkloadIdentity,
 };
 
 /// API group of both resources.
@@ -23,12 +30,16 @@ pub const GROUP: &str = "kms.hanzo.ai";
 /// Annotation whose every new value asks for one renewal of a lease.
 pub const RENEW_ANNOTATION: &str = "kms.hanzo.ai/renew";
 
-/// Both CRDs, in the order they are printed by `entra-operator crds`.
+/// The CRDs, in the order they are printed by `entra-operator crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![EntraDynamicSecret::crd(), EntraLease::crd()]
+    vec![
+        EntraDynamicSecret::crd(),
+        ClusterEntraDynamicSecret::crd(),
+        EntraLease::crd(),
+    ]
 }
 
-/// Both CRDs as one multi-document YAML stream, as committed in `crds/`.
+/// The CRDs as one multi-document YAML stream, as committed in `crds/`.
 pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     let mut out = String::new();
     for crd in crds() {

@@ -1,18 +1,19 @@
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use super::Error;
 use super::claims::{Claims, HeldClaim};
 use super::credential_copies::CredentialCopies;
 use super::index::Index;
-use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser, PoolUser};
-use crate::graph::{AppCredentials, EndpointOverrides, Endpoints, GraphClient};
+use super::pool::{Pool, PoolKey, PoolStores};
+use crate::api::{EntraLease, LeasedUser, PoolUser};
+use crate::graph::{EndpointOverrides, GraphClient};
 use crate::secret::{SecretSummary, is_owned_by, stored_password};
 use crate::sensitive::SecretString;
 
@@ -22,22 +23,28 @@ pub const PASSWORD_ATTEMPTS: u32 = 3;
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
+    /// The namespace whose leases the operator serves, or `None` for all.
+    pub watch_namespace: Option<String>,
     pub graph: GraphClient,
     pub endpoints: EndpointOverrides,
     pub claims: Claims,
     /// The operator's copies of the app credentials that revocations need.
     pub copies: CredentialCopies,
     pub events: super::events::Events,
-    /// Every dynamic secret, from the shared watch.
-    pub pools: Store<EntraDynamicSecret>,
+    /// Every pool of both kinds, from the shared watches.
+    pub pools: PoolStores,
+    /// The namespaces' metadata (their labels decide which cluster pools serve them).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Which national clouds pools may issue in (revocations go wherever a claim was issued).
+    pub allowed_clouds: Vec<crate::api::Cloud>,
     /// Every Secret the operator manages, summarised.
     pub secrets: Index<SecretSummary>,
     /// Every user claim: its holder and record.
     pub claim_cache: Index<HeldClaim>,
-    /// Each dynamic secret's users as last resolved through Graph, with when and against what.
-    pub validations: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Validation>>,
-    /// When each dynamic secret's status was last written by this process.
-    pub status_written: Mutex<HashMap<ObjectRef<EntraDynamicSecret>, Instant>>,
+    /// Each pool's users as last resolved through Graph, with when and against what.
+    pub validations: Mutex<HashMap<PoolKey, Validation>>,
+    /// When each pool's status was last written by this process.
+    pub status_written: Mutex<HashMap<PoolKey, Instant>>,
     /// Users whose password reset Entra recently refused with 403 (a protected admin, most
     /// likely), by object id, with when: leases that name no user skip them for a while.
     pub forbidden: Mutex<HashMap<String, Instant>>,
@@ -49,8 +56,8 @@ pub struct Context {
     pub reap_failures: Mutex<HashMap<String, u32>>,
     /// Failed reconciles in a row, per object, for their backoff.
     pub failures: Mutex<HashMap<String, u32>>,
-    /// Each dynamic secret whose users were just resolved, for its waiting leases to go on.
-    pub resolved_pools: futures::channel::mpsc::UnboundedSender<ObjectRef<EntraDynamicSecret>>,
+    /// Each pool whose users were just resolved, for its waiting leases to go on.
+    pub resolved_pools: futures::channel::mpsc::UnboundedSender<PoolKey>,
     /// One actor (issue, revocation, reaper) per lease at a time.
     pub lease_locks: super::lease_locks::LeaseLocks,
 }
@@ -68,29 +75,27 @@ pub struct Validation {
     /// The pool object it was made for: a pool recreated under the same name starts over.
     pub uid: Option<String>,
     pub generation: Option<i64>,
-    pub client_secret_version: Option<String>,
+    /// The resourceVersion of the object the credential was read from (a Secret), if any.
+    pub credential_version: Option<String>,
     pub users: Vec<crate::api::PoolUser>,
     pub at: Instant,
 }
 
 impl Context {
     /// Drops the remembered resolution of `pool`'s users, so its next reconcile asks Graph.
-    pub fn forget_resolution(&self, pool: &EntraDynamicSecret) {
-        self.validations
-            .lock()
-            .unwrap()
-            .remove(&ObjectRef::from(pool));
+    pub fn forget_resolution(&self, pool: &Pool) {
+        self.validations.lock().unwrap().remove(&pool.key());
     }
 
     /// `pool`'s users as this process resolved them through Graph, if it has for the pool as it
     /// is now (same object, same generation), with the users Entra recently refused to reset
     /// marked as such.
-    pub fn resolution_of(&self, pool: &EntraDynamicSecret) -> Option<Vec<PoolUser>> {
+    pub fn resolution_of(&self, pool: &Pool) -> Option<Vec<PoolUser>> {
         let mut users = {
             let validations = self.validations.lock().unwrap();
-            let validation = validations.get(&ObjectRef::from(pool))?;
-            let current = validation.uid == pool.metadata.uid
-                && validation.generation == pool.metadata.generation;
+            let validation = validations.get(&pool.key())?;
+            let current = validation.uid == pool.metadata().uid
+                && validation.generation == pool.metadata().generation;
             current.then(|| validation.users.clone())?
         };
         self.mark_forbidden(&mut users);
@@ -154,11 +159,39 @@ impl Context {
             .filter(|claim| claim.is_held_by(Some(uid)))
     }
 
-    /// The dynamic secret a lease refers to, from the cache.
-    pub fn pool_of(&self, lease: &EntraLease) -> Option<Arc<EntraDynamicSecret>> {
+    /// The API of `K` in the namespaces the operator serves.
+    pub fn watched<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.watch_namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// The pool a lease refers to, from the cache.
+    pub fn pool_of(&self, lease: &EntraLease) -> Option<Pool> {
+        self.pools.of_lease(lease)
+    }
+
+    /// Whether `pool` serves `lease`'s namespace, by the namespace's labels in the cache (a
+    /// namespace the cache does not have is served by no cluster pool).
+    pub fn serves(&self, pool: &Pool, lease: &EntraLease) -> bool {
         let namespace = lease.namespace().unwrap_or_default();
-        self.pools
-            .get(&ObjectRef::new(&lease.spec.dynamic_secret_ref.name).within(&namespace))
+        match pool {
+            Pool::Namespaced(_) => true,
+            Pool::Cluster(_) => self
+                .namespace_labels(&namespace)
+                .is_some_and(|labels| pool.serves(&labels)),
+        }
+    }
+
+    /// The labels of namespace `name`, from the cache; `None` when the cache does not have it.
+    pub fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let namespace = self.namespaces.get(&ObjectRef::new(name))?;
+        Some(namespace.metadata.labels.clone().unwrap_or_default())
     }
 
     /// The Secret named `name` in `namespace`, summarised: from the cache when it is a managed
@@ -188,56 +221,6 @@ impl Context {
         Ok(secret
             .filter(|s| is_owned_by(s, lease))
             .and_then(|s| stored_password(&s)))
-    }
-
-    /// The app credentials of a dynamic secret, with the client secret read from its Secret now,
-    /// so that a rotated secret is used at once (its new value is also a new token cache key).
-    pub async fn app_credentials(
-        &self,
-        pool: &EntraDynamicSecret,
-    ) -> Result<AppCredentials, Error> {
-        self.app_credentials_versioned(pool)
-            .await
-            .map(|(app, _)| app)
-    }
-
-    /// [`Self::app_credentials`] with the resourceVersion of the Secret they were read from.
-    pub async fn app_credentials_versioned(
-        &self,
-        pool: &EntraDynamicSecret,
-    ) -> Result<(AppCredentials, Option<String>), Error> {
-        let namespace = pool.namespace().unwrap_or_default();
-        let reference = &pool.spec.client_secret_ref;
-        let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace)
-            .get_opt(&reference.name)
-            .await?
-            .ok_or_else(|| {
-                Error::ClientSecret(format!(
-                    "Secret {} not found in {namespace}",
-                    reference.name
-                ))
-            })?;
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|data| data.get(&reference.key))
-            .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
-            .map(|text| SecretString::new(text.trim().to_owned()))
-            .filter(|value| !value.is_empty())
-            .ok_or_else(|| {
-                Error::ClientSecret(format!(
-                    "Secret {} has no non-empty key {}",
-                    reference.name, reference.key
-                ))
-            })?;
-        let endpoints = Endpoints::resolve(pool.spec.cloud, &self.endpoints);
-        let app = AppCredentials::with_client_secret(
-            endpoints,
-            pool.spec.tenant_id.clone(),
-            pool.spec.application_id.clone(),
-            value,
-        );
-        Ok((app, secret.resource_version()))
     }
 
     /// Publishes an event about `object`. Event notes carry no secret material: they are built

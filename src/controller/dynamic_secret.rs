@@ -1,5 +1,5 @@
-//! The dynamic secret reconciler: checks the app's credentials, resolves every pool user once,
-//! publishes the pool's state, and ends all of its leases before it goes.
+//! The pool reconciler, for both kinds: checks the app's credentials, resolves every pool user
+//! once, publishes the pool's state, and ends all of its leases before it goes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,14 +11,17 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
 
 use super::Error;
+use super::app_credential::app_credentials;
 use super::claims::HeldClaim;
 use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM, Validation};
+use super::pool::{Pool, PoolKey};
 use super::reasons::Reason;
-use super::status::{apply_status, set_condition};
-use crate::api::{DynamicSecretStatus, EntraDynamicSecret, EntraLease, PoolUser};
+use super::status::set_condition;
+use crate::api::{
+    ClusterEntraDynamicSecret, DynamicSecretStatus, EntraDynamicSecret, EntraLease, PoolUser,
+};
 use crate::graph::GraphError;
 
 /// Held by every dynamic secret until all of its leases have ended.
@@ -35,28 +38,40 @@ pub async fn reconcile(pool: Arc<EntraDynamicSecret>, ctx: Arc<Context>) -> Resu
     let api: Api<EntraDynamicSecret> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, pool, |event| async {
         match event {
-            Finalizer::Apply(pool) => validate(&pool, &api, &ctx).await,
-            Finalizer::Cleanup(pool) => end_leases(&pool, &ctx).await,
+            Finalizer::Apply(pool) => validate(&Pool::Namespaced(pool), &ctx).await,
+            Finalizer::Cleanup(pool) => end_leases(&Pool::Namespaced(pool), &ctx).await,
         }
     })
     .await
     .or_else(super::lease::gone_is_done)
 }
 
-async fn validate(
-    pool: &EntraDynamicSecret,
-    api: &Api<EntraDynamicSecret>,
-    ctx: &Context,
+pub async fn reconcile_cluster(
+    pool: Arc<ClusterEntraDynamicSecret>,
+    ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let api: Api<ClusterEntraDynamicSecret> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, pool, |event| async {
+        match event {
+            Finalizer::Apply(pool) => validate(&Pool::Cluster(pool), &ctx).await,
+            Finalizer::Cleanup(pool) => end_leases(&Pool::Cluster(pool), &ctx).await,
+        }
+    })
+    .await
+    .or_else(super::lease::gone_is_done)
+}
+
+async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
-    let current = pool.status.clone().unwrap_or_default();
+    let current = pool.status().cloned().unwrap_or_default();
+    let generation = pool.metadata().generation;
     let resolved = match resolve_users(pool, ctx).await {
         Ok(users) => users,
         Err(Failure { reason, message }) => {
             let mut status = current.clone();
-            status.observed_generation = pool.metadata.generation;
+            status.observed_generation = generation;
             status.users = pool
-                .spec
+                .spec()
                 .users
                 .iter()
                 .map(|u| PoolUser {
@@ -72,17 +87,23 @@ async fn validate(
                 false,
                 &reason,
                 message.clone(),
-                pool.metadata.generation,
+                generation,
                 now,
             );
             status.conditions.retain(|c| c.type_ != "Degraded");
             if !has_reason(&current, &reason) {
-                ctx.publish(pool, EventType::Warning, &reason, "Validate", message)
-                    .await;
+                ctx.publish_about(
+                    pool.object_ref(),
+                    EventType::Warning,
+                    &reason,
+                    "Validate",
+                    message,
+                )
+                .await;
             }
-            apply_status(api, pool, pool.status.as_ref(), &status)
+            pool.write_status(&ctx.client, &status)
                 .await
-                .map_err(Error::stale_on_conflict("the dynamic secret"))?;
+                .map_err(Error::stale_on_conflict("the pool"))?;
             // The fix (a Secret, a grant in Entra) may come without a change here: look again soon.
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -97,8 +118,8 @@ async fn validate(
         } else {
             EventType::Warning
         };
-        ctx.publish(
-            pool,
+        ctx.publish_about(
+            pool.object_ref(),
             type_,
             &ready.reason.clone(),
             "Validate",
@@ -109,13 +130,13 @@ async fn validate(
     if let Some(wait) = holders_update_wait(pool, ctx, &current, &status) {
         return Ok(Action::requeue(wait));
     }
-    apply_status(api, pool, pool.status.as_ref(), &status)
+    pool.write_status(&ctx.client, &status)
         .await
-        .map_err(Error::stale_on_conflict("the dynamic secret"))?;
+        .map_err(Error::stale_on_conflict("the pool"))?;
     ctx.status_written
         .lock()
         .unwrap()
-        .insert(ObjectRef::from(pool), Instant::now());
+        .insert(pool.key(), Instant::now());
     let set_aside = status
         .users
         .iter()
@@ -130,7 +151,7 @@ async fn validate(
 /// How long a change of only the holders and counts waits, when the status was written less than
 /// [`HOLDERS_EVERY`] ago: a burst of issues then costs a few status writes per pool, not one each.
 fn holders_update_wait(
-    pool: &EntraDynamicSecret,
+    pool: &Pool,
     ctx: &Context,
     current: &DynamicSecretStatus,
     status: &DynamicSecretStatus,
@@ -138,11 +159,7 @@ fn holders_update_wait(
     if status == current || without_holders(status) != without_holders(current) {
         return None;
     }
-    let written = *ctx
-        .status_written
-        .lock()
-        .unwrap()
-        .get(&ObjectRef::from(pool))?;
+    let written = *ctx.status_written.lock().unwrap().get(&pool.key())?;
     HOLDERS_EVERY.checked_sub(written.elapsed())
 }
 
@@ -162,29 +179,36 @@ struct Failure {
 }
 
 /// Resolves each configured user through Graph once, then reuses the resolution in the status
-/// while the spec and the client secret are unchanged and it is younger than [`REVALIDATE_EVERY`]:
+/// while the spec and the credential are unchanged and it is younger than [`REVALIDATE_EVERY`]:
 /// a lease coming or going costs no Graph call here.
-async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<PoolUser>, Failure> {
-    let (app, secret_version) =
-        ctx.app_credentials_versioned(pool)
-            .await
-            .map_err(|error| Failure {
-                reason: match &error {
-                    Error::ClientSecret(_) => Reason::ClientSecretNotFound.as_str().into(),
-                    _ => Reason::ClientSecretUnreadable.as_str().into(),
-                },
-                message: error.to_string(),
-            })?;
+async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Failure> {
+    let spec = pool.spec();
+    if !ctx.allowed_clouds.contains(&spec.cloud) {
+        return Err(Failure {
+            reason: Reason::CloudNotAllowed.as_str().into(),
+            message: format!(
+                "this operator issues only in {:?} (its --allowed-clouds flag); {pool} names {:?}",
+                ctx.allowed_clouds, spec.cloud
+            ),
+        });
+    }
+    let (app, credential_version) = app_credentials(ctx, pool).await.map_err(|error| Failure {
+        reason: match &error {
+            Error::Kube(_) => Reason::ClientSecretUnreadable.as_str().into(),
+            other => other.reason().into(),
+        },
+        message: error.to_string(),
+    })?;
     let graph_failure = |error: GraphError| Failure {
         reason: error.reason().into(),
         message: error.to_string(),
     };
-    let key = ObjectRef::from(pool);
+    let key = pool.key();
     let previous = ctx.validations.lock().unwrap().get(&key).cloned();
     if let Some(previous) = previous
-        && previous.uid == pool.metadata.uid
-        && previous.generation == pool.metadata.generation
-        && previous.client_secret_version == secret_version
+        && previous.uid == pool.metadata().uid
+        && previous.generation == pool.metadata().generation
+        && previous.credential_version == credential_version
         && previous.at.elapsed() < REVALIDATE_EVERY
     {
         return Ok(previous.users);
@@ -196,14 +220,14 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
     // The credential just got a token for this tenant and app: revocations of claims issued
     // with an older one (a rotated secret) use this one from now on.
     ctx.copies
-        .keep(pool.spec.cloud, &app)
+        .keep(spec.cloud, &app)
         .await
         .map_err(|error| Failure {
             reason: Reason::ClientSecretUnreadable.as_str().into(),
             message: error.to_string(),
         })?;
-    let mut users = Vec::with_capacity(pool.spec.users.len());
-    for configured in &pool.spec.users {
+    let mut users = Vec::with_capacity(spec.users.len());
+    for configured in &spec.users {
         let mut user = PoolUser {
             configured: configured.clone(),
             ..PoolUser::default()
@@ -231,9 +255,9 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
         }
     }
     let validation = Validation {
-        uid: pool.metadata.uid.clone(),
-        generation: pool.metadata.generation,
-        client_secret_version: secret_version,
+        uid: pool.metadata().uid.clone(),
+        generation: pool.metadata().generation,
+        credential_version,
         users: users.clone(),
         at: Instant::now(),
     };
@@ -247,20 +271,20 @@ async fn resolve_users(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Vec<P
 }
 
 fn pool_status(
-    pool: &EntraDynamicSecret,
+    pool: &Pool,
     ctx: &Context,
     mut users: Vec<PoolUser>,
     current: &DynamicSecretStatus,
     now: Timestamp,
 ) -> DynamicSecretStatus {
-    let namespace = pool.namespace().unwrap_or_default();
+    let namespace = pool.metadata().namespace.clone();
     ctx.mark_forbidden(&mut users);
     for user in &mut users {
         user.leased_by = user
             .id
             .as_deref()
             .and_then(|id| ctx.cached_claim(id))
-            .and_then(|claim| holder_shown(&claim, &namespace));
+            .and_then(|claim| holder_shown(&claim, namespace.as_deref()));
     }
     let leasable = users.iter().filter(|u| u.problem.is_none()).count();
     let leased = users
@@ -268,7 +292,7 @@ fn pool_status(
         .filter(|u| u.problem.is_none() && u.leased_by.is_some())
         .count();
     let mut status = current.clone();
-    status.observed_generation = pool.metadata.generation;
+    status.observed_generation = pool.metadata().generation;
     status.available = (leasable - leased) as u32;
     status.leased = leased as u32;
     let problems: Vec<String> = users
@@ -280,7 +304,7 @@ fn pool_status(
         })
         .collect();
     status.users = users;
-    let generation = pool.metadata.generation;
+    let generation = pool.metadata().generation;
     if leasable == 0 {
         let message = format!("no pool user can be leased: {}", problems.join(", "));
         set_condition(
@@ -295,7 +319,7 @@ fn pool_status(
     } else {
         let message = format!(
             "{leasable} of {} pool users can be leased",
-            pool.spec.users.len()
+            pool.spec().users.len()
         );
         set_condition(
             &mut status.conditions,
@@ -333,10 +357,10 @@ fn pool_status(
 }
 
 /// The lease holding a claim as the pool's status shows it: leases of other namespaces are not
-/// ours to name there, only that the user is taken.
-fn holder_shown(holder: &HeldClaim, namespace: &str) -> Option<String> {
+/// ours to name there, only that the user is taken (a cluster pool, in no namespace, names none).
+fn holder_shown(holder: &HeldClaim, namespace: Option<&str>) -> Option<String> {
     let (holder_namespace, name) = holder.lease()?;
-    Some(if holder_namespace == namespace {
+    Some(if Some(holder_namespace) == namespace {
         name.to_owned()
     } else {
         "(another namespace)".to_owned()
@@ -350,20 +374,25 @@ fn has_reason(status: &DynamicSecretStatus, reason: &str) -> bool {
         .any(|c| c.type_ == "Ready" && c.reason == reason)
 }
 
-/// The finalizer: delete every lease of this dynamic secret and wait until all have ended, so no
+/// The finalizer: delete every lease of this pool and wait until all have ended, so no
 /// credential outlives its configuration.
-async fn end_leases(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Action, Error> {
-    let namespace = pool.namespace().unwrap_or_default();
-    let leases: Api<EntraLease> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mine: Vec<EntraLease> = leases
+async fn end_leases(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
+    let key = pool.key();
+    let listed: Api<EntraLease> = match &key.namespace {
+        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+        None => ctx.watched::<EntraLease>(),
+    };
+    let mine: Vec<EntraLease> = listed
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
-        .filter(|lease| lease.spec.dynamic_secret_ref.name == pool.name_any())
+        .filter(|lease| {
+            let namespace = lease.namespace().unwrap_or_default();
+            PoolKey::of_lease(&namespace, &lease.spec.dynamic_secret_ref) == key
+        })
         .collect();
     if mine.is_empty() {
-        let key = ObjectRef::from(pool);
         ctx.validations.lock().unwrap().remove(&key);
         ctx.status_written.lock().unwrap().remove(&key);
         return Ok(Action::await_change());
@@ -373,14 +402,14 @@ async fn end_leases(pool: &EntraDynamicSecret, ctx: &Context) -> Result<Action, 
         .filter(|l| l.metadata.deletion_timestamp.is_none())
         .collect();
     for lease in &live {
-        leases
+        Api::<EntraLease>::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default())
             .delete(&lease.name_any(), &DeleteParams::default())
             .await?;
     }
     if !live.is_empty() {
         let message = format!("ending {} leases before deletion", live.len());
-        ctx.publish(
-            pool,
+        ctx.publish_about(
+            pool.object_ref(),
             EventType::Normal,
             Reason::LeasesEnding.as_str(),
             "Delete",

@@ -12,6 +12,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::Error;
+use super::app_credential::app_credentials;
 use super::claim_record::{ClaimRecord, LeaseIdentity, PoolIdentity};
 use super::claims::{ClaimOutcome, HeldClaim, is_not_found};
 use super::context::Context;
@@ -23,10 +24,11 @@ use super::lease_decision::{
     after_issue_failure, credentials_secret_name, decide, later, until_then,
 };
 use super::lease_status::LeaseStatusWriter;
+use super::pool::Pool;
 use super::reasons::Reason;
 use super::revocation::cleanup;
 use super::status::whole_seconds;
-use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase, LeasedUser};
+use crate::api::{EntraLease, LeasePhase, LeasedUser};
 use crate::graph::AppCredentials;
 use crate::metrics::{CappedLabels, metrics};
 use crate::secret::{format_time, secret_state};
@@ -99,17 +101,18 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         let record = claim.as_ref().and_then(|c| c.record.as_deref());
         // Only a lease without a credential chooses among the pool's users: an active one (every
         // lease after a restart) skips copying the resolution.
-        let resolved = match (record, pool.as_deref()) {
+        let resolved = match (record, pool.as_ref()) {
             (None, Some(pool)) => ctx.resolution_of(pool),
             _ => None,
         };
         let namespace = lease.namespace().unwrap_or_default();
-        let secret_name = credentials_secret_name(lease, pool.as_deref(), record);
+        let secret_name = credentials_secret_name(lease, pool.as_ref(), record);
         let secret = secret_state(lease, ctx.secret(&namespace, &secret_name).await?.as_ref());
         let now = Timestamp::now();
         let facts = LeaseFacts {
             lease,
-            pool: pool.as_deref(),
+            pool: pool.as_ref(),
+            served: pool.as_ref().is_none_or(|pool| ctx.serves(pool, lease)),
             secret,
             resolved: resolved.as_deref(),
             record,
@@ -133,7 +136,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
             now,
         };
         let action = shell
-            .carry_out(decision, claim, pool.as_deref(), &secret_name, secret)
+            .carry_out(decision, claim, pool.as_ref(), &secret_name, secret)
             .await?;
         return Ok(match look_again {
             Some(after) if action == Action::await_change() => Action::requeue(after),
@@ -166,7 +169,7 @@ impl Shell<'_> {
         &self,
         decision: Decision,
         claim: Option<HeldClaim>,
-        pool: Option<&EntraDynamicSecret>,
+        pool: Option<&Pool>,
         secret_name: &str,
         secret: SecretState,
     ) -> Result<Action, Error> {
@@ -208,6 +211,10 @@ impl Shell<'_> {
                 Some(record),
             ) => {
                 self.renew(&claim, &record, expires_at, capped, request)
+                    .await
+            }
+            (Decision::RenewDeclined { request, message }, Some(claim), Some(record)) => {
+                self.decline_renewal(&claim, &record, request, message)
                     .await
             }
             (Decision::Hold { .. }, Some(claim), Some(_)) => {
@@ -289,18 +296,19 @@ impl Shell<'_> {
 
     async fn issue(
         &self,
-        pool: &EntraDynamicSecret,
+        pool: &Pool,
         secret_name: &str,
         candidates: Vec<LeasedUser>,
         ttl: Duration,
         max_ttl: Duration,
     ) -> Result<Action, Error> {
         // The pool's credential must get a token before it is copied for revocation.
-        let app = self.ctx.app_credentials(pool).await?;
+        let (app, _) = app_credentials(self.ctx, pool).await?;
         if let Err(error) = self.ctx.graph.check_credentials(&app).await {
             return self.issue_refused(Error::Graph(error)).await;
         }
-        let app_identity = self.ctx.copies.keep(pool.spec.cloud, &app).await?;
+        let spec = pool.spec();
+        let app_identity = self.ctx.copies.keep(spec.cloud, &app).await?;
         let candidates = self.ctx.likely_free_first(candidates, self.lease);
         let issued_at = whole_seconds(self.now);
         let mut claimed = None;
@@ -312,15 +320,15 @@ impl Shell<'_> {
                     uid: self.lease.uid().unwrap_or_default(),
                 },
                 pool: PoolIdentity {
-                    kind: "EntraDynamicSecret".into(),
-                    namespace: pool.namespace().unwrap_or_default(),
+                    kind: pool.kind().as_str().into(),
+                    namespace: pool.metadata().namespace.clone().unwrap_or_default(),
                     name: pool.name_any(),
-                    uid: pool.uid().unwrap_or_default(),
+                    uid: pool.metadata().uid.clone().unwrap_or_default(),
                 },
                 user,
                 app: app_identity.clone(),
-                revoke_sign_in_sessions: pool.spec.revoke_sign_in_sessions,
-                password_length: pool.spec.password_length,
+                revoke_sign_in_sessions: spec.revoke_sign_in_sessions,
+                password_length: spec.password_length,
                 secret_name: secret_name.to_owned(),
                 issued: false,
                 issued_at: Time(issued_at),
@@ -338,10 +346,7 @@ impl Shell<'_> {
         let Some((claim, record)) = claimed else {
             let message = match &self.lease.spec.user {
                 Some(user) => format!("user {user} is leased by another lease; waiting for it"),
-                None => format!(
-                    "every user of EntraDynamicSecret {} is leased; waiting for one",
-                    pool.name_any()
-                ),
+                None => format!("every user of {pool} is leased; waiting for one"),
             };
             return self.wait(Reason::WaitingForUser, message).await;
         };
@@ -657,5 +662,37 @@ impl Shell<'_> {
             )
             .await;
         Ok(Action::requeue(until_then(expires_at, self.now)))
+    }
+
+    /// A renewal the pool no longer allows (its selector stopped matching the namespace): the
+    /// request is recorded, so it is answered once, and the credential keeps its deadline.
+    async fn decline_renewal(
+        &self,
+        claim: &HeldClaim,
+        record: &ClaimRecord,
+        request: String,
+        message: String,
+    ) -> Result<Action, Error> {
+        let mut answered = record.clone();
+        answered.last_renew_request = Some(request);
+        self.ctx
+            .claims
+            .update_record(claim, &answered)
+            .await
+            .map_err(Error::stale_on_conflict("the claim"))?;
+        let reason = Reason::NamespaceNotSelected;
+        self.status
+            .active(&answered, reason.as_str(), message.clone())
+            .await?;
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Warning,
+                reason.as_str(),
+                "Renew",
+                message,
+            )
+            .await;
+        Ok(Action::requeue(until_then(record.expires_at(), self.now)))
     }
 }

@@ -7,12 +7,13 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use crate::api::{EntraDynamicSecret, EntraLease, LeasedUser, PoolUser, RENEW_ANNOTATION};
+use crate::api::{EntraLease, LeasedUser, PoolKind, PoolUser, RENEW_ANNOTATION};
 use crate::duration::parse_duration;
 use crate::graph::GraphError;
 
 use super::Error;
 use super::claim_record::ClaimRecord;
+use super::pool::Pool;
 use super::reasons::Reason;
 pub use crate::secret::SecretState;
 
@@ -20,8 +21,10 @@ pub use crate::secret::SecretState;
 /// projection the operator writes, and anyone with `entraleases/status` may have rewritten it.
 pub struct LeaseFacts<'a> {
     pub lease: &'a EntraLease,
-    /// The referenced dynamic secret, if it exists.
-    pub pool: Option<&'a EntraDynamicSecret>,
+    /// The referenced pool, if it exists.
+    pub pool: Option<&'a Pool>,
+    /// Whether the pool serves the lease's namespace (a cluster pool's selector matches it).
+    pub served: bool,
     pub secret: SecretState,
     /// The pool's users as this operator resolved them through Graph, for the pool as it is
     /// now; `None` until it has. Never the pool's status, which its editors may write.
@@ -51,6 +54,9 @@ pub enum Decision {
     Resume,
     /// The active lease's Secret was deleted or edited: issue a fresh password, restore the Secret.
     Restore { cause: SecretState },
+    /// A renewal was asked for but the pool no longer serves the lease's namespace: record the
+    /// request, say why, and let the credential run to its end.
+    RenewDeclined { request: String, message: String },
     /// Move `expiresAt` to `expires_at`; `capped` when maxTTL stopped the renewal short.
     Renew {
         expires_at: Timestamp,
@@ -259,6 +265,16 @@ fn decide_active(facts: &LeaseFacts<'_>, record: &ClaimRecord) -> Decision {
             cause: facts.secret,
         };
     }
+    if !facts.served {
+        // Not renewed any more, but what was issued runs to its end.
+        return match pending_renew_request(facts.lease, record) {
+            Some(request) => Decision::RenewDeclined {
+                request,
+                message: not_served(facts),
+            },
+            None => Decision::Hold { until: expires_at },
+        };
+    }
     let ttl = effective_ttl(facts).ok();
     if let Some(request) = pending_renew_request(facts.lease, record) {
         return match ttl {
@@ -283,23 +299,49 @@ fn decide_active(facts: &LeaseFacts<'_>, record: &ClaimRecord) -> Decision {
     Decision::Hold { until: expires_at }
 }
 
+/// Why a lease's namespace is not served by its cluster pool.
+fn not_served(facts: &LeaseFacts<'_>) -> String {
+    format!(
+        "ClusterEntraDynamicSecret {} does not serve namespace {} (its namespaceSelector does not \
+         match the namespace's labels)",
+        facts.lease.spec.dynamic_secret_ref.name,
+        facts.lease.namespace().unwrap_or_default()
+    )
+}
+
 fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
     let Some(pool) = facts.pool else {
+        let reference = &facts.lease.spec.dynamic_secret_ref;
         return Decision::Wait {
             reason: Reason::DynamicSecretNotFound,
-            message: format!(
-                "EntraDynamicSecret {} does not exist in this namespace",
-                facts.lease.spec.dynamic_secret_ref.name
-            ),
+            message: match reference.kind {
+                PoolKind::EntraDynamicSecret => format!(
+                    "EntraDynamicSecret {} does not exist in this namespace",
+                    reference.name
+                ),
+                PoolKind::ClusterEntraDynamicSecret => {
+                    format!(
+                        "ClusterEntraDynamicSecret {} does not exist",
+                        reference.name
+                    )
+                }
+            },
         };
     };
-    if pool.metadata.deletion_timestamp.is_some() {
-        return Decision::Wait {
-            reason: Reason::DynamicSecretDeleting,
-            message: format!("EntraDynamicSecret {} is being deleted", pool.name_any()),
+    if !facts.served {
+        return Decision::Refuse {
+            reason: Reason::NamespaceNotSelected,
+            message: not_served(facts),
         };
     }
-    let max_ttl = match parse_duration(&pool.spec.max_ttl) {
+    if pool.metadata().deletion_timestamp.is_some() {
+        return Decision::Wait {
+            reason: Reason::DynamicSecretDeleting,
+            message: format!("{pool} is being deleted"),
+        };
+    }
+    let pool_spec = pool.spec();
+    let max_ttl = match parse_duration(&pool_spec.max_ttl) {
         Ok(max_ttl) => max_ttl,
         Err(error) => return invalid_pool(format!("maxTTL: {error}")),
     };
@@ -316,21 +358,20 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
         return Decision::Refuse {
             reason: Reason::TTLExceedsMax,
             message: format!(
-                "ttl {} is longer than the maxTTL {} of EntraDynamicSecret {}",
+                "ttl {} is longer than the maxTTL {} of {}",
                 facts
                     .lease
                     .spec
                     .ttl
                     .as_deref()
-                    .unwrap_or(&pool.spec.default_ttl),
-                pool.spec.max_ttl,
-                pool.name_any()
+                    .unwrap_or(&pool_spec.default_ttl),
+                pool_spec.max_ttl,
+                pool
             ),
         };
     }
     if let Some(wanted) = &facts.lease.spec.user
-        && !pool
-            .spec
+        && !pool_spec
             .users
             .iter()
             .any(|u| u.eq_ignore_ascii_case(wanted))
@@ -342,10 +383,7 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
     {
         return Decision::Refuse {
             reason: Reason::UserNotInPool,
-            message: format!(
-                "user {wanted} is not in the pool of EntraDynamicSecret {}",
-                pool.name_any()
-            ),
+            message: format!("user {wanted} is not in the pool of {pool}"),
         };
     }
     if facts.secret == SecretState::Foreign {
@@ -361,10 +399,7 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
     if !pool_is_ready(pool) || facts.resolved.is_none() {
         return Decision::Wait {
             reason: Reason::DynamicSecretNotReady,
-            message: format!(
-                "EntraDynamicSecret {} is not ready; see its Ready condition",
-                pool.name_any()
-            ),
+            message: format!("{pool} is not ready; see its Ready condition"),
         };
     }
     let candidates = candidates(facts);
@@ -374,12 +409,9 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
             reason: Reason::UserNotLeasable,
             message: match wanted {
                 Some(user) => {
-                    format!("user {user} cannot be leased; see the dynamic secret's status")
+                    format!("user {user} cannot be leased; see the status of {pool}")
                 }
-                None => format!(
-                    "no user of EntraDynamicSecret {} can be leased",
-                    pool.name_any()
-                ),
+                None => format!("no user of {pool} can be leased"),
             },
         };
     }
@@ -418,9 +450,9 @@ fn same_user(user: &PoolUser, wanted: &str) -> bool {
             .is_some_and(|upn| upn.eq_ignore_ascii_case(wanted))
 }
 
-fn pool_is_ready(pool: &EntraDynamicSecret) -> bool {
-    pool.status.as_ref().is_some_and(|status| {
-        status.observed_generation == pool.metadata.generation
+fn pool_is_ready(pool: &Pool) -> bool {
+    pool.status().is_some_and(|status| {
+        status.observed_generation == pool.metadata().generation
             && status
                 .conditions
                 .iter()
@@ -439,7 +471,7 @@ fn invalid_pool(message: String) -> Decision {
 fn effective_ttl(facts: &LeaseFacts<'_>) -> Result<Duration, String> {
     let text = match (&facts.lease.spec.ttl, facts.pool) {
         (Some(ttl), _) => ttl.as_str(),
-        (None, Some(pool)) => pool.spec.default_ttl.as_str(),
+        (None, Some(pool)) => pool.spec().default_ttl.as_str(),
         (None, None) => return Err("no ttl and no dynamic secret to take a default from".into()),
     };
     parse_duration(text).map_err(|error| format!("ttl: {error}"))
@@ -487,14 +519,14 @@ fn secret_name(facts: &LeaseFacts<'_>) -> String {
 /// `<secretPrefix>-<lease name>`.
 pub fn credentials_secret_name(
     lease: &EntraLease,
-    pool: Option<&EntraDynamicSecret>,
+    pool: Option<&Pool>,
     record: Option<&ClaimRecord>,
 ) -> String {
     let issued = record.map(|r| r.secret_name.clone());
     issued
         .or_else(|| lease.spec.secret_name.clone())
         .unwrap_or_else(|| {
-            let prefix = pool.map_or("entra", |p| p.spec.secret_prefix.as_str());
+            let prefix = pool.map_or("entra", |p| p.spec().secret_prefix.as_str());
             format!("{prefix}-{}", lease.name_any())
         })
 }
@@ -506,7 +538,7 @@ fn signed(duration: Duration) -> SignedDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DynamicSecretStatus, EntraLeaseSpec, LeasePhase};
+    use crate::api::{DynamicSecretStatus, EntraDynamicSecret, EntraLeaseSpec, LeasePhase};
     use crate::fixtures::{at, record};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -568,9 +600,11 @@ mod tests {
         let resolved = pool
             .and_then(|p| p.status.as_ref())
             .map(|s| s.users.as_slice());
+        let pool = pool.map(|p| Pool::Namespaced(std::sync::Arc::new(p.clone())));
         decide(&LeaseFacts {
             lease,
-            pool,
+            pool: pool.as_ref(),
+            served: true,
             secret,
             resolved,
             record,
@@ -675,10 +709,12 @@ mod tests {
             user_principal_name: Some("alice@contoso.com".into()),
             ..PoolUser::default()
         }];
+        let pool = Pool::Namespaced(std::sync::Arc::new(pool));
         let decide_resolved = |lease: &EntraLease, resolved| {
             decide(&LeaseFacts {
                 lease,
                 pool: Some(&pool),
+                served: true,
                 secret: SecretState::Missing,
                 resolved,
                 record: None,
@@ -900,12 +936,13 @@ mod tests {
 
     #[test]
     fn requeues_never_pass_the_held_credential_expiry() {
-        let pool = pool();
+        let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
         let record = record();
         let lease = lease(|_| {});
         let facts = LeaseFacts {
             lease: &lease,
             pool: Some(&pool),
+            served: true,
             secret: SecretState::Intact,
             resolved: None,
             record: Some(&record),
@@ -1057,6 +1094,59 @@ mod tests {
                 10
             ),
             Decision::Hold { until: at(3600) }
+        );
+    }
+
+    #[test]
+    fn a_namespace_the_cluster_pool_does_not_select_is_refused_and_an_active_lease_is_not_renewed()
+    {
+        let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
+        let resolved = pool.status().map(|s| s.users.clone()).unwrap_or_default();
+        let lease = lease(|s| s.dynamic_secret_ref.kind = PoolKind::ClusterEntraDynamicSecret);
+        let facts = LeaseFacts {
+            lease: &lease,
+            pool: Some(&pool),
+            served: false,
+            secret: SecretState::Missing,
+            resolved: Some(&resolved),
+            record: None,
+            now: at(0),
+        };
+        assert!(matches!(
+            decide(&facts),
+            Decision::Refuse {
+                reason: Reason::NamespaceNotSelected,
+                ..
+            }
+        ));
+        let mut asking = lease.clone();
+        asking
+            .annotations_mut()
+            .insert(RENEW_ANNOTATION.into(), "1".into());
+        let record = record();
+        let active = LeaseFacts {
+            lease: &asking,
+            secret: SecretState::Intact,
+            record: Some(&record),
+            resolved: None,
+            ..facts
+        };
+        assert!(
+            matches!(decide(&active), Decision::RenewDeclined { ref request, .. } if request == "1"),
+            "a renewal is declined, the credential keeps its deadline"
+        );
+        let auto = lease.clone();
+        let mut auto = auto;
+        auto.spec.auto_renew = true;
+        let auto_facts = LeaseFacts {
+            lease: &auto,
+            ..active
+        };
+        assert_eq!(
+            decide(&auto_facts),
+            Decision::Hold {
+                until: record.expires_at()
+            }
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The two controllers and the watches they share.
 
+mod app_credential;
 mod backoff;
 pub mod claim_record;
 mod claims;
@@ -14,6 +15,7 @@ mod lease;
 pub mod lease_decision;
 mod lease_locks;
 mod lease_status;
+mod pool;
 mod reaper;
 mod reasons;
 mod revocation;
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, future};
 use k8s_openapi::api::coordination::v1::Lease as Claim;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -39,11 +41,14 @@ pub use claims::{CLAIM_FINALIZER, Claims, HeldClaim, claim_name};
 pub use context::Context;
 pub use credential_copies::{CREDENTIAL_COPY_LABEL, copy_name};
 pub use error::Error;
+use pool::{Pool, PoolKey, PoolStores};
 use reaper::{ReaperHandle, ReaperInput};
 pub use reasons::Reason;
 use triggers::{lease_relevant_changes, owners_of_touched, released_users};
 
-use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase};
+use crate::api::{
+    Cloud, ClusterEntraDynamicSecret, EntraDynamicSecret, EntraLease, LeasePhase, PoolKind,
+};
 use crate::graph::{EndpointOverrides, GraphClient};
 use crate::health::Readiness;
 use crate::metrics::{LeaseLabels, PoolLabels, Snapshot, metrics};
@@ -63,6 +68,8 @@ pub struct Settings {
     pub instance: Option<String>,
     /// Set once the caches are synced and reconciles run.
     pub readiness: Arc<Readiness>,
+    /// The clouds pools may issue in.
+    pub allowed_clouds: Vec<Cloud>,
 }
 
 fn namespaced<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -87,12 +94,17 @@ pub async fn run(
     // Shared watches: one stream per kind feeds both the caches the reconcilers read and the
     // controllers' triggers.
     let (pools, pool_writer) = reflector::store_shared::<EntraDynamicSecret>(1024);
+    let (cluster_pools, cluster_pool_writer) =
+        reflector::store_shared::<ClusterEntraDynamicSecret>(1024);
+    let (namespaces, namespace_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
     let (secrets, mut secret_writer) = index::index::<SecretSummary>();
     let (claim_cache, mut claim_writer) = index::index::<HeldClaim>();
     let (reaper, reaper_inputs) = ReaperHandle::channel();
     let (resolved_pools, pools_resolved) = futures::channel::mpsc::unbounded();
     let pool_events = pool_writer.subscribe().expect("a shared store");
     let pool_events_for_leases = pool_writer.subscribe().expect("a shared store");
+    let cluster_pool_events = cluster_pool_writer.subscribe().expect("a shared store");
+    let cluster_pool_events_for_leases = cluster_pool_writer.subscribe().expect("a shared store");
 
     let pool_watch = watcher(
         namespaced::<EntraDynamicSecret>(&client, &watch_namespace),
@@ -102,6 +114,35 @@ pub async fn run(
     .modify(drop_managed_fields)
     .reflect_shared(pool_writer)
     .for_each(|_| future::ready(()));
+    let cluster_pool_watch = watcher(
+        Api::<ClusterEntraDynamicSecret>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .backoff(watch_backoff())
+    .modify(drop_managed_fields)
+    .reflect_shared(cluster_pool_writer)
+    .for_each(|_| future::ready(()));
+    // Namespaces' labels decide which cluster pools serve them: a change wakes the namespace's
+    // leases of cluster pools (the lease controller subscribes below).
+    let (namespace_changes_tx, namespace_changes) = futures::channel::mpsc::unbounded();
+    let namespace_watch = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .backoff(watch_backoff())
+    .modify(drop_managed_fields)
+    .reflect(namespace_writer)
+    .touched_objects()
+    .for_each(move |namespace| {
+        if let Ok(namespace) = namespace {
+            let _ = namespace_changes_tx.unbounded_send(namespace.name_any());
+        }
+        future::ready(())
+    });
+    let pool_stores = PoolStores {
+        namespaced: pools.clone(),
+        cluster: cluster_pools.clone(),
+    };
     // A change of a lease's Secret (edited, deleted) triggers the lease from the watch that
     // feeds the Secret cache, after the cache has it: a trigger from a watch of its own could
     // come first, and the reconcile would judge the Secret as it was.
@@ -145,6 +186,7 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
+        watch_namespace: watch_namespace.clone(),
         graph: settings.graph,
         endpoints: settings.endpoints,
         claims,
@@ -153,7 +195,9 @@ pub async fn run(
             &settings.claims_namespace,
         ),
         events: events::Events::new(client.clone(), reporter),
-        pools: pools.clone(),
+        pools: pool_stores.clone(),
+        namespaces: namespaces.clone(),
+        allowed_clouds: settings.allowed_clouds.clone(),
         secrets: secrets.clone(),
         claim_cache: claim_cache.clone(),
         validations: Default::default(),
@@ -218,7 +262,7 @@ pub async fn run(
         .for_each(|_| future::ready(()));
     let leases =
         Controller::for_stream(lease_events, lease_store.clone()).with_config(config.clone());
-    let (snapshot_leases, snapshot_pools) = (lease_store.clone(), pools.clone());
+    let (snapshot_leases, snapshot_pools) = (lease_store.clone(), pool_stores.clone());
     let (snapshot_claims, claims_namespace) =
         (claim_cache.clone(), settings.claims_namespace.clone());
     metrics().set_snapshot_source(move || {
@@ -231,8 +275,9 @@ pub async fn run(
     });
     let leases_of_pool = lease_store.clone();
     let leases_of_resolved_pool = lease_store.clone();
+    let leases_of_namespace = lease_store.clone();
     let waiting_leases = lease_store.clone();
-    let pools_of_waiting = pools.clone();
+    let pools_of_waiting = pool_stores.clone();
     // Claims trigger through a watch of its own: shared streams skip deletions, and a released
     // claim is exactly what waiting leases must see. The metadata is enough to trigger.
     let released_users = released_users(
@@ -247,26 +292,40 @@ pub async fn run(
         let woken = waiting.wake_for(&released, waiting_leases.state(), &pools_of_waiting);
         futures::stream::iter(woken)
     });
+    let pool_changes = futures::stream::select(
+        pool_events_for_leases.map(Pool::Namespaced),
+        cluster_pool_events_for_leases.map(Pool::Cluster),
+    );
     let lease_controller = leases
         .reconcile_on(secret_changes)
-        .watches_shared_stream(
-            lease_relevant_changes(pool_events_for_leases),
-            move |pool: Arc<EntraDynamicSecret>| {
-                leases_of(&leases_of_pool, &ObjectRef::from(pool.as_ref()), |_| true)
-            },
-        )
+        .reconcile_on(lease_relevant_changes(pool_changes).flat_map(move |pool| {
+            futures::stream::iter(leases_of(&leases_of_pool, &pool.key(), |_| true))
+        }))
+        // A namespace's labels changed: its leases of cluster pools are judged again.
+        .reconcile_on(namespace_changes.flat_map(move |namespace: String| {
+            futures::stream::iter(
+                leases_of_namespace
+                    .state()
+                    .into_iter()
+                    .filter(|lease| {
+                        lease.namespace().as_deref() == Some(namespace.as_str())
+                            && lease.spec.dynamic_secret_ref.kind
+                                == PoolKind::ClusterEntraDynamicSecret
+                    })
+                    .map(|lease| ObjectRef::from(lease.as_ref()))
+                    .collect::<Vec<_>>(),
+            )
+        }))
         // A released user wakes the leases waiting for a user of a pool that lists it.
         .reconcile_on(wake_waiting)
         // A pool whose users were just resolved wakes its leases that hold no credential yet.
-        .reconcile_on(
-            pools_resolved.flat_map(move |pool: ObjectRef<EntraDynamicSecret>| {
-                futures::stream::iter(leases_of(
-                    &leases_of_resolved_pool,
-                    &pool,
-                    triggers::is_pending,
-                ))
-            }),
-        )
+        .reconcile_on(pools_resolved.flat_map(move |pool: PoolKey| {
+            futures::stream::iter(leases_of(
+                &leases_of_resolved_pool,
+                &pool,
+                triggers::is_pending,
+            ))
+        }))
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |lease, ctx| {
@@ -295,7 +354,7 @@ pub async fn run(
     let pools_by_secret = pools.clone();
     let pools_for_readiness = pools.clone();
     let pool_controller = Controller::for_shared_stream(pool_events, pools)
-        .with_config(config)
+        .with_config(config.clone())
         .watches_stream(client_secret_changes, move |secret| {
             let namespace = secret.namespace();
             let name = secret.name_any();
@@ -303,16 +362,16 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(move |pool| {
-                    pool.namespace() == namespace && pool.spec.client_secret_ref.name == name
+                    pool.namespace() == namespace && pool.spec.credential_secret() == Some(&name)
                 })
                 .map(|pool| ObjectRef::from(pool.as_ref()))
         })
         .watches_stream(claim_changes, |claim| {
-            let pool = claim.annotations().get(claims::POOL_ANNOTATION)?.clone();
-            let (namespace, name) = pool.split_once('/')?;
-            Some(ObjectRef::<EntraDynamicSecret>::new(name).within(namespace))
+            let pool = claim.annotations().get(claims::POOL_ANNOTATION)?;
+            let key = PoolKey::from_annotation(pool)?;
+            Some(ObjectRef::<EntraDynamicSecret>::new(&key.name).within(key.namespace.as_ref()?))
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             |pool, ctx| {
                 let key = failure_key(pool.as_ref());
@@ -327,6 +386,15 @@ pub async fn run(
             ctx.clone(),
         )
         .for_each(|_| future::ready(()));
+    let cluster_pool_controller = cluster_pool_controller(
+        &client,
+        &settings.claims_namespace,
+        cluster_pool_events,
+        cluster_pools.clone(),
+        config,
+        shutdown.clone(),
+        ctx.clone(),
+    );
 
     // Reconciles read the caches, so they start once every cache has its first full list: a lease
     // must never be judged against a dynamic secret or a claim the cache has not loaded yet.
@@ -335,12 +403,14 @@ pub async fn run(
     let sweeper_task = sweep_credential_copies(ctx.clone());
     let reaper_task = reaper::run(ctx, lease_store.clone(), reaper, reaper_inputs);
     let controllers = async move {
-        let (a, b, c) = tokio::join!(
+        let (a, b, c, d, e) = tokio::join!(
             pools_ready.wait_until_ready(),
+            cluster_pools.wait_until_ready(),
+            namespaces.wait_until_ready(),
             secrets.wait_until_ready(),
             claim_cache.wait_until_ready()
         );
-        if a.is_err() || b.is_err() || c.is_err() {
+        if a.is_err() || b.is_err() || c.is_err() || d.is_err() || e.is_err() {
             return;
         }
         tracing::info!("caches synced; reconciling");
@@ -348,7 +418,7 @@ pub async fn run(
         // The reaper stops with the controllers (on shutdown): an interrupted reap is repeated
         // by the next leader, as after a crash.
         tokio::select! {
-            _ = future::join3(lease_controller, revocation_controller, pool_controller) => {}
+            _ = future::join4(lease_controller, revocation_controller, pool_controller, cluster_pool_controller) => {}
             _ = reaper_task => {}
             _ = sweeper_task => {}
         }
@@ -356,6 +426,8 @@ pub async fn run(
     tokio::select! {
         _ = controllers => {}
         _ = pool_watch => tracing::error!("the dynamic secret watch ended"),
+        _ = cluster_pool_watch => tracing::error!("the cluster dynamic secret watch ended"),
+        _ = namespace_watch => tracing::error!("the namespace watch ended"),
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
@@ -364,19 +436,76 @@ pub async fn run(
 /// The leases of `pool` (from the lease cache) that match `wanted`.
 fn leases_of(
     leases: &reflector::Store<EntraLease>,
-    pool: &ObjectRef<EntraDynamicSecret>,
+    pool: &PoolKey,
     wanted: impl Fn(&EntraLease) -> bool,
 ) -> Vec<ObjectRef<EntraLease>> {
     leases
         .state()
         .into_iter()
         .filter(|lease| {
-            lease.namespace() == pool.namespace
-                && lease.spec.dynamic_secret_ref.name == pool.name
-                && wanted(lease)
+            let namespace = lease.namespace().unwrap_or_default();
+            PoolKey::of_lease(&namespace, &lease.spec.dynamic_secret_ref) == *pool && wanted(lease)
         })
         .map(|lease| ObjectRef::from(lease.as_ref()))
         .collect()
+}
+
+/// The controller of cluster pools: re-validated when their credential (a Secret in the
+/// operator's namespace) or one of their claims changes.
+fn cluster_pool_controller(
+    client: &Client,
+    operator_namespace: &str,
+    events: impl futures::Stream<Item = Arc<ClusterEntraDynamicSecret>> + Send + 'static,
+    pools: reflector::Store<ClusterEntraDynamicSecret>,
+    config: ControllerConfig,
+    shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
+    ctx: Arc<Context>,
+) -> impl future::Future<Output = ()> {
+    let credential_changes = watcher(
+        Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), operator_namespace),
+        watcher::Config::default(),
+    )
+    .backoff(watch_backoff())
+    .touched_objects();
+    let claim_changes = watcher(
+        Api::<PartialObjectMeta<Claim>>::namespaced(client.clone(), operator_namespace),
+        watcher::Config::default().labels(&Claims::selector()),
+    )
+    .backoff(watch_backoff())
+    .touched_objects();
+    let pools_by_secret = pools.clone();
+    Controller::for_shared_stream(events, pools)
+        .with_config(config)
+        .watches_stream(credential_changes, move |secret| {
+            let name = secret.name_any();
+            pools_by_secret
+                .state()
+                .into_iter()
+                .filter(move |pool| pool.spec.credential_secret() == Some(&name))
+                .map(|pool| ObjectRef::from(pool.as_ref()))
+        })
+        .watches_stream(claim_changes, |claim| {
+            let pool = claim.annotations().get(claims::POOL_ANNOTATION)?;
+            let key = PoolKey::from_annotation(pool)?;
+            key.namespace
+                .is_none()
+                .then(|| ObjectRef::<ClusterEntraDynamicSecret>::new(&key.name))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |pool, ctx| {
+                let key = failure_key(pool.as_ref());
+                timed(
+                    "cluster_dynamic_secret",
+                    key,
+                    ctx.clone(),
+                    dynamic_secret::reconcile_cluster(pool, ctx),
+                )
+            },
+            error_policy::<ClusterEntraDynamicSecret>,
+            ctx,
+        )
+        .for_each(|_| future::ready(()))
 }
 
 /// How often the credential copies nobody needs are looked for.
@@ -407,7 +536,7 @@ fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
 /// The metrics that describe the current state, read from the caches at scrape time.
 fn snapshot(
     leases: &reflector::Store<EntraLease>,
-    pools: &reflector::Store<EntraDynamicSecret>,
+    pools: &PoolStores,
     claims: &index::Index<HeldClaim>,
     claims_namespace: &str,
 ) -> Snapshot {
@@ -444,8 +573,10 @@ fn snapshot(
         })
         .collect();
     let mut pool_users = Vec::new();
-    for pool in pools.state() {
-        let Some(status) = &pool.status else { continue };
+    for pool in pools.all() {
+        let Some(status) = pool.status() else {
+            continue;
+        };
         let unleasable = status.users.iter().filter(|u| u.problem.is_some()).count() as i64;
         for (state, count) in [
             ("available", i64::from(status.available)),
@@ -453,7 +584,7 @@ fn snapshot(
             ("unleasable", unleasable),
         ] {
             let labels = PoolLabels {
-                namespace: pool.namespace().unwrap_or_default(),
+                namespace: pool.metadata().namespace.clone().unwrap_or_default(),
                 dynamic_secret: pool.name_any(),
                 state: state.to_owned(),
             };

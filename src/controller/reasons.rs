@@ -27,6 +27,7 @@ pub enum Reason {
     UserNotInPool,
     UserNotLeasable,
     SecretConflict,
+    NamespaceNotSelected,
     // A dynamic secret.
     Ready,
     ClientSecretNotFound,
@@ -35,6 +36,7 @@ pub enum Reason {
     SomeUsersNotLeasable,
     AllUsersLeasable,
     LeasesEnding,
+    CloudNotAllowed,
 }
 
 impl Reason {
@@ -59,6 +61,7 @@ impl Reason {
             Reason::UserNotInPool => "UserNotInPool",
             Reason::UserNotLeasable => "UserNotLeasable",
             Reason::SecretConflict => "SecretConflict",
+            Reason::NamespaceNotSelected => "NamespaceNotSelected",
             Reason::Ready => "Ready",
             Reason::ClientSecretNotFound => "ClientSecretNotFound",
             Reason::ClientSecretUnreadable => "ClientSecretUnreadable",
@@ -66,6 +69,7 @@ impl Reason {
             Reason::SomeUsersNotLeasable => "SomeUsersNotLeasable",
             Reason::AllUsersLeasable => "AllUsersLeasable",
             Reason::LeasesEnding => "LeasesEnding",
+            Reason::CloudNotAllowed => "CloudNotAllowed",
         }
     }
 }

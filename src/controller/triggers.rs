@@ -11,11 +11,12 @@ use k8s_openapi::api::coordination::v1::Lease as Claim;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::claims;
-use crate::api::{EntraDynamicSecret, EntraLease, LeasePhase};
+use super::pool::{Pool, PoolKey, PoolStores};
+use crate::api::{EntraLease, LeasePhase};
 
 /// The leases owning the Secrets a watch event applied or deleted.
 pub(super) fn owners_of_touched(
@@ -81,43 +82,38 @@ pub(super) fn is_pending(lease: &EntraLease) -> bool {
     lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Pending)
 }
 
-/// Whether the lease's dynamic secret lists the user (by object id), however it was configured.
-pub(super) fn lists_user(
-    pools: &reflector::Store<EntraDynamicSecret>,
-    lease: &EntraLease,
-    user_id: &str,
-) -> bool {
-    let Some(namespace) = lease.namespace() else {
-        return false;
-    };
-    let key = ObjectRef::new(&lease.spec.dynamic_secret_ref.name).within(&namespace);
-    pools.get(&key).is_some_and(|pool| {
-        pool.status.iter().flat_map(|s| &s.users).any(|u| {
+/// Whether the lease's pool lists the user (by object id), however it was configured.
+pub(super) fn lists_user(pools: &PoolStores, lease: &EntraLease, user_id: &str) -> bool {
+    pools.of_lease(lease).is_some_and(|pool| {
+        pool.status().iter().flat_map(|s| &s.users).any(|u| {
             u.id.as_deref()
                 .is_some_and(|id| id.eq_ignore_ascii_case(user_id))
         })
     })
 }
 
-/// The dynamic secret changes its leases depend on: its spec, readiness, deletion and resolved
-/// users, not the counts and holders that every issue and release rewrites. Without this filter
-/// each claim would wake every lease of the pool.
+/// The pool changes its leases depend on: its spec, readiness, deletion and resolved users, not
+/// the counts and holders that every issue and release rewrites. Without this filter each claim
+/// would wake every lease of the pool.
 pub(super) fn lease_relevant_changes(
-    pools: impl futures::Stream<Item = Arc<EntraDynamicSecret>> + Send + 'static,
-) -> impl futures::Stream<Item = Arc<EntraDynamicSecret>> + Send + 'static {
-    let mut seen: HashMap<ObjectRef<EntraDynamicSecret>, u64> = HashMap::new();
+    pools: impl futures::Stream<Item = Pool> + Send + 'static,
+) -> impl futures::Stream<Item = Pool> + Send + 'static {
+    let mut seen: HashMap<PoolKey, u64> = HashMap::new();
     pools.filter(move |pool| {
         let fingerprint = lease_relevant_fingerprint(pool);
-        let changed = seen.insert(ObjectRef::from(pool.as_ref()), fingerprint) != Some(fingerprint);
+        let changed = seen.insert(pool.key(), fingerprint) != Some(fingerprint);
         future::ready(changed)
     })
 }
 
-fn lease_relevant_fingerprint(pool: &EntraDynamicSecret) -> u64 {
+fn lease_relevant_fingerprint(pool: &Pool) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    pool.metadata.generation.hash(&mut hasher);
-    pool.metadata.deletion_timestamp.is_some().hash(&mut hasher);
-    if let Some(status) = &pool.status {
+    pool.metadata().generation.hash(&mut hasher);
+    pool.metadata()
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
+    if let Some(status) = pool.status() {
         status.observed_generation.hash(&mut hasher);
         for condition in status.conditions.iter().filter(|c| c.type_ == "Ready") {
             condition.status.hash(&mut hasher);
@@ -154,7 +150,7 @@ impl WaitingLeases {
         &mut self,
         released: &Released,
         leases: Vec<Arc<EntraLease>>,
-        pools: &reflector::Store<EntraDynamicSecret>,
+        pools: &PoolStores,
     ) -> Vec<ObjectRef<EntraLease>> {
         let waiting: Vec<(ObjectRef<EntraLease>, Arc<EntraLease>)> = leases
             .into_iter()
@@ -195,11 +191,12 @@ impl WaitingLeases {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DynamicSecretStatus, LeaseStatus, PoolUser};
+    use crate::api::{DynamicSecretStatus, EntraDynamicSecret, LeaseStatus, PoolUser};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::runtime::reflector;
     use std::collections::HashSet;
 
-    fn pool_of(ids: &[&str]) -> reflector::Store<EntraDynamicSecret> {
+    fn pool_of(ids: &[&str]) -> PoolStores {
         let mut pool = EntraDynamicSecret::new("pool", crate::fixtures::pool_spec(ids));
         pool.metadata.namespace = Some("team".into());
         pool.status = Some(DynamicSecretStatus {
@@ -213,9 +210,13 @@ mod tests {
                 .collect(),
             ..DynamicSecretStatus::default()
         });
-        let (store, mut writer) = reflector::store();
+        let (namespaced, mut writer) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Apply(pool));
-        store
+        let (cluster, _) = reflector::store();
+        PoolStores {
+            namespaced,
+            cluster,
+        }
     }
 
     /// A lease of the pool, created `age` seconds before the others, in `phase`.
