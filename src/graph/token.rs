@@ -389,7 +389,9 @@ mod tests {
     use reqwest::StatusCode;
 
     use super::*;
+    use crate::graph::certificate::{AssertionAlgorithm, CertificateCredential};
     use crate::graph::cloud::{Cloud, Endpoints};
+    use crate::graph::federated::{FederatedTokenFile, FederatedTokenSource};
 
     fn token_response(status: u16, body: &str) -> RawResponse {
         RawResponse {
@@ -408,6 +410,210 @@ mod tests {
             "00000000-0000-0000-0000-000000000001",
             SecretString::from(secret),
         )
+    }
+
+    fn app_with(credential: ClientCredential) -> AppCredentials {
+        AppCredentials::new(
+            Endpoints::for_cloud(Cloud::AzurePublic),
+            "Contoso.onmicrosoft.com",
+            "00000000-0000-0000-0000-000000000001",
+            credential,
+        )
+    }
+
+    fn certificate(cert_pem: &[u8]) -> ClientCredential {
+        let credential = CertificateCredential::from_pem(
+            cert_pem,
+            include_bytes!("testdata/rsa.key"),
+            AssertionAlgorithm::Ps256,
+            "2026-06-01T00:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
+        ClientCredential::Certificate(Arc::new(credential))
+    }
+
+    fn federated(path: &str) -> ClientCredential {
+        ClientCredential::Federated(Arc::new(FederatedTokenFile::new(path)))
+    }
+
+    /// A federated source that hands out one fixed token.
+    #[derive(Debug)]
+    struct FixedToken;
+
+    impl FederatedTokenSource for FixedToken {
+        fn identity(&self) -> String {
+            "serviceaccount:entra-operator/pool-a".into()
+        }
+
+        fn token(&self) -> futures::future::BoxFuture<'_, Result<SecretString, GraphError>> {
+            Box::pin(async { Ok(SecretString::from("federated.service-account.token")) })
+        }
+    }
+
+    async fn form_of(app: &AppCredentials) -> Vec<(String, String)> {
+        let url = token_url(app).unwrap();
+        let proof = ClientProof::of(app, &url).await.unwrap();
+        token_form(app, &proof)
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    fn names(form: &[(String, String)]) -> Vec<&str> {
+        form.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+        &form.iter().find(|(field, _)| field == name).unwrap().1
+    }
+
+    #[tokio::test]
+    async fn a_secret_is_sent_as_client_secret() {
+        let form = form_of(&app("the-secret-value")).await;
+        assert_eq!(
+            names(&form),
+            ["client_id", "client_secret", "scope", "grant_type"]
+        );
+        assert_eq!(field(&form, "client_secret"), "the-secret-value");
+        assert_eq!(field(&form, "grant_type"), "client_credentials");
+    }
+
+    #[tokio::test]
+    async fn certificates_and_federated_tokens_are_sent_as_jwt_bearer_assertions() {
+        let certificate_app = app_with(certificate(include_bytes!("testdata/rsa.crt")));
+        let federated_app = app_with(ClientCredential::Federated(Arc::new(FixedToken)));
+        for app in [&certificate_app, &federated_app] {
+            let form = form_of(app).await;
+            assert_eq!(
+                names(&form),
+                [
+                    "client_id",
+                    "client_assertion_type",
+                    "client_assertion",
+                    "scope",
+                    "grant_type"
+                ]
+            );
+            assert_eq!(
+                field(&form, "client_assertion_type"),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            );
+            assert_eq!(field(&form, "client_id"), app.client_id());
+            assert_eq!(
+                field(&form, "scope"),
+                "https://graph.microsoft.com/.default"
+            );
+        }
+        let federated_form = form_of(&federated_app).await;
+        assert_eq!(
+            field(&federated_form, "client_assertion"),
+            "federated.service-account.token"
+        );
+        // The certificate's assertion is a JWT for this token endpoint.
+        let certificate_form = form_of(&certificate_app).await;
+        let assertion = field(&certificate_form, "client_assertion");
+        let claims = assertion.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["aud"], token_url(&certificate_app).unwrap().as_str());
+    }
+
+    #[test]
+    fn a_certificate_is_keyed_by_its_thumbprint() {
+        let cache = TokenCache::new();
+        let key = cache.key(&app_with(certificate(include_bytes!("testdata/rsa.crt"))));
+        let ClientCredential::Certificate(loaded) = certificate(include_bytes!("testdata/rsa.crt"))
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            key.credential_fingerprint,
+            CredentialFingerprint::Certificate(loaded.thumbprint_sha256().to_owned())
+        );
+        // The same leaf, sent with its chain, is the same credential.
+        let chain = cache.key(&app_with(certificate(include_bytes!("testdata/chain.crt"))));
+        assert_eq!(key, chain);
+        // A renewed certificate for the same key gets its own token.
+        let rotated = cache.key(&app_with(certificate(include_bytes!(
+            "testdata/rotated.crt"
+        ))));
+        assert_ne!(key, rotated);
+    }
+
+    #[test]
+    fn a_federated_source_is_keyed_by_its_identity() {
+        let cache = TokenCache::new();
+        let path = "/var/run/secrets/azure/tokens/azure-identity-token";
+        let key = cache.key(&app_with(federated(path)));
+        assert_eq!(
+            key.credential_fingerprint,
+            CredentialFingerprint::Federated(format!("file:{path}"))
+        );
+        assert_eq!(key, cache.key(&app_with(federated(path))));
+        assert_ne!(key, cache.key(&app_with(federated("/elsewhere/token"))));
+    }
+
+    #[test]
+    fn refused_assertions_map_on_the_aadsts_number() {
+        let assertion = certificate(include_bytes!("testdata/rsa.crt"));
+        let cases = [
+            (
+                401,
+                r#"{"error":"invalid_client","error_codes":[700027]}"#,
+                "InvalidClientAssertion",
+            ),
+            (
+                401,
+                r#"{"error":"invalid_client","error_codes":[700024]}"#,
+                "ClientAssertionExpired",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request","error_codes":[70021]}"#,
+                "FederatedCredentialNotFound",
+            ),
+            (
+                401,
+                r#"{"error":"invalid_client","error_codes":[7002138]}"#,
+                "FederatedCredentialNotFound",
+            ),
+            // Any other refusal of the client is about the assertion, never a secret.
+            (
+                401,
+                r#"{"error":"invalid_client","error_codes":[7000215]}"#,
+                "InvalidClientAssertion",
+            ),
+            (
+                400,
+                r#"{"error":"unauthorized_client","error_codes":[700016]}"#,
+                "UnknownApplication",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request","error_codes":[90002]}"#,
+                "UnknownTenant",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request","error_codes":[900144]}"#,
+                "TokenRequestFailed",
+            ),
+        ];
+        for (status, body, reason) in cases {
+            let error = token_error(&token_response(status, body), &assertion);
+            assert_eq!(error.reason(), reason, "{body}");
+            assert!(error.diagnostics().unwrap().aadsts.is_some());
+        }
+        // A secret's refusal stays a secret's, whatever the number.
+        let secret = app("x");
+        let body = r#"{"error":"invalid_client","error_codes":[700027]}"#;
+        assert_eq!(
+            token_error(&token_response(401, body), secret.credential()).reason(),
+            "InvalidClientSecret"
+        );
     }
 
     #[test]
