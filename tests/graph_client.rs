@@ -624,7 +624,10 @@ async fn unmatched_federated_credential_is_reported_as_such_without_the_token() 
     assert!(!error.is_transient());
     assert_eq!(error.diagnostics().unwrap().aadsts, Some(70021));
     assert_eq!(endpoint.requests().len(), 1);
-    assert!(error.to_string().contains("system:serviceaccount"), "{error}");
+    assert!(
+        error.to_string().contains("system:serviceaccount"),
+        "{error}"
+    );
     for shown in [error.to_string(), format!("{error:?}")] {
         assert!(!shown.contains(FEDERATED_TOKEN), "{shown}");
     }
