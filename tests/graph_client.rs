@@ -1,7 +1,9 @@
 //! The Graph client against the Entra emulator: every error class, token caching, retries and
 //! their bounds, user addressing, password writes, and that no secret reaches Debug or logs.
+//! Client assertions (certificate, workload identity) against a stand-in token endpoint.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,10 +13,13 @@ use entra_emulator::sample::{
 };
 use entra_emulator::{Config, Emulator, Fault, FaultPlan, Operation};
 use entra_operator::graph::{
-    AppCredentials, Cloud, EndpointOverrides, Endpoints, GraphClient, GraphClientConfig,
-    GraphError, NotLeasable, RetryPolicy, TransientKind,
+    AppCredentials, AssertionAlgorithm, CertificateCredential, ClientCredential, Cloud,
+    EndpointOverrides, Endpoints, FederatedTokenFile, FederatedTokenSource, GraphClient,
+    GraphClientConfig, GraphError, NotLeasable, RetryPolicy, TransientKind,
 };
 use entra_operator::sensitive::SecretString;
+use futures::future::BoxFuture;
+use k8s_openapi::jiff::Timestamp;
 
 const RESET_ROLE: &str = "User Administrator";
 
@@ -433,6 +438,220 @@ async fn unauthorized_with_a_fresh_token_is_reported_not_looped() {
     let counters = emulator.counters();
     assert_eq!(counters.token_requests, 2);
     assert_eq!(counters.operation_status(Operation::GetUser, 401), 2);
+}
+
+// ---- client assertions (certificate, workload identity) ----
+// The emulator does not check assertions yet: a stand-in token endpoint records each form.
+
+const TEST_CERT: &[u8] = include_bytes!("../src/graph/testdata/rsa.crt");
+const TEST_KEY: &[u8] = include_bytes!("../src/graph/testdata/rsa.key");
+const FEDERATED_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.service-account.token";
+
+type Form = Vec<(String, String)>;
+
+/// A token endpoint that records each request's path and form and gives every one `answer`.
+struct RecordingTokenEndpoint {
+    base_url: String,
+    requests: Arc<Mutex<Vec<(String, Form)>>>,
+}
+
+impl RecordingTokenEndpoint {
+    async fn start(status: u16, answer: &'static str) -> Self {
+        let requests: Arc<Mutex<Vec<(String, Form)>>> = Arc::default();
+        let recorded = Arc::clone(&requests);
+        let router = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+            let form = url::form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
+            recorded.lock().unwrap().push((uri.path().to_owned(), form));
+            async move {
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [("content-type", "application/json")],
+                    answer,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { base_url, requests }
+    }
+
+    async fn issuing_tokens() -> Self {
+        Self::start(
+            200,
+            r#"{"token_type":"Bearer","expires_in":3599,"access_token":"issued"}"#,
+        )
+        .await
+    }
+
+    fn app(&self, credential: ClientCredential) -> AppCredentials {
+        let overrides = EndpointOverrides::parse(Some(&self.base_url), Some(&self.base_url))
+            .expect("loopback URL");
+        AppCredentials::new(
+            Endpoints::resolve(Cloud::AzurePublic, &overrides),
+            TENANT_DOMAIN,
+            CLIENT_ID,
+            credential,
+        )
+    }
+
+    fn requests(&self) -> Vec<(String, Form)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn form_field<'a>(form: &'a Form, name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(field, _)| field == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn test_certificate() -> ClientCredential {
+    let certificate = CertificateCredential::from_pem(
+        TEST_CERT,
+        TEST_KEY,
+        AssertionAlgorithm::Ps256,
+        Timestamp::now(),
+    )
+    .expect("the test certificate loads");
+    ClientCredential::Certificate(Arc::new(certificate))
+}
+
+/// A federated source that counts how often it is asked.
+#[derive(Debug, Default)]
+struct CountingTokenSource {
+    calls: AtomicUsize,
+}
+
+impl FederatedTokenSource for CountingTokenSource {
+    fn identity(&self) -> String {
+        "serviceaccount:entra-operator/pool-a".into()
+    }
+
+    fn token(&self) -> BoxFuture<'_, Result<SecretString, GraphError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(SecretString::from(FEDERATED_TOKEN)) })
+    }
+}
+
+#[tokio::test]
+async fn certificate_sends_a_signed_assertion_for_the_token_endpoint_instead_of_a_secret() {
+    let endpoint = RecordingTokenEndpoint::issuing_tokens().await;
+    client()
+        .check_credentials(&endpoint.app(test_certificate()))
+        .await
+        .unwrap();
+    let requests = endpoint.requests();
+    let [(path, form)] = requests.as_slice() else {
+        panic!("one token request: {requests:?}");
+    };
+    assert_eq!(form_field(form, "client_secret"), None);
+    assert_eq!(
+        form_field(form, "client_assertion_type"),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert_eq!(form_field(form, "client_id"), Some(CLIENT_ID));
+    assert_eq!(form_field(form, "grant_type"), Some("client_credentials"));
+    let assertion = form_field(form, "client_assertion").unwrap();
+    let parts: Vec<&str> = assertion.split('.').collect();
+    assert_eq!(parts.len(), 3, "{assertion}");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], format!("{}{path}", endpoint.base_url));
+    assert_eq!(claims["iss"], CLIENT_ID);
+}
+
+#[tokio::test]
+async fn federated_token_is_read_only_when_an_access_token_is_fetched() {
+    let endpoint = RecordingTokenEndpoint::issuing_tokens().await;
+    let source = Arc::new(CountingTokenSource::default());
+    let app = endpoint.app(ClientCredential::Federated(source.clone()));
+    let client = client();
+    for _ in 0..3 {
+        client.check_credentials(&app).await.unwrap();
+    }
+    assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+    let requests = endpoint.requests();
+    assert_eq!(requests.len(), 1);
+    let form = &requests[0].1;
+    assert_eq!(form_field(form, "client_assertion"), Some(FEDERATED_TOKEN));
+    assert_eq!(form_field(form, "client_secret"), None);
+}
+
+#[tokio::test]
+async fn federated_token_file_is_read_afresh_for_each_token_request() {
+    let endpoint = RecordingTokenEndpoint::issuing_tokens().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("azure-identity-token");
+    std::fs::write(&path, "first.projected.token").unwrap();
+    let app = endpoint.app(ClientCredential::Federated(Arc::new(
+        FederatedTokenFile::new(&path),
+    )));
+    client().check_credentials(&app).await.unwrap();
+    std::fs::write(&path, "rotated.projected.token").unwrap();
+    // A new client has an empty cache, so it must fetch: with the rotated file.
+    client().check_credentials(&app).await.unwrap();
+    let assertions: Vec<String> = endpoint
+        .requests()
+        .iter()
+        .filter_map(|(_, form)| form_field(form, "client_assertion").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        assertions,
+        ["first.projected.token", "rotated.projected.token"]
+    );
+}
+
+#[tokio::test]
+async fn unmatched_federated_credential_is_reported_as_such_without_the_token() {
+    let endpoint = RecordingTokenEndpoint::start(
+        400,
+        r#"{"error":"invalid_request","error_codes":[70021],"trace_id":"t-1","correlation_id":"c-1"}"#,
+    )
+    .await;
+    let source = Arc::new(CountingTokenSource::default());
+    let error = client()
+        .check_credentials(&endpoint.app(ClientCredential::Federated(source)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "FederatedCredentialNotFound");
+    assert_eq!(error.metric_label(), "federated_credential_not_found");
+    assert!(!error.is_transient());
+    assert_eq!(error.diagnostics().unwrap().aadsts, Some(70021));
+    assert_eq!(endpoint.requests().len(), 1);
+    assert!(
+        error.to_string().contains("system:serviceaccount"),
+        "{error}"
+    );
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(FEDERATED_TOKEN), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn refused_certificate_assertion_is_invalid_client_assertion() {
+    let endpoint = RecordingTokenEndpoint::start(
+        401,
+        r#"{"error":"invalid_client","error_codes":[700027],"trace_id":"t-1"}"#,
+    )
+    .await;
+    let error = client()
+        .check_credentials(&endpoint.app(test_certificate()))
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "InvalidClientAssertion");
+    let assertion = endpoint.requests()[0].1.clone();
+    let assertion = form_field(&assertion, "client_assertion")
+        .unwrap()
+        .to_owned();
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(&assertion), "{shown}");
+    }
 }
 
 // ---- retries ----

@@ -63,7 +63,14 @@ impl CredentialCopies {
     /// Call it only once `app` has obtained a token: no copy is made of an untested value.
     pub async fn keep(&self, cloud: Cloud, app: &AppCredentials) -> Result<AppIdentity, Error> {
         let _not_swept = self.sweep_guard.read().await;
-        let ClientCredential::Secret(value) = app.credential();
+        // Copies exist for client secrets only; other credentials are wired up separately.
+        let ClientCredential::Secret(value) = app.credential() else {
+            return Err(GraphError::Config(format!(
+                "a {} credential cannot be kept as a copy",
+                app.credential().kind()
+            ))
+            .into());
+        };
         let name = copy_name(cloud, app.tenant(), app.client_id(), value);
         let identity = AppIdentity {
             cloud,

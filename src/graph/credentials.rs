@@ -1,16 +1,40 @@
 //! Who the operator is when it calls Graph: one app registration in one tenant, and its credential.
 
+use std::sync::Arc;
+
 use crate::sensitive::SecretString;
 
+use super::certificate::CertificateCredential;
 use super::cloud::Endpoints;
+use super::federated::FederatedTokenSource;
 
-/// How the app proves its identity to the token endpoint.
-///
-/// Only client secrets exist today; workload identity federation would add a variant carrying a
-/// signed assertion (a projected service-account token) sent as `client_assertion`.
+/// How the app proves its identity to the token endpoint. `Debug` never shows a secret or key.
 #[derive(Clone, Debug)]
 pub enum ClientCredential {
+    /// A client secret's value, sent as `client_secret`.
     Secret(SecretString),
+    /// A certificate registered on the app: each token request sends a fresh assertion signed
+    /// with its key as `client_assertion`.
+    Certificate(Arc<CertificateCredential>),
+    /// Workload identity federation: a token from another issuer (a projected service-account
+    /// token) sent as `client_assertion`.
+    Federated(Arc<dyn FederatedTokenSource>),
+}
+
+impl ClientCredential {
+    /// `secret`, `certificate` or `federated`: for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientCredential::Secret(_) => "secret",
+            ClientCredential::Certificate(_) => "certificate",
+            ClientCredential::Federated(_) => "federated",
+        }
+    }
+
+    /// True when the token request carries a `client_assertion` rather than a secret.
+    pub fn is_assertion(&self) -> bool {
+        !matches!(self, ClientCredential::Secret(_))
+    }
 }
 
 /// An app registration's identity in a tenant: everything needed to get an app-only Graph token.
@@ -50,6 +74,34 @@ impl AppCredentials {
             tenant,
             client_id,
             ClientCredential::Secret(client_secret),
+        )
+    }
+
+    pub fn with_certificate(
+        endpoints: Endpoints,
+        tenant: impl Into<String>,
+        client_id: impl Into<String>,
+        certificate: Arc<CertificateCredential>,
+    ) -> Self {
+        Self::new(
+            endpoints,
+            tenant,
+            client_id,
+            ClientCredential::Certificate(certificate),
+        )
+    }
+
+    pub fn with_federated_token(
+        endpoints: Endpoints,
+        tenant: impl Into<String>,
+        client_id: impl Into<String>,
+        source: Arc<dyn FederatedTokenSource>,
+    ) -> Self {
+        Self::new(
+            endpoints,
+            tenant,
+            client_id,
+            ClientCredential::Federated(source),
         )
     }
 

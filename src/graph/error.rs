@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::certificate::CertificateProblem;
 use super::users::NotLeasable;
 
 /// Correlation data for one failed request: safe to show in conditions, events and logs.
@@ -109,6 +110,30 @@ pub enum GraphError {
     )]
     InvalidClientSecret(Diagnostics),
 
+    #[error(
+        "the token endpoint rejected the client assertion ({0}): for a certificate, check that \
+         this certificate (compare its thumbprint) is uploaded to this app's registration and \
+         has not expired there; for workload identity, check that Entra can fetch the issuer's \
+         OIDC discovery document and keys"
+    )]
+    InvalidClientAssertion(Diagnostics),
+
+    #[error(
+        "the token endpoint found the client assertion outside its valid time ({0}): check the \
+         clock of the operator's node, and for a service-account token that it is still fresh"
+    )]
+    ClientAssertionExpired(Diagnostics),
+
+    #[error(
+        "the app has no federated identity credential matching the service-account token ({0}): \
+         check the credential's issuer (the cluster's service-account issuer URL), subject \
+         (system:serviceaccount:<namespace>:<name>) and audience (api://AzureADTokenExchange)"
+    )]
+    FederatedCredentialNotFound(Diagnostics),
+
+    #[error("the client certificate cannot be used: {0}")]
+    Certificate(CertificateProblem),
+
     #[error("the token endpoint does not know the tenant ({0}): check tenantId and cloud")]
     UnknownTenant(Diagnostics),
 
@@ -190,6 +215,10 @@ impl GraphError {
         match self {
             GraphError::Config(_) => "InvalidConfiguration",
             GraphError::InvalidClientSecret(_) => "InvalidClientSecret",
+            GraphError::InvalidClientAssertion(_) => "InvalidClientAssertion",
+            GraphError::ClientAssertionExpired(_) => "ClientAssertionExpired",
+            GraphError::FederatedCredentialNotFound(_) => "FederatedCredentialNotFound",
+            GraphError::Certificate(problem) => problem.reason(),
             GraphError::UnknownTenant(_) => "UnknownTenant",
             GraphError::UnknownApplication(_) => "UnknownApplication",
             GraphError::TokenRequestFailed { .. } => "TokenRequestFailed",
@@ -210,6 +239,10 @@ impl GraphError {
         match self {
             GraphError::Config(_) => "invalid_configuration",
             GraphError::InvalidClientSecret(_) => "invalid_client_secret",
+            GraphError::InvalidClientAssertion(_) => "invalid_client_assertion",
+            GraphError::ClientAssertionExpired(_) => "client_assertion_expired",
+            GraphError::FederatedCredentialNotFound(_) => "federated_credential_not_found",
+            GraphError::Certificate(_) => "invalid_certificate",
             GraphError::UnknownTenant(_) => "unknown_tenant",
             GraphError::UnknownApplication(_) => "unknown_application",
             GraphError::TokenRequestFailed { .. } => "token_request_failed",
@@ -245,6 +278,9 @@ impl GraphError {
     pub fn diagnostics(&self) -> Option<&Diagnostics> {
         match self {
             GraphError::InvalidClientSecret(diagnostics)
+            | GraphError::InvalidClientAssertion(diagnostics)
+            | GraphError::ClientAssertionExpired(diagnostics)
+            | GraphError::FederatedCredentialNotFound(diagnostics)
             | GraphError::UnknownTenant(diagnostics)
             | GraphError::UnknownApplication(diagnostics)
             | GraphError::AccessTokenRejected(diagnostics)
@@ -255,7 +291,9 @@ impl GraphError {
             | GraphError::Unexpected { diagnostics, .. }
             | GraphError::MalformedResponse { diagnostics, .. } => Some(diagnostics),
             GraphError::TransientExhausted { last, .. } => Some(&last.diagnostics),
-            GraphError::Config(_) | GraphError::UserNotLeasable { .. } => None,
+            GraphError::Config(_)
+            | GraphError::Certificate(_)
+            | GraphError::UserNotLeasable { .. } => None,
         }
     }
 }

@@ -2,26 +2,31 @@
 //! needs, and the retry and error handling that lets callers see only answers they can act on.
 //!
 //! - `cloud`: which endpoints a tenant's cloud uses, and operator-level overrides.
-//! - `credentials`: an app's identity in a tenant.
+//! - `credentials`: an app's identity in a tenant, proven by a secret, a certificate
+//!   (`certificate`: signed client assertions) or a federated token (`federated`).
 //! - `token`: getting and caching access tokens.
 //! - `users`: reading users, revoking sessions, enabling and disabling accounts.
 //! - `passwords`: setting a password, and generating one that Entra accepts.
 //! - `retry` and `http`: one attempt, and trying again when that is worth it.
 //! - `error`: the one error type, with condition reasons and metric labels.
 
+mod certificate;
 mod client;
 mod cloud;
 mod credentials;
 mod error;
+mod federated;
 mod http;
 mod passwords;
 mod retry;
 mod token;
 mod users;
 
+pub use certificate::{AssertionAlgorithm, CertificateCredential, CertificateProblem};
 pub use client::{GraphClient, GraphClientConfig};
 pub use cloud::{Cloud, EndpointOverrides, Endpoints};
 pub use credentials::{AppCredentials, ClientCredential};
 pub use error::{Diagnostics, GraphError, TransientFailure, TransientKind};
+pub use federated::{FederatedTokenFile, FederatedTokenSource};
 pub use retry::RetryPolicy;
 pub use users::{GraphUser, NotLeasable};

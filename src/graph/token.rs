@@ -2,8 +2,10 @@
 //! credential) until a margin before expiry.
 //!
 //! Concurrent callers for the same key wait on one per-key lock, so a burst of reconciles costs
-//! one token request. The credential enters the key as a keyed hash (random keys per process),
-//! so a rotated secret gets a fresh token while the secret itself is never stored as a key.
+//! one token request. The credential enters the key by its identity, never its value: a secret
+//! as a keyed hash (random keys per process), a certificate by its thumbprint, a federated token
+//! by its source's name. So a rotated secret or certificate gets a fresh token, and a federated
+//! source is asked for an assertion only when a token must be fetched.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -19,7 +21,7 @@ use crate::sensitive::SecretString;
 
 use super::client::GraphClientConfig;
 use super::credentials::{AppCredentials, ClientCredential};
-use super::error::{GraphError, TokenErrorBody, TransientFailure, TransientKind};
+use super::error::{Diagnostics, GraphError, TokenErrorBody, TransientFailure, TransientKind};
 use super::http::{RawResponse, send_once};
 use super::retry::{Failure, with_retries};
 
@@ -48,14 +50,25 @@ impl AccessToken {
     }
 }
 
-/// Identifies one app's token. `Debug` shows the credential only as its keyed fingerprint.
+/// Identifies one app's token. `Debug` shows the credential only by its fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct TokenKey {
     authority: String,
     tenant: String,
     client_id: String,
     scope: String,
-    credential_fingerprint: u128,
+    credential_fingerprint: CredentialFingerprint,
+}
+
+/// A credential's identity: what changes when it is rotated, and never its value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum CredentialFingerprint {
+    /// A keyed hash of the secret.
+    Secret(u128),
+    /// The certificate's SHA-256 thumbprint.
+    Certificate(String),
+    /// The source's [`FederatedTokenSource::identity`](super::federated::FederatedTokenSource).
+    Federated(String),
 }
 
 type TokenSlot = Arc<tokio::sync::Mutex<Option<Arc<AccessToken>>>>;
@@ -132,17 +145,25 @@ impl TokenCache {
     }
 
     fn key(&self, app: &AppCredentials) -> TokenKey {
-        let secret = match app.credential() {
-            ClientCredential::Secret(secret) => secret.expose(),
+        let credential_fingerprint = match app.credential() {
+            ClientCredential::Secret(secret) => {
+                let high = self.fingerprint_keys.0.hash_one(secret.expose());
+                let low = self.fingerprint_keys.1.hash_one(secret.expose());
+                CredentialFingerprint::Secret((u128::from(high) << 64) | u128::from(low))
+            }
+            ClientCredential::Certificate(certificate) => {
+                CredentialFingerprint::Certificate(certificate.thumbprint_sha256().to_owned())
+            }
+            ClientCredential::Federated(source) => {
+                CredentialFingerprint::Federated(source.identity())
+            }
         };
-        let high = self.fingerprint_keys.0.hash_one(secret);
-        let low = self.fingerprint_keys.1.hash_one(secret);
         TokenKey {
             authority: app.endpoints().authority_host().as_str().to_owned(),
             tenant: app.tenant().to_ascii_lowercase(),
             client_id: app.client_id().to_ascii_lowercase(),
             scope: app.endpoints().scope().to_owned(),
-            credential_fingerprint: (u128::from(high) << 64) | u128::from(low),
+            credential_fingerprint,
         }
     }
 }
@@ -176,30 +197,23 @@ async fn request_token(
     app: &AppCredentials,
     generation: u64,
 ) -> Result<AccessToken, GraphError> {
-    let url = token_url(app)?;
-    let ClientCredential::Secret(secret) = app.credential();
-    let form = [
-        ("client_id", app.client_id()),
-        ("client_secret", secret.expose()),
-        ("scope", app.endpoints().scope()),
-        ("grant_type", "client_credentials"),
-    ];
-    let response = with_retries(&config.retry, OPERATION, |attempt| {
+    let url = &token_url(app)?;
+    let response = with_retries(&config.retry, OPERATION, |attempt| async move {
+        // A fresh assertion per attempt: Entra may refuse a `jti` it has seen.
+        let proof = ClientProof::of(app, url).await?;
         let request = http
             .post(url.clone())
             .timeout(config.request_timeout)
-            .form(&form);
-        async move {
-            let response = send_once(request, OPERATION, attempt).await?;
-            match token_transient(&response) {
-                Some(transient) => Err(Failure::Transient(transient)),
-                None => Ok(response),
-            }
+            .form(&token_form(app, &proof));
+        let response = send_once(request, OPERATION, attempt).await?;
+        match token_transient(&response) {
+            Some(transient) => Err(Failure::Transient(transient)),
+            None => Ok(response),
         }
     })
     .await?;
     if !response.status.is_success() {
-        return Err(token_error(&response));
+        return Err(token_error(&response, app.credential()));
     }
     let parsed: TokenResponse =
         serde_json::from_slice(&response.body).map_err(|_| malformed(&response))?;
@@ -213,6 +227,7 @@ async fn request_token(
     tracing::debug!(
         tenant = app.tenant(),
         client_id = app.client_id(),
+        credential = app.credential().kind(),
         expires_in_s = lifetime.as_secs(),
         "fetched an access token"
     );
@@ -224,6 +239,48 @@ async fn request_token(
         // minutes: keep at least half the lifetime.
         refresh_at: fetched_at + lifetime - config.token_expiry_margin.min(lifetime / 2),
     })
+}
+
+/// What the form carries to prove the app's identity.
+enum ClientProof<'a> {
+    Secret(&'a SecretString),
+    /// A signed JWT: a certificate's client assertion or a federated token.
+    Assertion(SecretString),
+}
+
+impl<'a> ClientProof<'a> {
+    async fn of(app: &'a AppCredentials, token_url: &Url) -> Result<Self, GraphError> {
+        Ok(match app.credential() {
+            ClientCredential::Secret(secret) => ClientProof::Secret(secret),
+            ClientCredential::Certificate(certificate) => {
+                ClientProof::Assertion(certificate.assertion(token_url.as_str(), app.client_id())?)
+            }
+            ClientCredential::Federated(source) => ClientProof::Assertion(source.token().await?),
+        })
+    }
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The client-credentials grant's form: a secret as `client_secret`, an assertion as
+/// `client_assertion` with its type.
+fn token_form<'a>(
+    app: &'a AppCredentials,
+    proof: &'a ClientProof<'_>,
+) -> Vec<(&'static str, &'a str)> {
+    let mut form = vec![("client_id", app.client_id())];
+    match proof {
+        ClientProof::Secret(secret) => form.push(("client_secret", secret.expose())),
+        ClientProof::Assertion(assertion) => form.extend([
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion.expose()),
+        ]),
+    }
+    form.extend([
+        ("scope", app.endpoints().scope()),
+        ("grant_type", "client_credentials"),
+    ]);
+    form
 }
 
 fn token_url(app: &AppCredentials) -> Result<Url, GraphError> {
@@ -256,13 +313,22 @@ fn token_transient(response: &RawResponse) -> Option<TransientFailure> {
 }
 
 /// Maps a token error on its OAuth `error` code (and status); AADSTS numbers, which Microsoft
-/// says may change, only tell an unknown tenant apart from other malformed requests.
-fn token_error(response: &RawResponse) -> GraphError {
+/// says may change, only tell an unknown tenant apart from other malformed requests, and tell
+/// apart why an assertion was refused.
+fn token_error(response: &RawResponse, credential: &ClientCredential) -> GraphError {
     /// AADSTS90002: tenant not found; AADSTS900023: not a valid tenant identifier.
     const UNKNOWN_TENANT_CODES: [u32; 2] = [90002, 900023];
     let body = TokenErrorBody::parse(&response.body);
     let diagnostics = body.diagnostics(&response.client_request_id);
+    if credential.is_assertion()
+        && let Some(error) = assertion_error(&body, &diagnostics)
+    {
+        return error;
+    }
     match body.error.as_deref() {
+        Some("invalid_client") if credential.is_assertion() => {
+            GraphError::InvalidClientAssertion(diagnostics)
+        }
         Some("invalid_client") => GraphError::InvalidClientSecret(diagnostics),
         Some("unauthorized_client") => GraphError::UnknownApplication(diagnostics),
         Some("invalid_tenant") => GraphError::UnknownTenant(diagnostics),
@@ -281,6 +347,35 @@ fn token_error(response: &RawResponse) -> GraphError {
     }
 }
 
+/// A refused assertion, told apart by AADSTS number. Entra has answered these both as
+/// `invalid_client` and as `invalid_request`.
+fn assertion_error(body: &TokenErrorBody, diagnostics: &Diagnostics) -> Option<GraphError> {
+    /// AADSTS700027: invalid signature, unknown thumbprint or certificate not registered.
+    const INVALID_ASSERTION: [u32; 1] = [700027];
+    /// AADSTS700024: not within its valid time range.
+    const EXPIRED_ASSERTION: [u32; 1] = [700024];
+    /// AADSTS70021 and its later, more specific forms (no match for the issuer, audience or
+    /// subject): no federated identity credential matches the token.
+    const NO_FEDERATED_CREDENTIAL: [u32; 6] = [70021, 700211, 700212, 700213, 7002137, 7002138];
+    if !matches!(
+        body.error.as_deref(),
+        Some("invalid_client" | "invalid_request")
+    ) {
+        return None;
+    }
+    let has = |codes: &[u32]| body.error_codes.iter().any(|code| codes.contains(code));
+    let diagnostics = diagnostics.clone();
+    if has(&NO_FEDERATED_CREDENTIAL) {
+        Some(GraphError::FederatedCredentialNotFound(diagnostics))
+    } else if has(&EXPIRED_ASSERTION) {
+        Some(GraphError::ClientAssertionExpired(diagnostics))
+    } else if has(&INVALID_ASSERTION) {
+        Some(GraphError::InvalidClientAssertion(diagnostics))
+    } else {
+        None
+    }
+}
+
 fn malformed(response: &RawResponse) -> GraphError {
     GraphError::MalformedResponse {
         operation: OPERATION,
@@ -294,7 +389,9 @@ mod tests {
     use reqwest::StatusCode;
 
     use super::*;
+    use crate::graph::certificate::{AssertionAlgorithm, CertificateCredential};
     use crate::graph::cloud::{Cloud, Endpoints};
+    use crate::graph::federated::{FederatedTokenFile, FederatedTokenSource};
 
     fn token_response(status: u16, body: &str) -> RawResponse {
         RawResponse {
@@ -313,6 +410,210 @@ mod tests {
             "00000000-0000-0000-0000-000000000001",
             SecretString::from(secret),
         )
+    }
+
+    fn app_with(credential: ClientCredential) -> AppCredentials {
+        AppCredentials::new(
+            Endpoints::for_cloud(Cloud::AzurePublic),
+            "Contoso.onmicrosoft.com",
+            "00000000-0000-0000-0000-000000000001",
+            credential,
+        )
+    }
+
+    fn certificate(cert_pem: &[u8]) -> ClientCredential {
+        let credential = CertificateCredential::from_pem(
+            cert_pem,
+            include_bytes!("testdata/rsa.key"),
+            AssertionAlgorithm::Ps256,
+            "2026-06-01T00:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
+        ClientCredential::Certificate(Arc::new(credential))
+    }
+
+    fn federated(path: &str) -> ClientCredential {
+        ClientCredential::Federated(Arc::new(FederatedTokenFile::new(path)))
+    }
+
+    /// A federated source that hands out one fixed token.
+    #[derive(Debug)]
+    struct FixedToken;
+
+    impl FederatedTokenSource for FixedToken {
+        fn identity(&self) -> String {
+            "serviceaccount:entra-operator/pool-a".into()
+        }
+
+        fn token(&self) -> futures::future::BoxFuture<'_, Result<SecretString, GraphError>> {
+            Box::pin(async { Ok(SecretString::from("federated.service-account.token")) })
+        }
+    }
+
+    async fn form_of(app: &AppCredentials) -> Vec<(String, String)> {
+        let url = token_url(app).unwrap();
+        let proof = ClientProof::of(app, &url).await.unwrap();
+        token_form(app, &proof)
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    fn names(form: &[(String, String)]) -> Vec<&str> {
+        form.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+        &form.iter().find(|(field, _)| field == name).unwrap().1
+    }
+
+    #[tokio::test]
+    async fn a_secret_is_sent_as_client_secret() {
+        let form = form_of(&app("the-secret-value")).await;
+        assert_eq!(
+            names(&form),
+            ["client_id", "client_secret", "scope", "grant_type"]
+        );
+        assert_eq!(field(&form, "client_secret"), "the-secret-value");
+        assert_eq!(field(&form, "grant_type"), "client_credentials");
+    }
+
+    #[tokio::test]
+    async fn certificates_and_federated_tokens_are_sent_as_jwt_bearer_assertions() {
+        let certificate_app = app_with(certificate(include_bytes!("testdata/rsa.crt")));
+        let federated_app = app_with(ClientCredential::Federated(Arc::new(FixedToken)));
+        for app in [&certificate_app, &federated_app] {
+            let form = form_of(app).await;
+            assert_eq!(
+                names(&form),
+                [
+                    "client_id",
+                    "client_assertion_type",
+                    "client_assertion",
+                    "scope",
+                    "grant_type"
+                ]
+            );
+            assert_eq!(
+                field(&form, "client_assertion_type"),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            );
+            assert_eq!(field(&form, "client_id"), app.client_id());
+            assert_eq!(
+                field(&form, "scope"),
+                "https://graph.microsoft.com/.default"
+            );
+        }
+        let federated_form = form_of(&federated_app).await;
+        assert_eq!(
+            field(&federated_form, "client_assertion"),
+            "federated.service-account.token"
+        );
+        // The certificate's assertion is a JWT for this token endpoint.
+        let certificate_form = form_of(&certificate_app).await;
+        let assertion = field(&certificate_form, "client_assertion");
+        let claims = assertion.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["aud"], token_url(&certificate_app).unwrap().as_str());
+    }
+
+    #[test]
+    fn a_certificate_is_keyed_by_its_thumbprint() {
+        let cache = TokenCache::new();
+        let key = cache.key(&app_with(certificate(include_bytes!("testdata/rsa.crt"))));
+        let ClientCredential::Certificate(loaded) = certificate(include_bytes!("testdata/rsa.crt"))
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            key.credential_fingerprint,
+            CredentialFingerprint::Certificate(loaded.thumbprint_sha256().to_owned())
+        );
+        // The same leaf, sent with its chain, is the same credential.
+        let chain = cache.key(&app_with(certificate(include_bytes!("testdata/chain.crt"))));
+        assert_eq!(key, chain);
+        // A renewed certificate for the same key gets its own token.
+        let rotated = cache.key(&app_with(certificate(include_bytes!(
+            "testdata/rotated.crt"
+        ))));
+        assert_ne!(key, rotated);
+    }
+
+    #[test]
+    fn a_federated_source_is_keyed_by_its_identity() {
+        let cache = TokenCache::new();
+        let path = "/var/run/secrets/azure/tokens/azure-identity-token";
+        let key = cache.key(&app_with(federated(path)));
+        assert_eq!(
+            key.credential_fingerprint,
+            CredentialFingerprint::Federated(format!("file:{path}"))
+        );
+        assert_eq!(key, cache.key(&app_with(federated(path))));
+        assert_ne!(key, cache.key(&app_with(federated("/elsewhere/token"))));
+    }
+
+    #[test]
+    fn refused_assertions_map_on_the_aadsts_number() {
+        let assertion = certificate(include_bytes!("testdata/rsa.crt"));
+        let cases = [
+            (
+                401,
+                r#"{"error":"invalid_client","error_codes":[700027]}"#,
+                "InvalidClientAssertion",
+            ),
+            (
+                401,
+                r#"{"error":"invalid_client","error_codes":[700024]}"#,
+                "ClientAssertionExpired",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request","error_codes":[70021]}"#,
+                "FederatedCredentialNotFound",
+            ),
+            (
+                401,
+                r#"{"error":"invalid_client","error_codes":[7002138]}"#,
+                "FederatedCredentialNotFound",
+            ),
+            // Any other refusal of the client is about the assertion, never a secret.
+            (
+                401,
+                r#"{"error":"invalid_client","error_codes":[7000215]}"#,
+                "InvalidClientAssertion",
+            ),
+            (
+                400,
+                r#"{"error":"unauthorized_client","error_codes":[700016]}"#,
+                "UnknownApplication",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request","error_codes":[90002]}"#,
+                "UnknownTenant",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request","error_codes":[900144]}"#,
+                "TokenRequestFailed",
+            ),
+        ];
+        for (status, body, reason) in cases {
+            let error = token_error(&token_response(status, body), &assertion);
+            assert_eq!(error.reason(), reason, "{body}");
+            assert!(error.diagnostics().unwrap().aadsts.is_some());
+        }
+        // A secret's refusal stays a secret's, whatever the number.
+        let secret = app("x");
+        let body = r#"{"error":"invalid_client","error_codes":[700027]}"#;
+        assert_eq!(
+            token_error(&token_response(401, body), secret.credential()).reason(),
+            "InvalidClientSecret"
+        );
     }
 
     #[test]
@@ -352,7 +653,7 @@ mod tests {
         ];
         for (status, body, reason) in cases {
             assert_eq!(
-                token_error(&token_response(status, body)).reason(),
+                token_error(&token_response(status, body), app("x").credential()).reason(),
                 reason,
                 "{body}"
             );
