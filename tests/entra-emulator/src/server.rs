@@ -77,7 +77,7 @@ impl Emulator {
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
         let base_url = format!("http://{addr}");
-        let shared = Arc::new(Shared::new(config, base_url.clone()));
+        let shared = Arc::new(Shared::new(config, base_url.clone())?);
         let server = tokio::spawn(accept_connections(listener, router(shared.clone())));
         tracing::info!(%base_url, "entra emulator listening");
         Ok(Emulator {
