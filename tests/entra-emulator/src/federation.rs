@@ -36,8 +36,8 @@ impl FederatedCredential {
     /// a plain-HTTP issuer.
     pub fn validate(&self, allow_insecure_issuers: bool) -> Result<(), String> {
         let https = self.issuer.starts_with("https://");
-        let http = self.issuer.starts_with("http://");
-        if !https && !(http && allow_insecure_issuers) {
+        let allowed_http = allow_insecure_issuers && self.issuer.starts_with("http://");
+        if !(https || allowed_http) {
             return Err(format!(
                 "issuer {:?} is not an https URL (set allowInsecureIssuers for plain http in tests)",
                 self.issuer

@@ -8,6 +8,7 @@ use serde::Deserialize;
 pub const CLOCK_SKEW_SECONDS: i64 = 300;
 
 /// A parsed, not yet verified JWT.
+#[derive(Debug)]
 pub struct Jwt {
     pub header: Header,
     pub claims: Claims,
