@@ -21,3 +21,12 @@ ec_key ec-key.pem && self_signed ec-key.pem emulator-ec ec-cert.pem
 # The federated issuer's signing keys (RS256 like Kubernetes, and ES256).
 rsa_key issuer-rsa-key.pem
 ec_key issuer-ec-key.pem
+# An HTTPS issuer: its own CA, and a serving certificate for 127.0.0.1 signed by it.
+rsa_key issuer-ca-key.pem && openssl req -x509 -new -key issuer-ca-key.pem -subj "/CN=emulator-issuer-ca" \
+  -days 36500 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign -out issuer-ca.pem
+rsa_key issuer-tls-key.pem
+openssl req -new -key issuer-tls-key.pem -subj "/CN=127.0.0.1" -out issuer-tls.csr
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > issuer-tls.ext
+openssl x509 -req -in issuer-tls.csr -CA issuer-ca.pem -CAkey issuer-ca-key.pem -CAcreateserial \
+  -days 36500 -extfile issuer-tls.ext -out issuer-tls-cert.pem 2>/dev/null
+rm -f issuer-tls.csr issuer-tls.ext issuer-ca.srl issuer-ca-key.pem

@@ -10,9 +10,13 @@ use axum::{Json, Router, extract::State, routing::get};
 use entra_emulator::{
     Config, CredentialKind, FederatedCredential, TOKEN_EXCHANGE_AUDIENCE, sample,
 };
+use hyper_util::rt::TokioIo;
 use reqwest::StatusCode;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 use crate::{
     Harness,
@@ -20,6 +24,9 @@ use crate::{
     token::aad_error,
 };
 
+const ISSUER_CA: &str = include_str!("../../testdata/issuer-ca.pem");
+const ISSUER_TLS_CERT: &str = include_str!("../../testdata/issuer-tls-cert.pem");
+const ISSUER_TLS_KEY: &str = include_str!("../../testdata/issuer-tls-key.pem");
 const SUBJECT: &str = "system:serviceaccount:entra-system:entra-operator";
 
 /// A plain-HTTP OIDC issuer serving discovery and a JWKS that tests can change.
@@ -40,6 +47,52 @@ impl Issuer {
     async fn start(keys: Vec<Value>) -> Issuer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let (issuer, router) = Issuer::new(url, keys);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        issuer
+    }
+
+    /// The same over HTTPS, with a serving certificate from `testdata/issuer-ca.pem`.
+    async fn start_tls(keys: Vec<Value>) -> Issuer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let (issuer, router) = Issuer::new(url, keys);
+        let certificates = CertificateDer::pem_slice_iter(ISSUER_TLS_CERT.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(ISSUER_TLS_KEY.as_bytes()).unwrap();
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |request| {
+                        router.clone().oneshot(request.map(axum::body::Body::new))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        issuer
+    }
+
+    fn new(url: String, keys: Vec<Value>) -> (Issuer, Router) {
         let state = IssuerState {
             url: url.clone(),
             keys: Arc::new(Mutex::new(keys)),
@@ -64,12 +117,12 @@ impl Issuer {
                 }),
             )
             .with_state(state.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Issuer {
+        let issuer = Issuer {
             url,
             keys: state.keys,
             jwks_fetches: state.jwks_fetches,
-        }
+        };
+        (issuer, router)
     }
 
     /// A service-account token as the API server projects it.
@@ -272,4 +325,30 @@ async fn unreachable_issuer_is_50166() {
         aad_error(request(&harness, &token).await).await,
         (StatusCode::BAD_REQUEST, "invalid_request".into(), 50166)
     );
+}
+
+#[tokio::test]
+async fn https_issuer_is_trusted_through_its_ca() {
+    let issuer = Issuer::start_tls(vec![public_jwk(ISSUER_RSA_KEY, "k1")]).await;
+    let token = issuer.token(ISSUER_RSA_KEY, "k1", |_| {});
+
+    // Without its CA, the issuer's certificate does not verify: discovery fails.
+    let untrusted = Harness::start().await;
+    let credential = issuer.credential();
+    untrusted.emulator.update_app(sample::CLIENT_ID, |app| {
+        app.federated_credentials = vec![credential];
+    });
+    assert_eq!(
+        aad_error(request(&untrusted, &token).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into(), 50166)
+    );
+
+    let mut config = Config::sample();
+    config.trusted_issuer_cas = vec![ISSUER_CA.to_owned()];
+    let trusted = Harness::start_with(config).await;
+    let credential = issuer.credential();
+    trusted.emulator.update_app(sample::CLIENT_ID, |app| {
+        app.federated_credentials = vec![credential];
+    });
+    assert_eq!(request(&trusted, &token).await.status(), StatusCode::OK);
 }
