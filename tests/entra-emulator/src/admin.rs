@@ -13,7 +13,14 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{directory::UserType, faults::FaultPlan, state::Shared, user_view::UserView};
+use crate::{
+    config::validate_credentials,
+    directory::{App, UserType},
+    faults::FaultPlan,
+    federation::FederatedCredential,
+    state::Shared,
+    user_view::UserView,
+};
 
 pub fn router() -> Router<Arc<Shared>> {
     Router::new()
@@ -50,13 +57,16 @@ struct UserChanges {
     user_principal_name: Option<String>,
 }
 
-/// Changes to an app: grants, roles and credentials.
+/// Changes to an app: grants, roles and credentials. Each list given replaces the app's list.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AppChanges {
     permissions: Option<Vec<String>>,
     directory_roles: Option<Vec<String>>,
     secrets: Option<Vec<String>>,
+    /// PEM certificates.
+    certificates: Option<Vec<String>>,
+    federated_credentials: Option<Vec<FederatedCredential>>,
 }
 
 async fn sign_in(
@@ -148,6 +158,7 @@ async fn update_app(
     Path(client_id): Path<String>,
     Json(changes): Json<AppChanges>,
 ) -> Response {
+    let allow_insecure_issuers = shared.issuer_keys.allow_insecure_issuers();
     let mut state = shared.lock();
     let Some(app) = state
         .tenants
@@ -156,18 +167,34 @@ async fn update_app(
     else {
         return not_found("app", &client_id);
     };
-    set_if_some(&mut app.permissions, changes.permissions);
-    set_if_some(&mut app.directory_roles, changes.directory_roles);
-    set_if_some(&mut app.secrets, changes.secrets);
-    // The secrets stay out of the answer.
-    Json(json!({
+    // Changed on a copy, so that a refused change leaves the app as it was.
+    let mut changed = app.clone();
+    set_if_some(&mut changed.permissions, changes.permissions);
+    set_if_some(&mut changed.directory_roles, changes.directory_roles);
+    set_if_some(&mut changed.secrets, changes.secrets);
+    set_if_some(&mut changed.certificates, changes.certificates);
+    set_if_some(
+        &mut changed.federated_credentials,
+        changes.federated_credentials,
+    );
+    if let Err(problem) = validate_credentials(&changed, allow_insecure_issuers) {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": problem }))).into_response();
+    }
+    *app = changed;
+    Json(app_view(app)).into_response()
+}
+
+/// An app as tests see it: the secrets stay out.
+fn app_view(app: &App) -> serde_json::Value {
+    json!({
         "clientId": app.client_id,
         "displayName": app.display_name,
         "permissions": app.permissions,
         "directoryRoles": app.directory_roles,
         "secretCount": app.secrets.len(),
-    }))
-    .into_response()
+        "certificateCount": app.certificates.len(),
+        "federatedCredentials": app.federated_credentials,
+    })
 }
 
 async fn set_faults(State(shared): State<Arc<Shared>>, Json(plan): Json<FaultPlan>) -> Response {

@@ -4,7 +4,11 @@ use std::{collections::HashSet, path::Path};
 
 use serde::Deserialize;
 
-use crate::{directory::Tenant, error::Error};
+use crate::{
+    certificate::{RegisteredCertificate, check_certificate_bundle},
+    directory::{App, Tenant},
+    error::Error,
+};
 
 /// What the emulator serves. See `examples/tenant.yaml` for the format.
 #[derive(Clone, Debug, Deserialize)]
@@ -14,6 +18,14 @@ pub struct Config {
     #[serde(default = "default_token_lifetime_seconds")]
     pub token_lifetime_seconds: u64,
     pub tenants: Vec<Tenant>,
+    /// CA certificates (PEM) trusted, besides the system roots, when fetching a federated
+    /// issuer's discovery document and keys: e.g. a test API server's own CA.
+    #[serde(default, rename = "trustedIssuerCAs")]
+    pub trusted_issuer_cas: Vec<String>,
+    /// Lets federated credentials name plain-`http://` issuers. Entra requires https; tests
+    /// with an in-process issuer may turn this on.
+    #[serde(default)]
+    pub allow_insecure_issuers: bool,
 }
 
 fn default_token_lifetime_seconds() -> u64 {
@@ -45,6 +57,11 @@ impl Config {
     /// Catches the mistakes a hand-written tenant file tends to have, before any test runs on it.
     fn validate(&self) -> Result<(), Error> {
         let invalid = |message: String| Err(Error::InvalidConfig(message));
+        for (index, pem) in self.trusted_issuer_cas.iter().enumerate() {
+            if let Err(why) = check_certificate_bundle(pem) {
+                return invalid(format!("trustedIssuerCAs[{index}] {why}"));
+            }
+        }
         let mut tenant_names = HashSet::new();
         for tenant in &self.tenants {
             if !is_guid(&tenant.id) {
@@ -62,6 +79,9 @@ impl Config {
                 }
                 if !client_ids.insert(app.client_id.to_ascii_lowercase()) {
                     return invalid(format!("client id {} is used twice", app.client_id));
+                }
+                if let Err(why) = validate_credentials(app, self.allow_insecure_issuers) {
+                    return invalid(format!("app {}: {why}", app.client_id));
                 }
             }
             let mut user_keys = HashSet::new();
@@ -84,6 +104,28 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The certificates and federated credentials of one app, as Entra checks them when they are
+/// added; also used by the admin API.
+pub fn validate_credentials(app: &App, allow_insecure_issuers: bool) -> Result<(), String> {
+    for (index, pem) in app.certificates.iter().enumerate() {
+        RegisteredCertificate::from_pem(pem)
+            .map_err(|why| format!("certificates[{index}]: {why}"))?;
+    }
+    let mut issuer_subjects = HashSet::new();
+    for (index, credential) in app.federated_credentials.iter().enumerate() {
+        credential
+            .validate(allow_insecure_issuers)
+            .map_err(|why| format!("federatedCredentials[{index}]: {why}"))?;
+        if !issuer_subjects.insert((&credential.issuer, &credential.subject)) {
+            return Err(format!(
+                "federatedCredentials[{index}]: issuer {:?} and subject {:?} are used twice",
+                credential.issuer, credential.subject
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn is_guid(text: &str) -> bool {
@@ -118,6 +160,56 @@ mod tests {
             Config::from_yaml_str(yaml),
             Err(Error::InvalidConfig(_))
         ));
+    }
+
+    const APP_YAML: &str = r#"
+tenants:
+  - id: 8f5e0a4c-3b1d-4c2e-9a7f-1d2e3f4a5b6c
+    apps:
+      - clientId: 3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d
+"#;
+
+    #[test]
+    fn credentials_parse_with_the_default_audience() {
+        let cert = include_str!("../testdata/client-cert.pem").replace('\n', "\n            ");
+        let yaml = format!(
+            "{APP_YAML}        certificates:\n          - |\n            {cert}\n        federatedCredentials:\n          - {{issuer: 'https://127.0.0.1:6443', subject: 'system:serviceaccount:ns:sa'}}\n"
+        );
+        let config = Config::from_yaml_str(&yaml).unwrap();
+        let app = &config.tenants[0].apps[0];
+        assert_eq!(app.certificates.len(), 1);
+        assert_eq!(
+            app.federated_credentials[0].audiences,
+            ["api://AzureADTokenExchange"]
+        );
+    }
+
+    #[test]
+    fn a_malformed_certificate_names_its_app() {
+        let yaml = format!("{APP_YAML}        certificates: [not-a-pem]\n");
+        let error = Config::from_yaml_str(&yaml).unwrap_err().to_string();
+        assert!(
+            error.contains("app 3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d: certificates[0]"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn plain_http_issuers_need_the_flag() {
+        let credential =
+            "        federatedCredentials: [{issuer: 'http://127.0.0.1:1', subject: s}]\n";
+        let yaml = format!("{APP_YAML}{credential}");
+        let error = Config::from_yaml_str(&yaml).unwrap_err().to_string();
+        assert!(error.contains("not an https URL"), "{error}");
+        let allowed = format!("allowInsecureIssuers: true\n{yaml}");
+        assert!(Config::from_yaml_str(&allowed).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_trusted_ca_is_refused() {
+        let yaml = format!("trustedIssuerCAs: [nope]\n{APP_YAML}");
+        let error = Config::from_yaml_str(&yaml).unwrap_err().to_string();
+        assert!(error.contains("trustedIssuerCAs[0]"), "{error}");
     }
 
     #[test]

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{operation::Operation, request_log::RequestRecord};
+use crate::{credential::CredentialKind, operation::Operation, request_log::RequestRecord};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counters {
     pub token_requests: u64,
+    /// Token requests by the kind of client credential they carried.
+    #[serde(default)]
+    pub token_requests_by_credential: BTreeMap<CredentialKind, u64>,
     /// Graph GETs.
     pub graph_reads: u64,
     /// Graph PATCHes and POSTs: each one costs a resource unit in Entra.
@@ -32,6 +35,12 @@ impl Counters {
             (true, false) => self.graph_reads += 1,
             (true, true) => self.graph_writes += 1,
         }
+        if let Some(credential) = record.credential {
+            *self
+                .token_requests_by_credential
+                .entry(credential)
+                .or_default() += 1;
+        }
         if let Some(operation) = record.operation {
             *self.by_operation.entry(operation).or_default() += 1;
         }
@@ -52,6 +61,14 @@ impl Counters {
 
     pub fn operation(&self, operation: Operation) -> u64 {
         self.by_operation.get(&operation).copied().unwrap_or(0)
+    }
+
+    /// Token requests that carried this kind of credential.
+    pub fn token_requests_with(&self, credential: CredentialKind) -> u64 {
+        self.token_requests_by_credential
+            .get(&credential)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn status(&self, status: u16) -> u64 {

@@ -8,6 +8,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::federation::FederatedCredential;
+
 /// One Entra ID tenant.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -34,6 +36,12 @@ pub struct App {
     /// Valid client secret values (not secret ids).
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Registered certificates (PEM), whose keys may sign client assertions.
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    /// Federated identity credentials: external tokens this app accepts as client assertions.
+    #[serde(default)]
+    pub federated_credentials: Vec<FederatedCredential>,
     #[serde(default)]
     pub permissions: Vec<String>,
     #[serde(default)]
@@ -156,6 +164,11 @@ impl fmt::Debug for App {
                 "secrets",
                 &format_args!("<{} redacted>", self.secrets.len()),
             )
+            .field(
+                "certificates",
+                &format_args!("<{} PEM>", self.certificates.len()),
+            )
+            .field("federated_credentials", &self.federated_credentials)
             .field("permissions", &self.permissions)
             .field("directory_roles", &self.directory_roles)
             .finish()

@@ -21,17 +21,24 @@
 //! without a server.
 
 mod admin;
+mod assertion;
 mod authz;
+mod certificate;
 mod config;
 mod counters;
+mod credential;
 mod directory;
 mod error;
 mod fault_replies;
 mod faults;
+mod federation;
 mod graph_path;
+mod issuer_keys;
+mod jwt;
 mod operation;
 mod password;
 mod recording;
+mod replay;
 mod request_log;
 mod responses;
 pub mod sample;
@@ -44,9 +51,11 @@ mod users;
 
 pub use config::Config;
 pub use counters::Counters;
+pub use credential::CredentialKind;
 pub use directory::{App, Tenant, User, UserType};
 pub use error::Error;
 pub use faults::{Fault, FaultPlan};
+pub use federation::{FederatedCredential, TOKEN_EXCHANGE_AUDIENCE};
 pub use operation::Operation;
 pub use password::{PasswordRejection, check_password};
 pub use request_log::RequestRecord;

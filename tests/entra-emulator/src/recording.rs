@@ -13,8 +13,8 @@ use axum::{
 use chrono::Utc;
 
 use crate::{
-    faults::Fault, operation::Operation, request_log::RequestRecord, responses::RequestIds,
-    server::ConnectionControl, state::Shared,
+    credential::CredentialKind, faults::Fault, operation::Operation, request_log::RequestRecord,
+    responses::RequestIds, server::ConnectionControl, state::Shared,
 };
 
 /// How the response reaches the client.
@@ -34,6 +34,8 @@ pub struct Outcome {
     pub operation: Option<Operation>,
     pub fault: Option<Fault>,
     pub delivery: Delivery,
+    /// The kind of client credential a token request carried.
+    pub credential: Option<CredentialKind>,
 }
 
 /// A handler's response with its outcome.
@@ -64,8 +66,14 @@ impl Reply {
             operation: Some(operation),
             fault: Some(fault),
             delivery,
+            credential: None,
         };
         Reply { response, outcome }
+    }
+
+    pub fn with_credential(mut self, credential: Option<CredentialKind>) -> Reply {
+        self.outcome.credential = credential;
+        self
     }
 }
 
@@ -109,6 +117,7 @@ pub async fn record_request(
         client_request_id: ids.client_request_id_sent.clone(),
         operation: outcome.operation,
         fault: outcome.fault.as_ref().map(|f| f.name().to_owned()),
+        credential: outcome.credential,
     };
     // Only ids, the path and the outcome: bodies (passwords, secrets) and headers (tokens) never.
     tracing::debug!(
@@ -117,6 +126,7 @@ pub async fn record_request(
         status = ?record.status,
         operation = ?record.operation,
         fault = ?record.fault,
+        credential = ?record.credential,
         request_id = %record.request_id,
         client_request_id = ?record.client_request_id,
         "emulated request"

@@ -1,12 +1,12 @@
 //! The request log: one record per token or Graph request, without bodies, so nothing secret
-//! (passwords, client secrets, tokens) can ever be in it.
+//! (passwords, client secrets, client assertions, tokens) can ever be in it.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::operation::Operation;
+use crate::{credential::CredentialKind, operation::Operation};
 
 /// One token or Graph request as the emulator saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,8 @@ pub struct RequestRecord {
     pub operation: Option<Operation>,
     /// The injected fault's kind, e.g. `throttle`.
     pub fault: Option<String>,
+    /// For token requests: the kind of client credential sent (never the credential itself).
+    pub credential: Option<CredentialKind>,
 }
 
 impl RequestRecord {

@@ -24,7 +24,7 @@ use tower::ServiceExt;
 
 use crate::{
     admin,
-    config::Config,
+    config::{Config, validate_credentials},
     counters::Counters,
     directory::{App, User},
     error::Error,
@@ -77,7 +77,7 @@ impl Emulator {
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
         let base_url = format!("http://{addr}");
-        let shared = Arc::new(Shared::new(config, base_url.clone()));
+        let shared = Arc::new(Shared::new(config, base_url.clone())?);
         let server = tokio::spawn(accept_connections(listener, router(shared.clone())));
         tracing::info!(%base_url, "entra emulator listening");
         Ok(Emulator {
@@ -159,16 +159,27 @@ impl Emulator {
             .any(|tenant| tenant.remove_user(id_or_upn))
     }
 
-    /// Changes an app's permissions, roles or secrets; returns whether the app exists.
-    /// Tokens issued before keep the permissions and roles they were issued with.
+    /// Changes an app's permissions, roles or credentials; returns whether the app exists.
+    /// Tokens issued before keep the permissions and roles they were issued with. Panics if the
+    /// change leaves an invalid credential (a bug in the test), and then changes nothing.
     pub fn update_app(&self, client_id: &str, change: impl FnOnce(&mut App)) -> bool {
+        let allow_insecure_issuers = self.shared.issuer_keys.allow_insecure_issuers();
         let mut state = self.shared.lock();
-        state
+        let Some(app) = state
             .tenants
             .iter_mut()
             .find_map(|tenant| tenant.app_mut(client_id))
-            .map(change)
-            .is_some()
+        else {
+            return false;
+        };
+        let mut changed = app.clone();
+        change(&mut changed);
+        if let Err(problem) = validate_credentials(&changed, allow_insecure_issuers) {
+            drop(state);
+            panic!("invalid change to app {client_id}: {problem}");
+        }
+        *app = changed;
+        true
     }
 
     /// Stops the server and waits until it no longer listens; open connections are closed.

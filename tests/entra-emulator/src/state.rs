@@ -14,15 +14,20 @@ use crate::{
     config::Config,
     counters::Counters,
     directory::{Tenant, User},
+    error::Error,
     faults::FaultInjector,
+    issuer_keys::IssuerKeys,
+    replay::SeenAssertions,
     request_log::RequestLog,
     token::Grant,
 };
 
-/// What every handler gets: the base URL and the state.
+/// What every handler gets: the base URL, the issuer key cache and the state.
 pub struct Shared {
     /// `http://127.0.0.1:PORT`: the authority host and the Graph root at once.
     pub base_url: String,
+    /// Outside the state's mutex: fetching keys awaits the network.
+    pub issuer_keys: IssuerKeys,
     state: Mutex<State>,
 }
 
@@ -34,6 +39,7 @@ pub struct State {
     pub counters: Counters,
     pub request_log: RequestLog,
     pub faults: FaultInjector,
+    pub seen_assertions: SeenAssertions,
 }
 
 /// The answer of `POST /_emulator/signin`.
@@ -45,7 +51,10 @@ pub struct SignInResult {
 }
 
 impl Shared {
-    pub fn new(config: Config, base_url: String) -> Shared {
+    pub fn new(config: Config, base_url: String) -> Result<Shared, Error> {
+        let issuer_keys =
+            IssuerKeys::new(&config.trusted_issuer_cas, config.allow_insecure_issuers)
+                .map_err(Error::InvalidConfig)?;
         let started = Utc::now();
         let mut tenants = config.tenants;
         for user in tenants.iter_mut().flat_map(|t| t.users.iter_mut()) {
@@ -59,11 +68,13 @@ impl Shared {
             counters: Counters::default(),
             request_log: RequestLog::default(),
             faults: FaultInjector::default(),
+            seen_assertions: SeenAssertions::default(),
         };
-        Shared {
+        Ok(Shared {
             base_url,
+            issuer_keys,
             state: Mutex::new(state),
-        }
+        })
     }
 
     /// A panic in one handler must not wedge every later test request, so poisoning is ignored.

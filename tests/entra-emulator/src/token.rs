@@ -1,4 +1,5 @@
-//! `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant, with Entra's errors.
+//! `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant with a client secret or a
+//! client assertion (certificate or federated), with Entra's errors.
 
 use std::{
     sync::Arc,
@@ -16,8 +17,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
+    assertion::{check_certificate_assertion, replayed},
+    credential::{CredentialKind, is_certificate_assertion},
     directory::App,
     fault_replies::{self, Api},
+    federation::check_federated_assertion,
+    jwt::Jwt,
     operation::Operation,
     recording::Reply,
     responses::{AadError, RequestIds},
@@ -52,6 +57,7 @@ pub struct TokenRequest {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
     client_assertion: Option<String>,
     scope: Option<String>,
 }
@@ -63,6 +69,13 @@ pub async fn issue_token(
     form: Result<Form<TokenRequest>, FormRejection>,
 ) -> Reply {
     let operation = Operation::Token;
+    let credential = form.as_ref().ok().map(|Form(request)| {
+        CredentialKind::of(
+            request.client_id.as_deref().unwrap_or_default(),
+            request.client_secret.as_deref(),
+            request.client_assertion.as_deref(),
+        )
+    });
     let fault = shared.lock().faults.draw(operation);
     if let Some(reply) = fault_replies::before_effect(
         Api::Token,
@@ -71,10 +84,10 @@ pub async fn issue_token(
         &ids,
         &shared.base_url,
     ) {
-        return reply;
+        return reply.with_credential(credential);
     }
     let response = match form {
-        Ok(Form(request)) => match issue(&mut shared.lock(), &tenant, &request, &shared.base_url) {
+        Ok(Form(request)) => match issue(&shared, &tenant, &request).await {
             Ok(body) => Json(body).into_response(),
             Err(error) => error.into_response(&ids, &shared.base_url),
         },
@@ -86,16 +99,49 @@ pub async fn issue_token(
         )
         .into_response(&ids, &shared.base_url),
     };
-    fault_replies::after_effect(Api::Token, operation, fault, response)
+    fault_replies::after_effect(Api::Token, operation, fault, response).with_credential(credential)
+}
+
+/// The tenant and app a request names, copied out of the state so that checking an assertion
+/// can await an issuer without holding the lock.
+struct Client {
+    tenant_id: String,
+    /// The token endpoint under each name of the tenant: what an assertion's `aud` may be.
+    token_endpoints: Vec<String>,
+    app: App,
 }
 
 /// Checks the request in Entra's order and stores a new token; returns the JSON body.
-fn issue(
-    state: &mut EmulatorState,
+async fn issue(
+    shared: &Shared,
+    tenant_name: &str,
+    request: &TokenRequest,
+) -> Result<serde_json::Value, AadError> {
+    let client = identify_client(&shared.lock(), tenant_name, request, &shared.base_url)?;
+    check_credential(shared, &client, request).await?;
+
+    let mut state = shared.lock();
+    let grant = grant_for(&client.tenant_id, &client.app, state.token_lifetime);
+    let access_token = new_access_token();
+    let now = Instant::now();
+    state.tokens.retain(|_, g| g.expires_at > now);
+    state.tokens.insert(access_token.clone(), grant);
+
+    let seconds = state.token_lifetime.as_secs();
+    Ok(json!({
+        "token_type": "Bearer",
+        "expires_in": seconds,
+        "ext_expires_in": seconds,
+        "access_token": access_token,
+    }))
+}
+
+fn identify_client(
+    state: &EmulatorState,
     tenant_name: &str,
     request: &TokenRequest,
     base_url: &str,
-) -> Result<serde_json::Value, AadError> {
+) -> Result<Client, AadError> {
     check_grant_type(request)?;
     let tenant = state
         .tenants
@@ -110,21 +156,15 @@ fn issue(
         .app(client_id)
         .ok_or_else(|| unknown_app(client_id, &tenant.id))?;
     check_scope(request, base_url)?;
-    check_credential(app, request)?;
-
-    let grant = grant_for(&tenant.id, app, state.token_lifetime);
-    let access_token = new_access_token();
-    let now = Instant::now();
-    state.tokens.retain(|_, g| g.expires_at > now);
-    state.tokens.insert(access_token.clone(), grant);
-
-    let seconds = state.token_lifetime.as_secs();
-    Ok(json!({
-        "token_type": "Bearer",
-        "expires_in": seconds,
-        "ext_expires_in": seconds,
-        "access_token": access_token,
-    }))
+    let token_endpoints = std::iter::once(&tenant.id)
+        .chain(&tenant.domains)
+        .map(|name| format!("{base_url}/{name}/oauth2/v2.0/token"))
+        .collect();
+    Ok(Client {
+        tenant_id: tenant.id.clone(),
+        token_endpoints,
+        app: app.clone(),
+    })
 }
 
 fn check_grant_type(request: &TokenRequest) -> Result<(), AadError> {
@@ -157,34 +197,79 @@ fn check_scope(request: &TokenRequest, base_url: &str) -> Result<(), AadError> {
     ))
 }
 
-/// A secret must be one of the app's secret values. No federation is configured, so client
-/// assertions never match.
-fn check_credential(app: &App, request: &TokenRequest) -> Result<(), AadError> {
-    let invalid_client = |code, description: &str| {
-        AadError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            code,
-            description,
-        )
-    };
+/// A secret must be one of the app's secret values; an assertion must be signed by one of its
+/// certificates or match one of its federated credentials.
+async fn check_credential(
+    shared: &Shared,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<(), AadError> {
+    let app = &client.app;
     match (&request.client_secret, &request.client_assertion) {
         (Some(secret), _) if app.secrets.iter().any(|s| s == secret) => Ok(()),
-        (Some(_), _) => Err(invalid_client(
+        (Some(_), _) => Err(AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
             7000215,
-            &format!(
+            format!(
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
                 app.client_id
             ),
         )),
-        (None, Some(_)) => Err(invalid_client(
-            70021,
-            "No matching federated identity record found for presented assertion.",
-        )),
-        (None, None) => Err(invalid_client(
+        (None, Some(assertion)) => check_assertion(shared, client, request, assertion).await,
+        (None, None) => Err(AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
             7000218,
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         )),
+    }
+}
+
+async fn check_assertion(
+    shared: &Shared,
+    client: &Client,
+    request: &TokenRequest,
+    assertion: &str,
+) -> Result<(), AadError> {
+    const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    match request.client_assertion_type.as_deref() {
+        Some(JWT_BEARER) => {}
+        None => return Err(missing_parameter("'client_assertion_type'")),
+        Some(other) => {
+            return Err(AadError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                50027,
+                format!(
+                    "The client_assertion_type '{other}' is not supported; expected '{JWT_BEARER}'."
+                ),
+            ));
+        }
+    }
+    let jwt = Jwt::parse(assertion).map_err(|why| {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50027,
+            format!("JWT token is invalid or malformed: {why}."),
+        )
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    let app = &client.app;
+    if !is_certificate_assertion(&jwt, &app.client_id) {
+        return check_federated_assertion(&jwt, app, &shared.issuer_keys, now).await;
+    }
+    let accepted = check_certificate_assertion(&jwt, app, &client.token_endpoints, now)?;
+    let first_use =
+        shared
+            .lock()
+            .seen_assertions
+            .first_use(&app.client_id, &accepted.jti, accepted.exp, now);
+    if first_use {
+        Ok(())
+    } else {
+        Err(replayed(&accepted.jti))
     }
 }
 

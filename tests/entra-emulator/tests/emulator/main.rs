@@ -2,9 +2,12 @@
 
 mod admin;
 mod binary;
+mod certificate_assertions;
 mod faults;
+mod federated_assertions;
 mod graph_users;
 mod passwords;
+mod signing;
 mod token;
 
 use entra_emulator::{Config, Emulator, sample};

@@ -18,7 +18,7 @@ fn form<'a>(scope: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)> {
 }
 
 /// Status, `error`, and the AADSTS number, checking the error body has Entra's shape.
-async fn aad_error(response: reqwest::Response) -> (StatusCode, String, u64) {
+pub async fn aad_error(response: reqwest::Response) -> (StatusCode, String, u64) {
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     let code = body["error_codes"][0].as_u64().unwrap();
@@ -99,7 +99,7 @@ async fn wrong_secret_is_invalid_client_7000215_with_401() {
 }
 
 #[tokio::test]
-async fn federated_assertion_without_federation_is_invalid_client() {
+async fn malformed_assertion_is_invalid_request_50027() {
     let harness = Harness::start().await;
     let scope = harness.scope();
     let fields = [
@@ -112,11 +112,9 @@ async fn federated_assertion_without_federation_is_invalid_client() {
         ("scope", scope.as_str()),
         ("grant_type", "client_credentials"),
     ];
-    let (status, error, _) =
-        aad_error(harness.request_token(sample::TENANT_ID, &fields).await).await;
     assert_eq!(
-        (status, error.as_str()),
-        (StatusCode::UNAUTHORIZED, "invalid_client")
+        aad_error(harness.request_token(sample::TENANT_ID, &fields).await).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into(), 50027)
     );
 }
 
