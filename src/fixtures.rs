@@ -79,7 +79,8 @@ pub fn record() -> ClaimRecord {
             tenant_id: "contoso.onmicrosoft.com".into(),
             application_id: "app".into(),
             credential: CredentialCopyRef {
-                secret_name: "entra-app-x".into(),
+                secret_name: Some("entra-app-x".into()),
+                ..CredentialCopyRef::default()
             },
         },
         revoke_sign_in_sessions: true,

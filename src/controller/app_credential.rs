@@ -1,55 +1,152 @@
 //! The app credential of a pool, read when it is needed (a rotated credential is used at once and
 //! is a new token cache key): in the pool's namespace, or for a cluster pool only in the
-//! operator's namespace.
+//! operator's namespace. Three kinds: a client secret, a certificate that signs client
+//! assertions, and workload identity federation (cluster pools only).
+
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 
 use super::Error;
 use super::context::Context;
 use super::pool::Pool;
-use crate::api::ClientSecretRef;
-use crate::graph::{AppCredentials, ClientCredential, Endpoints};
+use super::service_account_token::ServiceAccountToken;
+use crate::api::{self, CertificateRef, ClientSecretRef, WorkloadIdentity};
+use crate::graph::{
+    AppCredentials, AssertionAlgorithm, CertificateCredential, ClientCredential, Endpoints,
+    FederatedTokenFile,
+};
 use crate::sensitive::SecretString;
 
-/// A pool's app credentials, and the resourceVersion of the object they were read from (a
-/// change of it invalidates the pool's resolution).
-pub async fn app_credentials(
-    ctx: &Context,
-    pool: &Pool,
-) -> Result<(AppCredentials, Option<String>), Error> {
-    let namespace = pool.credential_namespace(ctx.claims.namespace());
+/// The variable the Azure workload identity webhook sets to the operator's own token file.
+pub const FEDERATED_TOKEN_FILE_VARIABLE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// A pool's credential as read now.
+pub struct PoolCredential {
+    pub app: AppCredentials,
+    /// The resourceVersion of the Secret it was read from, if any: a change invalidates the
+    /// pool's resolution.
+    pub version: Option<String>,
+    /// What the operator keeps so that revocations work whatever happens to the pool later.
+    pub kept: KeptCredential,
+}
+
+/// What revocation needs of a credential, beyond the app identity.
+#[derive(Clone, Debug)]
+pub enum KeptCredential {
+    ClientSecret(SecretString),
+    Certificate {
+        certificate_pem: String,
+        key_pem: SecretString,
+        algorithm: AssertionAlgorithm,
+    },
+    /// Nothing to copy: a ServiceAccount of the operator's namespace, by name.
+    ServiceAccount(String),
+    /// Nothing to copy: the operator's own federated token.
+    OwnFederatedToken,
+}
+
+pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredential, Error> {
+    let operator_namespace = ctx.claims.namespace();
+    let namespace = pool.credential_namespace(operator_namespace);
     let spec = pool.spec();
-    let (credential, version) = match &spec.client_secret_ref {
-        Some(reference) => client_secret(ctx, &namespace, reference).await?,
-        None => {
-            return Err(Error::ClientSecret(format!(
-                "{pool} names no credential the operator can use"
-            )));
+    let (kept, version) = match (
+        &spec.client_secret_ref,
+        &spec.certificate_ref,
+        &spec.workload_identity,
+    ) {
+        (Some(reference), None, None) => client_secret(ctx, &namespace, reference).await?,
+        (None, Some(reference), None) => certificate(ctx, &namespace, reference).await?,
+        (None, None, Some(identity)) if matches!(pool, Pool::Cluster(_)) => {
+            (workload_identity(identity)?, None)
+        }
+        (None, None, Some(_)) => {
+            return Err(Error::Credential {
+                reason: "WorkloadIdentityNotAllowed",
+                message: api::WORKLOAD_IDENTITY_IS_CLUSTER_ONLY.to_owned(),
+            });
+        }
+        _ => {
+            return Err(Error::Credential {
+                reason: "CredentialAmbiguous",
+                message: format!(
+                    "{pool} must name exactly one credential: clientSecretRef, certificateRef or \
+                     (cluster pools only) workloadIdentity"
+                ),
+            });
         }
     };
-    let endpoints = Endpoints::resolve(spec.cloud, &ctx.endpoints);
+    let credential = client_credential(ctx, spec.cloud, &kept, Timestamp::now())?;
     let app = AppCredentials::new(
-        endpoints,
+        Endpoints::resolve(spec.cloud, &ctx.endpoints),
         spec.tenant_id.clone(),
         spec.application_id.clone(),
         credential,
     );
-    Ok((app, version))
+    Ok(PoolCredential { app, version, kept })
+}
+
+/// The credential the Graph client uses for what was kept.
+pub fn client_credential(
+    ctx: &Context,
+    cloud: api::Cloud,
+    kept: &KeptCredential,
+    now: Timestamp,
+) -> Result<ClientCredential, Error> {
+    Ok(match kept {
+        KeptCredential::ClientSecret(value) => ClientCredential::Secret(value.clone()),
+        KeptCredential::Certificate {
+            certificate_pem,
+            key_pem,
+            algorithm,
+        } => {
+            let certificate = CertificateCredential::from_pem(
+                certificate_pem.as_bytes(),
+                key_pem.expose().as_bytes(),
+                *algorithm,
+                now,
+            )
+            .map_err(|problem| Error::Credential {
+                reason: problem.reason(),
+                message: problem.to_string(),
+            })?;
+            ClientCredential::Certificate(Arc::new(certificate))
+        }
+        KeptCredential::ServiceAccount(name) => {
+            ClientCredential::Federated(Arc::new(ServiceAccountToken::new(
+                ctx.client.clone(),
+                ctx.claims.namespace(),
+                name,
+                cloud.token_exchange_audience(),
+            )))
+        }
+        KeptCredential::OwnFederatedToken => {
+            let path = std::env::var_os(FEDERATED_TOKEN_FILE_VARIABLE).ok_or_else(|| {
+                Error::Credential {
+                    reason: "FederatedTokenUnavailable",
+                    message: format!(
+                        "the operator has no federated token of its own: {FEDERATED_TOKEN_FILE_VARIABLE} \
+                         is not set (label the operator's pod azure.workload.identity/use=true and \
+                         annotate its ServiceAccount, or name a serviceAccountName)"
+                    ),
+                }
+            })?;
+            ClientCredential::Federated(Arc::new(FederatedTokenFile::new(path)))
+        }
+    })
 }
 
 async fn client_secret(
     ctx: &Context,
     namespace: &str,
     reference: &ClientSecretRef,
-) -> Result<(ClientCredential, Option<String>), Error> {
+) -> Result<(KeptCredential, Option<String>), Error> {
     let secret = read_secret(ctx, namespace, &reference.name).await?;
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(&reference.key))
-        .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
+    let value = text(&secret, &reference.key)
         .map(|text| SecretString::new(text.trim().to_owned()))
         .filter(|value| !value.is_empty())
         .ok_or_else(|| {
@@ -58,7 +155,59 @@ async fn client_secret(
                 reference.name, reference.key
             ))
         })?;
-    Ok((ClientCredential::Secret(value), secret.resource_version()))
+    Ok((
+        KeptCredential::ClientSecret(value),
+        secret.resource_version(),
+    ))
+}
+
+async fn certificate(
+    ctx: &Context,
+    namespace: &str,
+    reference: &CertificateRef,
+) -> Result<(KeptCredential, Option<String>), Error> {
+    let secret = read_secret(ctx, namespace, &reference.name).await?;
+    let name = &reference.name;
+    if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
+        return Err(Error::Credential {
+            reason: "CertificateSecretWrongType",
+            message: format!(
+                "Secret {name} in {namespace} is of type {:?}; certificateRef needs a \
+                 {TLS_SECRET_TYPE} Secret (tls.crt and tls.key)",
+                secret.type_.as_deref().unwrap_or("Opaque")
+            ),
+        });
+    }
+    let (Some(certificate_pem), Some(key_pem)) =
+        (text(&secret, "tls.crt"), text(&secret, "tls.key"))
+    else {
+        return Err(Error::Credential {
+            reason: "CertificateSecretIncomplete",
+            message: format!("Secret {name} in {namespace} lacks tls.crt or tls.key"),
+        });
+    };
+    let algorithm = match reference.algorithm {
+        api::AssertionAlgorithm::PS256 => AssertionAlgorithm::Ps256,
+        api::AssertionAlgorithm::RS256 => AssertionAlgorithm::Rs256,
+    };
+    let kept = KeptCredential::Certificate {
+        certificate_pem,
+        key_pem: SecretString::new(key_pem),
+        algorithm,
+    };
+    Ok((kept, secret.resource_version()))
+}
+
+fn workload_identity(identity: &WorkloadIdentity) -> Result<KeptCredential, Error> {
+    Ok(match &identity.service_account_name {
+        Some(name) => KeptCredential::ServiceAccount(name.clone()),
+        None => KeptCredential::OwnFederatedToken,
+    })
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
 }
 
 async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Secret, Error> {

@@ -66,14 +66,22 @@ pub struct AppIdentity {
     pub authority: String,
     pub tenant_id: String,
     pub application_id: String,
-    /// The operator's own copy of the credential, a Secret in the operator's namespace.
+    /// What revocation authenticates with.
     pub credential: CredentialCopyRef,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// The credential a claim was issued with, as revocation finds it: the operator's own copy (a
+/// Secret in its namespace) of a client secret or certificate, or, for workload identity, the
+/// ServiceAccount of the operator's namespace or the operator's own federated token.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialCopyRef {
-    pub secret_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_federated_token: bool,
 }
 
 impl ClaimRecord {
@@ -107,6 +115,18 @@ mod tests {
         let record = record();
         let back = ClaimRecord::from_annotation(&record.to_annotation());
         assert_eq!(back, Some(record));
+    }
+
+    #[test]
+    fn a_record_written_before_other_credential_kinds_still_reads() {
+        let mut value = serde_json::to_value(record()).unwrap();
+        value["app"]["credential"] = serde_json::json!({ "secretName": "entra-app-1-2" });
+        let old = ClaimRecord::from_annotation(&value.to_string()).expect("an old record");
+        assert_eq!(
+            old.app.credential.secret_name.as_deref(),
+            Some("entra-app-1-2")
+        );
+        assert!(!old.app.credential.own_federated_token);
     }
 
     #[test]

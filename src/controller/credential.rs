@@ -95,10 +95,7 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
     let Some(record) = claim.record.as_deref() else {
         return Err(Error::MalformedClaim(claim.name.clone()));
     };
-    let app = ctx
-        .copies
-        .recorded(&ctx.graph, record, &ctx.endpoints)
-        .await?;
+    let app = ctx.copies.recorded(ctx, record).await?;
     let length = usize::from(record.password_length);
     let scrambled = ctx
         .graph

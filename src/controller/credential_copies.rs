@@ -18,12 +18,12 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 
 use super::Error;
+use super::app_credential::{KeptCredential, PoolCredential, client_credential};
 use super::claim_record::{AppIdentity, ClaimRecord, CredentialCopyRef};
 use super::claims::is_conflict;
+use super::context::Context;
 use crate::api::Cloud;
-use crate::graph::{
-    AppCredentials, ClientCredential, EndpointOverrides, Endpoints, GraphClient, GraphError,
-};
+use crate::graph::{AppCredentials, AssertionAlgorithm, ClientCredential, Endpoints, GraphError};
 use crate::secret::MANAGED_BY;
 use crate::sensitive::SecretString;
 
@@ -36,6 +36,9 @@ const TENANT_ANNOTATION: &str = "kms.hanzo.ai/tenant-id";
 const APPLICATION_ANNOTATION: &str = "kms.hanzo.ai/application-id";
 const CLOUD_ANNOTATION: &str = "kms.hanzo.ai/cloud";
 const CLIENT_SECRET_KEY: &str = "clientSecret";
+const TLS_CERTIFICATE_KEY: &str = "tls.crt";
+const TLS_KEY_KEY: &str = "tls.key";
+const ALGORITHM_KEY: &str = "algorithm";
 
 pub struct CredentialCopies {
     api: Api<Secret>,
@@ -59,28 +62,40 @@ impl CredentialCopies {
         }
     }
 
-    /// Makes sure a copy of `app`'s credential exists and returns the identity to record.
-    /// Call it only once `app` has obtained a token: no copy is made of an untested value.
-    pub async fn keep(&self, cloud: Cloud, app: &AppCredentials) -> Result<AppIdentity, Error> {
+    /// Makes sure the operator keeps what revocations of credentials issued with `pool` need,
+    /// and returns the identity to record: a copy of a client secret or certificate; nothing for
+    /// workload identity, whose ServiceAccount or token file is the operator's own. Call it only
+    /// once the credential has obtained a token: no copy is made of an untested value.
+    pub async fn keep(&self, cloud: Cloud, pool: &PoolCredential) -> Result<AppIdentity, Error> {
         let _not_swept = self.sweep_guard.read().await;
-        // Copies exist for client secrets only; other credentials are wired up separately.
-        let ClientCredential::Secret(value) = app.credential() else {
-            return Err(GraphError::Config(format!(
-                "a {} credential cannot be kept as a copy",
-                app.credential().kind()
-            ))
-            .into());
-        };
-        let name = copy_name(cloud, app.tenant(), app.client_id(), value);
-        let identity = AppIdentity {
+        let app = &pool.app;
+        let mut identity = AppIdentity {
             cloud,
             authority: app.endpoints().authority_host().to_string(),
             tenant_id: app.tenant().to_owned(),
             application_id: app.client_id().to_owned(),
-            credential: CredentialCopyRef {
-                secret_name: name.clone(),
+            credential: CredentialCopyRef::default(),
+        };
+        let copied = match &pool.kept {
+            KeptCredential::ServiceAccount(name) => {
+                identity.credential.service_account_name = Some(name.clone());
+                return Ok(identity);
+            }
+            KeptCredential::OwnFederatedToken => {
+                identity.credential.own_federated_token = true;
+                return Ok(identity);
+            }
+            KeptCredential::ClientSecret(value) => value.clone(),
+            // One copy per certificate, named by its thumbprint (not secret).
+            KeptCredential::Certificate { .. } => match app.credential() {
+                ClientCredential::Certificate(certificate) => {
+                    SecretString::from(certificate.thumbprint_sha256())
+                }
+                _ => return Err(Error::MalformedClaim("a certificate credential".into())),
             },
         };
+        let name = copy_name(cloud, app.tenant(), app.client_id(), &copied);
+        identity.credential.secret_name = Some(name.clone());
         if let Some(used) = self.known.lock().unwrap().get_mut(&name) {
             *used = Instant::now();
             return Ok(identity);
@@ -90,7 +105,7 @@ impl CredentialCopies {
                 .api
                 .create(
                     &PostParams::default(),
-                    &copy_object(&name, cloud, app, value),
+                    &copy_object(&name, cloud, app, &pool.kept),
                 )
                 .await
             {
@@ -150,19 +165,34 @@ impl CredentialCopies {
         Ok(deleted)
     }
 
-    /// App credentials for the identity recorded at issue that get a token: the recorded copy
-    /// first, then the other copies of the same app, newest first (a rotated client secret).
+    /// App credentials for the identity recorded at issue that get a token: workload identity
+    /// as recorded; else the recorded copy first, then the other copies of the same app, newest
+    /// first (a rotated client secret, a renewed certificate).
     pub async fn recorded(
         &self,
-        graph: &GraphClient,
+        ctx: &Context,
         record: &ClaimRecord,
-        overrides: &EndpointOverrides,
     ) -> Result<AppCredentials, Error> {
         let app = &record.app;
-        let recorded = &app.credential.secret_name;
+        let credentials = |kept: &KeptCredential| -> Result<AppCredentials, Error> {
+            Ok(AppCredentials::new(
+                Endpoints::resolve(app.cloud, &ctx.endpoints),
+                app.tenant_id.clone(),
+                app.application_id.clone(),
+                client_credential(ctx, app.cloud, kept, Timestamp::now())?,
+            ))
+        };
+        let recorded = &app.credential;
+        if let Some(name) = &recorded.service_account_name {
+            return credentials(&KeptCredential::ServiceAccount(name.clone()));
+        }
+        if recorded.own_federated_token {
+            return credentials(&KeptCredential::OwnFederatedToken);
+        }
+        let recorded = recorded.secret_name.clone().unwrap_or_default();
         let mut last_error = None;
         // The recorded copy first; the other copies of the app only when it no longer works.
-        let mut copies: Vec<Secret> = self.api.get_opt(recorded).await?.into_iter().collect();
+        let mut copies: Vec<Secret> = self.api.get_opt(&recorded).await?.into_iter().collect();
         let mut listed = false;
         loop {
             let Some(copy) = copies.pop() else {
@@ -184,19 +214,25 @@ impl CredentialCopies {
                 copies.sort_by_key(|c| c.metadata.creation_timestamp.clone());
                 continue;
             };
-            let Some(value) = client_secret(&copy) else {
+            let Some(kept) = kept_in(&copy) else {
                 continue;
             };
-            let credentials = AppCredentials::with_client_secret(
-                Endpoints::resolve(app.cloud, overrides),
-                app.tenant_id.clone(),
-                app.application_id.clone(),
-                value,
-            );
-            match graph.check_credentials(&credentials).await {
-                Ok(()) => return Ok(credentials),
-                // This value no longer gets a token (a rotated secret): try the next copy.
-                Err(error @ GraphError::InvalidClientSecret { .. }) => last_error = Some(error),
+            let candidate = match credentials(&kept) {
+                Ok(candidate) => candidate,
+                // An expired copy of a certificate: try the next copy.
+                Err(error) => {
+                    last_error = Some(error.to_string());
+                    continue;
+                }
+            };
+            match ctx.graph.check_credentials(&candidate).await {
+                Ok(()) => return Ok(candidate),
+                // This copy no longer gets a token (a rotated secret or certificate): try the next.
+                Err(
+                    error @ (GraphError::InvalidClientSecret { .. }
+                    | GraphError::InvalidClientAssertion { .. }
+                    | GraphError::Certificate(_)),
+                ) => last_error = Some(error.to_string()),
                 Err(error) => return Err(error.into()),
             }
         }
@@ -250,7 +286,35 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, value: &SecretString) -> Secret {
+fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, kept: &KeptCredential) -> Secret {
+    let (type_, data) = match kept {
+        KeptCredential::Certificate {
+            certificate_pem,
+            key_pem,
+            algorithm,
+        } => (
+            "kubernetes.io/tls",
+            BTreeMap::from([
+                (TLS_CERTIFICATE_KEY.to_owned(), bytes(certificate_pem)),
+                (TLS_KEY_KEY.to_owned(), bytes(key_pem.expose())),
+                (
+                    ALGORITHM_KEY.to_owned(),
+                    bytes(match algorithm {
+                        AssertionAlgorithm::Ps256 => "PS256",
+                        AssertionAlgorithm::Rs256 => "RS256",
+                    }),
+                ),
+            ]),
+        ),
+        KeptCredential::ClientSecret(value) => (
+            "Opaque",
+            BTreeMap::from([(CLIENT_SECRET_KEY.to_owned(), bytes(value.expose()))]),
+        ),
+        // Workload identity keeps no copy.
+        KeptCredential::ServiceAccount(_) | KeptCredential::OwnFederatedToken => {
+            ("Opaque", BTreeMap::new())
+        }
+    };
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -274,19 +338,34 @@ fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, value: &SecretStr
             ])),
             ..ObjectMeta::default()
         },
-        type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([(
-            CLIENT_SECRET_KEY.to_owned(),
-            ByteString(value.expose().as_bytes().to_vec()),
-        )])),
+        type_: Some(type_.to_owned()),
+        data: Some(data),
         ..Secret::default()
     }
 }
 
-fn client_secret(secret: &Secret) -> Option<SecretString> {
-    let bytes = &secret.data.as_ref()?.get(CLIENT_SECRET_KEY)?.0;
-    let text = String::from_utf8(bytes.clone()).ok()?;
-    (!text.is_empty()).then(|| SecretString::new(text))
+fn bytes(text: &str) -> ByteString {
+    ByteString(text.as_bytes().to_vec())
+}
+
+/// The credential a copy holds.
+fn kept_in(copy: &Secret) -> Option<KeptCredential> {
+    let data = copy.data.as_ref()?;
+    let text = |key: &str| {
+        let value = String::from_utf8(data.get(key)?.0.clone()).ok()?;
+        (!value.is_empty()).then_some(value)
+    };
+    if let Some(value) = text(CLIENT_SECRET_KEY) {
+        return Some(KeptCredential::ClientSecret(SecretString::new(value)));
+    }
+    Some(KeptCredential::Certificate {
+        certificate_pem: text(TLS_CERTIFICATE_KEY)?,
+        key_pem: SecretString::new(text(TLS_KEY_KEY)?),
+        algorithm: match text(ALGORITHM_KEY).as_deref() {
+            Some("RS256") => AssertionAlgorithm::Rs256,
+            _ => AssertionAlgorithm::Ps256,
+        },
+    })
 }
 
 fn digest(bytes: &[u8]) -> Vec<u8> {

@@ -192,7 +192,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Fail
             ),
         });
     }
-    let (app, credential_version) = app_credentials(ctx, pool).await.map_err(|error| Failure {
+    let credential = app_credentials(ctx, pool).await.map_err(|error| Failure {
         reason: match &error {
             Error::Kube(_) => Reason::ClientSecretUnreadable.as_str().into(),
             other => other.reason().into(),
@@ -208,19 +208,20 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Fail
     if let Some(previous) = previous
         && previous.uid == pool.metadata().uid
         && previous.generation == pool.metadata().generation
-        && previous.credential_version == credential_version
+        && previous.credential_version == credential.version
         && previous.at.elapsed() < REVALIDATE_EVERY
     {
         return Ok(previous.users);
     }
+    let app = &credential.app;
     ctx.graph
-        .check_credentials(&app)
+        .check_credentials(app)
         .await
         .map_err(graph_failure)?;
     // The credential just got a token for this tenant and app: revocations of claims issued
     // with an older one (a rotated secret) use this one from now on.
     ctx.copies
-        .keep(spec.cloud, &app)
+        .keep(spec.cloud, &credential)
         .await
         .map_err(|error| Failure {
             reason: Reason::ClientSecretUnreadable.as_str().into(),
@@ -232,7 +233,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Fail
             configured: configured.clone(),
             ..PoolUser::default()
         };
-        match ctx.graph.get_user(&app, configured).await {
+        match ctx.graph.get_user(app, configured).await {
             Ok(found) => {
                 user.problem = found
                     .not_leasable()
@@ -257,7 +258,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Fail
     let validation = Validation {
         uid: pool.metadata().uid.clone(),
         generation: pool.metadata().generation,
-        credential_version,
+        credential_version: credential.version.clone(),
         users: users.clone(),
         at: Instant::now(),
     };

@@ -13,6 +13,13 @@ pub enum Error {
     #[error("client secret: {0}")]
     ClientSecret(String),
 
+    /// A pool's credential is unusable as configured; `reason` names the problem.
+    #[error("{message}")]
+    Credential {
+        reason: &'static str,
+        message: String,
+    },
+
     #[error("Secret {0} exists and is not owned by this lease")]
     SecretNotOwned(String),
 
@@ -49,6 +56,7 @@ impl Error {
             Error::Kube(_) => "kubernetes",
             Error::Graph(error) => error.metric_label(),
             Error::ClientSecret(_) => "client_secret",
+            Error::Credential { .. } => "credential",
             Error::SecretNotOwned(_) => "secret_conflict",
             Error::PasswordsRejected(_) => "password_rejected",
             Error::CredentialLost(_) => "credential_lost",
@@ -68,6 +76,7 @@ impl Error {
         match self {
             Error::Graph(error) => error.reason(),
             Error::ClientSecret(_) => "ClientSecretNotFound",
+            Error::Credential { reason, .. } => reason,
             Error::SecretNotOwned(_) => "SecretConflict",
             Error::PasswordsRejected(_) => "PasswordRejected",
             Error::CredentialLost(_) | Error::MalformedClaim(_) => "RevocationBlocked",

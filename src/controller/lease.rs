@@ -303,12 +303,13 @@ impl Shell<'_> {
         max_ttl: Duration,
     ) -> Result<Action, Error> {
         // The pool's credential must get a token before it is copied for revocation.
-        let (app, _) = app_credentials(self.ctx, pool).await?;
+        let credential = app_credentials(self.ctx, pool).await?;
+        let app = credential.app.clone();
         if let Err(error) = self.ctx.graph.check_credentials(&app).await {
             return self.issue_refused(Error::Graph(error)).await;
         }
         let spec = pool.spec();
-        let app_identity = self.ctx.copies.keep(spec.cloud, &app).await?;
+        let app_identity = self.ctx.copies.keep(spec.cloud, &credential).await?;
         let candidates = self.ctx.likely_free_first(candidates, self.lease);
         let issued_at = whole_seconds(self.now);
         let mut claimed = None;
@@ -363,11 +364,7 @@ impl Shell<'_> {
         record: &ClaimRecord,
         secret: SecretState,
     ) -> Result<Action, Error> {
-        let app = self
-            .ctx
-            .copies
-            .recorded(&self.ctx.graph, record, &self.ctx.endpoints)
-            .await?;
+        let app = self.ctx.copies.recorded(self.ctx, record).await?;
         // An edited Secret's password is not necessarily the one that may be set: a fresh one
         // replaces whichever it is.
         let resumed = match secret {
@@ -577,11 +574,7 @@ impl Shell<'_> {
                 format!("Secret {secret_name} was {what}; issuing a fresh password"),
             )
             .await;
-        let app = self
-            .ctx
-            .copies
-            .recorded(&self.ctx.graph, record, &self.ctx.endpoints)
-            .await?;
+        let app = self.ctx.copies.recorded(self.ctx, record).await?;
         // Unconfirmed until Entra takes the fresh password: a crash or failure in between
         // resumes it, and never leaves a Secret whose password was not set.
         let mut unconfirmed = record.clone();

@@ -19,6 +19,7 @@ mod pool;
 mod reaper;
 mod reasons;
 mod revocation;
+mod service_account_token;
 mod status;
 mod triggers;
 
@@ -520,7 +521,7 @@ async fn sweep_credential_copies(ctx: Arc<Context>) {
             .claim_cache
             .find(ctx.claims.namespace(), |claim| claim.record.is_some())
             .into_iter()
-            .filter_map(|(_, claim)| Some(claim.record?.app.credential.secret_name.clone()))
+            .filter_map(|(_, claim)| claim.record?.app.credential.secret_name.clone())
             .collect();
         if let Err(error) = ctx.copies.sweep(&referenced).await {
             tracing::warn!(%error, "could not sweep the credential copies");

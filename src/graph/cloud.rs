@@ -23,6 +23,17 @@ impl Cloud {
         }
     }
 
+    /// The audience a federated identity credential of the cloud takes, which the exchanged
+    /// token must carry (Microsoft's federated identity credential docs: Fairfax and Mooncake
+    /// have their own).
+    pub fn token_exchange_audience(self) -> &'static str {
+        match self {
+            Cloud::AzurePublic => "api://AzureADTokenExchange",
+            Cloud::AzureUSGovernment => "api://AzureADTokenExchangeUSGov",
+            Cloud::AzureChina => "api://AzureADTokenExchangeChina",
+        }
+    }
+
     /// The cloud's Microsoft Graph root, e.g. `https://graph.microsoft.com`.
     pub fn graph_root(self) -> &'static str {
         match self {

@@ -104,6 +104,14 @@ pub enum GraphError {
     #[error("invalid Graph client configuration: {0}")]
     Config(String),
 
+    /// The token a federated credential exchanges could not be obtained (a token file missing, a
+    /// TokenRequest refused); `reason` says which, for the condition.
+    #[error("no federated token to exchange: {message}")]
+    AssertionUnavailable {
+        reason: &'static str,
+        message: String,
+    },
+
     #[error(
         "the token endpoint rejected the client secret ({0}): check that the Secret holds the \
          secret's value (not its id), that it belongs to this app and has not expired"
@@ -214,6 +222,7 @@ impl GraphError {
     pub fn reason(&self) -> &'static str {
         match self {
             GraphError::Config(_) => "InvalidConfiguration",
+            GraphError::AssertionUnavailable { reason, .. } => reason,
             GraphError::InvalidClientSecret(_) => "InvalidClientSecret",
             GraphError::InvalidClientAssertion(_) => "InvalidClientAssertion",
             GraphError::ClientAssertionExpired(_) => "ClientAssertionExpired",
@@ -238,6 +247,7 @@ impl GraphError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             GraphError::Config(_) => "invalid_configuration",
+            GraphError::AssertionUnavailable { .. } => "assertion_unavailable",
             GraphError::InvalidClientSecret(_) => "invalid_client_secret",
             GraphError::InvalidClientAssertion(_) => "invalid_client_assertion",
             GraphError::ClientAssertionExpired(_) => "client_assertion_expired",
@@ -292,6 +302,7 @@ impl GraphError {
             | GraphError::MalformedResponse { diagnostics, .. } => Some(diagnostics),
             GraphError::TransientExhausted { last, .. } => Some(&last.diagnostics),
             GraphError::Config(_)
+            | GraphError::AssertionUnavailable { .. }
             | GraphError::Certificate(_)
             | GraphError::UserNotLeasable { .. } => None,
         }

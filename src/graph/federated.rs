@@ -12,6 +12,9 @@ use crate::sensitive::SecretString;
 
 use super::error::GraphError;
 
+/// The condition reason of a token file that cannot be read.
+pub const FEDERATED_TOKEN_UNAVAILABLE: &str = "FederatedTokenUnavailable";
+
 /// Where federated assertions come from. Asked only when an access token must be requested, so a
 /// source may do I/O (read a file, call the TokenRequest API) on every call.
 pub trait FederatedTokenSource: Send + Sync + fmt::Debug {
@@ -51,17 +54,17 @@ impl FederatedTokenSource for FederatedTokenFile {
             let path = self.path.display();
             // io errors name the failure (not found, permission denied), never the content.
             let content = Zeroizing::new(tokio::fs::read_to_string(&self.path).await.map_err(
-                |error| {
-                    GraphError::Config(format!(
-                        "cannot read the federated token file {path}: {error}"
-                    ))
+                |error| GraphError::AssertionUnavailable {
+                    reason: FEDERATED_TOKEN_UNAVAILABLE,
+                    message: format!("cannot read the federated token file {path}: {error}"),
                 },
             )?);
             let token = content.trim();
             if token.is_empty() {
-                return Err(GraphError::Config(format!(
-                    "the federated token file {path} is empty"
-                )));
+                return Err(GraphError::AssertionUnavailable {
+                    reason: FEDERATED_TOKEN_UNAVAILABLE,
+                    message: format!("the federated token file {path} is empty"),
+                });
             }
             Ok(SecretString::from(token))
         })
@@ -95,7 +98,7 @@ mod tests {
         std::fs::write(&path, " \n").unwrap();
         let empty = source.token().await.unwrap_err();
         for error in [missing, empty] {
-            assert_eq!(error.reason(), "InvalidConfiguration");
+            assert_eq!(error.reason(), FEDERATED_TOKEN_UNAVAILABLE);
             assert!(
                 error.to_string().contains(&path.display().to_string()),
                 "{error}"
