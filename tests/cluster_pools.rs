@@ -1,11 +1,13 @@
-//! Cluster pools (`ClusterEntraDynamicSecret`): the app credential stays in the operator's
-//! namespace, and the pool serves the namespaces its selector matches. The operator runs as the
-//! chart deploys it, on its own ServiceAccount, watching every namespace; lease users act with the
-//! built-in `edit` role of their namespace and nothing else (the chart aggregates the lease editor
-//! role into it).
+//! Cluster pools (`ClusterEntraDynamicSecret`) and the credentials that are no secret: the app
+//! credential stays in the operator's namespace, and the pool serves the namespaces its selector
+//! matches; a certificate signs client assertions; workload identity exchanges a ServiceAccount
+//! token the local API server issues and the emulator verifies against the API server's own keys.
+//! The operator runs as the chart deploys it, on its own ServiceAccount, watching every namespace;
+//! lease users act with the built-in `edit` role of their namespace and nothing else (the chart
+//! aggregates the lease editor role into it).
 //!
 //! One test, so that one operator reconciles the cluster-scoped pools of this binary's control
-//! plane.
+//! plane; its phases are functions run one after the other.
 
 use entra_test_support as support;
 
@@ -13,7 +15,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use entra_emulator::{Emulator, sample};
+use entra_emulator::{CredentialKind, Emulator, FederatedCredential, sample};
 use entra_operator::api::{ClusterEntraDynamicSecret, EntraLease, LeasePhase};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -26,6 +28,10 @@ use support::cluster::{client_secret, install_crds, namespace, poll};
 use support::lease_env::{APP_ID, CLIENT_SECRET};
 
 const SELECTOR_LABEL: &str = "entra.example.com/leases";
+/// The ServiceAccount of the operator's namespace whose tokens the app trusts.
+const POOL_IDENTITY: &str = "pool-identity";
+const CERTIFICATE: &str = include_str!("../src/graph/testdata/rsa.crt");
+const KEY: &str = include_str!("../src/graph/testdata/rsa.key");
 
 struct World {
     control_plane: &'static ControlPlane,
@@ -33,6 +39,8 @@ struct World {
     emulator: Emulator,
     operator_namespace: String,
     operator: OperatorPod,
+    /// The operator's ServiceAccount, as a kubeconfig.
+    operator_kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -42,13 +50,16 @@ impl World {
         install_crds(control_plane);
         let admin = control_plane.client().await;
         let operator_namespace = namespace(&admin, "cluster-op").await;
-        let emulator = Emulator::start(entra_emulator::Config::sample())
-            .await
-            .expect("the emulator starts");
+        // The emulator verifies federated tokens against the API server's keys, over TLS.
+        let mut config = entra_emulator::Config::sample();
+        config.trusted_issuer_cas =
+            vec![std::fs::read_to_string(&control_plane.ca_certificate).unwrap()];
+        let emulator = Emulator::start(config).await.expect("the emulator starts");
         let values = json!({
             "entra": { "authorityHost": emulator.base_url(), "graphEndpoint": emulator.base_url() },
             "metrics": { "port": free_port() },
             "logFormat": "text",
+            "workloadIdentity": { "serviceAccounts": [POOL_IDENTITY] },
         });
         install(
             control_plane,
@@ -72,8 +83,67 @@ impl World {
             emulator,
             operator_namespace,
             operator,
+            operator_kubeconfig: kubeconfig,
             _dir: dir,
         }
+    }
+
+    /// Creates a cluster pool serving every namespace over `users` with `credential` (the spec's
+    /// credential field or fields).
+    async fn cluster_pool(&self, name: &str, users: &[&str], credential: serde_json::Value) {
+        let mut spec = json!({
+            "tenantId": "contoso.onmicrosoft.com",
+            "applicationId": APP_ID,
+            "users": users,
+            "defaultTTL": "10m",
+            "maxTTL": "1h",
+            "namespaceSelector": {},
+        });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(credential.as_object().unwrap().clone());
+        let pool = serde_json::from_value(json!({
+            "apiVersion": "kms.hanzo.ai/v1alpha1",
+            "kind": "ClusterEntraDynamicSecret",
+            "metadata": { "name": name },
+            "spec": spec,
+        }))
+        .unwrap();
+        self.cluster_pools()
+            .create(&PostParams::default(), &pool)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until cluster pool `name` is Ready, or not Ready for `reason`.
+    async fn pool_reason(&self, name: &str, reason: &str) {
+        self.eventually(&format!("cluster pool {name} to say {reason}"), || async {
+            let pool = self.cluster_pools().get(name).await.ok()?;
+            pool.status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == reason)
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// A Secret in the operator's namespace.
+    async fn operator_secret(&self, secret: serde_json::Value) {
+        let secret: Secret = serde_json::from_value(secret).unwrap();
+        Api::<Secret>::namespaced(self.admin.clone(), &self.operator_namespace)
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
+    /// `kubectl auth can-i` as the identity of `kubeconfig`.
+    fn can_i(&self, kubeconfig: &Path, args: &[&str]) -> String {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+        let answer = self.control_plane.kubectl(&all);
+        String::from_utf8_lossy(&answer.stdout).trim().to_owned()
     }
 
     async fn eventually<T, F, Fut>(&self, what: &str, probe: F) -> T
@@ -150,13 +220,13 @@ impl Team {
         Api::namespaced(self.dev.clone(), &self.namespace)
     }
 
-    async fn lease(&self, name: &str, user: &str) {
+    async fn lease(&self, name: &str, pool: &str, user: &str) {
         let lease = serde_json::from_value(json!({
             "apiVersion": "kms.hanzo.ai/v1alpha1",
             "kind": "EntraLease",
             "metadata": { "name": name },
             "spec": {
-                "dynamicSecretRef": { "kind": "ClusterEntraDynamicSecret", "name": "shared" },
+                "dynamicSecretRef": { "kind": "ClusterEntraDynamicSecret", "name": pool },
                 "user": user,
                 "ttl": "10m",
             }
@@ -179,6 +249,41 @@ impl Team {
         Some((status.phase?, reason))
     }
 
+    /// Leases from `pool`, waits until Active, checks the password in the emulator, ends the
+    /// lease and checks the password is dead.
+    async fn lease_round_trip(&self, world: &World, name: &str, pool: &str, user: &str) {
+        self.lease(name, pool, user).await;
+        world
+            .eventually(&format!("lease {name} of {pool} to be Active"), || async {
+                let (phase, _) = self.phase(name).await?;
+                (phase == LeasePhase::Active).then_some(())
+            })
+            .await;
+        let (username, password, _) = self.credentials(name).await;
+        assert!(
+            world.emulator.sign_in(&username, &password),
+            "{pool}: the password works"
+        );
+        self.leases()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        world
+            .eventually(&format!("lease {name} to be gone"), || async {
+                self.leases()
+                    .get_opt(name)
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            })
+            .await;
+        assert!(
+            !world.emulator.sign_in(&username, &password),
+            "{pool}: revoked"
+        );
+    }
+
     /// The username and password in the lease's Secret, read as the lease user.
     async fn credentials(&self, name: &str) -> (String, String, EntraLease) {
         let lease = self.leases().get(name).await.unwrap();
@@ -196,11 +301,17 @@ impl Team {
 }
 
 #[tokio::test]
-async fn a_cluster_pool_serves_the_namespaces_it_selects_and_keeps_its_credential_away() {
+async fn cluster_pools_serve_selected_namespaces_with_credentials_lease_users_cannot_reach() {
     let world = World::start().await;
     let dir = tempfile::tempdir().unwrap();
     let selected = world.team("team-a", dir.path()).await;
     let other = world.team("team-b", dir.path()).await;
+    a_selector_decides_which_namespaces_lease(&world, &selected, &other).await;
+    a_certificate_signs_the_apps_assertions(&world, &other).await;
+    workload_identity_exchanges_a_service_account_token(&world, &other).await;
+}
+
+async fn a_selector_decides_which_namespaces_lease(world: &World, selected: &Team, other: &Team) {
     world
         .label_namespace(&selected.namespace, Some("allowed"))
         .await;
@@ -278,7 +389,7 @@ async fn a_cluster_pool_serves_the_namespaces_it_selects_and_keeps_its_credentia
     );
 
     // A selected namespace leases; the password works.
-    selected.lease("svc", sample::ALICE.upn).await;
+    selected.lease("svc", "shared", sample::ALICE.upn).await;
     world
         .eventually("the selected namespace's lease to be Active", || async {
             let (phase, _) = selected.phase("svc").await?;
@@ -291,7 +402,7 @@ async fn a_cluster_pool_serves_the_namespaces_it_selects_and_keeps_its_credentia
 
     // A namespace the selector does not match is refused, with the reason; labelled, it is
     // served.
-    other.lease("svc", sample::BOB.upn).await;
+    other.lease("svc", "shared", sample::BOB.upn).await;
     world
         .eventually("the other namespace's lease to be refused", || async {
             let (phase, reason) = other.phase("svc").await?;
@@ -321,23 +432,19 @@ async fn a_cluster_pool_serves_the_namespaces_it_selects_and_keeps_its_credentia
         .await;
 
     // The pool's status names no lease of any namespace: only that users are taken.
-    let status = world
-        .cluster_pools()
-        .get("shared")
+    world
+        .eventually("the pool's status to show both users taken", || async {
+            let status = world.cluster_pools().get("shared").await.ok()?.status?;
+            let holders: Vec<_> = status
+                .users
+                .iter()
+                .filter_map(|u| u.leased_by.clone())
+                .collect();
+            (status.leased == 2).then_some(holders)
+        })
         .await
-        .unwrap()
-        .status
-        .unwrap();
-    let holders: Vec<_> = status
-        .users
         .iter()
-        .filter_map(|u| u.leased_by.clone())
-        .collect();
-    assert_eq!(
-        holders,
-        ["(another namespace)", "(another namespace)"],
-        "both users are shown taken, by no lease's name"
-    );
+        .for_each(|holder| assert_eq!(holder, "(another namespace)"));
 
     // A namespace that stops matching keeps its credential to its end, but cannot renew.
     world.label_namespace(&selected.namespace, None).await;
@@ -380,4 +487,223 @@ async fn a_cluster_pool_serves_the_namespaces_it_selects_and_keeps_its_credentia
         })
         .await;
     assert!(!world.emulator.sign_in(&username, &password));
+    other
+        .leases()
+        .delete("svc", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// A certificate in a kubernetes.io/tls Secret of the operator's namespace: issue, revoke, and
+/// each way it can be wrong, as the pool's condition.
+async fn a_certificate_signs_the_apps_assertions(world: &World, team: &Team) {
+    world
+        .emulator
+        .update_app(APP_ID, |app| app.certificates.push(CERTIFICATE.to_owned()));
+    let tls = |name: &str, certificate: &str, key: &str| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": { "name": name },
+            "type": "kubernetes.io/tls",
+            "stringData": { "tls.crt": certificate, "tls.key": key },
+        })
+    };
+    world
+        .operator_secret(tls("app-certificate", CERTIFICATE, KEY))
+        .await;
+    let before = world
+        .emulator
+        .counters()
+        .token_requests_with(CredentialKind::Certificate);
+    world
+        .cluster_pool(
+            "by-certificate",
+            &[sample::CAROL.upn],
+            json!({ "certificateRef": { "name": "app-certificate" } }),
+        )
+        .await;
+    world.pool_reason("by-certificate", "Ready").await;
+    team.lease_round_trip(world, "by-certificate", "by-certificate", sample::CAROL.upn)
+        .await;
+    assert!(
+        world
+            .emulator
+            .counters()
+            .token_requests_with(CredentialKind::Certificate)
+            > before,
+        "the tokens came by certificate"
+    );
+
+    let testdata = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/src/graph/testdata/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let bad = [
+        (
+            "expired",
+            tls("cert-expired", &testdata("expired.crt"), KEY),
+            "CertificateExpired",
+        ),
+        (
+            "future",
+            tls("cert-future", &testdata("future.crt"), KEY),
+            "CertificateNotYetValid",
+        ),
+        (
+            "mismatch",
+            tls("cert-mismatch", CERTIFICATE, &testdata("other.key")),
+            "CertificateKeyMismatch",
+        ),
+        (
+            "ec",
+            tls("cert-ec", &testdata("ec.crt"), &testdata("ec.key")),
+            "CertificateKeyUnsupported",
+        ),
+        // A valid certificate the app never registered: Entra refuses the assertion.
+        (
+            "unregistered",
+            tls("cert-unregistered", &testdata("rotated.crt"), KEY),
+            "InvalidClientAssertion",
+        ),
+        (
+            "opaque",
+            json!({
+                "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "cert-opaque" },
+                "stringData": { "tls.crt": CERTIFICATE, "tls.key": KEY },
+            }),
+            "CertificateSecretWrongType",
+        ),
+    ];
+    for (case, secret, reason) in bad {
+        let secret_name = secret["metadata"]["name"].as_str().unwrap().to_owned();
+        world.operator_secret(secret).await;
+        let pool = format!("bad-certificate-{case}");
+        world
+            .cluster_pool(
+                &pool,
+                &[sample::CAROL.upn],
+                json!({ "certificateRef": { "name": secret_name } }),
+            )
+            .await;
+        world.pool_reason(&pool, reason).await;
+    }
+}
+
+/// Workload identity: the app's federated identity credential trusts a ServiceAccount of the
+/// operator's namespace, whose tokens the local API server signs; the emulator fetches the API
+/// server's discovery document and keys, as Entra does. The chart lets the operator mint tokens
+/// for that ServiceAccount only.
+async fn workload_identity_exchanges_a_service_account_token(world: &World, team: &Team) {
+    let setup = format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{ name: {POOL_IDENTITY}, namespace: {namespace} }}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{ name: not-granted, namespace: {namespace} }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{ name: service-account-issuer-discovery-public }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:service-account-issuer-discovery }}
+subjects: [{{ apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:unauthenticated }}]
+"#,
+        namespace = world.operator_namespace
+    );
+    let applied = world
+        .control_plane
+        .kubectl_with_input(&["apply", "-f", "-"], &setup);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    // The operator may mint tokens for the ServiceAccount it was given, and no other.
+    let namespace = world.operator_namespace.as_str();
+    let can = |service_account: &str| {
+        world.can_i(
+            &world.operator_kubeconfig,
+            &[
+                "create",
+                &format!("serviceaccounts/{service_account}"),
+                "--subresource=token",
+                "-n",
+                namespace,
+            ],
+        )
+    };
+    assert_eq!(can(POOL_IDENTITY), "yes");
+    assert_eq!(can("not-granted"), "no");
+    assert_eq!(can("default"), "no");
+
+    // Not yet trusted by the app: Entra's AADSTS70021.
+    world
+        .cluster_pool(
+            "by-identity",
+            &[sample::CAROL.upn],
+            json!({ "workloadIdentity": { "serviceAccountName": POOL_IDENTITY } }),
+        )
+        .await;
+    world
+        .pool_reason("by-identity", "FederatedCredentialNotFound")
+        .await;
+    world.emulator.update_app(APP_ID, |app| {
+        app.federated_credentials.push(FederatedCredential {
+            issuer: format!("{}/", world.control_plane.server),
+            subject: format!("system:serviceaccount:{namespace}:{POOL_IDENTITY}"),
+            audiences: vec!["api://AzureADTokenExchange".into()],
+        })
+    });
+    // A change of the pool makes the operator look again at once.
+    let touch = json!({ "metadata": { "annotations": { "example.com/touched": "1" } } });
+    world
+        .cluster_pools()
+        .patch(
+            "by-identity",
+            &PatchParams::default(),
+            &Patch::Merge(&touch),
+        )
+        .await
+        .unwrap();
+    world.pool_reason("by-identity", "Ready").await;
+    assert!(
+        world
+            .emulator
+            .counters()
+            .token_requests_with(CredentialKind::Federated)
+            > 0,
+        "the token came by federation"
+    );
+    team.lease_round_trip(world, "by-identity", "by-identity", sample::CAROL.upn)
+        .await;
+
+    // A ServiceAccount the chart did not grant, and one that does not exist.
+    world
+        .cluster_pool(
+            "identity-not-granted",
+            &[sample::CAROL.upn],
+            json!({ "workloadIdentity": { "serviceAccountName": "not-granted" } }),
+        )
+        .await;
+    world
+        .pool_reason("identity-not-granted", "ServiceAccountTokenForbidden")
+        .await;
+    // The operator's own federated token: the chart did not ask the webhook for one.
+    world
+        .cluster_pool(
+            "identity-own",
+            &[sample::CAROL.upn],
+            json!({ "workloadIdentity": {} }),
+        )
+        .await;
+    world
+        .pool_reason("identity-own", "FederatedTokenUnavailable")
+        .await;
 }

@@ -26,6 +26,9 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     /// The PEM key that signs service-account tokens.
     pub service_account_key: PathBuf,
+    /// The API server's certificate (self-signed): the CA to trust it, as its service-account
+    /// issuer too.
+    pub ca_certificate: PathBuf,
     /// How long the control plane took to become ready.
     pub startup: Duration,
     binary: PathBuf,
@@ -60,6 +63,7 @@ impl ControlPlane {
             server: String::new(),
             kubeconfig: root.join("admin.kubeconfig"),
             service_account_key: root.join("service-account.key"),
+            ca_certificate: root.join("certs").join("apiserver.crt"),
             startup: Duration::ZERO,
             binary,
             processes: Mutex::new(Vec::new()),
@@ -98,6 +102,9 @@ impl ControlPlane {
                 "--authorization-mode=RBAC",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 &format!("--service-account-issuer=https://127.0.0.1:{secure}/"),
+                // Discovery names the keys' address on loopback, where a federated credential's
+                // verifier (the Entra emulator) reaches it.
+                &format!("--service-account-jwks-uri=https://127.0.0.1:{secure}/openid/v1/jwks"),
                 &format!("--service-account-key-file={key}"),
                 &format!("--service-account-signing-key-file={key}"),
                 "--allow-privileged=true",
@@ -107,6 +114,7 @@ impl ControlPlane {
         )?;
         control_plane.server = format!("https://127.0.0.1:{secure}");
         let ca = wait_for_file(&cert_dir.join("apiserver.crt"), READY_TIMEOUT)?;
+        control_plane.ca_certificate = ca.clone();
         write_kubeconfig(&control_plane.kubeconfig, &control_plane.server, &ca)?;
         control_plane.wait_until_ready(started)?;
 
