@@ -77,7 +77,8 @@ fn kubectl_ok(env: &LeaseEnv, args: &[&str], input: Option<&str>) {
 
 /// ServiceAccount `name` in `namespace` with the rights the chart gives the operator when it
 /// watches one namespace (charts/entra-operator/templates/rbac.yaml): its resources, Secrets and
-/// Events through Role `operator`, and the coordination Leases of its own namespace (user claims
+/// Events through Role `operator`, cluster pools and namespaces' labels through a ClusterRole (as the
+/// chart grants in every mode), and the coordination Leases of its own namespace (user claims
 /// and the leader Lease) through Role `leases`, bound by RoleBinding `leases`.
 fn operator_service_account(namespace: &str, name: &str) -> String {
     format!(
@@ -107,6 +108,26 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {{ name: operator, namespace: {namespace} }}
 roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: Role, name: operator }}
+subjects: [{{ kind: ServiceAccount, name: {name}, namespace: {namespace} }}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{ name: {namespace}-{name}-cluster-pools }}
+rules:
+  - apiGroups: ["kms.hanzo.ai"]
+    resources: ["clusterentradynamicsecrets"]
+    verbs: ["get", "list", "watch", "patch", "update"]
+  - apiGroups: ["kms.hanzo.ai"]
+    resources: ["clusterentradynamicsecrets/status"]
+    verbs: ["get", "patch", "update"]
+  - apiGroups: [""]
+    resources: ["namespaces"]
+    verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{ name: {namespace}-{name}-cluster-pools }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {namespace}-{name}-cluster-pools }}
 subjects: [{{ kind: ServiceAccount, name: {name}, namespace: {namespace} }}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
