@@ -435,6 +435,8 @@ fn install_creates_every_object_and_uninstall_removes_them() {
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
         ]
@@ -569,6 +571,8 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
                 .list(&params)
                 .await,
         );
+        operator_writes_only_its_own_secrets(&admin, &client, mode, &operator_ns, &watched_ns)
+            .await;
         if single_namespace {
             assert_forbidden(
                 mode,
@@ -585,6 +589,114 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
         }
         uninstall(control_plane, &operator_ns, &operator_ns);
     }
+}
+
+/// The operator's identity may write Secrets where it serves, but the chart's admission policy
+/// lets it create, change and delete only lease Secrets (its label and an EntraLease controller
+/// owner) and its credential copies in its own namespace: nobody else's Secret, whatever RBAC says.
+async fn operator_writes_only_its_own_secrets(
+    admin: &kube::Client,
+    operator: &kube::Client,
+    mode: &str,
+    operator_ns: &str,
+    watched_ns: &str,
+) {
+    let secret = |name: &str, metadata: Value| -> Secret {
+        let mut object = json!({ "metadata": metadata, "stringData": { "k": "v" } });
+        object["metadata"]["name"] = json!(name);
+        serde_json::from_value(object).unwrap()
+    };
+    let managed = json!({ "app.kubernetes.io/managed-by": "entra-operator" });
+    let lease_owner = json!([{
+        "apiVersion": "kms.hanzo.ai/v1alpha1", "kind": "EntraLease", "name": "probe",
+        "uid": "00000000-0000-4000-8000-0000000000aa", "controller": true,
+    }]);
+    let watched = Api::<Secret>::namespaced(operator.clone(), watched_ns);
+    let create = |api: &Api<Secret>, object: Secret| {
+        let api = api.clone();
+        async move { api.create(&PostParams::default(), &object).await }
+    };
+    // Allowed: a lease Secret.
+    create(
+        &watched,
+        secret(
+            "lease-secret-probe",
+            json!({ "labels": managed, "ownerReferences": lease_owner }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{mode}: a lease Secret: {e}"));
+    watched
+        .delete("lease-secret-probe", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{mode}: deleting a lease Secret: {e}"));
+    // Refused: anything else, in the watched namespace or its own (once the new policy is in
+    // force).
+    let policy = format!("{operator_ns}-entra-operator-operator-secrets");
+    until_refused(
+        &policy,
+        "create an unlabelled Secret",
+        &["plain-first"],
+        || async {
+            let created = create(&watched, secret("plain-first", json!({}))).await;
+            if created.is_ok() {
+                let _ = watched
+                    .delete("plain-first", &DeleteParams::default())
+                    .await;
+            }
+            created.map(drop)
+        },
+    )
+    .await;
+    for (what, api, object) in [
+        (
+            "create an unlabelled Secret",
+            &watched,
+            secret("plain", json!({})),
+        ),
+        (
+            "create a labelled Secret no lease owns",
+            &watched,
+            secret("unowned", json!({ "labels": managed })),
+        ),
+        (
+            "create a credential copy outside its namespace",
+            &watched,
+            secret(
+                "copy-elsewhere",
+                json!({ "labels": { "kms.hanzo.ai/credential-copy": "true" } }),
+            ),
+        ),
+        (
+            "create an unlabelled Secret in its own namespace",
+            &Api::<Secret>::namespaced(operator.clone(), operator_ns),
+            secret("plain-own", json!({})),
+        ),
+    ] {
+        assert_forbidden(mode, what, create(api, object).await);
+    }
+    // Someone else's Secret: not to be taken over, changed or deleted.
+    Api::<Secret>::namespaced(admin.clone(), watched_ns)
+        .create(&PostParams::default(), &secret("bystander", json!({})))
+        .await
+        .unwrap();
+    let take_over = json!({ "metadata": { "labels": managed, "ownerReferences": lease_owner } });
+    assert_forbidden(
+        mode,
+        "take over another Secret",
+        watched
+            .patch(
+                "bystander",
+                &PatchParams::default(),
+                &Patch::Merge(&take_over),
+            )
+            .await,
+    );
+    assert_forbidden(
+        mode,
+        "delete another Secret",
+        watched.delete("bystander", &DeleteParams::default()).await,
+    );
 }
 
 fn assert_forbidden<T: std::fmt::Debug>(mode: &str, what: &str, result: kube::Result<T>) {
@@ -899,24 +1011,29 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
         names
     };
     let defaults = documents(&template("team-a", "ops", &json!({})));
-    assert_eq!(
-        named(&defaults, "ValidatingAdmissionPolicy"),
-        [
-            "team-a-entra-operator-finalizers",
-            "team-a-entra-operator-status"
-        ]
-    );
+    let policies = [
+        "team-a-entra-operator-finalizers",
+        "team-a-entra-operator-operator-secrets",
+        "team-a-entra-operator-status",
+    ];
+    assert_eq!(named(&defaults, "ValidatingAdmissionPolicy"), policies);
     assert_eq!(
         named(&defaults, "ValidatingAdmissionPolicyBinding"),
-        [
-            "team-a-entra-operator-finalizers",
-            "team-a-entra-operator-status"
-        ]
+        policies
     );
-    for policy in defaults
+    let secrets_policy = defaults
         .iter()
-        .filter(|o| o["kind"] == "ValidatingAdmissionPolicy")
-    {
+        .find(|o| o["metadata"]["name"] == "team-a-entra-operator-operator-secrets")
+        .unwrap();
+    assert_eq!(
+        secrets_policy["spec"]["matchConditions"][0]["expression"],
+        "request.userInfo.username == \"system:serviceaccount:ops:team-a-entra-operator\"",
+        "the Secret policy judges the operator's own requests only"
+    );
+    for policy in defaults.iter().filter(|o| {
+        o["kind"] == "ValidatingAdmissionPolicy"
+            && o["metadata"]["name"] != "team-a-entra-operator-operator-secrets"
+    }) {
         let text = policy.to_string();
         assert_eq!(policy["spec"]["failurePolicy"], "Fail");
         assert!(
@@ -988,10 +1105,10 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
             "admissionPolicies": { "breakGlassGroups": ["platform:breakglass", "system:masters"] },
         }),
     ));
-    for binding in single
-        .iter()
-        .filter(|o| o["kind"] == "ValidatingAdmissionPolicyBinding")
-    {
+    for binding in single.iter().filter(|o| {
+        o["kind"] == "ValidatingAdmissionPolicyBinding"
+            && o["metadata"]["name"] != "team-b-entra-operator-operator-secrets"
+    }) {
         assert_eq!(
             binding["spec"]["matchResources"]["namespaceSelector"],
             json!({ "matchLabels": { "kubernetes.io/metadata.name": "apps-b" } }),
