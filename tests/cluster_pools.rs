@@ -56,10 +56,15 @@ impl World {
             vec![std::fs::read_to_string(&control_plane.ca_certificate).unwrap()];
         let emulator = Emulator::start(config).await.expect("the emulator starts");
         let values = json!({
-            "entra": { "authorityHost": emulator.base_url(), "graphEndpoint": emulator.base_url() },
             "metrics": { "port": free_port() },
             "logFormat": "text",
-            "workloadIdentity": { "serviceAccounts": [POOL_IDENTITY] },
+            "workloadIdentity": { "serviceAccounts": [POOL_IDENTITY, "ghost-identity"] },
+            // Issue in the public cloud only.
+            "entra": {
+                "authorityHost": emulator.base_url(),
+                "graphEndpoint": emulator.base_url(),
+                "allowedClouds": ["AzurePublic"],
+            },
         });
         install(
             control_plane,
@@ -396,7 +401,7 @@ async fn a_selector_decides_which_namespaces_lease(world: &World, selected: &Tea
             (phase == LeasePhase::Active).then_some(())
         })
         .await;
-    let (username, password, active) = selected.credentials("svc").await;
+    let (username, password, _) = selected.credentials("svc").await;
     assert_eq!(username, sample::ALICE.upn);
     assert!(world.emulator.sign_in(&username, &password));
 
@@ -445,6 +450,21 @@ async fn a_selector_decides_which_namespaces_lease(world: &World, selected: &Tea
         .await
         .iter()
         .for_each(|holder| assert_eq!(holder, "(another namespace)"));
+
+    // The lease user renews: the deadline moves, the password stays.
+    let renew = json!({ "metadata": { "annotations": { "kms.hanzo.ai/renew": "first" } } });
+    selected
+        .leases()
+        .patch("svc", &PatchParams::default(), &Patch::Merge(&renew))
+        .await
+        .expect("edit may ask for a renewal");
+    let active = world
+        .eventually("the lease user's renewal", || async {
+            let lease = selected.leases().get("svc").await.ok()?;
+            (lease.status.as_ref()?.last_renew_request.as_deref() == Some("first")).then_some(lease)
+        })
+        .await;
+    assert_eq!(selected.credentials("svc").await.1, password);
 
     // A namespace that stops matching keeps its credential to its end, but cannot renew.
     world.label_namespace(&selected.namespace, None).await;
@@ -695,6 +715,31 @@ subjects: [{{ apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:una
     world
         .pool_reason("identity-not-granted", "ServiceAccountTokenForbidden")
         .await;
+    // Granted but missing.
+    world
+        .cluster_pool(
+            "identity-missing",
+            &[sample::CAROL.upn],
+            json!({ "workloadIdentity": { "serviceAccountName": "ghost-identity" } }),
+        )
+        .await;
+    world
+        .pool_reason("identity-missing", "ServiceAccountNotFound")
+        .await;
+    // A lease user may mint no token of the operator's namespace.
+    assert_eq!(
+        world.can_i(
+            &team.kubeconfig,
+            &[
+                "create",
+                &format!("serviceaccounts/{POOL_IDENTITY}"),
+                "--subresource=token",
+                "-n",
+                namespace
+            ]
+        ),
+        "no"
+    );
     // The operator's own federated token: the chart did not ask the webhook for one.
     world
         .cluster_pool(
