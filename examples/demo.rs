@@ -1,6 +1,7 @@
 //! `make demo`: the product page's dashboard flow (configure a dynamic secret, lease, renew,
-//! revoke, expire) on a local control plane, the Entra emulator and the operator process,
-//! narrated with real kubectl output.
+//! revoke, expire), then a cluster pool whose app credential is no secret at all (workload
+//! identity) serving a team that cannot read any credential, on a local control plane, the Entra
+//! emulator and the operator process, narrated with real kubectl output.
 
 use entra_test_support::control_plane;
 #[path = "demo/shell.rs"]
@@ -11,10 +12,13 @@ mod stack;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use entra_emulator::FederatedCredential;
 use shell::{Kubectl, heading, note};
 use stack::{OPERATOR_NAMESPACE, Stack, TENANT_FILE, relative};
 
 const NAMESPACE: &str = "demo";
+/// The app registration of examples/tenant.yaml.
+const CONTOSO_APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
 const WAIT_TIMEOUT: &str = "--timeout=60s";
 
 fn main() -> ExitCode {
@@ -32,7 +36,7 @@ fn main() -> ExitCode {
     };
     match tour(&mut stack) {
         Ok(()) => {
-            heading("9. Stop everything");
+            heading("10. Stop everything");
             let data_dir = stack
                 .control_plane()
                 .kubeconfig
@@ -74,7 +78,174 @@ fn tour(stack: &mut Stack) -> Result<(), String> {
     expire(stack, &kubectl)?;
     heading("8. Every step is in the leases' Kubernetes events");
     kubectl.show(&["events", "-n", NAMESPACE])?;
+    cluster_pool(stack, &kubectl)?;
     Ok(())
+}
+
+const TEAM: &str = "team-a";
+const TEAM_USER: &str = "system:serviceaccount:team-a:dev";
+const POOL_IDENTITY: &str = "pool-identity";
+
+/// A cluster pool with workload identity: the app trusts tokens of a ServiceAccount in the
+/// operator's namespace, so no credential exists to steal, and a team with namespace rights
+/// leases from it without reaching anything of the operator's.
+fn cluster_pool(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
+    heading(
+        "9. A cluster pool with workload identity, leased by a team that reaches no credential",
+    );
+    let setup = format!(
+        "\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{ name: {POOL_IDENTITY}, namespace: {OPERATOR_NAMESPACE} }}
+---
+# Entra fetches the cluster's service-account issuer keys without credentials.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{ name: service-account-issuer-discovery-public }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:service-account-issuer-discovery }}
+subjects: [{{ apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:unauthenticated }}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{ name: {TEAM}, labels: {{ entra.example.com/leases: allowed }} }}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{ name: dev, namespace: {TEAM} }}
+---
+# What a lease user has: leases, and the Secrets of its own namespace.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{ name: lease-user, namespace: {TEAM} }}
+rules:
+  - {{ apiGroups: [kms.hanzo.ai], resources: [entraleases], verbs: [create, get, list, watch, patch, delete] }}
+  - {{ apiGroups: [\"\"], resources: [secrets], verbs: [get, list] }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: lease-user, namespace: {TEAM} }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: Role, name: lease-user }}
+subjects: [{{ kind: ServiceAccount, name: dev, namespace: {TEAM} }}]
+"
+    );
+    kubectl.show_with_input(&["apply", "-f", "-"], &setup)?;
+    let control_plane = stack.control_plane();
+    let issuer = format!("{}/", control_plane.server);
+    let subject = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{POOL_IDENTITY}");
+    note("Entra side (az ad app federated-credential create): the app trusts that ServiceAccount:");
+    note(&format!(
+        "  issuer {issuer}, subject {subject}, audience api://AzureADTokenExchange"
+    ));
+    let app_id = CONTOSO_APP_ID;
+    let trusted = stack.emulator().update_app(app_id, |app| {
+        app.federated_credentials.push(FederatedCredential {
+            issuer: issuer.clone(),
+            subject: subject.clone(),
+            audiences: vec!["api://AzureADTokenExchange".into()],
+        })
+    });
+    if !trusted {
+        return Err(format!("the emulator has no app {app_id}"));
+    }
+    let pool = format!(
+        "\
+apiVersion: kms.hanzo.ai/v1alpha1
+kind: ClusterEntraDynamicSecret
+metadata:
+  name: contoso-shared
+spec:
+  tenantId: contoso.onmicrosoft.com
+  applicationId: {app_id}
+  workloadIdentity:
+    serviceAccountName: {POOL_IDENTITY}
+  users: [carol@contoso.onmicrosoft.com]
+  defaultTTL: 1h
+  maxTTL: 8h
+  namespaceSelector:
+    matchLabels:
+      entra.example.com/leases: allowed
+"
+    );
+    kubectl.show_with_input(&["apply", "-f", "-"], &pool)?;
+    stack.check_operator()?;
+    kubectl.show(&[
+        "wait",
+        WAIT_TIMEOUT,
+        "--for=condition=Ready",
+        "clusterentradynamicsecret/contoso-shared",
+    ])?;
+    kubectl.show(&["get", "clusterentradynamicsecrets"])?;
+
+    let lease = "\
+apiVersion: kms.hanzo.ai/v1alpha1
+kind: EntraLease
+metadata:
+  name: build
+spec:
+  dynamicSecretRef:
+    kind: ClusterEntraDynamicSecret
+    name: contoso-shared
+  ttl: 30m
+";
+    kubectl.show_with_input(&["apply", "-n", TEAM, "--as", TEAM_USER, "-f", "-"], lease)?;
+    stack.check_operator()?;
+    kubectl.show(&[
+        "wait",
+        "-n",
+        TEAM,
+        WAIT_TIMEOUT,
+        "--for=jsonpath={.status.phase}=Active",
+        "entralease/build",
+    ])?;
+    kubectl.show(&["get", "entraleases", "-n", TEAM, "--as", TEAM_USER])?;
+    kubectl.show(&["get", "secrets", "-n", TEAM, "--as", TEAM_USER])?;
+    note("^ the team sees its lease's Secret, and nothing that could reset a password:");
+    for (verb, resource) in [
+        ("get", "secrets"),
+        (
+            "create",
+            &format!("serviceaccounts/{POOL_IDENTITY}") as &str,
+        ),
+    ] {
+        let mut args = vec!["auth", "can-i", verb, resource];
+        if verb == "create" {
+            args.push("--subresource=token");
+        }
+        args.extend_from_slice(&["-n", OPERATOR_NAMESPACE, "--as", TEAM_USER]);
+        let answer = kubectl.show_failing(&args);
+        answer.map_err(|_| format!("the team may {verb} {resource} in {OPERATOR_NAMESPACE}"))?;
+    }
+    let username = kubectl.quiet(&[
+        "get",
+        "secret",
+        "entra-build",
+        "-n",
+        TEAM,
+        "-o",
+        "go-template={{.data.username | base64decode}}",
+    ])?;
+    let password = kubectl.quiet(&[
+        "get",
+        "secret",
+        "entra-build",
+        "-n",
+        TEAM,
+        "-o",
+        "go-template={{.data.password | base64decode}}",
+    ])?;
+    sign_in(stack, &username, &password, true)?;
+    kubectl.show(&[
+        "delete",
+        "entralease",
+        "build",
+        "-n",
+        TEAM,
+        "--as",
+        TEAM_USER,
+        WAIT_TIMEOUT,
+    ])?;
+    sign_in(stack, &username, &password, false)
 }
 
 fn start(stack: &mut Stack) -> Result<Kubectl, String> {

@@ -66,8 +66,13 @@ impl Stack {
     }
 
     pub fn start_emulator(&mut self) -> Result<&Emulator, String> {
-        let config =
+        let mut config =
             Config::from_yaml_file(TENANT_FILE).map_err(|e| format!("{TENANT_FILE}: {e}"))?;
+        // Entra fetches a federated issuer's keys over TLS: the emulator trusts the control
+        // plane's certificate, whose API server is the service-account issuer.
+        let ca = &self.control_plane().ca_certificate;
+        config.trusted_issuer_cas =
+            vec![fs::read_to_string(ca).map_err(|e| format!("{}: {e}", ca.display()))?];
         let emulator = self
             .runtime
             .block_on(Emulator::start(config))
