@@ -254,8 +254,8 @@ impl Team {
         Some((status.phase?, reason))
     }
 
-    /// Leases from `pool`, waits until Active, checks the password in the emulator, ends the
-    /// lease and checks the password is dead.
+    /// Leases from `pool`, waits until Active, checks the password in the emulator, renews,
+    /// ends the lease and checks the password is dead.
     async fn lease_round_trip(&self, world: &World, name: &str, pool: &str, user: &str) {
         self.lease(name, pool, user).await;
         world
@@ -269,6 +269,17 @@ impl Team {
             world.emulator.sign_in(&username, &password),
             "{pool}: the password works"
         );
+        let renew = json!({ "metadata": { "annotations": { "kms.hanzo.ai/renew": "1" } } });
+        self.leases()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&renew))
+            .await
+            .unwrap();
+        world
+            .eventually(&format!("lease {name} to be renewed"), || async {
+                let status = self.leases().get(name).await.ok()?.status?;
+                (status.renew_count == 1).then_some(())
+            })
+            .await;
         self.leases()
             .delete(name, &DeleteParams::default())
             .await

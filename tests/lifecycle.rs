@@ -266,3 +266,72 @@ async fn a_lease_issued_before_a_client_secret_rotation_still_ends() {
         "the lease ended with the rotated credential"
     );
 }
+
+/// A namespaced pool whose app proves itself with a certificate (a kubernetes.io/tls Secret of the
+/// pool's namespace) instead of a secret: issue, renew and revoke, every token by assertion.
+#[tokio::test]
+async fn a_certificate_credential_issues_renews_and_revokes() {
+    let env = LeaseEnv::start("certificate").await;
+    let certificate = include_str!("../src/graph/testdata/rsa.crt");
+    let key = include_str!("../src/graph/testdata/rsa.key");
+    env.emulator.update_app(sample::CLIENT_ID, |app| {
+        app.certificates.push(certificate.to_owned());
+        // The secret no longer works: nothing may fall back to it.
+        app.secrets.clear();
+    });
+    let tls: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": { "name": "app-certificate" },
+        "type": "kubernetes.io/tls",
+        "stringData": { "tls.crt": certificate, "tls.key": key },
+    }))
+    .unwrap();
+    env.secrets()
+        .create(&Default::default(), &tls)
+        .await
+        .unwrap();
+    let pool: entra_operator::api::EntraDynamicSecret = serde_json::from_value(json!({
+        "apiVersion": "kms.hanzo.ai/v1alpha1",
+        "kind": "EntraDynamicSecret",
+        "metadata": { "name": "pool" },
+        "spec": {
+            "tenantId": sample::TENANT_DOMAIN,
+            "applicationId": sample::CLIENT_ID,
+            "certificateRef": { "name": "app-certificate", "algorithm": "RS256" },
+            "users": [sample::ALICE.upn],
+            "defaultTTL": "1h",
+            "maxTTL": "2h",
+        }
+    }))
+    .unwrap();
+    env.pools()
+        .create(&Default::default(), &pool)
+        .await
+        .unwrap();
+    env.wait_for_ready_pool("pool").await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    let active = env.wait_for_phase("svc", LeasePhase::Active).await;
+    let secret = active.status.unwrap().secret_name.unwrap();
+    let (username, password) = env.credentials(&secret).await;
+    assert!(env.emulator.sign_in(&username, &password));
+    env.annotate("svc", "kms.hanzo.ai/renew", "1").await;
+    env.wait_for("the renewal", || async {
+        let status = env.lease("svc").await?.status?;
+        (status.renew_count == 1).then_some(())
+    })
+    .await;
+    env.leases()
+        .delete("svc", &Default::default())
+        .await
+        .unwrap();
+    env.wait_until_gone("svc").await;
+    assert!(!env.emulator.sign_in(&username, &password));
+    let counters = env.emulator.counters();
+    assert!(counters.token_requests_with(entra_emulator::CredentialKind::Certificate) > 0);
+    assert_eq!(
+        counters.token_requests_with(entra_emulator::CredentialKind::ClientSecret),
+        0,
+        "no token came by client secret"
+    );
+    assert_eq!(env.violations().await, Vec::<String>::new());
+}
