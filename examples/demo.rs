@@ -216,24 +216,7 @@ spec:
         let answer = kubectl.show_failing(&args);
         answer.map_err(|_| format!("the team may {verb} {resource} in {OPERATOR_NAMESPACE}"))?;
     }
-    let username = kubectl.quiet(&[
-        "get",
-        "secret",
-        "entra-build",
-        "-n",
-        TEAM,
-        "-o",
-        "go-template={{.data.username | base64decode}}",
-    ])?;
-    let password = kubectl.quiet(&[
-        "get",
-        "secret",
-        "entra-build",
-        "-n",
-        TEAM,
-        "-o",
-        "go-template={{.data.password | base64decode}}",
-    ])?;
+    let (username, password) = credentials_in(kubectl, TEAM, "entra-build")?;
     sign_in(stack, &username, &password, true)?;
     kubectl.show(&[
         "delete",
@@ -508,15 +491,24 @@ fn wait(stack: &mut Stack, kubectl: &Kubectl, args: &[&str]) -> Result<(), Strin
     kubectl.show(&command).map(drop)
 }
 
-/// The username and password in a lease's Secret.
+/// The username and password in a lease's Secret in the demo namespace.
 fn credentials(kubectl: &Kubectl, secret: &str) -> Result<(String, String), String> {
+    credentials_in(kubectl, NAMESPACE, secret)
+}
+
+/// The username and password in a lease's Secret in `namespace`.
+fn credentials_in(
+    kubectl: &Kubectl,
+    namespace: &str,
+    secret: &str,
+) -> Result<(String, String), String> {
     let key = |key: &str| {
         kubectl.quiet(&[
             "get",
             "secret",
             secret,
             "-n",
-            NAMESPACE,
+            namespace,
             "-o",
             &format!("go-template={{{{.data.{key} | base64decode}}}}"),
         ])

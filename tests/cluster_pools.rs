@@ -21,9 +21,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::ControlPlane;
-use support::chart::{
-    OperatorPod, chart_operator, client_for, free_port, install, service_account_kubeconfig,
-};
+use support::chart::{ChartRelease, edit_user, free_port};
 use support::cluster::{client_secret, install_crds, namespace, poll};
 use support::lease_env::{APP_ID, CLIENT_SECRET};
 
@@ -38,10 +36,7 @@ struct World {
     admin: kube::Client,
     emulator: Emulator,
     operator_namespace: String,
-    operator: OperatorPod,
-    /// The operator's ServiceAccount, as a kubeconfig.
-    operator_kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    release: ChartRelease,
 }
 
 impl World {
@@ -49,7 +44,6 @@ impl World {
         let control_plane = ControlPlane::shared();
         install_crds(control_plane);
         let admin = control_plane.client().await;
-        let operator_namespace = namespace(&admin, "cluster-op").await;
         // The emulator verifies federated tokens against the API server's keys, over TLS.
         let mut config = entra_emulator::Config::sample();
         config.trusted_issuer_cas =
@@ -66,30 +60,13 @@ impl World {
                 "allowedClouds": ["AzurePublic"],
             },
         });
-        install(
-            control_plane,
-            &operator_namespace,
-            &operator_namespace,
-            &values,
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("operator.kubeconfig");
-        let deployment = chart_operator(
-            control_plane,
-            &operator_namespace,
-            &operator_namespace,
-            &kubeconfig,
-        )
-        .await;
-        let operator = OperatorPod::start(&deployment, "operator", &kubeconfig);
+        let release = ChartRelease::start(control_plane, "cluster-op", &values, "operator").await;
         World {
             control_plane,
             admin,
             emulator,
-            operator_namespace,
-            operator,
-            operator_kubeconfig: kubeconfig,
-            _dir: dir,
+            operator_namespace: release.namespace.clone(),
+            release,
         }
     }
 
@@ -157,7 +134,7 @@ impl World {
         Fut: Future<Output = Option<T>>,
     {
         poll(what, Duration::from_secs(60), probe, || {
-            self.operator.log_tail()
+            self.release.operator.log_tail()
         })
         .await
     }
@@ -177,30 +154,8 @@ impl World {
     /// A namespace with a lease user holding the built-in `edit` role only.
     async fn team(&self, prefix: &str, dir: &Path) -> Team {
         let namespace = namespace(&self.admin, prefix).await;
-        let rbac = format!(
-            r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{ name: dev, namespace: {namespace} }}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{ name: dev-edit, namespace: {namespace} }}
-roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit }}
-subjects: [{{ kind: ServiceAccount, name: dev, namespace: {namespace} }}]
-"#
-        );
-        let applied = self
-            .control_plane
-            .kubectl_with_input(&["apply", "-f", "-"], &rbac);
-        assert!(
-            applied.status.success(),
-            "{}",
-            String::from_utf8_lossy(&applied.stderr)
-        );
         let kubeconfig = dir.join(format!("{namespace}.kubeconfig"));
-        service_account_kubeconfig(self.control_plane, &namespace, "dev", &kubeconfig);
-        let dev = client_for(&kubeconfig).await;
+        let dev = edit_user(self.control_plane, &namespace, "dev", "", &kubeconfig).await;
         Team {
             namespace,
             dev,
@@ -660,7 +615,7 @@ subjects: [{{ apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:una
     let namespace = world.operator_namespace.as_str();
     let can = |service_account: &str| {
         world.can_i(
-            &world.operator_kubeconfig,
+            &world.release.kubeconfig,
             &[
                 "create",
                 &format!("serviceaccounts/{service_account}"),

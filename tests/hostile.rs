@@ -11,20 +11,15 @@
 use entra_test_support as support;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use entra_emulator::{Config, Emulator};
 use entra_operator::api::{EntraLease, LeasePhase};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::ControlPlane;
-use support::chart::{
-    CHART_DIR, OperatorPod, chart_operator, client_for, free_port, helm_ok, install,
-    service_account_kubeconfig,
-};
+use support::chart::{CHART_DIR, ChartRelease, edit_user, free_port, helm_ok};
 use support::cluster::{client_secret, install_crds, namespace, poll};
 
 const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
@@ -65,13 +60,9 @@ fn upn(n: u32) -> String {
 /// The operator as the chart installs it, and the emulator it talks to.
 struct World {
     control_plane: &'static ControlPlane,
-    release: String,
     admin: kube::Client,
     emulator: Emulator,
-    deployment: Deployment,
-    kubeconfig: PathBuf,
-    operator: OperatorPod,
-    _dir: tempfile::TempDir,
+    release: ChartRelease,
 }
 
 impl World {
@@ -79,7 +70,6 @@ impl World {
         let control_plane = ControlPlane::shared();
         install_crds(control_plane);
         let admin = control_plane.client().await;
-        let operator_ns = namespace(&admin, "hostile-op").await;
         let emulator = Emulator::start(tenants())
             .await
             .expect("the emulator starts");
@@ -91,21 +81,12 @@ impl World {
             "logFormat": "text",
             "logLevel": "entra_operator=debug,info",
         });
-        install(control_plane, &operator_ns, &operator_ns, &values);
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("operator.kubeconfig");
-        let deployment =
-            chart_operator(control_plane, &operator_ns, &operator_ns, &kubeconfig).await;
-        let operator = OperatorPod::start(&deployment, "operator-a", &kubeconfig);
+        let release = ChartRelease::start(control_plane, "hostile-op", &values, "operator-a").await;
         World {
             control_plane,
-            release: operator_ns,
             admin,
             emulator,
-            deployment,
-            kubeconfig,
-            operator,
-            _dir: dir,
+            release,
         }
     }
 
@@ -113,12 +94,12 @@ impl World {
     fn enable_admission_policies(&self) {
         helm_ok(&[
             "upgrade",
-            &self.release,
+            &self.release.namespace,
             CHART_DIR,
             "--kubeconfig",
             self.control_plane.kubeconfig.to_str().unwrap(),
             "--namespace",
-            &self.release,
+            &self.release.namespace,
             "--reuse-values",
             "--set",
             "admissionPolicies.enabled=true",
@@ -127,11 +108,11 @@ impl World {
 
     /// Stops the operator (as a crash would), and later starts it again.
     fn stop_operator(&mut self) {
-        self.operator.kill();
+        self.release.stop_operator();
     }
 
     fn start_operator(&mut self) {
-        self.operator = OperatorPod::start(&self.deployment, "operator-b", &self.kubeconfig);
+        self.release.start_operator("operator-b");
     }
 
     /// Polls `probe` until it yields a value; fails with `what` and the operator's log tail.
@@ -140,7 +121,7 @@ impl World {
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        poll(what, timeout, probe, || self.operator.log_tail()).await
+        poll(what, timeout, probe, || self.release.operator.log_tail()).await
     }
 
     /// Waits until the password no longer signs in; returns how long that took.
@@ -169,18 +150,9 @@ struct Tenant {
 impl Tenant {
     async fn start(world: &World, prefix: &str, user: u32, ttl: &str) -> Tenant {
         let namespace = namespace(&world.admin, prefix).await;
-        let rbac = format!(
-            r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{ name: mallory, namespace: {namespace} }}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{ name: mallory-edit, namespace: {namespace} }}
-roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit }}
-subjects: [{{ kind: ServiceAccount, name: mallory, namespace: {namespace} }}]
----
+        // Every right on kms.hanzo.ai, status included, as wildcard roles grant.
+        let everything = format!(
+            r#"---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {{ name: entra-everything, namespace: {namespace} }}
@@ -196,18 +168,16 @@ roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: Role, name: entra-everyth
 subjects: [{{ kind: ServiceAccount, name: mallory, namespace: {namespace} }}]
 "#
         );
-        let applied = world
-            .control_plane
-            .kubectl_with_input(&["apply", "-f", "-"], &rbac);
-        assert!(
-            applied.status.success(),
-            "{}",
-            String::from_utf8_lossy(&applied.stderr)
-        );
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("mallory.kubeconfig");
-        service_account_kubeconfig(world.control_plane, &namespace, "mallory", &kubeconfig);
-        let mallory = client_for(&kubeconfig).await;
+        let mallory = edit_user(
+            world.control_plane,
+            &namespace,
+            "mallory",
+            &everything,
+            &kubeconfig,
+        )
+        .await;
 
         // Everything below is done by the tenant identity itself.
         let secrets: Api<Secret> = Api::namespaced(mallory.clone(), &namespace);
@@ -554,9 +524,9 @@ async fn a_tenant_with_namespace_rights_cannot_keep_a_leased_password_alive() {
     );
 
     assert!(
-        world.operator.is_running(),
+        world.release.operator.is_running(),
         "the operator survived every attack:\n{}",
-        world.operator.log_tail()
+        world.release.operator.log_tail()
     );
     // Other namespaces are still served.
     let bystander = Tenant::start(&world, "bystander", 10, "10m").await;

@@ -195,6 +195,86 @@ pub async fn chart_operator(
     deployment
 }
 
+/// A release of the chart installed in a namespace of its own (the release is named after it),
+/// with its operator running as the chart deploys it, on the chart's ServiceAccount.
+pub struct ChartRelease {
+    pub namespace: String,
+    pub deployment: Deployment,
+    /// The operator's ServiceAccount, as a kubeconfig.
+    pub kubeconfig: PathBuf,
+    pub operator: OperatorPod,
+    _dir: tempfile::TempDir,
+}
+
+impl ChartRelease {
+    /// Installs the chart with `values` into a new namespace named after `prefix`, and starts
+    /// its operator as pod `pod_name`.
+    pub async fn start(
+        control_plane: &ControlPlane,
+        prefix: &str,
+        values: &Value,
+        pod_name: &str,
+    ) -> ChartRelease {
+        let admin = control_plane.client().await;
+        let namespace = super::cluster::namespace(&admin, prefix).await;
+        install(control_plane, &namespace, &namespace, values);
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("operator.kubeconfig");
+        let deployment = chart_operator(control_plane, &namespace, &namespace, &kubeconfig).await;
+        let operator = OperatorPod::start(&deployment, pod_name, &kubeconfig);
+        ChartRelease {
+            namespace,
+            deployment,
+            kubeconfig,
+            operator,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the operator, as a crash would.
+    pub fn stop_operator(&mut self) {
+        self.operator.kill();
+    }
+
+    /// Starts the operator again, as pod `pod_name`.
+    pub fn start_operator(&mut self, pod_name: &str) {
+        self.operator = OperatorPod::start(&self.deployment, pod_name, &self.kubeconfig);
+    }
+}
+
+/// ServiceAccount `name` of `namespace` with the built-in `edit` role there (what a lease user
+/// has), plus `extra` (more YAML documents applied with it); its kubeconfig is written to
+/// `kubeconfig`. Returns a client acting as it.
+pub async fn edit_user(
+    control_plane: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    extra: &str,
+    kubeconfig: &Path,
+) -> kube::Client {
+    let rbac = format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{ name: {name}, namespace: {namespace} }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: {name}-edit, namespace: {namespace} }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit }}
+subjects: [{{ kind: ServiceAccount, name: {name}, namespace: {namespace} }}]
+{extra}"#
+    );
+    let applied = control_plane.kubectl_with_input(&["apply", "-f", "-"], &rbac);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    service_account_kubeconfig(control_plane, namespace, name, kubeconfig);
+    client_for(kubeconfig).await
+}
+
 /// A client for the identity of `kubeconfig`.
 pub async fn client_for(kubeconfig: &Path) -> kube::Client {
     let kubeconfig =
