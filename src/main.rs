@@ -7,7 +7,7 @@ use futures::FutureExt;
 
 use clap::{Args, Parser, Subcommand};
 use entra_operator::api::Cloud;
-use entra_operator::controller::{self, Settings};
+use entra_operator::controller::{self, Settings, WatchScope};
 use entra_operator::graph::{EndpointOverrides, GraphClient, GraphClientConfig};
 use entra_operator::health::{self, Readiness};
 use entra_operator::leader::LeaderElection;
@@ -35,9 +35,10 @@ struct RunArgs {
     /// Kubeconfig file; without it, $KUBECONFIG, ~/.kube/config or the in-cluster config.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all namespaces). With a list, the
+    /// operator needs rights in those namespaces only.
+    #[arg(long, env = "WATCH_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// The operator's own namespace, where it records which lease holds which user.
     #[arg(long, env = "POD_NAMESPACE", default_value = "entra-operator")]
     operator_namespace: String,
@@ -148,7 +149,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = shutdown_signal().boxed().shared();
     let settings = Settings {
         claims_namespace: args.operator_namespace.clone(),
-        watch_namespace: args.namespace,
+        scope: WatchScope::of(&args.namespace),
         endpoints,
         graph,
         concurrency: args.concurrency,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
@@ -88,17 +88,49 @@ pub fn credentials_secret(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretSummary {
     controller_uid: Option<String>,
+    /// The controlling lease's name, to wake it when the Secret goes.
+    controller_name: Option<String>,
     data_as_written: bool,
 }
 
 impl SecretSummary {
     pub fn of(secret: &Secret) -> SecretSummary {
-        let controller_uid = controller_uid(secret).map(str::to_owned);
+        let controller = secret
+            .owner_references()
+            .iter()
+            .find(|owner| owner.controller == Some(true) && owner.kind == "EntraLease");
         let recorded = secret.annotations().get(DATA_DIGEST_ANNOTATION);
         let actual = data_digest(secret.data.as_ref().unwrap_or(&BTreeMap::new()));
         SecretSummary {
-            controller_uid,
+            controller_uid: controller_uid(secret).map(str::to_owned),
+            controller_name: controller.map(|owner| owner.name.clone()),
             data_as_written: recorded == Some(&actual),
+        }
+    }
+
+    /// The Secret `namespace/name` as far as the summary knows it (its controlling lease), for
+    /// telling a watch's consumers that it is gone.
+    pub fn stand_in(&self, namespace: &str, name: &str) -> Secret {
+        let owner = self
+            .controller_uid
+            .clone()
+            .zip(self.controller_name.clone())
+            .map(|(uid, lease)| OwnerReference {
+                api_version: "kms.hanzo.ai/v1alpha1".to_owned(),
+                kind: "EntraLease".to_owned(),
+                name: lease,
+                uid,
+                controller: Some(true),
+                ..OwnerReference::default()
+            });
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                owner_references: owner.map(|owner| vec![owner]),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
         }
     }
 }

@@ -501,14 +501,17 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
     let admin = control_plane.client().await;
     // The all-namespace round guards every namespace.
     let _exclusive = ADMISSION.write().await;
-    for single_namespace in [false, true] {
+    for mode in ["all namespaces", "single namespace", "namespace list"] {
+        let single_namespace = mode != "all namespaces";
         let operator_ns = namespace(&admin, "rbac").await;
         let watched_ns = namespace(&admin, "rbac-apps").await;
+        let second_ns = namespace(&admin, "rbac-apps-2").await;
         let other_ns = namespace(&admin, "rbac-other").await;
-        let values = if single_namespace {
-            json!({ "watchNamespace": watched_ns })
-        } else {
-            json!({})
+        let values = match mode {
+            "all namespaces" => json!({}),
+            // The older single-namespace value, still accepted.
+            "single namespace" => json!({ "watchNamespace": watched_ns }),
+            _ => json!({ "watchNamespaces": [watched_ns, second_ns] }),
         };
         install(control_plane, &operator_ns, &operator_ns, &values);
         let dir = tempfile::tempdir().unwrap();
@@ -516,18 +519,20 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
         let service_account = deployment_name(&operator_ns);
         service_account_kubeconfig(control_plane, &operator_ns, &service_account, &kubeconfig);
         let client = client_for(&kubeconfig).await;
-        let mode = if single_namespace {
-            "single namespace"
-        } else {
-            "all namespaces"
-        };
 
         // Granted: what the operator does.
         let params = ListParams::default();
-        Api::<Secret>::namespaced(client.clone(), &watched_ns)
-            .list_metadata(&params)
-            .await
-            .unwrap_or_else(|e| panic!("{mode}: Secrets in the watched namespace: {e}"));
+        let watched: &[&String] = match mode {
+            "namespace list" => &[&watched_ns, &second_ns],
+            _ => &[&watched_ns],
+        };
+        for namespace in watched {
+            let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+            until_authorized(&format!("{mode}: Secrets in {namespace}"), || {
+                secrets.list_metadata(&params)
+            })
+            .await;
+        }
         Api::<EntraLease>::namespaced(client.clone(), &watched_ns)
             .list(&params)
             .await
@@ -712,7 +717,7 @@ async fn operator_as_the_chart_deploys_it_runs_a_lease_lifecycle() {
 }
 
 #[tokio::test]
-async fn single_namespace_install_runs_a_lease_lifecycle() {
+async fn namespace_list_install_runs_a_lease_lifecycle() {
     lease_lifecycle_as_the_chart_identity(true).await;
 }
 
@@ -742,8 +747,11 @@ async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
         "entra": { "authorityHost": emulator.base_url(), "graphEndpoint": emulator.base_url() },
         "metrics": { "port": metrics_port },
     });
+    // Namespace-scoped mode serves a list: the app's namespace and a second one, each through a
+    // Role of its own and a watch of its own.
+    let second_ns = namespace(&admin, "chart-app-2").await;
     if single_namespace {
-        values["watchNamespace"] = json!(app_ns);
+        values["watchNamespaces"] = json!([app_ns, second_ns]);
         values["logFormat"] = json!("text");
         values["logLevel"] = json!("entra_operator=debug,info");
     }
@@ -805,17 +813,32 @@ async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
     }))
     .unwrap();
     pools.create(&PostParams::default(), &pool).await.unwrap();
-    pod.wait_for("the dynamic secret to be Ready", || async {
-        pools.get_opt("contoso").await.unwrap().filter(|pool| {
-            pool.status.as_ref().is_some_and(|status| {
-                status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
+    // The same pool in the second namespace, served too.
+    Api::<Secret>::namespaced(admin.clone(), &second_ns)
+        .create(
+            &PostParams::default(),
+            &client_secret("entra-app", CLIENT_SECRET),
+        )
+        .await
+        .unwrap();
+    let second_pools: Api<EntraDynamicSecret> = Api::namespaced(admin.clone(), &second_ns);
+    second_pools
+        .create(&PostParams::default(), &pool)
+        .await
+        .unwrap();
+    for pools in [&pools, &second_pools] {
+        pod.wait_for("the dynamic secrets to be Ready", || async {
+            pools.get_opt("contoso").await.unwrap().filter(|pool| {
+                pool.status.as_ref().is_some_and(|status| {
+                    status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
             })
         })
-    })
-    .await;
+        .await;
+    }
 
     let leases: Api<EntraLease> = Api::namespaced(admin.clone(), &app_ns);
     let lease: EntraLease = serde_json::from_value(json!({

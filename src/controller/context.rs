@@ -23,8 +23,8 @@ pub const PASSWORD_ATTEMPTS: u32 = 3;
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    /// The namespace whose leases the operator serves, or `None` for all.
-    pub watch_namespace: Option<String>,
+    /// The namespaces whose leases the operator serves.
+    pub scope: super::WatchScope,
     pub graph: GraphClient,
     pub endpoints: EndpointOverrides,
     pub claims: Claims,
@@ -157,18 +157,6 @@ impl Context {
         let user = lease.status.as_ref()?.user.as_ref()?;
         self.cached_claim(&user.id)
             .filter(|claim| claim.is_held_by(Some(uid)))
-    }
-
-    /// The API of `K` in the namespaces the operator serves.
-    pub fn watched<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = kube::core::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        match &self.watch_namespace {
-            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
-            None => Api::all(self.client.clone()),
-        }
     }
 
     /// The pool a lease refers to, from the cache.

@@ -379,14 +379,16 @@ fn has_reason(status: &DynamicSecretStatus, reason: &str) -> bool {
 /// credential outlives its configuration.
 async fn end_leases(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     let key = pool.key();
-    let listed: Api<EntraLease> = match &key.namespace {
-        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
-        None => ctx.watched::<EntraLease>(),
+    let listed: Vec<EntraLease> = match &key.namespace {
+        Some(namespace) => {
+            Api::namespaced(ctx.client.clone(), namespace)
+                .list(&ListParams::default())
+                .await?
+                .items
+        }
+        None => ctx.scope.list(&ctx.client, &ListParams::default()).await?,
     };
     let mine: Vec<EntraLease> = listed
-        .list(&ListParams::default())
-        .await?
-        .items
         .into_iter()
         .filter(|lease| {
             let namespace = lease.namespace().unwrap_or_default();

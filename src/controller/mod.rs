@@ -22,6 +22,7 @@ mod revocation;
 mod service_account_token;
 mod status;
 mod triggers;
+mod watch_scope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,7 @@ use pool::{Pool, PoolKey, PoolStores};
 use reaper::{ReaperHandle, ReaperInput};
 pub use reasons::Reason;
 use triggers::{lease_relevant_changes, owners_of_touched, released_users};
+pub use watch_scope::WatchScope;
 
 use crate::api::{
     Cloud, ClusterEntraDynamicSecret, EntraDynamicSecret, EntraLease, LeasePhase, PoolKind,
@@ -59,8 +61,8 @@ use crate::secret::{SecretSummary, managed_selector};
 pub struct Settings {
     /// Namespace of the user claims (the operator's own).
     pub claims_namespace: String,
-    /// Watch one namespace, or all when `None`.
-    pub watch_namespace: Option<String>,
+    /// The namespaces whose pools, leases and Secrets the operator serves.
+    pub scope: WatchScope,
     pub endpoints: EndpointOverrides,
     pub graph: GraphClient,
     /// Reconciles running at once, per controller.
@@ -73,24 +75,13 @@ pub struct Settings {
     pub allowed_clouds: Vec<Cloud>,
 }
 
-fn namespaced<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// Runs both controllers until `shutdown` resolves.
 pub async fn run(
     client: Client,
     settings: Settings,
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let watch_namespace = settings.watch_namespace.clone();
+    let scope = settings.scope.clone();
     let settings_readiness = settings.readiness.clone();
     // Shared watches: one stream per kind feeds both the caches the reconcilers read and the
     // controllers' triggers.
@@ -107,14 +98,14 @@ pub async fn run(
     let cluster_pool_events = cluster_pool_writer.subscribe().expect("a shared store");
     let cluster_pool_events_for_leases = cluster_pool_writer.subscribe().expect("a shared store");
 
-    let pool_watch = watcher(
-        namespaced::<EntraDynamicSecret>(&client, &watch_namespace),
-        watcher::Config::default(),
-    )
-    .backoff(watch_backoff())
-    .modify(drop_managed_fields)
-    .reflect_shared(pool_writer)
-    .for_each(|_| future::ready(()));
+    let pools_known = pools.clone();
+    let pool_watch = scope
+        .watch(&client, watcher::Config::default(), move |namespace| {
+            in_namespace(&pools_known, namespace)
+        })
+        .modify(drop_managed_fields)
+        .reflect_shared(pool_writer)
+        .for_each(|_| future::ready(()));
     let cluster_pool_watch = watcher(
         Api::<ClusterEntraDynamicSecret>::all(client.clone()),
         watcher::Config::default(),
@@ -148,21 +139,29 @@ pub async fn run(
     // feeds the Secret cache, after the cache has it: a trigger from a watch of its own could
     // come first, and the reconcile would judge the Secret as it was.
     let (secret_changes_tx, secret_changes) = futures::channel::mpsc::unbounded();
-    let secret_watch = watcher(
-        namespaced::<Secret>(&client, &watch_namespace),
-        watcher::Config::default().labels(&managed_selector()),
-    )
-    .backoff(watch_backoff())
-    .for_each(move |event| {
-        if let Ok(event) = &event {
-            secret_writer.apply(event, SecretSummary::of);
-        }
-        // The Secret cache is updated by now, so the owning lease's reconcile reads the change.
-        for lease in owners_of_touched(event) {
-            let _ = secret_changes_tx.unbounded_send(lease);
-        }
-        future::ready(())
-    });
+    let secrets_known = secrets.clone();
+    let secret_watch = scope
+        .watch(
+            &client,
+            watcher::Config::default().labels(&managed_selector()),
+            move |namespace| {
+                let summaries = secrets_known.find(namespace, |_| true);
+                summaries
+                    .into_iter()
+                    .map(|(name, summary)| summary.stand_in(namespace, &name))
+                    .collect()
+            },
+        )
+        .for_each(move |event| {
+            if let Ok(event) = &event {
+                secret_writer.apply(event, SecretSummary::of);
+            }
+            // The Secret cache is updated by now, so the owning lease's reconcile reads the change.
+            for lease in owners_of_touched(event) {
+                let _ = secret_changes_tx.unbounded_send(lease);
+            }
+            future::ready(())
+        });
     let claims = Claims::new(client.clone(), &settings.claims_namespace);
     let reaper_of_claims = reaper.clone();
     let claim_watch = watcher(
@@ -187,7 +186,7 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        watch_namespace: watch_namespace.clone(),
+        scope: scope.clone(),
         graph: settings.graph,
         endpoints: settings.endpoints,
         claims,
@@ -218,25 +217,25 @@ pub async fn run(
     // The lease controller's own cache, without managedFields (about a third of each object).
     let (lease_store, lease_writer) = reflector::store::<EntraLease>();
     let reaper_of_leases = reaper.clone();
-    let lease_events = watcher(
-        namespaced::<EntraLease>(&client, &watch_namespace),
-        watcher::Config::default(),
-    )
-    .backoff(watch_backoff())
-    .modify(drop_managed_fields)
-    .reflect(lease_writer)
-    // A lease that disappears, or a (re)list that may have missed some, sends the reaper to
-    // the claims: a claim whose lease is gone is ended from its record.
-    .inspect(move |event| match event {
-        Ok(watcher::Event::Delete(lease)) => {
-            if let Some(uid) = lease.uid() {
-                reaper_of_leases.send(ReaperInput::LeaseGone(uid));
+    let leases_known = lease_store.clone();
+    let lease_events = scope
+        .watch(&client, watcher::Config::default(), move |namespace| {
+            in_namespace(&leases_known, namespace)
+        })
+        .modify(drop_managed_fields)
+        .reflect(lease_writer)
+        // A lease that disappears, or a (re)list that may have missed some, sends the reaper to
+        // the claims: a claim whose lease is gone is ended from its record.
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Delete(lease)) => {
+                if let Some(uid) = lease.uid() {
+                    reaper_of_leases.send(ReaperInput::LeaseGone(uid));
+                }
             }
-        }
-        Ok(watcher::Event::InitDone) => reaper_of_leases.send(ReaperInput::Everything),
-        _ => {}
-    })
-    .applied_objects();
+            Ok(watcher::Event::InitDone) => reaper_of_leases.send(ReaperInput::Everything),
+            _ => {}
+        })
+        .applied_objects();
     // Deleted leases (revocations) go to a controller of their own, with its own queue and
     // workers: a burst of new leases never delays the end of a credential.
     let (deleted_tx, deleted_leases) = futures::channel::mpsc::unbounded();
@@ -340,12 +339,10 @@ pub async fn run(
 
     // A changed client secret re-validates its dynamic secrets at once. Metadata is enough to
     // notice the change, and keeps the values of unrelated Secrets out of this process.
-    let client_secret_changes = watcher(
-        namespaced::<PartialObjectMeta<Secret>>(&client, &watch_namespace),
-        watcher::Config::default(),
-    )
-    .backoff(watch_backoff())
-    .touched_objects();
+    // No cache behind it: a relist's missed deletions need not be told.
+    let client_secret_changes = scope
+        .watch::<PartialObjectMeta<Secret>>(&client, watcher::Config::default(), |_| Vec::new())
+        .touched_objects();
     let claim_changes = watcher(
         claim_metadata,
         watcher::Config::default().labels(&Claims::selector()),
@@ -432,6 +429,19 @@ pub async fn run(
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
+}
+
+/// The objects of `namespace` in `store`, for telling which ones a relist no longer shows.
+fn in_namespace<K: kube::Resource + Clone>(store: &reflector::Store<K>, namespace: &str) -> Vec<K>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|object| object.meta().namespace.as_deref() == Some(namespace))
+        .map(|object| object.as_ref().clone())
+        .collect()
 }
 
 /// The leases of `pool` (from the lease cache) that match `wanted`.

@@ -83,14 +83,33 @@ annotations:
 
 {{/*
 The namespaces this release serves, as the matchResources of an admission policy binding:
-watchNamespace alone, or every namespace.
+the watched namespaces (watchNamespaces and watchNamespace), or every namespace.
 */}}
 {{- define "entra-operator.servedNamespaces" -}}
-{{- if .Values.watchNamespace }}
+{{- $watched := include "entra-operator.watchedNamespaces" . | fromJsonArray }}
+{{- if eq (len $watched) 1 }}
 namespaceSelector:
   matchLabels:
-    kubernetes.io/metadata.name: {{ .Values.watchNamespace }}
+    kubernetes.io/metadata.name: {{ first $watched }}
+{{- else if $watched }}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: In
+      values: {{ toJson $watched }}
 {{- else }}
 namespaceSelector: {}
 {{- end }}
+{{- end }}
+
+{{/*
+The namespaces this release serves, as a JSON list: watchNamespaces, plus watchNamespace (the
+older single-namespace value, still accepted); empty for every namespace.
+*/}}
+{{- define "entra-operator.watchedNamespaces" -}}
+{{- $watched := .Values.watchNamespaces | default list }}
+{{- with .Values.watchNamespace }}
+{{- $watched = append $watched . }}
+{{- end }}
+{{- $watched | uniq | toJson }}
 {{- end }}
