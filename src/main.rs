@@ -88,6 +88,10 @@ struct RunArgs {
         value_parser = parse_cloud
     )]
     allowed_clouds: Vec<Cloud>,
+    /// Serve ClusterEntraDynamicSecrets (and read namespaces' labels). One operator per cluster
+    /// should; others, serving their own namespaces, turn it off.
+    #[arg(long, env = "CLUSTER_POOLS", default_value_t = true, action = clap::ArgAction::Set)]
+    cluster_pools: bool,
 }
 
 fn parse_cloud(text: &str) -> Result<Cloud, String> {
@@ -156,6 +160,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         instance: args.instance.clone(),
         readiness: readiness.clone(),
         allowed_clouds: args.allowed_clouds.clone(),
+        cluster_pools: args.cluster_pools,
     };
     if !args.leader_elect {
         // The only replica is the acting one.

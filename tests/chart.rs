@@ -282,6 +282,21 @@ fn optional_objects_follow_their_values() {
         1,
         "besides it, the only ClusterRoles are the ones aggregated into edit, admin and view"
     );
+    // A further release serving its own namespaces leaves cluster pools to the first: nothing
+    // cluster-wide is granted to it.
+    let further = documents(&template(
+        "opt-2",
+        "ops",
+        &json!({ "watchNamespaces": ["apps-2"], "clusterPools": { "enabled": false } }),
+    ));
+    assert!(!further.iter().any(|o| o["kind"] == "ClusterRoleBinding"));
+    let container = &only(&further, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "name": "CLUSTER_POOLS", "value": "false" }))
+    );
     let roles: Vec<&Value> = rendered.iter().filter(|o| o["kind"] == "Role").collect();
     assert_eq!(
         roles.len(),

@@ -12,6 +12,7 @@ use kube::api::Api;
 
 use super::Error;
 use super::context::Context;
+use super::credential_copies::CREDENTIAL_COPY_LABEL;
 use super::pool::Pool;
 use super::service_account_token::ServiceAccountToken;
 use crate::api::{self, CertificateRef, ClientSecretRef, WorkloadIdentity};
@@ -211,8 +212,25 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
 }
 
 async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Secret, Error> {
-    Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
         .get_opt(name)
         .await?
-        .ok_or_else(|| Error::ClientSecret(format!("Secret {name} not found in {namespace}")))
+        .ok_or_else(|| Error::ClientSecret(format!("Secret {name} not found in {namespace}")))?;
+    // The operator's copies keep other pools' credentials for their revocations: no pool may
+    // borrow one (nor keep a copy the sweep would delete from under it).
+    if secret
+        .labels()
+        .get(CREDENTIAL_COPY_LABEL)
+        .map(String::as_str)
+        == Some("true")
+    {
+        return Err(Error::Credential {
+            reason: "CredentialCopyNotAllowed",
+            message: format!(
+                "Secret {name} in {namespace} is one of the operator's credential copies; a pool \
+                 must name a Secret of its own"
+            ),
+        });
+    }
+    Ok(secret)
 }

@@ -97,7 +97,7 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
                     EventType::Warning,
                     &reason,
                     "Validate",
-                    message,
+                    event_note(pool, message),
                 )
                 .await;
             }
@@ -123,7 +123,7 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
             type_,
             &ready.reason.clone(),
             "Validate",
-            ready.message.clone(),
+            event_note(pool, ready.message.clone()),
         )
         .await;
     }
@@ -146,6 +146,16 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     } else {
         REVALIDATE_EVERY
     }))
+}
+
+/// The note of an event about `pool`. A cluster pool's events are recorded in the `default`
+/// namespace, where its users' names and where its credential is kept are nobody's business:
+/// they stay in its status, which only those who may read cluster pools see.
+fn event_note(pool: &Pool, message: String) -> String {
+    match pool {
+        Pool::Namespaced(_) => message,
+        Pool::Cluster(_) => format!("see the status of {pool}"),
+    }
 }
 
 /// How long a change of only the holders and counts waits, when the status was written less than
@@ -183,6 +193,14 @@ struct Failure {
 /// a lease coming or going costs no Graph call here.
 async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Failure> {
     let spec = pool.spec();
+    if let Some(problem) = pool.selector_problem() {
+        return Err(Failure {
+            reason: Reason::InvalidNamespaceSelector.as_str().into(),
+            message: format!(
+                "{pool} serves no namespace: its namespaceSelector is invalid: {problem}"
+            ),
+        });
+    }
     if !ctx.allowed_clouds.contains(&spec.cloud) {
         return Err(Failure {
             reason: Reason::CloudNotAllowed.as_str().into(),

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -12,7 +13,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::Error;
-use super::app_credential::app_credentials;
+use super::app_credential::{PoolCredential, app_credentials};
 use super::claim_record::{ClaimRecord, LeaseIdentity, PoolIdentity};
 use super::claims::{ClaimOutcome, HeldClaim, is_not_found};
 use super::context::Context;
@@ -28,8 +29,8 @@ use super::pool::Pool;
 use super::reasons::Reason;
 use super::revocation::cleanup;
 use super::status::whole_seconds;
-use crate::api::{EntraLease, LeasePhase, LeasedUser};
-use crate::graph::AppCredentials;
+use crate::api::{EntraLease, LeasePhase, LeasedUser, PoolKind};
+use crate::graph::{AppCredentials, ClientCredential};
 use crate::metrics::{CappedLabels, metrics};
 use crate::secret::{format_time, secret_state};
 use crate::sensitive::SecretString;
@@ -80,6 +81,29 @@ pub(super) fn gone_is_done(error: kube::runtime::finalizer::Error<Error>) -> Res
     }
 }
 
+/// How long before a certificate's end its leases end: revocation needs a certificate Entra still
+/// takes, and a renewed one may come late.
+const CERTIFICATE_MARGIN: SignedDuration = SignedDuration::from_hours(1);
+
+/// The latest moment a credential issued with `credential` may live, if it ends (a certificate).
+fn credential_deadline(credential: &PoolCredential) -> Option<Timestamp> {
+    match credential.app.credential() {
+        ClientCredential::Certificate(certificate) => {
+            Some(certificate.not_after() - CERTIFICATE_MARGIN)
+        }
+        _ => None,
+    }
+}
+
+/// Whether the lease's pool serves its namespace. A cluster pool that is gone serves nobody (its
+/// leases run to their end unrenewed); a namespaced pool that is gone leaves the lease waiting.
+fn served(ctx: &Context, lease: &EntraLease, pool: Option<&Pool>) -> bool {
+    match pool {
+        Some(pool) => ctx.serves(pool, lease),
+        None => lease.spec.dynamic_secret_ref.kind == PoolKind::EntraDynamicSecret,
+    }
+}
+
 /// How long a lease whose issue Entra refused waits before trying again, unless its spec changes.
 const RETRY_REFUSED_ISSUE: Duration = Duration::from_secs(300);
 
@@ -112,7 +136,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         let facts = LeaseFacts {
             lease,
             pool: pool.as_ref(),
-            served: pool.as_ref().is_none_or(|pool| ctx.serves(pool, lease)),
+            served: served(ctx, lease, pool.as_ref()),
             secret,
             resolved: resolved.as_deref(),
             record,
@@ -302,6 +326,17 @@ impl Shell<'_> {
         ttl: Duration,
         max_ttl: Duration,
     ) -> Result<Action, Error> {
+        // The namespace cache may lag a label just removed: a cluster pool's selector is judged
+        // on the namespace as it is now before anything is issued.
+        if matches!(pool, Pool::Cluster(_)) && !self.namespace_served_now(pool).await? {
+            let message = format!(
+                "{pool} does not serve namespace {} (its namespaceSelector does not match)",
+                self.lease.namespace().unwrap_or_default()
+            );
+            return self
+                .refuse(None, Reason::NamespaceNotSelected, message)
+                .await;
+        }
         // The pool's credential must get a token before it is copied for revocation.
         let credential = app_credentials(self.ctx, pool).await?;
         let app = credential.app.clone();
@@ -312,6 +347,15 @@ impl Shell<'_> {
         let app_identity = self.ctx.copies.keep(spec.cloud, &credential).await?;
         let candidates = self.ctx.likely_free_first(candidates, self.lease);
         let issued_at = whole_seconds(self.now);
+        // No credential outlives what can revoke it: a certificate's end caps the deadlines.
+        let latest = credential_deadline(&credential);
+        let capped = |deadline: Timestamp| latest.map_or(deadline, |latest| deadline.min(latest));
+        if latest.is_some_and(|latest| latest <= issued_at) {
+            let message = "the pool's certificate ends within the hour: nothing is issued that \
+                           its revocation could not outlive; renew the certificate"
+                .to_owned();
+            return self.refuse(None, Reason::CredentialEndsSoon, message).await;
+        }
         let mut claimed = None;
         for user in candidates {
             let record = ClaimRecord {
@@ -333,8 +377,8 @@ impl Shell<'_> {
                 secret_name: secret_name.to_owned(),
                 issued: false,
                 issued_at: Time(issued_at),
-                expires_at: Time(later(issued_at, ttl)),
-                max_expires_at: Time(later(issued_at, max_ttl)),
+                expires_at: Time(capped(later(issued_at, ttl))),
+                max_expires_at: Time(capped(later(issued_at, max_ttl))),
                 renew_count: 0,
                 last_renewed_at: None,
                 last_renew_request: None,
@@ -659,6 +703,16 @@ impl Shell<'_> {
 
     /// A renewal the pool no longer allows (its selector stopped matching the namespace): the
     /// request is recorded, so it is answered once, and the credential keeps its deadline.
+    /// Whether `pool` serves the lease's namespace by the namespace's labels read now.
+    async fn namespace_served_now(&self, pool: &Pool) -> Result<bool, Error> {
+        let name = self.lease.namespace().unwrap_or_default();
+        let namespace = Api::<Namespace>::all(self.ctx.client.clone())
+            .get_metadata_opt(&name)
+            .await?;
+        Ok(namespace
+            .is_some_and(|namespace| pool.serves(&namespace.metadata.labels.unwrap_or_default())))
+    }
+
     async fn decline_renewal(
         &self,
         claim: &HeldClaim,

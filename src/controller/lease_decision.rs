@@ -261,6 +261,10 @@ fn decide_active(facts: &LeaseFacts<'_>, record: &ClaimRecord) -> Decision {
         };
     }
     if matches!(facts.secret, SecretState::Missing | SecretState::Tampered) {
+        // A namespace its pool no longer serves gets no fresh password: the credential ends.
+        if !facts.served {
+            return Decision::Expire;
+        }
         return Decision::Restore {
             cause: facts.secret,
         };
@@ -1135,8 +1139,16 @@ mod tests {
             matches!(decide(&active), Decision::RenewDeclined { ref request, .. } if request == "1"),
             "a renewal is declined, the credential keeps its deadline"
         );
-        let auto = lease.clone();
-        let mut auto = auto;
+        let deleted = LeaseFacts {
+            secret: SecretState::Missing,
+            ..active
+        };
+        assert_eq!(
+            decide(&deleted),
+            Decision::Expire,
+            "no fresh password for a namespace no longer served"
+        );
+        let mut auto = lease.clone();
         auto.spec.auto_renew = true;
         let auto_facts = LeaseFacts {
             lease: &auto,

@@ -73,6 +73,8 @@ pub struct Settings {
     pub readiness: Arc<Readiness>,
     /// The clouds pools may issue in.
     pub allowed_clouds: Vec<Cloud>,
+    /// Whether this process serves cluster pools (one release per cluster does).
+    pub cluster_pools: bool,
 }
 
 /// Runs both controllers until `shutdown` resolves.
@@ -106,31 +108,44 @@ pub async fn run(
         .modify(drop_managed_fields)
         .reflect_shared(pool_writer)
         .for_each(|_| future::ready(()));
-    let cluster_pool_watch = watcher(
-        Api::<ClusterEntraDynamicSecret>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .backoff(watch_backoff())
-    .modify(drop_managed_fields)
-    .reflect_shared(cluster_pool_writer)
-    .for_each(|_| future::ready(()));
+    // One release per cluster serves cluster pools; the others see none of them.
+    let cluster_pool_source = if settings.cluster_pools {
+        watcher(
+            Api::<ClusterEntraDynamicSecret>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .backoff(watch_backoff())
+        .boxed()
+    } else {
+        nothing_to_watch().boxed()
+    };
+    let cluster_pool_watch = cluster_pool_source
+        .modify(drop_managed_fields)
+        .reflect_shared(cluster_pool_writer)
+        .for_each(|_| future::ready(()));
     // Namespaces' labels decide which cluster pools serve them: a change wakes the namespace's
     // leases of cluster pools (the lease controller subscribes below).
     let (namespace_changes_tx, namespace_changes) = futures::channel::mpsc::unbounded();
-    let namespace_watch = watcher(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .backoff(watch_backoff())
-    .modify(drop_managed_fields)
-    .reflect(namespace_writer)
-    .touched_objects()
-    .for_each(move |namespace| {
-        if let Ok(namespace) = namespace {
-            let _ = namespace_changes_tx.unbounded_send(namespace.name_any());
-        }
-        future::ready(())
-    });
+    let namespace_source = if settings.cluster_pools {
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .backoff(watch_backoff())
+        .boxed()
+    } else {
+        nothing_to_watch().boxed()
+    };
+    let namespace_watch = namespace_source
+        .modify(drop_managed_fields)
+        .reflect(namespace_writer)
+        .touched_objects()
+        .for_each(move |namespace| {
+            if let Ok(namespace) = namespace {
+                let _ = namespace_changes_tx.unbounded_send(namespace.name_any());
+            }
+            future::ready(())
+        });
     let pool_stores = PoolStores {
         namespaced: pools.clone(),
         cluster: cluster_pools.clone(),
@@ -429,6 +444,13 @@ pub async fn run(
         _ = secret_watch => tracing::error!("the Secret watch ended"),
         _ = claim_watch => tracing::error!("the claim watch ended"),
     }
+}
+
+/// A watch of a kind this process does not serve: an empty list, then nothing.
+fn nothing_to_watch<K: Send + 'static>()
+-> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
+    futures::stream::iter([Ok(watcher::Event::Init), Ok(watcher::Event::InitDone)])
+        .chain(futures::stream::pending())
 }
 
 /// The objects of `namespace` in `store`, for telling which ones a relist no longer shows.

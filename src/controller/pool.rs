@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::Api;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -130,13 +130,21 @@ impl Pool {
     }
 
     /// Whether the pool serves leases of a namespace with `labels`: a namespaced pool serves its
-    /// own namespace (a lease can name no other), a cluster pool those its selector matches. A
-    /// selector the API server accepted but kube cannot read selects nothing.
+    /// own namespace (a lease can name no other), a cluster pool those its selector matches. An
+    /// invalid selector selects nothing.
     pub fn serves(&self, labels: &BTreeMap<String, String>) -> bool {
         match self {
             Pool::Namespaced(_) => true,
-            Pool::Cluster(pool) => Selector::try_from(pool.spec.namespace_selector.clone())
+            Pool::Cluster(pool) => namespace_selector(&pool.spec.namespace_selector)
                 .is_ok_and(|selector| selector.matches(labels)),
+        }
+    }
+
+    /// Why the pool's namespace selector is invalid, if it is.
+    pub fn selector_problem(&self) -> Option<String> {
+        match self {
+            Pool::Namespaced(_) => None,
+            Pool::Cluster(pool) => namespace_selector(&pool.spec.namespace_selector).err(),
         }
     }
 
@@ -168,6 +176,34 @@ impl Pool {
         reference.resource_version = None;
         reference
     }
+}
+
+/// A namespace selector as Kubernetes reads one. The CRD schema cannot check its expressions, and
+/// kube's parser is more lenient than Kubernetes (`NotIn` with no values would match every
+/// namespace), so each expression is checked here.
+fn namespace_selector(selector: &LabelSelector) -> Result<Selector, String> {
+    for expression in selector.match_expressions.iter().flatten() {
+        let values = expression.values.as_ref().map_or(0, Vec::len);
+        let fits = match expression.operator.as_str() {
+            "In" | "NotIn" => values > 0,
+            "Exists" | "DoesNotExist" => values == 0,
+            other => {
+                return Err(format!(
+                    "unknown operator {other:?} for key {}",
+                    expression.key
+                ));
+            }
+        };
+        if !fits {
+            return Err(format!(
+                "operator {} for key {} takes {} values",
+                expression.operator,
+                expression.key,
+                if values == 0 { "some" } else { "no" }
+            ));
+        }
+    }
+    Selector::try_from(selector.clone()).map_err(|error| error.to_string())
 }
 
 /// The caches of both kinds of pool.
@@ -258,6 +294,27 @@ mod tests {
         });
         assert!(expression.serves(&labels(&[("tier", "prod")])));
         assert!(!expression.serves(&labels(&[("tier", "dev")])));
+    }
+
+    #[test]
+    fn an_invalid_selector_serves_nobody_and_says_why() {
+        for (operator, values) in [
+            ("NotIn", None),
+            ("In", Some(vec![])),
+            ("Exists", Some(vec!["x".to_owned()])),
+            ("Matches", Some(vec!["x".to_owned()])),
+        ] {
+            let pool = cluster_pool(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "tier".into(),
+                    operator: operator.into(),
+                    values,
+                }]),
+                ..LabelSelector::default()
+            });
+            assert!(!pool.serves(&labels(&[("tier", "prod")])), "{operator}");
+            assert!(pool.selector_problem().is_some(), "{operator}");
+        }
     }
 
     #[test]

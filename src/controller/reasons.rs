@@ -28,6 +28,7 @@ pub enum Reason {
     UserNotLeasable,
     SecretConflict,
     NamespaceNotSelected,
+    CredentialEndsSoon,
     // A dynamic secret.
     Ready,
     ClientSecretNotFound,
@@ -37,6 +38,7 @@ pub enum Reason {
     AllUsersLeasable,
     LeasesEnding,
     CloudNotAllowed,
+    InvalidNamespaceSelector,
 }
 
 impl Reason {
@@ -62,6 +64,7 @@ impl Reason {
             Reason::UserNotLeasable => "UserNotLeasable",
             Reason::SecretConflict => "SecretConflict",
             Reason::NamespaceNotSelected => "NamespaceNotSelected",
+            Reason::CredentialEndsSoon => "CredentialEndsSoon",
             Reason::Ready => "Ready",
             Reason::ClientSecretNotFound => "ClientSecretNotFound",
             Reason::ClientSecretUnreadable => "ClientSecretUnreadable",
@@ -70,6 +73,7 @@ impl Reason {
             Reason::AllUsersLeasable => "AllUsersLeasable",
             Reason::LeasesEnding => "LeasesEnding",
             Reason::CloudNotAllowed => "CloudNotAllowed",
+            Reason::InvalidNamespaceSelector => "InvalidNamespaceSelector",
         }
     }
 }
