@@ -2,7 +2,7 @@
 
 use entra_test_support as support;
 
-use entra_emulator::{Operation, sample};
+use entra_emulator::{Config, Operation, sample};
 use entra_operator::api::{EntraLease, LeasePhase};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
@@ -270,6 +270,53 @@ async fn a_protected_admin_in_the_pool_is_set_aside_for_the_next_free_user() {
     assert_eq!(user.user_principal_name, "carol@contoso.onmicrosoft.com");
     env.wait_for_user_problem("pool", "grace", "PasswordResetForbidden")
         .await;
+    assert_eq!(
+        env.emulator
+            .user(sample::GRACE_ADMIN.id)
+            .unwrap()
+            .password_set_count,
+        0
+    );
+}
+
+#[tokio::test]
+async fn protected_users_are_known_up_front_when_the_app_may_read_memberships() {
+    let mut config = Config::sample();
+    let tenant = &mut config.tenants[0];
+    let app = tenant.app_mut(sample::CLIENT_ID).unwrap();
+    app.permissions.push("Directory.Read.All".into());
+    tenant
+        .user_mut(sample::BOB.id)
+        .unwrap()
+        .role_assignable_group_member = true;
+    let env = LeaseEnv::start_with("known-protected", config).await;
+    let pool = [
+        "grace@contoso.onmicrosoft.com",
+        "bob@contoso.onmicrosoft.com",
+        "carol@contoso.onmicrosoft.com",
+    ];
+    env.create_pool("pool", &pool, "1h", "2h").await;
+    env.wait_for_ready_pool("pool").await;
+    env.wait_for_user_problem("pool", "grace", "Protected")
+        .await;
+    env.wait_for_user_problem("pool", "bob", "Protected").await;
+    let status = env.pools().get("pool").await.unwrap().status.unwrap();
+    assert_eq!(status.available, 1);
+    assert!(
+        env.emulator
+            .counters()
+            .operation(Operation::ListMemberships)
+            >= 3
+    );
+
+    env.create_lease(
+        "admin",
+        json!({ "dynamicSecretRef": { "name": "pool" }, "user": "grace@contoso.onmicrosoft.com" }),
+    )
+    .await;
+    wait_for_reason(&env, "admin", "UserNotLeasable").await;
+    // Refused from the pool's resolution: not one password write or session revocation.
+    assert_eq!(env.emulator.counters().graph_writes, 0);
     assert_eq!(
         env.emulator
             .user(sample::GRACE_ADMIN.id)

@@ -15,7 +15,7 @@ use entra_emulator::{Config, Emulator, Fault, FaultPlan, Operation};
 use entra_operator::graph::{
     AppCredentials, AssertionAlgorithm, CertificateCredential, ClientCredential, Cloud,
     EndpointOverrides, Endpoints, FederatedTokenFile, FederatedTokenSource, GraphClient,
-    GraphClientConfig, GraphError, NotLeasable, RetryPolicy, TransientKind,
+    GraphClientConfig, GraphError, NotLeasable, Protection, RetryPolicy, TransientKind,
 };
 use entra_operator::sensitive::SecretString;
 use futures::future::BoxFuture;
@@ -180,6 +180,121 @@ async fn protected_admin_target_is_forbidden() {
         "{error}"
     );
     assert!(!emulator.sign_in(GRACE_ADMIN.upn, "kT7#vQ2m-Lp9xZ"));
+}
+
+// ---- protected users, from their memberships ----
+
+/// The sample app, granted a permission that reads roles and groups in a membership list.
+async fn emulator_reading_memberships() -> Emulator {
+    let emulator = emulator().await;
+    emulator.update_app(CLIENT_ID, |app| {
+        app.permissions.push("Directory.Read.All".into());
+    });
+    emulator
+}
+
+#[tokio::test]
+async fn an_admin_role_makes_a_user_protected() {
+    let emulator = emulator_reading_memberships().await;
+    let protection = client()
+        .user_protection(&app(&emulator), GRACE_ADMIN.id)
+        .await
+        .unwrap();
+    assert_eq!(protection, Protection::Protected);
+    assert_eq!(emulator.counters().graph_writes, 0);
+}
+
+#[tokio::test]
+async fn a_role_assignable_group_makes_a_user_protected() {
+    let emulator = emulator_reading_memberships().await;
+    emulator.update_user(BOB.id, |bob| bob.role_assignable_group_member = true);
+    let protection = client()
+        .user_protection(&app(&emulator), BOB.id)
+        .await
+        .unwrap();
+    assert_eq!(protection, Protection::Protected);
+}
+
+#[tokio::test]
+async fn roles_a_user_administrator_may_reset_leave_a_user_leasable_across_pages() {
+    let emulator = emulator_reading_memberships().await;
+    // Three memberships: the emulator pages at two, so the client follows @odata.nextLink.
+    emulator.update_user(CAROL.id, |carol| {
+        carol.directory_roles = vec![
+            "Helpdesk Administrator".into(),
+            "Password Administrator".into(),
+            "Reports Reader".into(),
+        ];
+    });
+    let client = client();
+    let app = app(&emulator);
+    assert_eq!(
+        client.user_protection(&app, CAROL.id).await.unwrap(),
+        Protection::NotProtected
+    );
+    assert_eq!(emulator.counters().operation(Operation::ListMemberships), 2);
+    assert_eq!(
+        client.user_protection(&app, ALICE.id).await.unwrap(),
+        Protection::NotProtected
+    );
+    // The admin role on the second page is found there.
+    emulator.update_user(CAROL.id, |carol| {
+        carol.directory_roles.push("Global Administrator".into());
+    });
+    assert_eq!(
+        client.user_protection(&app, CAROL.id).await.unwrap(),
+        Protection::Protected
+    );
+    // The operation the client would have tried agrees: the reset is refused.
+    let error = client
+        .set_password(&app, CAROL.id, &secret("kT7#vQ2m-Lp9xZ"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "MissingPermission");
+}
+
+#[tokio::test]
+async fn without_a_permission_to_read_memberships_protection_is_unreadable() {
+    let emulator = emulator().await;
+    let protection = client()
+        .user_protection(&app(&emulator), GRACE_ADMIN.id)
+        .await
+        .unwrap();
+    assert_eq!(protection, Protection::Unreadable);
+    let counters = emulator.counters();
+    assert_eq!(
+        counters.operation_status(Operation::ListMemberships, 403),
+        1
+    );
+}
+
+#[tokio::test]
+async fn hidden_role_properties_leave_protection_undecided() {
+    let emulator = emulator().await;
+    // User.Read.All lists memberships, but roles come back with only their type and id.
+    emulator.update_app(CLIENT_ID, |app| {
+        app.permissions.push("User.Read.All".into())
+    });
+    let client = client();
+    let app = app(&emulator);
+    assert_eq!(
+        client.user_protection(&app, GRACE_ADMIN.id).await.unwrap(),
+        Protection::Undecided
+    );
+    assert_eq!(
+        client.user_protection(&app, ALICE.id).await.unwrap(),
+        Protection::NotProtected
+    );
+}
+
+#[tokio::test]
+async fn memberships_of_a_missing_user_are_user_not_found() {
+    let emulator = emulator_reading_memberships().await;
+    let error = client()
+        .user_protection(&app(&emulator), "0000dead-0000-4000-8000-000000000000")
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "UserNotFound");
 }
 
 #[tokio::test]

@@ -273,6 +273,9 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Fail
             user.problem = Some(format!("DuplicateOf:{first}"));
         }
     }
+    super::protected_users::mark_protected(&ctx.graph, app, &mut users)
+        .await
+        .map_err(graph_failure)?;
     let validation = Validation {
         uid: pool.metadata().uid.clone(),
         generation: pool.metadata().generation,

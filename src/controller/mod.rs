@@ -16,6 +16,7 @@ pub mod lease_decision;
 mod lease_locks;
 mod lease_status;
 mod pool;
+mod protected_users;
 mod reaper;
 mod reasons;
 mod revocation;

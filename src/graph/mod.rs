@@ -6,6 +6,8 @@
 //!   (`certificate`: signed client assertions) or a federated token (`federated`).
 //! - `token`: getting and caching access tokens.
 //! - `users`: reading users, revoking sessions, enabling and disabling accounts.
+//! - `memberships` and `protected_roles`: whether a user's roles and groups keep a User
+//!   Administrator from resetting its password.
 //! - `passwords`: setting a password, and generating one that Entra accepts.
 //! - `retry` and `http`: one attempt, and trying again when that is worth it.
 //! - `error`: the one error type, with condition reasons and metric labels.
@@ -17,7 +19,9 @@ mod credentials;
 mod error;
 mod federated;
 mod http;
+mod memberships;
 mod passwords;
+mod protected_roles;
 mod retry;
 mod token;
 mod users;
@@ -28,5 +32,6 @@ pub use cloud::{Cloud, EndpointOverrides, Endpoints};
 pub use credentials::{AppCredentials, ClientCredential};
 pub use error::{Diagnostics, GraphError, TransientFailure, TransientKind};
 pub use federated::{FederatedTokenFile, FederatedTokenSource};
+pub use protected_roles::Protection;
 pub use retry::RetryPolicy;
 pub use users::{GraphUser, NotLeasable};

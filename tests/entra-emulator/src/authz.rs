@@ -10,6 +10,9 @@ pub enum Action {
     ResetPassword,
     RevokeSessions,
     SetAccountEnabled,
+    /// `transitiveMemberOf`: what the roles and groups are shows only with [`may_read_roles`]
+    /// and [`may_read_groups`].
+    ListMemberships,
 }
 
 /// `User-PasswordProfile.ReadWrite.All` covers the password profile only, not reading users
@@ -33,6 +36,31 @@ const REVOKE_PERMISSIONS: &[&str] = &[
 const ENABLE_PERMISSIONS: &[&str] = &[
     "User.EnableDisableAccount.All",
     "User.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
+
+/// Graph's permission table for another user's `transitiveMemberOf` (application).
+const MEMBERSHIP_PERMISSIONS: &[&str] = &[
+    "User.Read.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "Group.Read.All",
+    "GroupMember.Read.All",
+];
+/// Without one of these, directory roles in a membership list show only their type and id.
+const ROLE_READ_PERMISSIONS: &[&str] = &[
+    "RoleManagement.Read.Directory",
+    "RoleManagement.Read.All",
+    "RoleManagement.ReadWrite.Directory",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+/// Without one of these, groups in a membership list show only their type and id.
+const GROUP_READ_PERMISSIONS: &[&str] = &[
+    "GroupMember.Read.All",
+    "Group.Read.All",
+    "Group.ReadWrite.All",
+    "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
 
@@ -62,12 +90,14 @@ const PRIVILEGED_ROLES: &[&str] = &[
 /// a user holding any other role is protected.
 const ROLES_A_USER_ADMIN_MANAGES: &[&str] = &[
     "Directory Readers",
+    "Groups Administrator",
     "Guest Inviter",
     "Helpdesk Administrator",
     "Message Center Reader",
     "Password Administrator",
     "Reports Reader",
     "User Administrator",
+    "User Experience Success Manager",
     "Usage Summary Reports Reader",
 ];
 
@@ -86,7 +116,18 @@ pub fn may(grant: &Grant, action: Action) -> bool {
                 && holds(&grant.directory_roles, RESET_ROLES)
         }
         Action::SetAccountEnabled => holds(&grant.permissions, ENABLE_PERMISSIONS),
+        Action::ListMemberships => holds(&grant.permissions, MEMBERSHIP_PERMISSIONS),
     }
+}
+
+/// Whether directory roles in a membership list come with their properties.
+pub fn may_read_roles(grant: &Grant) -> bool {
+    holds(&grant.permissions, ROLE_READ_PERMISSIONS)
+}
+
+/// Whether groups in a membership list come with their properties.
+pub fn may_read_groups(grant: &Grant) -> bool {
+    holds(&grant.permissions, GROUP_READ_PERMISSIONS)
 }
 
 /// The per-user check: sensitive actions on a protected user need a privileged role.

@@ -1,5 +1,5 @@
 //! Reading a Graph user path: `/v1.0/users/{id-or-upn}`, `/v1.0/users('{upn}')`, optionally
-//! followed by `/revokeSignInSessions`. Segments are percent-decoded one by one, so `%23` is `#`
+//! followed by `/revokeSignInSessions` or `/transitiveMemberOf`. Segments are percent-decoded one by one, so `%23` is `#`
 //! and `%2F` stays inside its segment.
 
 use percent_encoding::percent_decode_str;
@@ -8,7 +8,16 @@ use percent_encoding::percent_decode_str;
 pub struct UserPath {
     /// The decoded object id or UPN.
     pub user: String,
-    pub revoke_sign_in_sessions: bool,
+    pub action: UserAction,
+}
+
+/// What follows the user in the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserAction {
+    /// The user itself.
+    None,
+    RevokeSignInSessions,
+    TransitiveMemberOf,
 }
 
 /// Parses the path below `/v1.0/`; on failure returns the segment Graph would complain about.
@@ -26,17 +35,17 @@ pub fn parse_user_path(raw_path: &str) -> Result<UserPath, String> {
         [users_call, action @ ..] => (parenthesised_key(users_call)?, action),
         [] => return Err(String::new()),
     };
-    match action {
-        [] => Ok(UserPath {
-            user,
-            revoke_sign_in_sessions: false,
-        }),
-        [action] if action.eq_ignore_ascii_case("revokeSignInSessions") => Ok(UserPath {
-            user,
-            revoke_sign_in_sessions: true,
-        }),
-        [other, ..] => Err(other.clone()),
-    }
+    let action = match action {
+        [] => UserAction::None,
+        [action] if action.eq_ignore_ascii_case("revokeSignInSessions") => {
+            UserAction::RevokeSignInSessions
+        }
+        [action] if action.eq_ignore_ascii_case("transitiveMemberOf") => {
+            UserAction::TransitiveMemberOf
+        }
+        [other, ..] => return Err(other.clone()),
+    };
+    Ok(UserPath { user, action })
 }
 
 /// `/users/{key}`: a key starting with `$` reads as an OData keyword, so Graph refuses it there.
@@ -103,9 +112,11 @@ mod tests {
     }
 
     #[test]
-    fn revoke_is_the_only_action() {
+    fn revoke_and_transitive_member_of_are_the_only_actions() {
         let path = parse_user_path("/v1.0/users('$f@x.com')/revokeSignInSessions").unwrap();
-        assert!(path.revoke_sign_in_sessions);
+        assert_eq!(path.action, UserAction::RevokeSignInSessions);
+        let path = parse_user_path("/v1.0/users/x/transitiveMemberOf").unwrap();
+        assert_eq!(path.action, UserAction::TransitiveMemberOf);
         assert_eq!(
             parse_user_path("/v1.0/users/x/memberOf"),
             Err("memberOf".into())

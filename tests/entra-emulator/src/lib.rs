@@ -1,4 +1,5 @@
-//! A stateful emulator of Entra ID's token endpoint and the Microsoft Graph v1.0 user endpoints,
+//! A stateful emulator of Entra ID's token endpoint and the Microsoft Graph v1.0 user endpoints
+//! (a user's memberships included),
 //! with fault injection, for the operator's tests and demos.
 //!
 //! One loopback HTTP server answers all of it, so the authority host and the Graph root are both
@@ -35,6 +36,7 @@ mod federation;
 mod graph_path;
 mod issuer_keys;
 mod jwt;
+mod memberships;
 mod operation;
 mod password;
 mod recording;

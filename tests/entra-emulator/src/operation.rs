@@ -17,16 +17,19 @@ pub enum Operation {
     UpdateUser,
     /// `POST /v1.0/users/{id}/revokeSignInSessions`
     RevokeSignInSessions,
+    /// `GET /v1.0/users/{id}/transitiveMemberOf`
+    ListMemberships,
 }
 
 impl Operation {
     /// All Graph operations, e.g. for `FaultPlan::only`.
-    pub const GRAPH: [Operation; 5] = [
+    pub const GRAPH: [Operation; 6] = [
         Operation::GetUser,
         Operation::SetPassword,
         Operation::SetAccountEnabled,
         Operation::UpdateUser,
         Operation::RevokeSignInSessions,
+        Operation::ListMemberships,
     ];
 
     pub fn is_graph(self) -> bool {

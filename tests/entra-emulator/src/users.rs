@@ -1,4 +1,5 @@
-//! Graph v1.0 user endpoints: `GET` and `PATCH /users/{id}`, `POST /users/{id}/revokeSignInSessions`.
+//! Graph v1.0 user endpoints: `GET` and `PATCH /users/{id}`, `POST /users/{id}/revokeSignInSessions`
+//! (`GET /users/{id}/transitiveMemberOf` is in `memberships`).
 //!
 //! Each handler checks in Graph's order: token (401), app permission and role (403), the user (404),
 //! rights over that user (403), what the user allows (400), then applies the effect atomically.
@@ -20,7 +21,8 @@ use crate::{
     authz::{self, Action},
     directory::{User, UserType},
     fault_replies::{self, Api},
-    graph_path::parse_user_path,
+    graph_path::{UserAction, parse_user_path},
+    memberships::list_memberships,
     operation::Operation,
     password::check_password,
     recording::Reply,
@@ -31,9 +33,9 @@ use crate::{
 };
 
 /// A Graph request as the handlers need it.
-struct GraphRequest<'a> {
-    shared: &'a Shared,
-    ids: &'a RequestIds,
+pub(crate) struct GraphRequest<'a> {
+    pub shared: &'a Shared,
+    pub ids: &'a RequestIds,
     authorization: Option<&'a str>,
 }
 
@@ -96,10 +98,20 @@ pub async fn dispatch(
         .ok()
         .and_then(|Query(q)| q.get("$select"))
         .map(String::as_str);
-    match (method, path.revoke_sign_in_sessions) {
-        (Method::GET, false) => get_user(&request, &path.user, select),
-        (Method::PATCH, false) => patch_user(&request, &path.user, &body),
-        (Method::POST, true) => revoke_sign_in_sessions(&request, &path.user),
+    let skip_token = query
+        .as_ref()
+        .ok()
+        .and_then(|Query(q)| q.get("$skiptoken"))
+        .map(String::as_str);
+    match (method, path.action) {
+        (Method::GET, UserAction::None) => get_user(&request, &path.user, select),
+        (Method::PATCH, UserAction::None) => patch_user(&request, &path.user, &body),
+        (Method::POST, UserAction::RevokeSignInSessions) => {
+            revoke_sign_in_sessions(&request, &path.user)
+        }
+        (Method::GET, UserAction::TransitiveMemberOf) => {
+            list_memberships(&request, &path.user, select, skip_token)
+        }
         _ => {
             let message = "Specified HTTP method is not allowed for the request target.";
             let error = GraphError::new(
@@ -193,7 +205,7 @@ fn revoke_sign_in_sessions(request: &GraphRequest, key: &str) -> Reply {
 impl GraphRequest<'_> {
     /// The steps every Graph operation shares: draw a fault, answer it if it strikes first,
     /// authenticate, run `effect` under the state lock, then let a late fault act on the result.
-    fn handle(
+    pub(crate) fn handle(
         &self,
         operation: Operation,
         effect: impl FnOnce(&mut EmulatorState, &Grant) -> Result<Response, GraphError>,
@@ -221,7 +233,7 @@ impl GraphRequest<'_> {
     }
 }
 
-fn find_user<'s>(
+pub(crate) fn find_user<'s>(
     state: &'s EmulatorState,
     grant: &Grant,
     key: &str,
