@@ -425,17 +425,34 @@ async fn duration_schema_and_parser_agree() {
 fn kubectl_explain_documents_the_fields() {
     let control_plane = ControlPlane::shared();
     install_crds(control_plane);
-    let explain = control_plane.kubectl(&["explain", "entralease.spec.ttl"]);
-    let text = String::from_utf8_lossy(&explain.stdout);
-    assert!(
-        explain.status.success(),
-        "{}",
-        String::from_utf8_lossy(&explain.stderr)
-    );
-    assert!(
-        text.contains("How long the credentials stay valid"),
-        "{text}"
-    );
+    for (field, documented) in [
+        ("entralease.spec.ttl", "How long the credentials stay valid"),
+        (
+            "entralease.spec.dynamicSecretRef.kind",
+            "ClusterEntraDynamicSecret",
+        ),
+        (
+            "clusterentradynamicsecret.spec.namespaceSelector",
+            "The namespaces whose leases this pool serves",
+        ),
+        (
+            "clusterentradynamicsecret.spec.workloadIdentity.serviceAccountName",
+            "short-lived token",
+        ),
+        (
+            "entradynamicsecret.spec.certificateRef.algorithm",
+            "x5t#S256",
+        ),
+    ] {
+        let explain = control_plane.kubectl(&["explain", field]);
+        let text = String::from_utf8_lossy(&explain.stdout);
+        assert!(
+            explain.status.success(),
+            "{field}: {}",
+            String::from_utf8_lossy(&explain.stderr)
+        );
+        assert!(text.contains(documented), "{field}: {text}");
+    }
 }
 
 #[tokio::test]
