@@ -37,6 +37,10 @@ struct World {
     emulator: Emulator,
     operator_namespace: String,
     release: ChartRelease,
+    /// Where the operator's own federated token is (what the Azure workload identity webhook
+    /// would mount); empty until a phase writes it.
+    own_token: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl World {
@@ -49,9 +53,13 @@ impl World {
         config.trusted_issuer_cas =
             vec![std::fs::read_to_string(&control_plane.ca_certificate).unwrap()];
         let emulator = Emulator::start(config).await.expect("the emulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let own_token = dir.path().join("azure-identity-token");
         let values = json!({
             "metrics": { "port": free_port() },
             "logFormat": "text",
+            // What the webhook injects into a pod labelled for workload identity.
+            "extraEnv": [{ "name": "AZURE_FEDERATED_TOKEN_FILE", "value": own_token }],
             "workloadIdentity": { "serviceAccounts": [POOL_IDENTITY, "ghost-identity"] },
             // Issue in the public cloud only.
             "entra": {
@@ -67,6 +75,8 @@ impl World {
             emulator,
             operator_namespace: release.namespace.clone(),
             release,
+            own_token,
+            _dir: dir,
         }
     }
 
@@ -706,7 +716,7 @@ subjects: [{{ apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:una
         ),
         "no"
     );
-    // The operator's own federated token: the chart did not ask the webhook for one.
+    // The operator's own federated token: none mounted yet.
     world
         .cluster_pool(
             "identity-own",
@@ -717,4 +727,50 @@ subjects: [{{ apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:una
     world
         .pool_reason("identity-own", "FederatedTokenUnavailable")
         .await;
+    // Mounted (a token of the operator's own ServiceAccount for the exchange audience, as the
+    // webhook's projected volume holds) and trusted by the app: the pool works with it.
+    let operator_account = format!("{namespace}-entra-operator");
+    let token = world.control_plane.kubectl(&[
+        "create",
+        "token",
+        &operator_account,
+        "-n",
+        namespace,
+        "--audience=api://AzureADTokenExchange",
+        "--duration=1h",
+    ]);
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    std::fs::write(&world.own_token, &token.stdout).unwrap();
+    world.emulator.update_app(APP_ID, |app| {
+        app.federated_credentials.push(FederatedCredential {
+            issuer: format!("{}/", world.control_plane.server),
+            subject: format!("system:serviceaccount:{namespace}:{operator_account}"),
+            audiences: vec!["api://AzureADTokenExchange".into()],
+        })
+    });
+    world
+        .cluster_pools()
+        .patch(
+            "identity-own",
+            &PatchParams::default(),
+            &Patch::Merge(&touch),
+        )
+        .await
+        .unwrap();
+    world.pool_reason("identity-own", "Ready").await;
+    team.lease_round_trip(world, "identity-own", "identity-own", sample::CAROL.upn)
+        .await;
+    // A cloud the operator may not issue in (the chart's entra.allowedClouds).
+    world
+        .cluster_pool(
+            "in-china",
+            &[sample::CAROL.upn],
+            json!({ "clientSecretRef": { "name": "entra-app" }, "cloud": "AzureChina" }),
+        )
+        .await;
+    world.pool_reason("in-china", "CloudNotAllowed").await;
 }
