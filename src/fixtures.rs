@@ -45,6 +45,7 @@ pub fn lease_spec() -> EntraLeaseSpec {
         ttl: None,
         auto_renew: false,
         secret_name: None,
+        template: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod leader;
 pub mod metrics;
 pub mod password;
 pub mod secret;
+pub mod secret_template;
 pub mod sensitive;
 pub mod telemetry;
 pub mod tls;

@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
 use crate::api::EntraLease;
+use crate::secret_template::{self, TemplateError, TemplateValues};
 use crate::sensitive::SecretString;
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -44,43 +45,62 @@ pub struct Credentials<'a> {
     pub user_id: &'a str,
     pub tenant_id: &'a str,
     pub password: &'a SecretString,
+    /// The credential's last possible moment, which templates may show.
+    pub max_expires_at: Timestamp,
 }
 
-/// The Secret for `lease`, owned by it (controller reference), so it never outlives the lease.
+/// The Secret for `lease`, owned by it (controller reference), so it never outlives the lease:
+/// the default keys, and what the lease's template adds (its type, labels, annotations and
+/// rendered keys; the operator's own labels and annotations win).
 pub fn credentials_secret(
     lease: &EntraLease,
     name: &str,
     credentials: &Credentials<'_>,
     expires_at: Timestamp,
-) -> Secret {
-    let data: BTreeMap<String, ByteString> = [
-        ("username", credentials.user_principal_name),
-        ("password", credentials.password.expose()),
-        ("userId", credentials.user_id),
-        ("tenantId", credentials.tenant_id),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec())))
-    .collect();
-    Secret {
+) -> Result<Secret, TemplateError> {
+    let template = lease.spec.template.clone().unwrap_or_default();
+    let max_expires_at = format_time(credentials.max_expires_at);
+    let values = TemplateValues {
+        username: credentials.user_principal_name,
+        password: credentials.password,
+        user_id: credentials.user_id,
+        tenant_id: credentials.tenant_id,
+        max_expires_at: &max_expires_at,
+    };
+    let mut data = secret_template::render(&template, &values)?;
+    data.extend(
+        [
+            ("username", credentials.user_principal_name),
+            ("password", credentials.password.expose()),
+            ("userId", credentials.user_id),
+            ("tenantId", credentials.tenant_id),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec()))),
+    );
+    let mut labels = template.labels;
+    labels.extend([
+        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+        (LEASE_LABEL.to_owned(), lease.name_any()),
+    ]);
+    let mut annotations = template.annotations;
+    annotations.extend([
+        (EXPIRES_AT_ANNOTATION.to_owned(), format_time(expires_at)),
+        (DATA_DIGEST_ANNOTATION.to_owned(), data_digest(&data)),
+    ]);
+    Ok(Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             namespace: lease.namespace(),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
-                (LEASE_LABEL.to_owned(), lease.name_any()),
-            ])),
-            annotations: Some(BTreeMap::from([
-                (EXPIRES_AT_ANNOTATION.to_owned(), format_time(expires_at)),
-                (DATA_DIGEST_ANNOTATION.to_owned(), data_digest(&data)),
-            ])),
+            labels: Some(labels),
+            annotations: Some(annotations),
             owner_references: lease.controller_owner_ref(&()).map(|owner| vec![owner]),
             ..ObjectMeta::default()
         },
         data: Some(data),
-        type_: Some("Opaque".to_owned()),
+        type_: Some(template.type_.unwrap_or_else(|| "Opaque".to_owned())),
         ..Secret::default()
-    }
+    })
 }
 
 /// What the operator keeps of a Secret: who controls it and whether its data is what the
@@ -219,8 +239,10 @@ mod tests {
             user_id: "a11ce000-0000-4000-8000-000000000001",
             tenant_id: "contoso.com",
             password: &password,
+            max_expires_at: Timestamp::UNIX_EPOCH,
         };
         credentials_secret(lease, "entra-ci", &credentials, Timestamp::UNIX_EPOCH)
+            .expect("no template")
     }
 
     #[test]
@@ -288,5 +310,41 @@ mod tests {
     fn debug_output_of_the_password_is_redacted() {
         let password = SecretString::from("Correct-Horse-Battery-1");
         assert!(!format!("{password:?}").contains("Correct"));
+    }
+
+    #[test]
+    fn a_template_adds_keys_type_labels_and_annotations_and_the_operators_own_win() {
+        let mut lease = lease();
+        lease.spec.template = Some(crate::api::SecretTemplate {
+            type_: Some("kubernetes.io/basic-auth".into()),
+            labels: BTreeMap::from([
+                ("team".into(), "payments".into()),
+                (LEASE_LABEL.into(), "forged".into()),
+            ]),
+            annotations: BTreeMap::from([("note".into(), "hello".into())]),
+            data: BTreeMap::from([(
+                "dsn".into(),
+                "u={{ username }};p={{ password }};until={{ maxExpiresAt }}".into(),
+            )]),
+        });
+        let secret = secret_for(&lease);
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert_eq!(secret.labels()["team"], "payments");
+        assert_eq!(
+            secret.labels()[LEASE_LABEL],
+            "ci",
+            "the operator's label wins"
+        );
+        assert_eq!(secret.annotations()["note"], "hello");
+        let data = secret.data.as_ref().unwrap();
+        assert_eq!(
+            String::from_utf8(data["dsn"].0.clone()).unwrap(),
+            "u=alice@contoso.com;p=Correct-Horse-Battery-1;until=1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            secret_state(&lease, Some(&SecretSummary::of(&secret))),
+            SecretState::Intact,
+            "the rendered keys are part of the data as written"
+        );
     }
 }

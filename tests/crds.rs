@@ -234,6 +234,24 @@ async fn invalid_objects_are_rejected_naming_the_bad_field() {
             &["spec.certificateRef.algorithm"],
         ),
         (
+            "template replacing a default key",
+            with(
+                lease(),
+                "/spec/template",
+                json!({ "data": { "password": "{{ username }}" } }),
+            ),
+            &["spec.template.data", "may not replace the default keys"],
+        ),
+        (
+            "template taking the operator's label",
+            with(
+                lease(),
+                "/spec/template",
+                json!({ "labels": { "kms.hanzo.ai/lease": "other" } }),
+            ),
+            &["spec.template.labels", "the operator's own"],
+        ),
+        (
             "lease naming an unknown pool kind",
             with(
                 lease(),

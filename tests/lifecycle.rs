@@ -335,3 +335,80 @@ async fn a_certificate_credential_issues_renews_and_revokes() {
     );
     assert_eq!(env.violations().await, Vec::<String>::new());
 }
+
+/// A templated Secret: its type, extra labels and keys rendered from the credential; a
+/// renewal leaves its data alone; a template that cannot render is refused before any user is
+/// claimed or password set.
+#[tokio::test]
+async fn a_template_shapes_the_secret_and_a_bad_one_issues_nothing() {
+    let env = LeaseEnv::start("template").await;
+    env.create_pool("pool", &POOL_USERS, "1h", "2h").await;
+    env.wait_for_ready_pool("pool").await;
+    env.create_lease(
+        "db",
+        json!({
+            "dynamicSecretRef": { "name": "pool" },
+            "user": sample::ALICE.upn,
+            "template": {
+                "type": "kubernetes.io/basic-auth",
+                "labels": { "app": "payments" },
+                "data": {
+                    "connectionString": "Server=db;User Id={{ username }};Password={{ password }};",
+                    ".netrc": "machine db login {{ username }} password {{ password }}\n",
+                },
+            },
+        }),
+    )
+    .await;
+    let active = env.wait_for_phase("db", LeasePhase::Active).await;
+    let name = active.status.unwrap().secret_name.unwrap();
+    let secret = env.secrets().get(&name).await.unwrap();
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(secret.metadata.labels.as_ref().unwrap()["app"], "payments");
+    let (username, password) = env.credentials(&name).await;
+    let data = secret.data.clone().unwrap();
+    let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
+    assert_eq!(
+        text("connectionString"),
+        format!("Server=db;User Id={username};Password={password};")
+    );
+    assert_eq!(
+        text(".netrc"),
+        format!("machine db login {username} password {password}\n")
+    );
+    assert!(env.emulator.sign_in(&username, &password));
+    env.annotate("db", "kms.hanzo.ai/renew", "1").await;
+    env.wait_for("the renewal", || async {
+        let status = env.lease("db").await?.status?;
+        (status.renew_count == 1).then_some(())
+    })
+    .await;
+    let renewed = env.secrets().get(&name).await.unwrap();
+    assert_eq!(renewed.data, secret.data, "a renewal changes no key");
+
+    let writes = env.emulator.counters().graph_writes;
+    env.create_lease(
+        "broken",
+        json!({
+            "dynamicSecretRef": { "name": "pool" },
+            "template": { "data": { "dsn": "{{ expiresAt }}" } },
+        }),
+    )
+    .await;
+    let refused = env.wait_for_phase("broken", LeasePhase::Failed).await;
+    let ready = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "TemplateInvalid");
+    assert!(ready.message.contains("dsn"), "{}", ready.message);
+    assert_eq!(
+        env.emulator.counters().graph_writes,
+        writes,
+        "nothing was issued"
+    );
+    assert_eq!(env.violations().await, Vec::<String>::new());
+}

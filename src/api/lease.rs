@@ -2,6 +2,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::secret_template::SecretTemplate;
 use super::validation::{OBJECT_NAME_PATTERN, USER_PATTERN, positive_duration};
 use crate::duration::DURATION_PATTERN;
 
@@ -65,6 +66,11 @@ pub struct EntraLeaseSpec {
     #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Message("secretName is immutable".into())))]
     pub secret_name: Option<String>,
+
+    /// The Secret's type, extra labels and annotations, and extra keys rendered from the
+    /// credential. A change applies the next time the Secret is written (an issue, or a restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretTemplate>,
 }
 
 /// A reference to a pool: an EntraDynamicSecret in the lease's namespace, or a

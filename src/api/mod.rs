@@ -11,6 +11,7 @@ mod cluster_dynamic_secret;
 mod dynamic_secret;
 mod lease;
 mod pool_spec;
+mod secret_template;
 mod validation;
 
 pub use cloud::Cloud;
@@ -23,6 +24,7 @@ pub use pool_spec::{
     AssertionAlgorithm, CertificateRef, ClientSecretRef, DynamicSecretStatus, PoolSpec, PoolUser,
     WORKLOAD_IDENTITY_IS_CLUSTER_ONLY, WorkloadIdentity,
 };
+pub use secret_template::SecretTemplate;
 
 /// API group of both resources.
 pub const GROUP: &str = "kms.hanzo.ai";

@@ -39,13 +39,14 @@ pub(super) async fn set_password_via_secret(
             user_id: &record.user.id,
             tenant_id: &record.app.tenant_id,
             password: &password,
+            max_expires_at: record.max_expires_at(),
         };
         let secret = credentials_secret(
             lease,
             &record.secret_name,
             &credentials,
             record.expires_at(),
-        );
+        )?;
         write_secret(ctx, lease, secret).await?;
         match ctx
             .graph

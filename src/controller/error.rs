@@ -23,6 +23,9 @@ pub enum Error {
     #[error("Secret {0} exists and is not owned by this lease")]
     SecretNotOwned(String),
 
+    #[error(transparent)]
+    Template(#[from] crate::secret_template::TemplateError),
+
     #[error("Entra rejected {0} generated passwords in a row")]
     PasswordsRejected(u32),
 
@@ -58,6 +61,7 @@ impl Error {
             Error::ClientSecret(_) => "client_secret",
             Error::Credential { .. } => "credential",
             Error::SecretNotOwned(_) => "secret_conflict",
+            Error::Template(_) => "template",
             Error::PasswordsRejected(_) => "password_rejected",
             Error::CredentialLost(_) => "credential_lost",
             Error::MalformedClaim(_) => "malformed_claim",
@@ -78,6 +82,7 @@ impl Error {
             Error::ClientSecret(_) => "ClientSecretNotFound",
             Error::Credential { reason, .. } => reason,
             Error::SecretNotOwned(_) => "SecretConflict",
+            Error::Template(_) => "TemplateInvalid",
             Error::PasswordsRejected(_) => "PasswordRejected",
             Error::CredentialLost(_) | Error::MalformedClaim(_) => "RevocationBlocked",
             _ => "ReconcileFailed",

@@ -157,9 +157,10 @@ impl IssueFailureKind {
                 IssueFailureKind::UserChangedInEntra
             }
             Error::Graph(GraphError::MissingPermission { .. }) => IssueFailureKind::Refused,
-            Error::Graph(_) | Error::PasswordsRejected(_) | Error::SecretNotOwned(_) => {
-                IssueFailureKind::Permanent
-            }
+            Error::Graph(_)
+            | Error::PasswordsRejected(_)
+            | Error::SecretNotOwned(_)
+            | Error::Template(_) => IssueFailureKind::Permanent,
             _ => IssueFailureKind::Transient,
         }
     }
@@ -388,6 +389,14 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
         return Decision::Refuse {
             reason: Reason::UserNotInPool,
             message: format!("user {wanted} is not in the pool of {pool}"),
+        };
+    }
+    if let Some(template) = &facts.lease.spec.template
+        && let Err(error) = crate::secret_template::check(template)
+    {
+        return Decision::Refuse {
+            reason: Reason::TemplateInvalid,
+            message: error.to_string(),
         };
     }
     if facts.secret == SecretState::Foreign {
@@ -1159,6 +1168,28 @@ mod tests {
             Decision::Hold {
                 until: record.expires_at()
             }
+        );
+    }
+
+    #[test]
+    fn a_template_that_cannot_render_is_refused_before_anything_is_issued() {
+        let pool = pool();
+        let lease = lease(|s| {
+            s.template = Some(crate::api::SecretTemplate {
+                data: [("dsn".to_owned(), "{{ expiresAt }}".to_owned())].into(),
+                ..Default::default()
+            })
+        });
+        let decision = decide_at(&lease, Some(&pool), SecretState::Missing, 0);
+        assert!(
+            matches!(
+                decision,
+                Decision::Refuse {
+                    reason: Reason::TemplateInvalid,
+                    ..
+                }
+            ),
+            "{decision:?}"
         );
     }
 }

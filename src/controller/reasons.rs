@@ -29,6 +29,7 @@ pub enum Reason {
     SecretConflict,
     NamespaceNotSelected,
     CredentialEndsSoon,
+    TemplateInvalid,
     // A dynamic secret.
     Ready,
     ClientSecretNotFound,
@@ -65,6 +66,7 @@ impl Reason {
             Reason::SecretConflict => "SecretConflict",
             Reason::NamespaceNotSelected => "NamespaceNotSelected",
             Reason::CredentialEndsSoon => "CredentialEndsSoon",
+            Reason::TemplateInvalid => "TemplateInvalid",
             Reason::Ready => "Ready",
             Reason::ClientSecretNotFound => "ClientSecretNotFound",
             Reason::ClientSecretUnreadable => "ClientSecretUnreadable",

@@ -1,0 +1,44 @@
+use std::collections::BTreeMap;
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// How a lease's Secret looks beyond its default keys (username, password, userId, tenantId).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    /// The Secret's type, such as kubernetes.io/basic-auth; Opaque when unset. Immutable, as
+    /// Kubernetes keeps a Secret's type.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Message("type is immutable".into())))]
+    pub type_: Option<String>,
+
+    /// Extra labels of the Secret. The operator's own keys (kms.hanzo.ai/*,
+    /// app.kubernetes.io/managed-by) are not allowed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32), inner(length(max = 63)))]
+    #[x_kube(validation = Rule::new(OWN_KEYS_RULE).message(Message::Message(OWN_KEYS_MESSAGE.into())))]
+    pub labels: BTreeMap<String, String>,
+
+    /// Extra annotations of the Secret; the operator's own keys are not allowed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32), inner(length(max = 4096)))]
+    #[x_kube(validation = Rule::new(OWN_KEYS_RULE).message(Message::Message(OWN_KEYS_MESSAGE.into())))]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Extra keys of the Secret, each a MiniJinja template of the credential: username,
+    /// password, userId, tenantId and maxExpiresAt (RFC 3339). expiresAt is left out on purpose:
+    /// a renewal never changes the data. Example: "Server=db;User Id={{ username }};Password={{
+    /// password }}". The default keys cannot be replaced.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32), inner(length(max = 16384)))]
+    #[x_kube(validation = Rule::new("self.all(k, !(k in ['username', 'password', 'userId', 'tenantId']))")
+        .message(Message::Message("data may not replace the default keys username, password, userId and tenantId".into())))]
+    pub data: BTreeMap<String, String>,
+}
+
+const OWN_KEYS_RULE: &str =
+    "self.all(k, !k.startsWith('kms.hanzo.ai/') && k != 'app.kubernetes.io/managed-by')";
+const OWN_KEYS_MESSAGE: &str =
+    "keys kms.hanzo.ai/* and app.kubernetes.io/managed-by are the operator's own";
