@@ -701,8 +701,6 @@ impl Shell<'_> {
         Ok(Action::requeue(until_then(expires_at, self.now)))
     }
 
-    /// A renewal the pool no longer allows (its selector stopped matching the namespace): the
-    /// request is recorded, so it is answered once, and the credential keeps its deadline.
     /// Whether `pool` serves the lease's namespace by the namespace's labels read now.
     async fn namespace_served_now(&self, pool: &Pool) -> Result<bool, Error> {
         let name = self.lease.namespace().unwrap_or_default();
@@ -713,6 +711,8 @@ impl Shell<'_> {
             .is_some_and(|namespace| pool.serves(&namespace.metadata.labels.unwrap_or_default())))
     }
 
+    /// A renewal the pool no longer allows (its selector stopped matching the namespace): the
+    /// request is recorded, so it is answered once, and the credential keeps its deadline.
     async fn decline_renewal(
         &self,
         claim: &HeldClaim,

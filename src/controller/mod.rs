@@ -4,6 +4,7 @@ mod app_credential;
 mod backoff;
 pub mod claim_record;
 mod claims;
+mod cluster_pools;
 mod context;
 mod credential;
 mod credential_copies;
@@ -41,6 +42,7 @@ use kube::{Client, ResourceExt};
 
 use backoff::watch_backoff;
 pub use claims::{CLAIM_FINALIZER, Claims, HeldClaim, claim_name};
+use cluster_pools::{cluster_pool_controller, nothing_to_watch};
 pub use context::Context;
 pub use credential_copies::{CREDENTIAL_COPY_LABEL, copy_name};
 pub use error::Error;
@@ -447,13 +449,6 @@ pub async fn run(
     }
 }
 
-/// A watch of a kind this process does not serve: an empty list, then nothing.
-fn nothing_to_watch<K: Send + 'static>()
--> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
-    futures::stream::iter([Ok(watcher::Event::Init), Ok(watcher::Event::InitDone)])
-        .chain(futures::stream::pending())
-}
-
 /// The objects of `namespace` in `store`, for telling which ones a relist no longer shows.
 fn in_namespace<K: kube::Resource + Clone>(store: &reflector::Store<K>, namespace: &str) -> Vec<K>
 where
@@ -482,64 +477,6 @@ fn leases_of(
         })
         .map(|lease| ObjectRef::from(lease.as_ref()))
         .collect()
-}
-
-/// The controller of cluster pools: re-validated when their credential (a Secret in the
-/// operator's namespace) or one of their claims changes.
-fn cluster_pool_controller(
-    client: &Client,
-    operator_namespace: &str,
-    events: impl futures::Stream<Item = Arc<ClusterEntraDynamicSecret>> + Send + 'static,
-    pools: reflector::Store<ClusterEntraDynamicSecret>,
-    config: ControllerConfig,
-    shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
-    ctx: Arc<Context>,
-) -> impl future::Future<Output = ()> {
-    let credential_changes = watcher(
-        Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), operator_namespace),
-        watcher::Config::default(),
-    )
-    .backoff(watch_backoff())
-    .touched_objects();
-    let claim_changes = watcher(
-        Api::<PartialObjectMeta<Claim>>::namespaced(client.clone(), operator_namespace),
-        watcher::Config::default().labels(&Claims::selector()),
-    )
-    .backoff(watch_backoff())
-    .touched_objects();
-    let pools_by_secret = pools.clone();
-    Controller::for_shared_stream(events, pools)
-        .with_config(config)
-        .watches_stream(credential_changes, move |secret| {
-            let name = secret.name_any();
-            pools_by_secret
-                .state()
-                .into_iter()
-                .filter(move |pool| pool.spec.credential_secret() == Some(&name))
-                .map(|pool| ObjectRef::from(pool.as_ref()))
-        })
-        .watches_stream(claim_changes, |claim| {
-            let pool = claim.annotations().get(claims::POOL_ANNOTATION)?;
-            let key = PoolKey::from_annotation(pool)?;
-            key.namespace
-                .is_none()
-                .then(|| ObjectRef::<ClusterEntraDynamicSecret>::new(&key.name))
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |pool, ctx| {
-                let key = failure_key(pool.as_ref());
-                timed(
-                    "cluster_dynamic_secret",
-                    key,
-                    ctx.clone(),
-                    dynamic_secret::reconcile_cluster(pool, ctx),
-                )
-            },
-            error_policy::<ClusterEntraDynamicSecret>,
-            ctx,
-        )
-        .for_each(|_| future::ready(()))
 }
 
 /// How often the credential copies nobody needs are looked for.
