@@ -243,6 +243,18 @@ async fn invalid_objects_are_rejected_naming_the_bad_field() {
             &["spec.template.data", "may not replace the default keys"],
         ),
         (
+            "template asking for a service-account token",
+            with(
+                lease(),
+                "/spec/template",
+                json!({ "type": "kubernetes.io/service-account-token" }),
+            ),
+            &[
+                "spec.template.type",
+                "would fill such a Secret with a token",
+            ],
+        ),
+        (
             "template taking the operator's label",
             with(
                 lease(),

@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct SecretTemplate {
     /// The Secret's type, such as kubernetes.io/basic-auth; Opaque when unset. Immutable, as
-    /// Kubernetes keeps a Secret's type.
+    /// Kubernetes keeps a Secret's type. Not kubernetes.io/service-account-token.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Message("type is immutable".into())))]
+    #[x_kube(validation = Rule::new("self != 'kubernetes.io/service-account-token'")
+        .message(Message::Message("kubernetes.io/service-account-token is refused: Kubernetes would fill such a Secret with a token of a ServiceAccount it names".into())))]
     pub type_: Option<String>,
 
     /// Extra labels of the Secret. The operator's own keys (kms.hanzo.ai/*,
