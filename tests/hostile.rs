@@ -501,7 +501,9 @@ async fn a_tenant_with_namespace_rights_cannot_keep_a_leased_password_alive() {
                 || async {
                     let secret = secrets.get_opt(&crash_attempt.secret_name).await.unwrap()?;
                     let password = String::from_utf8(secret.data?["password"].0.clone()).ok()?;
-                    (password != crash_attempt.password).then_some(password)
+                    // The Secret is written before Entra takes the password: wait for both.
+                    let works = world.emulator.sign_in(&crash_attempt.user, &password);
+                    (password != crash_attempt.password && works).then_some(password)
                 },
             )
             .await;
