@@ -26,6 +26,11 @@ const podReadyDelayAnnotation = "pod-ready.stage.kwok.x-k8s.io/delay"
 // runKwok is KWOK's controller (upstream cmd/kwok/main.go): it plays the Stages of its --config on
 // the nodes it manages and on the pods bound to them, as a kubelet would report them.
 func runKwok() int {
+	// The Kubernetes components linked into this binary register `--version` (not a bool) on
+	// pflag's global set, which cobra merges into every command; KWOK's cobra command declares its
+	// own boolean one and fails on the clash. KWOK reads none of those global flags.
+	pflag.CommandLine = pflag.NewFlagSet(os.Args[0], pflag.ExitOnError)
+
 	flagset := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	flagset.ParseErrorsAllowlist.UnknownFlags = true
 	flagset.Usage = func() {}

@@ -40,11 +40,13 @@ pub struct ControlPlane {
     /// How long the control plane took to become ready.
     pub startup: Duration,
     binary: PathBuf,
-    processes: Mutex<Vec<Child>>,
+    /// Each running component by name.
+    processes: Mutex<Vec<(String, Child)>>,
     dir: Mutex<Option<TempDir>>,
 }
 
 static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+static SHARED_WITH_NODES: OnceLock<ControlPlane> = OnceLock::new();
 
 impl ControlPlane {
     /// The control plane of this test binary, started on first use and stopped at exit.
@@ -52,6 +54,18 @@ impl ControlPlane {
         SHARED.get_or_init(|| {
             let control_plane = ControlPlane::start()
                 .unwrap_or_else(|error| panic!("the local control plane did not start: {error}"));
+            stop_shared_at_exit();
+            control_plane
+        })
+    }
+
+    /// The control plane with fake nodes ([`ControlPlane::start_with_nodes`], two nodes) of this
+    /// test binary, started on first use and stopped at exit.
+    pub fn shared_with_nodes() -> &'static ControlPlane {
+        SHARED_WITH_NODES.get_or_init(|| {
+            let control_plane = ControlPlane::start_with_nodes(2).unwrap_or_else(|error| {
+                panic!("the local control plane with nodes did not start: {error}")
+            });
             stop_shared_at_exit();
             control_plane
         })
@@ -212,13 +226,13 @@ impl ControlPlane {
             .lock()
             .unwrap()
             .iter()
-            .map(Child::id)
+            .map(|(_, child)| child.id())
             .collect()
     }
 
     /// Stops every component and removes the data directory.
     pub fn stop(&self) {
-        for mut child in self.processes.lock().unwrap().drain(..).rev() {
+        for (_, mut child) in self.processes.lock().unwrap().drain(..).rev() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -238,7 +252,10 @@ impl ControlPlane {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("start {component}: {e}"))?;
-        self.processes.lock().unwrap().push(child);
+        self.processes
+            .lock()
+            .unwrap()
+            .push((component.to_string(), child));
         Ok(())
     }
 
@@ -273,8 +290,8 @@ impl ControlPlane {
         fs::File::create(path).map_err(|e| format!("log file: {e}"))
     }
 
-    /// The last lines a component logged, to explain a failed start.
-    pub(crate) fn log_tail(&self, component: &str) -> String {
+    /// The last lines a component logged, to explain a failure.
+    pub fn log_tail(&self, component: &str) -> String {
         let dir = self.dir.lock().unwrap();
         let Some(dir) = dir.as_ref() else {
             return String::new();
@@ -316,12 +333,13 @@ impl ControlPlane {
 
     pub(crate) fn check_still_running(&self) -> Result<(), String> {
         let mut processes = self.processes.lock().unwrap();
-        for child in processes.iter_mut() {
+        for (component, child) in processes.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                let pid = child.id();
+                let component = component.clone();
                 drop(processes);
                 return Err(format!(
-                    "a control-plane process ({pid}) exited with {status}:\netcd: {}\nkube-apiserver: {}",
+                    "{component} exited with {status}:\n{}\netcd: {}\nkube-apiserver: {}",
+                    self.log_tail(&component),
                     self.log_tail("etcd"),
                     self.log_tail("kube-apiserver")
                 ));
@@ -340,8 +358,10 @@ impl Drop for ControlPlane {
 /// The test harness never drops statics, so the shared control plane is stopped by an exit hook.
 fn stop_shared_at_exit() {
     extern "C" fn stop_shared() {
-        if let Some(control_plane) = SHARED.get() {
-            control_plane.stop();
+        for shared in [&SHARED, &SHARED_WITH_NODES] {
+            if let Some(control_plane) = shared.get() {
+                control_plane.stop();
+            }
         }
     }
     // SAFETY: registering a plain `extern "C" fn()` with the C runtime has no preconditions.

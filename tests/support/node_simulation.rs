@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::control_plane::ControlPlane;
 
-/// kube-controller-manager's controllers that turn workloads into pods.
-pub(crate) const WORKLOAD_CONTROLLERS: &str =
-    "deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller";
+/// kube-controller-manager's controllers that turn workloads into pods, and the node lifecycle
+/// controller: kube-apiserver taints every new node `node.kubernetes.io/not-ready:NoSchedule`, and
+/// only that controller lifts the taint once the node reports Ready.
+pub(crate) const WORKLOAD_CONTROLLERS: &str = "deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,node-lifecycle-controller";
 
 /// A pod annotation holding a Go duration (`"15s"`) by which the pod's move to Running and Ready
 /// is delayed; a long one (`"8760h"`) withholds readiness for good. Set it in a pod template.
