@@ -9,7 +9,7 @@ KUBE_VERSION := v1.36.3
 KUBE_MINOR := 36
 HELM_VERSION := v4.3.1
 
-# The control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) is one Go binary built
+# The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK, kubectl) is one Go binary built
 # from Kubernetes' published modules; helm is built from Helm's. Both land under target/ and are
 # rebuilt only when their Go module files change.
 CONTROLPLANE_DIR := tests/controlplane

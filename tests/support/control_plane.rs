@@ -5,6 +5,10 @@
 //! seconds and a few hundred MiB, while tests isolate themselves in namespaces of their own. It is
 //! stopped when the test binary exits, and its processes also exit on their own if the test binary
 //! dies without cleaning up (they watch their parent).
+//!
+//! Workloads need more: [`ControlPlane::start_with_nodes`] also runs kube-scheduler, KWOK's fake
+//! nodes and the workload controllers (see [`crate::node_simulation`]). The shared control plane
+//! has none of these, so the other tests pay nothing for them.
 
 use std::fs;
 use std::net::TcpListener;
@@ -15,9 +19,13 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::node_simulation::{NodeSimulation, WORKLOAD_CONTROLLERS};
+
 /// The admin identity's bearer token; it authenticates as a member of `system:masters`.
 const ADMIN_TOKEN: &str = "entra-operator-tests-admin-token";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// What every control plane's kube-controller-manager runs.
+const CORE_CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller";
 
 pub struct ControlPlane {
     /// `https://127.0.0.1:<port>` of kube-apiserver.
@@ -32,11 +40,13 @@ pub struct ControlPlane {
     /// How long the control plane took to become ready.
     pub startup: Duration,
     binary: PathBuf,
-    processes: Mutex<Vec<Child>>,
+    /// Each running component by name.
+    processes: Mutex<Vec<(String, Child)>>,
     dir: Mutex<Option<TempDir>>,
 }
 
 static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+static SHARED_WITH_NODES: OnceLock<ControlPlane> = OnceLock::new();
 
 impl ControlPlane {
     /// The control plane of this test binary, started on first use and stopped at exit.
@@ -49,9 +59,33 @@ impl ControlPlane {
         })
     }
 
+    /// The control plane with fake nodes ([`ControlPlane::start_with_nodes`], two nodes) of this
+    /// test binary, started on first use and stopped at exit.
+    pub fn shared_with_nodes() -> &'static ControlPlane {
+        SHARED_WITH_NODES.get_or_init(|| {
+            let control_plane = ControlPlane::start_with_nodes(2).unwrap_or_else(|error| {
+                panic!("the local control plane with nodes did not start: {error}")
+            });
+            stop_shared_at_exit();
+            control_plane
+        })
+    }
+
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits until the API server is
     /// ready and the `default` namespace exists.
     pub fn start() -> Result<ControlPlane, String> {
+        ControlPlane::start_with(None)
+    }
+
+    /// Starts a control plane whose workloads really roll: as [`ControlPlane::start`], plus the
+    /// deployment, replicaset, statefulset and daemonset controllers, kube-scheduler, and KWOK
+    /// with `nodes` fake nodes on which pods become Running and Ready (see
+    /// [`crate::node_simulation`]). Returns once every node is Ready.
+    pub fn start_with_nodes(nodes: usize) -> Result<ControlPlane, String> {
+        ControlPlane::start_with(Some(NodeSimulation { nodes }))
+    }
+
+    fn start_with(simulation: Option<NodeSimulation>) -> Result<ControlPlane, String> {
         let started = Instant::now();
         let binary = binary_path()?;
         let dir = tempfile::Builder::new()
@@ -118,12 +152,16 @@ impl ControlPlane {
         write_kubeconfig(&control_plane.kubeconfig, &control_plane.server, &ca)?;
         control_plane.wait_until_ready(started)?;
 
+        let controllers = match &simulation {
+            None => CORE_CONTROLLERS.to_string(),
+            Some(_) => format!("{CORE_CONTROLLERS},{WORKLOAD_CONTROLLERS}"),
+        };
         control_plane.spawn(
             "kube-controller-manager",
             &[
                 &format!("--kubeconfig={}", control_plane.kubeconfig.display()),
                 "--leader-elect=false",
-                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller",
+                &format!("--controllers={controllers}"),
                 &format!("--service-account-private-key-file={key}"),
                 &format!("--root-ca-file={}", ca.display()),
                 // Each controller acts as its own ServiceAccount (the garbage collector as
@@ -133,6 +171,9 @@ impl ControlPlane {
                 "--secure-port=0",
             ],
         )?;
+        if let Some(simulation) = simulation {
+            control_plane.start_node_simulation(&simulation)?;
+        }
         control_plane.startup = started.elapsed();
         Ok(control_plane)
     }
@@ -185,13 +226,13 @@ impl ControlPlane {
             .lock()
             .unwrap()
             .iter()
-            .map(Child::id)
+            .map(|(_, child)| child.id())
             .collect()
     }
 
     /// Stops every component and removes the data directory.
     pub fn stop(&self) {
-        for mut child in self.processes.lock().unwrap().drain(..).rev() {
+        for (_, mut child) in self.processes.lock().unwrap().drain(..).rev() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -200,7 +241,7 @@ impl ControlPlane {
         }
     }
 
-    fn spawn(&self, component: &str, args: &[&str]) -> Result<(), String> {
+    pub(crate) fn spawn(&self, component: &str, args: &[&str]) -> Result<(), String> {
         let log = self.log_file(component)?;
         let child = Command::new(&self.binary)
             .arg(component)
@@ -211,17 +252,25 @@ impl ControlPlane {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("start {component}: {e}"))?;
-        self.processes.lock().unwrap().push(child);
+        self.processes
+            .lock()
+            .unwrap()
+            .push((component.to_string(), child));
         Ok(())
     }
 
     fn run_to_completion(&self, args: &[&str]) -> Result<(), String> {
+        self.output_of(args).map(drop)
+    }
+
+    /// Runs the binary with `args` to completion and returns what it printed.
+    pub(crate) fn output_of(&self, args: &[&str]) -> Result<Vec<u8>, String> {
         let output = Command::new(&self.binary)
             .args(args)
             .output()
             .map_err(|e| format!("{}: {e}", args[0]))?;
         if output.status.success() {
-            Ok(())
+            Ok(output.stdout)
         } else {
             Err(format!(
                 "{} failed: {}",
@@ -241,8 +290,8 @@ impl ControlPlane {
         fs::File::create(path).map_err(|e| format!("log file: {e}"))
     }
 
-    /// The last lines a component logged, to explain a failed start.
-    fn log_tail(&self, component: &str) -> String {
+    /// The last lines a component logged, to explain a failure.
+    pub fn log_tail(&self, component: &str) -> String {
         let dir = self.dir.lock().unwrap();
         let Some(dir) = dir.as_ref() else {
             return String::new();
@@ -276,14 +325,21 @@ impl ControlPlane {
         }
     }
 
-    fn check_still_running(&self) -> Result<(), String> {
+    /// The directory holding this control plane's data, logs and configuration.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        let dir = self.dir.lock().unwrap();
+        dir.as_ref().expect("running").path().to_path_buf()
+    }
+
+    pub(crate) fn check_still_running(&self) -> Result<(), String> {
         let mut processes = self.processes.lock().unwrap();
-        for child in processes.iter_mut() {
+        for (component, child) in processes.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                let pid = child.id();
+                let component = component.clone();
                 drop(processes);
                 return Err(format!(
-                    "a control-plane process ({pid}) exited with {status}:\netcd: {}\nkube-apiserver: {}",
+                    "{component} exited with {status}:\n{}\netcd: {}\nkube-apiserver: {}",
+                    self.log_tail(&component),
                     self.log_tail("etcd"),
                     self.log_tail("kube-apiserver")
                 ));
@@ -302,8 +358,10 @@ impl Drop for ControlPlane {
 /// The test harness never drops statics, so the shared control plane is stopped by an exit hook.
 fn stop_shared_at_exit() {
     extern "C" fn stop_shared() {
-        if let Some(control_plane) = SHARED.get() {
-            control_plane.stop();
+        for shared in [&SHARED, &SHARED_WITH_NODES] {
+            if let Some(control_plane) = shared.get() {
+                control_plane.stop();
+            }
         }
     }
     // SAFETY: registering a plain `extern "C" fn()` with the C runtime has no preconditions.

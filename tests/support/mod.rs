@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod lab;
 pub mod lease_env;
+pub mod node_simulation;
 pub mod operator;
 pub mod tracker;
 
