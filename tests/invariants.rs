@@ -206,11 +206,7 @@ async fn i6_no_secret_reaches_logs_events_or_status() {
     env.create_lease("one", lease_spec("1h")).await;
     env.wait_for_phase("one", LeasePhase::Active).await;
     env.annotate("one", "kms.hanzo.ai/renew", "1").await;
-    env.leases()
-        .delete("one", &Default::default())
-        .await
-        .unwrap();
-    env.wait_until_gone("one").await;
+    env.end_lease("one").await;
     // A wrong client secret travels through the error paths too.
     env.create_client_secret("wrong-secret-value~not-the-right-one")
         .await;

@@ -128,11 +128,7 @@ async fn lease_issues_renews_and_revokes_a_working_credential() {
     );
 
     // Revocation: deleting the lease scrambles the password, removes the Secret, frees the user.
-    env.leases()
-        .delete("ci", &Default::default())
-        .await
-        .unwrap();
-    env.wait_until_gone("ci").await;
+    env.end_lease("ci").await;
     assert!(
         !env.emulator.sign_in(&username, &password),
         "the old password no longer works"
@@ -256,11 +252,7 @@ async fn a_lease_issued_before_a_client_secret_rotation_still_ends() {
         app.secrets.retain(|secret| secret == ROTATED)
     });
 
-    env.leases()
-        .delete("ci", &Default::default())
-        .await
-        .unwrap();
-    env.wait_until_gone("ci").await;
+    env.end_lease("ci").await;
     assert!(
         !env.emulator.sign_in(&username, &password),
         "the lease ended with the rotated credential"
@@ -320,11 +312,7 @@ async fn a_certificate_credential_issues_renews_and_revokes() {
         (status.renew_count == 1).then_some(())
     })
     .await;
-    env.leases()
-        .delete("svc", &Default::default())
-        .await
-        .unwrap();
-    env.wait_until_gone("svc").await;
+    env.end_lease("svc").await;
     assert!(!env.emulator.sign_in(&username, &password));
     let counters = env.emulator.counters();
     assert!(counters.token_requests_with(entra_emulator::CredentialKind::Certificate) > 0);

@@ -87,11 +87,7 @@ async fn metrics_and_probes_follow_the_leases() {
         "OpenMetrics for scrapers that ask for it"
     );
 
-    env.leases()
-        .delete("one", &Default::default())
-        .await
-        .unwrap();
-    env.wait_until_gone("one").await;
+    env.end_lease("one").await;
     let (_, ended) = get(port, "/metrics").await;
     assert_eq!(sample(&ended, r#"entra_leases{phase="Active"}"#), Some(0.0));
     assert_eq!(sample(&ended, "entra_lease_revocations_total"), Some(1.0));

@@ -164,6 +164,15 @@ impl LeaseEnv {
         .await
     }
 
+    /// Deletes lease `name` (its revocation runs as its finalizer) and waits until it is gone.
+    pub async fn end_lease(&self, name: &str) {
+        self.leases()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        self.wait_until_gone(name).await;
+    }
+
     pub async fn wait_until_gone(&self, name: &str) {
         self.wait_for(&format!("lease {name} to be gone"), || async {
             self.lease(name).await.is_none().then_some(())
