@@ -386,9 +386,12 @@ impl Auditor {
                 Some(_) => {
                     // I2: in the Secret of exactly one live lease, the one whose claim records
                     // this user and this Secret.
-                    let recorded = current
-                        .get(&claim.map(|c| c.name.clone()).unwrap_or_default())
-                        .filter(|r| r.lease.uid == uid);
+                    // From the lists, not the tracker: its claim watch may still be catching
+                    // up (after an API server restart, say) when the lists already answer.
+                    let recorded = current.values().find(|r| {
+                        r.lease.uid == uid
+                            && r.user.user_principal_name.eq_ignore_ascii_case(username)
+                    });
                     let holders: Vec<&String> = secret_credentials
                         .iter()
                         .filter(|(_, (lease, user, current))| {
