@@ -46,6 +46,8 @@ pub fn lease_spec() -> EntraLeaseSpec {
         auto_renew: false,
         secret_name: None,
         template: None,
+        rotation: None,
+        rollout_restart_targets: Vec::new(),
     }
 }
 
@@ -94,5 +96,7 @@ pub fn record() -> ClaimRecord {
         renew_count: 0,
         last_renewed_at: None,
         last_renew_request: None,
+        generation: 1,
+        last_rotate_request: None,
     }
 }

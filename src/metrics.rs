@@ -80,6 +80,8 @@ pub struct Metrics {
     pub issues: Counter,
     pub renewals: Family<CappedLabels, Counter>,
     pub revocations: Counter,
+    pub rotations: Counter,
+    pub continuous_lease_gaps: Counter,
     pub revocation_failures: Family<ReasonLabels, Counter>,
     pub graph_requests: Family<GraphRequestLabels, Counter>,
     pub graph_duration: Family<OperationLabels, Histogram>,
@@ -105,6 +107,8 @@ impl Metrics {
             issues: Counter::default(),
             renewals: Family::default(),
             revocations: Counter::default(),
+            rotations: Counter::default(),
+            continuous_lease_gaps: Counter::default(),
             revocation_failures: Family::default(),
             graph_requests: Family::default(),
             graph_duration: Family::new_with_constructor(latency_histogram),
@@ -133,6 +137,16 @@ impl Metrics {
             "lease_revocations",
             "Lease credentials ended (password scrambled, user released)",
             m.revocations.clone(),
+        );
+        registry.register(
+            "lease_rotations",
+            "Continuous leases rotated onto another pool user",
+            m.rotations.clone(),
+        );
+        registry.register(
+            "lease_rotation_gaps",
+            "Continuous leases whose credential ended before another user was free to rotate to",
+            m.continuous_lease_gaps.clone(),
         );
         registry.register(
             "lease_revocation_failures",

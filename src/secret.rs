@@ -17,6 +17,11 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "entra-operator";
 pub const LEASE_LABEL: &str = "kms.hanzo.ai/lease";
 pub const EXPIRES_AT_ANNOTATION: &str = "kms.hanzo.ai/expires-at";
+/// Which credential of its lease the Secret holds (see the claim record's generation).
+pub const GENERATION_ANNOTATION: &str = crate::api::CREDENTIAL_GENERATION_ANNOTATION;
+/// The keys of a continuous lease's previous credential, while it is still valid.
+pub const PREVIOUS_USERNAME_KEY: &str = "previousUsername";
+pub const PREVIOUS_PASSWORD_KEY: &str = "previousPassword";
 /// SHA-256 of the data the operator wrote, to notice edits. The password is random with more
 /// than 128 bits of entropy, so its digest reveals nothing usable.
 pub const DATA_DIGEST_ANNOTATION: &str = "kms.hanzo.ai/data-sha256";
@@ -47,6 +52,16 @@ pub struct Credentials<'a> {
     pub password: &'a SecretString,
     /// The credential's last possible moment, which templates may show.
     pub max_expires_at: Timestamp,
+    /// Which credential of the lease this is.
+    pub generation: u32,
+    /// A continuous lease's previous credential, kept beside this one until it ends.
+    pub previous: Option<PreviousCredentials<'a>>,
+}
+
+/// The credential a continuous lease rotated away from, as its Secret keeps it.
+pub struct PreviousCredentials<'a> {
+    pub user_principal_name: &'a str,
+    pub password: &'a SecretString,
 }
 
 /// The Secret for `lease`, owned by it (controller reference), so it never outlives the lease:
@@ -78,6 +93,16 @@ pub fn credentials_secret(
         .into_iter()
         .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec()))),
     );
+    if let Some(previous) = &credentials.previous {
+        data.extend(
+            [
+                (PREVIOUS_USERNAME_KEY, previous.user_principal_name),
+                (PREVIOUS_PASSWORD_KEY, previous.password.expose()),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec()))),
+        );
+    }
     let mut labels = template.labels;
     labels.extend([
         (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
@@ -86,6 +111,10 @@ pub fn credentials_secret(
     let mut annotations = template.annotations;
     annotations.extend([
         (EXPIRES_AT_ANNOTATION.to_owned(), format_time(expires_at)),
+        (
+            GENERATION_ANNOTATION.to_owned(),
+            credentials.generation.to_string(),
+        ),
         (DATA_DIGEST_ANNOTATION.to_owned(), data_digest(&data)),
     ]);
     Ok(Secret {
@@ -193,8 +222,68 @@ fn controller_uid(secret: &Secret) -> Option<&str> {
 
 /// The password the Secret holds, for resuming an interrupted issue with the same value.
 pub fn stored_password(secret: &Secret) -> Option<SecretString> {
-    let bytes = &secret.data.as_ref()?.get("password")?.0;
-    String::from_utf8(bytes.clone()).ok().map(SecretString::new)
+    text(secret, "password").map(SecretString::new)
+}
+
+/// The password the Secret holds for `user_principal_name`, under the default keys or a
+/// continuous lease's previous ones.
+pub fn stored_password_of(secret: &Secret, user_principal_name: &str) -> Option<SecretString> {
+    let (username, password) = match held_as(secret, user_principal_name)? {
+        Held::Current => ("username", "password"),
+        Held::Previous => (PREVIOUS_USERNAME_KEY, PREVIOUS_PASSWORD_KEY),
+    };
+    text(secret, username)?;
+    text(secret, password).map(SecretString::new)
+}
+
+/// Where a Secret keeps a user's credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Under the default keys.
+    Current,
+    /// Under previousUsername and previousPassword.
+    Previous,
+}
+
+/// Where the Secret keeps the credential of `user_principal_name`, if it does.
+pub fn held_as(secret: &Secret, user_principal_name: &str) -> Option<Held> {
+    let is = |key| text(secret, key).is_some_and(|u| u.eq_ignore_ascii_case(user_principal_name));
+    if is("username") {
+        Some(Held::Current)
+    } else if is(PREVIOUS_USERNAME_KEY) {
+        Some(Held::Previous)
+    } else {
+        None
+    }
+}
+
+/// The Secret without a continuous lease's previous credential. Its data digest is written
+/// again only when the data was as the operator wrote it, so an edited Secret stays edited.
+pub fn without_previous(secret: &Secret) -> Secret {
+    let mut trimmed = secret.clone();
+    let intact = SecretSummary::of(secret).data_as_written;
+    let data = trimmed.data.get_or_insert_default();
+    data.remove(PREVIOUS_USERNAME_KEY);
+    data.remove(PREVIOUS_PASSWORD_KEY);
+    if intact {
+        let digest = data_digest(data);
+        trimmed
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(DATA_DIGEST_ANNOTATION.to_owned(), digest);
+    }
+    trimmed
+}
+
+/// The credential generation a Secret was written for.
+pub fn secret_generation(secret: &Secret) -> Option<u32> {
+    secret.annotations().get(GENERATION_ANNOTATION)?.parse().ok()
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = &secret.data.as_ref()?.get(key)?.0;
+    String::from_utf8(bytes.clone()).ok()
 }
 
 fn data_digest(data: &BTreeMap<String, ByteString>) -> String {
@@ -240,6 +329,8 @@ mod tests {
             tenant_id: "contoso.com",
             password: &password,
             max_expires_at: Timestamp::UNIX_EPOCH,
+            generation: 1,
+            previous: None,
         };
         credentials_secret(lease, "entra-ci", &credentials, Timestamp::UNIX_EPOCH)
             .expect("no template")
@@ -304,6 +395,52 @@ mod tests {
             SecretState::Foreign
         );
         assert_eq!(secret_state(&other, None), SecretState::Missing);
+    }
+
+    #[test]
+    fn a_previous_credential_sits_beside_the_current_one_until_it_is_taken_out() {
+        let lease = lease();
+        let current = SecretString::from("Correct-Horse-Battery-2");
+        let previous = SecretString::from("Correct-Horse-Battery-1");
+        let credentials = Credentials {
+            user_principal_name: "bob@contoso.com",
+            user_id: "b0b00000-0000-4000-8000-000000000002",
+            tenant_id: "contoso.com",
+            password: &current,
+            max_expires_at: Timestamp::UNIX_EPOCH,
+            generation: 2,
+            previous: Some(PreviousCredentials {
+                user_principal_name: "alice@contoso.com",
+                password: &previous,
+            }),
+        };
+        let secret = credentials_secret(&lease, "entra-ci", &credentials, Timestamp::UNIX_EPOCH)
+            .expect("no template");
+        assert_eq!(secret.annotations()[GENERATION_ANNOTATION], "2");
+        assert_eq!(held_as(&secret, "ALICE@contoso.com"), Some(Held::Previous));
+        assert_eq!(held_as(&secret, "bob@contoso.com"), Some(Held::Current));
+        assert_eq!(
+            stored_password_of(&secret, "alice@contoso.com").unwrap().expose(),
+            "Correct-Horse-Battery-1"
+        );
+        let trimmed = without_previous(&secret);
+        assert_eq!(held_as(&trimmed, "alice@contoso.com"), None);
+        assert_eq!(
+            secret_state(&lease, Some(&SecretSummary::of(&trimmed))),
+            SecretState::Intact,
+            "taking the previous credential out keeps the Secret the operator's own"
+        );
+        let mut edited = secret.clone();
+        edited
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("password".into(), ByteString(b"guess".to_vec()));
+        assert_eq!(
+            secret_state(&lease, Some(&SecretSummary::of(&without_previous(&edited)))),
+            SecretState::Tampered,
+            "an edited Secret stays edited"
+        );
     }
 
     #[test]

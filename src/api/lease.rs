@@ -2,6 +2,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::rotation::{NAMED_USER_CANNOT_ROTATE, PreviousCredential, RolloutTarget, RotationSpec};
 use super::secret_template::SecretTemplate;
 use super::validation::{OBJECT_NAME_PATTERN, USER_PATTERN, positive_duration};
 use crate::duration::DURATION_PATTERN;
@@ -29,11 +30,19 @@ use crate::duration::DURATION_PATTERN;
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
     printcolumn(
+        name = "Next rotation",
+        type_ = "string",
+        json_path = ".status.nextRotationAt"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("!has(self.user) || !has(self.rotation) || !self.rotation.enabled")
+    .message(Message::Message(NAMED_USER_CANNOT_ROTATE.into()))
+    .field_path(".rotation"))]
 #[serde(rename_all = "camelCase")]
 pub struct EntraLeaseSpec {
     /// The pool this lease draws from: an EntraDynamicSecret in this namespace, or a
@@ -71,6 +80,26 @@ pub struct EntraLeaseSpec {
     /// credential. A change applies the next time the Secret is written (an issue, or a restore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<SecretTemplate>,
+
+    /// Continuous leases: rotate onto another pool user before each credential's maxExpiresAt
+    /// instead of ending there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
+
+    /// Workloads in this namespace to restart (as `kubectl rollout restart` does) when the
+    /// Secret's credential changes; a rotation's previous credential ends once every rollout
+    /// has completed, or when the overlap ends. Needs the chart's rolloutRestart.enabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub rollout_restart_targets: Vec<RolloutTarget>,
+}
+
+impl EntraLeaseSpec {
+    /// True for a continuous lease.
+    pub fn rotates(&self) -> bool {
+        self.rotation.as_ref().is_some_and(|r| r.enabled)
+    }
 }
 
 /// A reference to a pool: an EntraDynamicSecret in the lease's namespace, or a
@@ -164,6 +193,20 @@ pub struct LeaseStatus {
     /// The last value of the kms.hanzo.ai/renew annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_renew_request: Option<String>,
+
+    /// Which credential of the lease the Secret holds: 1 for the first, one more for each
+    /// rotation or restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32"))]
+    pub credential_generation: Option<u32>,
+
+    /// A continuous lease's previous credential, while it is still valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousCredential>,
+
+    /// When a continuous lease rotates next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_at: Option<Time>,
 
     /// Ready tells whether the credentials are issued and valid, with a reason when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -11,6 +11,7 @@ mod cluster_dynamic_secret;
 mod dynamic_secret;
 mod lease;
 mod pool_spec;
+mod rotation;
 mod secret_template;
 mod validation;
 
@@ -23,6 +24,10 @@ pub use lease::{
 pub use pool_spec::{
     AssertionAlgorithm, CertificateRef, ClientSecretRef, DynamicSecretStatus, PoolSpec, PoolUser,
     WORKLOAD_IDENTITY_IS_CLUSTER_ONLY, WorkloadIdentity,
+};
+pub use rotation::{
+    DEFAULT_OVERLAP, NAMED_USER_CANNOT_ROTATE, PreviousCredential, CREDENTIAL_GENERATION_ANNOTATION, ROTATE_ANNOTATION,
+    RolloutKind, RolloutTarget, RotationSpec,
 };
 pub use secret_template::SecretTemplate;
 

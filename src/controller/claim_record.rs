@@ -38,6 +38,17 @@ pub struct ClaimRecord {
     /// The last value of the renew annotation acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_renew_request: Option<String>,
+    /// Which credential of its lease this is: 1 for the first, one more for each rotation or
+    /// restore. Of two claims a continuous lease holds, the higher one is current.
+    #[serde(default = "first_generation")]
+    pub generation: u32,
+    /// The last value of the rotate annotation acted on (carried from credential to credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotate_request: Option<String>,
+}
+
+fn first_generation() -> u32 {
+    1
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -77,6 +77,44 @@ impl HeldClaim {
     }
 }
 
+/// The claims one lease holds: its current credential and, for a continuous lease in the middle
+/// of a rotation, the previous one. A claim's generation orders them; a claim without a readable
+/// record counts as the oldest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LeaseClaims {
+    pub current: Option<HeldClaim>,
+    pub previous: Option<HeldClaim>,
+    /// Anything older (only a bug or a hand-made claim gets here): ended at once.
+    pub older: Vec<HeldClaim>,
+}
+
+impl LeaseClaims {
+    pub fn of(mut claims: Vec<HeldClaim>) -> LeaseClaims {
+        claims.sort_by_key(|claim| {
+            std::cmp::Reverse(
+                claim
+                    .record
+                    .as_ref()
+                    .map(|r| (r.generation, r.issued_at.0)),
+            )
+        });
+        let mut claims = claims.into_iter();
+        LeaseClaims {
+            current: claims.next(),
+            previous: claims.next(),
+            older: claims.collect(),
+        }
+    }
+
+    /// Every claim, the oldest first (the order endings go in).
+    pub fn all_oldest_first(&self) -> Vec<&HeldClaim> {
+        let mut all: Vec<&HeldClaim> = self.older.iter().rev().collect();
+        all.extend(self.previous.iter());
+        all.extend(self.current.iter());
+        all
+    }
+}
+
 /// The outcome of trying to claim a user.
 #[derive(Debug)]
 pub enum ClaimOutcome {
@@ -135,19 +173,21 @@ impl Claims {
             .map(HeldClaim::of))
     }
 
-    /// The claim the lease with `lease_uid` holds, read from the API server (not a cache).
-    pub async fn held_by(&self, lease_uid: &str) -> kube::Result<Option<HeldClaim>> {
+    /// The claims the lease with `lease_uid` holds, read from the API server (not a cache).
+    pub async fn held_by(&self, lease_uid: &str) -> kube::Result<LeaseClaims> {
         let selector = format!("{HOLDER_UID_LABEL}={lease_uid}");
         let claims = self
             .api
             .list(&ListParams::default().labels(&selector))
             .await?;
-        Ok(claims
-            .items
-            .iter()
-            .filter(|claim| holder_uid(claim) == Some(lease_uid))
-            .map(HeldClaim::of)
-            .next())
+        Ok(LeaseClaims::of(
+            claims
+                .items
+                .iter()
+                .filter(|claim| holder_uid(claim) == Some(lease_uid))
+                .map(HeldClaim::of)
+                .collect(),
+        ))
     }
 
     /// Writes `record` into `claim`, on the condition that the claim is still exactly the one

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::claims::{Claims, HeldClaim};
+use super::claims::{Claims, HeldClaim, LeaseClaims};
 use super::credential_copies::CredentialCopies;
 use super::index::Index;
 use super::pool::{Pool, PoolKey, PoolStores};
@@ -16,6 +16,10 @@ use crate::api::{EntraLease, LeasedUser, PoolUser};
 use crate::graph::{EndpointOverrides, GraphClient};
 use crate::secret::{SecretSummary, is_owned_by, stored_password};
 use crate::sensitive::SecretString;
+
+/// How long a continuous lease's word that it waits to rotate counts: it says so again each
+/// time it looks (every minute at most), so a lease that went away stops counting soon.
+pub const ROTATION_WAIT_FRESH: std::time::Duration = std::time::Duration::from_secs(150);
 
 /// How many generated passwords an issue tries when Entra rejects one (banned list, user's name).
 pub const PASSWORD_ATTEMPTS: u32 = 3;
@@ -52,6 +56,10 @@ pub struct Context {
     /// try again: other leases' changes wake them, but only a change of their own spec or this
     /// time retries the issue. Kept here, not judged from the status, which tenants may write.
     pub issue_retry_at: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    /// Continuous leases waiting for a user to rotate to, by uid, with their pool and when they
+    /// last said so: a new lease of that pool leaves a freed user to them. An entry older than
+    /// [`ROTATION_WAIT_FRESH`] is ignored (its lease rotated, ended or was deleted since).
+    pub rotations_waiting: Mutex<HashMap<String, (PoolKey, Instant)>>,
     /// Failed reaps in a row, per claim name, for their backoff.
     pub reap_failures: Mutex<HashMap<String, u32>>,
     /// Failed reconciles in a row, per object, for their backoff.
@@ -152,11 +160,40 @@ impl Context {
 
     /// The claim the lease with `uid` holds, from the cache, found through the user its status
     /// names. Only a hint: the claim itself must say the lease holds it, so a rewritten status
-    /// can at worst cost a live read.
-    pub fn cached_claim_of(&self, lease: &EntraLease, uid: &str) -> Option<HeldClaim> {
-        let user = lease.status.as_ref()?.user.as_ref()?;
-        self.cached_claim(&user.id)
-            .filter(|claim| claim.is_held_by(Some(uid)))
+    /// can at worst cost a live read. A continuous lease, or one showing a previous credential,
+    /// may hold two claims: those are always read live.
+    pub fn cached_claims_of(&self, lease: &EntraLease, uid: &str) -> Option<LeaseClaims> {
+        let status = lease.status.as_ref()?;
+        if lease.spec.rotates() || status.previous.is_some() {
+            return None;
+        }
+        let claim = self
+            .cached_claim(&status.user.as_ref()?.id)
+            .filter(|claim| claim.is_held_by(Some(uid)))?;
+        Some(LeaseClaims {
+            current: Some(claim),
+            ..LeaseClaims::default()
+        })
+    }
+
+    /// Notes that the continuous lease `uid` of `pool` waits for a user to rotate to.
+    pub fn waits_to_rotate(&self, uid: &str, pool: PoolKey) {
+        let mut waiting = self.rotations_waiting.lock().unwrap();
+        waiting.insert(uid.to_owned(), (pool, Instant::now()));
+    }
+
+    /// Notes that the lease `uid` no longer waits to rotate.
+    pub fn rotation_done(&self, uid: &str) {
+        self.rotations_waiting.lock().unwrap().remove(uid);
+    }
+
+    /// True when a continuous lease of `pool` (other than `uid`) waits for a user to rotate to.
+    pub fn rotation_goes_first(&self, pool: &PoolKey, uid: &str) -> bool {
+        let mut waiting = self.rotations_waiting.lock().unwrap();
+        waiting.retain(|_, (_, at)| at.elapsed() < ROTATION_WAIT_FRESH);
+        waiting
+            .iter()
+            .any(|(waiting_uid, (waiting_pool, _))| waiting_uid != uid && waiting_pool == pool)
     }
 
     /// The pool a lease refers to, from the cache.
@@ -193,6 +230,15 @@ impl Context {
             .get_opt(name)
             .await?;
         Ok(secret.as_ref().map(SecretSummary::of))
+    }
+
+    /// The lease's own Secret `name`, read from the API server (caches hold no passwords).
+    pub async fn own_secret(&self, lease: &EntraLease, name: &str) -> kube::Result<Option<Secret>> {
+        let namespace = lease.namespace().unwrap_or_default();
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace)
+            .get_opt(name)
+            .await?;
+        Ok(secret.filter(|s| is_owned_by(s, lease)))
     }
 
     /// The password in the lease's own Secret `name`, read from the API server (caches hold no

@@ -17,10 +17,16 @@ use crate::graph::{AppCredentials, GraphError};
 use crate::metrics::metrics;
 use crate::password::generate_password;
 use crate::secret::{
-    Credentials, EXPIRES_AT_ANNOTATION, credentials_secret, format_time, is_controlled_by,
-    is_owned_by,
+    Credentials, EXPIRES_AT_ANNOTATION, Held, PreviousCredentials, credentials_secret,
+    format_time, held_as, is_controlled_by, is_owned_by, secret_generation, without_previous,
 };
 use crate::sensitive::SecretString;
+
+/// A continuous lease's previous credential, kept in the Secret beside the one being set.
+pub(super) struct KeptCredential<'a> {
+    pub record: &'a ClaimRecord,
+    pub password: &'a SecretString,
+}
 
 /// Writes the Secret first, then sets the same password in Entra: a crash in between leaves a
 /// Secret whose password the next attempt sets again, never a working password nobody has.
@@ -30,24 +36,12 @@ pub(super) async fn set_password_via_secret(
     app: &AppCredentials,
     record: &ClaimRecord,
     resumed: Option<SecretString>,
+    previous: Option<&KeptCredential<'_>>,
 ) -> Result<(), Error> {
     let length = usize::from(record.password_length);
     let mut password = resumed.unwrap_or_else(|| generate_password(length));
     for attempt in 1..=PASSWORD_ATTEMPTS {
-        let credentials = Credentials {
-            user_principal_name: &record.user.user_principal_name,
-            user_id: &record.user.id,
-            tenant_id: &record.app.tenant_id,
-            password: &password,
-            max_expires_at: record.max_expires_at(),
-        };
-        let secret = credentials_secret(
-            lease,
-            &record.secret_name,
-            &credentials,
-            record.expires_at(),
-        )?;
-        write_secret(ctx, lease, secret).await?;
+        write_credentials(ctx, lease, record, &password, previous).await?;
         match ctx
             .graph
             .set_password(app, &record.user.id, &password)
@@ -61,6 +55,35 @@ pub(super) async fn set_password_via_secret(
         }
     }
     Err(Error::PasswordsRejected(PASSWORD_ATTEMPTS))
+}
+
+/// Writes the lease's Secret with the credential `record` describes (and a previous one).
+pub(super) async fn write_credentials(
+    ctx: &Context,
+    lease: &EntraLease,
+    record: &ClaimRecord,
+    password: &SecretString,
+    previous: Option<&KeptCredential<'_>>,
+) -> Result<(), Error> {
+    let credentials = Credentials {
+        user_principal_name: &record.user.user_principal_name,
+        user_id: &record.user.id,
+        tenant_id: &record.app.tenant_id,
+        password,
+        max_expires_at: record.max_expires_at(),
+        generation: record.generation,
+        previous: previous.map(|kept| PreviousCredentials {
+            user_principal_name: &kept.record.user.user_principal_name,
+            password: kept.password,
+        }),
+    };
+    let secret = credentials_secret(
+        lease,
+        &record.secret_name,
+        &credentials,
+        record.expires_at(),
+    )?;
+    write_secret(ctx, lease, secret).await
 }
 
 /// Creates the lease's Secret, or replaces it when the lease owns it. Never touches a Secret
@@ -117,7 +140,7 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         }
     }
     let lease = &record.lease;
-    delete_controlled_secret(ctx, &lease.namespace, &record.secret_name, &lease.uid).await?;
+    remove_from_secret(ctx, record).await?;
     ctx.claims.release(claim).await?;
     metrics().revocations.inc();
     tracing::info!(
@@ -130,6 +153,39 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         "credential ended"
     );
     Ok(())
+}
+
+/// Takes the ended credential of `record` out of its lease's Secret: a continuous lease's
+/// previous credential leaves its keys, the current one takes the Secret with it. A Secret
+/// written for a later credential of the lease is left to that one.
+async fn remove_from_secret(ctx: &Context, record: &ClaimRecord) -> Result<(), Error> {
+    let lease = &record.lease;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &lease.namespace);
+    let Some(secret) = api.get_opt(&record.secret_name).await? else {
+        return Ok(());
+    };
+    if !is_controlled_by(&secret, &lease.uid) {
+        return Ok(());
+    }
+    if held_as(&secret, &record.user.user_principal_name) == Some(Held::Previous) {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        return match api
+            .replace(&record.secret_name, &params, &without_previous(&secret))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(Error::stale_on_conflict("the lease's Secret")(error)),
+        };
+    }
+    // A Secret written for a later credential of the lease is that credential's.
+    if secret_generation(&secret).is_some_and(|written| written > record.generation) {
+        return Ok(());
+    }
+    delete_controlled_secret(ctx, &lease.namespace, &record.secret_name, &lease.uid).await
 }
 
 /// Deletes the Secret `name` in `namespace` if the lease with `lease_uid` controls it.

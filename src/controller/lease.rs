@@ -14,26 +14,31 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::Error;
 use super::app_credential::{PoolCredential, app_credentials};
-use super::claim_record::{ClaimRecord, LeaseIdentity, PoolIdentity};
-use super::claims::{ClaimOutcome, HeldClaim, is_not_found};
+use super::claim_record::{AppIdentity, ClaimRecord, LeaseIdentity, PoolIdentity};
+use super::claims::{ClaimOutcome, HeldClaim, LeaseClaims, is_not_found};
 use super::context::Context;
 use super::credential::{
-    annotate_expiry, delete_controlled_secret, end_credential, set_password_via_secret,
+    KeptCredential, annotate_expiry, delete_controlled_secret, end_credential,
+    set_password_via_secret,
 };
 use super::lease_decision::{
     Decision, Ending, IssueFailure, IssueFailureKind, LeaseFacts, SecretState, Then,
     after_issue_failure, credentials_secret_name, decide, later, until_then,
 };
+use super::lease_rotation::{Previous, Rotation};
 use super::lease_status::LeaseStatusWriter;
 use super::pool::Pool;
 use super::reasons::Reason;
 use super::revocation::cleanup;
+use super::rollout::restart_and_observe;
+use super::rotation_decision::{Rollouts, retire_at};
 use super::status::whole_seconds;
 use crate::api::{EntraLease, LeasePhase, LeasedUser, PoolKind};
 use crate::graph::{AppCredentials, ClientCredential};
 use crate::metrics::{CappedLabels, metrics};
-use crate::secret::{format_time, secret_state};
+use crate::secret::{Held, format_time, held_as, secret_state, stored_password_of};
 use crate::sensitive::SecretString;
+use k8s_openapi::api::core::v1::Secret;
 
 /// Held by every lease until its credential is revoked (invariant I3).
 pub const FINALIZER: &str = "kms.hanzo.ai/revoke";
@@ -117,12 +122,19 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
     let pool = ctx.pool_of(lease);
     // The claim from the cache when the lease's own status points at it; a status without that
     // hint (a new lease, or one someone rewrote) costs one live read.
-    let (mut claim, mut live) = match ctx.cached_claim_of(lease, &uid) {
-        Some(claim) => (Some(claim), false),
+    let (mut claims, mut live) = match ctx.cached_claims_of(lease, &uid) {
+        Some(claims) => (claims, false),
         None => (ctx.claims.held_by(&uid).await?, true),
     };
     loop {
-        let record = claim.as_ref().and_then(|c| c.record.as_deref());
+        // More than two claims only by a bug or by hand: the extra ones end at once.
+        if live {
+            for older in std::mem::take(&mut claims.older) {
+                end_credential(ctx, &older).await?;
+            }
+        }
+        let record = claims.current.as_ref().and_then(|c| c.record.as_deref());
+        let previous = claims.previous.as_ref().and_then(|c| c.record.as_deref());
         // Only a lease without a credential chooses among the pool's users: an active one (every
         // lease after a restart) skips copying the resolution.
         let resolved = match (record, pool.as_ref()) {
@@ -132,6 +144,14 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         let namespace = lease.namespace().unwrap_or_default();
         let secret_name = credentials_secret_name(lease, pool.as_ref(), record);
         let secret = secret_state(lease, ctx.secret(&namespace, &secret_name).await?.as_ref());
+        // While a previous credential lives, the restart targets are restarted (once per
+        // credential) and their rollouts read: their completion ends it.
+        let rollouts = match (record, previous) {
+            (Some(record), Some(_)) if record.issued => {
+                Some(restart_and_observe(ctx, lease, record.generation).await?)
+            }
+            _ => None,
+        };
         let now = Timestamp::now();
         let facts = LeaseFacts {
             lease,
@@ -140,6 +160,10 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
             secret,
             resolved: resolved.as_deref(),
             record,
+            previous,
+            rollouts: rollouts
+                .as_ref()
+                .map_or(Rollouts::NotTracked, |report| report.progress),
             now,
         };
         let decision = decide(&facts);
@@ -147,7 +171,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         // a cache older than this operator's last write would re-issue, expire over a renewal,
         // or end a user another lease holds by now.
         if !live && decision.needs_live_claim(record.is_some()) {
-            claim = ctx.claims.held_by(&uid).await?;
+            claims = ctx.claims.held_by(&uid).await?;
             live = true;
             continue;
         }
@@ -158,9 +182,16 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
             ctx,
             status: LeaseStatusWriter::new(api, lease, now),
             now,
+            rollout_refusal: rollouts
+                .as_ref()
+                .filter(|report| !report.refused.is_empty())
+                .map(|report| report.refused.join("; ")),
         };
+        if let Some(report) = &rollouts {
+            shell.tell_rollouts(report).await;
+        }
         let action = shell
-            .carry_out(decision, claim, pool.as_ref(), &secret_name, secret)
+            .carry_out(decision, claims, pool.as_ref(), &secret_name, secret)
             .await?;
         return Ok(match look_again {
             Some(after) if action == Action::await_change() => Action::requeue(after),
@@ -180,29 +211,83 @@ fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> 
     retry_at.checked_duration_since(std::time::Instant::now())
 }
 
+/// The pool's credential, ready for an issue.
+pub(super) struct Prepared {
+    pub app: AppCredentials,
+    pub identity: AppIdentity,
+    /// The latest a credential issued with it may live (a certificate's end).
+    pub latest: Option<Timestamp>,
+}
+
+/// What a new claim records beyond the user.
+pub(super) struct IssuePlan<'a> {
+    pub secret_name: &'a str,
+    pub ttl: Duration,
+    pub max_ttl: Duration,
+    pub generation: u32,
+    pub last_rotate_request: Option<String>,
+}
+
 /// Carries decisions out for one lease.
-struct Shell<'a> {
-    lease: &'a EntraLease,
-    ctx: &'a Context,
-    status: LeaseStatusWriter<'a>,
-    now: Timestamp,
+pub(super) struct Shell<'a> {
+    pub(super) lease: &'a EntraLease,
+    pub(super) ctx: &'a Context,
+    pub(super) status: LeaseStatusWriter<'a>,
+    pub(super) now: Timestamp,
+    /// Why some restart target will not complete its rollout, while a previous credential waits.
+    pub(super) rollout_refusal: Option<String>,
 }
 
 impl Shell<'_> {
     async fn carry_out(
         &self,
         decision: Decision,
-        claim: Option<HeldClaim>,
+        claims: LeaseClaims,
         pool: Option<&Pool>,
         secret_name: &str,
         secret: SecretState,
     ) -> Result<Action, Error> {
-        let record = claim.as_ref().and_then(|c| c.record.clone());
+        let record = claims.current.as_ref().and_then(|c| c.record.clone());
+        let previous = claims.previous.clone();
+        let previous_record = previous.as_ref().and_then(|c| c.record.clone());
+        let kept = previous_record.as_deref();
+        if let Decision::Refuse { reason, message } = decision {
+            return self.refuse(&claims, reason, message).await;
+        }
+        if decision == Decision::EndCredentials {
+            return self.end_credentials(&claims).await;
+        }
+        let claim = claims.current;
         match (decision, claim, record) {
             (Decision::Expire, Some(_), Some(record)) => self.expire(&record).await,
-            (Decision::Refuse { reason, message }, claim, _) => {
-                self.refuse(claim, reason, message).await
+            (
+                Decision::Rotate {
+                    candidates,
+                    ttl,
+                    max_ttl,
+                    request,
+                },
+                Some(claim),
+                Some(record),
+            ) => match pool {
+                Some(pool) => {
+                    let rotation = Rotation {
+                        candidates,
+                        ttl,
+                        max_ttl,
+                        request,
+                    };
+                    self.rotate(pool, claim, &record, rotation).await
+                }
+                None => Ok(Action::await_change()),
+            },
+            (Decision::RotationWaiting { message }, Some(_), Some(record)) => {
+                self.rotation_waiting(pool, &record, message).await
             }
+            (Decision::Retire, Some(_), Some(record)) => match previous {
+                Some(previous) => self.retire(previous, &record).await,
+                None => Err(Error::Stale("the lease's claims")),
+            },
             (Decision::Wait { reason, message }, ..) => self.wait(reason, message).await,
             (
                 Decision::Issue {
@@ -220,10 +305,10 @@ impl Shell<'_> {
                 None => Ok(Action::await_change()),
             },
             (Decision::Resume, Some(claim), Some(record)) => {
-                self.resume(claim, &record, secret).await
+                self.resume(claim, &record, previous, secret).await
             }
             (Decision::Restore { cause }, Some(claim), Some(record)) => {
-                self.restore(claim, &record, cause).await
+                self.restore(claim, &record, previous, cause).await
             }
             (
                 Decision::Renew {
@@ -234,15 +319,24 @@ impl Shell<'_> {
                 Some(claim),
                 Some(record),
             ) => {
-                self.renew(&claim, &record, expires_at, capped, request)
+                self.renew(&claim, &record, kept, expires_at, capped, request)
                     .await
             }
             (Decision::RenewDeclined { request, message }, Some(claim), Some(record)) => {
-                self.decline_renewal(&claim, &record, request, message)
+                self.decline_renewal(&claim, &record, kept, request, message)
                     .await
             }
-            (Decision::Hold { .. }, Some(claim), Some(_)) => {
-                self.status.project(self.ctx, &claim).await?;
+            (Decision::Hold { .. }, Some(claim), Some(record)) => {
+                let refused = Reason::RolloutTargetRefused;
+                match &self.rollout_refusal {
+                    Some(message) if !self.status.already(refused.as_str()) => {
+                        let message = message.clone();
+                        self.status
+                            .active(&record, kept, refused.as_str(), message)
+                            .await?;
+                    }
+                    _ => self.status.project(self.ctx, &claim, kept).await?,
+                }
                 Ok(Action::await_change())
             }
             // Every other pairing means the claim changed under this reconcile: look again.
@@ -274,14 +368,14 @@ impl Shell<'_> {
         }
     }
 
-    async fn refuse(
+    pub(super) async fn refuse(
         &self,
-        claim: Option<HeldClaim>,
+        claims: &LeaseClaims,
         reason: Reason,
         message: String,
     ) -> Result<Action, Error> {
-        if let Some(claim) = claim {
-            end_credential(self.ctx, &claim).await?;
+        for claim in claims.all_oldest_first() {
+            end_credential(self.ctx, claim).await?;
         }
         if !self.status.already(reason.as_str()) {
             self.ctx
@@ -334,29 +428,95 @@ impl Shell<'_> {
                 self.lease.namespace().unwrap_or_default()
             );
             return self
-                .refuse(None, Reason::NamespaceNotSelected, message)
+                .refuse(&LeaseClaims::default(), Reason::NamespaceNotSelected, message)
                 .await;
         }
-        // The pool's credential must get a token before it is copied for revocation.
+        let uid = self.lease.uid().unwrap_or_default();
+        if self.ctx.rotation_goes_first(&pool.key(), &uid) {
+            let message = format!(
+                "a continuous lease of {pool} waits for a user to rotate to and goes first; \
+                 waiting for another"
+            );
+            return self.wait(Reason::WaitingForUser, message).await;
+        }
+        let prepared = match self.prepare_issue(pool).await {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => {
+                let message = "the pool's certificate ends within the hour: nothing is issued \
+                               that its revocation could not outlive; renew the certificate"
+                    .to_owned();
+                return self
+                    .refuse(&LeaseClaims::default(), Reason::CredentialEndsSoon, message)
+                    .await;
+            }
+            Err(error @ Error::Graph(_)) => return self.issue_refused(error).await,
+            Err(error) => return Err(error),
+        };
+        // After a continuous lease's credential ended, its next one counts on (the status is
+        // only a hint for a counter: what it restarts is the lease's own workloads).
+        let generation = self
+            .lease
+            .status
+            .as_ref()
+            .and_then(|s| s.credential_generation)
+            .unwrap_or(0)
+            .saturating_add(1);
+        let plan = IssuePlan {
+            secret_name,
+            ttl,
+            max_ttl,
+            generation,
+            last_rotate_request: None,
+        };
+        let Some((claim, record)) = self.claim_first(pool, &prepared, candidates, &plan).await?
+        else {
+            let message = match &self.lease.spec.user {
+                Some(user) => format!("user {user} is leased by another lease; waiting for it"),
+                None => format!("every user of {pool} is leased; waiting for one"),
+            };
+            return self.wait(Reason::WaitingForUser, message).await;
+        };
+        // The claim records which user this lease holds: a crash from here on resumes with it.
+        self.set_and_confirm(claim, &record, &prepared.app, None, false, Reason::Issued, None)
+            .await
+    }
+
+    /// Gets the pool's credential ready for an issue: it must get a token before it is copied
+    /// for revocation. `None` when its certificate ends too soon to issue anything.
+    pub(super) async fn prepare_issue(&self, pool: &Pool) -> Result<Option<Prepared>, Error> {
         let credential = app_credentials(self.ctx, pool).await?;
         let app = credential.app.clone();
-        if let Err(error) = self.ctx.graph.check_credentials(&app).await {
-            return self.issue_refused(Error::Graph(error)).await;
-        }
-        let spec = pool.spec();
-        let app_identity = self.ctx.copies.keep(spec.cloud, &credential).await?;
-        let candidates = self.ctx.likely_free_first(candidates, self.lease);
-        let issued_at = whole_seconds(self.now);
+        self.ctx.graph.check_credentials(&app).await?;
+        let identity = self.ctx.copies.keep(pool.spec().cloud, &credential).await?;
         // No credential outlives what can revoke it: a certificate's end caps the deadlines.
         let latest = credential_deadline(&credential);
-        let capped = |deadline: Timestamp| latest.map_or(deadline, |latest| deadline.min(latest));
-        if latest.is_some_and(|latest| latest <= issued_at) {
-            let message = "the pool's certificate ends within the hour: nothing is issued that \
-                           its revocation could not outlive; renew the certificate"
-                .to_owned();
-            return self.refuse(None, Reason::CredentialEndsSoon, message).await;
+        if latest.is_some_and(|latest| latest <= whole_seconds(self.now)) {
+            return Ok(None);
         }
-        let mut claimed = None;
+        Ok(Some(Prepared {
+            app,
+            identity,
+            latest,
+        }))
+    }
+
+    /// Claims the first free user of `candidates` for this lease, with the record `plan`
+    /// describes; `None` when every one is taken.
+    pub(super) async fn claim_first(
+        &self,
+        pool: &Pool,
+        prepared: &Prepared,
+        candidates: Vec<LeasedUser>,
+        plan: &IssuePlan<'_>,
+    ) -> Result<Option<(HeldClaim, ClaimRecord)>, Error> {
+        let spec = pool.spec();
+        let candidates = self.ctx.likely_free_first(candidates, self.lease);
+        let issued_at = whole_seconds(self.now);
+        let capped = |deadline: Timestamp| {
+            prepared
+                .latest
+                .map_or(deadline, |latest| deadline.min(latest))
+        };
         for user in candidates {
             let record = ClaimRecord {
                 lease: LeaseIdentity {
@@ -371,64 +531,104 @@ impl Shell<'_> {
                     uid: pool.metadata().uid.clone().unwrap_or_default(),
                 },
                 user,
-                app: app_identity.clone(),
+                app: prepared.identity.clone(),
                 revoke_sign_in_sessions: spec.revoke_sign_in_sessions,
                 password_length: spec.password_length,
-                secret_name: secret_name.to_owned(),
+                secret_name: plan.secret_name.to_owned(),
                 issued: false,
                 issued_at: Time(issued_at),
-                expires_at: Time(capped(later(issued_at, ttl))),
-                max_expires_at: Time(capped(later(issued_at, max_ttl))),
+                expires_at: Time(capped(later(issued_at, plan.ttl))),
+                max_expires_at: Time(capped(later(issued_at, plan.max_ttl))),
                 renew_count: 0,
                 last_renewed_at: None,
                 last_renew_request: None,
+                generation: plan.generation,
+                last_rotate_request: plan.last_rotate_request.clone(),
             };
             if let ClaimOutcome::Claimed(claim) = self.ctx.claims.claim(&record).await? {
-                claimed = Some((claim, record));
-                break;
+                return Ok(Some((claim, record)));
             }
         }
-        let Some((claim, record)) = claimed else {
-            let message = match &self.lease.spec.user {
-                Some(user) => format!("user {user} is leased by another lease; waiting for it"),
-                None => format!("every user of {pool} is leased; waiting for one"),
-            };
-            return self.wait(Reason::WaitingForUser, message).await;
-        };
-        // The claim records which user this lease holds: a crash from here on resumes with it.
-        self.set_and_confirm(claim, &record, &app, None, false, Reason::Issued)
-            .await
+        Ok(None)
     }
 
     /// An issue interrupted after its claim: a Secret left by it holds the password that may
     /// already be set, so that same one is set again and no working password is ever lost (I2).
+    /// A rotation interrupted so keeps the previous credential beside it, if the Secret still
+    /// holds that; if not, the previous credential ends first (nobody could use it).
     async fn resume(
         &self,
         claim: HeldClaim,
         record: &ClaimRecord,
+        previous: Option<HeldClaim>,
         secret: SecretState,
     ) -> Result<Action, Error> {
         let app = self.ctx.copies.recorded(self.ctx, record).await?;
         // An edited Secret's password is not necessarily the one that may be set: a fresh one
         // replaces whichever it is.
-        let resumed = match secret {
+        let stored = match secret {
             SecretState::Intact => {
                 self.ctx
-                    .stored_password(self.lease, &record.secret_name)
+                    .own_secret(self.lease, &record.secret_name)
                     .await?
             }
             SecretState::Tampered | SecretState::Missing | SecretState::Foreign => None,
         };
+        let resumed = stored.as_ref().and_then(|s| {
+            (held_as(s, &record.user.user_principal_name) == Some(Held::Current))
+                .then(|| stored_password_of(s, &record.user.user_principal_name))
+                .flatten()
+        });
+        let kept = match previous {
+            Some(previous) => self.keep_previous(previous, stored.as_ref()).await?,
+            None => None,
+        };
         // Whatever the Secret holds now, an earlier attempt may have set a password.
         let may_be_set = true;
-        self.set_and_confirm(claim, record, &app, resumed, may_be_set, Reason::Issued)
-            .await
+        self.set_and_confirm(
+            claim,
+            record,
+            &app,
+            resumed,
+            may_be_set,
+            Reason::Issued,
+            kept.as_ref(),
+        )
+        .await
+    }
+
+    /// The previous credential with its password from the Secret, to be kept beside the one
+    /// being set; ended now when the Secret does not hold it.
+    pub(super) async fn keep_previous(
+        &self,
+        previous: HeldClaim,
+        stored: Option<&Secret>,
+    ) -> Result<Option<Previous>, Error> {
+        let Some(record) = previous.record.clone() else {
+            end_credential(self.ctx, &previous).await?;
+            return Ok(None);
+        };
+        let password =
+            stored.and_then(|s| stored_password_of(s, &record.user.user_principal_name));
+        match password {
+            Some(password) => Ok(Some(Previous {
+                claim: previous,
+                record,
+                password,
+            })),
+            None => {
+                end_credential(self.ctx, &previous).await?;
+                Ok(None)
+            }
+        }
     }
 
     /// Sets `password` (a fresh one when `None`; Secret first), then records in the claim that
     /// Entra confirmed it. `may_be_set`: a password of this claim may already work (a resumed
     /// attempt, or the credential a restore replaces), so a failure for good ends it.
-    async fn set_and_confirm(
+    /// `previous`: a continuous lease's previous credential, kept in the Secret beside it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn set_and_confirm(
         &self,
         claim: HeldClaim,
         record: &ClaimRecord,
@@ -436,10 +636,19 @@ impl Shell<'_> {
         password: Option<SecretString>,
         may_be_set: bool,
         outcome: Reason,
+        previous: Option<&Previous>,
     ) -> Result<Action, Error> {
+        let kept = previous.map(|p| KeptCredential {
+            record: &p.record,
+            password: &p.password,
+        });
         if let Err(error) =
-            set_password_via_secret(self.ctx, self.lease, app, record, password).await
+            set_password_via_secret(self.ctx, self.lease, app, record, password, kept.as_ref())
+                .await
         {
+            if let (Some(previous), false) = (previous, may_be_set) {
+                return self.rotation_failed(claim, record, previous, error).await;
+            }
             return self.issue_failed(claim, record, may_be_set, error).await;
         }
         self.ctx
@@ -454,15 +663,35 @@ impl Shell<'_> {
             .update_record(&claim, &confirmed)
             .await
             .map_err(Error::stale_on_conflict("the claim"))?;
+        let previous = match previous {
+            Some(previous) => Some(self.shorten_previous(previous, &confirmed).await?),
+            None => None,
+        };
         let expires_at = confirmed.expires_at();
-        let message = format!(
-            "credentials for {} are in Secret {} until {}",
-            confirmed.user.user_principal_name,
-            confirmed.secret_name,
-            format_time(expires_at)
-        );
+        let outcome = if previous.is_some() && outcome == Reason::Issued {
+            Reason::Rotated
+        } else {
+            outcome
+        };
+        let message = match &previous {
+            Some(previous) => format!(
+                "credentials for {} are in Secret {} until {}; the previous ones, for {}, stay \
+                 under previousUsername and previousPassword until {} at the latest",
+                confirmed.user.user_principal_name,
+                confirmed.secret_name,
+                format_time(expires_at),
+                previous.user.user_principal_name,
+                format_time(retire_at(self.lease, &confirmed, previous)),
+            ),
+            None => format!(
+                "credentials for {} are in Secret {} until {}",
+                confirmed.user.user_principal_name,
+                confirmed.secret_name,
+                format_time(expires_at)
+            ),
+        };
         self.status
-            .active(&confirmed, outcome.as_str(), message.clone())
+            .active(&confirmed, previous.as_ref(), outcome.as_str(), message.clone())
             .await?;
         let reason = outcome;
         tracing::info!(
@@ -470,6 +699,7 @@ impl Shell<'_> {
             namespace = %confirmed.lease.namespace,
             user = %confirmed.user.user_principal_name,
             pool = %confirmed.pool.name,
+            generation = confirmed.generation,
             issued_at = %confirmed.issued_at.0,
             expires_at = %expires_at,
             max_expires_at = %confirmed.max_expires_at.0,
@@ -486,7 +716,24 @@ impl Shell<'_> {
                 message,
             )
             .await;
-        Ok(Action::requeue(until_then(expires_at, self.now)))
+        if previous.is_some() {
+            metrics().rotations.inc();
+            self.ctx.rotation_done(&confirmed.lease.uid);
+        }
+        // The Secret changed under running consumers: restart them (once per credential).
+        if confirmed.generation > 1 && !self.lease.spec.rollout_restart_targets.is_empty() {
+            match restart_and_observe(self.ctx, self.lease, confirmed.generation).await {
+                Ok(report) => self.tell_rollouts(&report).await,
+                Err(error) => {
+                    tracing::warn!(lease = %self.lease.name_any(), %error, "restarting the rollout targets failed; retried while the previous credential lives");
+                }
+            }
+        }
+        let wake_at = match &previous {
+            Some(previous) => expires_at.min(retire_at(self.lease, &confirmed, previous)),
+            None => expires_at,
+        };
+        Ok(Action::requeue(until_then(wake_at, self.now)))
     }
 
     /// A failure while setting the password. Transient failures retry with the claim kept (the
@@ -596,11 +843,13 @@ impl Shell<'_> {
     }
 
     /// The active lease's Secret was deleted or edited: a fresh password (which also ends the old
-    /// one) goes into a restored Secret, set with the app identity recorded at issue.
+    /// one) goes into a restored Secret, set with the app identity recorded at issue. A previous
+    /// credential of a continuous lease ends first: the Secret no longer reliably holds it.
     async fn restore(
         &self,
         claim: HeldClaim,
         record: &ClaimRecord,
+        previous: Option<HeldClaim>,
         cause: SecretState,
     ) -> Result<Action, Error> {
         let secret_name = &record.secret_name;
@@ -618,11 +867,16 @@ impl Shell<'_> {
                 format!("Secret {secret_name} was {what}; issuing a fresh password"),
             )
             .await;
+        if let Some(previous) = previous {
+            end_credential(self.ctx, &previous).await?;
+        }
         let app = self.ctx.copies.recorded(self.ctx, record).await?;
         // Unconfirmed until Entra takes the fresh password: a crash or failure in between
-        // resumes it, and never leaves a Secret whose password was not set.
+        // resumes it, and never leaves a Secret whose password was not set. A fresh password is
+        // a new credential generation (consumers restart for it).
         let mut unconfirmed = record.clone();
         unconfirmed.issued = false;
+        unconfirmed.generation = record.generation.saturating_add(1);
         let claim = self
             .ctx
             .claims
@@ -636,6 +890,7 @@ impl Shell<'_> {
             None,
             true,
             Reason::CredentialRestored,
+            None,
         )
         .await
     }
@@ -644,6 +899,7 @@ impl Shell<'_> {
         &self,
         claim: &HeldClaim,
         record: &ClaimRecord,
+        previous: Option<&ClaimRecord>,
         expires_at: Timestamp,
         capped: bool,
         request: Option<String>,
@@ -682,7 +938,7 @@ impl Shell<'_> {
             format!("renewed until {}", format_time(expires_at))
         };
         self.status
-            .active(&renewed, reason.as_str(), message.clone())
+            .active(&renewed, previous, reason.as_str(), message.clone())
             .await?;
         tracing::info!(lease = %self.lease.name_any(), %reason, expires_at = %format_time(expires_at), "renewed");
         let capped_label = CappedLabels {
@@ -698,7 +954,10 @@ impl Shell<'_> {
                 message,
             )
             .await;
-        Ok(Action::requeue(until_then(expires_at, self.now)))
+        let wake_at = previous.map_or(expires_at, |previous| {
+            expires_at.min(retire_at(self.lease, &renewed, previous))
+        });
+        Ok(Action::requeue(until_then(wake_at, self.now)))
     }
 
     /// Whether `pool` serves the lease's namespace by the namespace's labels read now.
@@ -717,6 +976,7 @@ impl Shell<'_> {
         &self,
         claim: &HeldClaim,
         record: &ClaimRecord,
+        previous: Option<&ClaimRecord>,
         request: String,
         message: String,
     ) -> Result<Action, Error> {
@@ -729,7 +989,7 @@ impl Shell<'_> {
             .map_err(Error::stale_on_conflict("the claim"))?;
         let reason = Reason::NamespaceNotSelected;
         self.status
-            .active(&answered, reason.as_str(), message.clone())
+            .active(&answered, previous, reason.as_str(), message.clone())
             .await?;
         self.ctx
             .publish(

@@ -15,6 +15,10 @@ use super::Error;
 use super::claim_record::ClaimRecord;
 use super::pool::Pool;
 use super::reasons::Reason;
+use super::rotation_decision::{
+    self as rotation, Rollouts, forced_rotation_at, pending_rotate_request, retire_at,
+    retire_due, rotate_at,
+};
 pub use crate::secret::SecretState;
 
 /// Everything [`decide`] looks at. The lease's status is not among the facts: it is a
@@ -32,6 +36,10 @@ pub struct LeaseFacts<'a> {
     /// The record of the claim the lease holds: the user, the deadlines, whether the password
     /// was confirmed. An issue interrupted by a crash resumes with it.
     pub record: Option<&'a ClaimRecord>,
+    /// A continuous lease's previous credential, while it lives (only with `record`).
+    pub previous: Option<&'a ClaimRecord>,
+    /// Where the rollouts of the lease's restart targets stand (only with `previous`).
+    pub rollouts: Rollouts,
     pub now: Timestamp,
 }
 
@@ -39,6 +47,22 @@ pub struct LeaseFacts<'a> {
 pub enum Decision {
     /// The lease reached its end: delete it; revocation runs as its finalizer.
     Expire,
+    /// A continuous lease's credential reached its end before it could rotate: end every
+    /// credential the lease holds, delete the Secret, and wait for a user like a new lease.
+    EndCredentials,
+    /// Claim another free user for a continuous lease and issue it beside the current one.
+    Rotate {
+        candidates: Vec<LeasedUser>,
+        ttl: Duration,
+        max_ttl: Duration,
+        /// The rotate annotation value this rotation answers, if one asked for it.
+        request: Option<String>,
+    },
+    /// A continuous lease is due to rotate but cannot yet (no other user free, the pool not
+    /// ready): the current credential runs on, to its end at the latest.
+    RotationWaiting { message: String },
+    /// End the credential a continuous lease rotated away from.
+    Retire,
     /// The lease cannot be issued as specified; nothing is issued (and a held credential ends).
     Refuse { reason: Reason, message: String },
     /// The lease waits for something outside it (a dynamic secret, a free user).
@@ -78,7 +102,12 @@ impl Decision {
     pub fn writes_to_graph(&self) -> bool {
         matches!(
             self,
-            Decision::Issue { .. } | Decision::Resume | Decision::Restore { .. }
+            Decision::Issue { .. }
+                | Decision::Resume
+                | Decision::Restore { .. }
+                | Decision::Rotate { .. }
+                | Decision::Retire
+                | Decision::EndCredentials
         )
     }
 
@@ -100,7 +129,13 @@ impl Decision {
             } => LOOK_AGAIN_AFTER,
             Decision::Hold { until } => until_then(*until, facts.now),
             Decision::Renew { expires_at, .. } => until_then(*expires_at, facts.now),
+            Decision::RotationWaiting { .. } => LOOK_AGAIN_AFTER,
             _ => return None,
+        };
+        // Rollouts are read, not watched: looked at often while the previous credential waits.
+        let after = match facts.previous {
+            Some(_) if facts.rollouts == Rollouts::InProgress => after.min(ROLLOUT_POLL),
+            _ => after,
         };
         // Never later than the end of the credential the lease holds.
         Some(match facts.record {
@@ -109,6 +144,9 @@ impl Decision {
         })
     }
 }
+
+/// How often the rollouts a previous credential waits for are looked at.
+pub const ROLLOUT_POLL: Duration = Duration::from_secs(2);
 
 /// The longest a lease sleeps: a deadline years away (a pool editor may allow that) is looked at
 /// again from the cache, which costs nothing, instead of overflowing a timer.
@@ -236,6 +274,15 @@ pub fn after_issue_failure(failure: &IssueFailure) -> IssueFailureSteps {
 
 /// The lifecycle in one function; see the design's "Lifecycle" section.
 pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
+    let decision = decide_any(facts);
+    // A continuous lease is not deleted at its credential's end: it waits for a user again.
+    if decision == Decision::Expire && facts.lease.spec.rotates() {
+        return Decision::EndCredentials;
+    }
+    decision
+}
+
+fn decide_any(facts: &LeaseFacts<'_>) -> Decision {
     let Some(record) = facts.record else {
         return decide_issue(facts);
     };
@@ -245,6 +292,11 @@ pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
     }
     if !record.issued {
         return Decision::Resume;
+    }
+    if let Some(previous) = facts.previous
+        && retire_due(facts.lease, record, previous, facts.rollouts, facts.now)
+    {
+        return Decision::Retire;
     }
     decide_active(facts, record)
 }
@@ -281,6 +333,24 @@ fn decide_active(facts: &LeaseFacts<'_>, record: &ClaimRecord) -> Decision {
         };
     }
     let ttl = effective_ttl(facts).ok();
+    // When a continuous lease rotates next (none while its previous credential lives).
+    let mut hold_until = expires_at;
+    if facts.previous.is_none()
+        && let Some(Ok(overlap)) = rotation::overlap(facts.lease)
+    {
+        let request = pending_rotate_request(facts.lease, record);
+        let mut due = rotate_at(record, overlap);
+        if request.is_some() {
+            due = due.min(forced_rotation_at(record, overlap));
+        }
+        if facts.now >= due {
+            return rotation_decision(facts, record, request);
+        }
+        hold_until = hold_until.min(due);
+    }
+    if let Some(previous) = facts.previous {
+        hold_until = hold_until.min(retire_at(facts.lease, record, previous));
+    }
     if let Some(request) = pending_renew_request(facts.lease, record) {
         return match ttl {
             Some(ttl) => renewal(facts.now, ttl, max_expires_at, Some(request)),
@@ -292,16 +362,56 @@ fn decide_active(facts: &LeaseFacts<'_>, record: &ClaimRecord) -> Decision {
             },
         };
     }
-    if let (true, Some(ttl)) = (facts.lease.spec.auto_renew, ttl)
+    let auto_renew = facts.lease.spec.auto_renew || facts.lease.spec.rotates();
+    if let (true, Some(ttl)) = (auto_renew, ttl)
         && expires_at < max_expires_at
     {
         let renew_at = earlier(expires_at, ttl / 3);
         if facts.now >= renew_at {
             return renewal(facts.now, ttl, max_expires_at, None);
         }
-        return Decision::Hold { until: renew_at };
+        return Decision::Hold {
+            until: renew_at.min(hold_until),
+        };
     }
-    Decision::Hold { until: expires_at }
+    Decision::Hold { until: hold_until }
+}
+
+/// A continuous lease due to rotate: the users it may move to, or why it waits.
+fn rotation_decision(
+    facts: &LeaseFacts<'_>,
+    current: &ClaimRecord,
+    request: Option<String>,
+) -> Decision {
+    let waiting = |message: String| Decision::RotationWaiting { message };
+    let Some(pool) = facts.pool else {
+        return waiting("its dynamic secret is gone; the credential runs to its end".into());
+    };
+    if pool.metadata().deletion_timestamp.is_some() {
+        return waiting(format!("{pool} is being deleted; the credential runs to its end"));
+    }
+    if !pool_is_ready(pool) || facts.resolved.is_none() {
+        return waiting(format!("{pool} is not ready; see its Ready condition"));
+    }
+    let (Ok(max_ttl), Ok(ttl)) = (parse_duration(&pool.spec().max_ttl), effective_ttl(facts))
+    else {
+        return waiting(format!("the TTLs of {pool} cannot be read"));
+    };
+    let candidates: Vec<LeasedUser> = candidates(facts)
+        .into_iter()
+        .filter(|user| !user.id.eq_ignore_ascii_case(&current.user.id))
+        .collect();
+    if candidates.is_empty() {
+        return waiting(format!(
+            "{pool} has no other leasable user to rotate to; the credential runs to its end"
+        ));
+    }
+    Decision::Rotate {
+        candidates,
+        ttl: ttl.min(max_ttl),
+        max_ttl,
+        request,
+    }
 }
 
 /// Why a lease's namespace is not served by its cluster pool.
@@ -374,6 +484,9 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
                 pool
             ),
         };
+    }
+    if let Some(refusal) = invalid_rotation(facts, max_ttl) {
+        return refusal;
     }
     if let Some(wanted) = &facts.lease.spec.user
         && !pool_spec
@@ -473,6 +586,28 @@ fn pool_is_ready(pool: &Pool) -> bool {
     })
 }
 
+/// A continuous lease that cannot rotate as specified: it names its user, or its overlap is not
+/// shorter than the pool's maxTTL (it would rotate on issue).
+fn invalid_rotation(facts: &LeaseFacts<'_>, max_ttl: Duration) -> Option<Decision> {
+    let refuse = |message: String| Decision::Refuse {
+        reason: Reason::InvalidRotation,
+        message,
+    };
+    let overlap = match rotation::overlap(facts.lease)? {
+        Ok(overlap) => overlap,
+        Err(message) => return Some(refuse(message)),
+    };
+    if facts.lease.spec.user.is_some() {
+        return Some(refuse(crate::api::NAMED_USER_CANNOT_ROTATE.to_owned()));
+    }
+    (overlap >= max_ttl).then(|| {
+        refuse(format!(
+            "rotation.overlap must be shorter than the maxTTL {} of the dynamic secret",
+            facts.pool.map(|p| p.spec().max_ttl.clone()).unwrap_or_default()
+        ))
+    })
+}
+
 fn invalid_pool(message: String) -> Decision {
     Decision::Wait {
         reason: Reason::DynamicSecretNotReady,
@@ -494,14 +629,15 @@ fn effective_ttl(facts: &LeaseFacts<'_>) -> Result<Duration, String> {
 /// the record keeps it: a value longer than [`RENEW_REQUEST_MAX`] by its digest, so that a huge
 /// annotation cannot bloat the claim.
 pub fn pending_renew_request(lease: &EntraLease, record: &ClaimRecord) -> Option<String> {
-    let requested = renew_request_key(lease.annotations().get(RENEW_ANNOTATION)?);
+    let requested = request_key(lease.annotations().get(RENEW_ANNOTATION)?);
     (record.last_renew_request.as_ref() != Some(&requested)).then_some(requested)
 }
 
 /// The longest renew request kept as it is.
 pub const RENEW_REQUEST_MAX: usize = 63;
 
-fn renew_request_key(value: &str) -> String {
+/// An annotation's request as a record keeps it (renew and rotate alike).
+pub fn request_key(value: &str) -> String {
     if value.len() <= RENEW_REQUEST_MAX {
         return value.to_owned();
     }
@@ -621,6 +757,8 @@ mod tests {
             secret,
             resolved,
             record,
+            previous: None,
+            rollouts: Rollouts::NotTracked,
             now: at(now),
         })
     }
@@ -731,6 +869,8 @@ mod tests {
                 secret: SecretState::Missing,
                 resolved,
                 record: None,
+                previous: None,
+                rollouts: Rollouts::NotTracked,
                 now: at(0),
             })
         };
@@ -959,6 +1099,8 @@ mod tests {
             secret: SecretState::Intact,
             resolved: None,
             record: Some(&record),
+            previous: None,
+            rollouts: Rollouts::NotTracked,
             now: at(3590),
         };
         let wait = Decision::Wait {
@@ -1123,6 +1265,8 @@ mod tests {
             secret: SecretState::Missing,
             resolved: Some(&resolved),
             record: None,
+            previous: None,
+            rollouts: Rollouts::NotTracked,
             now: at(0),
         };
         assert!(matches!(
@@ -1141,6 +1285,8 @@ mod tests {
             lease: &asking,
             secret: SecretState::Intact,
             record: Some(&record),
+            previous: None,
+            rollouts: Rollouts::NotTracked,
             resolved: None,
             ..facts
         };

@@ -13,7 +13,9 @@ use super::claims::HeldClaim;
 use super::context::Context;
 use super::reasons::Reason;
 use super::status::{apply_status, set_condition};
-use crate::api::{EntraLease, LeasePhase, LeaseStatus};
+use super::rotation_decision::{next_rotation_at, retire_at};
+use crate::api::{EntraLease, LeasePhase, LeaseStatus, PreviousCredential};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub struct LeaseStatusWriter<'a> {
     api: &'a Api<EntraLease>,
@@ -54,6 +56,8 @@ impl<'a> LeaseStatusWriter<'a> {
         status.issued_at = None;
         status.expires_at = None;
         status.max_expires_at = None;
+        status.previous = None;
+        status.next_rotation_at = None;
         self.condition(&mut status, ready, reason, message);
         self.write(&status).await
     }
@@ -62,10 +66,11 @@ impl<'a> LeaseStatusWriter<'a> {
     pub async fn active(
         &self,
         record: &ClaimRecord,
+        previous: Option<&ClaimRecord>,
         reason: &str,
         message: String,
     ) -> Result<(), Error> {
-        let mut status = projection(&self.current(), record);
+        let mut status = projection(self.lease, &self.current(), record, previous);
         self.condition(&mut status, true, reason, message);
         self.write(&status).await
     }
@@ -73,12 +78,17 @@ impl<'a> LeaseStatusWriter<'a> {
     /// Rewrites the status from the record when it says anything else: someone other than the
     /// operator edited it (an Event says so). `claim` may come from the cache, so it is confirmed
     /// by a live read before anything is written.
-    pub async fn project(&self, ctx: &Context, claim: &HeldClaim) -> Result<(), Error> {
+    pub async fn project(
+        &self,
+        ctx: &Context,
+        claim: &HeldClaim,
+        previous: Option<&ClaimRecord>,
+    ) -> Result<(), Error> {
         let Some(record) = claim.record.as_deref() else {
             return Err(Error::MalformedClaim(claim.name.clone()));
         };
         let current = self.current();
-        let mut wanted = projection(&current, record);
+        let mut wanted = projection(self.lease, &current, record, previous);
         let ready = wanted
             .conditions
             .iter()
@@ -144,9 +154,22 @@ impl<'a> LeaseStatusWriter<'a> {
     }
 }
 
-/// `current` with every field the record decides taken from the record.
-fn projection(current: &LeaseStatus, record: &ClaimRecord) -> LeaseStatus {
+/// `current` with every field the records decide taken from them: the current credential's,
+/// and a continuous lease's previous one and next rotation.
+fn projection(
+    lease: &EntraLease,
+    current: &LeaseStatus,
+    record: &ClaimRecord,
+    previous: Option<&ClaimRecord>,
+) -> LeaseStatus {
     LeaseStatus {
+        credential_generation: Some(record.generation),
+        previous: previous.map(|previous| PreviousCredential {
+            user: previous.user.clone(),
+            issued_at: previous.issued_at.clone(),
+            expires_at: Time(retire_at(lease, record, previous)),
+        }),
+        next_rotation_at: next_rotation_at(lease, record).map(Time),
         phase: Some(LeasePhase::Active),
         user: Some(record.user.clone()),
         secret_name: Some(record.secret_name.clone()),
@@ -166,7 +189,6 @@ mod tests {
     use super::*;
     use crate::api::LeasedUser;
     use crate::fixtures::{at, record};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     #[test]
     fn the_projection_takes_every_credential_field_from_the_record() {
@@ -183,7 +205,8 @@ mod tests {
             last_renew_request: Some("forged".into()),
             ..LeaseStatus::default()
         };
-        let projected = projection(&forged, &record);
+        let lease = EntraLease::new("ci", crate::fixtures::lease_spec());
+        let projected = projection(&lease, &forged, &record, None);
         assert_eq!(projected.phase, Some(LeasePhase::Active));
         assert_eq!(projected.user.as_ref(), Some(&record.user));
         assert_eq!(projected.expires_at, Some(record.expires_at.clone()));
@@ -193,6 +216,6 @@ mod tests {
         );
         assert_eq!(projected.renew_count, 0);
         assert_eq!(projected.last_renew_request, None);
-        assert_eq!(projection(&projected, &record), projected, "stable");
+        assert_eq!(projection(&lease, &projected, &record, None), projected, "stable");
     }
 }

@@ -15,12 +15,15 @@ mod index;
 mod lease;
 pub mod lease_decision;
 mod lease_locks;
+mod lease_rotation;
 mod lease_status;
 mod pool;
 mod protected_users;
 mod reaper;
 mod reasons;
 mod revocation;
+mod rollout;
+pub mod rotation_decision;
 mod service_account_token;
 mod status;
 mod triggers;
@@ -222,6 +225,7 @@ pub async fn run(
         status_written: Default::default(),
         forbidden: Default::default(),
         issue_retry_at: Default::default(),
+        rotations_waiting: Default::default(),
         reap_failures: Default::default(),
         failures: Default::default(),
         lease_locks: Default::default(),

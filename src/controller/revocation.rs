@@ -9,6 +9,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::Error;
+use super::claims::HeldClaim;
 use super::context::Context;
 use super::credential::end_credential;
 use super::lease_status::LeaseStatusWriter;
@@ -25,16 +26,27 @@ pub(super) async fn cleanup(
         return Ok(Action::await_change());
     };
     ctx.issue_retry_at.lock().unwrap().remove(&uid);
-    // The claim, read live, is the record of what this lease holds; without one there is nothing
-    // to end (never issued, or ended by an earlier run).
-    let Some(claim) = ctx.claims.held_by(&uid).await? else {
-        return Ok(Action::await_change());
-    };
+    ctx.rotation_done(&uid);
+    // The claims, read live, are the record of what this lease holds (two for a continuous
+    // lease mid-rotation); without one there is nothing to end (never issued, or ended before).
+    let claims = ctx.claims.held_by(&uid).await?;
+    for claim in claims.all_oldest_first() {
+        end_one(lease, api, ctx, claim).await?;
+    }
+    Ok(Action::await_change())
+}
+
+async fn end_one(
+    lease: &EntraLease,
+    api: &Api<EntraLease>,
+    ctx: &Context,
+    claim: &HeldClaim,
+) -> Result<(), Error> {
     let now = Timestamp::now();
     let Some(record) = claim.record.clone() else {
-        return Err(Error::MalformedClaim(claim.name));
+        return Err(Error::MalformedClaim(claim.name.clone()));
     };
-    match end_credential(ctx, &claim).await {
+    match end_credential(ctx, claim).await {
         Ok(()) => {
             let (reason, why) = if record.expires_at() <= now {
                 (Reason::Expired, "the lease expired")
@@ -47,7 +59,7 @@ pub(super) async fn cleanup(
             );
             ctx.publish(lease, EventType::Normal, reason.as_str(), "Revoke", message)
                 .await;
-            Ok(Action::await_change())
+            Ok(())
         }
         Err(error) => {
             let message = format!(

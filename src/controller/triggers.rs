@@ -15,6 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::claims;
+use super::reasons::Reason;
 use super::pool::{Pool, PoolKey, PoolStores};
 use crate::api::{EntraLease, LeasePhase};
 
@@ -80,6 +81,21 @@ where
 
 pub(super) fn is_pending(lease: &EntraLease) -> bool {
     lease.status.as_ref().and_then(|s| s.phase) == Some(LeasePhase::Pending)
+}
+
+/// Whether the lease is a continuous one waiting for a user to rotate to (by its status: only a
+/// hint of whom to wake; the claims decide who gets the user).
+pub(super) fn is_waiting_to_rotate(lease: &EntraLease) -> bool {
+    lease.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == Reason::RotationWaiting.as_str())
+    })
+}
+
+/// Whether the lease waits for a user: to start, or to rotate.
+pub(super) fn wants_a_user(lease: &EntraLease) -> bool {
+    is_pending(lease) || is_waiting_to_rotate(lease)
 }
 
 /// Whether the lease's pool lists the user (by object id), however it was configured.
@@ -154,7 +170,7 @@ impl WaitingLeases {
     ) -> Vec<ObjectRef<EntraLease>> {
         let waiting: Vec<(ObjectRef<EntraLease>, Arc<EntraLease>)> = leases
             .into_iter()
-            .filter(|lease| is_pending(lease))
+            .filter(|lease| wants_a_user(lease))
             .map(|lease| (ObjectRef::from(lease.as_ref()), lease))
             .collect();
         self.last_woken
@@ -168,11 +184,16 @@ impl WaitingLeases {
             .map(|(key, lease)| (self.last_woken.get(&key).copied(), key, lease))
             .collect();
         if matches!(released, Released::User(_)) {
+            // Continuous leases waiting to rotate first: a freed user goes to them first.
             chosen.sort_by(|(a_woken, _, a), (b_woken, _, b)| {
-                a_woken.cmp(b_woken).then_with(|| {
-                    a.metadata
-                        .creation_timestamp
-                        .cmp(&b.metadata.creation_timestamp)
+                let rotates_first =
+                    |lease: &EntraLease| std::cmp::Reverse(is_waiting_to_rotate(lease));
+                rotates_first(a).cmp(&rotates_first(b)).then_with(|| {
+                    a_woken.cmp(b_woken).then_with(|| {
+                        a.metadata
+                            .creation_timestamp
+                            .cmp(&b.metadata.creation_timestamp)
+                    })
                 })
             });
             chosen.truncate(WAKE_PER_RELEASE);

@@ -1,0 +1,282 @@
+//! Rollout-aware restarts: after a lease's Secret changes credential, its restart targets get a
+//! pod-template annotation naming the credential generation (the way `kubectl rollout restart`
+//! writes `restartedAt`), and their rollouts are read back until every target runs only pods
+//! started for that generation. Writing the same generation twice changes nothing, so an
+//! operator restart or a renewal restarts nothing.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+
+use super::Error;
+use super::claims::is_not_found;
+use super::context::Context;
+use super::rotation_decision::Rollouts;
+use super::status::FIELD_MANAGER;
+use crate::api::{CREDENTIAL_GENERATION_ANNOTATION, EntraLease, RolloutKind, RolloutTarget};
+
+/// What one look at a lease's restart targets found and did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RolloutReport {
+    pub progress: Rollouts,
+    /// Targets restarted by this look, as `Kind/name`.
+    pub restarted: Vec<String>,
+    /// Targets that will not complete on their own, with why.
+    pub refused: Vec<String>,
+}
+
+/// A target as far as restarts go.
+struct Workload {
+    generation_annotation: Option<String>,
+    /// Its pods are replaced only when someone deletes them (`OnDelete`).
+    on_delete: bool,
+    /// Its rollout finished: every replica updated and available, no old one left.
+    complete: bool,
+}
+
+/// Restarts the lease's targets not yet started for `generation`, then reports whether every
+/// rollout has completed.
+pub async fn restart_and_observe(
+    ctx: &Context,
+    lease: &EntraLease,
+    generation: u32,
+) -> Result<RolloutReport, Error> {
+    let targets = &lease.spec.rollout_restart_targets;
+    let mut report = RolloutReport {
+        progress: if targets.is_empty() {
+            Rollouts::NotTracked
+        } else {
+            Rollouts::Complete
+        },
+        restarted: Vec::new(),
+        refused: Vec::new(),
+    };
+    let namespace = lease.namespace().unwrap_or_default();
+    let wanted = generation.to_string();
+    for target in targets {
+        let named = format!("{}/{}", target.kind.as_str(), target.name);
+        let workload = match look(ctx, &namespace, target).await {
+            Ok(Some(workload)) => workload,
+            // Nothing to move: a target that does not exist holds no old credential.
+            Ok(None) => continue,
+            Err(error) if is_forbidden(&error) => {
+                report.refused.push(format!(
+                    "{named}: the operator may not read or patch it (enable the chart's \
+                     rolloutRestart.enabled)"
+                ));
+                report.progress = Rollouts::InProgress;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if workload.on_delete {
+            report.refused.push(format!(
+                "{named}: its updateStrategy is OnDelete, so its rollout never completes on its \
+                 own; it was not restarted and the previous credential ends with the overlap"
+            ));
+            report.progress = Rollouts::InProgress;
+            continue;
+        }
+        if workload.generation_annotation.as_deref() != Some(wanted.as_str()) {
+            match restart(ctx, &namespace, target, &wanted).await {
+                Ok(()) => report.restarted.push(named),
+                Err(error) if is_forbidden(&error) => report.refused.push(format!(
+                    "{named}: the operator may not patch it (enable the chart's \
+                     rolloutRestart.enabled)"
+                )),
+                Err(error) if is_not_found(&error) => continue,
+                Err(error) => return Err(error.into()),
+            }
+            report.progress = Rollouts::InProgress;
+            continue;
+        }
+        if !workload.complete {
+            report.progress = Rollouts::InProgress;
+        }
+    }
+    Ok(report)
+}
+
+fn is_forbidden(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403)
+}
+
+async fn restart(
+    ctx: &Context,
+    namespace: &str,
+    target: &RolloutTarget,
+    generation: &str,
+) -> kube::Result<()> {
+    let patch = serde_json::json!({
+        "spec": { "template": { "metadata": { "annotations": {
+            CREDENTIAL_GENERATION_ANNOTATION: generation
+        } } } }
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let client = ctx.client.clone();
+    let patch = Patch::Merge(&patch);
+    match target.kind {
+        RolloutKind::Deployment => {
+            let api: Api<Deployment> = Api::namespaced(client, namespace);
+            api.patch(&target.name, &params, &patch).await.map(drop)
+        }
+        RolloutKind::StatefulSet => {
+            let api: Api<StatefulSet> = Api::namespaced(client, namespace);
+            api.patch(&target.name, &params, &patch).await.map(drop)
+        }
+        RolloutKind::DaemonSet => {
+            let api: Api<DaemonSet> = Api::namespaced(client, namespace);
+            api.patch(&target.name, &params, &patch).await.map(drop)
+        }
+    }
+}
+
+async fn look(
+    ctx: &Context,
+    namespace: &str,
+    target: &RolloutTarget,
+) -> kube::Result<Option<Workload>> {
+    let client = ctx.client.clone();
+    Ok(match target.kind {
+        RolloutKind::Deployment => Api::<Deployment>::namespaced(client, namespace)
+            .get_opt(&target.name)
+            .await?
+            .as_ref()
+            .map(deployment),
+        RolloutKind::StatefulSet => Api::<StatefulSet>::namespaced(client, namespace)
+            .get_opt(&target.name)
+            .await?
+            .as_ref()
+            .map(stateful_set),
+        RolloutKind::DaemonSet => Api::<DaemonSet>::namespaced(client, namespace)
+            .get_opt(&target.name)
+            .await?
+            .as_ref()
+            .map(daemon_set),
+    })
+}
+
+fn template_annotation(
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> Option<String> {
+    template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(CREDENTIAL_GENERATION_ANNOTATION)
+        .cloned()
+}
+
+/// True when the controller has seen the object's latest spec.
+fn observed(metadata_generation: Option<i64>, observed_generation: Option<i64>) -> bool {
+    observed_generation >= metadata_generation
+}
+
+fn deployment(deployment: &Deployment) -> Workload {
+    let spec = deployment.spec.clone().unwrap_or_default();
+    let status = deployment.status.clone().unwrap_or_default();
+    let wanted = spec.replicas.unwrap_or(1);
+    Workload {
+        generation_annotation: template_annotation(&spec.template),
+        on_delete: false,
+        complete: observed(deployment.metadata.generation, status.observed_generation)
+            && status.updated_replicas.unwrap_or(0) == wanted
+            && status.replicas.unwrap_or(0) == wanted
+            && status.available_replicas.unwrap_or(0) == wanted,
+    }
+}
+
+fn stateful_set(set: &StatefulSet) -> Workload {
+    let spec = set.spec.clone().unwrap_or_default();
+    let status = set.status.clone().unwrap_or_default();
+    let wanted = spec.replicas.unwrap_or(1);
+    let strategy = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref());
+    Workload {
+        generation_annotation: template_annotation(&spec.template),
+        on_delete: strategy == Some("OnDelete"),
+        complete: observed(set.metadata.generation, status.observed_generation)
+            && status.updated_replicas.unwrap_or(0) == wanted
+            && status.ready_replicas.unwrap_or(0) == wanted
+            && status.current_revision == status.update_revision,
+    }
+}
+
+fn daemon_set(set: &DaemonSet) -> Workload {
+    let spec = set.spec.clone().unwrap_or_default();
+    let status = set.status.clone().unwrap_or_default();
+    let strategy = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref());
+    let desired = status.desired_number_scheduled;
+    Workload {
+        generation_annotation: template_annotation(&spec.template),
+        on_delete: strategy == Some("OnDelete"),
+        complete: observed(set.metadata.generation, status.observed_generation)
+            && status.updated_number_scheduled.unwrap_or(0) == desired
+            && status.number_available.unwrap_or(0) == desired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{
+        DeploymentSpec, DeploymentStatus, StatefulSetSpec, StatefulSetUpdateStrategy,
+    };
+
+    fn deployment_with(generation: i64, status: DeploymentStatus) -> Deployment {
+        let mut object = Deployment {
+            spec: Some(DeploymentSpec {
+                replicas: Some(3),
+                ..DeploymentSpec::default()
+            }),
+            status: Some(status),
+            ..Deployment::default()
+        };
+        object.metadata.generation = Some(generation);
+        object
+    }
+
+    #[test]
+    fn a_deployment_is_complete_only_with_every_replica_updated_and_available_and_no_old_one() {
+        let done = DeploymentStatus {
+            observed_generation: Some(4),
+            replicas: Some(3),
+            updated_replicas: Some(3),
+            available_replicas: Some(3),
+            ..DeploymentStatus::default()
+        };
+        assert!(deployment(&deployment_with(4, done.clone())).complete);
+        assert!(
+            !deployment(&deployment_with(5, done.clone())).complete,
+            "the controller has not seen the restart yet"
+        );
+        let surge = DeploymentStatus {
+            replicas: Some(4),
+            ..done.clone()
+        };
+        assert!(!deployment(&deployment_with(4, surge)).complete, "an old pod is left");
+        let unready = DeploymentStatus {
+            available_replicas: Some(2),
+            ..done
+        };
+        assert!(!deployment(&deployment_with(4, unready)).complete);
+    }
+
+    #[test]
+    fn an_on_delete_stateful_set_is_recognised() {
+        let set = StatefulSet {
+            spec: Some(StatefulSetSpec {
+                update_strategy: Some(StatefulSetUpdateStrategy {
+                    type_: Some("OnDelete".into()),
+                    ..StatefulSetUpdateStrategy::default()
+                }),
+                ..StatefulSetSpec::default()
+            }),
+            ..StatefulSet::default()
+        };
+        assert!(stateful_set(&set).on_delete);
+    }
+}
