@@ -278,7 +278,11 @@ pub fn without_previous(secret: &Secret) -> Secret {
 
 /// The credential generation a Secret was written for.
 pub fn secret_generation(secret: &Secret) -> Option<u32> {
-    secret.annotations().get(GENERATION_ANNOTATION)?.parse().ok()
+    secret
+        .annotations()
+        .get(GENERATION_ANNOTATION)?
+        .parse()
+        .ok()
 }
 
 fn text(secret: &Secret, key: &str) -> Option<String> {
@@ -420,7 +424,9 @@ mod tests {
         assert_eq!(held_as(&secret, "ALICE@contoso.com"), Some(Held::Previous));
         assert_eq!(held_as(&secret, "bob@contoso.com"), Some(Held::Current));
         assert_eq!(
-            stored_password_of(&secret, "alice@contoso.com").unwrap().expose(),
+            stored_password_of(&secret, "alice@contoso.com")
+                .unwrap()
+                .expose(),
             "Correct-Horse-Battery-1"
         );
         let trimmed = without_previous(&secret);

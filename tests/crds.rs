@@ -350,6 +350,42 @@ async fn invalid_objects_are_rejected_naming_the_bad_field() {
             with(lease(), "/spec/user", json!("bob")),
             &["spec.user"],
         ),
+        (
+            "continuous lease naming its user",
+            with(
+                with(lease(), "/spec/user", json!("alice@contoso.com")),
+                "/spec/rotation",
+                json!({ "enabled": true }),
+            ),
+            &["spec.rotation", "cannot name spec.user"],
+        ),
+        (
+            "rotation overlap not a duration",
+            with(
+                lease(),
+                "/spec/rotation",
+                json!({ "enabled": true, "overlap": "a while" }),
+            ),
+            &["spec.rotation.overlap"],
+        ),
+        (
+            "restart target of another kind",
+            with(
+                lease(),
+                "/spec/rolloutRestartTargets",
+                json!([{ "kind": "CronJob", "name": "nightly" }]),
+            ),
+            &["spec.rolloutRestartTargets[0].kind"],
+        ),
+        (
+            "template data replacing a previous key",
+            with(
+                lease(),
+                "/spec/template",
+                json!({ "data": { "previousPassword": "x" } }),
+            ),
+            &["spec.template.data", "previousPassword"],
+        ),
     ];
     assert!(cases.len() >= 12);
     for (name, object, expected) in &cases {
@@ -496,7 +532,7 @@ async fn kubectl_get_shows_the_printer_columns() {
     let leases = control_plane.kubectl(&["get", "entraleases", "-n", &ns]);
     let header = String::from_utf8_lossy(&leases.stdout);
     let header = header.lines().next().unwrap_or_default();
-    for column in ["NAME", "USER", "PHASE", "EXPIRES", "SECRET", "AGE"] {
+    for column in ["NAME", "USER", "PHASE", "EXPIRES", "SECRET", "NEXT ROTATION", "AGE"] {
         assert!(
             header.contains(column),
             "lease column {column} in {header:?}"

@@ -380,7 +380,7 @@ impl Driver<'_> {
                 tracked
                     .passwords
                     .iter()
-                    .find(|(_, lease)| lease.as_str() == name)
+                    .find(|(_, (lease, _))| lease.as_str() == name)
                     .map(|(credential, _)| credential.clone())
             })
             .await
@@ -391,7 +391,7 @@ impl Driver<'_> {
         let uid = self.tracker.lease(name)?.uid?;
         self.tracker
             .wait_for(Duration::from_secs(10), |tracked| {
-                tracked.claims.get(&uid).map(|claim| claim.deadline())
+                tracked.latest_claim(&uid).map(|claim| claim.deadline())
             })
             .await
     }

@@ -26,8 +26,8 @@ pub use pool_spec::{
     WORKLOAD_IDENTITY_IS_CLUSTER_ONLY, WorkloadIdentity,
 };
 pub use rotation::{
-    DEFAULT_OVERLAP, NAMED_USER_CANNOT_ROTATE, PreviousCredential, CREDENTIAL_GENERATION_ANNOTATION, ROTATE_ANNOTATION,
-    RolloutKind, RolloutTarget, RotationSpec,
+    CREDENTIAL_GENERATION_ANNOTATION, DEFAULT_OVERLAP, NAMED_USER_CANNOT_ROTATE,
+    PreviousCredential, ROTATE_ANNOTATION, RolloutKind, RolloutTarget, RotationSpec,
 };
 pub use secret_template::SecretTemplate;
 

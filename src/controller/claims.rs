@@ -91,12 +91,7 @@ pub struct LeaseClaims {
 impl LeaseClaims {
     pub fn of(mut claims: Vec<HeldClaim>) -> LeaseClaims {
         claims.sort_by_key(|claim| {
-            std::cmp::Reverse(
-                claim
-                    .record
-                    .as_ref()
-                    .map(|r| (r.generation, r.issued_at.0)),
-            )
+            std::cmp::Reverse(claim.record.as_ref().map(|r| (r.generation, r.issued_at.0)))
         });
         let mut claims = claims.into_iter();
         LeaseClaims {

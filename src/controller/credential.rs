@@ -17,8 +17,8 @@ use crate::graph::{AppCredentials, GraphError};
 use crate::metrics::metrics;
 use crate::password::generate_password;
 use crate::secret::{
-    Credentials, EXPIRES_AT_ANNOTATION, Held, PreviousCredentials, credentials_secret,
-    format_time, held_as, is_controlled_by, is_owned_by, secret_generation, without_previous,
+    Credentials, EXPIRES_AT_ANNOTATION, Held, PreviousCredentials, credentials_secret, format_time,
+    held_as, is_controlled_by, is_owned_by, secret_generation, without_previous,
 };
 use crate::sensitive::SecretString;
 

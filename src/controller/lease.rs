@@ -135,10 +135,12 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         }
         let record = claims.current.as_ref().and_then(|c| c.record.as_deref());
         let previous = claims.previous.as_ref().and_then(|c| c.record.as_deref());
-        // Only a lease without a credential chooses among the pool's users: an active one (every
-        // lease after a restart) skips copying the resolution.
-        let resolved = match (record, pool.as_ref()) {
-            (None, Some(pool)) => ctx.resolution_of(pool),
+        // Only a lease without a credential, or a continuous one that may be due to rotate,
+        // chooses among the pool's users: others (every lease after a restart) skip copying the
+        // resolution.
+        let chooses = record.is_none() || (lease.spec.rotates() && previous.is_none());
+        let resolved = match (chooses, pool.as_ref()) {
+            (true, Some(pool)) => ctx.resolution_of(pool),
             _ => None,
         };
         let namespace = lease.namespace().unwrap_or_default();
@@ -428,7 +430,11 @@ impl Shell<'_> {
                 self.lease.namespace().unwrap_or_default()
             );
             return self
-                .refuse(&LeaseClaims::default(), Reason::NamespaceNotSelected, message)
+                .refuse(
+                    &LeaseClaims::default(),
+                    Reason::NamespaceNotSelected,
+                    message,
+                )
                 .await;
         }
         let uid = self.lease.uid().unwrap_or_default();
@@ -477,8 +483,16 @@ impl Shell<'_> {
             return self.wait(Reason::WaitingForUser, message).await;
         };
         // The claim records which user this lease holds: a crash from here on resumes with it.
-        self.set_and_confirm(claim, &record, &prepared.app, None, false, Reason::Issued, None)
-            .await
+        self.set_and_confirm(
+            claim,
+            &record,
+            &prepared.app,
+            None,
+            false,
+            Reason::Issued,
+            None,
+        )
+        .await
     }
 
     /// Gets the pool's credential ready for an issue: it must get a token before it is copied
@@ -567,11 +581,7 @@ impl Shell<'_> {
         // An edited Secret's password is not necessarily the one that may be set: a fresh one
         // replaces whichever it is.
         let stored = match secret {
-            SecretState::Intact => {
-                self.ctx
-                    .own_secret(self.lease, &record.secret_name)
-                    .await?
-            }
+            SecretState::Intact => self.ctx.own_secret(self.lease, &record.secret_name).await?,
             SecretState::Tampered | SecretState::Missing | SecretState::Foreign => None,
         };
         let resumed = stored.as_ref().and_then(|s| {
@@ -608,8 +618,7 @@ impl Shell<'_> {
             end_credential(self.ctx, &previous).await?;
             return Ok(None);
         };
-        let password =
-            stored.and_then(|s| stored_password_of(s, &record.user.user_principal_name));
+        let password = stored.and_then(|s| stored_password_of(s, &record.user.user_principal_name));
         match password {
             Some(password) => Ok(Some(Previous {
                 claim: previous,
@@ -691,7 +700,12 @@ impl Shell<'_> {
             ),
         };
         self.status
-            .active(&confirmed, previous.as_ref(), outcome.as_str(), message.clone())
+            .active(
+                &confirmed,
+                previous.as_ref(),
+                outcome.as_str(),
+                message.clone(),
+            )
             .await?;
         let reason = outcome;
         tracing::info!(

@@ -16,8 +16,8 @@ use super::claim_record::ClaimRecord;
 use super::pool::Pool;
 use super::reasons::Reason;
 use super::rotation_decision::{
-    self as rotation, Rollouts, forced_rotation_at, pending_rotate_request, retire_at,
-    retire_due, rotate_at,
+    self as rotation, Rollouts, forced_rotation_at, pending_rotate_request, retire_at, retire_due,
+    rotate_at,
 };
 pub use crate::secret::SecretState;
 
@@ -388,7 +388,9 @@ fn rotation_decision(
         return waiting("its dynamic secret is gone; the credential runs to its end".into());
     };
     if pool.metadata().deletion_timestamp.is_some() {
-        return waiting(format!("{pool} is being deleted; the credential runs to its end"));
+        return waiting(format!(
+            "{pool} is being deleted; the credential runs to its end"
+        ));
     }
     if !pool_is_ready(pool) || facts.resolved.is_none() {
         return waiting(format!("{pool} is not ready; see its Ready condition"));
@@ -603,7 +605,10 @@ fn invalid_rotation(facts: &LeaseFacts<'_>, max_ttl: Duration) -> Option<Decisio
     (overlap >= max_ttl).then(|| {
         refuse(format!(
             "rotation.overlap must be shorter than the maxTTL {} of the dynamic secret",
-            facts.pool.map(|p| p.spec().max_ttl.clone()).unwrap_or_default()
+            facts
+                .pool
+                .map(|p| p.spec().max_ttl.clone())
+                .unwrap_or_default()
         ))
     })
 }
@@ -1337,5 +1342,184 @@ mod tests {
             ),
             "{decision:?}"
         );
+    }
+
+    fn continuous_lease(overlap: &str) -> EntraLease {
+        lease(|s| {
+            s.rotation = Some(crate::api::RotationSpec {
+                enabled: true,
+                overlap: Some(overlap.into()),
+            })
+        })
+    }
+
+    /// The test pool with a second leasable user, carol.
+    fn pool_with_carol() -> EntraDynamicSecret {
+        let mut pool = pool();
+        pool.status.as_mut().unwrap().users.push(PoolUser {
+            configured: "carol@contoso.com".into(),
+            id: Some("id-carol".into()),
+            user_principal_name: Some("carol@contoso.com".into()),
+            ..PoolUser::default()
+        });
+        pool
+    }
+
+    fn decide_continuous(
+        lease: &EntraLease,
+        pool: &EntraDynamicSecret,
+        record: &ClaimRecord,
+        previous: Option<&ClaimRecord>,
+        rollouts: Rollouts,
+        now: i64,
+    ) -> Decision {
+        let resolved = pool.status.as_ref().map(|s| s.users.as_slice());
+        let pool = Pool::Namespaced(std::sync::Arc::new(pool.clone()));
+        decide(&LeaseFacts {
+            lease,
+            pool: Some(&pool),
+            served: true,
+            secret: SecretState::Intact,
+            resolved,
+            record: Some(record),
+            previous,
+            rollouts,
+            now: at(now),
+        })
+    }
+
+    #[test]
+    fn a_continuous_lease_rotates_to_another_user_one_overlap_before_its_ceiling() {
+        let lease = continuous_lease("10m");
+        let pool = pool_with_carol();
+        let mut record = record();
+        record.expires_at = Time(at(7200));
+        let decide =
+            |now| decide_continuous(&lease, &pool, &record, None, Rollouts::NotTracked, now);
+        assert_eq!(decide(6000), Decision::Hold { until: at(6600) });
+        let Decision::Rotate { candidates, .. } = decide(6600) else {
+            panic!("a rotation at the ceiling minus the overlap")
+        };
+        let ids: Vec<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["id-carol"], "never the same user twice in a row");
+        assert_eq!(
+            decide(7200),
+            Decision::EndCredentials,
+            "not deleted at its end"
+        );
+        let plain = lease_with_record_at(&pool, &record, 7200);
+        assert_eq!(plain, Decision::Expire);
+    }
+
+    fn lease_with_record_at(pool: &EntraDynamicSecret, record: &ClaimRecord, now: i64) -> Decision {
+        decide_with(
+            &lease(|_| {}),
+            Some(pool),
+            SecretState::Intact,
+            Some(record),
+            now,
+        )
+    }
+
+    #[test]
+    fn a_continuous_lease_renews_itself_up_to_its_ceiling() {
+        let lease = continuous_lease("10m");
+        let pool = pool_with_carol();
+        let record = record(); // expires at 3600, ceiling 7200, TTL 1h
+        assert_eq!(
+            decide_continuous(&lease, &pool, &record, None, Rollouts::NotTracked, 2400),
+            Decision::Renew {
+                expires_at: at(6000),
+                capped: false,
+                request: None
+            }
+        );
+    }
+
+    #[test]
+    fn with_no_other_user_free_a_rotation_waits_and_the_credential_runs_on() {
+        let lease = continuous_lease("10m");
+        let pool = pool();
+        let mut record = record();
+        record.expires_at = Time(at(7200));
+        assert!(matches!(
+            decide_continuous(&lease, &pool, &record, None, Rollouts::NotTracked, 6600),
+            Decision::RotationWaiting { .. }
+        ));
+    }
+
+    #[test]
+    fn the_previous_credential_ends_when_rollouts_complete_or_the_overlap_runs_out() {
+        let lease = continuous_lease("10m");
+        let pool = pool_with_carol();
+        let mut previous = record();
+        previous.expires_at = Time(at(7200));
+        let mut current = record();
+        current.user = LeasedUser {
+            user_principal_name: "carol@contoso.com".into(),
+            id: "id-carol".into(),
+        };
+        current.generation = 2;
+        current.issued_at = Time(at(6600));
+        current.expires_at = Time(at(6600 + 3600));
+        current.max_expires_at = Time(at(6600 + 7200));
+        let decide = |rollouts, now| {
+            decide_continuous(&lease, &pool, &current, Some(&previous), rollouts, now)
+        };
+        assert_eq!(
+            decide(Rollouts::InProgress, 6700),
+            Decision::Hold { until: at(7200) },
+            "held until the overlap ends, and no rotation meanwhile"
+        );
+        assert_eq!(decide(Rollouts::Complete, 6700), Decision::Retire);
+        assert_eq!(decide(Rollouts::InProgress, 7200), Decision::Retire);
+        let pool_arc = Pool::Namespaced(std::sync::Arc::new(pool.clone()));
+        let facts = LeaseFacts {
+            lease: &lease,
+            pool: Some(&pool_arc),
+            served: true,
+            secret: SecretState::Intact,
+            resolved: None,
+            record: Some(&current),
+            previous: Some(&previous),
+            rollouts: Rollouts::InProgress,
+            now: at(6700),
+        };
+        assert_eq!(
+            Decision::Hold { until: at(7200) }.look_again_after(&facts),
+            Some(ROLLOUT_POLL),
+            "rollouts are looked at often while the previous credential waits for them"
+        );
+    }
+
+    #[test]
+    fn a_continuous_lease_that_cannot_rotate_is_refused() {
+        let pool = pool_with_carol();
+        let too_long = continuous_lease("2h");
+        assert!(matches!(
+            decide_at(&too_long, Some(&pool), SecretState::Missing, 0),
+            Decision::Refuse {
+                reason: Reason::InvalidRotation,
+                ..
+            }
+        ));
+        let mut named = continuous_lease("10m");
+        named.spec.user = Some("alice@contoso.com".into());
+        assert!(matches!(
+            decide_at(&named, Some(&pool), SecretState::Missing, 0),
+            Decision::Refuse {
+                reason: Reason::InvalidRotation,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide_at(
+                &continuous_lease("10m"),
+                Some(&pool),
+                SecretState::Missing,
+                0
+            ),
+            Decision::Issue { .. }
+        ));
     }
 }

@@ -66,10 +66,7 @@ impl Shell<'_> {
             }
             Err(error) => return Err(error),
         };
-        let stored = self
-            .ctx
-            .own_secret(self.lease, &record.secret_name)
-            .await?;
+        let stored = self.ctx.own_secret(self.lease, &record.secret_name).await?;
         let Some(password) =
             stored.and_then(|s| stored_password_of(&s, &record.user.user_principal_name))
         else {
@@ -157,8 +154,14 @@ impl Shell<'_> {
         if IssueFailureKind::of(&error) == IssueFailureKind::Transient {
             return Err(error);
         }
-        write_credentials(self.ctx, self.lease, &previous.record, &previous.password, None)
-            .await?;
+        write_credentials(
+            self.ctx,
+            self.lease,
+            &previous.record,
+            &previous.password,
+            None,
+        )
+        .await?;
         self.ctx.claims.release(&claim).await?;
         let user_problem = matches!(
             IssueFailureKind::of(&error),
@@ -171,7 +174,8 @@ impl Shell<'_> {
             "rotating to {} failed ({error}); the credential of {} stays",
             next.user.user_principal_name, previous.record.user.user_principal_name
         );
-        self.rotation_waiting(None, &previous.record, message).await?;
+        self.rotation_waiting(None, &previous.record, message)
+            .await?;
         Ok(Action::requeue(if user_problem {
             NEXT_USER_AFTER
         } else {
@@ -214,9 +218,7 @@ impl Shell<'_> {
         let message = format!(
             "the previous credential, for {}, was scrambled and its user released; {} is in \
              Secret {}",
-            record.user.user_principal_name,
-            current.user.user_principal_name,
-            current.secret_name
+            record.user.user_principal_name, current.user.user_principal_name, current.secret_name
         );
         let reason = Reason::PreviousCredentialEnded;
         self.status

@@ -12,8 +12,8 @@ use super::claim_record::ClaimRecord;
 use super::claims::HeldClaim;
 use super::context::Context;
 use super::reasons::Reason;
-use super::status::{apply_status, set_condition};
 use super::rotation_decision::{next_rotation_at, retire_at};
+use super::status::{apply_status, set_condition};
 use crate::api::{EntraLease, LeasePhase, LeaseStatus, PreviousCredential};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -216,6 +216,10 @@ mod tests {
         );
         assert_eq!(projected.renew_count, 0);
         assert_eq!(projected.last_renew_request, None);
-        assert_eq!(projection(&lease, &projected, &record, None), projected, "stable");
+        assert_eq!(
+            projection(&lease, &projected, &record, None),
+            projected,
+            "stable"
+        );
     }
 }

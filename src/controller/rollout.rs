@@ -159,9 +159,7 @@ async fn look(
     })
 }
 
-fn template_annotation(
-    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
-) -> Option<String> {
+fn template_annotation(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Option<String> {
     template
         .metadata
         .as_ref()?
@@ -194,7 +192,10 @@ fn stateful_set(set: &StatefulSet) -> Workload {
     let spec = set.spec.clone().unwrap_or_default();
     let status = set.status.clone().unwrap_or_default();
     let wanted = spec.replicas.unwrap_or(1);
-    let strategy = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref());
+    let strategy = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref());
     Workload {
         generation_annotation: template_annotation(&spec.template),
         on_delete: strategy == Some("OnDelete"),
@@ -208,7 +209,10 @@ fn stateful_set(set: &StatefulSet) -> Workload {
 fn daemon_set(set: &DaemonSet) -> Workload {
     let spec = set.spec.clone().unwrap_or_default();
     let status = set.status.clone().unwrap_or_default();
-    let strategy = spec.update_strategy.as_ref().and_then(|s| s.type_.as_deref());
+    let strategy = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref());
     let desired = status.desired_number_scheduled;
     Workload {
         generation_annotation: template_annotation(&spec.template),
@@ -257,7 +261,10 @@ mod tests {
             replicas: Some(4),
             ..done.clone()
         };
-        assert!(!deployment(&deployment_with(4, surge)).complete, "an old pod is left");
+        assert!(
+            !deployment(&deployment_with(4, surge)).complete,
+            "an old pod is left"
+        );
         let unready = DeploymentStatus {
             available_replicas: Some(2),
             ..done

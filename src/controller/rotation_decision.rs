@@ -49,14 +49,11 @@ pub fn pending_rotate_request(lease: &EntraLease, current: &ClaimRecord) -> Opti
     (current.last_rotate_request.as_ref() != Some(&requested)).then_some(requested)
 }
 
-/// When the next rotation is due, for the status: `None` for a lease that does not rotate.
+/// When the next rotation is due on its own, for the status (a rotate request may bring it
+/// forward; the status shows the record, not the request): `None` for a lease that does not
+/// rotate.
 pub fn next_rotation_at(lease: &EntraLease, current: &ClaimRecord) -> Option<Timestamp> {
-    let overlap = overlap(lease)?.ok()?;
-    let due = rotate_at(current, overlap);
-    Some(match pending_rotate_request(lease, current) {
-        Some(_) => due.min(forced_rotation_at(current, overlap)),
-        None => due,
-    })
+    Some(rotate_at(current, overlap(lease)?.ok()?))
 }
 
 /// The latest moment the previous credential may live: `overlap` after the current one was
@@ -121,10 +118,34 @@ mod tests {
         assert_eq!(retire_at(&lease, &current, &previous), at(6600));
         previous.expires_at = Time(at(6300));
         assert_eq!(retire_at(&lease, &current, &previous), at(6300));
-        assert!(!retire_due(&lease, &current, &previous, Rollouts::InProgress, at(6200)));
-        assert!(!retire_due(&lease, &current, &previous, Rollouts::NotTracked, at(6200)));
-        assert!(retire_due(&lease, &current, &previous, Rollouts::Complete, at(6200)));
-        assert!(retire_due(&lease, &current, &previous, Rollouts::InProgress, at(6300)));
+        assert!(!retire_due(
+            &lease,
+            &current,
+            &previous,
+            Rollouts::InProgress,
+            at(6200)
+        ));
+        assert!(!retire_due(
+            &lease,
+            &current,
+            &previous,
+            Rollouts::NotTracked,
+            at(6200)
+        ));
+        assert!(retire_due(
+            &lease,
+            &current,
+            &previous,
+            Rollouts::Complete,
+            at(6200)
+        ));
+        assert!(retire_due(
+            &lease,
+            &current,
+            &previous,
+            Rollouts::InProgress,
+            at(6300)
+        ));
     }
 
     #[test]
@@ -135,8 +156,11 @@ mod tests {
         lease
             .annotations_mut()
             .insert(ROTATE_ANNOTATION.into(), "now".into());
-        assert_eq!(pending_rotate_request(&lease, &current).as_deref(), Some("now"));
-        assert_eq!(next_rotation_at(&lease, &current), Some(at(600)));
+        assert_eq!(
+            pending_rotate_request(&lease, &current).as_deref(),
+            Some("now")
+        );
+        assert_eq!(forced_rotation_at(&current, Duration::from_secs(600)), at(600));
         current.last_rotate_request = Some("now".into());
         assert_eq!(pending_rotate_request(&lease, &current), None);
         assert_eq!(next_rotation_at(&lease, &current), Some(at(6600)));

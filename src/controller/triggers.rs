@@ -15,8 +15,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::claims;
-use super::reasons::Reason;
 use super::pool::{Pool, PoolKey, PoolStores};
+use super::reasons::Reason;
 use crate::api::{EntraLease, LeasePhase};
 
 /// The leases owning the Secrets a watch event applied or deleted.

@@ -35,7 +35,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 
 use super::lab::{Lab, retrying};
-use super::tracker::{Tracker, credentials};
+use super::tracker::{Tracker, credentials, previous_credentials};
 
 const MANAGED: &str = "app.kubernetes.io/managed-by=entra-operator";
 /// Lease Secrets: managed and labelled with their lease (the operator's copies of app
@@ -205,13 +205,17 @@ impl Auditor {
                 .copied()
                 .filter(|l| l.metadata.uid.as_deref() == Some(uid))
         };
-        // Lease Secrets: name -> (lease label, username, password).
-        let secret_credentials: HashMap<String, (String, String, String)> = secrets
+        // Lease Secrets: name -> (lease label, every (username, password) it holds: the current
+        // credential, and a continuous lease's previous one).
+        let secret_credentials: HashMap<String, (String, Vec<(String, String)>)> = secrets
             .iter()
             .filter_map(|secret| {
                 let lease = secret.metadata.labels.as_ref()?.get(LEASE_LABEL)?.clone();
-                let (username, password) = credentials(secret)?;
-                Some((secret.metadata.name.clone()?, (lease, username, password)))
+                let pairs = [credentials(secret), previous_credentials(secret)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                Some((secret.metadata.name.clone()?, (lease, pairs)))
             })
             .collect();
         // When a deadline counts from: itself, or when Graph answers again.
@@ -292,9 +296,11 @@ impl Auditor {
                         > now + SignedDuration::from_secs(2);
                     if record.issued && unexpired && lease.metadata.deletion_timestamp.is_none() {
                         let works = secret_credentials.get(&record.secret_name).is_some_and(
-                            |(_, username, password)| {
-                                username.eq_ignore_ascii_case(user)
-                                    && emulator.sign_in(username, password)
+                            |(_, pairs)| {
+                                pairs.iter().any(|(username, password)| {
+                                    username.eq_ignore_ascii_case(user)
+                                        && emulator.sign_in(username, password)
+                                })
                             },
                         );
                         if !works {
@@ -315,12 +321,14 @@ impl Auditor {
 
         // I1: no two leases' Secrets hold a working password of one user.
         let mut working: HashMap<String, BTreeSet<String>> = HashMap::new();
-        for (lease, username, password) in secret_credentials.values() {
-            if emulator.sign_in(username, password) {
-                working
-                    .entry(username.to_ascii_lowercase())
-                    .or_default()
-                    .insert(lease.clone());
+        for (lease, pairs) in secret_credentials.values() {
+            for (username, password) in pairs {
+                if emulator.sign_in(username, password) {
+                    working
+                        .entry(username.to_ascii_lowercase())
+                        .or_default()
+                        .insert(lease.clone());
+                }
             }
         }
         for (user, leases) in &working {
@@ -332,13 +340,13 @@ impl Auditor {
         }
 
         // I2, I3, I5, I7: every password ever handed out belongs to its live holder or is dead.
-        for ((username, password), lease_name) in &tracked.passwords {
+        for ((username, password), (lease_name, generation)) in &tracked.passwords {
             if !emulator.sign_in(username, password) {
                 continue;
             }
             let track = tracked.leases.get(lease_name);
             let uid = track.and_then(|t| t.uid.clone()).unwrap_or_default();
-            let claim = tracked.claims.get(&uid);
+            let claim = tracked.claims.get(&(uid.clone(), *generation));
             // I3: a claim is released only after its password was scrambled.
             if let Some(claim) = claim
                 && claim.released_at.is_some()
@@ -394,10 +402,11 @@ impl Auditor {
                     });
                     let holders: Vec<&String> = secret_credentials
                         .iter()
-                        .filter(|(_, (lease, user, current))| {
+                        .filter(|(_, (lease, pairs))| {
                             live.contains_key(lease.as_str())
-                                && user.eq_ignore_ascii_case(username)
-                                && current == password
+                                && pairs.iter().any(|(user, held)| {
+                                    user.eq_ignore_ascii_case(username) && held == password
+                                })
                         })
                         .map(|(secret, _)| secret)
                         .collect();
@@ -414,13 +423,17 @@ impl Auditor {
                 }
             }
         }
-        // I4: a lease's password never changes.
+        // I4: a credential's password never changes (a new one is a new generation: a
+        // rotation, or a restore of a deleted or edited Secret).
         for (name, track) in &tracked.leases {
-            if track.passwords.len() > 1 {
-                findings.sound.insert(format!(
-                    "I4: lease {name}'s Secret held {} different passwords",
-                    track.passwords.len()
-                ));
+            for (generation, passwords) in &track.passwords {
+                if passwords.len() > 1 {
+                    findings.sound.insert(format!(
+                        "I4: lease {name}'s Secret held {} different passwords for credential \
+                         {generation}",
+                        passwords.len()
+                    ));
+                }
             }
         }
         Ok(findings)
@@ -434,14 +447,22 @@ async fn status_findings(lab: &Lab) -> Result<BTreeSet<String>, kube::Error> {
     let (leases, claims) = (lab.leases(), lab.claims());
     let (all, managed) = (ListParams::default(), ListParams::default().labels(MANAGED));
     let leases = retrying(PATIENCE, || leases.list(&all)).await?.items;
-    let records: HashMap<String, ClaimRecord> = retrying(PATIENCE, || claims.list(&managed))
+    // Each lease's current credential: of a continuous lease's two, the later generation.
+    let mut records: HashMap<String, ClaimRecord> = HashMap::new();
+    for record in retrying(PATIENCE, || claims.list(&managed))
         .await?
         .items
         .iter()
         .filter_map(|c| record_of(&c.metadata))
-        .filter(|r| r.issued)
-        .map(|r| (r.lease.uid.clone(), r))
-        .collect();
+    {
+        let later = records
+            .get(&record.lease.uid)
+            .is_none_or(|kept| kept.generation < record.generation);
+        if later {
+            records.insert(record.lease.uid.clone(), record);
+        }
+    }
+    records.retain(|_, record| record.issued);
     let mut found = BTreeSet::new();
     for lease in leases
         .iter()

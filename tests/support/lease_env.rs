@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::audit::Auditor;
 use super::cluster::{client_secret, install_crds, namespace, poll};
 use super::lab::Lab;
-use super::tracker::Tracker;
+use super::tracker::{Tracked, Tracker};
 use super::{ControlPlane, Operator};
 
 pub const APP_ID: &str = "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d";
@@ -37,7 +37,15 @@ impl LeaseEnv {
     }
 
     pub async fn start_with(prefix: &str, config: Config) -> LeaseEnv {
-        let control_plane = ControlPlane::shared();
+        Self::start_on(ControlPlane::shared(), prefix, config).await
+    }
+
+    /// A world on `control_plane` (the one with fake nodes, for tests whose workloads roll).
+    pub async fn start_on(
+        control_plane: &'static ControlPlane,
+        prefix: &str,
+        config: Config,
+    ) -> LeaseEnv {
         install_crds(control_plane);
         let client = control_plane.client().await;
         let namespace = namespace(&client, prefix).await;
@@ -68,6 +76,11 @@ impl LeaseEnv {
             .settled_check(&self.lab, &self.tracker, &self.emulator)
             .await;
         auditor.violations.into_iter().collect()
+    }
+
+    /// What the tracker has seen since the test began.
+    pub fn tracked(&self) -> Tracked {
+        self.tracker.snapshot()
     }
 
     /// Every password the namespace's lease Secrets have held since the test began.

@@ -7,7 +7,7 @@
 //! The user and deadlines a lease's status shows are kept for the benchmark's figures only: a
 //! tenant may write that status, so the auditor takes users and deadlines from the claims.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,8 +39,9 @@ pub struct LeaseTrack {
     pub expires_at: Option<Timestamp>,
     pub max_expires_at: Option<Timestamp>,
     pub renew_count: u32,
-    /// Every password its Secret held, in any version the watch delivered.
-    pub passwords: BTreeSet<String>,
+    /// Every password its Secret held, in any version the watch delivered, by the credential
+    /// generation it was written for (a continuous lease has one per rotation).
+    pub passwords: BTreeMap<u32, BTreeSet<String>>,
 }
 
 impl LeaseTrack {
@@ -75,18 +76,32 @@ impl ClaimTrack {
 #[derive(Clone, Default)]
 pub struct Tracked {
     pub leases: HashMap<String, LeaseTrack>,
-    /// Claims by the uid of the lease they were made for.
-    pub claims: HashMap<String, ClaimTrack>,
-    /// (username, password) -> lease name, for every password a lease Secret ever held.
-    pub passwords: HashMap<(String, String), String>,
+    /// Claims by the uid of the lease they were made for and the credential generation they
+    /// record (a continuous lease holds one per credential).
+    pub claims: HashMap<ClaimKey, ClaimTrack>,
+    /// (username, password) -> the lease name and the credential generation, for every password
+    /// a lease Secret ever held.
+    pub passwords: HashMap<(String, String), (String, u32)>,
     /// The most leases Active (and not being deleted) at once.
     pub max_active: usize,
     active: HashSet<String>,
 }
 
+/// A claim's lease uid and credential generation.
+pub type ClaimKey = (String, u32);
+
 impl Tracked {
     pub fn active_now(&self) -> usize {
         self.active.len()
+    }
+
+    /// The claim of the lease `uid`'s latest credential.
+    pub fn latest_claim(&self, uid: &str) -> Option<&ClaimTrack> {
+        self.claims
+            .iter()
+            .filter(|((lease, _), _)| lease == uid)
+            .max_by_key(|((_, generation), _)| *generation)
+            .map(|(_, track)| track)
     }
 }
 
@@ -290,9 +305,9 @@ async fn watch_claims(
 ) {
     let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=entra-operator");
     let mut events = watcher(api, config).default_backoff().boxed();
-    // Lease uids of the claims in the current (re)list: a claim missing from a relist was
+    // The lease uid and generation of each claim in the current (re)list: a claim missing from a relist was
     // released unseen.
-    let mut listing: Option<HashSet<String>> = None;
+    let mut listing: Option<HashSet<ClaimKey>> = None;
     while let Some(event) = events.next().await {
         let Ok(event) = event else { continue };
         let now = Instant::now();
@@ -307,9 +322,9 @@ async fn watch_claims(
                 }
             }
             watcher::Event::InitDone => {
-                let listed_uids = listing.take().unwrap_or_default();
-                for (uid, track) in tracked.claims.iter_mut() {
-                    if track.released_at.is_none() && !listed_uids.contains(uid) {
+                let listed_keys = listing.take().unwrap_or_default();
+                for (key, track) in tracked.claims.iter_mut() {
+                    if track.released_at.is_none() && !listed_keys.contains(key) {
                         track.released_at = Some(now);
                     }
                 }
@@ -319,8 +334,8 @@ async fn watch_claims(
                 observe_claim(&mut tracked, &claim);
             }
             watcher::Event::Delete(claim) => {
-                if let Some(uid) = observe_claim(&mut tracked, &claim)
-                    && let Some(track) = tracked.claims.get_mut(&uid)
+                if let Some(key) = observe_claim(&mut tracked, &claim)
+                    && let Some(track) = tracked.claims.get_mut(&key)
                 {
                     track.released_at.get_or_insert(now);
                 }
@@ -331,21 +346,21 @@ async fn watch_claims(
     }
 }
 
-/// Keeps the claim's record; returns the uid of the lease it was made for.
-fn observe_claim(tracked: &mut Tracked, claim: &Claim) -> Option<String> {
+/// Keeps the claim's record; returns the lease uid and generation it was made for.
+fn observe_claim(tracked: &mut Tracked, claim: &Claim) -> Option<ClaimKey> {
     let record = claim
         .metadata
         .annotations
         .as_ref()?
         .get(RECORD_ANNOTATION)
         .and_then(|value| ClaimRecord::from_annotation(value))?;
-    let uid = record.lease.uid.clone();
+    let key = (record.lease.uid.clone(), record.generation);
     let name = claim.metadata.name.clone().unwrap_or_default();
-    match tracked.claims.get_mut(&uid) {
+    match tracked.claims.get_mut(&key) {
         Some(track) => track.record = record,
         None => {
             tracked.claims.insert(
-                uid.clone(),
+                key.clone(),
                 ClaimTrack {
                     name,
                     record,
@@ -354,7 +369,7 @@ fn observe_claim(tracked: &mut Tracked, claim: &Claim) -> Option<String> {
             );
         }
     }
-    Some(uid)
+    Some(key)
 }
 
 async fn watch_secrets(
@@ -387,26 +402,52 @@ fn observe_secret(tracked: &mut Tracked, secret: &Secret) {
     else {
         return;
     };
-    let Some((username, password)) = credentials(secret) else {
-        return;
-    };
-    tracked
-        .passwords
-        .insert((username, password.clone()), lease.clone());
-    tracked
-        .leases
-        .entry(lease.clone())
-        .or_default()
-        .passwords
-        .insert(password);
+    let generation = generation_of(secret);
+    let pairs = [
+        credentials(secret).map(|pair| (pair, generation)),
+        previous_credentials(secret).map(|pair| (pair, generation.saturating_sub(1))),
+    ];
+    for ((username, password), generation) in pairs.into_iter().flatten() {
+        tracked
+            .passwords
+            .insert((username, password.clone()), (lease.clone(), generation));
+        tracked
+            .leases
+            .entry(lease.clone())
+            .or_default()
+            .passwords
+            .entry(generation)
+            .or_default()
+            .insert(password);
+    }
+}
+
+/// The credential generation a lease Secret was written for (1 before generations existed).
+pub fn generation_of(secret: &Secret) -> u32 {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kms.hanzo.ai/credential-generation"))
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(1)
+}
+
+/// A continuous lease's previous username and password in its Secret, while it has one.
+pub fn previous_credentials(secret: &Secret) -> Option<(String, String)> {
+    pair(secret, "previousUsername", "previousPassword")
 }
 
 /// The username and password in a lease Secret.
 pub fn credentials(secret: &Secret) -> Option<(String, String)> {
+    pair(secret, "username", "password")
+}
+
+fn pair(secret: &Secret, username: &str, password: &str) -> Option<(String, String)> {
     let data = secret.data.as_ref()?;
     let text = |key: &str| {
         data.get(key)
             .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
     };
-    Some((text("username")?, text("password")?))
+    Some((text(username)?, text(password)?))
 }
