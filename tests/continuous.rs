@@ -24,15 +24,16 @@ const ALICE: &str = "alice@contoso.onmicrosoft.com";
 const BOB: &str = "bob@contoso.onmicrosoft.com";
 const CAROL: &str = "carol@contoso.onmicrosoft.com";
 
+/// Every test of this binary runs on the control plane with fake nodes (one control plane per
+/// test binary).
+async fn env(prefix: &str) -> LeaseEnv {
+    LeaseEnv::start_on(ControlPlane::shared_with_nodes(), prefix, Config::sample()).await
+}
+
 #[tokio::test]
 async fn a_continuous_lease_rotates_while_its_deployment_rolls_and_no_ready_pod_holds_a_dead_credential()
  {
-    let env = LeaseEnv::start_on(
-        ControlPlane::shared_with_nodes(),
-        "continuous",
-        Config::sample(),
-    )
-    .await;
+    let env = env("continuous").await;
     // Each credential lives 16 s at most and rotates 7 s before that; a 3-replica rollout with
     // pods Ready 1 s after they start fits in the overlap.
     env.create_pool("pool", &[ALICE, BOB, CAROL], "16s", "16s")
@@ -120,12 +121,7 @@ async fn a_continuous_lease_rotates_while_its_deployment_rolls_and_no_ready_pod_
 
 #[tokio::test]
 async fn a_stuck_rollout_still_ends_the_previous_credential_when_the_overlap_runs_out() {
-    let env = LeaseEnv::start_on(
-        ControlPlane::shared_with_nodes(),
-        "stuck-rollout",
-        Config::sample(),
-    )
-    .await;
+    let env = env("stuck-rollout").await;
     env.create_pool("pool", &[ALICE, BOB], "10s", "10s").await;
     env.wait_for_ready_pool("pool").await;
     // Pods of this Deployment never become Ready, so its rollouts never complete; the
@@ -213,7 +209,7 @@ async fn a_stuck_rollout_still_ends_the_previous_credential_when_the_overlap_run
 
 #[tokio::test]
 async fn two_continuous_leases_on_two_users_wait_their_turn_and_a_third_never_cuts_in() {
-    let env = LeaseEnv::start("two-users").await;
+    let env = env("two-users").await;
     env.create_pool("pool", &[ALICE, BOB], "12s", "12s").await;
     env.wait_for_ready_pool("pool").await;
     let continuous = json!({
@@ -276,7 +272,7 @@ async fn two_continuous_leases_on_two_users_wait_their_turn_and_a_third_never_cu
 
 #[tokio::test]
 async fn a_rotation_can_be_forced_once_per_overlap_and_renewals_restart_nothing() {
-    let env = LeaseEnv::start("forced-rotation").await;
+    let env = env("forced-rotation").await;
     env.create_pool("pool", &[ALICE, BOB], "1h", "2h").await;
     env.wait_for_ready_pool("pool").await;
     env.create_lease(

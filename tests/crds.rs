@@ -532,7 +532,15 @@ async fn kubectl_get_shows_the_printer_columns() {
     let leases = control_plane.kubectl(&["get", "entraleases", "-n", &ns]);
     let header = String::from_utf8_lossy(&leases.stdout);
     let header = header.lines().next().unwrap_or_default();
-    for column in ["NAME", "USER", "PHASE", "EXPIRES", "SECRET", "NEXT ROTATION", "AGE"] {
+    for column in [
+        "NAME",
+        "USER",
+        "PHASE",
+        "EXPIRES",
+        "SECRET",
+        "NEXT ROTATION",
+        "AGE",
+    ] {
         assert!(
             header.contains(column),
             "lease column {column} in {header:?}"

@@ -160,7 +160,10 @@ mod tests {
             pending_rotate_request(&lease, &current).as_deref(),
             Some("now")
         );
-        assert_eq!(forced_rotation_at(&current, Duration::from_secs(600)), at(600));
+        assert_eq!(
+            forced_rotation_at(&current, Duration::from_secs(600)),
+            at(600)
+        );
         current.last_rotate_request = Some("now".into());
         assert_eq!(pending_rotate_request(&lease, &current), None);
         assert_eq!(next_rotation_at(&lease, &current), Some(at(6600)));
