@@ -1,9 +1,11 @@
 //! `make demo`: the product page's dashboard flow (configure a dynamic secret, lease, renew,
-//! revoke, expire), then a cluster pool whose app credential is no secret at all (workload
+//! revoke, expire), a continuous lease rotating while a Deployment rolls, then a cluster pool whose app credential is no secret at all (workload
 //! identity) serving a team that cannot read any credential, on a local control plane, the Entra
 //! emulator and the operator process, narrated with real kubectl output.
 
 use entra_test_support::control_plane;
+#[path = "demo/continuous.rs"]
+mod continuous;
 #[path = "demo/shell.rs"]
 mod shell;
 #[path = "demo/stack.rs"]
@@ -36,7 +38,7 @@ fn main() -> ExitCode {
     };
     match tour(&mut stack) {
         Ok(()) => {
-            heading("10. Stop everything");
+            heading("11. Stop everything");
             let data_dir = stack
                 .control_plane()
                 .kubeconfig
@@ -78,6 +80,7 @@ fn tour(stack: &mut Stack) -> Result<(), String> {
     expire(stack, &kubectl)?;
     heading("8. Every step is in the leases' Kubernetes events");
     kubectl.show(&["events", "-n", NAMESPACE])?;
+    continuous::continuous_lease(stack, &kubectl)?;
     cluster_pool(stack, &kubectl)?;
     Ok(())
 }
@@ -91,7 +94,7 @@ const POOL_IDENTITY: &str = "pool-identity";
 /// leases from it without reaching anything of the operator's.
 fn cluster_pool(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
     heading(
-        "9. A cluster pool with workload identity, leased by a team that reaches no credential",
+        "10. A cluster pool with workload identity, leased by a team that reaches no credential",
     );
     let setup = format!(
         "\

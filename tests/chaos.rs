@@ -4,6 +4,7 @@
 //! ends. `make chaos` runs the same scenarios at full size.
 
 use entra_bench::lab::{self, Lab, tenant};
+use entra_bench::rotation;
 use entra_bench::scenarios::{self, ApiServerHandle, ScenarioReport, Sizes, World};
 use entra_emulator::Emulator;
 use entra_test_support as support;
@@ -141,5 +142,18 @@ async fn hostile_tenants_keep_no_password_alive() {
         operator: &mut operator,
     };
     let report = scenarios::hostile(&mut world, &Sizes::subset()).await;
+    assert_clean(&report, &operator);
+}
+
+#[tokio::test]
+async fn continuous_leases_survive_the_operator_killed_mid_rotation() {
+    let _shared = CLUSTER.read().await;
+    let (lab, emulator, mut operator) = world("chaos-continuous").await;
+    let mut world = World {
+        lab,
+        emulator: &emulator,
+        operator: &mut operator,
+    };
+    let report = rotation::continuous_killed(&mut world, &Sizes::subset()).await;
     assert_clean(&report, &operator);
 }

@@ -322,6 +322,46 @@ fn optional_objects_follow_their_values() {
 }
 
 #[test]
+fn workload_restarts_are_granted_only_when_enabled() {
+    let grants_apps = |rendered: &[Value]| {
+        rendered
+            .iter()
+            .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+            .flat_map(|role| role["rules"].as_array().cloned().unwrap_or_default())
+            .filter(|rule| rule["apiGroups"] == json!(["apps"]))
+            .collect::<Vec<Value>>()
+    };
+    let defaults = documents(&template("restarts", "ops", &json!({})));
+    assert!(
+        grants_apps(&defaults).is_empty(),
+        "off by default: the operator touches no workload"
+    );
+    let enabled = documents(&template(
+        "restarts",
+        "ops",
+        &json!({ "rolloutRestart": { "enabled": true } }),
+    ));
+    assert_eq!(
+        grants_apps(&enabled),
+        [json!({
+            "apiGroups": ["apps"],
+            "resources": ["deployments", "statefulsets", "daemonsets"],
+            "verbs": ["get", "patch"]
+        })]
+    );
+    let per_namespace = documents(&template(
+        "restarts",
+        "ops",
+        &json!({ "rolloutRestart": { "enabled": true }, "watchNamespaces": ["a", "b"] }),
+    ));
+    assert_eq!(
+        grants_apps(&per_namespace).len(),
+        2,
+        "one rule in the Role of each watched namespace"
+    );
+}
+
+#[test]
 fn values_schema_refuses_nonsense_naming_the_field() {
     let refused = [
         (json!({ "replicaCount": 0 }), "replicaCount"),

@@ -52,7 +52,10 @@ async fn a_continuous_lease_rotates_while_its_deployment_rolls_and_no_ready_pod_
     let deployments = Api::<Deployment>::namespaced(env.client.clone(), &env.namespace);
     let pods = Api::<Pod>::namespaced(env.client.clone(), &env.namespace);
     deployments
-        .create(&PostParams::default(), &deployment("web", 3, "1s"))
+        .create(
+            &PostParams::default(),
+            &deployment("web", "entra-svc", 3, "1s"),
+        )
         .await
         .expect("the Deployment is created");
 
@@ -128,7 +131,10 @@ async fn a_stuck_rollout_still_ends_the_previous_credential_when_the_overlap_run
     // StatefulSet is replaced only when someone deletes its pods, so it is refused.
     let deployments = Api::<Deployment>::namespaced(env.client.clone(), &env.namespace);
     deployments
-        .create(&PostParams::default(), &deployment("stuck", 1, "8760h"))
+        .create(
+            &PostParams::default(),
+            &deployment("stuck", "entra-svc", 1, "8760h"),
+        )
         .await
         .unwrap();
     let sets = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(
@@ -136,6 +142,15 @@ async fn a_stuck_rollout_still_ends_the_previous_credential_when_the_overlap_run
         &env.namespace,
     );
     sets.create(&PostParams::default(), &on_delete_stateful_set("db"))
+        .await
+        .unwrap();
+    // A workload that does not read the lease's Secret: the operator does not restart it for
+    // whoever may edit the lease.
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment("bystander", "other-secret", 1, "1s"),
+        )
         .await
         .unwrap();
     env.create_lease(
@@ -146,6 +161,7 @@ async fn a_stuck_rollout_still_ends_the_previous_credential_when_the_overlap_run
             "rolloutRestartTargets": [
                 { "kind": "Deployment", "name": "stuck" },
                 { "kind": "StatefulSet", "name": "db" },
+                { "kind": "Deployment", "name": "bystander" },
             ],
         }),
     )
@@ -178,6 +194,10 @@ async fn a_stuck_rollout_still_ends_the_previous_credential_when_the_overlap_run
         .await;
     assert!(
         refused.contains("StatefulSet/db") && refused.contains("OnDelete"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("Deployment/bystander") && refused.contains("does not use Secret"),
         "{refused}"
     );
     // No rollout completes, so the overlap decides: the previous credential dies by its end.
@@ -469,9 +489,10 @@ async fn events_with_reason(env: &LeaseEnv, reason: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A Deployment whose pods roll one at a time (maxSurge 1, maxUnavailable 0) and become Ready
-/// `ready_after` after they start. KWOK runs no containers: the image is never pulled.
-fn deployment(name: &str, replicas: i32, ready_after: &str) -> Deployment {
+/// A Deployment whose pods read Secret `secret`, roll one at a time (maxSurge 1, maxUnavailable
+/// 0) and become Ready `ready_after` after they start. KWOK runs no containers: the image is
+/// never pulled.
+fn deployment(name: &str, secret: &str, replicas: i32, ready_after: &str) -> Deployment {
     serde_json::from_value(json!({
         "metadata": { "name": name },
         "spec": {
@@ -487,7 +508,14 @@ fn deployment(name: &str, replicas: i32, ready_after: &str) -> Deployment {
                     "annotations": { POD_READY_DELAY_ANNOTATION: ready_after }
                 },
                 "spec": {
-                    "containers": [{ "name": "app", "image": "registry.invalid/app:1" }]
+                    "containers": [{
+                        "name": "app",
+                        "image": "registry.invalid/app:1",
+                        "env": [{
+                            "name": "PASSWORD",
+                            "valueFrom": { "secretKeyRef": { "name": secret, "key": "password" } }
+                        }]
+                    }]
                 }
             }
         }
@@ -507,7 +535,11 @@ fn on_delete_stateful_set(name: &str) -> k8s_openapi::api::apps::v1::StatefulSet
             "template": {
                 "metadata": { "labels": { "app": name } },
                 "spec": {
-                    "containers": [{ "name": "app", "image": "registry.invalid/db:1" }]
+                    "containers": [{
+                        "name": "app",
+                        "image": "registry.invalid/db:1",
+                        "envFrom": [{ "secretRef": { "name": "entra-svc" } }]
+                    }]
                 }
             }
         }

@@ -227,6 +227,8 @@ pub struct Results {
     /// Lease reconciles the operator ran during the fill, per lease filled.
     pub fill_lease_reconciles_per_lease: f64,
     pub restart: Restart,
+    /// Continuous leases: what their consumers saw, what a rotation costs.
+    pub continuous: crate::rotation::ContinuousFigures,
     /// At the full fill, by kind.
     pub object_sizes: BTreeMap<String, ObjectSize>,
     pub targets: Vec<Target>,
@@ -314,6 +316,26 @@ impl Results {
             &format!("< 64 MiB RSS at {} leases", self.sizes.full_fill),
             format!("peak {:.1} MiB", self.usage_full_fill.peak_rss_mib),
             self.usage_full_fill.peak_rss_mib < 64.0,
+        );
+        let continuous = &self.continuous;
+        target(
+            "continuous leases: consumers never without a working credential",
+            format!(
+                "{} of {} consumer reads failed, longest gap {:.0} ms ({} rotations)",
+                continuous.consumer_reads_failed,
+                continuous.consumer_reads,
+                continuous.longest_gap_ms,
+                continuous.rotations
+            ),
+            continuous.consumer_reads_failed == 0 && continuous.rotations > 0,
+        );
+        target(
+            "2 Graph writes per rotation plus session revocation",
+            format!(
+                "{:.2} per rotation {:?}",
+                continuous.graph_writes_per_rotation, continuous.graph_writes_by_operation
+            ),
+            continuous.graph_writes_per_rotation <= 3.01,
         );
         target(
             "zero Graph writes on restart",
@@ -663,6 +685,23 @@ impl Results {
             }
             let _ = writeln!(out);
         }
+        let c = &self.continuous;
+        let _ = writeln!(
+            out,
+            "### Continuous leases\n\n{} leases rotating every 5 s (maxTTL 8 s, overlap 3 s) for {:.0} s: \
+             {} rotations. A consumer per lease read its Secret every 100 ms and signed in with what \
+             it found: {} of {} reads failed, longest gap {:.0} ms. Graph writes {:.2} per rotation \
+             {:?} (the new password, the old one's scramble, its session revocation; the leases' \
+             final revocations are included).\n",
+            c.leases,
+            c.run_seconds,
+            c.rotations,
+            c.consumer_reads_failed,
+            c.consumer_reads,
+            c.longest_gap_ms,
+            c.graph_writes_per_rotation,
+            c.graph_writes_by_operation
+        );
         let rs = &self.restart;
         let _ = writeln!(
             out,

@@ -117,6 +117,9 @@ pub struct Sizes {
     pub hostile_kills: usize,
     /// Pools re-pointed to another tenant or robbed of their client secret (alternately).
     pub hostile_pool_attacks: usize,
+    /// Continuous leases rotating while the operator is killed mid-rotation, and for how long.
+    pub continuous_leases: usize,
+    pub continuous_run: Duration,
 }
 
 impl Sizes {
@@ -138,6 +141,8 @@ impl Sizes {
             hostile_concurrency: 10,
             hostile_kills: 6,
             hostile_pool_attacks: 8,
+            continuous_leases: 12,
+            continuous_run: Duration::from_secs(90),
         }
     }
 
@@ -159,6 +164,8 @@ impl Sizes {
             hostile_concurrency: 6,
             hostile_kills: 1,
             hostile_pool_attacks: 2,
+            continuous_leases: 4,
+            continuous_run: Duration::from_secs(30),
         }
     }
 }
@@ -233,7 +240,7 @@ fn mixed_kind() -> Kind {
     }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Ended,
     /// The lease failed; the driver deleted it, and it ended.
     Failed(String),
@@ -529,7 +536,7 @@ async fn drive(
 }
 
 /// Audits every few seconds until `done`.
-async fn audit_while(
+pub(crate) async fn audit_while(
     auditor: &mut Auditor,
     lab: &Lab,
     emulator: &Emulator,
@@ -548,7 +555,7 @@ async fn audit_while(
 }
 
 /// Sets up the scenario's dynamic secret over users `0..users` and waits until it is ready.
-async fn prepare_pool(
+pub(crate) async fn prepare_pool(
     world: &World<'_>,
     pool: &str,
     users: usize,
@@ -568,7 +575,7 @@ async fn prepare_pool(
 }
 
 /// Turns driver outcomes, the audit and the emulator's counters into the report.
-async fn conclude(
+pub(crate) async fn conclude(
     report: &mut ScenarioReport,
     outcomes: Vec<Outcome>,
     mut auditor: Auditor,
@@ -1409,7 +1416,7 @@ async fn victim_attack(
     driver.until_ended(&name).await
 }
 
-async fn sleep_unless(duration: Duration, done: &Cell<bool>) {
+pub(crate) async fn sleep_unless(duration: Duration, done: &Cell<bool>) {
     let until = Instant::now() + duration;
     while Instant::now() < until && !done.get() {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -57,7 +57,8 @@ impl Stack {
     }
 
     pub fn start_control_plane(&self) -> Result<&'static ControlPlane, String> {
-        let control_plane = ControlPlane::start()?;
+        // One fake node (KWOK) runs the continuous lease's Deployment.
+        let control_plane = ControlPlane::start_with_nodes(1)?;
         Ok(CONTROL_PLANE.get_or_init(|| control_plane))
     }
 

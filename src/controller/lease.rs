@@ -150,7 +150,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
         // credential) and their rollouts read: their completion ends it.
         let rollouts = match (record, previous) {
             (Some(record), Some(_)) if record.issued => {
-                Some(restart_and_observe(ctx, lease, record.generation).await?)
+                Some(restart_and_observe(ctx, lease, &record.secret_name, record.generation).await?)
             }
             _ => None,
         };
@@ -736,7 +736,14 @@ impl Shell<'_> {
         }
         // The Secret changed under running consumers: restart them (once per credential).
         if confirmed.generation > 1 && !self.lease.spec.rollout_restart_targets.is_empty() {
-            match restart_and_observe(self.ctx, self.lease, confirmed.generation).await {
+            let restarted = restart_and_observe(
+                self.ctx,
+                self.lease,
+                &confirmed.secret_name,
+                confirmed.generation,
+            )
+            .await;
+            match restarted {
                 Ok(report) => self.tell_rollouts(&report).await,
                 Err(error) => {
                     tracing::warn!(lease = %self.lease.name_any(), %error, "restarting the rollout targets failed; retried while the previous credential lives");

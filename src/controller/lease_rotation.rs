@@ -248,6 +248,10 @@ impl Shell<'_> {
         for claim in claims.all_oldest_first() {
             end_credential(self.ctx, claim).await?;
         }
+        // It waits for a user like a new lease now, without precedence over others.
+        if let Some(uid) = self.lease.metadata.uid.as_deref() {
+            self.ctx.rotation_done(uid);
+        }
         let reason = Reason::CredentialEnded;
         let message = format!(
             "the credential of {ended} reached its end before another user was free to rotate \

@@ -5,6 +5,7 @@
 //! operator restart or a renewal restarts nothing.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -28,6 +29,8 @@ pub struct RolloutReport {
 /// A target as far as restarts go.
 struct Workload {
     generation_annotation: Option<String>,
+    /// Its pods read the lease's Secret.
+    reads_secret: bool,
     /// Its pods are replaced only when someone deletes them (`OnDelete`).
     on_delete: bool,
     /// Its rollout finished: every replica updated and available, no old one left.
@@ -39,6 +42,7 @@ struct Workload {
 pub async fn restart_and_observe(
     ctx: &Context,
     lease: &EntraLease,
+    secret_name: &str,
     generation: u32,
 ) -> Result<RolloutReport, Error> {
     let targets = &lease.spec.rollout_restart_targets;
@@ -55,7 +59,7 @@ pub async fn restart_and_observe(
     let wanted = generation.to_string();
     for target in targets {
         let named = format!("{}/{}", target.kind.as_str(), target.name);
-        let workload = match look(ctx, &namespace, target).await {
+        let workload = match look(ctx, &namespace, target, secret_name).await {
             Ok(Some(workload)) => workload,
             // Nothing to move: a target that does not exist holds no old credential.
             Ok(None) => continue,
@@ -69,6 +73,16 @@ pub async fn restart_and_observe(
             }
             Err(error) => return Err(error.into()),
         };
+        // The operator restarts only what depends on the credential: a lease user must not
+        // be able to restart, through the operator, workloads that do not read its Secret.
+        if !workload.reads_secret {
+            report.refused.push(format!(
+                "{named}: its pod template does not use Secret {secret_name}, so it was not \
+                 restarted"
+            ));
+            report.progress = Rollouts::InProgress;
+            continue;
+        }
         if workload.on_delete {
             report.refused.push(format!(
                 "{named}: its updateStrategy is OnDelete, so its rollout never completes on its \
@@ -138,25 +152,82 @@ async fn look(
     ctx: &Context,
     namespace: &str,
     target: &RolloutTarget,
+    secret_name: &str,
 ) -> kube::Result<Option<Workload>> {
     let client = ctx.client.clone();
-    Ok(match target.kind {
-        RolloutKind::Deployment => Api::<Deployment>::namespaced(client, namespace)
-            .get_opt(&target.name)
-            .await?
+    let (workload, template) = match target.kind {
+        RolloutKind::Deployment => {
+            let object = Api::<Deployment>::namespaced(client, namespace)
+                .get_opt(&target.name)
+                .await?;
+            let template = object
+                .as_ref()
+                .and_then(|o| o.spec.as_ref())
+                .map(|s| s.template.clone());
+            (object.as_ref().map(deployment), template)
+        }
+        RolloutKind::StatefulSet => {
+            let object = Api::<StatefulSet>::namespaced(client, namespace)
+                .get_opt(&target.name)
+                .await?;
+            let template = object
+                .as_ref()
+                .and_then(|o| o.spec.as_ref())
+                .map(|s| s.template.clone());
+            (object.as_ref().map(stateful_set), template)
+        }
+        RolloutKind::DaemonSet => {
+            let object = Api::<DaemonSet>::namespaced(client, namespace)
+                .get_opt(&target.name)
+                .await?;
+            let template = object
+                .as_ref()
+                .and_then(|o| o.spec.as_ref())
+                .map(|s| s.template.clone());
+            (object.as_ref().map(daemon_set), template)
+        }
+    };
+    Ok(workload.map(|mut workload| {
+        workload.reads_secret = template.is_some_and(|t| reads_secret(&t, secret_name));
+        workload
+    }))
+}
+
+/// Whether pods of `template` read Secret `name`: as a volume (also projected), an environment
+/// variable or an env source, in any container.
+fn reads_secret(template: &PodTemplateSpec, name: &str) -> bool {
+    let Some(spec) = &template.spec else {
+        return false;
+    };
+    let volumes = spec.volumes.iter().flatten().any(|volume| {
+        volume
+            .secret
             .as_ref()
-            .map(deployment),
-        RolloutKind::StatefulSet => Api::<StatefulSet>::namespaced(client, namespace)
-            .get_opt(&target.name)
-            .await?
-            .as_ref()
-            .map(stateful_set),
-        RolloutKind::DaemonSet => Api::<DaemonSet>::namespaced(client, namespace)
-            .get_opt(&target.name)
-            .await?
-            .as_ref()
-            .map(daemon_set),
-    })
+            .is_some_and(|s| s.secret_name.as_deref() == Some(name))
+            || volume.projected.as_ref().is_some_and(|p| {
+                p.sources
+                    .iter()
+                    .flatten()
+                    .any(|source| source.secret.as_ref().is_some_and(|s| s.name == name))
+            })
+    });
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    let environment = containers.clone().any(|container| {
+        container.env.iter().flatten().any(|var| {
+            var.value_from
+                .as_ref()
+                .and_then(|from| from.secret_key_ref.as_ref())
+                .is_some_and(|key| key.name == name)
+        }) || container
+            .env_from
+            .iter()
+            .flatten()
+            .any(|source| source.secret_ref.as_ref().is_some_and(|s| s.name == name))
+    });
+    volumes || environment
 }
 
 fn template_annotation(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Option<String> {
@@ -180,6 +251,7 @@ fn deployment(deployment: &Deployment) -> Workload {
     let wanted = spec.replicas.unwrap_or(1);
     Workload {
         generation_annotation: template_annotation(&spec.template),
+        reads_secret: false,
         on_delete: false,
         complete: observed(deployment.metadata.generation, status.observed_generation)
             && status.updated_replicas.unwrap_or(0) == wanted
@@ -198,6 +270,7 @@ fn stateful_set(set: &StatefulSet) -> Workload {
         .and_then(|s| s.type_.as_deref());
     Workload {
         generation_annotation: template_annotation(&spec.template),
+        reads_secret: false,
         on_delete: strategy == Some("OnDelete"),
         complete: observed(set.metadata.generation, status.observed_generation)
             && status.updated_replicas.unwrap_or(0) == wanted
@@ -216,6 +289,7 @@ fn daemon_set(set: &DaemonSet) -> Workload {
     let desired = status.desired_number_scheduled;
     Workload {
         generation_annotation: template_annotation(&spec.template),
+        reads_secret: false,
         on_delete: strategy == Some("OnDelete"),
         complete: observed(set.metadata.generation, status.observed_generation)
             && status.updated_number_scheduled.unwrap_or(0) == desired
@@ -270,6 +344,45 @@ mod tests {
             ..done
         };
         assert!(!deployment(&deployment_with(4, unready)).complete);
+    }
+
+    #[test]
+    fn only_a_template_that_reads_the_secret_counts_as_its_consumer() {
+        let template = |spec: serde_json::Value| -> PodTemplateSpec {
+            serde_json::from_value(serde_json::json!({ "spec": spec })).unwrap()
+        };
+        let container = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({ "name": "app" });
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c
+        };
+        let by_env = template(
+            serde_json::json!({ "containers": [container(serde_json::json!({
+            "env": [{ "name": "P", "valueFrom": { "secretKeyRef": { "name": "entra-svc", "key": "password" } } }]
+        }))] }),
+        );
+        let by_env_from = template(
+            serde_json::json!({ "containers": [container(serde_json::json!({
+            "envFrom": [{ "secretRef": { "name": "entra-svc" } }]
+        }))] }),
+        );
+        let by_volume = template(serde_json::json!({
+            "containers": [container(serde_json::json!({}))],
+            "volumes": [{ "name": "v", "secret": { "secretName": "entra-svc" } }]
+        }));
+        let by_projection = template(serde_json::json!({
+            "containers": [container(serde_json::json!({}))],
+            "volumes": [{ "name": "v", "projected": { "sources": [{ "secret": { "name": "entra-svc" } }] } }]
+        }));
+        for reader in [&by_env, &by_env_from, &by_volume, &by_projection] {
+            assert!(reads_secret(reader, "entra-svc"));
+            assert!(!reads_secret(reader, "entra-other"));
+        }
+        let unrelated =
+            template(serde_json::json!({ "containers": [container(serde_json::json!({}))] }));
+        assert!(!reads_secret(&unrelated, "entra-svc"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use entra_bench::control_plane::ControlPlane;
 use entra_bench::lab::{Lab, lease_object, tenant, user_principal_name};
 use entra_bench::operator::{OperatorFlags, OperatorRun, Usage, usage_of};
 use entra_bench::results::{self, Cost, Machine, Results};
+use entra_bench::rotation;
 use entra_bench::setup;
 use entra_bench::stats::{ApiRequests, Percentiles};
 use entra_bench::tracker::{Tracker, credentials};
@@ -175,6 +176,7 @@ async fn run(scale: Scale, fill_only: bool) -> Results {
     bench.sequential().await;
     bench.burst().await;
     bench.expiring_burst().await;
+    bench.continuous().await;
     bench.fill().await;
     let idle = bench.idle().await;
     bench.restart().await;
@@ -517,6 +519,39 @@ impl Bench {
     /// A burst whose leases name their users (no walk over the pool for a free one), with TTLs
     /// staggered so that they expire over `burst_spread` seconds: time to credential without the
     /// walk, then the revocation lag and the cost of a lifecycle that ends by expiry.
+    /// Continuous leases rotating every few seconds, each with a consumer reading its Secret.
+    async fn continuous(&mut self) {
+        self.note_load();
+        const LEASES: usize = 6;
+        const USERS: usize = 10;
+        const RUN: Duration = Duration::from_secs(40);
+        phase(&format!(
+            "{LEASES} continuous leases over {USERS} users rotating for {RUN:?}, read by consumers"
+        ));
+        let users = self.scale.users - USERS..self.scale.users;
+        self.lab
+            .create_pool("rotating", users, "8s", "8s", true)
+            .await;
+        self.lab
+            .wait_pools_ready(&["rotating".to_owned()], Duration::from_secs(120))
+            .await
+            .expect("the rotating pool becomes ready");
+        self.results.continuous = rotation::measure_continuous(
+            &self.lab,
+            &self.emulator,
+            &self.tracker,
+            "rotating",
+            LEASES,
+            RUN,
+        )
+        .await;
+        let _ = self
+            .lab
+            .pools()
+            .delete("rotating", &kube::api::DeleteParams::default())
+            .await;
+    }
+
     async fn expiring_burst(&mut self) {
         self.note_load();
         let count = self.scale.burst;

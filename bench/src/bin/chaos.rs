@@ -3,7 +3,7 @@
 //! when any scenario found a violation.
 //!
 //! `chaos [--subset] [scenario...]` where a scenario is one of kill, faults, outage, apiserver,
-//! contention, hostile (default: all); `--subset` runs the sizes of `tests/chaos.rs`.
+//! contention, hostile, continuous (default: all); `--subset` runs the sizes of `tests/chaos.rs`.
 //! `CHAOS_SEED=<n>` replays the hostile scenario's random choices (each run prints its seed).
 //!
 //! Each scenario's operator keeps its claims and credential copies in a namespace of its own
@@ -14,17 +14,19 @@ use std::process::ExitCode;
 
 use entra_bench::lab::{Lab, tenant, tenant_with_decoy};
 use entra_bench::operator::{OperatorFlags, OperatorRun};
+use entra_bench::rotation;
 use entra_bench::scenarios::{self, ApiServerHandle, ScenarioReport, Sizes, World};
 use entra_bench::setup;
 use entra_emulator::Emulator;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "kill",
     "faults",
     "outage",
     "apiserver",
     "contention",
     "hostile",
+    "continuous",
 ];
 
 fn main() -> ExitCode {
@@ -128,6 +130,7 @@ async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
             "outage" => scenarios::graph_outage(&mut world, sizes).await,
             "apiserver" => scenarios::apiserver_restarted(&mut world, &mut apiserver, sizes).await,
             "contention" => scenarios::contention(&mut world, sizes).await,
+            "continuous" => rotation::continuous_killed(&mut world, sizes).await,
             _ => scenarios::hostile(&mut world, sizes).await,
         };
         report.print();
