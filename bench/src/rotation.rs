@@ -12,7 +12,7 @@ use serde_json::json;
 use super::audit::Auditor;
 use super::lab::{Lab, lease_object, retrying};
 use super::scenarios::{
-    ScenarioReport, Sizes, World, audit_while, conclude, prepare_pool, sleep_unless,
+    Outcome, ScenarioReport, Sizes, World, audit_while, conclude, prepare_pool, sleep_unless,
 };
 use super::tracker::{Tracked, Tracker};
 
@@ -118,9 +118,11 @@ pub async fn continuous_killed(world: &mut World<'_>, sizes: &Sizes) -> Scenario
             sizes.continuous_run
         ));
     }
+    // Each continuous lease is one lifecycle, driven to its end above.
+    let outcomes = names.iter().map(|_| Outcome::Ended).collect();
     conclude(
         &mut report,
-        Vec::new(),
+        outcomes,
         auditor,
         (lab, emulator),
         &tracker,
