@@ -480,7 +480,8 @@ impl Results {
             out,
             "- Phases: {} sequential leases (each created, waited for, deleted); a burst of {} leases \
              taking the first free user, then all deleted at once; a burst of {} leases naming their \
-             users, whose TTLs run out over {} s; restart with no leases, fill to {} and to {} active \
+             users, whose TTLs run out over {} s; 6 continuous leases rotating for 40 s, each read by \
+             a consumer; restart with no leases, fill to {} and to {} active \
              leases (naming their users); {} s idle; restart with every lease active; {} s with the \
              operator stopped (the API server's own traffic).\n",
             z.sequential_leases,

@@ -60,7 +60,9 @@ impl ControlPlane {
     }
 
     /// The control plane with fake nodes ([`ControlPlane::start_with_nodes`], two nodes) of this
-    /// test binary, started on first use and stopped at exit.
+    /// test binary, started on first use and stopped at exit. A test binary uses this one or
+    /// [`ControlPlane::shared`], not both: started side by side in one process, the two were seen
+    /// to stall the binary's tests (cause not found yet).
     pub fn shared_with_nodes() -> &'static ControlPlane {
         SHARED_WITH_NODES.get_or_init(|| {
             let control_plane = ControlPlane::start_with_nodes(2).unwrap_or_else(|error| {
