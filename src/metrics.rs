@@ -81,6 +81,10 @@ pub struct Metrics {
     pub renewals: Family<CappedLabels, Counter>,
     pub revocations: Counter,
     pub rotations: Counter,
+    /// From a lease's creation to its first credential.
+    pub time_to_credential: Histogram,
+    /// From a credential's recorded expiry to its scramble.
+    pub revocation_lag: Histogram,
     pub continuous_lease_gaps: Counter,
     pub revocation_failures: Family<ReasonLabels, Counter>,
     pub graph_requests: Family<GraphRequestLabels, Counter>,
@@ -93,6 +97,11 @@ pub struct Metrics {
     lease_expiry: Family<LeaseLabels, Gauge>,
     pool_users: Family<PoolLabels, Gauge>,
     snapshot: RwLock<Option<SnapshotSource>>,
+}
+
+/// 50 ms .. ~7 min: from a fast issue to a long wait for a free user.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.05, 2.0, 14))
 }
 
 fn latency_histogram() -> Histogram {
@@ -108,6 +117,8 @@ impl Metrics {
             renewals: Family::default(),
             revocations: Counter::default(),
             rotations: Counter::default(),
+            time_to_credential: seconds_histogram(),
+            revocation_lag: seconds_histogram(),
             continuous_lease_gaps: Counter::default(),
             revocation_failures: Family::default(),
             graph_requests: Family::default(),
@@ -142,6 +153,17 @@ impl Metrics {
             "lease_rotations",
             "Continuous leases rotated onto another pool user",
             m.rotations.clone(),
+        );
+        registry.register(
+            "lease_time_to_credential_seconds",
+            "From a lease's creation to its first credential in the Secret, confirmed by Entra \
+             (waits for a free user included)",
+            m.time_to_credential.clone(),
+        );
+        registry.register(
+            "lease_revocation_lag_seconds",
+            "From a credential's recorded expiry to its password being scrambled",
+            m.revocation_lag.clone(),
         );
         registry.register(
             "lease_rotation_gaps",

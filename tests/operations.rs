@@ -62,6 +62,11 @@ async fn metrics_and_probes_follow_the_leases() {
         "{active}"
     );
     assert_eq!(sample(&active, "entra_lease_issues_total"), Some(1.0));
+    assert_eq!(
+        sample(&active, "entra_lease_time_to_credential_seconds_count"),
+        Some(1.0),
+        "the first issue is timed from the lease's creation"
+    );
     assert!(sample(&active, "entra_lease_expiry_timestamp_seconds{").unwrap() > 1.7e9);
     let pool_series = r#"entra_pool_users{namespace=""#;
     assert!(active.contains(pool_series), "{active}");
@@ -94,6 +99,28 @@ async fn metrics_and_probes_follow_the_leases() {
     assert!(
         !ended.contains("entra_lease_expiry_timestamp_seconds{"),
         "gone leases leave no series"
+    );
+    assert_eq!(
+        sample(&ended, "entra_lease_revocation_lag_seconds_count"),
+        Some(0.0),
+        "a lease deleted before its expiry has no revocation lag"
+    );
+    env.create_lease(
+        "short",
+        json!({ "dynamicSecretRef": { "name": "pool" }, "ttl": "2s" }),
+    )
+    .await;
+    env.wait_for_phase("short", LeasePhase::Active).await;
+    env.wait_until_gone("short").await;
+    let (_, expired) = get(port, "/metrics").await;
+    assert_eq!(
+        sample(&expired, "entra_lease_revocation_lag_seconds_count"),
+        Some(1.0),
+        "an expiry is timed from expiresAt to the scramble"
+    );
+    assert!(
+        sample(&expired, "entra_lease_revocation_lag_seconds_sum") < Some(5.0),
+        "{expired}"
     );
 }
 

@@ -129,6 +129,11 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
         Err(error) => return Err(error.into()),
     }
+    // Only credentials that ended by running out count: a deletion before expiry has no lag.
+    let late = Timestamp::now().duration_since(record.expires_at());
+    if !late.is_negative() {
+        metrics().revocation_lag.observe(late.as_secs_f64());
+    }
     if record.revoke_sign_in_sessions {
         match ctx
             .graph

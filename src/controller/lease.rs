@@ -721,6 +721,13 @@ impl Shell<'_> {
             "issued"
         );
         metrics().issues.inc();
+        if confirmed.generation == 1
+            && reason == Reason::Issued
+            && let Some(created) = &self.lease.metadata.creation_timestamp
+        {
+            let waited = self.now.duration_since(created.0).as_secs_f64();
+            metrics().time_to_credential.observe(waited.max(0.0));
+        }
         self.ctx
             .publish(
                 self.lease,
