@@ -22,6 +22,11 @@ pub const GENERATION_ANNOTATION: &str = crate::api::CREDENTIAL_GENERATION_ANNOTA
 /// The keys of a continuous lease's previous credential, while it is still valid.
 pub const PREVIOUS_USERNAME_KEY: &str = "previousUsername";
 pub const PREVIOUS_PASSWORD_KEY: &str = "previousPassword";
+/// The keys of a rotation's next credential while Entra is being asked to take it: written
+/// before the password is set (so no set password is ever unknown), moved to the default keys
+/// once Entra took it (so consumers never read a password that does not work yet).
+pub const PENDING_USERNAME_KEY: &str = "pendingUsername";
+pub const PENDING_PASSWORD_KEY: &str = "pendingPassword";
 /// SHA-256 of the data the operator wrote, to notice edits. The password is random with more
 /// than 128 bits of entropy, so its digest reveals nothing usable.
 pub const DATA_DIGEST_ANNOTATION: &str = "kms.hanzo.ai/data-sha256";
@@ -55,11 +60,13 @@ pub struct Credentials<'a> {
     /// Which credential of the lease this is.
     pub generation: u32,
     /// A continuous lease's previous credential, kept beside this one until it ends.
-    pub previous: Option<PreviousCredentials<'a>>,
+    pub previous: Option<OtherCredentials<'a>>,
+    /// A rotation's next credential, not yet confirmed by Entra.
+    pub pending: Option<OtherCredentials<'a>>,
 }
 
-/// The credential a continuous lease rotated away from, as its Secret keeps it.
-pub struct PreviousCredentials<'a> {
+/// Another credential of a continuous lease kept in its Secret: the previous one, or the next.
+pub struct OtherCredentials<'a> {
     pub user_principal_name: &'a str,
     pub password: &'a SecretString,
 }
@@ -93,15 +100,29 @@ pub fn credentials_secret(
         .into_iter()
         .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec()))),
     );
-    if let Some(previous) = &credentials.previous {
-        data.extend(
-            [
-                (PREVIOUS_USERNAME_KEY, previous.user_principal_name),
-                (PREVIOUS_PASSWORD_KEY, previous.password.expose()),
-            ]
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec()))),
-        );
+    let others = [
+        (
+            &credentials.previous,
+            PREVIOUS_USERNAME_KEY,
+            PREVIOUS_PASSWORD_KEY,
+        ),
+        (
+            &credentials.pending,
+            PENDING_USERNAME_KEY,
+            PENDING_PASSWORD_KEY,
+        ),
+    ];
+    for (other, username_key, password_key) in others {
+        if let Some(other) = other {
+            data.extend(
+                [
+                    (username_key, other.user_principal_name),
+                    (password_key, other.password.expose()),
+                ]
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec()))),
+            );
+        }
     }
     let mut labels = template.labels;
     labels.extend([
@@ -226,13 +247,9 @@ pub fn stored_password(secret: &Secret) -> Option<SecretString> {
 }
 
 /// The password the Secret holds for `user_principal_name`, under the default keys or a
-/// continuous lease's previous ones.
+/// continuous lease's previous or pending ones.
 pub fn stored_password_of(secret: &Secret, user_principal_name: &str) -> Option<SecretString> {
-    let (username, password) = match held_as(secret, user_principal_name)? {
-        Held::Current => ("username", "password"),
-        Held::Previous => (PREVIOUS_USERNAME_KEY, PREVIOUS_PASSWORD_KEY),
-    };
-    text(secret, username)?;
+    let (_, password) = held_as(secret, user_principal_name)?.keys();
     text(secret, password).map(SecretString::new)
 }
 
@@ -243,28 +260,40 @@ pub enum Held {
     Current,
     /// Under previousUsername and previousPassword.
     Previous,
+    /// Under pendingUsername and pendingPassword.
+    Pending,
+}
+
+impl Held {
+    /// The username and password keys.
+    pub fn keys(self) -> (&'static str, &'static str) {
+        match self {
+            Held::Current => ("username", "password"),
+            Held::Previous => (PREVIOUS_USERNAME_KEY, PREVIOUS_PASSWORD_KEY),
+            Held::Pending => (PENDING_USERNAME_KEY, PENDING_PASSWORD_KEY),
+        }
+    }
 }
 
 /// Where the Secret keeps the credential of `user_principal_name`, if it does.
 pub fn held_as(secret: &Secret, user_principal_name: &str) -> Option<Held> {
-    let is = |key| text(secret, key).is_some_and(|u| u.eq_ignore_ascii_case(user_principal_name));
-    if is("username") {
-        Some(Held::Current)
-    } else if is(PREVIOUS_USERNAME_KEY) {
-        Some(Held::Previous)
-    } else {
-        None
-    }
+    [Held::Current, Held::Previous, Held::Pending]
+        .into_iter()
+        .find(|held| {
+            text(secret, held.keys().0).is_some_and(|u| u.eq_ignore_ascii_case(user_principal_name))
+        })
 }
 
-/// The Secret without a continuous lease's previous credential. Its data digest is written
-/// again only when the data was as the operator wrote it, so an edited Secret stays edited.
-pub fn without_previous(secret: &Secret) -> Secret {
+/// The Secret without the credential held as `held` (previous or pending). Its data digest is
+/// written again only when the data was as the operator wrote it, so an edited Secret stays
+/// edited.
+pub fn without(secret: &Secret, held: Held) -> Secret {
     let mut trimmed = secret.clone();
     let intact = SecretSummary::of(secret).data_as_written;
     let data = trimmed.data.get_or_insert_default();
-    data.remove(PREVIOUS_USERNAME_KEY);
-    data.remove(PREVIOUS_PASSWORD_KEY);
+    let (username, password) = held.keys();
+    data.remove(username);
+    data.remove(password);
     if intact {
         let digest = data_digest(data);
         trimmed
@@ -335,6 +364,7 @@ mod tests {
             max_expires_at: Timestamp::UNIX_EPOCH,
             generation: 1,
             previous: None,
+            pending: None,
         };
         credentials_secret(lease, "entra-ci", &credentials, Timestamp::UNIX_EPOCH)
             .expect("no template")
@@ -413,8 +443,12 @@ mod tests {
             password: &current,
             max_expires_at: Timestamp::UNIX_EPOCH,
             generation: 2,
-            previous: Some(PreviousCredentials {
+            previous: Some(OtherCredentials {
                 user_principal_name: "alice@contoso.com",
+                password: &previous,
+            }),
+            pending: Some(OtherCredentials {
+                user_principal_name: "carol@contoso.com",
                 password: &previous,
             }),
         };
@@ -423,13 +457,14 @@ mod tests {
         assert_eq!(secret.annotations()[GENERATION_ANNOTATION], "2");
         assert_eq!(held_as(&secret, "ALICE@contoso.com"), Some(Held::Previous));
         assert_eq!(held_as(&secret, "bob@contoso.com"), Some(Held::Current));
+        assert_eq!(held_as(&secret, "carol@contoso.com"), Some(Held::Pending));
         assert_eq!(
             stored_password_of(&secret, "alice@contoso.com")
                 .unwrap()
                 .expose(),
             "Correct-Horse-Battery-1"
         );
-        let trimmed = without_previous(&secret);
+        let trimmed = without(&secret, Held::Previous);
         assert_eq!(held_as(&trimmed, "alice@contoso.com"), None);
         assert_eq!(
             secret_state(&lease, Some(&SecretSummary::of(&trimmed))),
@@ -443,7 +478,10 @@ mod tests {
             .unwrap()
             .insert("password".into(), ByteString(b"guess".to_vec()));
         assert_eq!(
-            secret_state(&lease, Some(&SecretSummary::of(&without_previous(&edited)))),
+            secret_state(
+                &lease,
+                Some(&SecretSummary::of(&without(&edited, Held::Previous)))
+            ),
             SecretState::Tampered,
             "an edited Secret stays edited"
         );

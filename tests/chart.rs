@@ -362,6 +362,65 @@ fn workload_restarts_are_granted_only_when_enabled() {
 }
 
 #[test]
+fn every_alert_fires_in_a_promtool_test_and_the_rules_pass_them() {
+    let defaults = documents(&template("entra-operator", "ops", &json!({})));
+    assert!(
+        !defaults.iter().any(|o| o["kind"] == "PrometheusRule"),
+        "off by default"
+    );
+    let enabled = json!({ "metrics": { "prometheusRule": { "enabled": true } } });
+    let rendered = documents(&template("entra-operator", "ops", &enabled));
+    let groups = &only(&rendered, "PrometheusRule")["spec"]["groups"];
+    let alerts: Vec<&str> = groups[0]["rules"]
+        .as_array()
+        .expect("the rules")
+        .iter()
+        .filter_map(|rule| rule["alert"].as_str())
+        .collect();
+    assert!(alerts.len() >= 8, "{alerts:?}");
+    let cases_file = support::workspace_dir().join("tests/alerts/entra-operator.test.yaml");
+    let cases = std::fs::read_to_string(&cases_file).expect("the promtool cases");
+    let parsed: Value = serde_yaml::from_str(&cases).expect("the cases are YAML");
+    for alert in &alerts {
+        let fires = parsed["tests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|test| {
+                test["alert_rule_test"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .any(|case| {
+                case["alertname"] == *alert
+                    && case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty())
+            });
+        assert!(fires, "{alert} has a promtool case in which it fires");
+    }
+    // The rules exactly as the chart renders them, next to the cases (JSON is YAML).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_json::to_string(&json!({ "groups": groups })).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("entra-operator.test.yaml"), &cases).unwrap();
+    let promtool = std::env::var("PROMTOOL_BIN").expect("PROMTOOL_BIN is set by the Makefile");
+    let output = std::process::Command::new(promtool)
+        .args(["test", "rules", "entra-operator.test.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
 fn values_schema_refuses_nonsense_naming_the_field() {
     let refused = [
         (json!({ "replicaCount": 0 }), "replicaCount"),

@@ -68,6 +68,7 @@ async fn a_continuous_lease_rotates_while_its_deployment_rolls_and_no_ready_pod_
         let status = lease.status.clone().unwrap_or_default();
         overlaps.observe(status.previous.is_some());
         judge.round(&env, &pods).await;
+        judge.read_secret(&env, "entra-svc").await;
         if status.credential_generation >= Some(4) && status.previous.is_none() {
             break;
         }
@@ -82,6 +83,11 @@ async fn a_continuous_lease_rotates_while_its_deployment_rolls_and_no_ready_pod_
         judge.violations.is_empty(),
         "Ready pods held dead credentials: {:?}",
         judge.violations
+    );
+    assert_eq!(
+        judge.secret_reads_failed, 0,
+        "a consumer re-reading the Secret always found a working credential ({} reads)",
+        judge.secret_reads
     );
     assert!(
         judge.ready_pods_judged >= 9,
@@ -385,9 +391,25 @@ async fn a_rotation_can_be_forced_once_per_overlap_and_renewals_restart_nothing(
 struct PodJudge {
     violations: Vec<String>,
     ready_pods_judged: usize,
+    /// Reads of the Secret's default keys, as a consumer with the Secret mounted sees them.
+    secret_reads: usize,
+    secret_reads_failed: usize,
 }
 
 impl PodJudge {
+    /// Reads the Secret like a consumer and signs in with its default keys.
+    async fn read_secret(&mut self, env: &LeaseEnv, name: &str) {
+        let secret = env.secrets().get_opt(name).await.ok().flatten();
+        let works = secret
+            .as_ref()
+            .and_then(support::tracker::credentials)
+            .is_some_and(|(user, password)| env.emulator.sign_in(&user, &password));
+        self.secret_reads += 1;
+        if !works {
+            self.secret_reads_failed += 1;
+        }
+    }
+
     async fn round(&mut self, env: &LeaseEnv, pods: &Api<Pod>) {
         let tracked = env.tracked();
         let mut by_generation: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();

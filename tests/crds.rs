@@ -384,7 +384,7 @@ async fn invalid_objects_are_rejected_naming_the_bad_field() {
                 "/spec/template",
                 json!({ "data": { "previousPassword": "x" } }),
             ),
-            &["spec.template.data", "previousPassword"],
+            &["spec.template.data", "previous*"],
         ),
     ];
     assert!(cases.len() >= 12);

@@ -32,12 +32,12 @@ pub struct SecretTemplate {
     /// Extra keys of the Secret, each a MiniJinja template of the credential: username,
     /// password, userId, tenantId and maxExpiresAt (RFC 3339). expiresAt is left out on purpose:
     /// a renewal never changes the data. Example: "Server=db;User Id={{ username }};Password={{
-    /// password }}". The default keys (and a continuous lease's previousUsername and
-    /// previousPassword) cannot be replaced.
+    /// password }}". The default keys (and a continuous lease's previous* and pending* keys)
+    /// cannot be replaced.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32), inner(length(max = 16384)))]
-    #[x_kube(validation = Rule::new("self.all(k, !(k in ['username', 'password', 'userId', 'tenantId', 'previousUsername', 'previousPassword']))")
-        .message(Message::Message("data may not replace the default keys username, password, userId, tenantId, previousUsername and previousPassword".into())))]
+    #[x_kube(validation = Rule::new("self.all(k, !(k in ['username', 'password', 'userId', 'tenantId', 'previousUsername', 'previousPassword', 'pendingUsername', 'pendingPassword']))")
+        .message(Message::Message("data may not replace the default keys username, password, userId, tenantId and a continuous lease's previous* and pending* keys".into())))]
     pub data: BTreeMap<String, String>,
 }
 

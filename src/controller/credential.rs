@@ -17,8 +17,8 @@ use crate::graph::{AppCredentials, GraphError};
 use crate::metrics::metrics;
 use crate::password::generate_password;
 use crate::secret::{
-    Credentials, EXPIRES_AT_ANNOTATION, Held, PreviousCredentials, credentials_secret, format_time,
-    held_as, is_controlled_by, is_owned_by, secret_generation, without_previous,
+    Credentials, EXPIRES_AT_ANNOTATION, Held, OtherCredentials, credentials_secret, format_time,
+    held_as, is_controlled_by, is_owned_by, secret_generation, without,
 };
 use crate::sensitive::SecretString;
 
@@ -41,13 +41,36 @@ pub(super) async fn set_password_via_secret(
     let length = usize::from(record.password_length);
     let mut password = resumed.unwrap_or_else(|| generate_password(length));
     for attempt in 1..=PASSWORD_ATTEMPTS {
-        write_credentials(ctx, lease, record, &password, previous).await?;
+        match previous {
+            // A rotation: the next credential waits under the pending keys while consumers keep
+            // reading the current one, which works.
+            Some(current) => {
+                let next = OtherCredentials {
+                    user_principal_name: &record.user.user_principal_name,
+                    password: &password,
+                };
+                let beside = Secrets::Pending(next);
+                write_credentials(ctx, lease, current.record, current.password, beside).await?;
+            }
+            None => write_credentials(ctx, lease, record, &password, Secrets::Alone).await?,
+        }
         match ctx
             .graph
             .set_password(app, &record.user.id, &password)
             .await
         {
-            Ok(()) => return Ok(()),
+            // Entra took it: it becomes the current credential, the old one the previous.
+            Ok(()) => {
+                if let Some(kept) = previous {
+                    let old = OtherCredentials {
+                        user_principal_name: &kept.record.user.user_principal_name,
+                        password: kept.password,
+                    };
+                    write_credentials(ctx, lease, record, &password, Secrets::Previous(old))
+                        .await?;
+                }
+                return Ok(());
+            }
             Err(GraphError::PasswordRejected { .. }) if attempt < PASSWORD_ATTEMPTS => {
                 password = generate_password(length);
             }
@@ -57,14 +80,28 @@ pub(super) async fn set_password_via_secret(
     Err(Error::PasswordsRejected(PASSWORD_ATTEMPTS))
 }
 
-/// Writes the lease's Secret with the credential `record` describes (and a previous one).
+/// What a lease's Secret holds beside its current credential.
+pub(super) enum Secrets<'a> {
+    Alone,
+    /// A continuous lease's previous credential, still valid.
+    Previous(OtherCredentials<'a>),
+    /// A rotation's next credential, not yet taken by Entra.
+    Pending(OtherCredentials<'a>),
+}
+
+/// Writes the lease's Secret with the credential `record` describes, and what goes beside it.
 pub(super) async fn write_credentials(
     ctx: &Context,
     lease: &EntraLease,
     record: &ClaimRecord,
     password: &SecretString,
-    previous: Option<&KeptCredential<'_>>,
+    beside: Secrets<'_>,
 ) -> Result<(), Error> {
+    let (previous, pending) = match beside {
+        Secrets::Alone => (None, None),
+        Secrets::Previous(previous) => (Some(previous), None),
+        Secrets::Pending(pending) => (None, Some(pending)),
+    };
     let credentials = Credentials {
         user_principal_name: &record.user.user_principal_name,
         user_id: &record.user.id,
@@ -72,10 +109,8 @@ pub(super) async fn write_credentials(
         password,
         max_expires_at: record.max_expires_at(),
         generation: record.generation,
-        previous: previous.map(|kept| PreviousCredentials {
-            user_principal_name: &kept.record.user.user_principal_name,
-            password: kept.password,
-        }),
+        previous,
+        pending,
     };
     let secret = credentials_secret(
         lease,
@@ -161,8 +196,8 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
 }
 
 /// Takes the ended credential of `record` out of its lease's Secret: a continuous lease's
-/// previous credential leaves its keys, the current one takes the Secret with it. A Secret
-/// written for a later credential of the lease is left to that one.
+/// previous (or pending) credential leaves its keys, the current one takes the Secret with it. A
+/// Secret written for a later credential of the lease is left to that one.
 async fn remove_from_secret(ctx: &Context, record: &ClaimRecord) -> Result<(), Error> {
     let lease = &record.lease;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &lease.namespace);
@@ -172,13 +207,15 @@ async fn remove_from_secret(ctx: &Context, record: &ClaimRecord) -> Result<(), E
     if !is_controlled_by(&secret, &lease.uid) {
         return Ok(());
     }
-    if held_as(&secret, &record.user.user_principal_name) == Some(Held::Previous) {
+    if let Some(held @ (Held::Previous | Held::Pending)) =
+        held_as(&secret, &record.user.user_principal_name)
+    {
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
         return match api
-            .replace(&record.secret_name, &params, &without_previous(&secret))
+            .replace(&record.secret_name, &params, &without(&secret, held))
             .await
         {
             Ok(_) => Ok(()),

@@ -584,9 +584,11 @@ impl Shell<'_> {
             SecretState::Intact => self.ctx.own_secret(self.lease, &record.secret_name).await?,
             SecretState::Tampered | SecretState::Missing | SecretState::Foreign => None,
         };
+        // The password of this claim's user, as current or (a rotation) still pending.
         let resumed = stored.as_ref().and_then(|s| {
-            (held_as(s, &record.user.user_principal_name) == Some(Held::Current))
-                .then(|| stored_password_of(s, &record.user.user_principal_name))
+            let upn = &record.user.user_principal_name;
+            matches!(held_as(s, upn), Some(Held::Current | Held::Pending))
+                .then(|| stored_password_of(s, upn))
                 .flatten()
         });
         let kept = match previous {

@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use super::Error;
 use super::claim_record::ClaimRecord;
 use super::claims::{HeldClaim, LeaseClaims};
-use super::credential::{end_credential, write_credentials};
+use super::credential::{Secrets, end_credential, write_credentials};
 use super::lease::{IssuePlan, Shell};
 use super::lease_decision::{
     IssueFailureKind, LOOK_AGAIN_AFTER, NEXT_USER_AFTER, later, until_then,
@@ -159,7 +159,7 @@ impl Shell<'_> {
             self.lease,
             &previous.record,
             &previous.password,
-            None,
+            Secrets::Alone,
         )
         .await?;
         self.ctx.claims.release(&claim).await?;

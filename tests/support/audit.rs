@@ -35,7 +35,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 
 use super::lab::{Lab, retrying};
-use super::tracker::{Tracker, credentials, previous_credentials};
+use super::tracker::{Tracker, credentials, pending_credentials, previous_credentials};
 
 const MANAGED: &str = "app.kubernetes.io/managed-by=entra-operator";
 /// Lease Secrets: managed and labelled with their lease (the operator's copies of app
@@ -206,15 +206,19 @@ impl Auditor {
                 .filter(|l| l.metadata.uid.as_deref() == Some(uid))
         };
         // Lease Secrets: name -> (lease label, every (username, password) it holds: the current
-        // credential, and a continuous lease's previous one).
+        // credential, and a continuous lease's previous one or pending next one).
         let secret_credentials: HashMap<String, (String, Vec<(String, String)>)> = secrets
             .iter()
             .filter_map(|secret| {
                 let lease = secret.metadata.labels.as_ref()?.get(LEASE_LABEL)?.clone();
-                let pairs = [credentials(secret), previous_credentials(secret)]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                let pairs = [
+                    credentials(secret),
+                    previous_credentials(secret),
+                    pending_credentials(secret),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
                 Some((secret.metadata.name.clone()?, (lease, pairs)))
             })
             .collect();

@@ -406,6 +406,7 @@ fn observe_secret(tracked: &mut Tracked, secret: &Secret) {
     let pairs = [
         credentials(secret).map(|pair| (pair, generation)),
         previous_credentials(secret).map(|pair| (pair, generation.saturating_sub(1))),
+        pending_credentials(secret).map(|pair| (pair, generation + 1)),
     ];
     for ((username, password), generation) in pairs.into_iter().flatten() {
         tracked
@@ -436,6 +437,11 @@ pub fn generation_of(secret: &Secret) -> u32 {
 /// A continuous lease's previous username and password in its Secret, while it has one.
 pub fn previous_credentials(secret: &Secret) -> Option<(String, String)> {
     pair(secret, "previousUsername", "previousPassword")
+}
+
+/// A rotation's next username and password in its Secret, while Entra is asked to take it.
+pub fn pending_credentials(secret: &Secret) -> Option<(String, String)> {
+    pair(secret, "pendingUsername", "pendingPassword")
 }
 
 /// The username and password in a lease Secret.
