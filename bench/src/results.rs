@@ -692,8 +692,9 @@ impl Results {
             "### Continuous leases\n\n{} leases rotating every 5 s (maxTTL 8 s, overlap 3 s) for {:.0} s: \
              {} rotations. A consumer per lease read its Secret every 100 ms and signed in with what \
              it found: {} of {} reads failed, longest gap {:.0} ms. Graph writes {:.2} per rotation \
-             {:?} (the new password, the old one's scramble, its session revocation; the leases' \
-             final revocations are included).\n",
+             {:?}: a rotation costs the new password, then the old one's scramble and session \
+             revocation once it retires (rotations whose old credential was still live when the \
+             window closed count only the first).\n",
             c.leases,
             c.run_seconds,
             c.rotations,

@@ -523,7 +523,9 @@ impl Bench {
     async fn continuous(&mut self) {
         self.note_load();
         const LEASES: usize = 6;
-        const USERS: usize = 10;
+        // Leases created together rotate together, and each holds two users during its
+        // overlap: two users per lease, and one spare, so that no rotation has to wait.
+        const USERS: usize = 2 * LEASES + 1;
         const RUN: Duration = Duration::from_secs(40);
         phase(&format!(
             "{LEASES} continuous leases over {USERS} users rotating for {RUN:?}, read by consumers"
