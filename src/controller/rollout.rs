@@ -155,42 +155,21 @@ async fn look(
     secret_name: &str,
 ) -> kube::Result<Option<Workload>> {
     let client = ctx.client.clone();
-    let (workload, template) = match target.kind {
-        RolloutKind::Deployment => {
-            let object = Api::<Deployment>::namespaced(client, namespace)
-                .get_opt(&target.name)
-                .await?;
-            let template = object
-                .as_ref()
-                .and_then(|o| o.spec.as_ref())
-                .map(|s| s.template.clone());
-            (object.as_ref().map(deployment), template)
-        }
-        RolloutKind::StatefulSet => {
-            let object = Api::<StatefulSet>::namespaced(client, namespace)
-                .get_opt(&target.name)
-                .await?;
-            let template = object
-                .as_ref()
-                .and_then(|o| o.spec.as_ref())
-                .map(|s| s.template.clone());
-            (object.as_ref().map(stateful_set), template)
-        }
-        RolloutKind::DaemonSet => {
-            let object = Api::<DaemonSet>::namespaced(client, namespace)
-                .get_opt(&target.name)
-                .await?;
-            let template = object
-                .as_ref()
-                .and_then(|o| o.spec.as_ref())
-                .map(|s| s.template.clone());
-            (object.as_ref().map(daemon_set), template)
-        }
-    };
-    Ok(workload.map(|mut workload| {
-        workload.reads_secret = template.is_some_and(|t| reads_secret(&t, secret_name));
-        workload
-    }))
+    let name = &target.name;
+    Ok(match target.kind {
+        RolloutKind::Deployment => Api::<Deployment>::namespaced(client, namespace)
+            .get_opt(name)
+            .await?
+            .map(|object| deployment(&object, secret_name)),
+        RolloutKind::StatefulSet => Api::<StatefulSet>::namespaced(client, namespace)
+            .get_opt(name)
+            .await?
+            .map(|object| stateful_set(&object, secret_name)),
+        RolloutKind::DaemonSet => Api::<DaemonSet>::namespaced(client, namespace)
+            .get_opt(name)
+            .await?
+            .map(|object| daemon_set(&object, secret_name)),
+    })
 }
 
 /// Whether pods of `template` read Secret `name`: as a volume (also projected), an environment
@@ -230,7 +209,7 @@ fn reads_secret(template: &PodTemplateSpec, name: &str) -> bool {
     volumes || environment
 }
 
-fn template_annotation(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Option<String> {
+fn template_annotation(template: &PodTemplateSpec) -> Option<String> {
     template
         .metadata
         .as_ref()?
@@ -245,13 +224,13 @@ fn observed(metadata_generation: Option<i64>, observed_generation: Option<i64>) 
     observed_generation >= metadata_generation
 }
 
-fn deployment(deployment: &Deployment) -> Workload {
+fn deployment(deployment: &Deployment, secret: &str) -> Workload {
     let spec = deployment.spec.clone().unwrap_or_default();
     let status = deployment.status.clone().unwrap_or_default();
     let wanted = spec.replicas.unwrap_or(1);
     Workload {
         generation_annotation: template_annotation(&spec.template),
-        reads_secret: false,
+        reads_secret: reads_secret(&spec.template, secret),
         on_delete: false,
         complete: observed(deployment.metadata.generation, status.observed_generation)
             && status.updated_replicas.unwrap_or(0) == wanted
@@ -260,7 +239,7 @@ fn deployment(deployment: &Deployment) -> Workload {
     }
 }
 
-fn stateful_set(set: &StatefulSet) -> Workload {
+fn stateful_set(set: &StatefulSet, secret: &str) -> Workload {
     let spec = set.spec.clone().unwrap_or_default();
     let status = set.status.clone().unwrap_or_default();
     let wanted = spec.replicas.unwrap_or(1);
@@ -270,7 +249,7 @@ fn stateful_set(set: &StatefulSet) -> Workload {
         .and_then(|s| s.type_.as_deref());
     Workload {
         generation_annotation: template_annotation(&spec.template),
-        reads_secret: false,
+        reads_secret: reads_secret(&spec.template, secret),
         on_delete: strategy == Some("OnDelete"),
         complete: observed(set.metadata.generation, status.observed_generation)
             && status.updated_replicas.unwrap_or(0) == wanted
@@ -279,7 +258,7 @@ fn stateful_set(set: &StatefulSet) -> Workload {
     }
 }
 
-fn daemon_set(set: &DaemonSet) -> Workload {
+fn daemon_set(set: &DaemonSet, secret: &str) -> Workload {
     let spec = set.spec.clone().unwrap_or_default();
     let status = set.status.clone().unwrap_or_default();
     let strategy = spec
@@ -289,7 +268,7 @@ fn daemon_set(set: &DaemonSet) -> Workload {
     let desired = status.desired_number_scheduled;
     Workload {
         generation_annotation: template_annotation(&spec.template),
-        reads_secret: false,
+        reads_secret: reads_secret(&spec.template, secret),
         on_delete: strategy == Some("OnDelete"),
         complete: observed(set.metadata.generation, status.observed_generation)
             && status.updated_number_scheduled.unwrap_or(0) == desired
@@ -326,9 +305,9 @@ mod tests {
             available_replicas: Some(3),
             ..DeploymentStatus::default()
         };
-        assert!(deployment(&deployment_with(4, done.clone())).complete);
+        assert!(deployment(&deployment_with(4, done.clone()), "entra-svc").complete);
         assert!(
-            !deployment(&deployment_with(5, done.clone())).complete,
+            !deployment(&deployment_with(5, done.clone()), "entra-svc").complete,
             "the controller has not seen the restart yet"
         );
         let surge = DeploymentStatus {
@@ -336,14 +315,14 @@ mod tests {
             ..done.clone()
         };
         assert!(
-            !deployment(&deployment_with(4, surge)).complete,
+            !deployment(&deployment_with(4, surge), "entra-svc").complete,
             "an old pod is left"
         );
         let unready = DeploymentStatus {
             available_replicas: Some(2),
             ..done
         };
-        assert!(!deployment(&deployment_with(4, unready)).complete);
+        assert!(!deployment(&deployment_with(4, unready), "entra-svc").complete);
     }
 
     #[test]
@@ -397,6 +376,6 @@ mod tests {
             }),
             ..StatefulSet::default()
         };
-        assert!(stateful_set(&set).on_delete);
+        assert!(stateful_set(&set, "entra-svc").on_delete);
     }
 }
