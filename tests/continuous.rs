@@ -18,7 +18,7 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use support::ControlPlane;
 use support::lease_env::LeaseEnv;
-use support::node_simulation::POD_READY_DELAY_ANNOTATION;
+use support::node_simulation::rolling_deployment;
 
 const ALICE: &str = "alice@contoso.onmicrosoft.com";
 const BOB: &str = "bob@contoso.onmicrosoft.com";
@@ -511,38 +511,23 @@ async fn events_with_reason(env: &LeaseEnv, reason: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A Deployment whose pods read Secret `secret`, roll one at a time (maxSurge 1, maxUnavailable
-/// 0) and become Ready `ready_after` after they start. KWOK runs no containers: the image is
-/// never pulled.
+/// A Deployment whose pods read Secret `secret` (its password as an environment variable), roll
+/// one at a time and become Ready `ready_after` after they start.
 fn deployment(name: &str, secret: &str, replicas: i32, ready_after: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": replicas,
-            "selector": { "matchLabels": { "app": name } },
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 }
-            },
-            "template": {
-                "metadata": {
-                    "labels": { "app": name },
-                    "annotations": { POD_READY_DELAY_ANNOTATION: ready_after }
-                },
-                "spec": {
-                    "containers": [{
-                        "name": "app",
-                        "image": "registry.invalid/app:1",
-                        "env": [{
-                            "name": "PASSWORD",
-                            "valueFrom": { "secretKeyRef": { "name": secret, "key": "password" } }
-                        }]
-                    }]
-                }
-            }
-        }
-    }))
-    .expect("a Deployment object")
+    let mut deployment = rolling_deployment(name, replicas, Some(ready_after));
+    let pods = deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut());
+    let container = &mut pods.expect("a pod spec").containers[0];
+    container.env = Some(vec![
+        serde_json::from_value(json!({
+            "name": "PASSWORD",
+            "valueFrom": { "secretKeyRef": { "name": secret, "key": "password" } }
+        }))
+        .expect("an environment variable"),
+    ]);
+    deployment
 }
 
 /// A StatefulSet whose pods are replaced only when deleted by hand.

@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::ControlPlane;
 use support::cluster::{namespace, poll};
-use support::node_simulation::POD_READY_DELAY_ANNOTATION;
+use support::node_simulation::rolling_deployment;
 
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -27,7 +27,7 @@ async fn restarted_deployment_rolls_out_new_ready_pods() {
 
     let started = Instant::now();
     deployments
-        .create(&PostParams::default(), &deployment("web", 3, None))
+        .create(&PostParams::default(), &rolling_deployment("web", 3, None))
         .await
         .expect("the Deployment is created");
     let first = rollout_complete(control_plane, &deployments, &pods, "web", 3).await;
@@ -61,7 +61,7 @@ async fn rollout_waits_for_each_new_pod_to_become_ready() {
     deployments
         .create(
             &PostParams::default(),
-            &deployment("slow", 2, Some(&format!("{}s", delay.as_secs()))),
+            &rolling_deployment("slow", 2, Some(&format!("{}s", delay.as_secs()))),
         )
         .await
         .expect("the Deployment is created");
@@ -81,33 +81,6 @@ async fn rollout_waits_for_each_new_pod_to_become_ready() {
         took >= 2 * delay,
         "the rollout waited for both new pods to become Ready in turn, took {took:?}"
     );
-}
-
-/// A Deployment of `replicas` pods that roll one at a time (maxSurge 1, maxUnavailable 0), each
-/// becoming Ready after `ready_after` if given. The image is never pulled: KWOK runs no containers.
-fn deployment(name: &str, replicas: i32, ready_after: Option<&str>) -> Deployment {
-    let annotations = match ready_after {
-        Some(delay) => json!({ POD_READY_DELAY_ANNOTATION: delay }),
-        None => json!({}),
-    };
-    serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": replicas,
-            "selector": { "matchLabels": { "app": name } },
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 }
-            },
-            "template": {
-                "metadata": { "labels": { "app": name }, "annotations": annotations },
-                "spec": {
-                    "containers": [{ "name": "app", "image": "registry.invalid/app:1" }]
-                }
-            }
-        }
-    }))
-    .expect("a Deployment object")
 }
 
 /// What `kubectl rollout restart` does: a new pod template annotation, hence a new ReplicaSet.

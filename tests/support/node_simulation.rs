@@ -121,3 +121,34 @@ metadata:
 "
     )
 }
+
+/// A Deployment of `replicas` pods that roll one at a time (maxSurge 1, maxUnavailable 0), each
+/// becoming Ready after `ready_after` if given. The image is never pulled: KWOK runs no containers.
+pub fn rolling_deployment(
+    name: &str,
+    replicas: i32,
+    ready_after: Option<&str>,
+) -> k8s_openapi::api::apps::v1::Deployment {
+    let annotations = match ready_after {
+        Some(delay) => serde_json::json!({ POD_READY_DELAY_ANNOTATION: delay }),
+        None => serde_json::json!({}),
+    };
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 }
+            },
+            "template": {
+                "metadata": { "labels": { "app": name }, "annotations": annotations },
+                "spec": {
+                    "containers": [{ "name": "app", "image": "registry.invalid/app:1" }]
+                }
+            }
+        }
+    }))
+    .expect("a Deployment object")
+}
