@@ -65,12 +65,19 @@ pub struct PoolLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolCredentialLabels {
+    pub namespace: String,
+    pub dynamic_secret: String,
+}
+
 /// The current state, computed at scrape time from the caches.
 #[derive(Default)]
 pub struct Snapshot {
     pub leases_by_phase: Vec<(String, i64)>,
     pub lease_expiries: Vec<(LeaseLabels, i64)>,
     pub pool_users: Vec<(PoolLabels, i64)>,
+    pub pool_credential_expiries: Vec<(PoolCredentialLabels, i64)>,
 }
 
 type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
@@ -96,6 +103,7 @@ pub struct Metrics {
     leases: Family<PhaseLabels, Gauge>,
     lease_expiry: Family<LeaseLabels, Gauge>,
     pool_users: Family<PoolLabels, Gauge>,
+    pool_credential_expiry: Family<PoolCredentialLabels, Gauge>,
     snapshot: RwLock<Option<SnapshotSource>>,
 }
 
@@ -130,6 +138,7 @@ impl Metrics {
             leases: Family::default(),
             lease_expiry: Family::default(),
             pool_users: Family::default(),
+            pool_credential_expiry: Family::default(),
             snapshot: RwLock::new(None),
             registry: Registry::default(),
         };
@@ -216,6 +225,12 @@ impl Metrics {
             "Pool users of each dynamic secret by state",
             m.pool_users.clone(),
         );
+        registry.register(
+            "pool_credential_expiry_timestamp_seconds",
+            "When each dynamic secret's app credential stops working (Unix time): a certificate's \
+             notAfter or a client secret's annotated expiry",
+            m.pool_credential_expiry.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -236,6 +251,7 @@ impl Metrics {
             self.leases.clear();
             self.lease_expiry.clear();
             self.pool_users.clear();
+            self.pool_credential_expiry.clear();
             for (phase, count) in snapshot.leases_by_phase {
                 self.leases.get_or_create(&PhaseLabels { phase }).set(count);
             }
@@ -244,6 +260,11 @@ impl Metrics {
             }
             for (labels, count) in snapshot.pool_users {
                 self.pool_users.get_or_create(&labels).set(count);
+            }
+            for (labels, expiry) in snapshot.pool_credential_expiries {
+                self.pool_credential_expiry
+                    .get_or_create(&labels)
+                    .set(expiry);
             }
         }
         let mut out = String::new();

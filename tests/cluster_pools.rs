@@ -520,6 +520,14 @@ async fn a_certificate_signs_the_apps_assertions(world: &World, team: &Team) {
         )
         .await;
     world.pool_reason("by-certificate", "Ready").await;
+    let pool = world.cluster_pools().get("by-certificate").await.unwrap();
+    assert_eq!(
+        pool.status
+            .and_then(|s| s.credential_expires_at)
+            .map(|t| t.0.to_string()),
+        Some("2098-01-01T00:00:00Z".to_owned()),
+        "a certificate's expiry is its notAfter"
+    );
     team.lease_round_trip(world, "by-certificate", "by-certificate", sample::CAROL.upn)
         .await;
     assert!(

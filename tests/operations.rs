@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use entra_emulator::Operation;
 use entra_operator::api::LeasePhase;
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use support::Operator;
 use support::lease_env::LeaseEnv;
@@ -122,6 +123,46 @@ async fn metrics_and_probes_follow_the_leases() {
         sample(&expired, "entra_lease_revocation_lag_seconds_sum") < Some(5.0),
         "{expired}"
     );
+
+    // A client secret's expiry comes from an annotation on its Secret, as its pool's status and
+    // a gauge the expiry alerts read; a malformed one is refused by name.
+    let secrets = env.secrets();
+    let annotate = |value: &'static str| {
+        let patch = json!({ "metadata": { "annotations": {
+            "kms.hanzo.ai/client-secret-expires-at": value } } });
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch("entra-app", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    annotate("2027-06-30T00:00:00Z").await;
+    let series = format!(
+        r#"entra_pool_credential_expiry_timestamp_seconds{{namespace="{}",dynamic_secret="pool"}}"#,
+        env.namespace
+    );
+    env.wait_for("the annotated expiry in /metrics", || async {
+        let (_, text) = get(port, "/metrics").await;
+        (sample(&text, &series) == Some(1_814_313_600.0)).then_some(())
+    })
+    .await;
+    let status = env.pools().get("pool").await.unwrap().status.unwrap();
+    assert_eq!(
+        status
+            .credential_expires_at
+            .map(|t| t.0.to_string())
+            .as_deref(),
+        Some("2027-06-30T00:00:00Z")
+    );
+    annotate("end of June").await;
+    env.wait_for("the malformed expiry to be refused", || async {
+        let status = env.pools().get("pool").await.unwrap().status?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "ClientSecretExpiryInvalid").then_some(ready.message.clone())
+    })
+    .await;
 }
 
 /// `promtool check metrics` from the Prometheus project, built by the Makefile.

@@ -1,6 +1,6 @@
 //! The pool specification both kinds of pool share, and the status both report.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -177,6 +177,11 @@ pub struct DynamicSecretStatus {
     #[serde(default)]
     #[schemars(extend("format" = "int32"))]
     pub leased: u32,
+
+    /// When the app credential stops working: the certificate's notAfter, or a client secret's
+    /// `kms.hanzo.ai/client-secret-expires-at` annotation. Absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_expires_at: Option<Time>,
 }
 
 /// One pool user as configured and as found in Entra ID.

@@ -34,7 +34,14 @@ pub struct PoolCredential {
     pub version: Option<String>,
     /// What the operator keeps so that revocations work whatever happens to the pool later.
     pub kept: KeptCredential,
+    /// When the credential stops working: a certificate's `notAfter`, or for a client secret the
+    /// optional [`CLIENT_SECRET_EXPIRES_AT_ANNOTATION`] on its Secret (the value does not carry it).
+    pub expires_at: Option<Timestamp>,
 }
+
+/// On a client secret's Secret: when Entra stops accepting the secret (RFC 3339), as the app
+/// registration shows it, so that an alert can warn before it does.
+pub const CLIENT_SECRET_EXPIRES_AT_ANNOTATION: &str = "kms.hanzo.ai/client-secret-expires-at";
 
 /// What revocation needs of a credential, beyond the app identity.
 #[derive(Clone, Debug)]
@@ -55,7 +62,7 @@ pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredentia
     let operator_namespace = ctx.claims.namespace();
     let namespace = pool.credential_namespace(operator_namespace);
     let spec = pool.spec();
-    let (kept, version) = match (
+    let (kept, version, annotated_expiry) = match (
         &spec.client_secret_ref,
         &spec.certificate_ref,
         &spec.workload_identity,
@@ -63,7 +70,7 @@ pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredentia
         (Some(reference), None, None) => client_secret(ctx, &namespace, reference).await?,
         (None, Some(reference), None) => certificate(ctx, &namespace, reference).await?,
         (None, None, Some(identity)) if matches!(pool, Pool::Cluster(_)) => {
-            (workload_identity(identity)?, None)
+            (workload_identity(identity)?, None, None)
         }
         (None, None, Some(_)) => {
             return Err(Error::Credential {
@@ -82,13 +89,22 @@ pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredentia
         }
     };
     let credential = client_credential(ctx, spec.cloud, &kept, Timestamp::now())?;
+    let expires_at = match &credential {
+        ClientCredential::Certificate(certificate) => Some(certificate.not_after()),
+        _ => annotated_expiry,
+    };
     let app = AppCredentials::new(
         Endpoints::resolve(spec.cloud, &ctx.endpoints),
         spec.tenant_id.clone(),
         spec.application_id.clone(),
         credential,
     );
-    Ok(PoolCredential { app, version, kept })
+    Ok(PoolCredential {
+        app,
+        version,
+        kept,
+        expires_at,
+    })
 }
 
 /// The credential the Graph client uses for what was kept.
@@ -145,8 +161,9 @@ async fn client_secret(
     ctx: &Context,
     namespace: &str,
     reference: &ClientSecretRef,
-) -> Result<(KeptCredential, Option<String>), Error> {
+) -> Result<(KeptCredential, Option<String>, Option<Timestamp>), Error> {
     let secret = read_secret(ctx, namespace, &reference.name).await?;
+    let expires_at = annotated_expiry(&secret, namespace)?;
     let value = text(&secret, &reference.key)
         .map(|text| SecretString::new(text.trim().to_owned()))
         .filter(|value| !value.is_empty())
@@ -159,14 +176,33 @@ async fn client_secret(
     Ok((
         KeptCredential::ClientSecret(value),
         secret.resource_version(),
+        expires_at,
     ))
+}
+
+/// The client secret's expiry as its Secret is annotated, if it is.
+fn annotated_expiry(secret: &Secret, namespace: &str) -> Result<Option<Timestamp>, Error> {
+    let Some(value) = secret
+        .annotations()
+        .get(CLIENT_SECRET_EXPIRES_AT_ANNOTATION)
+    else {
+        return Ok(None);
+    };
+    value.trim().parse().map(Some).map_err(|_| Error::Credential {
+        reason: "ClientSecretExpiryInvalid",
+        message: format!(
+            "Secret {} in {namespace}: annotation {CLIENT_SECRET_EXPIRES_AT_ANNOTATION} is {value:?}, \
+             not an RFC 3339 time such as 2027-06-30T00:00:00Z",
+            secret.name_any()
+        ),
+    })
 }
 
 async fn certificate(
     ctx: &Context,
     namespace: &str,
     reference: &CertificateRef,
-) -> Result<(KeptCredential, Option<String>), Error> {
+) -> Result<(KeptCredential, Option<String>, Option<Timestamp>), Error> {
     let secret = read_secret(ctx, namespace, &reference.name).await?;
     let name = &reference.name;
     if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
@@ -196,7 +232,8 @@ async fn certificate(
         key_pem: SecretString::new(key_pem),
         algorithm,
     };
-    Ok((kept, secret.resource_version()))
+    // The expiry comes from the certificate itself, once it is parsed.
+    Ok((kept, secret.resource_version(), None))
 }
 
 fn workload_identity(identity: &WorkloadIdentity) -> Result<KeptCredential, Error> {

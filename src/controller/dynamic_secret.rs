@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -66,7 +67,7 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     let current = pool.status().cloned().unwrap_or_default();
     let generation = pool.metadata().generation;
     let resolved = match resolve_users(pool, ctx).await {
-        Ok(users) => users,
+        Ok(resolved) => resolved,
         Err(Failure { reason, message }) => {
             let mut status = current.clone();
             status.observed_generation = generation;
@@ -108,7 +109,8 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
-    let status = pool_status(pool, ctx, resolved, &current, now);
+    let mut status = pool_status(pool, ctx, resolved.users, &current, now);
+    status.credential_expires_at = resolved.credential_expires_at.map(Time);
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
     if let Some(ready) = ready
         && !has_reason(&current, &ready.reason)
@@ -188,10 +190,16 @@ struct Failure {
     message: String,
 }
 
+/// A pool's users as resolved, and when its app credential stops working (if known).
+struct Resolved {
+    users: Vec<PoolUser>,
+    credential_expires_at: Option<Timestamp>,
+}
+
 /// Resolves each configured user through Graph once, then reuses the resolution in the status
 /// while the spec and the credential are unchanged and it is younger than [`REVALIDATE_EVERY`]:
 /// a lease coming or going costs no Graph call here.
-async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Failure> {
+async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> {
     let spec = pool.spec();
     if let Some(problem) = pool.selector_problem() {
         return Err(Failure {
@@ -229,7 +237,10 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Fail
         && previous.credential_version == credential.version
         && previous.at.elapsed() < REVALIDATE_EVERY
     {
-        return Ok(previous.users);
+        return Ok(Resolved {
+            users: previous.users,
+            credential_expires_at: credential.expires_at,
+        });
     }
     let app = &credential.app;
     ctx.graph
@@ -289,7 +300,10 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Vec<PoolUser>, Fail
         .insert(key.clone(), validation);
     // Leases draw their candidates from this resolution only: those that waited for it go on.
     let _ = ctx.resolved_pools.unbounded_send(key);
-    Ok(users)
+    Ok(Resolved {
+        users,
+        credential_expires_at: credential.expires_at,
+    })
 }
 
 fn pool_status(

@@ -60,7 +60,7 @@ use crate::api::{
 };
 use crate::graph::{EndpointOverrides, GraphClient};
 use crate::health::Readiness;
-use crate::metrics::{LeaseLabels, PoolLabels, Snapshot, metrics};
+use crate::metrics::{LeaseLabels, PoolCredentialLabels, PoolLabels, Snapshot, metrics};
 use crate::secret::{SecretSummary, managed_selector};
 
 /// How the controllers run.
@@ -548,10 +548,19 @@ fn snapshot(
         })
         .collect();
     let mut pool_users = Vec::new();
+    let mut pool_credential_expiries = Vec::new();
     for pool in pools.all() {
         let Some(status) = pool.status() else {
             continue;
         };
+        let namespace = pool.metadata().namespace.clone().unwrap_or_default();
+        if let Some(expires_at) = &status.credential_expires_at {
+            let labels = PoolCredentialLabels {
+                namespace: namespace.clone(),
+                dynamic_secret: pool.name_any(),
+            };
+            pool_credential_expiries.push((labels, expires_at.0.as_second()));
+        }
         let unleasable = status.users.iter().filter(|u| u.problem.is_some()).count() as i64;
         for (state, count) in [
             ("available", i64::from(status.available)),
@@ -559,7 +568,7 @@ fn snapshot(
             ("unleasable", unleasable),
         ] {
             let labels = PoolLabels {
-                namespace: pool.metadata().namespace.clone().unwrap_or_default(),
+                namespace: namespace.clone(),
                 dynamic_secret: pool.name_any(),
                 state: state.to_owned(),
             };
@@ -570,6 +579,7 @@ fn snapshot(
         leases_by_phase,
         lease_expiries,
         pool_users,
+        pool_credential_expiries,
     }
 }
 
