@@ -725,6 +725,7 @@ mod tests {
             ],
             available: 1,
             leased: 0,
+            credential_expires_at: None,
         });
         pool
     }
