@@ -1,0 +1,172 @@
+//! How credentials leave the plugin: a summary for people, JSON, YAML or shell variables for
+//! scripts. The password reaches the terminal only when asked for; a file gets it with mode 0600.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::credentials::Held;
+use crate::error::PluginError;
+use crate::table::until;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Yaml,
+    /// Shell variables: ENTRA_USERNAME, ENTRA_PASSWORD, ...
+    Env,
+}
+
+#[derive(Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print the password on the terminal too (any format).
+    #[arg(long)]
+    pub show_password: bool,
+    /// Write the credential, password included, to this file (created with mode 0600) in the
+    /// chosen format.
+    #[arg(long)]
+    pub output_file: Option<PathBuf>,
+}
+
+const HIDDEN: &str = "(hidden: add --show-password, or --output-file FILE)";
+
+pub fn print_credentials(held: &Held, args: &OutputArgs) -> Result<(), PluginError> {
+    if let Some(path) = &args.output_file {
+        write_private(path, &render(held, args.format, true))?;
+    }
+    let mut shown = render(held, args.format, args.show_password);
+    if let (Some(path), Format::Text) = (&args.output_file, args.format) {
+        shown.push_str(&format!("Written to {} (mode 0600)\n", path.display()));
+    }
+    print!("{shown}");
+    Ok(())
+}
+
+fn render(held: &Held, format: Format, with_password: bool) -> String {
+    let password = with_password.then(|| held.password.expose());
+    match format {
+        Format::Text => text(held, password),
+        Format::Json => format!("{:#}\n", document(held, password)),
+        Format::Yaml => {
+            serde_yaml::to_string(&document(held, password)).expect("a JSON value is valid YAML")
+        }
+        Format::Env => env(held, password),
+    }
+}
+
+fn text(held: &Held, password: Option<&str>) -> String {
+    let mut lines = vec![
+        ("Lease", format!("{}/{}", held.namespace, held.lease)),
+        ("Username", held.username.clone()),
+        ("Password", password.unwrap_or(HIDDEN).to_owned()),
+        ("Expires", when(held.expires_at)),
+        ("Renewable until", when(held.max_expires_at)),
+    ];
+    if held.next_rotation_at.is_some() {
+        lines.push(("Next rotation", when(held.next_rotation_at)));
+    }
+    lines.push(("Secret", held.secret.clone()));
+    lines
+        .into_iter()
+        .map(|(label, value)| format!("{label:<16} {value}\n"))
+        .collect()
+}
+
+fn when(at: Option<Timestamp>) -> String {
+    at.map_or_else(|| "-".to_owned(), |at| format!("{at} ({})", until(at)))
+}
+
+fn document(held: &Held, password: Option<&str>) -> Value {
+    let mut document = json!({
+        "namespace": held.namespace,
+        "lease": held.lease,
+        "pool": held.pool,
+        "secret": held.secret,
+        "username": held.username,
+        "expiresAt": held.expires_at.map(|t| t.to_string()),
+        "maxExpiresAt": held.max_expires_at.map(|t| t.to_string()),
+    });
+    if let Some(at) = held.next_rotation_at {
+        document["nextRotationAt"] = json!(at.to_string());
+    }
+    if let Some(password) = password {
+        document["password"] = json!(password);
+    }
+    document
+}
+
+fn env(held: &Held, password: Option<&str>) -> String {
+    let mut variables = vec![
+        ("ENTRA_LEASE", held.lease.clone()),
+        ("ENTRA_SECRET", held.secret.clone()),
+        ("ENTRA_USERNAME", held.username.clone()),
+    ];
+    if let Some(password) = password {
+        variables.push(("ENTRA_PASSWORD", password.to_owned()));
+    }
+    if let Some(at) = held.expires_at {
+        variables.push(("ENTRA_EXPIRES_AT", at.to_string()));
+    }
+    variables
+        .into_iter()
+        .map(|(name, value)| format!("{name}={}\n", shell_quote(&value)))
+        .collect()
+}
+
+/// Single quotes, which the shell takes literally; a quote inside is closed, escaped, reopened.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Creates or truncates `path` readable by its owner only, whatever mode it had.
+fn write_private(path: &PathBuf, contents: &str) -> Result<(), PluginError> {
+    let failed = |error: std::io::Error| {
+        PluginError::Output(format!("cannot write {}: {error}", path.display()))
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    // An existing file keeps its mode on open: narrow it before the password goes in.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(failed)?;
+    file.write_all(contents.as_bytes()).map_err(failed)
+}
+
+/// Lists and other non-secret documents, in a script format.
+pub fn print_document(value: &Value, format: Format) -> Result<(), PluginError> {
+    match format {
+        Format::Json => println!("{value:#}"),
+        Format::Yaml => print!(
+            "{}",
+            serde_yaml::to_string(value).expect("a JSON value is valid YAML")
+        ),
+        Format::Text | Format::Env => {
+            return Err(PluginError::Usage(
+                "this command prints -o text, json or yaml".to_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes_and_dollars() {
+        assert_eq!(shell_quote("a'b$c"), r"'a'\''b$c'");
+    }
+}
