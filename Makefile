@@ -44,7 +44,7 @@ help:
 .PHONY: demo
 demo: $(CONTROLPLANE_BIN)
 	@echo ">> building the operator and the demo"
-	cargo build --bin entra-operator --example demo
+	cargo build --bin entra-operator --bin kubectl-entra --example demo
 	cargo run --quiet --example demo
 
 .PHONY: controlplane

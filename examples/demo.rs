@@ -12,7 +12,7 @@ mod shell;
 mod stack;
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use entra_emulator::FederatedCredential;
 use shell::{Kubectl, heading, note};
@@ -309,26 +309,37 @@ fn configure(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
 }
 
 fn lease(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
-    heading("4. Lease: check out a pool user and get a fresh password in a Secret");
-    kubectl.show(&["apply", "-n", NAMESPACE, "-f", "examples/lease.yaml"])?;
-    wait(
-        stack,
-        kubectl,
-        &[
-            "--for=jsonpath={.status.phase}=Active",
-            "entralease/ci-deploy",
-            "entralease/bob-debugging",
-        ],
-    )?;
-    kubectl.show(&["get", "entraleases", "-n", NAMESPACE])?;
-    kubectl.show(&[
-        "get",
-        "entraleases",
+    heading("4. Lease from the terminal: a pool user, a fresh password, in a Secret");
+    note("kubectl entra is this project's kubectl plugin; make demo puts it on kubectl's PATH");
+    kubectl.entra(&["pools", "-n", NAMESPACE])?;
+    kubectl.entra(&[
+        "lease",
+        "contoso",
         "-n",
         NAMESPACE,
-        "-o",
-        "custom-columns=NAME:.metadata.name,ISSUED:.status.issuedAt,EXPIRES:.status.expiresAt,MAX EXPIRES:.status.maxExpiresAt",
+        "--name",
+        "ci-deploy",
+        "--ttl",
+        "30m",
+        "--auto-renew",
     ])?;
+    note("^ the password stays off the terminal unless asked for (--show-password, --output-file)");
+    kubectl.entra(&[
+        "lease",
+        "contoso",
+        "-n",
+        NAMESPACE,
+        "--name",
+        "bob-debugging",
+        "--user",
+        "bob@contoso.onmicrosoft.com",
+        "--secret-name",
+        "bob-credentials",
+        "--show-password",
+    ])?;
+    note("^ a real password of the emulator's fictitious tenant, shown because this is a demo");
+    note("the same two leases as YAML, for GitOps: examples/lease.yaml");
+    kubectl.entra(&["leases", "-n", NAMESPACE])?;
     kubectl.show(&[
         "get",
         "secret",
@@ -338,27 +349,21 @@ fn lease(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
         "-o",
         r#"go-template={{range $key, $value := .data}}{{$key}}: {{$value | base64decode}}{{"\n"}}{{end}}"#,
     ])?;
-    note("^ a real password of the emulator's fictitious tenant, printed because this is a demo");
+    note("^ the Secret that pods mount");
     let (username, password) = credentials(kubectl, "entra-ci-deploy")?;
     sign_in(stack, &username, &password, true)
 }
 
 fn renew(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
     heading("5. Renew: a later expiry, the same password, never past maxTTL");
-    // bob-debugging does not renew itself (no autoRenew), so every renewal below is a request's.
+    // bob-debugging does not renew itself (no --auto-renew), so every renewal below is asked for.
     let lease = "entralease/bob-debugging";
-    let before = lease_field(kubectl, lease, "{.status.expiresAt}")?;
     let password = credentials(kubectl, "bob-credentials")?.1;
     let graph_writes = stack.emulator().counters().graph_writes;
     // Expiry has whole-second precision: let a second pass so the renewal visibly moves it.
     std::thread::sleep(Duration::from_secs(1));
-    let first = epoch_seconds();
-    request_renewal(stack, kubectl, lease, first)?;
-    let after = lease_field(kubectl, lease, "{.status.expiresAt}")?;
-    let count = lease_field(kubectl, lease, "{.status.renewCount}")?;
-    note(&format!(
-        "expiresAt {before} -> {after}, renewCount {count}"
-    ));
+    stack.check_operator()?;
+    kubectl.entra(&["renew", "bob-debugging", "-n", NAMESPACE])?;
     if credentials(kubectl, "bob-credentials")?.1 != password {
         return Err("the renewal changed the password".into());
     }
@@ -378,15 +383,7 @@ fn renew(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
         "-p",
         r#"{"spec":{"ttl":"24h"}}"#,
     ])?;
-    request_renewal(stack, kubectl, lease, epoch_seconds().max(first + 1))?;
-    kubectl.show(&[
-        "get",
-        lease,
-        "-n",
-        NAMESPACE,
-        "-o",
-        "custom-columns=NAME:.metadata.name,TTL:.spec.ttl,EXPIRES:.status.expiresAt,MAX EXPIRES:.status.maxExpiresAt,RENEWALS:.status.renewCount",
-    ])?;
+    kubectl.entra(&["renew", "bob-debugging", "-n", NAMESPACE])?;
     kubectl.show(&[
         "get",
         lease,
@@ -395,48 +392,20 @@ fn renew(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
         "-o",
         r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}{"\n"}"#,
     ])?;
+    note(
+        "kubectl entra renew sets the annotation kms.hanzo.ai/renew to a new value; any client may",
+    );
     Ok(())
 }
 
-/// The dashboard's "Renew" button: a new value of the renew annotation, answered once.
-fn request_renewal(
-    stack: &mut Stack,
-    kubectl: &Kubectl,
-    lease: &str,
-    request: u64,
-) -> Result<(), String> {
-    kubectl.show(&[
-        "annotate",
-        lease,
-        "-n",
-        NAMESPACE,
-        &format!("kms.hanzo.ai/renew={request}"),
-        "--overwrite",
-    ])?;
-    wait(
-        stack,
-        kubectl,
-        &[
-            &format!("--for=jsonpath={{.status.lastRenewRequest}}={request}"),
-            lease,
-        ],
-    )
-}
-
 fn revoke(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
-    heading("6. Revoke: delete a lease before its time");
+    heading("6. Revoke: end a lease before its time");
     let (username, password) = credentials(kubectl, "bob-credentials")?;
-    kubectl.show(&[
-        "delete",
-        "entralease",
-        "bob-debugging",
-        "-n",
-        NAMESPACE,
-        WAIT_TIMEOUT,
-    ])?;
+    stack.check_operator()?;
+    kubectl.entra(&["revoke", "bob-debugging", "-n", NAMESPACE, "--wait"])?;
     sign_in(stack, &username, &password, false)?;
     kubectl.show_failing(&["get", "secret", "bob-credentials", "-n", NAMESPACE])?;
-    kubectl.show(&["get", "entradynamicsecrets", "-n", NAMESPACE])?;
+    kubectl.entra(&["leases", "-n", NAMESPACE])?;
     Ok(())
 }
 
@@ -555,11 +524,4 @@ fn poll(timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<(), St
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
-}
-
-fn epoch_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|since| since.as_secs())
-        .unwrap_or_default()
 }

@@ -87,6 +87,31 @@ impl Kubectl {
         })
     }
 
+    /// Echoes and runs `kubectl entra ...`: kubectl itself finds the plugin on the PATH, where
+    /// the demo puts the `kubectl-entra` it was built with.
+    pub fn entra(&self, args: &[&str]) -> Result<String, String> {
+        let mut command = vec!["entra"];
+        command.extend_from_slice(args);
+        echo(&command, None);
+        let plugin = crate::stack::built_binary("kubectl-entra")?;
+        let plugin_dir = plugin.parent().expect("a file has a directory");
+        let path = std::env::join_paths(std::iter::once(plugin_dir.to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))
+        .map_err(|e| format!("PATH: {e}"))?;
+        let output = Command::new(controlplane_binary())
+            .arg("kubectl")
+            .args(&command)
+            .env("KUBECONFIG", &self.control_plane.kubeconfig)
+            .env("PATH", path)
+            .output()
+            .map_err(|e| format!("kubectl entra: {e}"))?;
+        // The plugin's progress notes (stderr) come before its result.
+        print!("{}", String::from_utf8_lossy(&output.stderr));
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        succeeded(&command, output)
+    }
+
     /// Runs a command without echoing it; its trimmed standard output.
     pub fn quiet(&self, args: &[&str]) -> Result<String, String> {
         let output = self.control_plane.kubectl(args);

@@ -88,7 +88,7 @@ impl Stack {
     /// Starts `entra-operator run` against the control plane and the emulator; returns its
     /// command line as a user would type it.
     pub fn start_operator(&mut self) -> Result<String, String> {
-        let binary = operator_binary()?;
+        let binary = built_binary("entra-operator")?;
         let emulator_url = self.emulator().base_url();
         let args = [
             "run".to_owned(),
@@ -187,21 +187,28 @@ fn stop_operator_now() {
 
 /// The cargo target directory this example was built into (`target/debug/examples/demo`).
 fn target_dir() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("the demo's own path: {e}"))?;
-    exe.ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .ok_or_else(|| format!("{} is not under a cargo target directory", exe.display()))
+    let profile = profile_dir()?;
+    profile.parent().map(Path::to_path_buf).ok_or_else(|| {
+        format!(
+            "{} is not under a cargo target directory",
+            profile.display()
+        )
+    })
 }
 
-/// The operator binary of the same profile as this example.
-fn operator_binary() -> Result<PathBuf, String> {
+/// The cargo profile directory this example was built into (`target/debug`), where the operator
+/// and the `kubectl-entra` plugin are built beside it.
+pub fn profile_dir() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("the demo's own path: {e}"))?;
-    let binary = exe
-        .ancestors()
+    exe.ancestors()
         .nth(2)
-        .map(|profile| profile.join("entra-operator"))
-        .ok_or("the demo is not in a cargo target directory")?;
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "the demo is not in a cargo target directory".to_owned())
+}
+
+/// A binary of the same profile as this example.
+pub fn built_binary(name: &str) -> Result<PathBuf, String> {
+    let binary = profile_dir()?.join(name);
     if binary.is_file() {
         Ok(binary)
     } else {

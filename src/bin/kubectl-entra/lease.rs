@@ -37,6 +37,10 @@ pub struct LeaseArgs {
     /// The lease's name (default: the pool's name and a random suffix).
     #[arg(long)]
     name: Option<String>,
+    /// The Secret to write the credential to (default: the pool's secretPrefix and the lease's
+    /// name).
+    #[arg(long)]
+    secret_name: Option<String>,
     /// The pool is a ClusterEntraDynamicSecret (needed when you may not read cluster pools).
     #[arg(long)]
     cluster_pool: bool,
@@ -70,6 +74,9 @@ pub async fn run(target: &Target, args: LeaseArgs) -> Result<(), PluginError> {
     }
     if let Some(user) = &args.user {
         spec["user"] = json!(user);
+    }
+    if let Some(secret_name) = &args.secret_name {
+        spec["secretName"] = json!(secret_name);
     }
     if args.continuous {
         spec["rotation"] = json!({ "enabled": true });

@@ -60,6 +60,8 @@ pub fn print(header: &[&str], rows: &[Vec<String>]) {
             })
             .collect::<Vec<_>>()
             .join("   ")
+            .trim_end()
+            .to_owned()
     };
     println!("{}", line(header.to_vec()));
     for row in rows {
