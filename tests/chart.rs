@@ -107,7 +107,11 @@ fn deployment_name(release: &str) -> String {
 
 #[test]
 fn chart_lints_cleanly() {
-    for extra in [&[][..], &["--set", "watchNamespace=apps"][..]] {
+    for extra in [
+        &[][..],
+        &["--set", "watchNamespace=apps"][..],
+        &["--set", "metrics.grafanaDashboard.enabled=true"][..],
+    ] {
         let mut args = vec!["lint", "--strict", CHART_DIR];
         args.extend_from_slice(extra);
         let output = helm_ok(&args);
@@ -248,6 +252,10 @@ fn optional_objects_follow_their_values() {
     ));
     let monitor = only(&rendered, "ServiceMonitor");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["honorLabels"], true,
+        "a lease's or pool's namespace label is not overwritten by the operator's"
+    );
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     assert!(!rendered.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
     // Cluster-wide, a single-namespace install may only read cluster pools and namespaces.
@@ -368,9 +376,15 @@ fn every_alert_fires_in_a_promtool_test_and_the_rules_pass_them() {
         !defaults.iter().any(|o| o["kind"] == "PrometheusRule"),
         "off by default"
     );
-    let enabled = json!({ "metrics": { "prometheusRule": { "enabled": true } } });
+    let enabled = json!({
+        "metrics": { "prometheusRule": { "enabled": true, "labels": { "release": "prom" } } },
+        "commonAnnotations": { "owner": "identity" },
+    });
     let rendered = documents(&template("entra-operator", "ops", &enabled));
-    let groups = &only(&rendered, "PrometheusRule")["spec"]["groups"];
+    let rule = only(&rendered, "PrometheusRule");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    assert_eq!(rule["metadata"]["annotations"]["owner"], "identity");
+    let groups = &rule["spec"]["groups"];
     let alerts: Vec<&str> = groups[0]["rules"]
         .as_array()
         .expect("the rules")
@@ -421,6 +435,74 @@ fn every_alert_fires_in_a_promtool_test_and_the_rules_pass_them() {
 }
 
 #[test]
+fn grafana_dashboard_is_a_config_map_for_the_sidecar() {
+    let defaults = documents(&template("dash", "ops", &json!({})));
+    assert!(
+        !defaults.iter().any(|o| o["kind"] == "ConfigMap"),
+        "off by default"
+    );
+
+    let enabled = json!({ "metrics": { "grafanaDashboard": { "enabled": true } } });
+    let rendered = documents(&template("dash", "ops", &enabled));
+    let config_map = only(&rendered, "ConfigMap");
+    let metadata = &config_map["metadata"];
+    assert_eq!(metadata["name"], "dash-entra-operator-dashboard");
+    assert_eq!(
+        metadata["namespace"], "ops",
+        "the release namespace by default"
+    );
+    assert_eq!(metadata["labels"]["grafana_dashboard"], "1");
+    assert_eq!(metadata["labels"]["app.kubernetes.io/instance"], "dash");
+    let data = config_map["data"].as_object().expect("data");
+    assert_eq!(data.len(), 1, "one dashboard: {:?}", data.keys());
+    let text = data["entra-operator.json"].as_str().expect("a JSON file");
+    let file = std::fs::read_to_string(format!("{CHART_DIR}/dashboards/entra-operator.json"))
+        .expect("the chart ships the dashboard");
+    assert_eq!(text, file.trim_end(), "the file as it is, untemplated");
+    let dashboard: Value = serde_json::from_str(text).expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "entra-operator");
+    assert_eq!(dashboard["title"], "Entra operator");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let queries: Vec<&Value> = panels
+        .iter()
+        .chain(
+            panels
+                .iter()
+                .flat_map(|p| p["panels"].as_array().into_iter().flatten()),
+        )
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .collect();
+    assert!(queries.len() >= 20, "{} queries", queries.len());
+    for query in queries {
+        // Any Grafana's Prometheus, chosen by the variable: no data source uid of ours.
+        assert_eq!(query["datasource"]["uid"], "${datasource}", "{query}");
+    }
+
+    // Another sidecar label, Grafana's namespace, a folder; common annotations still apply.
+    let overridden = documents(&template(
+        "dash",
+        "ops",
+        &json!({
+            "metrics": { "grafanaDashboard": {
+                "enabled": true,
+                "labels": { "grafana_dashboard": null, "dashboards": "entra" },
+                "annotations": { "grafana_folder": "Identity" },
+                "namespace": "monitoring",
+            } },
+            "commonAnnotations": { "owner": "identity" },
+        }),
+    ));
+    let metadata = &only(&overridden, "ConfigMap")["metadata"];
+    assert_eq!(metadata["namespace"], "monitoring");
+    assert_eq!(metadata["labels"]["dashboards"], "entra");
+    assert!(metadata["labels"].get("grafana_dashboard").is_none());
+    assert_eq!(
+        metadata["annotations"],
+        json!({ "grafana_folder": "Identity", "owner": "identity" })
+    );
+}
+
+#[test]
 fn values_schema_refuses_nonsense_naming_the_field() {
     let refused = [
         (json!({ "replicaCount": 0 }), "replicaCount"),
@@ -440,6 +522,14 @@ fn values_schema_refuses_nonsense_naming_the_field() {
         (
             json!({ "watchNamespace": "Not_A_Namespace" }),
             "watchNamespace",
+        ),
+        (
+            json!({ "metrics": { "grafanaDashboard": { "enable": true } } }),
+            "enable",
+        ),
+        (
+            json!({ "metrics": { "grafanaDashboard": { "namespace": "Grafana" } } }),
+            "namespace",
         ),
     ];
     for (values, field) in refused {
@@ -487,7 +577,11 @@ fn rendered_manifests_pass_server_side_dry_run() {
             namespace(&client, "dry-run-apps").await,
         )
     });
-    for values in [json!({}), json!({ "watchNamespace": watched_ns })] {
+    for values in [
+        json!({}),
+        json!({ "watchNamespace": watched_ns }),
+        json!({ "metrics": { "grafanaDashboard": { "enabled": true } } }),
+    ] {
         let manifest = template(&operator_ns, &operator_ns, &values);
         let applied =
             control_plane.kubectl_with_input(&["apply", "--dry-run=server", "-f", "-"], &manifest);

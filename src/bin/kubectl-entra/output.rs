@@ -164,6 +164,35 @@ pub fn print_document(value: &Value, format: Format) -> Result<(), PluginError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use entra_operator::sensitive::SecretString;
+
+    fn held() -> Held {
+        Held {
+            namespace: "team-a".into(),
+            lease: "web".into(),
+            pool: "contoso".into(),
+            secret: "entra-web".into(),
+            username: "alice@contoso.com".into(),
+            password: SecretString::new("p4ss'w0rd$".into()),
+            expires_at: Some("2026-11-30T10:00:00Z".parse().unwrap()),
+            max_expires_at: None,
+            next_rotation_at: None,
+        }
+    }
+
+    #[test]
+    fn the_password_is_printed_only_when_asked_for() {
+        for format in [Format::Text, Format::Json, Format::Yaml, Format::Env] {
+            let hidden = render(&held(), format, false);
+            assert!(!hidden.contains("p4ss"), "{format:?}: {hidden}");
+            assert!(hidden.contains("alice@contoso.com"), "{format:?}: {hidden}");
+            let shown = render(&held(), format, true);
+            assert!(shown.contains("p4ss"), "{format:?}: {shown}");
+        }
+        assert!(render(&held(), Format::Env, true).contains(r"ENTRA_PASSWORD='p4ss'\''w0rd$'"));
+        let json: Value = serde_json::from_str(&render(&held(), Format::Json, true)).unwrap();
+        assert_eq!(json["password"], "p4ss'w0rd$");
+    }
 
     #[test]
     fn shell_quoting_survives_quotes_and_dollars() {
