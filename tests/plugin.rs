@@ -121,34 +121,63 @@ async fn lease_user(env: &LeaseEnv, dir: &Path) -> Plugin {
     }
 }
 
-/// A viewer: the namespace's `view` role.
-async fn viewer(env: &LeaseEnv, dir: &Path) -> Plugin {
+/// A ServiceAccount `name` of the namespace with the rights `grant` gives it (RBAC objects in
+/// YAML; `{sa}` stands for the ServiceAccount as a subject).
+async fn user_with(env: &LeaseEnv, dir: &Path, name: &str, grant: &str, probe: &str) -> Plugin {
     install_user_roles(env.control_plane);
     let namespace = &env.namespace;
+    let subject = format!("{{ kind: ServiceAccount, name: {name}, namespace: {namespace} }}");
     let rbac = format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{ name: viewer, namespace: {namespace} }}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{ name: viewer-view, namespace: {namespace} }}
-roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view }}
-subjects: [{{ kind: ServiceAccount, name: viewer, namespace: {namespace} }}]
-"#
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{ name: {name}, namespace: {namespace} }}\n---\n{}",
+        grant.replace("{sa}", &subject).replace("{ns}", namespace)
     );
     let applied = env
         .control_plane
         .kubectl_with_input(&["apply", "-f", "-"], &rbac);
-    assert!(applied.status.success());
-    let kubeconfig = dir.join("viewer.kubeconfig");
-    service_account_kubeconfig(env.control_plane, namespace, "viewer", &kubeconfig);
-    wait_for_right(env, "viewer", "list", "entraleases.kms.hanzo.ai").await;
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+    service_account_kubeconfig(env.control_plane, namespace, name, &kubeconfig);
+    let (verb, resource) = probe.split_once(' ').unwrap();
+    wait_for_right(env, name, verb, resource).await;
     Plugin {
         kubeconfig,
         namespace: namespace.clone(),
     }
+}
+
+/// A viewer: the namespace's `view` role.
+async fn viewer(env: &LeaseEnv, dir: &Path) -> Plugin {
+    let grant = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: viewer-view, namespace: {ns} }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view }
+subjects: [{sa}]
+"#;
+    user_with(env, dir, "viewer", grant, "list entraleases.kms.hanzo.ai").await
+}
+
+/// Rights on leases and their Secrets only: not even reading the pools.
+async fn lease_only_user(env: &LeaseEnv, dir: &Path) -> Plugin {
+    let grant = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: { name: leases-only, namespace: {ns} }
+rules:
+  - { apiGroups: [kms.hanzo.ai], resources: [entraleases], verbs: [create, get, list, watch, patch, delete] }
+  - { apiGroups: [""], resources: [secrets], verbs: [get] }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: leases-only, namespace: {ns} }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: leases-only }
+subjects: [{sa}]
+"#;
+    user_with(env, dir, "leaser", grant, "create entraleases.kms.hanzo.ai").await
 }
 
 fn admin(env: &LeaseEnv) -> Plugin {
@@ -228,6 +257,30 @@ async fn a_lease_user_leases_renews_and_revokes_from_the_terminal() {
         "{written}"
     );
 
+    // A symlink planted at the path is replaced, not followed.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    let link = dir.path().join("link.env");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    dev.ok(&[
+        "creds",
+        "web",
+        "-o",
+        "env",
+        "--output-file",
+        link.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    let written = std::fs::symlink_metadata(&link).unwrap();
+    assert!(written.is_file(), "a regular file replaced the link");
+    assert_eq!(written.permissions().mode() & 0o777, 0o600);
+    let refused = dev.fails(&["revoke", "web", "-A"]).await;
+    assert!(
+        refused.contains("applies to `leases` and `pools` only"),
+        "{refused}"
+    );
+
     let listed = dev.ok(&["leases"]).await;
     let row = listed
         .lines()
@@ -246,6 +299,17 @@ async fn a_lease_user_leases_renews_and_revokes_from_the_terminal() {
             .last_renew_request
             .is_some_and(|r| r.starts_with("kubectl-entra-")),
         "the operator answered the plugin's request"
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "Renewed");
+    let expires = status.expires_at.unwrap().0;
+    assert!(
+        renewed.contains(&expires.to_string()),
+        "the expiry printed is the lease's: {renewed}"
     );
 
     // A continuous lease shows its next rotation.
@@ -352,6 +416,12 @@ async fn every_refusal_says_what_and_why() {
     );
     assert!(viewer.ok(&["leases"]).await.contains("No leases"));
 
+    // Someone who may use leases but not read pools still leases a namespace's pool by name.
+    let leaser = lease_only_user(&env, dir.path()).await;
+    let leased = leaser.ok(&["lease", "one", "--name", "unchecked"]).await;
+    assert!(leased.contains("Username"), "{leased}");
+    leaser.ok(&["revoke", "unchecked", "--wait"]).await;
+
     // The only user is taken: the second lease waits, and the timeout says why.
     dev.ok(&["lease", "one", "--name", "first"]).await;
     let waited = dev
@@ -428,6 +498,21 @@ async fn every_refusal_says_what_and_why() {
         lease.spec.dynamic_secret_ref.kind,
         PoolKind::ClusterEntraDynamicSecret
     );
+    // The pool stops serving the namespace: a renewal is answered, declined, and said so.
+    let narrowed = env.control_plane.kubectl(&[
+        "patch",
+        "clusterentradynamicsecret",
+        &cluster_pool,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"namespaceSelector":{"matchLabels":{"nobody":"here"}}}}"#,
+    ]);
+    assert!(narrowed.status.success());
+    let declined = dev.fails(&["renew", "from-cluster"]).await;
+    assert!(
+        declined.contains("lease from-cluster was not renewed (NamespaceNotSelected"),
+        "{declined}"
+    );
     for name in ["by-admin", "from-cluster", "second", "first"] {
         dev.ok(&["revoke", name, "--wait"]).await;
     }
@@ -476,8 +561,29 @@ async fn status_finds_the_crds_and_the_leader_and_says_when_none_leads() {
     assert!(healthy.contains("API server   v1."), "{healthy}");
 
     // A lease user may not read CRDs or the Lease, but discovery says what is served.
-    let as_dev = dev.ok(&status_args).await;
-    assert_eq!(as_dev.matches("(served: true)").count(), 3, "{as_dev}");
+    let as_dev = dev.run(&status_args).await;
+    let (stdout, stderr) = (
+        String::from_utf8(as_dev.stdout).unwrap(),
+        String::from_utf8(as_dev.stderr).unwrap(),
+    );
+    assert_eq!(stdout.matches("(served: true)").count(), 3, "{stdout}");
+    assert!(
+        !as_dev.status.success(),
+        "an unverified operator is no success"
+    );
+    assert!(
+        stderr.contains("could not verify that an operator runs"),
+        "{stderr}"
+    );
+    // Nothing in a namespace without an operator.
+    let nowhere = admin
+        .run(&["status", "--operator-namespace", &env.namespace])
+        .await;
+    assert!(!nowhere.status.success());
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr).contains("no running operator found"),
+        "{nowhere:?}"
+    );
 
     leader.kill();
     let stale = env

@@ -188,14 +188,25 @@ fn annotated_expiry(secret: &Secret, namespace: &str) -> Result<Option<Timestamp
     else {
         return Ok(None);
     };
-    value.trim().parse().map(Some).map_err(|_| Error::Credential {
-        reason: "ClientSecretExpiryInvalid",
-        message: format!(
-            "Secret {} in {namespace}: annotation {CLIENT_SECRET_EXPIRES_AT_ANNOTATION} is {value:?}, \
-             not an RFC 3339 time such as 2027-06-30T00:00:00Z",
-            secret.name_any()
-        ),
+    parse_expiry(value).map(Some).ok_or_else(|| {
+        // Whoever annotated it chose the value: quote a bounded part of it.
+        let shown: String = value.chars().take(64).collect();
+        Error::Credential {
+            reason: "ClientSecretExpiryInvalid",
+            message: format!(
+                "Secret {} in {namespace}: annotation {CLIENT_SECRET_EXPIRES_AT_ANNOTATION} is \
+                 {shown:?}, not an RFC 3339 time such as 2027-06-30T00:00:00Z",
+                secret.name_any()
+            ),
+        }
     })
+}
+
+/// An RFC 3339 time of the years 1 to 9999, the range a status timestamp can hold.
+fn parse_expiry(value: &str) -> Option<Timestamp> {
+    let at: Timestamp = value.trim().parse().ok()?;
+    let year = at.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).year();
+    (1..=9999).contains(&year).then_some(at)
 }
 
 async fn certificate(
@@ -270,4 +281,21 @@ async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Secre
         });
     }
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiry;
+
+    #[test]
+    fn expiry_annotations_are_rfc_3339_times_a_status_can_hold() {
+        assert_eq!(
+            parse_expiry(" 2027-06-30T00:00:00Z ").map(|t| t.to_string()),
+            Some("2027-06-30T00:00:00Z".to_owned())
+        );
+        assert!(parse_expiry("2027-06-30T02:00:00+02:00").is_some());
+        for refused in ["end of June", "2027-06-30", "-000001-06-30T00:00:00Z", ""] {
+            assert_eq!(parse_expiry(refused), None, "{refused:?}");
+        }
+    }
 }

@@ -21,7 +21,7 @@ pub struct KubeArgs {
     namespace: Option<String>,
     /// Every namespace (leases and pools).
     #[arg(short = 'A', long, global = true)]
-    all_namespaces: bool,
+    pub all_namespaces: bool,
 }
 
 /// Where commands act.

@@ -27,6 +27,8 @@ pub enum PluginError {
     },
     #[error("{0}")]
     Output(String),
+    #[error("entra-operator is not fully working:\n  - {0}")]
+    Unhealthy(String),
     #[error("{action}: {source}")]
     Kube {
         action: String,

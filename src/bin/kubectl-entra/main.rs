@@ -75,6 +75,13 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), PluginError> {
     entra_operator::tls::install_crypto_provider();
+    let lists = matches!(cli.command, Command::Leases(_) | Command::Pools(_));
+    if cli.kube.all_namespaces && !lists {
+        return Err(PluginError::Usage(
+            "-A (--all-namespaces) applies to `leases` and `pools` only; name the namespace with -n"
+                .to_owned(),
+        ));
+    }
     let target = cli.kube.connect().await?;
     match cli.command {
         Command::Lease(args) => lease::run(&target, args).await,

@@ -2,8 +2,8 @@
 //! scripts. The password reaches the terminal only when asked for; a file gets it with mode 0600.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use k8s_openapi::jiff::Timestamp;
@@ -126,22 +126,24 @@ fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
-/// Creates or truncates `path` readable by its owner only, whatever mode it had.
-fn write_private(path: &PathBuf, contents: &str) -> Result<(), PluginError> {
+/// Writes `path` readable by its owner only: a new file (mode 0600, created exclusively) in the
+/// same directory, renamed over `path`. A symlink planted at `path` is replaced, not followed, and
+/// nobody holding the old file open sees the password.
+fn write_private(path: &Path, contents: &str) -> Result<(), PluginError> {
     let failed = |error: std::io::Error| {
         PluginError::Output(format!("cannot write {}: {error}", path.display()))
     };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(failed)?;
-    // An existing file keeps its mode on open: narrow it before the password goes in.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(failed)?;
-    file.write_all(contents.as_bytes()).map_err(failed)
+    file.write_all(contents.as_bytes()).map_err(failed)?;
+    file.persist(path).map_err(|error| failed(error.error))?;
+    Ok(())
 }
 
 /// Lists and other non-secret documents, in a script format.

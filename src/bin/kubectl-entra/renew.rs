@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use entra_operator::api::{EntraLease, LeasePhase, RENEW_ANNOTATION};
+use entra_operator::duration::format_duration;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -61,9 +62,9 @@ pub async fn run(target: &Target, args: RenewArgs) -> Result<(), PluginError> {
         .await
         .map_err(|_| {
             PluginError::Timeout(format!(
-                "the operator did not answer the renewal of lease {name} within {}s; the \
+                "the operator did not answer the renewal of lease {name} within {}; the \
                  request stands ({RENEW_ANNOTATION}={request_value})",
-                args.wait.as_secs()
+                format_duration(args.wait)
             ))
         })?
         .map_err(|error| PluginError::Timeout(format!("lost the watch on lease {name}: {error}")))?
@@ -77,20 +78,26 @@ pub async fn run(target: &Target, args: RenewArgs) -> Result<(), PluginError> {
     let shown = |at: Option<Timestamp>| {
         at.map_or_else(|| "-".to_owned(), |at| format!("{at} ({})", until(at)))
     };
+    // The operator answers every request, also those it declines: its reason says which.
+    let ready = renewed
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let (reason, message) = ready.map_or(("", ""), |c| (c.reason.as_str(), c.message.as_str()));
     let moved = renew_count(&renewed) > renewals_before;
-    if !moved && after.is_some() && after == max {
-        return Err(PluginError::LeaseNotUsable(format!(
-            "lease {name} is at its pool's maxTTL: it expires {} and may not be renewed past \
-             it; lease again for a new credential",
-            shown(after)
-        )));
-    }
-    let capped = if after.is_some() && after == max {
-        " (capped at the pool's maxTTL)"
-    } else {
-        ""
+    let capped = match reason {
+        // Not moved: renewed within the second it was issued or last renewed, to the same time.
+        "Renewed" => "",
+        "RenewalCapped" if moved => " (capped at the pool's maxTTL)",
+        _ => {
+            return Err(PluginError::LeaseNotUsable(format!(
+                "lease {name} was not renewed ({reason}: {message}); it expires {}, and may be \
+                 renewed until {} at most",
+                shown(after),
+                shown(max)
+            )));
+        }
     };
-    // Not moved and not capped: it already runs as long as a renewal now would make it.
     println!(
         "Lease {}/{name} renewed: expires {}{capped}",
         target.namespace,

@@ -37,15 +37,34 @@ pub async fn run(target: &Target, args: StatusArgs) -> Result<(), PluginError> {
     );
     line("API server", version.git_version);
     check_crds(target, &mut problems).await;
-    let lease_name = check_deployments(target, &args, &mut problems).await;
-    check_leader(target, &args.operator_namespace, &lease_name, &mut problems).await;
+    let (deployments, lease_name) = check_deployments(target, &args, &mut problems).await;
+    let leader = check_leader(target, &args.operator_namespace, &lease_name, &mut problems).await;
+    let namespace = &args.operator_namespace;
+    match (leader, deployments) {
+        (Seen::Yes | Seen::Reported, _) | (Seen::No, Seen::Yes) => {}
+        (Seen::No, Seen::No) => problems.push(format!(
+            "no running operator found in namespace {namespace}: no ready Deployment labelled \
+             {OPERATOR_LABEL} and no leader (is it installed elsewhere? --operator-namespace)"
+        )),
+        _ => problems.push(format!(
+            "could not verify that an operator runs: you may not read its Deployments or \
+             leader Lease in namespace {namespace}"
+        )),
+    }
     if problems.is_empty() {
         return Ok(());
     }
-    Err(PluginError::NotFound(format!(
-        "entra-operator is not fully working:\n  - {}",
-        problems.join("\n  - ")
-    )))
+    Err(PluginError::Unhealthy(problems.join("\n  - ")))
+}
+
+/// Whether a running operator was seen, not seen, could not be looked for, or was found broken
+/// (a problem already reported).
+#[derive(Clone, Copy)]
+enum Seen {
+    Yes,
+    No,
+    Unknown,
+    Reported,
 }
 
 fn line(label: &str, value: impl std::fmt::Display) {
@@ -116,12 +135,13 @@ fn schemas(crd: &CustomResourceDefinition) -> Vec<String> {
         .collect()
 }
 
-/// The operator's Deployments in its namespace; returns the leader Lease they name.
+/// The operator's Deployments in its namespace: whether one has a ready replica, and the leader
+/// Lease they name.
 async fn check_deployments(
     target: &Target,
     args: &StatusArgs,
     problems: &mut Vec<String>,
-) -> String {
+) -> (Seen, String) {
     let namespace = &args.operator_namespace;
     let api: Api<Deployment> = Api::namespaced(target.client.clone(), namespace);
     let list = match api
@@ -134,11 +154,11 @@ async fn check_deployments(
                 "Operator",
                 format!("cannot list Deployments in {namespace} (RBAC)"),
             );
-            return args.leader_lease.clone();
+            return (Seen::Unknown, args.leader_lease.clone());
         }
         Err(error) => {
             problems.push(format!("cannot list Deployments in {namespace}: {error}"));
-            return args.leader_lease.clone();
+            return (Seen::Unknown, args.leader_lease.clone());
         }
     };
     if list.is_empty() {
@@ -148,6 +168,7 @@ async fn check_deployments(
         );
     }
     let mut lease_name = args.leader_lease.clone();
+    let mut ready = Seen::No;
     for deployment in &list {
         let version = deployment
             .labels()
@@ -160,6 +181,9 @@ async fn check_deployments(
             .as_ref()
             .and_then(|s| s.replicas)
             .unwrap_or(1);
+        if status.ready_replicas.unwrap_or(0) > 0 {
+            ready = Seen::Yes;
+        }
         line(
             "Operator",
             format!(
@@ -172,7 +196,7 @@ async fn check_deployments(
             lease_name = name;
         }
     }
-    lease_name
+    (ready, lease_name)
 }
 
 /// The `--leader-election-lease-name` the operator container is given.
@@ -186,7 +210,12 @@ fn leader_lease_of(deployment: &Deployment) -> Option<String> {
 }
 
 /// Who leads, and whether it renewed its Lease in time: the sign that an operator runs.
-async fn check_leader(target: &Target, namespace: &str, name: &str, problems: &mut Vec<String>) {
+async fn check_leader(
+    target: &Target,
+    namespace: &str,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Seen {
     let api: Api<Lease> = Api::namespaced(target.client.clone(), namespace);
     let lease = match api.get_opt(name).await {
         Ok(Some(lease)) => lease,
@@ -195,18 +224,18 @@ async fn check_leader(target: &Target, namespace: &str, name: &str, problems: &m
                 "Leader",
                 format!("no Lease {namespace}/{name} (leader election off, or no replica started)"),
             );
-            return;
+            return Seen::No;
         }
         Err(error) if is_status(&error, 403) => {
             line(
                 "Leader",
                 format!("cannot read Lease {namespace}/{name} (RBAC)"),
             );
-            return;
+            return Seen::Unknown;
         }
         Err(error) => {
             problems.push(format!("cannot read Lease {namespace}/{name}: {error}"));
-            return;
+            return Seen::Unknown;
         }
     };
     let spec = lease.spec.unwrap_or_default();
@@ -217,6 +246,7 @@ async fn check_leader(target: &Target, namespace: &str, name: &str, problems: &m
     match age {
         Some(age) if !holder.is_empty() && age <= duration => {
             line("Leader", format!("{holder} (renewed {age}s ago)"));
+            Seen::Yes
         }
         _ => {
             let since = age.map_or_else(|| "never".to_owned(), |age| format!("{age}s ago"));
@@ -228,6 +258,7 @@ async fn check_leader(target: &Target, namespace: &str, name: &str, problems: &m
                 "no replica leads: Lease {namespace}/{name} was last renewed {since}, longer \
                  than its {duration}s; no lease is issued or revoked until one does"
             ));
+            Seen::Reported
         }
     }
 }
