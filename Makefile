@@ -19,6 +19,10 @@ HELM_DIR := tests/helm
 HELM_BIN := target/controlplane/helm
 PROMTOOL_DIR := tests/promtool
 PROMTOOL_BIN := target/controlplane/promtool
+# The bench's peer, External Secrets Operator, built from its Go module with its release's CRDs.
+PEER_DIR := tests/peer
+ESO_BIN := target/controlplane/eso
+ESO_CRDS := target/controlplane/eso-crds.yaml
 
 GO_ENV := GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 KUBE_LDFLAGS := -s -w \
@@ -32,6 +36,8 @@ KUBE_LDFLAGS := -s -w \
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
 export HELM_BIN := $(abspath $(HELM_BIN))
 export PROMTOOL_BIN := $(abspath $(PROMTOOL_BIN))
+export ESO_BIN := $(abspath $(ESO_BIN))
+export ESO_CRDS := $(abspath $(ESO_CRDS))
 
 .PHONY: help
 help:
@@ -39,6 +45,7 @@ help:
 	@echo "make test   format and lint checks, unit tests and integration tests"
 	@echo "make crds   regenerate crds/ (and the chart's copy) from the Rust types"
 	@echo "make bench  measure the operator (release build); writes bench/results.md and results.json"
+	@echo "make bench-peer  the operator beside External Secrets Operator; the peer table of results.md"
 	@echo "make chaos  fault-injection scenarios checking the invariants (release build)"
 
 .PHONY: demo
@@ -95,9 +102,23 @@ test: lint $(CONTROLPLANE_BIN) $(HELM_BIN) $(PROMTOOL_BIN)
 bench-build:
 	cargo build --release -p entra-operator -p entra-bench
 
+# The peer comparison runs too once `make bench-peer` has built ESO (its first build takes about
+# 25 minutes on 2 cores).
 .PHONY: bench
 bench: $(CONTROLPLANE_BIN) bench-build
 	target/release/bench
+	@if [ -x $(ESO_BIN) ] && [ -f $(ESO_CRDS) ]; then target/release/peer; \
+	else echo ">> no peer comparison: make bench-peer builds External Secrets Operator and runs it"; fi
+
+.PHONY: bench-peer
+bench-peer: $(CONTROLPLANE_BIN) $(ESO_BIN) bench-build
+	target/release/peer
+
+$(ESO_BIN): $(PEER_DIR)/go.mod $(PEER_DIR)/go.sum $(PEER_DIR)/main.go
+	@echo ">> building External Secrets Operator from its Go module (later runs reuse it)"
+	@mkdir -p $(dir $@)
+	cd $(PEER_DIR) && $(GO_ENV) go build -trimpath -ldflags "-s -w" -o $(abspath $@) .
+	cp "$$(cd $(PEER_DIR) && $(GO_ENV) go list -m -f '{{.Dir}}' github.com/external-secrets/external-secrets)/deploy/crds/bundle.yaml" $(ESO_CRDS)
 
 .PHONY: chaos
 chaos: $(CONTROLPLANE_BIN) bench-build

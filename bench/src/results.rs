@@ -9,6 +9,17 @@ use serde::Serialize;
 use super::operator::Usage;
 use super::stats::Percentiles;
 
+/// The peer section of `results.md`, written by `make bench-peer` and kept by `make bench`.
+pub const PEER_BEGIN: &str = "<!-- peer: written by make bench-peer -->";
+pub const PEER_END: &str = "<!-- /peer -->";
+
+/// The peer section of an existing `results.md`, with its closing line break, if it has one.
+pub fn peer_section(markdown: &str) -> Option<String> {
+    let begin = markdown.find(PEER_BEGIN)?;
+    let end = markdown.find(PEER_END)? + PEER_END.len();
+    Some(format!("{}\n", &markdown[begin..end]))
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Machine {
     pub nproc: usize,

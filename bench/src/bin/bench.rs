@@ -139,11 +139,14 @@ fn main() {
     let json = serde_json::to_string_pretty(&results).expect("results serialise");
     std::fs::write(out.join("results.json"), json + "\n").expect("results.json is written");
     // A hand-written analysis after the marker survives new runs (it says which run it is about).
-    let analysis = std::fs::read_to_string(out.join("results.md"))
-        .ok()
-        .and_then(|old| old.find(ANALYSIS_MARKER).map(|at| old[at..].to_owned()))
+    // So does the peer section `make bench-peer` wrote.
+    let old = std::fs::read_to_string(out.join("results.md")).unwrap_or_default();
+    let analysis = old
+        .find(ANALYSIS_MARKER)
+        .map(|at| old[at..].to_owned())
         .unwrap_or_default();
-    let markdown = results.markdown() + &analysis;
+    let peer = results::peer_section(&old).map_or_else(String::new, |s| s + "\n");
+    let markdown = results.markdown() + &peer + &analysis;
     std::fs::write(out.join("results.md"), markdown).expect("results.md is written");
     println!("wrote {}/results.md and results.json", out.display());
 }
