@@ -118,7 +118,7 @@ $(ESO_BIN): $(PEER_DIR)/go.mod $(PEER_DIR)/go.sum $(PEER_DIR)/main.go
 	@echo ">> building External Secrets Operator from its Go module (later runs reuse it)"
 	@mkdir -p $(dir $@)
 	cd $(PEER_DIR) && $(GO_ENV) go build -trimpath -ldflags "-s -w" -o $(abspath $@) .
-	cp "$$(cd $(PEER_DIR) && $(GO_ENV) go list -m -f '{{.Dir}}' github.com/external-secrets/external-secrets)/deploy/crds/bundle.yaml" $(ESO_CRDS)
+	install -m 0644 "$$(cd $(PEER_DIR) && $(GO_ENV) go list -m -f '{{.Dir}}' github.com/external-secrets/external-secrets)/deploy/crds/bundle.yaml" $(ESO_CRDS)
 
 .PHONY: chaos
 chaos: $(CONTROLPLANE_BIN) bench-build

@@ -134,7 +134,7 @@ fn chart_crds_are_the_generated_crds() {
 #[test]
 fn chart_app_version_is_the_operator_version() {
     let chart: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(format!("{CHART_DIR}/Chart.yaml")).unwrap())
+        yaml_serde::from_str(&std::fs::read_to_string(format!("{CHART_DIR}/Chart.yaml")).unwrap())
             .unwrap();
     assert_eq!(
         chart["appVersion"],
@@ -394,7 +394,7 @@ fn every_alert_fires_in_a_promtool_test_and_the_rules_pass_them() {
     assert!(alerts.len() >= 8, "{alerts:?}");
     let cases_file = support::workspace_dir().join("tests/alerts/entra-operator.test.yaml");
     let cases = std::fs::read_to_string(&cases_file).expect("the promtool cases");
-    let parsed: Value = serde_yaml::from_str(&cases).expect("the cases are YAML");
+    let parsed: Value = yaml_serde::from_str(&cases).expect("the cases are YAML");
     for alert in &alerts {
         let fires = parsed["tests"]
             .as_array()

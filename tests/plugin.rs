@@ -231,7 +231,7 @@ async fn a_lease_user_leases_renews_and_revokes_from_the_terminal() {
     assert_eq!(creds["password"], password.as_str());
     assert!(creds["expiresAt"].as_str().is_some(), "{creds}");
     let yaml = dev.ok(&["creds", "web", "-o", "yaml"]).await;
-    let yaml: Value = serde_yaml::from_str(&yaml).expect("-o yaml is YAML");
+    let yaml: Value = yaml_serde::from_str(&yaml).expect("-o yaml is YAML");
     assert_eq!(yaml["username"], username.as_str());
     assert!(yaml.get("password").is_none(), "hidden in YAML too");
 

@@ -59,7 +59,9 @@ impl Machine {
             memory_gib: memory_kib / 1024.0 / 1024.0,
             cpu_model,
             kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
-            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            date: k8s_openapi::jiff::Timestamp::now()
+                .strftime("%Y-%m-%d %H:%M UTC")
+                .to_string(),
             operator_source: operator_source(),
             load_at_start: load_average(),
             ..Machine::default()

@@ -3,39 +3,29 @@
 
 use std::time::Duration;
 
-use kube::runtime::utils::{Backoff, ResetTimerBackoff};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 
-const FIRST: Duration = Duration::from_millis(500);
+/// The first delay before jitter. Jitter adds up to the delay itself, so each wait lies in
+/// `[d, 2d)`: 0.25-0.5 s at first, then doubling.
+const FIRST: Duration = Duration::from_millis(250);
 /// kube's default grows to 30 s, which after an API server restart leaves reconciles waiting on
-/// a watch for up to half a minute once the server is back. Six watches retrying every 5 s are
-/// no burden on a server that is down.
-const LONGEST: Duration = Duration::from_secs(5);
+/// a watch for up to half a minute once the server is back. With jitter, no wait reaches 5 s:
+/// six watches retrying that often are no burden on a server that is down.
+const LONGEST_BEFORE_JITTER: Duration = Duration::from_millis(2500);
 /// The delays start again from [`FIRST`] after this long without an error.
 const RESET_AFTER: Duration = Duration::from_secs(30);
 
-/// Doubling delays from 0.5 s up to 5 s.
-pub fn watch_backoff() -> ResetTimerBackoff<Doubling> {
-    ResetTimerBackoff::new(Doubling { next: FIRST }, RESET_AFTER)
-}
-
-pub struct Doubling {
-    next: Duration,
-}
-
-impl Iterator for Doubling {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let delay = self.next;
-        self.next = (delay * 2).min(LONGEST);
-        Some(delay)
-    }
-}
-
-impl Backoff for Doubling {
-    fn reset(&mut self) {
-        self.next = FIRST;
-    }
+/// kube-runtime's own exponential backoff with jitter (so that watches restarting together
+/// spread out), doubling from 0.25-0.5 s to under 5 s.
+pub fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    let builder = backon::ExponentialBuilder::default()
+        .with_min_delay(FIRST)
+        .with_max_delay(LONGEST_BEFORE_JITTER)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(builder.into(), RESET_AFTER)
 }
 
 /// The first retry of a failed reconcile, and the longest wait between two.
@@ -64,15 +54,20 @@ mod tests {
     }
 
     #[test]
-    fn delays_double_up_to_five_seconds_and_start_over_on_reset() {
-        let mut backoff = Doubling { next: FIRST };
-        let delays: Vec<u64> = backoff
-            .by_ref()
-            .take(6)
-            .map(|d| d.as_millis() as u64)
-            .collect();
-        assert_eq!(delays, [500, 1000, 2000, 4000, 5000, 5000]);
+    fn watch_delays_double_with_jitter_and_stay_under_five_seconds() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = watch_backoff();
+        let delays: Vec<Duration> = backoff.by_ref().take(12).collect();
+        let floors = [250, 500, 1000, 2000, 2500, 2500];
+        for (delay, floor) in delays.iter().zip(floors.iter().chain([2500; 6].iter())) {
+            let floor = Duration::from_millis(*floor);
+            assert!(
+                *delay >= floor && *delay < floor * 2,
+                "{delay:?} in [{floor:?}, 2x)"
+            );
+        }
         backoff.reset();
-        assert_eq!(backoff.next(), Some(FIRST));
+        let first = backoff.next().unwrap();
+        assert!(first < Duration::from_millis(500), "starts over: {first:?}");
     }
 }

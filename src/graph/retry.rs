@@ -131,10 +131,11 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
         }
         Duration::from_secs_f64(seconds.min(LONGEST.as_secs_f64()))
     } else {
-        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
+        let at = k8s_openapi::jiff::fmt::rfc2822::parse(value)
+            .ok()?
+            .timestamp();
+        let now = k8s_openapi::jiff::Timestamp::now();
+        Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
     };
     Some(wait.min(LONGEST))
 }

@@ -107,7 +107,7 @@ pub fn uninstall(control_plane: &ControlPlane, release: &str, namespace: &str) {
 
 /// The objects of a multi-document YAML stream, empty documents left out.
 pub fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    yaml_serde::Deserializer::from_str(yaml)
         .map(|document| {
             serde::Deserialize::deserialize(document).expect("the manifest is valid YAML")
         })

@@ -56,7 +56,7 @@ fn render(held: &Held, format: Format, with_password: bool) -> String {
         Format::Text => text(held, password),
         Format::Json => format!("{:#}\n", document(held, password)),
         Format::Yaml => {
-            serde_yaml::to_string(&document(held, password)).expect("a JSON value is valid YAML")
+            yaml_serde::to_string(&document(held, password)).expect("a JSON value is valid YAML")
         }
         Format::Env => env(held, password),
     }
@@ -152,7 +152,7 @@ pub fn print_document(value: &Value, format: Format) -> Result<(), PluginError> 
         Format::Json => println!("{value:#}"),
         Format::Yaml => print!(
             "{}",
-            serde_yaml::to_string(value).expect("a JSON value is valid YAML")
+            yaml_serde::to_string(value).expect("a JSON value is valid YAML")
         ),
         Format::Text | Format::Env => {
             return Err(PluginError::Usage(

@@ -34,7 +34,7 @@ fn default_token_lifetime_seconds() -> u64 {
 
 impl Config {
     pub fn from_yaml_str(yaml: &str) -> Result<Config, Error> {
-        let config: Config = serde_yaml::from_str(yaml)?;
+        let config: Config = yaml_serde::from_str(yaml)?;
         config.validate()?;
         Ok(config)
     }

@@ -7,7 +7,7 @@ pub enum Error {
     #[error("cannot read emulator config {path}: {source}")]
     ReadConfig { path: PathBuf, source: io::Error },
     #[error("invalid emulator config: {0}")]
-    ParseConfig(#[from] serde_yaml::Error),
+    ParseConfig(#[from] yaml_serde::Error),
     #[error("invalid emulator config: {0}")]
     InvalidConfig(String),
     #[error(
