@@ -7,7 +7,10 @@
 
 use std::ops::RangeInclusive;
 
-use zeroize::{Zeroize, Zeroizing};
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use zeroize::Zeroizing;
 
 use crate::sensitive::SecretString;
 
@@ -22,74 +25,32 @@ pub const SYMBOLS: &[u8] = b"@#$%^&*-_!+=[]{}|:,.?/~();<>";
 /// A new random password of `length` characters, clamped to [`PASSWORD_LENGTHS`].
 ///
 /// One character of each class goes first, the rest come from all classes together, then a
-/// uniform shuffle puts the required characters at random positions. Every draw is unbiased
-/// (rejection sampling, no modulo bias).
+/// uniform shuffle puts the required characters at random positions. Draws come straight from
+/// the operating system's CSPRNG through rand's uniform distributions (no modulo bias).
 pub fn generate_password(length: usize) -> SecretString {
     let length = length.clamp(*PASSWORD_LENGTHS.start(), *PASSWORD_LENGTHS.end());
     let alphabet: Vec<u8> = [LOWERCASE, UPPERCASE, DIGITS, SYMBOLS].concat();
-    let mut random = OsRandom::new();
+    // No generator state outlives the call: every byte is read from the OS when it is drawn.
+    let mut random = OsRng.unwrap_err();
     let mut characters = Zeroizing::new(Vec::with_capacity(length));
     for class in [LOWERCASE, UPPERCASE, DIGITS, SYMBOLS] {
-        characters.push(class[random.below(class.len())]);
+        characters.push(*class.choose(&mut random).expect("classes are not empty"));
     }
     while characters.len() < length {
-        characters.push(alphabet[random.below(alphabet.len())]);
+        characters.push(
+            *alphabet
+                .choose(&mut random)
+                .expect("the alphabet is not empty"),
+        );
     }
-    // Fisher-Yates.
-    for i in (1..characters.len()).rev() {
-        let j = random.below(i + 1);
-        characters.swap(i, j);
-    }
+    characters.shuffle(&mut random);
     let text = String::from_utf8(std::mem::take(&mut *characters)).expect("the alphabet is ASCII");
-    SecretString::new(text)
-}
-
-/// Bytes from the OS CSPRNG, fetched in blocks and wiped after use.
-struct OsRandom {
-    block: [u8; 64],
-    next: usize,
-}
-
-impl OsRandom {
-    fn new() -> Self {
-        Self {
-            block: [0; 64],
-            next: 64,
-        }
-    }
-
-    fn byte(&mut self) -> u8 {
-        if self.next == self.block.len() {
-            getrandom::fill(&mut self.block).expect("the operating system's CSPRNG is available");
-            self.next = 0;
-        }
-        let byte = self.block[self.next];
-        self.next += 1;
-        byte
-    }
-
-    /// A uniform index below `bound` (1..=256): bytes at or above the largest multiple of
-    /// `bound` are rejected, so no index is likelier than another.
-    fn below(&mut self, bound: usize) -> usize {
-        assert!((1..=256).contains(&bound), "bound {bound} out of range");
-        let limit = 256 - 256 % bound;
-        loop {
-            let byte = usize::from(self.byte());
-            if byte < limit {
-                return byte % bound;
-            }
-        }
-    }
-}
-
-impl Drop for OsRandom {
-    fn drop(&mut self) {
-        self.block.zeroize();
-    }
+    SecretString::from(text)
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::sensitive::ExposeSecret;
     use std::collections::HashSet;
 
     use super::*;
@@ -104,7 +65,7 @@ mod tests {
         for length in [16, 17, 32, 64, 256] {
             for _ in 0..500 {
                 let password = generate_password(length);
-                let text = password.expose();
+                let text = password.expose_secret();
                 assert_eq!(text.len(), length);
                 assert!(text.is_ascii());
                 assert_eq!(classes_present(text), [true; 4], "{length}");
@@ -118,10 +79,10 @@ mod tests {
 
     #[test]
     fn lengths_are_clamped_to_the_supported_range() {
-        assert_eq!(generate_password(0).len(), 16);
-        assert_eq!(generate_password(8).len(), 16);
-        assert_eq!(generate_password(257).len(), 256);
-        assert_eq!(generate_password(10_000).len(), 256);
+        assert_eq!(generate_password(0).expose_secret().len(), 16);
+        assert_eq!(generate_password(8).expose_secret().len(), 16);
+        assert_eq!(generate_password(257).expose_secret().len(), 256);
+        assert_eq!(generate_password(10_000).expose_secret().len(), 256);
     }
 
     #[test]
@@ -142,24 +103,28 @@ mod tests {
     fn required_characters_are_not_always_in_front() {
         // With a fixed prefix the first character would always be lowercase.
         let first_is_lowercase = (0..200)
-            .filter(|_| LOWERCASE.contains(&generate_password(16).expose().as_bytes()[0]))
+            .filter(|_| LOWERCASE.contains(&generate_password(16).expose_secret().as_bytes()[0]))
             .count();
         assert!(first_is_lowercase < 150, "{first_is_lowercase}");
     }
 
     #[test]
-    fn draws_cover_the_whole_range() {
-        let mut random = OsRandom::new();
-        let mut seen = [false; 89];
-        for _ in 0..20_000 {
-            seen[random.below(89)] = true;
+    fn every_character_of_the_alphabet_is_drawn() {
+        let alphabet: HashSet<u8> = [LOWERCASE, UPPERCASE, DIGITS, SYMBOLS]
+            .concat()
+            .into_iter()
+            .collect();
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            seen.extend(generate_password(64).expose_secret().bytes());
         }
-        assert!(seen.iter().all(|&hit| hit));
+        assert_eq!(seen, alphabet);
     }
 
     #[test]
     fn debug_output_of_a_password_is_redacted() {
         let password = generate_password(32);
-        assert_eq!(format!("{password:?}"), "[redacted]");
+        let printed = format!("{password:?}");
+        assert!(printed.contains("REDACTED") && !printed.contains(password.expose_secret()));
     }
 }

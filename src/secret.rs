@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::EntraLease;
 use crate::secret_template::{self, TemplateError, TemplateValues};
-use crate::sensitive::SecretString;
+use crate::sensitive::{ExposeSecret, SecretString};
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "entra-operator";
@@ -93,7 +93,7 @@ pub fn credentials_secret(
     data.extend(
         [
             ("username", credentials.user_principal_name),
-            ("password", credentials.password.expose()),
+            ("password", credentials.password.expose_secret()),
             ("userId", credentials.user_id),
             ("tenantId", credentials.tenant_id),
         ]
@@ -117,7 +117,7 @@ pub fn credentials_secret(
             data.extend(
                 [
                     (username_key, other.user_principal_name),
-                    (password_key, other.password.expose()),
+                    (password_key, other.password.expose_secret()),
                 ]
                 .into_iter()
                 .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec()))),
@@ -243,14 +243,14 @@ fn controller_uid(secret: &Secret) -> Option<&str> {
 
 /// The password the Secret holds, for resuming an interrupted issue with the same value.
 pub fn stored_password(secret: &Secret) -> Option<SecretString> {
-    text(secret, "password").map(SecretString::new)
+    text(secret, "password").map(SecretString::from)
 }
 
 /// The password the Secret holds for `user_principal_name`, under the default keys or a
 /// continuous lease's previous or pending ones.
 pub fn stored_password_of(secret: &Secret, user_principal_name: &str) -> Option<SecretString> {
     let (_, password) = held_as(secret, user_principal_name)?.keys();
-    text(secret, password).map(SecretString::new)
+    text(secret, password).map(SecretString::from)
 }
 
 /// Where a Secret keeps a user's credential.
@@ -379,7 +379,7 @@ mod tests {
             SecretState::Intact
         );
         assert_eq!(
-            stored_password(&secret).unwrap().expose(),
+            stored_password(&secret).unwrap().expose_secret(),
             "Correct-Horse-Battery-1"
         );
         assert_eq!(secret.labels()[LEASE_LABEL], "ci");
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(
             stored_password_of(&secret, "alice@contoso.com")
                 .unwrap()
-                .expose(),
+                .expose_secret(),
             "Correct-Horse-Battery-1"
         );
         let trimmed = without(&secret, Held::Previous);

@@ -9,7 +9,7 @@ use k8s_openapi::ByteString;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, context};
 
 use crate::api::SecretTemplate;
-use crate::sensitive::SecretString;
+use crate::sensitive::{ExposeSecret, SecretString};
 
 /// Instructions one key's template may spend: far more than any connection string or config
 /// fragment needs, far less than a loop that would stall a reconcile.
@@ -45,7 +45,7 @@ pub fn render(
     environment.set_keep_trailing_newline(true);
     let context = context! {
         username => values.username,
-        password => values.password.expose(),
+        password => values.password.expose_secret(),
         userId => values.user_id,
         tenantId => values.tenant_id,
         maxExpiresAt => values.max_expires_at,

@@ -17,7 +17,7 @@ use entra_operator::graph::{
     EndpointOverrides, Endpoints, FederatedTokenFile, FederatedTokenSource, GraphClient,
     GraphClientConfig, GraphError, NotLeasable, Protection, RetryPolicy, TransientKind,
 };
-use entra_operator::sensitive::SecretString;
+use entra_operator::sensitive::{ExposeSecret, SecretString};
 use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 
@@ -895,7 +895,7 @@ async fn lost_response_to_a_password_write_resends_the_same_password() {
         .unwrap();
     assert_eq!(emulator.counters().operation(Operation::SetPassword), 2);
     assert_eq!(emulator.counters().fault("lostResponse"), 1);
-    assert!(emulator.sign_in(ALICE.upn, password.expose()));
+    assert!(emulator.sign_in(ALICE.upn, password.expose_secret()));
 }
 
 #[tokio::test]
@@ -917,7 +917,7 @@ async fn timed_out_password_write_is_retried_with_the_same_password() {
         .await
         .unwrap();
     assert_eq!(emulator.counters().operation(Operation::SetPassword), 3);
-    assert!(emulator.sign_in(ALICE.upn, password.expose()));
+    assert!(emulator.sign_in(ALICE.upn, password.expose_secret()));
 }
 
 // ---- addressing and success shapes ----
@@ -939,7 +939,7 @@ async fn dollar_upn_is_addressed_by_key() {
         .revoke_sign_in_sessions(&app, FRANK.upn)
         .await
         .unwrap();
-    assert!(emulator.sign_in(FRANK.upn, password.expose()));
+    assert!(emulator.sign_in(FRANK.upn, password.expose_secret()));
     let paths: Vec<String> = emulator.requests().into_iter().map(|r| r.path).collect();
     assert!(
         paths.iter().any(|path| path.contains("users('$frank@")),
@@ -987,7 +987,7 @@ async fn accepted_202_counts_as_success() {
         .await
         .unwrap();
     assert_eq!(emulator.counters().status(202), 3);
-    assert!(emulator.sign_in(ALICE.upn, password.expose()));
+    assert!(emulator.sign_in(ALICE.upn, password.expose_secret()));
 }
 
 #[tokio::test]
@@ -1000,8 +1000,8 @@ async fn set_password_replaces_the_password_without_forcing_a_change() {
         .set_new_password(&app, ALICE.id, 24, 3)
         .await
         .unwrap();
-    assert_eq!(password.len(), 24);
-    assert!(emulator.sign_in(ALICE.upn, password.expose()));
+    assert_eq!(password.expose_secret().len(), 24);
+    assert!(emulator.sign_in(ALICE.upn, password.expose_secret()));
     assert!(!emulator.sign_in(ALICE.upn, ALICE_INITIAL_PASSWORD));
     let alice = emulator.user(ALICE.id).unwrap();
     assert_eq!(alice.force_change_password_next_sign_in, Some(false));
@@ -1183,7 +1183,7 @@ async fn no_secret_reaches_debug_output_or_logs() {
         .await
         .unwrap_err();
     shown.push(format!("{error:?} {error}"));
-    shown.push(format!("{client:?} {app:?} {password:?} {password}"));
+    shown.push(format!("{client:?} {app:?} {password:?}"));
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("answered"), "the capture works: {logs}");
@@ -1193,7 +1193,7 @@ async fn no_secret_reaches_debug_output_or_logs() {
             CLIENT_SECRET,
             wrong_secret,
             weak_password,
-            password.expose(),
+            password.expose_secret(),
         ] {
             assert!(!text.contains(secret), "{secret:?} leaked into: {text}");
         }

@@ -12,6 +12,7 @@ use entra_operator::graph::{
     RetryPolicy,
 };
 use entra_operator::password::{PASSWORD_LENGTHS, generate_password};
+use entra_operator::sensitive::ExposeSecret;
 
 /// Characters that break shell quoting, YAML or connection strings; the generator never uses them.
 const AVOIDED: &str = "'\"\\` ";
@@ -35,7 +36,7 @@ fn a_hundred_thousand_passwords_meet_the_policy_and_never_repeat() {
     for i in 0..100_000 {
         let length = lengths[i % lengths.len()];
         let password = generate_password(length);
-        let text = password.expose();
+        let text = password.expose_secret();
         assert_eq!(text.len(), length);
         match check_password(text, &alice.user_principal_name, Some(&alice.display_name)) {
             Ok(()) => {}
@@ -89,7 +90,7 @@ async fn the_emulator_accepts_generated_passwords_and_they_sign_in() {
         if let Err(error) = client.set_password(&app, ALICE.id, &password).await {
             panic!("generated password #{i} was refused: {error}");
         }
-        assert!(emulator.sign_in(ALICE.upn, password.expose()));
+        assert!(emulator.sign_in(ALICE.upn, password.expose_secret()));
     }
     assert_eq!(
         emulator.counters().operation(Operation::SetPassword),

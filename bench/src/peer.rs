@@ -115,6 +115,8 @@ fn object(value: Value) -> DynamicObject {
 
 /// The ESO controller as a process of its own.
 pub struct EsoRun {
+    /// controller-runtime takes the kubeconfig from `$KUBECONFIG` (ESO has no flag for it).
+    kubeconfig: PathBuf,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
@@ -137,7 +139,6 @@ impl EsoRun {
             .map(|address| address.port())
             .expect("a free loopback port");
         let args = [
-            format!("--kubeconfig={}", kubeconfig.display()),
             format!("--namespace={namespace}"),
             format!("--concurrent={concurrency}"),
             format!("--metrics-addr=127.0.0.1:{metrics_port}"),
@@ -152,6 +153,7 @@ impl EsoRun {
         ]
         .to_vec();
         let mut run = EsoRun {
+            kubeconfig: kubeconfig.to_path_buf(),
             args,
             log,
             child: None,
@@ -165,7 +167,7 @@ impl EsoRun {
     pub fn flags(&self) -> String {
         self.args
             .iter()
-            .filter(|arg| !arg.starts_with("--kubeconfig") && !arg.starts_with("--metrics-addr"))
+            .filter(|arg| !arg.starts_with("--metrics-addr"))
             .cloned()
             .collect::<Vec<_>>()
             .join(" ")
@@ -179,6 +181,7 @@ impl EsoRun {
             .expect("ESO's log file");
         let child = Command::new(eso_binary())
             .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the log file"))
             .stderr(log)

@@ -20,7 +20,7 @@ use crate::graph::{
     AppCredentials, AssertionAlgorithm, CertificateCredential, ClientCredential, Endpoints,
     FederatedTokenFile,
 };
-use crate::sensitive::SecretString;
+use crate::sensitive::{ExposeSecret, SecretString};
 
 /// The variable the Azure workload identity webhook sets to the operator's own token file.
 pub const FEDERATED_TOKEN_FILE_VARIABLE: &str = "AZURE_FEDERATED_TOKEN_FILE";
@@ -123,7 +123,7 @@ pub fn client_credential(
         } => {
             let certificate = CertificateCredential::from_pem(
                 certificate_pem.as_bytes(),
-                key_pem.expose().as_bytes(),
+                key_pem.expose_secret().as_bytes(),
                 *algorithm,
                 now,
             )
@@ -165,8 +165,8 @@ async fn client_secret(
     let secret = read_secret(ctx, namespace, &reference.name).await?;
     let expires_at = annotated_expiry(&secret, namespace)?;
     let value = text(&secret, &reference.key)
-        .map(|text| SecretString::new(text.trim().to_owned()))
-        .filter(|value| !value.is_empty())
+        .map(|text| SecretString::from(text.trim().to_owned()))
+        .filter(|value| !value.expose_secret().is_empty())
         .ok_or_else(|| {
             Error::ClientSecret(format!(
                 "Secret {} in {namespace} has no non-empty key {}",
@@ -240,7 +240,7 @@ async fn certificate(
     };
     let kept = KeptCredential::Certificate {
         certificate_pem,
-        key_pem: SecretString::new(key_pem),
+        key_pem: SecretString::from(key_pem),
         algorithm,
     };
     // The expiry comes from the certificate itself, once it is parsed.

@@ -25,7 +25,7 @@ use super::context::Context;
 use crate::api::Cloud;
 use crate::graph::{AppCredentials, AssertionAlgorithm, ClientCredential, Endpoints, GraphError};
 use crate::secret::MANAGED_BY;
-use crate::sensitive::SecretString;
+use crate::sensitive::{ExposeSecret, SecretString};
 
 const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 /// Label of the operator's copies of app credentials.
@@ -266,7 +266,7 @@ fn is_unused(
 /// One copy per credential value of a (cloud, tenant, app), named by digests of both (names
 /// must be DNS labels). 40 bits of a digest of a high-entropy secret reveal nothing usable.
 pub fn copy_name(cloud: Cloud, tenant: &str, application: &str, value: &SecretString) -> String {
-    let value_digest = hex(&digest(value.expose().as_bytes())[..5]);
+    let value_digest = hex(&digest(value.expose_secret().as_bytes())[..5]);
     format!(
         "entra-app-{}-{value_digest}",
         identity_digest(cloud, tenant, application)
@@ -296,7 +296,7 @@ fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, kept: &KeptCreden
             "kubernetes.io/tls",
             BTreeMap::from([
                 (TLS_CERTIFICATE_KEY.to_owned(), bytes(certificate_pem)),
-                (TLS_KEY_KEY.to_owned(), bytes(key_pem.expose())),
+                (TLS_KEY_KEY.to_owned(), bytes(key_pem.expose_secret())),
                 (
                     ALGORITHM_KEY.to_owned(),
                     bytes(match algorithm {
@@ -308,7 +308,7 @@ fn copy_object(name: &str, cloud: Cloud, app: &AppCredentials, kept: &KeptCreden
         ),
         KeptCredential::ClientSecret(value) => (
             "Opaque",
-            BTreeMap::from([(CLIENT_SECRET_KEY.to_owned(), bytes(value.expose()))]),
+            BTreeMap::from([(CLIENT_SECRET_KEY.to_owned(), bytes(value.expose_secret()))]),
         ),
         // Workload identity keeps no copy.
         KeptCredential::ServiceAccount(_) | KeptCredential::OwnFederatedToken => {
@@ -356,11 +356,11 @@ fn kept_in(copy: &Secret) -> Option<KeptCredential> {
         (!value.is_empty()).then_some(value)
     };
     if let Some(value) = text(CLIENT_SECRET_KEY) {
-        return Some(KeptCredential::ClientSecret(SecretString::new(value)));
+        return Some(KeptCredential::ClientSecret(SecretString::from(value)));
     }
     Some(KeptCredential::Certificate {
         certificate_pem: text(TLS_CERTIFICATE_KEY)?,
-        key_pem: SecretString::new(text(TLS_KEY_KEY)?),
+        key_pem: SecretString::from(text(TLS_KEY_KEY)?),
         algorithm: match text(ALGORITHM_KEY).as_deref() {
             Some("RS256") => AssertionAlgorithm::Rs256,
             _ => AssertionAlgorithm::Ps256,

@@ -14,6 +14,7 @@ use super::error::{GraphError, TransientFailure, TransientKind};
 use super::http::{RawResponse, build_http_client, send_once};
 use super::retry::{Failure, RetryPolicy, with_retries};
 use super::token::TokenCache;
+use crate::sensitive::ExposeSecret;
 
 /// Timeouts, retry budget and token handling. `Default` is for production; tests shrink it.
 #[derive(Clone, Debug)]
@@ -108,7 +109,7 @@ impl GraphClient {
                 let mut builder = http
                     .request(request.method.clone(), request.url.clone())
                     .timeout(config.request_timeout)
-                    .bearer_auth(token.value().expose());
+                    .bearer_auth(token.value().expose_secret());
                 if let Some(body) = &request.json_body {
                     builder = builder
                         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))

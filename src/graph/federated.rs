@@ -74,6 +74,7 @@ impl FederatedTokenSource for FederatedTokenFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sensitive::ExposeSecret;
 
     #[tokio::test]
     async fn the_file_is_read_again_on_every_call() {
@@ -81,10 +82,13 @@ mod tests {
         let path = dir.path().join("token");
         let source = FederatedTokenFile::new(&path);
         std::fs::write(&path, "first.token.value\n").unwrap();
-        assert_eq!(source.token().await.unwrap().expose(), "first.token.value");
+        assert_eq!(
+            source.token().await.unwrap().expose_secret(),
+            "first.token.value"
+        );
         std::fs::write(&path, "rotated.token.value").unwrap();
         assert_eq!(
-            source.token().await.unwrap().expose(),
+            source.token().await.unwrap().expose_secret(),
             "rotated.token.value"
         );
     }

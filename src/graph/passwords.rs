@@ -7,7 +7,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::password::generate_password;
-use crate::sensitive::SecretString;
+use crate::sensitive::{ExposeSecret, SecretString};
 
 use super::client::{GraphClient, GraphRequest};
 use super::credentials::AppCredentials;
@@ -118,13 +118,13 @@ fn password_patch(password: &SecretString) -> Zeroizing<Vec<u8>> {
     }
     let patch = PasswordPatch {
         password_profile: PasswordProfile {
-            password: password.expose(),
+            password: password.expose_secret(),
             force_change_password_next_sign_in: false,
             force_change_password_next_sign_in_with_mfa: false,
         },
     };
     // JSON escaping of the generator's ASCII alphabet at most doubles a character.
-    let mut body = Zeroizing::new(Vec::with_capacity(160 + 2 * password.len()));
+    let mut body = Zeroizing::new(Vec::with_capacity(160 + 2 * password.expose_secret().len()));
     serde_json::to_writer(&mut *body, &patch).expect("a password patch serializes");
     body
 }
@@ -147,7 +147,7 @@ mod tests {
         let sent = Mutex::new(Vec::new());
         let set = |password: SecretString| {
             let mut sent = sent.lock().unwrap();
-            sent.push(password.expose().to_owned());
+            sent.push(password.expose_secret().to_owned());
             let answer = if sent.len() < 3 {
                 Err(rejected("u"))
             } else {
@@ -160,7 +160,7 @@ mod tests {
             .unwrap();
         let sent = sent.into_inner().unwrap();
         assert_eq!(sent.len(), 3);
-        assert_eq!(sent[2], password.expose());
+        assert_eq!(sent[2], password.expose_secret());
         assert_ne!(sent[0], sent[1], "each attempt is a new password");
     }
 

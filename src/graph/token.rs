@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::sensitive::SecretString;
+use crate::sensitive::{ExposeSecret, SecretString};
 
 use super::client::GraphClientConfig;
 use super::credentials::{AppCredentials, ClientCredential};
@@ -147,8 +147,8 @@ impl TokenCache {
     fn key(&self, app: &AppCredentials) -> TokenKey {
         let credential_fingerprint = match app.credential() {
             ClientCredential::Secret(secret) => {
-                let high = self.fingerprint_keys.0.hash_one(secret.expose());
-                let low = self.fingerprint_keys.1.hash_one(secret.expose());
+                let high = self.fingerprint_keys.0.hash_one(secret.expose_secret());
+                let low = self.fingerprint_keys.1.hash_one(secret.expose_secret());
                 CredentialFingerprint::Secret((u128::from(high) << 64) | u128::from(low))
             }
             ClientCredential::Certificate(certificate) => {
@@ -270,10 +270,10 @@ fn token_form<'a>(
 ) -> Vec<(&'static str, &'a str)> {
     let mut form = vec![("client_id", app.client_id())];
     match proof {
-        ClientProof::Secret(secret) => form.push(("client_secret", secret.expose())),
+        ClientProof::Secret(secret) => form.push(("client_secret", secret.expose_secret())),
         ClientProof::Assertion(assertion) => form.extend([
             ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", assertion.expose()),
+            ("client_assertion", assertion.expose_secret()),
         ]),
     }
     form.extend([

@@ -243,6 +243,25 @@ async fn settle(client: &kube::Client) {
     }
 }
 
+/// A request a controller makes: not a watch (a long-lived stream, counted once), and on a
+/// resource. Requests without one are discovery and /metrics: the harness's, and the
+/// kube-controller-manager's periodic discovery, which grows with every CRD installed.
+fn controller_request(verb: &str, resource: &str) -> bool {
+    verb != "WATCH" && !resource.is_empty()
+}
+
+/// The largest counts of `delta`, for the log.
+fn print_top(what: &str, delta: &ApiRequests) {
+    let mut counts: Vec<_> = delta.0.iter().collect();
+    counts.sort_by(|a, b| b.1.total_cmp(a.1));
+    let top: Vec<String> = counts
+        .iter()
+        .take(12)
+        .map(|((verb, resource), n)| format!("{verb} {resource} {n}"))
+        .collect();
+    println!("   {what}: {}", top.join(", "));
+}
+
 /// Requests per second by the API server's own clients, with no controller running.
 struct Background(f64, f64);
 
@@ -252,8 +271,10 @@ impl Background {
         tokio::time::sleep(window).await;
         let delta = api_requests(client).await.since(&before);
         let seconds = window.as_secs_f64();
-        let writes = delta.total(|verb, _| WRITE_VERBS.contains(&verb)) / seconds;
-        let all = delta.total(|verb, _| verb != "WATCH") / seconds;
+        let writes = delta.total(|verb, resource| {
+            controller_request(verb, resource) && WRITE_VERBS.contains(&verb)
+        }) / seconds;
+        let all = delta.total(controller_request) / seconds;
         Background(writes, all - writes)
     }
 }
@@ -312,13 +333,13 @@ async fn measure<C: Contender>(
     figures.burst_ms = Percentiles::of(&samples);
     settle(client).await;
     let delta = api_requests(client).await.since(&before);
+    print_top("burst requests", &delta);
     let seconds = started.elapsed().as_secs_f64();
     let n = scale.burst as f64;
-    let writes = delta.total(|verb, _| WRITE_VERBS.contains(&verb));
-    // Requests without a resource are the harness's own reads of /metrics.
-    let reads = delta.total(|verb, resource| {
-        verb != "WATCH" && !WRITE_VERBS.contains(&verb) && !resource.is_empty()
-    });
+    let writes = delta
+        .total(|verb, resource| controller_request(verb, resource) && WRITE_VERBS.contains(&verb));
+    let reads = delta
+        .total(|verb, resource| controller_request(verb, resource) && !WRITE_VERBS.contains(&verb));
     // The harness created each resource: one POST each.
     figures.writes_per_secret = (writes - n - background.0 * seconds).max(0.0) / n;
     figures.reads_per_secret = (reads - background.1 * seconds).max(0.0) / n;
@@ -343,7 +364,8 @@ async fn measure<C: Contender>(
     let before = api_requests(client).await;
     tokio::time::sleep(Duration::from_secs(scale.idle_seconds)).await;
     let delta = api_requests(client).await.since(&before);
-    let all = delta.total(|verb, _| verb != "WATCH");
+    print_top("idle requests", &delta);
+    let all = delta.total(controller_request);
     let seconds = scale.idle_seconds as f64;
     figures.idle_requests_per_minute =
         ((all - (background.0 + background.1) * seconds) / seconds * 60.0).max(0.0);

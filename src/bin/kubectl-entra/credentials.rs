@@ -96,7 +96,7 @@ pub async fn read(target: &Target, lease: &EntraLease) -> Result<Held, PluginErr
         pool: lease.spec.dynamic_secret_ref.name.clone(),
         secret: secret_name.clone(),
         username: text("username")?,
-        password: SecretString::new(text("password")?),
+        password: SecretString::from(text("password")?),
         expires_at: status.expires_at.map(|t| t.0),
         max_expires_at: status.max_expires_at.map(|t| t.0),
         next_rotation_at: status.next_rotation_at.map(|t| t.0),

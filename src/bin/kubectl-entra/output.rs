@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use entra_operator::sensitive::ExposeSecret;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -51,7 +52,7 @@ pub fn print_credentials(held: &Held, args: &OutputArgs) -> Result<(), PluginErr
 }
 
 fn render(held: &Held, format: Format, with_password: bool) -> String {
-    let password = with_password.then(|| held.password.expose());
+    let password = with_password.then(|| held.password.expose_secret());
     match format {
         Format::Text => text(held, password),
         Format::Json => format!("{:#}\n", document(held, password)),
@@ -175,7 +176,7 @@ mod tests {
             pool: "contoso".into(),
             secret: "entra-web".into(),
             username: "alice@contoso.com".into(),
-            password: SecretString::new("p4ss'w0rd$".into()),
+            password: SecretString::from("p4ss'w0rd$"),
             expires_at: Some("2026-11-30T10:00:00Z".parse().unwrap()),
             max_expires_at: None,
             next_rotation_at: None,
