@@ -1,12 +1,14 @@
 //! Prometheus metrics. Counters and histograms are updated where things happen; the gauges that
-//! describe the current state (leases by phase, expiries, pool users) are computed from the
-//! controllers' caches when `/metrics` is scraped, so they can never drift from the cluster.
+//! describe the current state (leases by phase, expiries, pool users) are computed by a collector
+//! from the controllers' caches when `/metrics` is scraped, so they can never drift from the
+//! cluster.
 
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -100,11 +102,7 @@ pub struct Metrics {
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub leader: Gauge,
-    leases: Family<PhaseLabels, Gauge>,
-    lease_expiry: Family<LeaseLabels, Gauge>,
-    pool_users: Family<PoolLabels, Gauge>,
-    pool_credential_expiry: Family<PoolCredentialLabels, Gauge>,
-    snapshot: RwLock<Option<SnapshotSource>>,
+    state: Arc<StateGauges>,
 }
 
 /// 50 ms .. ~7 min: from a fast issue to a long wait for a free user.
@@ -135,11 +133,7 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(latency_histogram),
             reconcile_errors: Family::default(),
             leader: Gauge::default(),
-            leases: Family::default(),
-            lease_expiry: Family::default(),
-            pool_users: Family::default(),
-            pool_credential_expiry: Family::default(),
-            snapshot: RwLock::new(None),
+            state: Arc::new(StateGauges::default()),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -214,23 +208,7 @@ impl Metrics {
             "1 when this replica is the active leader",
             m.leader.clone(),
         );
-        registry.register("leases", "Leases by phase", m.leases.clone());
-        registry.register(
-            "lease_expiry_timestamp_seconds",
-            "When each active lease expires unless renewed (Unix time)",
-            m.lease_expiry.clone(),
-        );
-        registry.register(
-            "pool_users",
-            "Pool users of each dynamic secret by state",
-            m.pool_users.clone(),
-        );
-        registry.register(
-            "pool_credential_expiry_timestamp_seconds",
-            "When each dynamic secret's app credential stops working (Unix time): a certificate's \
-             notAfter or a client secret's annotated expiry",
-            m.pool_credential_expiry.clone(),
-        );
+        registry.register_collector(Box::new(m.state.clone()));
         Metrics {
             registry,
             ..metrics
@@ -239,34 +217,11 @@ impl Metrics {
 
     /// Tells the registry where the current state comes from (the controllers' caches).
     pub fn set_snapshot_source(&self, source: impl Fn() -> Snapshot + Send + Sync + 'static) {
-        *self.snapshot.write().unwrap() = Some(Arc::new(source));
+        *self.state.source.write().unwrap() = Some(Arc::new(source));
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let source = self.snapshot.read().unwrap().clone();
-        if let Some(source) = source {
-            let snapshot = source();
-            // Gauges of objects that are gone must vanish too: rebuild them from the snapshot.
-            self.leases.clear();
-            self.lease_expiry.clear();
-            self.pool_users.clear();
-            self.pool_credential_expiry.clear();
-            for (phase, count) in snapshot.leases_by_phase {
-                self.leases.get_or_create(&PhaseLabels { phase }).set(count);
-            }
-            for (labels, expiry) in snapshot.lease_expiries {
-                self.lease_expiry.get_or_create(&labels).set(expiry);
-            }
-            for (labels, count) in snapshot.pool_users {
-                self.pool_users.get_or_create(&labels).set(count);
-            }
-            for (labels, expiry) in snapshot.pool_credential_expiries {
-                self.pool_credential_expiry
-                    .get_or_create(&labels)
-                    .set(expiry);
-            }
-        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -307,6 +262,73 @@ impl Metrics {
             self.reconcile_errors.get_or_create(&labels).inc();
         }
     }
+}
+
+/// The gauges that describe the current state, built from a snapshot of the caches at each
+/// scrape: nothing to keep in step, and the series of objects that are gone vanish with them.
+#[derive(Default)]
+struct StateGauges {
+    source: RwLock<Option<SnapshotSource>>,
+}
+
+impl std::fmt::Debug for StateGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateGauges")
+    }
+}
+
+impl Collector for StateGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(source) = self.source.read().unwrap().clone() else {
+            return Ok(());
+        };
+        let snapshot = source();
+        let leases = gauges(
+            snapshot
+                .leases_by_phase
+                .into_iter()
+                .map(|(phase, count)| (PhaseLabels { phase }, count)),
+        );
+        encode_gauges(&mut encoder, "leases", "Leases by phase", &leases)?;
+        encode_gauges(
+            &mut encoder,
+            "lease_expiry_timestamp_seconds",
+            "When each active lease expires unless renewed (Unix time)",
+            &gauges(snapshot.lease_expiries),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "pool_users",
+            "Pool users of each dynamic secret by state",
+            &gauges(snapshot.pool_users),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "pool_credential_expiry_timestamp_seconds",
+            "When each dynamic secret's app credential stops working (Unix time): a certificate's \
+             notAfter or a client secret's annotated expiry",
+            &gauges(snapshot.pool_credential_expiries),
+        )
+    }
+}
+
+fn gauges<L: Clone + std::hash::Hash + Eq>(
+    values: impl IntoIterator<Item = (L, i64)>,
+) -> Family<L, Gauge> {
+    let family = Family::<L, Gauge>::default();
+    for (labels, value) in values {
+        family.get_or_create(&labels).set(value);
+    }
+    family
+}
+
+fn encode_gauges<L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    family: &Family<L, Gauge>,
+) -> Result<(), std::fmt::Error> {
+    family.encode(encoder.encode_descriptor(name, help, None, family.metric_type())?)
 }
 
 /// Rewrites OpenMetrics text as the classic format. They differ, for what this registry emits, in

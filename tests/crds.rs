@@ -175,8 +175,8 @@ async fn invalid_objects_are_rejected_naming_the_bad_field() {
             &["spec.defaultTTL"],
         ),
         (
-            "fractional duration",
-            with(eds(), "/spec/maxTTL", json!("1.5h")),
+            "a fraction of a second",
+            with(eds(), "/spec/maxTTL", json!("90.5s")),
             &["spec.maxTTL"],
         ),
         (
@@ -465,8 +465,9 @@ async fn duration_schema_and_parser_agree() {
     let client = control_plane.client().await;
     let ns = namespace(&client, "durations").await;
     let samples = [
-        "90s", "15m", "1h30m", "168h", "30m1h", "1h1m1s", "0s", "0h0m", "1d", "1.5h", "-1h", "1H",
-        "", "h", "10", "1ms", "1h 30m", "2562047h",
+        "90s", "15m", "1h30m", "168h", "30m1h", "1h1m1s", "0s", "0h0m", "1d", "1.5h", "90.5m",
+        "2.75h", "0.01h", "0.5m", "1.5s", "0.5s", "0.01m", "1.001h", ".5h", "1.h", "-1h", "1H", "",
+        "h", "10", "1ms", "1h 30m", "2562047h", "2562048h",
     ];
     for (index, sample) in samples.iter().enumerate() {
         let object = with(

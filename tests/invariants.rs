@@ -4,7 +4,7 @@ use entra_test_support as support;
 
 use std::time::Duration;
 
-use entra_emulator::FaultPlan;
+use entra_emulator::{FaultPlan, Operation};
 use entra_operator::api::LeasePhase;
 use rand::Rng;
 use serde_json::json;
@@ -105,13 +105,31 @@ async fn i4_a_restart_with_active_leases_makes_no_graph_write() {
     let before = env.leases().list(&Default::default()).await.unwrap().items;
     env.emulator.reset_counters();
     env.operator.restart();
-    // Give the restarted operator time to reconcile every lease (it logs each decision).
-    env.wait_for("the restarted operator to reconcile the leases", || async {
-        let logs = env.operator.logs();
-        (logs.matches("starting").count() >= 2 && logs.matches("Hold").count() >= 6).then_some(())
-    })
+    // Wait until the restarted process has reconciled every lease (its own counter starts at 0).
+    let port = env.operator.metrics_port;
+    entra_operator::tls::install_crypto_provider();
+    env.wait_for(
+        "the restarted operator to reconcile the leases",
+        || async move {
+            let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let reconciles: f64 = text
+                .lines()
+                .find(|l| {
+                    l.starts_with(r#"entra_reconcile_duration_seconds_count{controller="lease"}"#)
+                })?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            (reconciles >= 3.0).then_some(())
+        },
+    )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         env.emulator.counters().graph_writes,
         0,
@@ -156,7 +174,18 @@ async fn i3_graph_outage_during_expiry_keeps_the_finalizer_until_the_scramble_su
         env.emulator.sign_in(&username, &password),
         "nothing was scrambled during the outage"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The operator keeps trying while Graph is down; two more refused attempts later, the
+    // finalizer still holds.
+    let refused = || {
+        env.emulator
+            .counters()
+            .operation_status(Operation::SetPassword, 503)
+    };
+    let seen = refused();
+    env.wait_for("two more refused scrambles", || async {
+        (refused() >= seen + 2).then_some(())
+    })
+    .await;
     assert!(
         env.lease("brief").await.is_some(),
         "the finalizer holds during the outage"

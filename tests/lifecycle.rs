@@ -3,8 +3,6 @@
 
 use entra_test_support as support;
 
-use std::time::Duration;
-
 use entra_emulator::sample;
 use entra_operator::api::LeasePhase;
 use serde_json::json;
@@ -67,7 +65,11 @@ async fn lease_issues_renews_and_revokes_a_working_credential() {
 
     // Renewal: a later expiry, no Graph call, no change to the Secret's data.
     let writes_before = env.emulator.counters().graph_writes;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Times have whole seconds: renewed within the second of the issue, the expiry would not move.
+    env.wait_for("the clock to pass the issue's second", || async {
+        (k8s_openapi::jiff::Timestamp::now().as_second() > issued_at.as_second()).then_some(())
+    })
+    .await;
     env.annotate("ci", "kms.hanzo.ai/renew", "first").await;
     let renewed = env
         .wait_for("the first renewal", || async {

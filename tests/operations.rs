@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use entra_emulator::{FaultPlan, Operation};
 use entra_operator::api::LeasePhase;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::Operator;
@@ -623,6 +625,41 @@ fn promtool_parses(queries: &[Query]) {
     );
 }
 
+/// The holder of the leader-election Lease the replicas of `env` share.
+async fn leader_lease_holder(env: &LeaseEnv) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.namespace);
+    let lease = leases.get_opt("entra-operator-leader").await.ok()??;
+    lease
+        .spec?
+        .holder_identity
+        .filter(|holder| !holder.is_empty())
+}
+
+/// `GET path` of a replica that may not listen yet.
+async fn try_get(port: u16, path: &str) -> Option<(u16, String)> {
+    entra_operator::tls::install_crypto_provider();
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// `instance` holds the Lease and says so in `entra_leader`.
+async fn leads(env: &LeaseEnv, replica: &Operator, instance: &str) -> Option<()> {
+    let (_, text) = try_get(replica.metrics_port, "/metrics").await?;
+    let holder = leader_lease_holder(env).await;
+    (sample(&text, "entra_leader") == Some(1.0) && holder.as_deref() == Some(instance))
+        .then_some(())
+}
+
+/// The replica is ready (its caches synced) and does not lead.
+async fn stands_by(replica: &Operator) -> Option<()> {
+    let (ready, _) = try_get(replica.metrics_port, "/readyz").await?;
+    let (_, text) = try_get(replica.metrics_port, "/metrics").await?;
+    (ready == 200 && sample(&text, "entra_leader") == Some(0.0)).then_some(())
+}
+
 fn leader_args() -> Vec<String> {
     vec![
         "--leader-elect".into(),
@@ -639,38 +676,41 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
     let url = env.emulator.base_url();
     let ns = env.namespace.clone();
     let mut first = Operator::start_with(control_plane, &url, &ns, &ns, "first", leader_args());
-    env.wait_for("the first replica to lead", || async {
-        first.logs().contains("became the leader").then_some(())
-    })
-    .await;
+    env.wait_for("the first replica to lead", || leads(&env, &first, "first"))
+        .await;
     let mut second = Operator::start_with(control_plane, &url, &ns, &ns, "second", leader_args());
-    env.wait_for("the second replica to stand by", || async {
-        second
-            .logs()
-            .contains("waiting for leadership")
-            .then_some(())
-    })
-    .await;
+    env.wait_for("the second replica to stand by", || stands_by(&second))
+        .await;
     env.create_pool("pool", &THREE, "1h", "2h").await;
     env.wait_for_ready_pool("pool").await;
     env.create_lease("one", json!({ "dynamicSecretRef": { "name": "pool" } }))
         .await;
     env.wait_for_phase("one", LeasePhase::Active).await;
-    assert!(first.logs().contains("issued"), "the leader issued");
-    assert!(
-        !second.logs().contains("became the leader"),
-        "the standby did not act"
+    let issued = |port| async move {
+        let (_, text) = get(port, "/metrics").await;
+        sample(&text, "entra_lease_issues_total")
+    };
+    assert_eq!(
+        issued(first.metrics_port).await,
+        Some(1.0),
+        "the leader issued"
     );
+    assert_eq!(
+        issued(second.metrics_port).await,
+        Some(0.0),
+        "the standby did not"
+    );
+    let (_, standby) = get(second.metrics_port, "/metrics").await;
     assert!(
-        !second.logs().contains("reconciling"),
-        "the standby did not reconcile"
+        !standby.contains("entra_reconcile_duration_seconds_count{"),
+        "the standby did not reconcile: {standby}"
     );
 
     // The leader dies without releasing its lease: the standby takes over within its duration.
     first.kill();
     let killed = std::time::Instant::now();
-    env.wait_for("the standby to take over", || async {
-        second.logs().contains("became the leader").then_some(())
+    env.wait_for("the standby to take over", || {
+        leads(&env, &second, "second")
     })
     .await;
     let handover = killed.elapsed();
@@ -712,24 +752,22 @@ async fn sigterm_stops_gracefully_and_releases_leadership() {
     let ns = env.namespace.clone();
     let slow = leader_args();
     let mut first = Operator::start_with(control_plane, &url, &ns, &ns, "first", slow.clone());
-    env.wait_for("the first replica to lead", || async {
-        first.logs().contains("became the leader").then_some(())
-    })
-    .await;
+    env.wait_for("the first replica to lead", || leads(&env, &first, "first"))
+        .await;
     let second = Operator::start_with(control_plane, &url, &ns, &ns, "second", slow);
-    env.wait_for("the second replica to stand by", || async {
-        second
-            .logs()
-            .contains("waiting for leadership")
-            .then_some(())
-    })
-    .await;
+    env.wait_for("the second replica to stand by", || stands_by(&second))
+        .await;
     let status = first.terminate();
     assert!(status.success(), "exit status {status}");
-    assert!(first.logs().contains("released leadership"));
+    // Released: the Lease names no holder any more (or already the standby).
+    let holder = leader_lease_holder(&env).await;
+    assert!(
+        holder.as_deref() != Some("first"),
+        "leadership released on exit: {holder:?}"
+    );
     let stopped = std::time::Instant::now();
-    env.wait_for("the standby to take over", || async {
-        second.logs().contains("became the leader").then_some(())
+    env.wait_for("the standby to take over", || {
+        leads(&env, &second, "second")
     })
     .await;
     // The standby sleeps until the lease it last saw would expire, then finds it released.

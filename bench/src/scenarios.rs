@@ -837,7 +837,7 @@ pub async fn graph_outage(world: &mut World<'_>, sizes: &Sizes) -> ScenarioRepor
         else {
             continue;
         };
-        let lag = set_at.timestamp_millis() as f64 / 1000.0 - back.as_millisecond() as f64 / 1000.0;
+        let lag = set_at.as_millisecond() as f64 / 1000.0 - back.as_millisecond() as f64 / 1000.0;
         revoked_after.push(lag);
     }
     revoked_after.sort_by(f64::total_cmp);
@@ -850,7 +850,7 @@ pub async fn graph_outage(world: &mut World<'_>, sizes: &Sizes) -> ScenarioRepor
     let per_second = during.len() as f64 / outage_seconds;
     let mut buckets: BTreeMap<i64, usize> = BTreeMap::new();
     for record in &during {
-        *buckets.entry(record.time.timestamp()).or_default() += 1;
+        *buckets.entry(record.time.as_second()).or_default() += 1;
     }
     let busiest = buckets.values().copied().max().unwrap_or(0);
     let overdue_in_outage = overdue.len().max(1);

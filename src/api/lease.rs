@@ -57,9 +57,9 @@ pub struct EntraLeaseSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message(Message::Message("user is immutable".into())))]
     pub user: Option<String>,
 
-    /// How long the credentials stay valid after issue or renewal, as a duration such as 1h or
-    /// 30m (units h, m, s). Defaults to the dynamic secret's defaultTTL; a lease asking for more
-    /// than its maxTTL is refused.
+    /// How long the credentials stay valid after issue or renewal, as a duration such as 1h, 30m
+    /// or 1.5h (units h, m, s; whole seconds). Defaults to the dynamic secret's defaultTTL; a
+    /// lease asking for more than its maxTTL is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
     #[x_kube(validation = positive_duration())]

@@ -57,7 +57,7 @@ pub struct PoolSpec {
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub users: Vec<String>,
 
-    /// The TTL of a lease that names none, as a duration such as 1h or 1h30m (units h, m, s).
+    /// The TTL of a lease that names none, as a duration such as 1h, 1h30m or 1.5h (units h, m, s; whole seconds).
     #[serde(rename = "defaultTTL")]
     #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
     #[x_kube(validation = positive_duration())]

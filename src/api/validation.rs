@@ -23,6 +23,6 @@ pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 /// CEL: a duration must be positive (the pattern alone admits `0s`).
 pub fn positive_duration() -> Rule {
     Rule::new("duration(self) > duration('0s')").message(Message::Message(
-        "must be a positive duration such as 90s, 15m or 1h30m".into(),
+        "must be a positive duration such as 90s, 15m, 1.5h or 1h30m".into(),
     ))
 }

@@ -17,6 +17,7 @@ pub mod lease_decision;
 mod lease_locks;
 mod lease_rotation;
 mod lease_status;
+mod metrics;
 mod pool;
 mod protected_users;
 mod reaper;
@@ -55,12 +56,10 @@ pub use reasons::Reason;
 use triggers::{lease_relevant_changes, owners_of_touched, released_users};
 pub use watch_scope::WatchScope;
 
-use crate::api::{
-    Cloud, ClusterEntraDynamicSecret, EntraDynamicSecret, EntraLease, LeasePhase, PoolKind,
-};
+use crate::api::{Cloud, ClusterEntraDynamicSecret, EntraDynamicSecret, EntraLease, PoolKind};
 use crate::graph::{EndpointOverrides, GraphClient};
 use crate::health::Readiness;
-use crate::metrics::{LeaseLabels, PoolCredentialLabels, PoolLabels, Snapshot, metrics};
+use crate::metrics::metrics;
 use crate::secret::{SecretSummary, managed_selector};
 
 /// How the controllers run.
@@ -288,7 +287,7 @@ pub async fn run(
     let (snapshot_claims, claims_namespace) =
         (claim_cache.clone(), settings.claims_namespace.clone());
     metrics().set_snapshot_source(move || {
-        snapshot(
+        self::metrics::snapshot(
             &snapshot_leases,
             &snapshot_pools,
             &snapshot_claims,
@@ -506,81 +505,6 @@ async fn sweep_credential_copies(ctx: Arc<Context>) {
 /// Cached objects need no server-side-apply bookkeeping, which is often their largest part.
 fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
-}
-
-/// The metrics that describe the current state, read from the caches at scrape time.
-fn snapshot(
-    leases: &reflector::Store<EntraLease>,
-    pools: &PoolStores,
-    claims: &index::Index<HeldClaim>,
-    claims_namespace: &str,
-) -> Snapshot {
-    use LeasePhase::*;
-    let leases = leases.state();
-    let phase_of = |lease: &EntraLease| {
-        lease
-            .status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .unwrap_or(Pending)
-    };
-    let leases_by_phase = [Pending, Issuing, Active, Revoking, Failed]
-        .into_iter()
-        .map(|phase| {
-            let count = leases.iter().filter(|l| phase_of(l) == phase).count();
-            (format!("{phase:?}"), count as i64)
-        })
-        .collect();
-    // Expiries come from the claims, the operator's record: a forged lease status cannot hide
-    // an overdue credential from the alert on this metric.
-    let lease_expiries = claims
-        .find(claims_namespace, |claim| {
-            claim.record.as_ref().is_some_and(|r| r.issued)
-        })
-        .into_iter()
-        .filter_map(|(_, claim)| {
-            let record = claim.record?;
-            let labels = LeaseLabels {
-                namespace: record.lease.namespace.clone(),
-                lease: record.lease.name.clone(),
-            };
-            Some((labels, record.expires_at().as_second()))
-        })
-        .collect();
-    let mut pool_users = Vec::new();
-    let mut pool_credential_expiries = Vec::new();
-    for pool in pools.all() {
-        let Some(status) = pool.status() else {
-            continue;
-        };
-        let namespace = pool.metadata().namespace.clone().unwrap_or_default();
-        if let Some(expires_at) = &status.credential_expires_at {
-            let labels = PoolCredentialLabels {
-                namespace: namespace.clone(),
-                dynamic_secret: pool.name_any(),
-            };
-            pool_credential_expiries.push((labels, expires_at.0.as_second()));
-        }
-        let unleasable = status.users.iter().filter(|u| u.problem.is_some()).count() as i64;
-        for (state, count) in [
-            ("available", i64::from(status.available)),
-            ("leased", i64::from(status.leased)),
-            ("unleasable", unleasable),
-        ] {
-            let labels = PoolLabels {
-                namespace: namespace.clone(),
-                dynamic_secret: pool.name_any(),
-                state: state.to_owned(),
-            };
-            pool_users.push((labels, count));
-        }
-    }
-    Snapshot {
-        leases_by_phase,
-        lease_expiries,
-        pool_users,
-        pool_credential_expiries,
-    }
 }
 
 /// Records how long a reconcile took and, when it failed, what kind of error it was; a success

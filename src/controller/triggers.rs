@@ -1,5 +1,31 @@
-//! What triggers a lease reconcile besides the lease itself: its Secret changing, its dynamic
-//! secret changing in a way that matters to it, and a user of its pool becoming free.
+//! What wakes a reconcile, and why each trigger exists: the trigger graph, in one place. The
+//! wiring is in `controller/mod.rs`; the filters and choices are below.
+//!
+//! **A lease** is reconciled when:
+//! - **it changes** (spec, annotations such as `kms.hanzo.ai/renew`, deletion): the user's own
+//!   requests;
+//! - **its requeue time comes** (the reconcile returns the next deadline: expiry, renewal point,
+//!   rotation point, end of an overlap): time is a trigger too, and nothing polls;
+//! - **its Secret changes or goes** ([`owners_of_touched`]): a Secret edited or deleted by a tenant
+//!   is restored, or the credential ended, at once rather than at the next deadline;
+//! - **its pool changes in a way that matters to it** ([`lease_relevant_changes`]: spec,
+//!   readiness, deletion, resolved users; not the counts every issue rewrites, or each claim would
+//!   wake the whole pool);
+//! - **its namespace's labels change** (leases of cluster pools): a selector may stop or start
+//!   serving it;
+//! - **a user of its pool is released** ([`released_users`], [`WaitingLeases`]): a waiting lease
+//!   (Pending, or a continuous lease waiting to rotate, [`wants_a_user`]) gets the user; a few at a
+//!   time, longest-unwoken first, so that one release does not start a herd;
+//! - **its pool's users were just resolved** ([`is_pending`]): a new lease that waited for the
+//!   first resolution goes on without waiting for its requeue.
+//!
+//! **A pool** is reconciled when it changes, when the Secret holding its app credential changes (a
+//! rotated credential is validated at once), when a claim of its users changes (its counts and
+//! holders), and every [`REVALIDATE_EVERY`](super::dynamic_secret) for Entra-side changes.
+//!
+//! **The reaper** looks when a lease disappears, when the lease watch (re)lists (so on every
+//! start) and at each claim's overdue time: a lease whose finalizer was stripped, or deleted while
+//! no operator ran, still has its credential ended (see `reaper.rs`).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

@@ -607,7 +607,7 @@ impl Bench {
             else {
                 continue;
             };
-            lags.push((scrambled.timestamp_millis() - expires_at.as_millisecond()) as f64);
+            lags.push((scrambled.as_millisecond() - expires_at.as_millisecond()) as f64);
         }
         self.results.revocation_lag_ms = Percentiles::of(&lags);
         let r = &self.results.revocation_lag_ms;

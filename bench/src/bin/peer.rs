@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use entra_bench::control_plane::ControlPlane;
-use entra_bench::lab::{Lab, OperatorProcess, lease_object, tenant};
+use entra_bench::lab::{Lab, OperatorProcess, lease_object, tenant, user_principal_name};
 use entra_bench::operator::{OperatorFlags, OperatorRun, Usage};
 use entra_bench::peer::{self, ESO_VERSION, EsoRun};
 use entra_bench::results::{
@@ -79,9 +79,11 @@ struct Figures {
     sequential_ms: Percentiles,
     burst_ms: Percentiles,
     burst_all_seconds: f64,
-    /// API requests per Secret in the burst, less the harness's own creates and the background.
+    /// API requests per Secret in the burst, less the harness's own creates and the background:
+    /// accepted writes, reads, and requests refused (conflicts, not found).
     writes_per_secret: f64,
     reads_per_secret: f64,
+    refused_per_secret: f64,
     at_first_fill: Usage,
     at_full_fill: Usage,
     idle_requests_per_minute: f64,
@@ -116,9 +118,12 @@ impl Contender for Ours {
         format!("entra-l-{index}")
     }
 
+    /// Each lease names its own user, as each ExternalSecret has its own Secret: no two
+    /// resources compete for one thing (leases taking the first free user are `make bench`'s).
     async fn create(&self, index: usize) {
         let pool = format!("pool-{}", index / POOL_SIZE);
-        let lease = lease_object(&format!("l-{index}"), &pool, json!({ "ttl": "1h" }));
+        let spec = json!({ "ttl": "1h", "user": user_principal_name(index) });
+        let lease = lease_object(&format!("l-{index}"), &pool, spec);
         self.lab
             .leases()
             .create(&PostParams::default(), &lease)
@@ -642,6 +647,12 @@ fn markdown(results: &PeerResults) -> String {
         "API reads per Secret (burst)",
         ours.reads_per_secret,
         eso.reads_per_secret,
+        "",
+    );
+    out += &row(
+        "API requests refused per Secret (burst: 404, 409)",
+        ours.refused_per_secret,
+        eso.refused_per_secret,
         "",
     );
     for (fill, a, b) in [

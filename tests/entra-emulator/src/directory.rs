@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::federation::FederatedCredential;
@@ -81,7 +81,7 @@ pub struct User {
     pub password: Option<String>,
     /// Tokens issued before this instant are revoked. Defaults to the emulator's start time.
     #[serde(default)]
-    pub sign_in_sessions_valid_from_date_time: Option<DateTime<Utc>>,
+    pub sign_in_sessions_valid_from_date_time: Option<Timestamp>,
     /// `forceChangePasswordNextSignIn` exactly as sent with the last password reset (None: absent).
     #[serde(skip)]
     pub force_change_password_next_sign_in: Option<bool>,
@@ -92,7 +92,7 @@ pub struct User {
     #[serde(skip)]
     pub password_set_count: u64,
     #[serde(skip)]
-    pub password_last_set_date_time: Option<DateTime<Utc>>,
+    pub password_last_set_date_time: Option<Timestamp>,
 }
 
 fn enabled() -> bool {

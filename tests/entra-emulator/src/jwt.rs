@@ -110,9 +110,9 @@ pub fn check_time_window(claims: &Claims, now: i64) -> Result<(), String> {
 }
 
 fn format_time(seconds: i64) -> String {
-    chrono::DateTime::from_timestamp(seconds, 0)
-        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| seconds.to_string())
+    jiff::Timestamp::from_second(seconds)
+        .map(|time| time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| seconds.to_string())
 }
 
 #[cfg(test)]

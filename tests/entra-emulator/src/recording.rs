@@ -10,7 +10,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use chrono::Utc;
+use jiff::Timestamp;
 
 use crate::{
     credential::CredentialKind, faults::Fault, operation::Operation, request_log::RequestRecord,
@@ -108,7 +108,7 @@ pub async fn record_request(
 
     let answered = outcome.delivery == Delivery::Respond;
     let record = RequestRecord {
-        time: Utc::now(),
+        time: Timestamp::now(),
         method,
         path,
         query,

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Utc};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::{credential::CredentialKind, operation::Operation};
@@ -12,7 +12,7 @@ use crate::{credential::CredentialKind, operation::Operation};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestRecord {
-    pub time: DateTime<Utc>,
+    pub time: Timestamp,
     pub method: String,
     /// As received, still percent-encoded.
     pub path: String,

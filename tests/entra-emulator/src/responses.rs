@@ -5,7 +5,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use chrono::{SecondsFormat, Utc};
+use jiff::Timestamp;
 use serde_json::json;
 
 /// The ids that tie one request to its response, its log record and its error body.
@@ -42,7 +42,7 @@ pub fn graph_error(status: StatusCode, code: &str, message: &str, ids: &RequestI
             "code": code,
             "message": message,
             "innerError": {
-                "date": Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "date": Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S").to_string(),
                 "request-id": ids.request_id,
                 "client-request-id": ids.client_request_id,
             }
@@ -112,9 +112,7 @@ impl AadError {
 
     /// The JSON body Entra sends, with the description prefixed `AADSTSnnnn: ` and the ids appended.
     pub fn into_response(self, ids: &RequestIds, base_url: &str) -> Response {
-        let timestamp = Utc::now()
-            .to_rfc3339_opts(SecondsFormat::Secs, true)
-            .replace('T', " ");
+        let timestamp = Timestamp::now().strftime("%Y-%m-%d %H:%M:%SZ").to_string();
         let description = format!(
             "AADSTS{}: {} Trace ID: {} Correlation ID: {} Timestamp: {}",
             self.code, self.description, ids.request_id, ids.client_request_id, timestamp

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use chrono::Utc;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -55,7 +55,7 @@ impl Shared {
         let issuer_keys =
             IssuerKeys::new(&config.trusted_issuer_cas, config.allow_insecure_issuers)
                 .map_err(Error::InvalidConfig)?;
-        let started = Utc::now();
+        let started = Timestamp::now();
         let mut tenants = config.tenants;
         for user in tenants.iter_mut().flat_map(|t| t.users.iter_mut()) {
             user.sign_in_sessions_valid_from_date_time

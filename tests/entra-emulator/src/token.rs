@@ -255,7 +255,7 @@ async fn check_assertion(
             format!("JWT token is invalid or malformed: {why}."),
         )
     })?;
-    let now = chrono::Utc::now().timestamp();
+    let now = jiff::Timestamp::now().as_second();
     let app = &client.app;
     if !is_certificate_assertion(&jwt, &app.client_id) {
         return check_federated_assertion(&jwt, app, &shared.issuer_keys, now).await;

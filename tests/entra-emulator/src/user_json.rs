@@ -82,7 +82,7 @@ fn property(user: &User, name: &str) -> Value {
             .map_or(Value::Null, Value::Bool),
         "signInSessionsValidFromDateTime" => json!(
             user.sign_in_sessions_valid_from_date_time
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         ),
         "businessPhones" => json!([]),
         _ => Value::Null,

@@ -1,6 +1,6 @@
 //! The administrator's view of a user: everything the emulator knows except the password.
 
-use chrono::{DateTime, Utc};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::directory::{User, UserType};
@@ -20,12 +20,12 @@ pub struct UserView {
     pub role_assignable_group_member: bool,
     pub has_password: bool,
     pub password_set_count: u64,
-    pub password_last_set_date_time: Option<DateTime<Utc>>,
+    pub password_last_set_date_time: Option<Timestamp>,
     /// As sent with the last password reset; `None` when absent (Graph then forces a change).
     pub force_change_password_next_sign_in: Option<bool>,
     pub force_change_password_next_sign_in_with_mfa: Option<bool>,
     pub must_change_password: bool,
-    pub sign_in_sessions_valid_from_date_time: Option<DateTime<Utc>>,
+    pub sign_in_sessions_valid_from_date_time: Option<Timestamp>,
 }
 
 impl UserView {

@@ -13,7 +13,7 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, Uri, header::AUTHORIZATION},
     response::{IntoResponse, Response},
 };
-use chrono::Utc;
+use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -195,7 +195,7 @@ fn revoke_sign_in_sessions(request: &GraphRequest, key: &str) -> Reply {
         // Documented: revocation does nothing for guests, yet answers success.
         if user.user_type != UserType::Guest {
             find_user_mut(state, grant, key).sign_in_sessions_valid_from_date_time =
-                Some(Utc::now());
+                Some(Timestamp::now());
         }
         let context = format!("{}/v1.0/$metadata#Edm.Boolean", request.shared.base_url);
         Ok(Json(json!({ "@odata.context": context, "value": true })).into_response())
@@ -284,7 +284,7 @@ fn apply(user: &mut User, patch: UserPatch) {
         user.force_change_password_next_sign_in_with_mfa =
             profile.force_change_password_next_sign_in_with_mfa;
         user.password_set_count += 1;
-        user.password_last_set_date_time = Some(Utc::now());
+        user.password_last_set_date_time = Some(Timestamp::now());
     }
     if let Some(enabled) = patch.account_enabled {
         user.account_enabled = enabled;

@@ -1,0 +1,102 @@
+//! Reads from the watch caches (and, where a cache may lag or holds no secrets, the API server).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+
+use super::Context;
+use crate::api::EntraLease;
+use crate::controller::claims::{HeldClaim, LeaseClaims};
+use crate::controller::pool::Pool;
+use crate::secret::{SecretSummary, is_owned_by, stored_password};
+use crate::sensitive::SecretString;
+
+impl Context {
+    /// The claim on `user_id` in the cache, looked up by its name (one per user).
+    pub fn cached_claim(&self, user_id: &str) -> Option<HeldClaim> {
+        let name = crate::controller::claims::claim_name(user_id);
+        self.claim_cache.get(self.claims.namespace(), &name)
+    }
+
+    /// The claim the lease with `uid` holds, from the cache, found through the user its status
+    /// names. Only a hint: the claim itself must say the lease holds it, so a rewritten status
+    /// can at worst cost a live read. A continuous lease, or one showing a previous credential,
+    /// may hold two claims: those are always read live.
+    pub fn cached_claims_of(&self, lease: &EntraLease, uid: &str) -> Option<LeaseClaims> {
+        let status = lease.status.as_ref()?;
+        if lease.spec.rotates() || status.previous.is_some() {
+            return None;
+        }
+        let claim = self
+            .cached_claim(&status.user.as_ref()?.id)
+            .filter(|claim| claim.is_held_by(Some(uid)))?;
+        Some(LeaseClaims {
+            current: Some(claim),
+            ..LeaseClaims::default()
+        })
+    }
+
+    /// The pool a lease refers to, from the cache.
+    pub fn pool_of(&self, lease: &EntraLease) -> Option<Pool> {
+        self.pools.of_lease(lease)
+    }
+
+    /// Whether `pool` serves `lease`'s namespace, by the namespace's labels in the cache (a
+    /// namespace the cache does not have is served by no cluster pool).
+    pub fn serves(&self, pool: &Pool, lease: &EntraLease) -> bool {
+        let namespace = lease.namespace().unwrap_or_default();
+        match pool {
+            Pool::Namespaced(_) => true,
+            Pool::Cluster(_) => self
+                .namespace_labels(&namespace)
+                .is_some_and(|labels| pool.serves(&labels)),
+        }
+    }
+
+    /// The labels of namespace `name`, from the cache; `None` when the cache does not have it.
+    pub fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let namespace = self.namespaces.get(&ObjectRef::new(name))?;
+        Some(namespace.metadata.labels.clone().unwrap_or_default())
+    }
+
+    /// The Secret named `name` in `namespace`, summarised: from the cache when it is a managed
+    /// one, else from the API server, which also reveals a Secret of that name that the operator
+    /// does not own and a Secret written so recently that the cache has not seen it yet.
+    pub async fn secret(&self, namespace: &str, name: &str) -> kube::Result<Option<SecretSummary>> {
+        if let Some(secret) = self.secrets.get(namespace, name) {
+            return Ok(Some(secret));
+        }
+        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await?;
+        Ok(secret.as_ref().map(SecretSummary::of))
+    }
+
+    /// The lease's own Secret `name`, read from the API server (caches hold no passwords).
+    pub async fn own_secret(&self, lease: &EntraLease, name: &str) -> kube::Result<Option<Secret>> {
+        let namespace = lease.namespace().unwrap_or_default();
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace)
+            .get_opt(name)
+            .await?;
+        Ok(secret.filter(|s| is_owned_by(s, lease)))
+    }
+
+    /// The password in the lease's own Secret `name`, read from the API server (caches hold no
+    /// passwords).
+    pub async fn stored_password(
+        &self,
+        lease: &EntraLease,
+        name: &str,
+    ) -> kube::Result<Option<SecretString>> {
+        let namespace = lease.namespace().unwrap_or_default();
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace)
+            .get_opt(name)
+            .await?;
+        Ok(secret
+            .filter(|s| is_owned_by(s, lease))
+            .and_then(|s| stored_password(&s)))
+    }
+}

@@ -1,0 +1,94 @@
+//! The operator's own memory that shapes decisions: which pools' users were resolved, which
+//! users Entra refused, which continuous leases wait to rotate, and the order to try users in.
+
+use std::time::Instant;
+
+use kube::ResourceExt;
+
+use super::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM, ROTATION_WAIT_FRESH};
+use crate::api::{EntraLease, LeasedUser, PoolUser};
+use crate::controller::pool::{Pool, PoolKey};
+
+impl Context {
+    /// Drops the remembered resolution of `pool`'s users, so its next reconcile asks Graph.
+    pub fn forget_resolution(&self, pool: &Pool) {
+        self.validations.lock().unwrap().remove(&pool.key());
+    }
+
+    /// `pool`'s users as this process resolved them through Graph, if it has for the pool as it
+    /// is now (same object, same generation), with the users Entra recently refused to reset
+    /// marked as such.
+    pub fn resolution_of(&self, pool: &Pool) -> Option<Vec<PoolUser>> {
+        let mut users = {
+            let validations = self.validations.lock().unwrap();
+            let validation = validations.get(&pool.key())?;
+            let current = validation.uid == pool.metadata().uid
+                && validation.generation == pool.metadata().generation;
+            current.then(|| validation.users.clone())?
+        };
+        self.mark_forbidden(&mut users);
+        Some(users)
+    }
+
+    /// Marks the users Entra recently refused to reset (the pool status shows the same).
+    pub fn mark_forbidden(&self, users: &mut [PoolUser]) {
+        for user in users {
+            if user.problem.is_none() && user.id.as_deref().is_some_and(|id| self.is_forbidden(id))
+            {
+                user.problem = Some(FORBIDDEN_PROBLEM.into());
+            }
+        }
+    }
+
+    /// Remembers that Entra refused to reset `user_id`.
+    pub fn forbid(&self, user_id: &str) {
+        let mut forbidden = self.forbidden.lock().unwrap();
+        forbidden.retain(|_, at| at.elapsed() < FORBIDDEN_FOR);
+        forbidden.insert(user_id.to_ascii_lowercase(), Instant::now());
+    }
+
+    /// True when Entra recently refused to reset `user_id`.
+    pub fn is_forbidden(&self, user_id: &str) -> bool {
+        let forbidden = self.forbidden.lock().unwrap();
+        forbidden
+            .get(&user_id.to_ascii_lowercase())
+            .is_some_and(|at| at.elapsed() < FORBIDDEN_FOR)
+    }
+
+    /// `candidates` with those the claim cache shows free first, so that a burst of leases
+    /// does not retry every taken user. Only an order: the cache may lag a release (the one that
+    /// woke this lease), and the claim itself decides (invariant I1).
+    pub fn likely_free_first(
+        &self,
+        candidates: Vec<LeasedUser>,
+        lease: &EntraLease,
+    ) -> Vec<LeasedUser> {
+        let uid = lease.uid().unwrap_or_default();
+        let (free, taken): (Vec<LeasedUser>, Vec<LeasedUser>) =
+            candidates.into_iter().partition(|candidate| {
+                self.cached_claim(&candidate.id)
+                    .is_none_or(|holder| holder.uid.as_deref() == Some(uid.as_str()))
+            });
+        free.into_iter().chain(taken).collect()
+    }
+
+    /// Notes that the continuous lease `uid` of `pool` waits for a user to rotate to.
+    pub fn waits_to_rotate(&self, uid: &str, pool: PoolKey) {
+        let mut waiting = self.rotations_waiting.lock().unwrap();
+        waiting.insert(uid.to_owned(), (pool, Instant::now()));
+    }
+
+    /// Notes that the lease `uid` no longer waits to rotate.
+    pub fn rotation_done(&self, uid: &str) {
+        self.rotations_waiting.lock().unwrap().remove(uid);
+    }
+
+    /// True when a continuous lease of `pool` (other than `uid`) waits for a user to rotate to.
+    pub fn rotation_goes_first(&self, pool: &PoolKey, uid: &str) -> bool {
+        let mut waiting = self.rotations_waiting.lock().unwrap();
+        waiting.retain(|_, (_, at)| at.elapsed() < ROTATION_WAIT_FRESH);
+        waiting
+            .iter()
+            .any(|(waiting_uid, (waiting_pool, _))| waiting_uid != uid && waiting_pool == pool)
+    }
+}
