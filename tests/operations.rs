@@ -31,6 +31,19 @@ async fn get(port: u16, path: &str) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
+/// `/metrics` as Prometheus asks for it: OpenMetrics.
+async fn get_openmetrics(port: u16) -> String {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .expect("the operator's HTTP port answers")
+        .text()
+        .await
+        .expect("a body")
+}
+
 /// The value of the sample whose line starts with `series` (name and labels).
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -82,15 +95,7 @@ async fn metrics_and_probes_follow_the_leases() {
     );
     assert!(active.contains("entra_reconcile_duration_seconds_bucket"));
     promtool_accepts(&active);
-    let openmetrics = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .header("accept", "application/openmetrics-text; version=1.0.0")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let openmetrics = get_openmetrics(port).await;
     assert!(
         openmetrics.ends_with("# EOF\n"),
         "OpenMetrics for scrapers that ask for it"
@@ -243,15 +248,7 @@ async fn dashboard_queries_read_only_exported_metrics() {
     // Prometheus asks for OpenMetrics; other scrapers get the classic format. Same series.
     let (status, classic) = get(port, "/metrics").await;
     assert_eq!(status, 200);
-    let openmetrics = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .header("accept", "application/openmetrics-text; version=1.0.0")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let openmetrics = get_openmetrics(port).await;
     let exported = exported_series(&openmetrics);
     assert_eq!(exported, exported_series(&classic));
     env.emulator.clear_faults();

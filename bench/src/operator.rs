@@ -121,6 +121,16 @@ impl OperatorRun {
         }
     }
 
+    /// Starts the operator and waits (up to a minute) until it is ready.
+    pub async fn start_ready(flags: &OperatorFlags<'_>, log: PathBuf) -> OperatorRun {
+        let operator = Self::start(flags, log);
+        operator
+            .wait_ready(Duration::from_secs(60))
+            .await
+            .expect("the operator becomes ready");
+        operator
+    }
+
     /// Waits until /readyz answers 200; the time since the process was spawned.
     pub async fn wait_ready(&self, timeout: Duration) -> Option<Duration> {
         let deadline = Instant::now() + timeout;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
@@ -41,29 +41,15 @@ pub fn is_built() -> bool {
 /// Applies ESO's CRDs and waits until ExternalSecrets and Passwords are served.
 pub fn install_crds(control_plane: &ControlPlane) {
     let bundle = std::fs::read_to_string(eso_crds()).expect("ESO's CRD bundle");
-    let apply = control_plane.kubectl_with_input(&["apply", "--server-side", "-f", "-"], &bundle);
-    assert!(
-        apply.status.success(),
-        "ESO's CRDs apply: {}",
-        String::from_utf8_lossy(&apply.stderr)
+    super::setup::install_crds(
+        control_plane,
+        &bundle,
+        &[
+            "crd/externalsecrets.external-secrets.io",
+            "crd/passwords.generators.external-secrets.io",
+        ],
+        "externalsecrets,passwords",
     );
-    let wait = control_plane.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/externalsecrets.external-secrets.io",
-        "crd/passwords.generators.external-secrets.io",
-    ]);
-    assert!(wait.status.success(), "ESO's CRDs become Established");
-    let started = Instant::now();
-    while !control_plane
-        .kubectl(&["get", "externalsecrets,passwords", "-A"])
-        .status
-        .success()
-    {
-        assert!(started.elapsed() < Duration::from_secs(30), "ESO is served");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn resource(group: &str, version: &str, kind: &str) -> ApiResource {

@@ -28,34 +28,45 @@ pub fn start_control_plane() -> ControlPlane {
     let control_plane = ControlPlane::start()
         .unwrap_or_else(|error| panic!("the local control plane did not start: {error}"));
     let crds = entra_operator::api::crds_yaml().expect("the CRDs render");
-    let apply = control_plane.kubectl_with_input(&["apply", "--server-side", "-f", "-"], &crds);
+    install_crds(
+        &control_plane,
+        &crds,
+        &[
+            "crd/entradynamicsecrets.kms.hanzo.ai",
+            "crd/entraleases.kms.hanzo.ai",
+        ],
+        "entraleases",
+    );
+    control_plane
+}
+
+/// Applies the CRDs in `yaml`, waits until `established` are and until `served` (resources, as
+/// `kubectl get` takes them) can be listed: discovery lags the Established condition a moment.
+pub fn install_crds(control_plane: &ControlPlane, yaml: &str, established: &[&str], served: &str) {
+    let apply = control_plane.kubectl_with_input(&["apply", "--server-side", "-f", "-"], yaml);
     assert!(
         apply.status.success(),
         "the CRDs apply: {}",
         String::from_utf8_lossy(&apply.stderr)
     );
-    let wait = control_plane.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/entradynamicsecrets.kms.hanzo.ai",
-        "crd/entraleases.kms.hanzo.ai",
-    ]);
-    assert!(wait.status.success(), "the CRDs become Established");
-    // Discovery of new resources lags the Established condition by a moment.
+    let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    wait.extend_from_slice(established);
+    assert!(
+        control_plane.kubectl(&wait).status.success(),
+        "{established:?} become Established"
+    );
     let started = Instant::now();
     while !control_plane
-        .kubectl(&["get", "entraleases", "-A"])
+        .kubectl(&["get", served, "-A"])
         .status
         .success()
     {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "entraleases are served"
+            "{served} are served"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    control_plane
 }
 
 /// A fresh directory for one run's logs: `target/<kind>/<unix time>`.

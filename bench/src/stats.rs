@@ -118,3 +118,15 @@ impl ApiRequests {
         )
     }
 }
+
+/// The API server's request counters now, from its own `/metrics`.
+pub async fn api_requests(client: &kube::Client) -> ApiRequests {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a metrics request");
+    let text = client
+        .request_text(request)
+        .await
+        .expect("the API server's /metrics");
+    ApiRequests::parse(&text)
+}

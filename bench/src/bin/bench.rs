@@ -17,7 +17,7 @@ use entra_bench::operator::{OperatorFlags, OperatorRun, Usage, usage_of};
 use entra_bench::results::{self, Cost, Machine, Results};
 use entra_bench::rotation;
 use entra_bench::setup;
-use entra_bench::stats::{ApiRequests, Percentiles};
+use entra_bench::stats::{ApiRequests, Percentiles, api_requests};
 use entra_bench::tracker::{Tracker, credentials};
 use entra_emulator::{Counters, Emulator, FaultPlan};
 use futures::StreamExt;
@@ -236,11 +236,7 @@ impl Bench {
             concurrency: CONCURRENCY,
             log_level: "info",
         };
-        let operator = OperatorRun::start(&flags, logs.join("operator.log"));
-        operator
-            .wait_ready(Duration::from_secs(60))
-            .await
-            .expect("the operator becomes ready");
+        let operator = OperatorRun::start_ready(&flags, logs.join("operator.log")).await;
         let pools = scale.pools();
         phase(&format!(
             "{pools} dynamic secrets over {} users, resolved through Graph",
@@ -1075,17 +1071,6 @@ fn graph_diff(before: &Counters, after: &Counters) -> GraphDiff {
         reads: after.graph_reads - before.graph_reads,
         writes: after.graph_writes - before.graph_writes,
     }
-}
-
-async fn api_requests(client: &kube::Client) -> ApiRequests {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("a metrics request");
-    let text = client
-        .request_text(request)
-        .await
-        .expect("the API server's /metrics");
-    ApiRequests::parse(&text)
 }
 
 /// The sum of the operator's `entra_reconcile_duration_seconds_count` for `controller`, or all.

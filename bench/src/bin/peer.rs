@@ -20,7 +20,7 @@ use entra_bench::results::{
     Machine, PEER_BEGIN, PEER_END, load_average, machine_cpu_seconds, peer_section,
 };
 use entra_bench::setup;
-use entra_bench::stats::{ApiRequests, Percentiles, WRITE_VERBS};
+use entra_bench::stats::{ApiRequests, Percentiles, WRITE_VERBS, api_requests};
 use entra_emulator::Emulator;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -219,17 +219,6 @@ impl Arrivals {
     }
 }
 
-async fn api_requests(client: &kube::Client) -> ApiRequests {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("a metrics request");
-    let text = client
-        .request_text(request)
-        .await
-        .expect("the API server's /metrics");
-    ApiRequests::parse(&text)
-}
-
 /// Waits until the API server has seen no write for a second (at most 60 s): the controller has
 /// finished what the last step asked of it.
 async fn settle(client: &kube::Client) {
@@ -341,13 +330,21 @@ async fn measure<C: Contender>(
     print_top("burst requests", &delta);
     let seconds = started.elapsed().as_secs_f64();
     let n = scale.burst as f64;
-    let writes = delta
-        .total(|verb, resource| controller_request(verb, resource) && WRITE_VERBS.contains(&verb));
-    let reads = delta
-        .total(|verb, resource| controller_request(verb, resource) && !WRITE_VERBS.contains(&verb));
+    // A refused request's resource carries its status code (`secrets [404]`): it is counted apart
+    // from the accepted writes and reads.
+    let refused = |resource: &str| resource.contains('[');
+    let writes = delta.total(|verb, resource| {
+        controller_request(verb, resource) && !refused(resource) && WRITE_VERBS.contains(&verb)
+    });
+    let reads = delta.total(|verb, resource| {
+        controller_request(verb, resource) && !refused(resource) && !WRITE_VERBS.contains(&verb)
+    });
+    let refusals =
+        delta.total(|verb, resource| controller_request(verb, resource) && refused(resource));
     // The harness created each resource: one POST each.
     figures.writes_per_secret = (writes - n - background.0 * seconds).max(0.0) / n;
     figures.reads_per_secret = (reads - background.1 * seconds).max(0.0) / n;
+    figures.refused_per_secret = refusals / n;
 
     let mut next = scale.sequential + scale.burst;
     for (fill, at) in [
@@ -459,11 +456,7 @@ async fn run_ours(
         concurrency: CONCURRENCY,
         log_level: "info",
     };
-    let operator = OperatorRun::start(&flags, logs.join("operator.log"));
-    operator
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .expect("the operator becomes ready");
+    let operator = OperatorRun::start_ready(&flags, logs.join("operator.log")).await;
     lab.create_client_secret().await;
     let pools = users.div_ceil(POOL_SIZE);
     let names: Vec<String> = (0..pools).map(|i| format!("pool-{i}")).collect();

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use k8s_openapi::NamespaceResourceScope;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::{Api, Client, Config, Resource};
 
-use crate::error::PluginError;
+use crate::error::{PluginError, in_namespace};
 
 #[derive(Args)]
 pub struct KubeArgs {
@@ -29,6 +30,24 @@ pub struct Target {
     pub client: Client,
     pub namespace: String,
     pub all_namespaces: bool,
+}
+
+impl Target {
+    /// The API to list `K` with: in the namespace, or in every one with `-A`; and where, for
+    /// messages.
+    pub fn listing<K>(&self) -> (Api<K>, String)
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        if self.all_namespaces {
+            (Api::all(self.client.clone()), "the cluster".to_owned())
+        } else {
+            (
+                Api::namespaced(self.client.clone(), &self.namespace),
+                in_namespace(&self.namespace),
+            )
+        }
+    }
 }
 
 impl KubeArgs {

@@ -8,7 +8,7 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::connect::Target;
-use crate::error::{PluginError, Request, in_namespace};
+use crate::error::{PluginError, Request};
 use crate::output::{Format, print_document};
 use crate::table::{self, left};
 use crate::wait::phase;
@@ -23,14 +23,7 @@ pub struct LeasesArgs {
 }
 
 pub async fn run(target: &Target, args: LeasesArgs) -> Result<(), PluginError> {
-    let (api, scope): (Api<EntraLease>, String) = if target.all_namespaces {
-        (Api::all(target.client.clone()), "the cluster".to_owned())
-    } else {
-        (
-            Api::namespaced(target.client.clone(), &target.namespace),
-            in_namespace(&target.namespace),
-        )
-    };
+    let (api, scope): (Api<EntraLease>, String) = target.listing();
     let request = Request {
         verb: "list",
         resource: "entraleases",

@@ -10,7 +10,7 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::connect::Target;
-use crate::error::{PluginError, Request, in_namespace, is_status};
+use crate::error::{PluginError, Request, is_status};
 use crate::output::{Format, print_document};
 use crate::table::{self, until};
 
@@ -85,14 +85,7 @@ pub async fn run(target: &Target, args: PoolsArgs) -> Result<(), PluginError> {
 }
 
 async fn namespaced(target: &Target) -> Result<Vec<Listed>, PluginError> {
-    let (api, scope): (Api<EntraDynamicSecret>, String) = if target.all_namespaces {
-        (Api::all(target.client.clone()), "the cluster".to_owned())
-    } else {
-        (
-            Api::namespaced(target.client.clone(), &target.namespace),
-            in_namespace(&target.namespace),
-        )
-    };
+    let (api, scope): (Api<EntraDynamicSecret>, String) = target.listing();
     let request = Request {
         verb: "list",
         resource: "entradynamicsecrets",
