@@ -38,6 +38,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if text.is_empty() {
         return Err(DurationError::Empty);
     }
+    // The schema's maxLength; it also bounds the sum kube's parser computes (it panics on overflow).
+    if text.len() > DURATION_MAX_LENGTH as usize {
+        return Err(DurationError::Overflow(text.to_owned()));
+    }
     check_form(text)?;
     let parsed: kube::core::Duration = text
         .parse()
@@ -159,7 +163,13 @@ mod tests {
         assert_eq!(parse_duration("0s"), Err(DurationError::Zero));
         assert_eq!(parse_duration("0h0m"), Err(DurationError::Zero));
         assert_eq!(parse_duration("0.0h"), Err(DurationError::Zero));
-        for huge in ["99999999999999999999h", "3000000h", "9999999999.9m"] {
+        let long = "9999999999h".repeat(1000);
+        for huge in [
+            "99999999999999999999h",
+            "3000000h",
+            "9999999999.9m",
+            long.as_str(),
+        ] {
             assert!(
                 matches!(parse_duration(huge), Err(DurationError::Overflow(_))),
                 "{huge}"
