@@ -10,6 +10,7 @@ pub use entra_test_support::{audit, control_plane, lab, tracker};
 pub mod apiserver;
 pub mod operator;
 pub mod peer;
+pub mod peer_report;
 pub mod results;
 pub mod rotation;
 pub mod scenarios;

@@ -16,9 +16,8 @@ use entra_bench::control_plane::ControlPlane;
 use entra_bench::lab::{Lab, OperatorProcess, lease_object, tenant, user_principal_name};
 use entra_bench::operator::{OperatorFlags, OperatorRun, Usage};
 use entra_bench::peer::{self, ESO_VERSION, EsoRun};
-use entra_bench::results::{
-    Machine, PEER_BEGIN, PEER_END, load_average, machine_cpu_seconds, peer_section,
-};
+use entra_bench::peer_report::{Figures, PeerResults, Scale, markdown, with_peer_section};
+use entra_bench::results::{Machine, load_average, machine_cpu_seconds};
 use entra_bench::setup;
 use entra_bench::stats::{ApiRequests, Percentiles, WRITE_VERBS, api_requests};
 use entra_emulator::Emulator;
@@ -26,7 +25,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde::Serialize;
 use serde_json::json;
 
 const OURS_NAMESPACE: &str = "peer-ours";
@@ -36,68 +34,6 @@ const CONCURRENCY: u16 = 16;
 /// How many creations the harness has in flight at once during a burst or a fill.
 const CLIENT_PARALLELISM: usize = 32;
 const POOL_SIZE: usize = 250;
-
-#[derive(Clone, Debug, Serialize)]
-struct Scale {
-    sequential: usize,
-    burst: usize,
-    first_fill: usize,
-    full_fill: usize,
-    idle_seconds: u64,
-    baseline_seconds: u64,
-}
-
-impl Scale {
-    fn full() -> Scale {
-        Scale {
-            sequential: 50,
-            burst: 500,
-            first_fill: 1_000,
-            full_fill: 10_000,
-            idle_seconds: 120,
-            baseline_seconds: 30,
-        }
-    }
-
-    fn small() -> Scale {
-        Scale {
-            sequential: 10,
-            burst: 50,
-            first_fill: 100,
-            full_fill: 1_000,
-            idle_seconds: 20,
-            baseline_seconds: 10,
-        }
-    }
-}
-
-/// What one controller measured.
-#[derive(Clone, Debug, Default, Serialize)]
-struct Figures {
-    controller: String,
-    flags: String,
-    sequential_ms: Percentiles,
-    burst_ms: Percentiles,
-    burst_all_seconds: f64,
-    /// API requests per Secret in the burst, less the harness's own creates and the background:
-    /// accepted writes, reads, and requests refused (conflicts, not found).
-    writes_per_secret: f64,
-    reads_per_secret: f64,
-    refused_per_secret: f64,
-    at_first_fill: Usage,
-    at_full_fill: Usage,
-    idle_requests_per_minute: f64,
-    /// From the restarted process's spawn to the Secret of a resource created right then.
-    restart_to_new_secret_seconds: f64,
-}
-
-#[derive(Serialize)]
-struct PeerResults {
-    machine: Machine,
-    scale: Scale,
-    ours: Figures,
-    eso: Figures,
-}
 
 /// A controller under test: how to ask it for item `i`'s Secret, and its process.
 trait Contender {
@@ -548,134 +484,4 @@ fn main() {
         "wrote {}/results.md (peer section) and peer-results.json",
         out.display()
     );
-}
-
-/// `results.md` with its peer section replaced (or added before the hand-written analysis).
-fn with_peer_section(existing: &str, table: &str) -> String {
-    let section = format!("{PEER_BEGIN}\n{table}{PEER_END}\n");
-    if let Some(old) = peer_section(existing) {
-        return existing.replacen(&old, &section, 1);
-    }
-    match existing.find("<!-- analysis:") {
-        Some(at) => format!("{}{section}\n{}", &existing[..at], &existing[at..]),
-        None => format!("{existing}\n{section}"),
-    }
-}
-
-fn markdown(results: &PeerResults) -> String {
-    let (ours, eso) = (&results.ours, &results.eso);
-    let m = &results.machine;
-    let s = &results.scale;
-    let ratio = |a: f64, b: f64| {
-        if b > 0.0 {
-            format!("{:.2}", a / b)
-        } else {
-            "-".to_owned()
-        }
-    };
-    let row = |what: &str, a: f64, b: f64, unit: &str| {
-        format!(
-            "| {what} | {a:.1} {unit} | {b:.1} {unit} | {} |\n",
-            ratio(a, b)
-        )
-    };
-    let mut out = format!(
-        "## Beside a peer: External Secrets Operator {ESO_VERSION}\n\n\
-         One run of `make bench-peer` on {} ({} CPUs, {:.1} GiB, {}), {:.1} min; load average \
-         {:.2} at start, {:.2} at end; other processes used {:.0} CPU s meanwhile. Both \
-         controllers ran on the same local control plane, ESO first, then its namespace deleted, \
-         then the operator. Sizes: {} sequential, a burst of {}, fills to {} and {}, {} s idle. \
-         The Entra emulator added no latency, so the operator's figures are controller overhead \
-         plus the emulator's own handling.\n\n\
-         - entra-operator: `{}`\n- ESO: `{}`\n\n\
-         | per managed Secret | entra-operator | ESO | ours / ESO |\n|---|---|---|---|\n",
-        m.date,
-        m.nproc,
-        m.memory_gib,
-        m.cpu_model,
-        m.run_seconds / 60.0,
-        m.load_at_start,
-        m.load_at_end,
-        m.other_cpu_seconds,
-        s.sequential,
-        s.burst,
-        s.first_fill,
-        s.full_fill,
-        s.idle_seconds,
-        ours.flags,
-        eso.flags,
-    );
-    out += &row(
-        &format!("time to Secret, {} sequential, p50", s.sequential),
-        ours.sequential_ms.p50,
-        eso.sequential_ms.p50,
-        "ms",
-    );
-    out += &row(
-        "... p99",
-        ours.sequential_ms.p99,
-        eso.sequential_ms.p99,
-        "ms",
-    );
-    out += &row(
-        &format!("time to Secret, burst of {}, p50", s.burst),
-        ours.burst_ms.p50,
-        eso.burst_ms.p50,
-        "ms",
-    );
-    out += &row("... p99", ours.burst_ms.p99, eso.burst_ms.p99, "ms");
-    out += &row(
-        "... all Secrets written after",
-        ours.burst_all_seconds,
-        eso.burst_all_seconds,
-        "s",
-    );
-    out += &row(
-        "API writes per Secret (burst)",
-        ours.writes_per_secret,
-        eso.writes_per_secret,
-        "",
-    );
-    out += &row(
-        "API reads per Secret (burst)",
-        ours.reads_per_secret,
-        eso.reads_per_secret,
-        "",
-    );
-    out += &row(
-        "API requests refused per Secret (burst: 404, 409)",
-        ours.refused_per_secret,
-        eso.refused_per_secret,
-        "",
-    );
-    for (fill, a, b) in [
-        (s.first_fill, &ours.at_first_fill, &eso.at_first_fill),
-        (s.full_fill, &ours.at_full_fill, &eso.at_full_fill),
-    ] {
-        out += &row(
-            &format!("peak RSS at {fill}"),
-            a.peak_rss_mib,
-            b.peak_rss_mib,
-            "MiB",
-        );
-        out += &row(
-            &format!("CPU seconds to reach {fill}"),
-            a.cpu_seconds,
-            b.cpu_seconds,
-            "s",
-        );
-    }
-    out += &row(
-        &format!("idle API requests per minute at {}", s.full_fill),
-        ours.idle_requests_per_minute,
-        eso.idle_requests_per_minute,
-        "",
-    );
-    out += &row(
-        &format!("restart to a new Secret with {}", s.full_fill),
-        ours.restart_to_new_secret_seconds,
-        eso.restart_to_new_secret_seconds,
-        "s",
-    );
-    out
 }
