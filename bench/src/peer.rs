@@ -120,10 +120,7 @@ impl EsoRun {
             "{} is missing: `make bench-peer` builds it",
             binary.display()
         );
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .expect("a free loopback port");
+        let metrics_port = entra_test_support::operator::free_port();
         let args = [
             format!("--namespace={namespace}"),
             format!("--concurrent={concurrency}"),
