@@ -11,11 +11,14 @@
 # Debian 12 on both sides, so the binary links against the glibc it runs with.
 FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
-# The workspace manifest names tests/entra-emulator and bench as members, so cargo needs them to
-# load the workspace; .dockerignore keeps the rest of tests/ out of the context.
+# Cargo loads every workspace member (tests/entra-emulator, tests/support, bench) before it builds
+# one binary, so they are in the context, though the image compiles none of them; .dockerignore
+# keeps the rest of tests/ out. `make test` (tests/image.rs) runs the cargo command below in exactly
+# this context, so a new member that is missing here fails the tests, not the release.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY tests/entra-emulator ./tests/entra-emulator
+COPY tests/support ./tests/support
 COPY bench ./bench
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

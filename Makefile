@@ -39,11 +39,17 @@ export PROMTOOL_BIN := $(abspath $(PROMTOOL_BIN))
 export ESO_BIN := $(abspath $(ESO_BIN))
 export ESO_CRDS := $(abspath $(ESO_CRDS))
 
+# The operator image: the Dockerfile, with Docker or Podman, whichever engine answers.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= ghcr.io/hanzoai/entra-operator:$(VERSION)
+
 .PHONY: help
 help:
 	@echo "make demo   run the operator end to end on a local control plane and Entra emulator"
 	@echo "make test   format and lint checks, unit tests and integration tests"
-	@echo "make crds   regenerate crds/ (and the chart's copy) from the Rust types"
+	@echo "make crds   regenerate crds/ (and the chart's copy, which templates/crds.yaml renders) from the Rust types"
+	@echo "make chart-docs  regenerate the chart's README.md and schema descriptions from values.yaml"
+	@echo "make image  build the operator image with Docker or Podman"
 	@echo "make bench  measure the operator (release build); writes bench/results.md and results.json"
 	@echo "make bench-peer  the operator beside External Secrets Operator; the peer table of results.md"
 	@echo "make chaos  fault-injection scenarios checking the invariants (release build)"
@@ -84,7 +90,26 @@ $(PROMTOOL_BIN): $(PROMTOOL_DIR)/go.mod $(PROMTOOL_DIR)/go.sum
 .PHONY: crds
 crds:
 	cargo run --quiet -- crds > crds/entra-operator.yaml
-	cp crds/entra-operator.yaml charts/entra-operator/crds/entra-operator.yaml
+	cp crds/entra-operator.yaml charts/entra-operator/files/crds.yaml
+
+.PHONY: image
+image:
+	@engine=""; \
+	for candidate in docker podman; do \
+		if command -v $$candidate >/dev/null 2>&1 && $$candidate info >/dev/null 2>&1; then engine=$$candidate; break; fi; \
+	done; \
+	if [ -z "$$engine" ]; then \
+		echo "make image: no container engine answers here: neither 'docker info' nor 'podman info' succeeds." >&2; \
+		echo "Start Docker or install Podman, or build elsewhere with: docker build -t $(IMAGE) ." >&2; \
+		exit 1; \
+	fi; \
+	echo ">> building $(IMAGE) with $$engine"; \
+	$$engine build -t $(IMAGE) .
+
+# The chart's README.md and its schema's descriptions, from the `# --` comments of values.yaml.
+.PHONY: chart-docs
+chart-docs:
+	cargo run --quiet -p entra-test-support --bin chart-docs
 
 .PHONY: lint
 lint:

@@ -109,8 +109,9 @@ fn deployment_name(release: &str) -> String {
 fn chart_lints_cleanly() {
     for extra in [
         &[][..],
-        &["--set", "watchNamespace=apps"][..],
+        &["--set", "watchNamespaces={apps}"][..],
         &["--set", "metrics.grafanaDashboard.enabled=true"][..],
+        &["--set", "networkPolicy.enabled=true,crds.keep=false"][..],
     ] {
         let mut args = vec!["lint", "--strict", CHART_DIR];
         args.extend_from_slice(extra);
@@ -122,12 +123,12 @@ fn chart_lints_cleanly() {
 #[test]
 fn chart_crds_are_the_generated_crds() {
     let generated = std::fs::read(CRDS_FILE).expect("crds/ is committed");
-    let chart = std::fs::read(format!("{CHART_DIR}/crds/entra-operator.yaml"))
-        .expect("the chart ships its CRDs");
+    let chart =
+        std::fs::read(format!("{CHART_DIR}/files/crds.yaml")).expect("the chart ships its CRDs");
     assert!(
         chart == generated,
-        "charts/entra-operator/crds/entra-operator.yaml differs from crds/entra-operator.yaml: \
-         copy it over (cp crds/entra-operator.yaml charts/entra-operator/crds/)"
+        "charts/entra-operator/files/crds.yaml, which the chart's templates/crds.yaml renders, \
+         differs from crds/entra-operator.yaml: run make crds"
     );
 }
 
@@ -245,7 +246,7 @@ fn optional_objects_follow_their_values() {
         &json!({
             "metrics": { "serviceMonitor": { "enabled": true, "labels": { "release": "prom" } } },
             "podDisruptionBudget": { "enabled": false },
-            "watchNamespace": "apps",
+            "watchNamespaces": ["apps"],
             "entra": { "graphEndpoint": "https://dod-graph.microsoft.us" },
             "commonLabels": { "team": "identity" },
         }),
@@ -520,8 +521,8 @@ fn values_schema_refuses_nonsense_naming_the_field() {
         (json!({ "replicas": 3 }), "replicas"),
         (json!({ "leaderElection": { "enable": true } }), "enable"),
         (
-            json!({ "watchNamespace": "Not_A_Namespace" }),
-            "watchNamespace",
+            json!({ "watchNamespaces": ["Not_A_Namespace"] }),
+            "watchNamespaces",
         ),
         (
             json!({ "metrics": { "grafanaDashboard": { "enable": true } } }),
@@ -579,8 +580,26 @@ fn rendered_manifests_pass_server_side_dry_run() {
     });
     for values in [
         json!({}),
-        json!({ "watchNamespace": watched_ns }),
+        json!({ "watchNamespaces": [watched_ns] }),
         json!({ "metrics": { "grafanaDashboard": { "enabled": true } } }),
+        // The platform knobs, as the API server reads them.
+        json!({
+            "networkPolicy": {
+                "enabled": true,
+                "metricsFrom": [{ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "monitoring" } } }],
+                "apiServerTo": [{ "ipBlock": { "cidr": "10.0.0.1/32" } }],
+                "extraEgress": [{ "ports": [{ "port": 3128, "protocol": "TCP" }] }],
+            },
+            "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 } },
+            "deploymentAnnotations": { "owner": "identity" },
+            "extraArgs": ["--graph-retry-seconds=60"],
+            "extraVolumes": [{ "name": "corporate-ca", "configMap": { "name": "corporate-ca" } }],
+            "extraVolumeMounts": [{ "name": "corporate-ca", "mountPath": "/etc/ssl/corporate", "readOnly": true }],
+            "extraObjects": [{ "apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": { "name": "corporate-ca", "namespace": "{{ .Release.Namespace }}" },
+                               "data": { "ca.crt": "-----BEGIN CERTIFICATE-----" } }],
+            "serviceAccount": { "automount": true },
+        }),
     ] {
         let manifest = template(&operator_ns, &operator_ns, &values);
         let applied =
@@ -718,7 +737,7 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
         let values = match mode {
             "all namespaces" => json!({}),
             // The older single-namespace value, still accepted.
-            "single namespace" => json!({ "watchNamespace": watched_ns }),
+            "single namespace" => json!({ "watchNamespaces": [watched_ns] }),
             _ => json!({ "watchNamespaces": [watched_ns, second_ns] }),
         };
         install(control_plane, &operator_ns, &operator_ns, &values);
@@ -1337,7 +1356,7 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
         "team-b",
         "ops-b",
         &json!({
-            "watchNamespace": "apps-b",
+            "watchNamespaces": ["apps-b"],
             "admissionPolicies": { "breakGlassGroups": ["platform:breakglass", "system:masters"] },
         }),
     ));
@@ -1709,7 +1728,7 @@ async fn guarded_in(
     let apps = namespace(admin, &format!("{prefix}-apps")).await;
     let mut values = values;
     if !every_namespace {
-        values["watchNamespace"] = json!(apps);
+        values["watchNamespaces"] = json!([apps]);
     }
     let installed = Installed::new(&operator_ns, &operator_ns, &values);
     let dir = tempfile::tempdir().unwrap();

@@ -37,13 +37,21 @@ pub const GROUP: &str = "kms.hanzo.ai";
 /// Annotation whose every new value asks for one renewal of a lease.
 pub const RENEW_ANNOTATION: &str = "kms.hanzo.ai/renew";
 
+/// The label every CRD of the operator carries, however it was installed (`kubectl get crd -l`).
+pub const CRD_LABEL: (&str, &str) = ("app.kubernetes.io/part-of", "entra-operator");
+
 /// The CRDs, in the order they are printed by `entra-operator crds`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         EntraDynamicSecret::crd(),
         ClusterEntraDynamicSecret::crd(),
         EntraLease::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        let (key, value) = CRD_LABEL;
+        crd.metadata.labels = Some([(key.to_owned(), value.to_owned())].into());
+    }
+    crds
 }
 
 /// The CRDs as one multi-document YAML stream, as committed in `crds/`.

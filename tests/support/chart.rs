@@ -78,8 +78,14 @@ pub fn template(release: &str, namespace: &str, values: &Value) -> String {
 }
 
 /// `helm install` into the control plane; nothing waits for the pods (there is no kubelet).
+/// The release leaves the CRDs alone unless `values` says otherwise: `install_crds` applies them
+/// to the shared control plane, and one release owning them would refuse every other.
 pub fn install(control_plane: &ControlPlane, release: &str, namespace: &str, values: &Value) {
-    let (_dir, file) = values_file(values);
+    let mut values = values.clone();
+    if values.get("crds").is_none() {
+        values["crds"] = serde_json::json!({ "enabled": false });
+    }
+    let (_dir, file) = values_file(&values);
     helm_ok(&[
         "install",
         release,

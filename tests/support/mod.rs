@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod chart;
+pub mod chart_docs;
 pub mod cluster;
 pub mod control_plane;
 pub mod lab;

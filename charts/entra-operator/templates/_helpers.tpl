@@ -83,7 +83,7 @@ annotations:
 
 {{/*
 The namespaces this release serves, as the matchResources of an admission policy binding:
-the watched namespaces (watchNamespaces and watchNamespace), or every namespace.
+the watched namespaces (watchNamespaces), or every namespace.
 */}}
 {{- define "entra-operator.servedNamespaces" -}}
 {{- $watched := include "entra-operator.watchedNamespaces" . | fromJsonArray }}
@@ -102,14 +102,7 @@ namespaceSelector: {}
 {{- end }}
 {{- end }}
 
-{{/*
-The namespaces this release serves, as a JSON list: watchNamespaces, plus watchNamespace (the
-older single-namespace value, still accepted); empty for every namespace.
-*/}}
+{{/* The namespaces this release serves, as a JSON list; empty for every namespace. */}}
 {{- define "entra-operator.watchedNamespaces" -}}
-{{- $watched := .Values.watchNamespaces | default list }}
-{{- with .Values.watchNamespace }}
-{{- $watched = append $watched . }}
-{{- end }}
-{{- $watched | uniq | toJson }}
+{{- .Values.watchNamespaces | default list | uniq | toJson }}
 {{- end }}

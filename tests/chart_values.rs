@@ -1,0 +1,366 @@
+//! The chart's knobs, each rendered with `helm template` and read back as objects: what a platform
+//! team sets (extra flags, volumes for a corporate CA bundle, annotations, the update strategy, the
+//! spread across nodes, a NetworkPolicy, the ServiceMonitor's relabelings, extra objects, the CRDs)
+//! lands where it should and nowhere else. Also: the chart's generated docs are current.
+
+use entra_test_support as support;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::chart::{CHART_DIR, documents, helm_ok, only, template};
+
+fn render(values: Value) -> Vec<Value> {
+    documents(&template("knobs", "ops", &values))
+}
+
+fn deployment(rendered: &[Value]) -> &Value {
+    only(rendered, "Deployment")
+}
+
+fn pod(rendered: &[Value]) -> &Value {
+    &deployment(rendered)["spec"]["template"]["spec"]
+}
+
+fn container(rendered: &[Value]) -> &Value {
+    &pod(rendered)["containers"][0]
+}
+
+#[test]
+fn extra_args_follow_the_charts_own_flags() {
+    let args = |rendered: &[Value]| container(rendered)["args"].as_array().unwrap().clone();
+    let defaults = args(&render(json!({})));
+    let rendered = render(json!({ "extraArgs": ["--graph-retry-seconds=60"] }));
+    let extended = args(&rendered);
+    assert_eq!(extended.len(), defaults.len() + 1);
+    assert_eq!(extended[..defaults.len()], defaults[..]);
+    assert_eq!(extended.last(), Some(&json!("--graph-retry-seconds=60")));
+}
+
+#[test]
+fn a_ca_bundle_mounts_through_extra_volumes_on_a_read_only_root() {
+    let defaults = render(json!({}));
+    assert!(pod(&defaults).get("volumes").is_none());
+    assert!(container(&defaults).get("volumeMounts").is_none());
+
+    let volume = json!({ "name": "corporate-ca", "configMap": { "name": "corporate-ca" } });
+    let mount =
+        json!({ "name": "corporate-ca", "mountPath": "/etc/ssl/corporate", "readOnly": true });
+    let rendered = render(json!({
+        "extraVolumes": [volume],
+        "extraVolumeMounts": [mount],
+        "extraEnv": [{ "name": "SSL_CERT_FILE", "value": "/etc/ssl/corporate/ca.crt" }],
+    }));
+    assert_eq!(pod(&rendered)["volumes"], json!([volume]));
+    assert_eq!(container(&rendered)["volumeMounts"], json!([mount]));
+    assert_eq!(
+        container(&rendered)["securityContext"]["readOnlyRootFilesystem"],
+        true
+    );
+}
+
+#[test]
+fn deployment_annotations_and_strategy_apply_to_the_deployment_not_its_pods() {
+    let defaults = render(json!({}));
+    assert!(deployment(&defaults)["spec"].get("strategy").is_none());
+    assert!(
+        deployment(&defaults)["metadata"]
+            .get("annotations")
+            .is_none()
+    );
+
+    let strategy =
+        json!({ "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 } });
+    let rendered = render(json!({
+        "deploymentAnnotations": { "reloader.stakater.com/auto": "true" },
+        "commonAnnotations": { "owner": "identity" },
+        "strategy": strategy,
+    }));
+    let deployment = deployment(&rendered);
+    assert_eq!(
+        deployment["metadata"]["annotations"],
+        json!({ "reloader.stakater.com/auto": "true", "owner": "identity" })
+    );
+    assert_eq!(deployment["spec"]["strategy"], strategy);
+    assert!(
+        deployment["spec"]["template"]["metadata"]
+            .get("annotations")
+            .is_none(),
+        "pods are not annotated"
+    );
+    let service = only(&rendered, "Service");
+    assert_eq!(
+        service["metadata"]["annotations"],
+        json!({ "owner": "identity" })
+    );
+}
+
+#[test]
+fn service_account_does_not_automount_but_the_operator_pod_mounts_its_token() {
+    let defaults = render(json!({}));
+    assert_eq!(
+        only(&defaults, "ServiceAccount")["automountServiceAccountToken"],
+        false
+    );
+    assert_eq!(pod(&defaults)["automountServiceAccountToken"], true);
+    let rendered = render(json!({ "serviceAccount": { "automount": true } }));
+    assert_eq!(
+        only(&rendered, "ServiceAccount")["automountServiceAccountToken"],
+        true
+    );
+}
+
+#[test]
+fn replicas_prefer_different_nodes_by_default() {
+    let defaults = render(json!({}));
+    let selector = &deployment(&defaults)["spec"]["selector"]["matchLabels"];
+    assert_eq!(
+        pod(&defaults)["topologySpreadConstraints"],
+        json!([{
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": { "matchLabels": selector },
+            "matchLabelKeys": ["pod-template-hash"],
+        }]),
+        "a soft spread over the pods' own labels, per rollout"
+    );
+
+    let off = render(json!({ "topologySpreadConstraints": [] }));
+    assert!(pod(&off).get("topologySpreadConstraints").is_none());
+
+    let zones = json!({
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": { "matchLabels": { "team": "identity" } },
+    });
+    let custom = render(json!({ "topologySpreadConstraints": [zones] }));
+    assert_eq!(
+        pod(&custom)["topologySpreadConstraints"],
+        json!([zones]),
+        "a constraint with its own selector is kept as written"
+    );
+}
+
+#[test]
+fn network_policy_admits_only_metrics_and_reaches_dns_the_api_server_and_entra() {
+    let defaults = render(json!({}));
+    assert!(!defaults.iter().any(|o| o["kind"] == "NetworkPolicy"));
+
+    let rendered = render(json!({ "networkPolicy": { "enabled": true } }));
+    let policy = only(&rendered, "NetworkPolicy");
+    let spec = &policy["spec"];
+    assert_eq!(
+        spec["podSelector"]["matchLabels"],
+        deployment(&rendered)["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        spec["ingress"],
+        json!([{ "ports": [{ "port": "metrics", "protocol": "TCP" }] }]),
+        "only the metrics port, from anywhere by default"
+    );
+    assert_eq!(
+        spec["egress"],
+        json!([
+            { "ports": [{ "port": 53, "protocol": "UDP" }, { "port": 53, "protocol": "TCP" }] },
+            { "ports": [{ "port": 443, "protocol": "TCP" }, { "port": 6443, "protocol": "TCP" }] },
+            { "ports": [{ "port": 443, "protocol": "TCP" }] },
+        ])
+    );
+
+    let prometheus = json!({ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "monitoring" } } });
+    let dns = json!({ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "kube-system" } },
+                      "podSelector": { "matchLabels": { "k8s-app": "kube-dns" } } });
+    let api_server = json!({ "ipBlock": { "cidr": "10.0.0.1/32" } });
+    let proxy = json!({ "to": [{ "ipBlock": { "cidr": "10.1.0.0/16" } }], "ports": [{ "port": 3128, "protocol": "TCP" }] });
+    let narrowed = render(json!({ "networkPolicy": {
+        "enabled": true,
+        "metricsFrom": [prometheus],
+        "dnsTo": [dns],
+        "apiServerTo": [api_server],
+        "apiServerPorts": [6443],
+        "entraTo": [{ "ipBlock": { "cidr": "10.1.0.0/16" } }],
+        "extraEgress": [proxy],
+    }}));
+    let spec = &only(&narrowed, "NetworkPolicy")["spec"];
+    assert_eq!(spec["ingress"][0]["from"], json!([prometheus]));
+    assert_eq!(spec["egress"][0]["to"], json!([dns]));
+    assert_eq!(spec["egress"][1]["to"], json!([api_server]));
+    assert_eq!(
+        spec["egress"][1]["ports"],
+        json!([{ "port": 6443, "protocol": "TCP" }])
+    );
+    assert_eq!(
+        spec["egress"][2]["to"],
+        json!([{ "ipBlock": { "cidr": "10.1.0.0/16" } }])
+    );
+    assert_eq!(spec["egress"][3], proxy);
+    assert_eq!(spec["egress"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn service_monitor_takes_a_namespace_and_relabelings() {
+    let defaults = render(json!({ "metrics": { "serviceMonitor": { "enabled": true } } }));
+    let monitor = only(&defaults, "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["namespace"], "ops");
+    assert!(monitor["spec"]["endpoints"][0].get("relabelings").is_none());
+    assert!(
+        monitor["spec"]["endpoints"][0]
+            .get("metricRelabelings")
+            .is_none()
+    );
+
+    let relabeling = json!({ "targetLabel": "cluster", "replacement": "prod-eu" });
+    let dropping = json!({ "sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop" });
+    let rendered = render(json!({ "metrics": { "serviceMonitor": {
+        "enabled": true,
+        "namespace": "monitoring",
+        "relabelings": [relabeling],
+        "metricRelabelings": [dropping],
+    }}}));
+    let monitor = only(&rendered, "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"]["matchNames"],
+        json!(["ops"]),
+        "it still scrapes the release namespace"
+    );
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["relabelings"],
+        json!([relabeling])
+    );
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["metricRelabelings"],
+        json!([dropping])
+    );
+}
+
+#[test]
+fn extra_objects_render_as_maps_and_templated_strings() {
+    let rendered = render(json!({ "extraObjects": [
+        { "apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": { "name": "corporate-ca", "namespace": "{{ .Release.Namespace }}" },
+          "data": { "ca.crt": "-----BEGIN CERTIFICATE-----" } },
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}-proxy\n",
+    ]}));
+    let config_map = only(&rendered, "ConfigMap");
+    assert_eq!(config_map["metadata"]["namespace"], "ops");
+    assert_eq!(config_map["data"]["ca.crt"], "-----BEGIN CERTIFICATE-----");
+    assert_eq!(only(&rendered, "Secret")["metadata"]["name"], "knobs-proxy");
+}
+
+fn rendered_crds(values: Value) -> Vec<Value> {
+    render(values)
+        .into_iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect()
+}
+
+#[test]
+fn crds_render_from_the_generated_types_labelled_and_kept() {
+    let rendered = rendered_crds(json!({ "commonAnnotations": { "owner": "identity" } }));
+    let generated: Vec<Value> = entra_operator::api::crds()
+        .into_iter()
+        .map(|crd| serde_json::to_value(crd).unwrap())
+        .collect();
+    assert_eq!(rendered.len(), generated.len(), "every CRD is templated");
+    for (rendered, generated) in rendered.iter().zip(&generated) {
+        let name = &generated["metadata"]["name"];
+        let labels = &rendered["metadata"]["labels"];
+        assert_eq!(
+            labels["app.kubernetes.io/part-of"], "entra-operator",
+            "{name}"
+        );
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{name}");
+        assert_eq!(labels["app.kubernetes.io/component"], "crds", "{name}");
+        assert_eq!(
+            rendered["metadata"]["annotations"],
+            json!({ "helm.sh/resource-policy": "keep", "owner": "identity" }),
+            "{name}"
+        );
+        let mut bare = rendered.clone();
+        bare["metadata"] = json!({ "name": name, "labels": generated["metadata"]["labels"] });
+        assert_eq!(
+            numbers_as_floats(bare),
+            numbers_as_floats(generated.clone()),
+            "{name} renders as the Rust types generate it"
+        );
+    }
+
+    let unkept = rendered_crds(json!({ "crds": { "keep": false } }));
+    assert_eq!(unkept.len(), 3);
+    assert!(
+        unkept
+            .iter()
+            .all(|crd| crd["metadata"].get("annotations").is_none())
+    );
+    assert!(rendered_crds(json!({ "crds": { "enabled": false } })).is_empty());
+}
+
+/// Helm's YAML round trip writes a schema's `minimum: 16.0` as `16`: the same number.
+fn numbers_as_floats(value: Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(items) => Value::Array(items.into_iter().map(numbers_as_floats).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, numbers_as_floats(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[test]
+fn chart_metadata_lists_every_crd() {
+    let chart: Value =
+        yaml_serde::from_str(&std::fs::read_to_string(format!("{CHART_DIR}/Chart.yaml")).unwrap())
+            .unwrap();
+    let listed: Vec<Value> = yaml_serde::from_str(
+        chart["annotations"]["artifacthub.io/crds"]
+            .as_str()
+            .expect("Artifact Hub's CRD annotation"),
+    )
+    .unwrap();
+    let mut listed: Vec<&str> = listed
+        .iter()
+        .map(|crd| crd["name"].as_str().unwrap())
+        .collect();
+    let mut generated: Vec<String> = entra_operator::api::crds()
+        .into_iter()
+        .map(|crd| crd.metadata.name.unwrap())
+        .collect();
+    listed.sort();
+    generated.sort();
+    assert_eq!(listed, generated);
+}
+
+#[test]
+fn chart_docs_are_generated_from_the_values_comments() {
+    let docs = support::chart_docs::generate(Path::new(CHART_DIR))
+        .unwrap_or_else(|problem| panic!("{problem}"));
+    let committed = |name: &str| std::fs::read_to_string(format!("{CHART_DIR}/{name}")).unwrap();
+    assert!(
+        committed("values.schema.json") == docs.schema,
+        "values.schema.json's descriptions differ from values.yaml's comments: run make chart-docs"
+    );
+    assert!(
+        committed("README.md") == docs.readme,
+        "the chart's README.md differs from values.yaml's comments: run make chart-docs"
+    );
+    let shown = helm_ok(&["show", "readme", CHART_DIR]);
+    for key in [
+        "crds.keep",
+        "networkPolicy.enabled",
+        "extraVolumes",
+        "image.repository",
+    ] {
+        assert!(
+            shown.contains(&format!("| `{key}` |")),
+            "helm show readme documents {key}"
+        );
+    }
+}
