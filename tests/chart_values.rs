@@ -8,7 +8,7 @@ use entra_test_support as support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::chart::{CHART_DIR, documents, helm_ok, only, template};
+use support::chart::{CHART_DIR, documents, helm, helm_ok, only, template, values_file};
 
 fn render(values: Value) -> Vec<Value> {
     documents(&template("knobs", "ops", &values))
@@ -363,4 +363,114 @@ fn chart_docs_are_generated_from_the_values_comments() {
             "helm show readme documents {key}"
         );
     }
+}
+
+/// `helm template` with `values` fails, and its error says `reason`.
+fn refused(values: Value, reason: &str) {
+    let (_dir, file) = values_file(&values);
+    let output = helm(&["template", "t", CHART_DIR, "-f", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{values} was accepted");
+    assert!(
+        stderr.contains(reason),
+        "the refusal of {values} says {reason}: {stderr}"
+    );
+}
+
+#[test]
+fn the_pod_stays_hardened_whatever_the_values_say() {
+    let rendered = render(json!({ "securityContext": null, "podSecurityContext": null }));
+    assert_eq!(
+        pod(&rendered)["securityContext"],
+        json!({ "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } })
+    );
+    assert_eq!(
+        container(&rendered)["securityContext"],
+        json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": { "drop": ["ALL"] },
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+        })
+    );
+    for (values, field) in [
+        (
+            json!({ "securityContext": { "privileged": true } }),
+            "privileged",
+        ),
+        (
+            json!({ "securityContext": { "allowPrivilegeEscalation": true } }),
+            "allowPrivilegeEscalation",
+        ),
+        (
+            json!({ "securityContext": { "readOnlyRootFilesystem": false } }),
+            "readOnlyRootFilesystem",
+        ),
+        (
+            json!({ "securityContext": { "capabilities": { "add": ["NET_ADMIN"] } } }),
+            "add",
+        ),
+        (
+            json!({ "securityContext": { "capabilities": { "drop": ["NET_RAW"] } } }),
+            "drop",
+        ),
+        (
+            json!({ "podSecurityContext": { "runAsUser": 0 } }),
+            "runAsUser",
+        ),
+        (
+            json!({ "podSecurityContext": { "runAsNonRoot": false } }),
+            "runAsNonRoot",
+        ),
+        (
+            json!({ "podSecurityContext": { "seccompProfile": { "type": "Unconfined" } } }),
+            "seccompProfile",
+        ),
+    ] {
+        refused(values, field);
+    }
+}
+
+#[test]
+fn values_that_would_break_the_pod_or_open_the_network_are_refused_with_a_reason() {
+    refused(
+        json!({ "networkPolicy": { "enabled": true, "apiServerPorts": null } }),
+        "apiServerPorts",
+    );
+    refused(
+        json!({ "networkPolicy": { "enabled": true, "apiServerPorts": [] } }),
+        "apiServerPorts",
+    );
+    refused(
+        json!({ "extraArgs": ["--concurrency=4"] }),
+        "extraArgs repeats --concurrency, which the chart sets: set concurrency instead",
+    );
+    refused(
+        json!({ "extraArgs": ["--leader-election-lease-name", "x"] }),
+        "extraArgs",
+    );
+    refused(
+        json!({ "strategy": { "type": "Recreate", "rollingUpdate": { "maxSurge": 1 } } }),
+        "strategy.rollingUpdate applies only to type RollingUpdate",
+    );
+    refused(json!({ "watchNamespace": "apps" }), "watchNamespace");
+}
+
+#[test]
+fn a_spread_constraint_keeps_its_own_match_label_keys() {
+    let rendered = render(json!({ "topologySpreadConstraints": [{
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "matchLabelKeys": ["app.kubernetes.io/version"],
+    }]}));
+    let constraint = &pod(&rendered)["topologySpreadConstraints"][0];
+    assert_eq!(
+        constraint["matchLabelKeys"],
+        json!(["app.kubernetes.io/version"])
+    );
+    assert_eq!(
+        constraint["labelSelector"]["matchLabels"],
+        deployment(&rendered)["spec"]["selector"]["matchLabels"]
+    );
 }

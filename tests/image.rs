@@ -18,8 +18,9 @@ struct IgnoreRule {
     pattern: String,
 }
 
-/// `.dockerignore` as Docker reads it: comments and blank lines dropped, patterns cleaned of a
-/// leading `/` and a trailing `/`, the last rule that matches a path or one of its parents wins.
+/// `.dockerignore` as Docker reads it: comments (a `#` in the first column) and blank lines
+/// dropped, patterns cleaned of a leading `/` and a trailing `/`, the last rule that matches a path
+/// or one of its parents wins.
 struct DockerIgnore(Vec<IgnoreRule>);
 
 impl DockerIgnore {
@@ -27,8 +28,9 @@ impl DockerIgnore {
         let text = fs::read_to_string(path).expect(".dockerignore is committed");
         let rules = text
             .lines()
+            .filter(|line| !line.starts_with('#'))
             .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .filter(|line| !line.is_empty())
             .map(|line| {
                 let (admits, pattern) = match line.strip_prefix('!') {
                     Some(rest) => (true, rest),
@@ -129,12 +131,15 @@ fn instructions(dockerfile: &str) -> Vec<String> {
 /// What the build stage (the Dockerfile's first stage) does: its working folder, its copies from the
 /// context as (sources, destination), and the cargo command of its `RUN`.
 struct BuildStage {
+    /// The Rust image's version (`rust:1.95-bookworm` gives `1.95`).
+    rust: String,
     workdir: String,
     copies: Vec<(Vec<String>, String)>,
     cargo: String,
 }
 
 fn build_stage(dockerfile: &str) -> BuildStage {
+    let mut rust = None;
     let mut workdir = String::from("/");
     let mut copies = Vec::new();
     let mut cargo = None;
@@ -149,6 +154,12 @@ fn build_stage(dockerfile: &str) -> BuildStage {
                 if stages > 1 {
                     break;
                 }
+                rust = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|image| image.rsplit_once("rust:"))
+                    .and_then(|(_, tag)| tag.split('-').next())
+                    .map(str::to_owned);
             }
             "WORKDIR" => workdir = rest.trim().to_owned(),
             "COPY" => {
@@ -178,6 +189,7 @@ fn build_stage(dockerfile: &str) -> BuildStage {
         }
     }
     BuildStage {
+        rust: rust.expect("the build stage is FROM a rust image"),
         workdir,
         copies,
         cargo: cargo.expect("the build stage runs cargo"),
@@ -233,6 +245,26 @@ fn the_dockerfile_builds_the_operator_from_its_context() {
         stage.cargo.contains("--locked") && stage.cargo.contains("--bin entra-operator"),
         "the image builds the locked operator binary: {}",
         stage.cargo
+    );
+
+    // The image's toolchain must build the workspace: its Rust is at least the rust-version the
+    // workspace declares (this test itself builds with the machine's toolchain).
+    let manifest = fs::read_to_string(workspace.join("Cargo.toml")).unwrap();
+    let declared = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = "))
+        .map(|version| version.trim_matches('"'))
+        .expect("the workspace declares its rust-version");
+    let as_numbers = |version: &str| -> Vec<u32> {
+        version
+            .split('.')
+            .map(|part| part.parse().unwrap())
+            .collect()
+    };
+    assert!(
+        as_numbers(&stage.rust) >= as_numbers(declared),
+        "the build image's Rust {} is older than the workspace's rust-version {declared}",
+        stage.rust
     );
 
     let scratch = tempfile::tempdir().unwrap();

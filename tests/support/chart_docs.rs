@@ -67,19 +67,28 @@ pub fn generate(chart_dir: &Path) -> Result<ChartDocs, String> {
     })
 }
 
-/// Each key's `# --` comment (its continuation lines joined), by dotted path.
+/// Each key's `# --` comment (its continuation lines joined), by dotted path. A comment belongs
+/// to the key right below it at its own indentation; the lines of a block scalar (`key: |`) are
+/// text, not keys.
 fn described_keys(values: &str) -> BTreeMap<String, String> {
     let mut described = BTreeMap::new();
     let mut parents: Vec<(usize, String)> = Vec::new();
-    let mut pending: Option<String> = None;
+    let mut pending: Option<(usize, String)> = None;
+    let mut block_scalar_above: Option<usize> = None;
     for line in values.lines() {
         let indent = line.len() - line.trim_start().len();
         let trimmed = line.trim();
-        if let Some(comment) = trimmed.strip_prefix("#") {
+        if let Some(key_indent) = block_scalar_above {
+            if trimmed.is_empty() || indent > key_indent {
+                continue;
+            }
+            block_scalar_above = None;
+        }
+        if let Some(comment) = trimmed.strip_prefix('#') {
             let comment = comment.strip_prefix(' ').unwrap_or(comment);
             match (comment.strip_prefix("-- "), pending.as_mut()) {
-                (Some(first), _) => pending = Some(first.trim().to_owned()),
-                (None, Some(text)) => {
+                (Some(first), _) => pending = Some((indent, first.trim().to_owned())),
+                (None, Some((_, text))) => {
                     text.push(' ');
                     text.push_str(comment.trim());
                 }
@@ -100,8 +109,13 @@ fn described_keys(values: &str) -> BTreeMap<String, String> {
             .chain([key])
             .collect::<Vec<_>>()
             .join(".");
-        if let Some(text) = pending.take() {
+        if let Some((comment_indent, text)) = pending.take()
+            && comment_indent == indent
+        {
             described.insert(path, text);
+        }
+        if trimmed.ends_with('|') || trimmed.ends_with('>') || trimmed.ends_with("|-") {
+            block_scalar_above = Some(indent);
         }
         parents.push((indent, key.to_owned()));
     }
@@ -120,7 +134,7 @@ fn key_of(line: &str) -> Option<&str> {
 
 /// Writes each property's description from its comment and collects its row. A property with
 /// sub-properties is a section: its own comment is optional, and without one each of its
-/// sub-properties needs one.
+/// sub-properties needs one (below a documented property, none does).
 fn describe(
     properties: &mut Mapping,
     prefix: &str,
@@ -151,7 +165,7 @@ fn describe(
             Some(children) => describe(
                 children,
                 &format!("{path}."),
-                comment.is_none(),
+                required && comment.is_none(),
                 comments,
                 default.unwrap_or(&Value::Null),
                 rows,
@@ -230,4 +244,22 @@ fn readme(chart: &Value, rows: &[Row]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::described_keys;
+
+    #[test]
+    fn a_comment_belongs_to_the_key_below_it_at_its_indentation() {
+        let described = described_keys(
+            "a:\n  # -- the child\n  # continued\n  child: 1\n  # -- dangling\nb: 2\n\
+             # -- the script\nscript: |\n  key: not a key\n  # -- not a comment\nc: 3\n",
+        );
+        assert_eq!(described["a.child"], "the child continued");
+        assert!(!described.contains_key("b"), "{described:?}");
+        assert_eq!(described["script"], "the script");
+        assert!(!described.contains_key("script.key"));
+        assert!(!described.contains_key("c"), "{described:?}");
+    }
 }

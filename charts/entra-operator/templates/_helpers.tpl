@@ -79,6 +79,16 @@ annotations:
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: replicas without leader election would all reconcile at once" }}
 {{- end }}
+{{- if and (eq (.Values.strategy.type | default "") "Recreate") .Values.strategy.rollingUpdate }}
+{{- fail "strategy.rollingUpdate applies only to type RollingUpdate: remove it for Recreate" }}
+{{- end }}
+{{- $owned := dict "--concurrency" "concurrency" "--leader-election-lease-name" "leaderElection.leaseName" "--leader-election-lease-duration-seconds" "leaderElection.leaseDurationSeconds" }}
+{{- range .Values.extraArgs }}
+{{- $flag := first (splitList "=" .) }}
+{{- if hasKey $owned $flag }}
+{{- fail (printf "extraArgs repeats %s, which the chart sets: set %s instead (the operator refuses a flag given twice)" $flag (get $owned $flag)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
