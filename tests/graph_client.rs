@@ -1201,3 +1201,111 @@ async fn no_secret_reaches_debug_output_or_logs() {
         assert!(!text.contains("emu."), "a token leaked into: {text}");
     }
 }
+
+/// A token endpoint that answers every request with `status` and a body sent in chunks without a
+/// Content-Length, so only reading it tells how large it is.
+async fn chunked_endpoint(chunk: &'static [u8], chunks: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for _ in 0..chunks {
+                    let size = format!("{:x}\r\n", chunk.len());
+                    let sent = async {
+                        stream.write_all(size.as_bytes()).await?;
+                        stream.write_all(chunk).await?;
+                        stream.write_all(b"\r\n").await
+                    };
+                    if sent.await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    base_url
+}
+
+fn app_at(base_url: &str) -> AppCredentials {
+    let overrides = EndpointOverrides::parse(Some(base_url), Some(base_url)).expect("loopback URL");
+    AppCredentials::new(
+        Endpoints::resolve(Cloud::AzurePublic, &overrides),
+        TENANT_DOMAIN,
+        CLIENT_ID,
+        ClientCredential::Secret(secret(CLIENT_SECRET)),
+    )
+}
+
+#[tokio::test]
+async fn an_answer_over_a_mebibyte_is_refused_by_its_length_without_reading_it() {
+    let huge = format!(
+        r#"{{"token_type":"Bearer","expires_in":3599,"access_token":"{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let endpoint = RecordingTokenEndpoint::start(200, Box::leak(huge.into_boxed_str())).await;
+    let error = client()
+        .check_credentials(&endpoint.app(ClientCredential::Secret(secret(CLIENT_SECRET))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, GraphError::MalformedResponse { status: 200, .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.reason(), "UnexpectedGraphResponse");
+    assert_eq!(endpoint.requests().len(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_cut_at_a_mebibyte() {
+    // 64 KiB chunks, 32 MiB in all if it were read to the end.
+    static CHUNK: [u8; 64 * 1024] = [b' '; 64 * 1024];
+    let base_url = chunked_endpoint(&CHUNK, 512).await;
+    let error = client()
+        .check_credentials(&app_at(&base_url))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, GraphError::MalformedResponse { status: 200, .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_small_answer_in_chunks_is_read_whole() {
+    static ANSWER: &[u8] = br#"{"token_type":"Bearer","expires_in":3599,"access_token":"issued"}"#;
+    let base_url = chunked_endpoint(ANSWER, 1).await;
+    client()
+        .check_credentials(&app_at(&base_url))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_token_lifetime_near_the_largest_number_is_clamped_not_a_panic() {
+    for expires_in in [
+        r#"18446744073709551615"#,
+        r#""18446744073709551615""#,
+        r#"9223372036854775807"#,
+    ] {
+        let answer = format!(
+            r#"{{"token_type":"Bearer","expires_in":{expires_in},"access_token":"issued"}}"#
+        );
+        let endpoint = RecordingTokenEndpoint::start(200, Box::leak(answer.into_boxed_str())).await;
+        let app = endpoint.app(ClientCredential::Secret(secret(CLIENT_SECRET)));
+        let client = client();
+        client.check_credentials(&app).await.unwrap();
+        // The token is cached as any other: a second call asks nothing.
+        client.check_credentials(&app).await.unwrap();
+        assert_eq!(endpoint.requests().len(), 1, "{expires_in}");
+    }
+}

@@ -17,6 +17,11 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// The token endpoint's name for it.
 const MS_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 
+/// The most of an answer that is read. What the operator asks Entra and Graph for is answered in a
+/// few KiB (a page of memberships is the largest); a bigger body is nothing it can use, and
+/// reading it would spend memory that every tenant's leases share.
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// A complete answer: status, the headers we use, and the body.
 #[derive(Debug)]
 pub(crate) struct RawResponse {
@@ -76,12 +81,33 @@ pub(crate) async fn send_once(
         Ok(response) => {
             let status = response.status();
             let headers = response.headers().clone();
-            response.bytes().await.map(|body| (status, headers, body))
+            read_body(response)
+                .await
+                .map(|body| (status, headers, body))
         }
         Err(error) => Err(error),
     };
     let (status, headers, body) = match result {
-        Ok(parts) => parts,
+        Ok((status, headers, Some(body))) => (status, headers, body),
+        Ok((status, headers, None)) => {
+            crate::metrics::metrics().observe_graph(operation, "oversized", started.elapsed());
+            tracing::debug!(
+                operation,
+                attempt,
+                client_request_id,
+                status = status.as_u16(),
+                "answer too large"
+            );
+            return Err(Failure::Permanent(GraphError::MalformedResponse {
+                operation,
+                status: status.as_u16(),
+                diagnostics: Diagnostics {
+                    request_id: header_text(&headers, &REQUEST_ID)
+                        .or_else(|| header_text(&headers, &MS_REQUEST_ID)),
+                    ..Diagnostics::with_client_request_id(&client_request_id)
+                },
+            }));
+        }
         Err(error) => {
             let failure = transport_failure(&error, &client_request_id);
             let status = if error.is_timeout() {
@@ -110,7 +136,7 @@ pub(crate) async fn send_once(
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after),
         client_request_id,
-        body: body.to_vec(),
+        body,
     };
     let status = response.status.as_u16().to_string();
     crate::metrics::metrics().observe_graph(operation, &status, started.elapsed());
@@ -123,6 +149,25 @@ pub(crate) async fn send_once(
         "answered"
     );
     Ok(response)
+}
+
+/// The body, read chunk by chunk up to [`MAX_BODY_BYTES`]; `None` when the answer is larger (by
+/// its Content-Length, before reading, or as it arrives).
+async fn read_body(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {

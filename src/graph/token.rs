@@ -168,6 +168,9 @@ impl TokenCache {
     }
 }
 
+/// Longer than any token Entra issues (one to a few hours); a longer `expires_in` is cut to it.
+const LONGEST_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// The token endpoint's success body. `expires_in` is a number, or a string in older responses.
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -217,11 +220,14 @@ async fn request_token(
     }
     let parsed: TokenResponse =
         serde_json::from_slice(&response.body).map_err(|_| malformed(&response))?;
+    // Clamped before any arithmetic: a token endpoint's number near u64::MAX would overflow the
+    // refresh instant and panic the operator.
     let lifetime = Duration::from_secs(
         parsed
             .expires_in
             .seconds()
-            .ok_or_else(|| malformed(&response))?,
+            .ok_or_else(|| malformed(&response))?
+            .min(LONGEST_TOKEN_LIFETIME.as_secs()),
     );
     let fetched_at = Instant::now();
     tracing::debug!(
