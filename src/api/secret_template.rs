@@ -29,11 +29,13 @@ pub struct SecretTemplate {
     #[x_kube(validation = Rule::new(OWN_KEYS_RULE).message(Message::Message(OWN_KEYS_MESSAGE.into())))]
     pub annotations: BTreeMap<String, String>,
 
-    /// Extra keys of the Secret, each a MiniJinja template of the credential: username,
-    /// password, userId, tenantId and maxExpiresAt (RFC 3339). expiresAt is left out on purpose:
-    /// a renewal never changes the data. Example: "Server=db;User Id={{ username }};Password={{
-    /// password }}". The default keys (and a continuous lease's previous* and pending* keys)
-    /// cannot be replaced.
+    /// Extra keys of the Secret, each a template of the credential: text and {{ ... }}
+    /// substitutions of username, password, userId, tenantId and maxExpiresAt (RFC 3339), joined
+    /// with ~ and quoted strings, through the filters upper, lower, trim, urlencode, b64encode
+    /// and tojson. No statements. A key may render at most 16 KiB, all keys 64 KiB. Example:
+    /// "Server=db;User Id={{ username }};Password={{ password }}". expiresAt is left out on
+    /// purpose: a renewal never changes the data. The default keys (and a continuous lease's
+    /// previous* and pending* keys) cannot be replaced.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32), inner(length(max = 16384)))]
     #[x_kube(validation = Rule::new("self.all(k, !(k in ['username', 'password', 'userId', 'tenantId', 'previousUsername', 'previousPassword', 'pendingUsername', 'pendingPassword']))")
