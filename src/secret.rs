@@ -7,6 +7,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
+use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 use kube::{Resource, ResourceExt};
 
 use crate::api::EntraLease;
@@ -154,33 +155,74 @@ pub fn credentials_secret(
 }
 
 /// What the operator keeps of a Secret: who controls it and whether its data is what the
-/// operator wrote. No data, so cached Secrets hold no password and take little memory.
+/// operator wrote. No data, so cached Secrets hold no password and take little memory; the watch
+/// carries only metadata, so whether the data is intact is learnt by reading the Secret once per
+/// resourceVersion that the operator did not write itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretSummary {
     controller_uid: Option<String>,
     /// The controlling lease's name, to wake it when the Secret goes.
     controller_name: Option<String>,
-    data_as_written: bool,
+    /// The resourceVersion the summary describes.
+    resource_version: String,
+    /// The resourceVersion whose data was read (or written) and whether it was as written.
+    checked: Option<(String, bool)>,
 }
 
 impl SecretSummary {
+    /// The summary of a whole Secret: its data checked.
     pub fn of(secret: &Secret) -> SecretSummary {
-        let controller = secret
-            .owner_references()
-            .iter()
-            .find(|owner| owner.controller == Some(true) && owner.kind == "EntraLease");
         let recorded = secret.annotations().get(DATA_DIGEST_ANNOTATION);
         let actual = data_digest(secret.data.as_ref().unwrap_or(&BTreeMap::new()));
+        let resource_version = secret.resource_version().unwrap_or_default();
         SecretSummary {
-            controller_uid: controller_uid(secret).map(str::to_owned),
-            controller_name: controller.map(|owner| owner.name.clone()),
-            data_as_written: recorded == Some(&actual),
+            checked: Some((resource_version.clone(), recorded == Some(&actual))),
+            resource_version,
+            ..SecretSummary::of_metadata(&secret.metadata)
         }
+    }
+
+    /// The summary of a Secret's metadata, as the watch sees it: unchecked, unless `previous`
+    /// checked this very resourceVersion.
+    pub fn of_watched(
+        secret: &PartialObjectMeta<Secret>,
+        previous: Option<&SecretSummary>,
+    ) -> SecretSummary {
+        let mut summary = SecretSummary::of_metadata(&secret.metadata);
+        summary.checked = previous.and_then(|previous| previous.checked.clone());
+        summary
+    }
+
+    fn of_metadata(metadata: &ObjectMeta) -> SecretSummary {
+        let controller = metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|owner| owner.controller == Some(true) && owner.kind == "EntraLease");
+        SecretSummary {
+            controller_uid: controller.map(|owner| owner.uid.clone()),
+            controller_name: controller.map(|owner| owner.name.clone()),
+            resource_version: metadata.resource_version.clone().unwrap_or_default(),
+            checked: None,
+        }
+    }
+
+    /// Whether the data is as the operator wrote it; `None` until this resourceVersion is read.
+    pub fn data_as_written(&self) -> Option<bool> {
+        self.checked
+            .as_ref()
+            .filter(|(version, _)| *version == self.resource_version)
+            .map(|(_, intact)| *intact)
+    }
+
+    /// Takes over what `read` (the Secret read whole) learnt about its data.
+    pub fn learn(&mut self, read: &SecretSummary) {
+        self.checked = read.checked.clone();
     }
 
     /// The Secret `namespace/name` as far as the summary knows it (its controlling lease), for
     /// telling a watch's consumers that it is gone.
-    pub fn stand_in(&self, namespace: &str, name: &str) -> Secret {
+    pub fn stand_in(&self, namespace: &str, name: &str) -> PartialObjectMeta<Secret> {
         let owner = self
             .controller_uid
             .clone()
@@ -193,15 +235,13 @@ impl SecretSummary {
                 controller: Some(true),
                 ..OwnerReference::default()
             });
-        Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                namespace: Some(namespace.to_owned()),
-                owner_references: owner.map(|owner| vec![owner]),
-                ..ObjectMeta::default()
-            },
-            ..Secret::default()
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            owner_references: owner.map(|owner| vec![owner]),
+            ..ObjectMeta::default()
         }
+        .into_response_partial::<Secret>()
     }
 }
 
@@ -213,7 +253,9 @@ pub fn secret_state(lease: &EntraLease, secret: Option<&SecretSummary>) -> Secre
     if secret.controller_uid.is_none() || secret.controller_uid != lease.uid() {
         return SecretState::Foreign;
     }
-    if secret.data_as_written {
+    // A summary whose data nobody read is judged as tampered with: the caller reads the Secret
+    // before judging it (Context::secret), so this only guards a summary that skipped that.
+    if secret.data_as_written() == Some(true) {
         SecretState::Intact
     } else {
         SecretState::Tampered
@@ -289,7 +331,7 @@ pub fn held_as(secret: &Secret, user_principal_name: &str) -> Option<Held> {
 /// edited.
 pub fn without(secret: &Secret, held: Held) -> Secret {
     let mut trimmed = secret.clone();
-    let intact = SecretSummary::of(secret).data_as_written;
+    let intact = SecretSummary::of(secret).data_as_written() == Some(true);
     let data = trimmed.data.get_or_insert_default();
     let (username, password) = held.keys();
     data.remove(username);

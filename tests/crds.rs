@@ -255,6 +255,25 @@ async fn invalid_objects_are_rejected_naming_the_bad_field() {
             ],
         ),
         (
+            "template data over 16 KiB in all",
+            with(
+                lease(),
+                "/spec/template",
+                json!({ "data": { "a": "x".repeat(9000), "b": "y".repeat(9000) } }),
+            ),
+            &["spec.template.data", "16 KiB of templates in all"],
+        ),
+        (
+            "template annotations over 16 KiB in all",
+            with(
+                lease(),
+                "/spec/template",
+                json!({ "annotations": { "a": "x".repeat(4096), "b": "x".repeat(4096),
+                                         "c": "x".repeat(4096), "d": "x".repeat(4096) } }),
+            ),
+            &["spec.template.annotations", "16 KiB in all"],
+        ),
+        (
             "template taking the operator's label",
             with(
                 lease(),

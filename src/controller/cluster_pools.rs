@@ -33,13 +33,13 @@ pub(super) fn cluster_pool_controller(
 ) -> impl future::Future<Output = ()> {
     let credential_changes = watcher(
         Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), operator_namespace),
-        watcher::Config::default(),
+        super::cache_bounds::paged(),
     )
     .backoff(watch_backoff())
     .touched_objects();
     let claim_changes = watcher(
         Api::<PartialObjectMeta<Claim>>::namespaced(client.clone(), operator_namespace),
-        watcher::Config::default().labels(&Claims::selector()),
+        super::cache_bounds::paged().labels(&Claims::selector()),
     )
     .backoff(watch_backoff())
     .touched_objects();

@@ -132,7 +132,10 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
         ..Default::default()
     };
     match api.create(&params, &secret).await {
-        Ok(_) => return Ok(()),
+        Ok(written) => {
+            ctx.remember_written(&written);
+            return Ok(());
+        }
         Err(error) if is_conflict(&error) => {}
         Err(error) => return Err(error.into()),
     }
@@ -142,7 +145,8 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
     }
     let mut replacement = secret;
     replacement.metadata.resource_version = existing.resource_version();
-    api.replace(&name, &params, &replacement).await?;
+    let written = api.replace(&name, &params, &replacement).await?;
+    ctx.remember_written(&written);
     Ok(())
 }
 
@@ -218,7 +222,10 @@ async fn remove_from_secret(ctx: &Context, record: &ClaimRecord) -> Result<(), E
             .replace(&record.secret_name, &params, &without(&secret, held))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(written) => {
+                ctx.remember_written(&written);
+                Ok(())
+            }
             Err(error) if is_not_found(&error) => Ok(()),
             Err(error) => Err(Error::stale_on_conflict("the lease's Secret")(error)),
         };
@@ -276,7 +283,10 @@ pub(super) async fn annotate_expiry(
         )
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(written) => {
+            ctx.remember_written(&written);
+            Ok(())
+        }
         Err(error) if is_not_found(&error) => Ok(()),
         Err(error) => Err(error.into()),
     }

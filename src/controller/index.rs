@@ -75,6 +75,39 @@ impl<V: Clone> Index<V> {
 }
 
 impl<V> Index<V> {
+    /// Changes the summary of `namespace/name` with `change`, when the index has one: what a
+    /// reconcile learnt by reading the object itself.
+    pub fn update(&self, namespace: &str, name: &str, change: impl FnOnce(&mut V)) {
+        if let Some(value) = self
+            .live
+            .write()
+            .unwrap()
+            .get_mut(namespace)
+            .and_then(|names| names.get_mut(name))
+        {
+            change(value);
+        }
+    }
+
+    /// Changes the summary of `namespace/name` with `change`, or puts `value` in when the index
+    /// has none yet: an object the operator just wrote, before its watch brings it.
+    pub fn update_or_insert(
+        &self,
+        namespace: &str,
+        name: &str,
+        value: V,
+        change: impl FnOnce(&mut V),
+    ) {
+        let mut live = self.live.write().unwrap();
+        let names = live.entry(namespace.to_owned()).or_default();
+        match names.get_mut(name) {
+            Some(existing) => change(existing),
+            None => {
+                names.insert(name.to_owned(), value);
+            }
+        }
+    }
+
     /// Resolves once the first full list is in, or fails when the writer is gone first.
     pub async fn wait_until_ready(&self) -> Result<(), watch::error::RecvError> {
         self.ready
@@ -92,16 +125,30 @@ impl<V> IndexWriter<V> {
         event: &watcher::Event<K>,
         summary: impl Fn(&K) -> V,
     ) {
+        self.apply_keeping(event, |object, _| summary(object));
+    }
+
+    /// Applies one watch event, summarising objects with `summary` given the summary the index
+    /// had of the same object, so that what the watch does not carry can be kept.
+    pub fn apply_keeping<K: kube::Resource>(
+        &mut self,
+        event: &watcher::Event<K>,
+        summary: impl Fn(&K, Option<&V>) -> V,
+    ) {
         let place = |object: &K| (object.namespace().unwrap_or_default(), object.name_any());
         match event {
             watcher::Event::Init => self.relisting = Some(HashMap::new()),
             watcher::Event::InitApply(object) => {
                 let (namespace, name) = place(object);
+                let value = {
+                    let live = self.live.read().unwrap();
+                    summary(
+                        object,
+                        live.get(&namespace).and_then(|names| names.get(&name)),
+                    )
+                };
                 let relisting = self.relisting.get_or_insert_with(HashMap::new);
-                relisting
-                    .entry(namespace)
-                    .or_default()
-                    .insert(name, summary(object));
+                relisting.entry(namespace).or_default().insert(name, value);
             }
             watcher::Event::InitDone => {
                 let listed = self.relisting.take().unwrap_or_default();
@@ -111,9 +158,9 @@ impl<V> IndexWriter<V> {
             watcher::Event::Apply(object) => {
                 let (namespace, name) = place(object);
                 let mut live = self.live.write().unwrap();
-                live.entry(namespace)
-                    .or_default()
-                    .insert(name, summary(object));
+                let names = live.entry(namespace).or_default();
+                let value = summary(object, names.get(&name));
+                names.insert(name, value);
             }
             watcher::Event::Delete(object) => {
                 let (namespace, name) = place(object);

@@ -2,6 +2,7 @@
 
 mod app_credential;
 mod backoff;
+mod cache_bounds;
 pub mod claim_record;
 mod claims;
 mod cluster_pools;
@@ -45,6 +46,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use backoff::watch_backoff;
+use cache_bounds::{paged, slim};
 pub use claims::{CLAIM_FINALIZER, Claims, HeldClaim, claim_name};
 use cluster_pools::{cluster_pool_controller, nothing_to_watch};
 pub use context::Context;
@@ -107,17 +109,17 @@ pub async fn run(
 
     let pools_known = pools.clone();
     let pool_watch = scope
-        .watch(&client, watcher::Config::default(), move |namespace| {
+        .watch(&client, paged(), move |namespace| {
             in_namespace(&pools_known, namespace)
         })
-        .modify(drop_managed_fields)
+        .modify(slim)
         .reflect_shared(pool_writer)
         .for_each(|_| future::ready(()));
     // One release per cluster serves cluster pools; the others see none of them.
     let cluster_pool_source = if settings.cluster_pools {
         watcher(
             Api::<ClusterEntraDynamicSecret>::all(client.clone()),
-            watcher::Config::default(),
+            paged(),
         )
         .backoff(watch_backoff())
         .boxed()
@@ -125,7 +127,7 @@ pub async fn run(
         nothing_to_watch().boxed()
     };
     let cluster_pool_watch = cluster_pool_source
-        .modify(drop_managed_fields)
+        .modify(slim)
         .reflect_shared(cluster_pool_writer)
         .for_each(|_| future::ready(()));
     // Namespaces' labels decide which cluster pools serve them: a change wakes the namespace's
@@ -134,7 +136,7 @@ pub async fn run(
     let namespace_source = if settings.cluster_pools {
         watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
+            paged(),
         )
         .backoff(watch_backoff())
         .boxed()
@@ -142,7 +144,7 @@ pub async fn run(
         nothing_to_watch().boxed()
     };
     let namespace_watch = namespace_source
-        .modify(drop_managed_fields)
+        .modify(slim)
         .reflect(namespace_writer)
         .touched_objects()
         .for_each(move |namespace| {
@@ -163,7 +165,7 @@ pub async fn run(
     let secret_watch = scope
         .watch(
             &client,
-            watcher::Config::default().labels(&managed_selector()),
+            paged().labels(&managed_selector()),
             move |namespace| {
                 let summaries = secrets_known.find(namespace, |_| true);
                 summaries
@@ -174,7 +176,7 @@ pub async fn run(
         )
         .for_each(move |event| {
             if let Ok(event) = &event {
-                secret_writer.apply(event, SecretSummary::of);
+                secret_writer.apply_keeping(event, SecretSummary::of_watched);
             }
             // The Secret cache is updated by now, so the owning lease's reconcile reads the change.
             for lease in owners_of_touched(event) {
@@ -184,21 +186,18 @@ pub async fn run(
         });
     let claims = Claims::new(client.clone(), &settings.claims_namespace);
     let reaper_of_claims = reaper.clone();
-    let claim_watch = watcher(
-        claims.api().clone(),
-        watcher::Config::default().labels(&Claims::selector()),
-    )
-    .backoff(watch_backoff())
-    .for_each(move |event| {
-        if let Ok(event) = &event {
-            claim_writer.apply(event, HeldClaim::of);
-            // Every claim is looked at when it would be overdue; the cache has it by then.
-            if let watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) = event {
-                reaper_of_claims.watch_claim(&HeldClaim::of(claim));
+    let claim_watch = watcher(claims.api().clone(), paged().labels(&Claims::selector()))
+        .backoff(watch_backoff())
+        .for_each(move |event| {
+            if let Ok(event) = &event {
+                claim_writer.apply(event, HeldClaim::of);
+                // Every claim is looked at when it would be overdue; the cache has it by then.
+                if let watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) = event {
+                    reaper_of_claims.watch_claim(&HeldClaim::of(claim));
+                }
             }
-        }
-        future::ready(())
-    });
+            future::ready(())
+        });
 
     let reporter = Reporter {
         controller: "entra-operator".into(),
@@ -240,10 +239,10 @@ pub async fn run(
     let reaper_of_leases = reaper.clone();
     let leases_known = lease_store.clone();
     let lease_events = scope
-        .watch(&client, watcher::Config::default(), move |namespace| {
+        .watch(&client, paged(), move |namespace| {
             in_namespace(&leases_known, namespace)
         })
-        .modify(drop_managed_fields)
+        .modify(slim)
         .reflect(lease_writer)
         // A lease that disappears, or a (re)list that may have missed some, sends the reaper to
         // the claims: a claim whose lease is gone is ended from its record.
@@ -302,11 +301,8 @@ pub async fn run(
     // Claims trigger through a watch of its own: shared streams skip deletions, and a released
     // claim is exactly what waiting leases must see. The metadata is enough to trigger.
     let released_users = released_users(
-        watcher(
-            claim_metadata.clone(),
-            watcher::Config::default().labels(&Claims::selector()),
-        )
-        .backoff(watch_backoff()),
+        watcher(claim_metadata.clone(), paged().labels(&Claims::selector()))
+            .backoff(watch_backoff()),
     );
     let mut waiting = triggers::WaitingLeases::default();
     let wake_waiting = released_users.flat_map(move |released| {
@@ -362,14 +358,11 @@ pub async fn run(
     // notice the change, and keeps the values of unrelated Secrets out of this process.
     // No cache behind it: a relist's missed deletions need not be told.
     let client_secret_changes = scope
-        .watch::<PartialObjectMeta<Secret>>(&client, watcher::Config::default(), |_| Vec::new())
+        .watch::<PartialObjectMeta<Secret>>(&client, paged(), |_| Vec::new())
         .touched_objects();
-    let claim_changes = watcher(
-        claim_metadata,
-        watcher::Config::default().labels(&Claims::selector()),
-    )
-    .backoff(watch_backoff())
-    .touched_objects();
+    let claim_changes = watcher(claim_metadata, paged().labels(&Claims::selector()))
+        .backoff(watch_backoff())
+        .touched_objects();
     let pools_by_secret = pools.clone();
     let pools_for_readiness = pools.clone();
     let pool_controller = Controller::for_shared_stream(pool_events, pools)
@@ -500,11 +493,6 @@ async fn sweep_credential_copies(ctx: Arc<Context>) {
             tracing::warn!(%error, "could not sweep the credential copies");
         }
     }
-}
-
-/// Cached objects need no server-side-apply bookkeeping, which is often their largest part.
-fn drop_managed_fields<K: kube::Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
 }
 
 /// Records how long a reconcile took and, when it failed, what kind of error it was; a success

@@ -47,7 +47,7 @@ use crate::api::{EntraLease, LeasePhase};
 
 /// The leases owning the Secrets a watch event applied or deleted.
 pub(super) fn owners_of_touched(
-    event: Result<watcher::Event<Secret>, watcher::Error>,
+    event: Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
 ) -> Vec<ObjectRef<EntraLease>> {
     let secret = match event {
         Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret))

@@ -63,16 +63,35 @@ impl Context {
     }
 
     /// The Secret named `name` in `namespace`, summarised: from the cache when it is a managed
-    /// one, else from the API server, which also reveals a Secret of that name that the operator
-    /// does not own and a Secret written so recently that the cache has not seen it yet.
+    /// one whose data was read (or written by the operator) at its current resourceVersion, else
+    /// from the API server, which also reveals a Secret of that name that the operator does not
+    /// own and a Secret written so recently that the cache has not seen it yet. The cache learns
+    /// what a read found, so each resourceVersion is read at most once.
     pub async fn secret(&self, namespace: &str, name: &str) -> kube::Result<Option<SecretSummary>> {
-        if let Some(secret) = self.secrets.get(namespace, name) {
-            return Ok(Some(secret));
+        if let Some(cached) = self.secrets.get(namespace, name)
+            && cached.data_as_written().is_some()
+        {
+            return Ok(Some(cached));
         }
         let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await?;
-        Ok(secret.as_ref().map(SecretSummary::of))
+        let read = secret.as_ref().map(SecretSummary::of);
+        if let Some(read) = &read {
+            self.secrets
+                .update(namespace, name, |cached| cached.learn(read));
+        }
+        Ok(read)
+    }
+
+    /// Records a Secret as the operator just wrote it, so that the next look at it needs no read.
+    pub fn remember_written(&self, written: &Secret) {
+        let namespace = written.namespace().unwrap_or_default();
+        let read = SecretSummary::of(written);
+        self.secrets
+            .update_or_insert(&namespace, &written.name_any(), read.clone(), |cached| {
+                cached.learn(&read)
+            });
     }
 
     /// The lease's own Secret `name`, read from the API server (caches hold no passwords).
