@@ -68,8 +68,14 @@ impl Plugin {
 }
 
 /// The chart's aggregated roles, so that `edit` and `view` cover this operator's resources as
-/// they do in an installation.
+/// they do in an installation. Once per test binary: two tests applying the same new roles at
+/// once race, and one gets AlreadyExists.
 fn install_user_roles(control_plane: &ControlPlane) {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| apply_user_roles(control_plane));
+}
+
+fn apply_user_roles(control_plane: &ControlPlane) {
     let rendered = documents(&template("plugin", "plugin", &json!({})));
     for role in rendered.iter().filter(|o| {
         o["kind"] == "ClusterRole"

@@ -39,7 +39,7 @@ pub(super) fn cluster_pool_controller(
     .touched_objects();
     let claim_changes = watcher(
         Api::<PartialObjectMeta<Claim>>::namespaced(client.clone(), operator_namespace),
-        super::cache_bounds::paged().labels(&Claims::selector()),
+        watcher::Config::default().labels(&Claims::selector()),
     )
     .backoff(watch_backoff())
     .touched_objects();

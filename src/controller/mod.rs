@@ -186,18 +186,21 @@ pub async fn run(
         });
     let claims = Claims::new(client.clone(), &settings.claims_namespace);
     let reaper_of_claims = reaper.clone();
-    let claim_watch = watcher(claims.api().clone(), paged().labels(&Claims::selector()))
-        .backoff(watch_backoff())
-        .for_each(move |event| {
-            if let Ok(event) = &event {
-                claim_writer.apply(event, HeldClaim::of);
-                // Every claim is looked at when it would be overdue; the cache has it by then.
-                if let watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) = event {
-                    reaper_of_claims.watch_claim(&HeldClaim::of(claim));
-                }
+    let claim_watch = watcher(
+        claims.api().clone(),
+        watcher::Config::default().labels(&Claims::selector()),
+    )
+    .backoff(watch_backoff())
+    .for_each(move |event| {
+        if let Ok(event) = &event {
+            claim_writer.apply(event, HeldClaim::of);
+            // Every claim is looked at when it would be overdue; the cache has it by then.
+            if let watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) = event {
+                reaper_of_claims.watch_claim(&HeldClaim::of(claim));
             }
-            future::ready(())
-        });
+        }
+        future::ready(())
+    });
 
     let reporter = Reporter {
         controller: "entra-operator".into(),
@@ -301,8 +304,11 @@ pub async fn run(
     // Claims trigger through a watch of its own: shared streams skip deletions, and a released
     // claim is exactly what waiting leases must see. The metadata is enough to trigger.
     let released_users = released_users(
-        watcher(claim_metadata.clone(), paged().labels(&Claims::selector()))
-            .backoff(watch_backoff()),
+        watcher(
+            claim_metadata.clone(),
+            watcher::Config::default().labels(&Claims::selector()),
+        )
+        .backoff(watch_backoff()),
     );
     let mut waiting = triggers::WaitingLeases::default();
     let wake_waiting = released_users.flat_map(move |released| {
@@ -360,9 +366,12 @@ pub async fn run(
     let client_secret_changes = scope
         .watch::<PartialObjectMeta<Secret>>(&client, paged(), |_| Vec::new())
         .touched_objects();
-    let claim_changes = watcher(claim_metadata, paged().labels(&Claims::selector()))
-        .backoff(watch_backoff())
-        .touched_objects();
+    let claim_changes = watcher(
+        claim_metadata,
+        watcher::Config::default().labels(&Claims::selector()),
+    )
+    .backoff(watch_backoff())
+    .touched_objects();
     let pools_by_secret = pools.clone();
     let pools_for_readiness = pools.clone();
     let pool_controller = Controller::for_shared_stream(pool_events, pools)

@@ -1,0 +1,189 @@
+//! One tenant cannot exhaust the operator's memory: a lease user fills a namespace with leases at
+//! the CRD's maximum size and labelled Secrets of 1 MiB, the operator starts (its first lists see
+//! all of it), serves a new lease, and its peak RSS stays under the chart's memory limit. On a
+//! control plane of its own (this test binary's): the namespace holds hundreds of MiB.
+
+use entra_test_support as support;
+
+use entra_emulator::sample::ALICE;
+use entra_operator::api::LeasePhase;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, PostParams};
+use serde_json::json;
+use support::chart::edit_user;
+use support::lease_env::LeaseEnv;
+
+/// The chart's memory limit (values.yaml, resources.limits.memory).
+const CHART_MEMORY_LIMIT_KIB: u64 = 128 * 1024;
+const LEASES: usize = 200;
+const SECRETS: usize = 200;
+
+/// The most a process's resident memory has been, from /proc (VmHWM).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM is reported")
+}
+
+/// A lease as large as the CRD lets a lease user make it: templates of 16 KiB in all, template
+/// annotations of 16 KiB, 32 labels, and 200 KiB of the lease's own annotations (Kubernetes
+/// allows 256 KiB). It names a pool that does not exist, so it stays Pending, cached.
+fn largest_lease(index: usize) -> DynamicObject {
+    let data: serde_json::Map<String, serde_json::Value> = (0..2)
+        .map(|key| {
+            (
+                format!("k{key}"),
+                json!(format!("{{# {} #}}", "x".repeat(8180))),
+            )
+        })
+        .collect();
+    let annotations: serde_json::Map<String, serde_json::Value> = (0..4)
+        .map(|key| (format!("a{key}"), json!("y".repeat(4000))))
+        .collect();
+    let labels: serde_json::Map<String, serde_json::Value> = (0..32)
+        .map(|key| (format!("l{key}"), json!("z".repeat(63))))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "kms.hanzo.ai/v1alpha1",
+        "kind": "EntraLease",
+        "metadata": {
+            "name": format!("big-{index}"),
+            "annotations": { "team.example.com/notes": "n".repeat(200 * 1024) },
+        },
+        "spec": {
+            "dynamicSecretRef": { "name": "no-such-pool" },
+            "template": { "data": data, "annotations": annotations, "labels": labels },
+        },
+    }))
+    .unwrap()
+}
+
+/// A Secret of 1 MiB wearing the label of the operator's Secrets.
+fn labelled_secret(index: usize) -> Secret {
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": format!("mimic-{index}"),
+            "labels": { "app.kubernetes.io/managed-by": "entra-operator" },
+        },
+        "stringData": { "blob": "s".repeat(1024 * 1024) },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_namespace_full_of_the_largest_objects_does_not_exhaust_the_operator() {
+    let mut env = LeaseEnv::start("memory").await;
+    // What the operator needs to serve one lease in an empty namespace, for comparison.
+    env.create_pool("pool", &[ALICE.upn], "1h", "2h").await;
+    env.wait_for_ready_pool("pool").await;
+    env.create_lease("first", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    env.wait_for_phase("first", LeasePhase::Active).await;
+    let baseline = peak_rss_kib(env.operator.pid().expect("the operator runs"));
+    env.end_lease("first").await;
+    env.wait_until_gone("first").await;
+
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    // A lease user: the built-in edit role, plus creating leases.
+    let rbac = format!(
+        r#"---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{ name: lease-user, namespace: {namespace} }}
+rules: [{{ apiGroups: [kms.hanzo.ai], resources: [entraleases], verbs: [create, get, list] }}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: lease-user, namespace: {namespace} }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: Role, name: lease-user }}
+subjects: [{{ kind: ServiceAccount, name: tenant, namespace: {namespace} }}]"#,
+        namespace = env.namespace
+    );
+    let tenant = edit_user(
+        env.control_plane,
+        &env.namespace,
+        "tenant",
+        &rbac,
+        kubeconfig.path(),
+    )
+    .await;
+    let leases: Api<DynamicObject> = Api::namespaced_with(
+        tenant.clone(),
+        &env.namespace,
+        &kube::api::ApiResource::erase::<entra_operator::api::EntraLease>(&()),
+    );
+    let secrets: Api<Secret> = Api::namespaced(tenant, &env.namespace);
+    futures::stream::iter(0..LEASES)
+        .map(|index| {
+            let leases = leases.clone();
+            async move {
+                leases
+                    .create(&PostParams::default(), &largest_lease(index))
+                    .await
+                    .expect("the lease user creates the largest lease the CRD allows")
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    futures::stream::iter(0..SECRETS)
+        .map(|index| {
+            let secrets = secrets.clone();
+            async move {
+                secrets
+                    .create(&PostParams::default(), &labelled_secret(index))
+                    .await
+                    .expect("the lease user creates a labelled Secret of 1 MiB")
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+
+    // The operator starts with all of it there, and serves a new lease.
+    env.operator.restart();
+    env.create_lease("served", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    env.wait_for_phase("served", LeasePhase::Active).await;
+    // The oversized leases were read too: each says its pool is missing.
+    env.wait_for("every large lease judged", || async {
+        let pending = env
+            .leases()
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|lease| {
+                lease.status.as_ref().is_some_and(|status| {
+                    status
+                        .conditions
+                        .iter()
+                        .any(|condition| condition.reason == "DynamicSecretNotFound")
+                })
+            })
+            .count();
+        (pending == LEASES).then_some(())
+    })
+    .await;
+
+    let pid = env.operator.pid().expect("the operator runs");
+    let peak = peak_rss_kib(pid);
+    println!(
+        "peak RSS of the operator (debug build) with {LEASES} leases at the CRD's maximum size \
+         and {SECRETS} labelled Secrets of 1 MiB: {:.1} MiB; serving one lease in an empty \
+         namespace: {:.1} MiB (limit {} MiB)",
+        peak as f64 / 1024.0,
+        baseline as f64 / 1024.0,
+        CHART_MEMORY_LIMIT_KIB / 1024
+    );
+    assert!(
+        peak < CHART_MEMORY_LIMIT_KIB,
+        "the operator's peak RSS, {peak} KiB, reached the chart's limit"
+    );
+    assert_eq!(env.violations().await, Vec::<String>::new());
+}
