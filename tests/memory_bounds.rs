@@ -13,6 +13,7 @@ use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::json;
 use support::chart::edit_user;
 use support::lease_env::LeaseEnv;
+use support::oversized::{labelled_secret, largest_lease};
 
 /// The chart's memory limit (values.yaml, resources.limits.memory).
 const CHART_MEMORY_LIMIT_KIB: u64 = 128 * 1024;
@@ -27,51 +28,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM is reported")
-}
-
-/// A lease as large as the CRD lets a lease user make it: templates of 16 KiB in all, template
-/// annotations of 16 KiB, 32 labels, and 200 KiB of the lease's own annotations (Kubernetes
-/// allows 256 KiB). It names a pool that does not exist, so it stays Pending, cached.
-fn largest_lease(index: usize) -> DynamicObject {
-    let data: serde_json::Map<String, serde_json::Value> = (0..2)
-        .map(|key| {
-            (
-                format!("k{key}"),
-                json!(format!("{{# {} #}}", "x".repeat(8180))),
-            )
-        })
-        .collect();
-    let annotations: serde_json::Map<String, serde_json::Value> = (0..4)
-        .map(|key| (format!("a{key}"), json!("y".repeat(4000))))
-        .collect();
-    let labels: serde_json::Map<String, serde_json::Value> = (0..32)
-        .map(|key| (format!("l{key}"), json!("z".repeat(63))))
-        .collect();
-    serde_json::from_value(json!({
-        "apiVersion": "kms.hanzo.ai/v1alpha1",
-        "kind": "EntraLease",
-        "metadata": {
-            "name": format!("big-{index}"),
-            "annotations": { "team.example.com/notes": "n".repeat(200 * 1024) },
-        },
-        "spec": {
-            "dynamicSecretRef": { "name": "no-such-pool" },
-            "template": { "data": data, "annotations": annotations, "labels": labels },
-        },
-    }))
-    .unwrap()
-}
-
-/// A Secret of 1 MiB wearing the label of the operator's Secrets.
-fn labelled_secret(index: usize) -> Secret {
-    serde_json::from_value(json!({
-        "metadata": {
-            "name": format!("mimic-{index}"),
-            "labels": { "app.kubernetes.io/managed-by": "entra-operator" },
-        },
-        "stringData": { "blob": "s".repeat(1024 * 1024) },
-    }))
-    .unwrap()
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub mod lab;
 pub mod lease_env;
 pub mod node_simulation;
 pub mod operator;
+pub mod oversized;
 pub mod tracker;
 
 pub use control_plane::ControlPlane;

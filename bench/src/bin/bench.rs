@@ -20,6 +20,7 @@ use entra_bench::setup;
 use entra_bench::stats::{ApiRequests, Percentiles, api_requests};
 use entra_bench::tracker::{Tracker, credentials};
 use entra_emulator::{Counters, Emulator, FaultPlan};
+use entra_test_support::oversized;
 use futures::StreamExt;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
@@ -53,6 +54,8 @@ struct Scale {
     full_fill: usize,
     idle_window: Duration,
     baseline_window: Duration,
+    /// Leases at the CRD's maximum size, and labelled Secrets of 1 MiB, beside the full fill.
+    oversized: usize,
 }
 
 impl Scale {
@@ -68,6 +71,7 @@ impl Scale {
             full_fill: 10_000,
             idle_window: Duration::from_secs(120),
             baseline_window: Duration::from_secs(30),
+            oversized: 200,
         }
     }
 
@@ -83,6 +87,7 @@ impl Scale {
             full_fill: 600,
             idle_window: Duration::from_secs(20),
             baseline_window: Duration::from_secs(10),
+            oversized: 20,
         }
     }
 
@@ -183,6 +188,7 @@ async fn run(scale: Scale, fill_only: bool) -> Results {
     bench.fill().await;
     let idle = bench.idle().await;
     bench.restart().await;
+    bench.oversized().await;
     bench.background_with_operator_stopped(idle).await;
     bench.finish(started, machine_cpu_at_start)
 }
@@ -860,6 +866,84 @@ impl Bench {
             "   ready after {:.0} ms, all reconciled after {:?}; {} Graph writes, {} Graph reads, {:.0} API writes",
             r.ready_ms, all_reconciled, r.graph_writes, r.graph_reads, r.api_writes
         );
+    }
+
+    /// A tenant's largest objects beside every active lease: leases at the CRD's maximum size and
+    /// labelled Secrets of 1 MiB, then a restart, so that the operator's first lists read them
+    /// all. The peak RSS of that process is what they cost; they are deleted afterwards.
+    async fn oversized(&mut self) {
+        let count = self.scale.oversized;
+        phase(&format!(
+            "{count} leases at the CRD's maximum size and {count} labelled Secrets of 1 MiB, then \
+             a restart"
+        ));
+        let leases: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+            self.lab.client.clone(),
+            NAMESPACE,
+            &kube::api::ApiResource::erase::<entra_operator::api::EntraLease>(&()),
+        );
+        let secrets = self.lab.secrets();
+        futures::stream::iter(0..count)
+            .for_each_concurrent(8, |index| {
+                let (leases, secrets) = (&leases, &secrets);
+                async move {
+                    let params = PostParams::default();
+                    leases
+                        .create(&params, &oversized::largest_lease(index))
+                        .await
+                        .expect("the largest lease is created");
+                    secrets
+                        .create(&params, &oversized::labelled_secret(index))
+                        .await
+                        .expect("a labelled Secret of 1 MiB is created");
+                }
+            })
+            .await;
+        let active = self.tracker.state().active_now();
+        let ready = self.restart_operator().await;
+        let all_reconciled = self.wait_until_reconciled(active + count).await;
+        let usage = self.operator.usage().unwrap_or_default();
+        self.results.oversized = results::Oversized {
+            leases: count,
+            secrets: count,
+            lease_annotation_kib: oversized::LEASE_ANNOTATION_BYTES / 1024,
+            secret_kib: oversized::SECRET_BYTES / 1024,
+            active_leases: active,
+            ready_ms: ms(ready),
+            all_reconciled_ms: all_reconciled.map(ms),
+            usage,
+        };
+        println!(
+            "   ready after {:.0} ms, all reconciled after {all_reconciled:?}; peak RSS {:.1} MiB",
+            ms(ready),
+            usage.peak_rss_mib
+        );
+        for index in 0..count {
+            let _ = leases
+                .delete(&format!("big-{index}"), &DeleteParams::default())
+                .await;
+            let _ = secrets
+                .delete(&format!("mimic-{index}"), &DeleteParams::default())
+                .await;
+        }
+        // The operator lets the unissued leases go before the next phase stops it.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let left = leases
+                .list_metadata(&ListParams::default())
+                .await
+                .map(|list| {
+                    list.items
+                        .iter()
+                        .filter(|lease| kube::ResourceExt::name_any(*lease).starts_with("big-"))
+                        .count()
+                })
+                .unwrap_or(usize::MAX);
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     fn finish(mut self, started: Instant, machine_cpu_at_start: f64) -> Results {
