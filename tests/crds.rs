@@ -261,7 +261,7 @@ async fn invalid_objects_are_rejected_naming_the_bad_field() {
                 "/spec/template",
                 json!({ "data": { "a": "x".repeat(9000), "b": "y".repeat(9000) } }),
             ),
-            &["spec.template.data", "16 KiB of templates in all"],
+            &["spec.template.data", "16384 characters of templates in all"],
         ),
         (
             "template annotations over 16 KiB in all",
@@ -271,7 +271,7 @@ async fn invalid_objects_are_rejected_naming_the_bad_field() {
                 json!({ "annotations": { "a": "x".repeat(4096), "b": "x".repeat(4096),
                                          "c": "x".repeat(4096), "d": "x".repeat(4096) } }),
             ),
-            &["spec.template.annotations", "16 KiB in all"],
+            &["spec.template.annotations", "16384 characters in all"],
         ),
         (
             "template taking the operator's label",

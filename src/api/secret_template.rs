@@ -28,13 +28,13 @@ pub struct SecretTemplate {
     #[schemars(extend("maxProperties" = 32), inner(length(max = 4096)))]
     #[x_kube(validation = Rule::new(OWN_KEYS_RULE).message(Message::Message(OWN_KEYS_MESSAGE.into())))]
     #[x_kube(validation = Rule::new("self.map(k, size(k) + size(self[k])).sum() <= 16384")
-        .message(Message::Message("annotations may hold 16 KiB in all (keys and values)".into())))]
+        .message(Message::Message("annotations may hold 16384 characters in all (keys and values)".into())))]
     pub annotations: BTreeMap<String, String>,
 
     /// Extra keys of the Secret, each a template of the credential: text and {{ ... }}
     /// substitutions of username, password, userId, tenantId and maxExpiresAt (RFC 3339), joined
     /// with ~ and quoted strings, through the filters upper, lower, trim, urlencode, b64encode
-    /// and tojson. No statements. The templates may hold 16 KiB in all; a key may render at most
+    /// and tojson. No statements. The templates may hold 16384 characters in all; a key may render at most
     /// 16 KiB, all keys 64 KiB. Example:
     /// "Server=db;User Id={{ username }};Password={{ password }}". expiresAt is left out on
     /// purpose: a renewal never changes the data. The default keys (and a continuous lease's
@@ -42,7 +42,7 @@ pub struct SecretTemplate {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32), inner(length(max = 16384)))]
     #[x_kube(validation = Rule::new("self.map(k, size(self[k])).sum() <= 16384")
-        .message(Message::Message("data may hold 16 KiB of templates in all".into())))]
+        .message(Message::Message("data may hold 16384 characters of templates in all".into())))]
     #[x_kube(validation = Rule::new("self.all(k, !(k in ['username', 'password', 'userId', 'tenantId', 'previousUsername', 'previousPassword', 'pendingUsername', 'pendingPassword']))")
         .message(Message::Message("data may not replace the default keys username, password, userId, tenantId and a continuous lease's previous* and pending* keys".into())))]
     pub data: BTreeMap<String, String>,

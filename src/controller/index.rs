@@ -89,25 +89,6 @@ impl<V> Index<V> {
         }
     }
 
-    /// Changes the summary of `namespace/name` with `change`, or puts `value` in when the index
-    /// has none yet: an object the operator just wrote, before its watch brings it.
-    pub fn update_or_insert(
-        &self,
-        namespace: &str,
-        name: &str,
-        value: V,
-        change: impl FnOnce(&mut V),
-    ) {
-        let mut live = self.live.write().unwrap();
-        let names = live.entry(namespace.to_owned()).or_default();
-        match names.get_mut(name) {
-            Some(existing) => change(existing),
-            None => {
-                names.insert(name.to_owned(), value);
-            }
-        }
-    }
-
     /// Resolves once the first full list is in, or fails when the writer is gone first.
     pub async fn wait_until_ready(&self) -> Result<(), watch::error::RecvError> {
         self.ready

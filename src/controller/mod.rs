@@ -46,7 +46,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use backoff::watch_backoff;
-use cache_bounds::{paged, slim};
+use cache_bounds::{paged, slim, slim_lease, slim_namespace};
 pub use claims::{CLAIM_FINALIZER, Claims, HeldClaim, claim_name};
 use cluster_pools::{cluster_pool_controller, nothing_to_watch};
 pub use context::Context;
@@ -144,7 +144,7 @@ pub async fn run(
         nothing_to_watch().boxed()
     };
     let namespace_watch = namespace_source
-        .modify(slim)
+        .modify(slim_namespace)
         .reflect(namespace_writer)
         .touched_objects()
         .for_each(move |namespace| {
@@ -245,7 +245,7 @@ pub async fn run(
         .watch(&client, paged(), move |namespace| {
             in_namespace(&leases_known, namespace)
         })
-        .modify(slim)
+        .modify(slim_lease)
         .reflect(lease_writer)
         // A lease that disappears, or a (re)list that may have missed some, sends the reaper to
         // the claims: a claim whose lease is gone is ended from its record.

@@ -95,17 +95,6 @@ pub fn render(
     template: &SecretTemplate,
     values: &TemplateValues<'_>,
 ) -> Result<BTreeMap<String, ByteString>, TemplateError> {
-    for variable in Variable::NAMES.map(|name| Variable::named(name).expect("a known name")) {
-        if values.value(variable).len() > variable.longest() {
-            return Err(TemplateError {
-                key: String::from("(every key)"),
-                problem: format!(
-                    "the value of {variable:?} is longer than the {} bytes a template may use",
-                    variable.longest()
-                ),
-            });
-        }
-    }
     parse_within_limits(template)?
         .into_iter()
         .map(|(key, parsed)| {
@@ -114,7 +103,16 @@ pub fn render(
                 match part {
                     Part::Text(text) => rendered.push_str(text),
                     Part::Substitution(expression) => {
-                        rendered.push_str(&evaluate(expression, values))
+                        let value =
+                            evaluate(expression, values).map_err(|variable| TemplateError {
+                                key: key.to_owned(),
+                                problem: format!(
+                                    "the value of {variable:?} is longer than the {} bytes a \
+                                     template may use",
+                                    variable.longest()
+                                ),
+                            })?;
+                        rendered.push_str(&value);
                     }
                 }
             }
@@ -123,13 +121,24 @@ pub fn render(
         .collect()
 }
 
-fn evaluate(expression: &Expression, values: &TemplateValues<'_>) -> String {
-    match expression {
-        Expression::Variable(variable) => values.value(*variable).to_owned(),
+/// The value of `expression`, or the variable whose value is longer than the bound the template
+/// was judged by (only variables a template uses are held to it).
+fn evaluate(expression: &Expression, values: &TemplateValues<'_>) -> Result<String, Variable> {
+    Ok(match expression {
+        Expression::Variable(variable) => {
+            let value = values.value(*variable);
+            if value.len() > variable.longest() {
+                return Err(*variable);
+            }
+            value.to_owned()
+        }
         Expression::Literal(text) => text.clone(),
-        Expression::Join(parts) => parts.iter().map(|part| evaluate(part, values)).collect(),
-        Expression::Filtered(inner, filter) => filter.apply(&evaluate(inner, values)),
-    }
+        Expression::Join(parts) => parts
+            .iter()
+            .map(|part| evaluate(part, values))
+            .collect::<Result<String, Variable>>()?,
+        Expression::Filtered(inner, filter) => filter.apply(&evaluate(inner, values)?),
+    })
 }
 
 /// Checks that every key of `template` parses and stays within the limits with any values: a
@@ -327,6 +336,9 @@ mod tests {
         let error = render(&template(&[("k", "{{ username }}")]), &values).unwrap_err();
         assert!(error.problem.contains("longer than"), "{error}");
         assert!(!error.to_string().contains(&long));
+        // A template that does not use it, or no template, renders.
+        assert!(render(&template(&[("k", "{{ password }}")]), &values).is_ok());
+        assert!(render(&template(&[]), &values).is_ok());
     }
 
     #[test]

@@ -118,10 +118,17 @@ impl<'a> Parser<'a> {
         let mut text = String::new();
         let mut trim_next_text = false;
         loop {
-            let next = ["{{", "{#", "{%"]
-                .iter()
-                .filter_map(|open| self.rest().find(open))
-                .min();
+            // One pass over the text: the next `{` that opens something.
+            let next = self
+                .rest()
+                .match_indices('{')
+                .map(|(offset, _)| offset)
+                .find(|&offset| {
+                    matches!(
+                        self.rest().as_bytes().get(offset + 1),
+                        Some(b'{' | b'#' | b'%')
+                    )
+                });
             let literal = &self.rest()[..next.unwrap_or(self.rest().len())];
             text.push_str(if trim_next_text {
                 literal.trim_start()

@@ -26,7 +26,8 @@ pub fn largest_lease(index: usize) -> DynamicObject {
         "kind": "EntraLease",
         "metadata": {
             "name": format!("big-{index}"),
-            "annotations": { "team.example.com/notes": "n".repeat(LEASE_ANNOTATION_BYTES) },
+            // A tenant may choose a key in the operator's own domain too.
+            "annotations": { "kms.hanzo.ai/notes": "n".repeat(LEASE_ANNOTATION_BYTES) },
         },
         "spec": {
             "dynamicSecretRef": { "name": "no-such-pool" },

@@ -14,6 +14,9 @@ use crate::controller::pool::Pool;
 use crate::secret::{SecretSummary, is_owned_by, stored_password};
 use crate::sensitive::SecretString;
 
+/// Whole Secrets read at once to learn whether their data is intact.
+static SECRET_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 impl Context {
     /// The claim on `user_id` in the cache, looked up by its name (one per user).
     pub fn cached_claim(&self, user_id: &str) -> Option<HeldClaim> {
@@ -73,10 +76,14 @@ impl Context {
         {
             return Ok(Some(cached));
         }
+        // A tenant can pad their lease Secrets to Kubernetes' limit (about 1.5 MiB): a few whole
+        // Secrets in memory at once, however many reconciles want one.
+        let _turn = SECRET_READS.acquire().await.expect("never closed");
         let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await?;
         let read = secret.as_ref().map(SecretSummary::of);
+        drop(secret);
         if let Some(read) = &read {
             self.secrets
                 .update(namespace, name, |cached| cached.learn(read));
@@ -85,11 +92,13 @@ impl Context {
     }
 
     /// Records a Secret as the operator just wrote it, so that the next look at it needs no read.
+    /// Only a Secret the watch already has: one it has not seen yet, or has seen deleted or
+    /// unlabelled meanwhile, is read again rather than trusted from the write.
     pub fn remember_written(&self, written: &Secret) {
         let namespace = written.namespace().unwrap_or_default();
         let read = SecretSummary::of(written);
         self.secrets
-            .update_or_insert(&namespace, &written.name_any(), read.clone(), |cached| {
+            .update(&namespace, &written.name_any(), |cached| {
                 cached.learn(&read)
             });
     }
