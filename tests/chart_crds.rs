@@ -8,12 +8,13 @@ use entra_test_support as support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use entra_operator::api::EntraLease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
-use support::ControlPlane;
-use support::chart::{CHART_DIR, documents, helm, helm_ok, values_file};
+use support::chart::{CHART_DIR, documents, helm_ok};
 use support::cluster::{CRDS_FILE, namespace};
+use support::{ControlPlane, copy_tree};
 
 const LEASES_CRD: &str = "entraleases.kms.hanzo.ai";
 const CRD_NAMES: [&str; 3] = [
@@ -38,6 +39,7 @@ fn helm_release(
     )
 }
 
+/// The same with the chart in `chart`; the release lives in a namespace of its name.
 fn helm_release_of(
     control_plane: &ControlPlane,
     release: &str,
@@ -45,20 +47,16 @@ fn helm_release_of(
     values: &Value,
     command: &[&str],
 ) -> std::process::Output {
-    let (_dir, file) = values_file(values);
-    let mut args = command.to_vec();
-    args.extend([
-        release,
-        chart.to_str().unwrap(),
-        "--kubeconfig",
-        control_plane.kubeconfig.to_str().unwrap(),
-        "--namespace",
-        release,
-        "--values",
-        file.to_str().unwrap(),
-        "--wait=hookOnly",
-    ]);
-    helm(&args)
+    support::chart::helm_release(control_plane, command, release, release, chart, values)
+}
+
+/// Asserts that `output` is a failure whose error says `expected`, for `what`.
+fn refused(what: &str, output: std::process::Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains(expected),
+        "{what}: {stderr}"
+    );
 }
 
 fn succeeded(what: &str, output: std::process::Output) {
@@ -100,19 +98,6 @@ fn older_chart() -> tempfile::TempDir {
     dir
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn kubectl_ok(control_plane: &ControlPlane, args: &[&str]) -> String {
     let output = control_plane.kubectl(args);
     assert!(
@@ -125,14 +110,11 @@ fn kubectl_ok(control_plane: &ControlPlane, args: &[&str]) -> String {
 }
 
 fn leases(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
-    let resource = ApiResource {
-        group: "kms.hanzo.ai".into(),
-        version: "v1alpha1".into(),
-        api_version: "kms.hanzo.ai/v1alpha1".into(),
-        kind: "EntraLease".into(),
-        plural: "entraleases".into(),
-    };
-    Api::namespaced_with(client.clone(), namespace, &resource)
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::erase::<EntraLease>(&()),
+    )
 }
 
 /// A continuous lease, created by a client that does not ask for strict field validation (the API
@@ -207,11 +189,10 @@ async fn helm_adopts_hand_applied_crds_and_its_upgrade_restores_a_pruned_field()
         helm_release(control_plane, &release, &without_crds, &["install"]),
     );
     // Helm does not take over CRDs it did not create unless told to (README, "Upgrade").
-    let refused = helm_release(control_plane, &release, &with_crds, &["upgrade"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && stderr.contains("cannot be imported"),
-        "helm does not adopt CRDs it did not create without being told: {stderr}"
+    refused(
+        "helm does not adopt CRDs it did not create without being told",
+        helm_release(control_plane, &release, &with_crds, &["upgrade"]),
+        "cannot be imported",
     );
     succeeded(
         "the upgrade that adopts the CRDs",
@@ -259,17 +240,16 @@ async fn helm_adopts_hand_applied_crds_and_its_upgrade_restores_a_pruned_field()
     // The hand-applied CRDs' field manager still shares the fields Helm took over: the first
     // upgrade that changes a schema stops at the conflict, naming it, until it is forced.
     let older = older_chart();
-    let conflict = helm_release_of(
-        control_plane,
-        &release,
-        older.path(),
-        &with_crds,
-        &["upgrade"],
-    );
-    let stderr = String::from_utf8_lossy(&conflict.stderr);
-    assert!(
-        !conflict.status.success() && stderr.contains(r#"conflict with \"kubectl\""#),
-        "the conflict names the hand-applied manager: {stderr}"
+    refused(
+        "the conflict names the hand-applied manager",
+        helm_release_of(
+            control_plane,
+            &release,
+            older.path(),
+            &with_crds,
+            &["upgrade"],
+        ),
+        r#"conflict with \"kubectl\""#,
     );
     succeeded(
         "the upgrade to an older chart",
@@ -316,11 +296,10 @@ async fn helm_adopts_hand_applied_crds_and_its_upgrade_restores_a_pruned_field()
         .await
         .expect("the older schema replaces the CRD");
     assert!(!schema_has_rotation(&crds).await);
-    let conflict = helm_release(control_plane, &release, &with_crds, &["upgrade"]);
-    let stderr = String::from_utf8_lossy(&conflict.stderr);
-    assert!(
-        !conflict.status.success() && stderr.contains("conflict"),
-        "an upgrade over someone else's schema names the conflict: {stderr}"
+    refused(
+        "an upgrade over someone else's schema names the conflict",
+        helm_release(control_plane, &release, &with_crds, &["upgrade"]),
+        "conflict",
     );
     // ...and takes it back when told to (README, "Troubleshooting").
     succeeded(

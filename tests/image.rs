@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use entra_test_support::workspace_dir;
+use entra_test_support::{copy_tree, workspace_dir};
 use globset::{GlobBuilder, GlobMatcher};
 
 /// One `.dockerignore` line: a glob over context paths, and whether it admits (`!`) or excludes.
@@ -193,19 +193,6 @@ fn build_stage(dockerfile: &str) -> BuildStage {
         workdir,
         copies,
         cargo: cargo.expect("the build stage runs cargo"),
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    if from.is_dir() {
-        fs::create_dir_all(to).unwrap();
-        for entry in fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            copy_tree(&entry.path(), &to.join(entry.file_name()));
-        }
-    } else {
-        fs::create_dir_all(to.parent().unwrap()).unwrap();
-        fs::copy(from, to).unwrap();
     }
 }
 

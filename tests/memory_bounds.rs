@@ -5,6 +5,7 @@
 
 use entra_test_support as support;
 
+use entra_bench::operator::usage_of;
 use entra_emulator::sample::ALICE;
 use entra_operator::api::LeasePhase;
 use futures::StreamExt;
@@ -17,17 +18,13 @@ use support::oversized::{labelled_secret, largest_lease};
 
 /// The chart's memory limit (values.yaml, resources.limits.memory).
 const CHART_MEMORY_LIMIT_KIB: u64 = 128 * 1024;
-const LEASES: usize = 200;
-const SECRETS: usize = 200;
+/// Leases at the CRD's maximum size, and as many labelled Secrets of 1 MiB.
+const COUNT: usize = 200;
 
-/// The most a process's resident memory has been, from /proc (VmHWM).
+/// The most the process's resident memory has been (VmHWM), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM is reported")
+    let usage = usage_of(pid).expect("the process runs");
+    (usage.peak_rss_mib * 1024.0) as u64
 }
 
 #[tokio::test]
@@ -73,31 +70,21 @@ subjects: [{{ kind: ServiceAccount, name: tenant, namespace: {namespace} }}]"#,
         &kube::api::ApiResource::erase::<entra_operator::api::EntraLease>(&()),
     );
     let secrets: Api<Secret> = Api::namespaced(tenant, &env.namespace);
-    futures::stream::iter(0..LEASES)
-        .map(|index| {
-            let leases = leases.clone();
+    futures::stream::iter(0..COUNT)
+        .for_each_concurrent(8, |index| {
+            let (leases, secrets) = (&leases, &secrets);
             async move {
+                let params = PostParams::default();
                 leases
-                    .create(&PostParams::default(), &largest_lease(index))
+                    .create(&params, &largest_lease(index))
                     .await
-                    .expect("the lease user creates the largest lease the CRD allows")
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
-    futures::stream::iter(0..SECRETS)
-        .map(|index| {
-            let secrets = secrets.clone();
-            async move {
+                    .expect("the lease user creates the largest lease the CRD allows");
                 secrets
-                    .create(&PostParams::default(), &labelled_secret(index))
+                    .create(&params, &labelled_secret(index))
                     .await
-                    .expect("the lease user creates a labelled Secret of 1 MiB")
+                    .expect("the lease user creates a labelled Secret of 1 MiB");
             }
         })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
         .await;
 
     // The operator starts with all of it there, and serves a new lease.
@@ -123,15 +110,15 @@ subjects: [{{ kind: ServiceAccount, name: tenant, namespace: {namespace} }}]"#,
                 })
             })
             .count();
-        (pending == LEASES).then_some(())
+        (pending == COUNT).then_some(())
     })
     .await;
 
     let pid = env.operator.pid().expect("the operator runs");
     let peak = peak_rss_kib(pid);
     println!(
-        "peak RSS of the operator (debug build) with {LEASES} leases at the CRD's maximum size \
-         and {SECRETS} labelled Secrets of 1 MiB: {:.1} MiB; serving one lease in an empty \
+        "peak RSS of the operator (debug build) with {COUNT} leases at the CRD's maximum size \
+         and {COUNT} labelled Secrets of 1 MiB: {:.1} MiB; serving one lease in an empty \
          namespace: {:.1} MiB (limit {} MiB)",
         peak as f64 / 1024.0,
         baseline as f64 / 1024.0,

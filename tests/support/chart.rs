@@ -85,11 +85,36 @@ pub fn install(control_plane: &ControlPlane, release: &str, namespace: &str, val
     if values.get("crds").is_none() {
         values["crds"] = serde_json::json!({ "enabled": false });
     }
-    let (_dir, file) = values_file(&values);
-    helm_ok(&[
-        "install",
+    let installed = helm_release(
+        control_plane,
+        &["install"],
         release,
-        CHART_DIR,
+        namespace,
+        Path::new(CHART_DIR),
+        &values,
+    );
+    assert!(
+        installed.status.success(),
+        "helm install {release} failed:\n{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+}
+
+/// `helm <command> <release> <chart>` (an install or an upgrade) into the control plane with
+/// `values`; nothing waits for the pods (there is no kubelet).
+pub fn helm_release(
+    control_plane: &ControlPlane,
+    command: &[&str],
+    release: &str,
+    namespace: &str,
+    chart: &Path,
+    values: &Value,
+) -> Output {
+    let (_dir, file) = values_file(values);
+    let mut args = command.to_vec();
+    args.extend([
+        release,
+        chart.to_str().unwrap(),
         "--kubeconfig",
         control_plane.kubeconfig.to_str().unwrap(),
         "--namespace",
@@ -98,6 +123,7 @@ pub fn install(control_plane: &ControlPlane, release: &str, namespace: &str, val
         file.to_str().unwrap(),
         "--wait=hookOnly",
     ]);
+    helm(&args)
 }
 
 pub fn uninstall(control_plane: &ControlPlane, release: &str, namespace: &str) {
