@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod password;
 pub mod secret;
 pub mod secret_template;
+pub mod secret_types;
 pub mod sensitive;
 pub mod telemetry;
 pub mod tls;

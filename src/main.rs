@@ -11,6 +11,7 @@ use entra_operator::controller::{self, Settings, WatchScope};
 use entra_operator::graph::{EndpointOverrides, GraphClient, GraphClientConfig};
 use entra_operator::health::{self, Readiness};
 use entra_operator::leader::LeaderElection;
+use entra_operator::secret_types::SecretTypes;
 use entra_operator::telemetry::{self, LogFormat};
 use entra_operator::{api, tls};
 
@@ -92,6 +93,15 @@ struct RunArgs {
     /// should; others, serving their own namespaces, turn it off.
     #[arg(long, env = "CLUSTER_POOLS", default_value_t = true, action = clap::ArgAction::Set)]
     cluster_pools: bool,
+    /// The types a lease's Secret may have, comma-separated (never
+    /// kubernetes.io/service-account-token).
+    #[arg(
+        long,
+        env = "ENTRA_LEASE_SECRET_TYPES",
+        default_value = entra_operator::secret_types::DEFAULT_TYPES,
+        value_parser = SecretTypes::parse
+    )]
+    lease_secret_types: SecretTypes,
 }
 
 fn parse_cloud(text: &str) -> Result<Cloud, String> {
@@ -161,6 +171,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         readiness: readiness.clone(),
         allowed_clouds: args.allowed_clouds.clone(),
         cluster_pools: args.cluster_pools,
+        lease_secret_types: args.lease_secret_types.clone(),
     };
     if !args.leader_elect {
         // The only replica is the acting one.

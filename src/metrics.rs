@@ -96,6 +96,9 @@ pub struct Metrics {
     pub revocation_lag: Histogram,
     pub continuous_lease_gaps: Counter,
     pub revocation_failures: Family<ReasonLabels, Counter>,
+    /// Ended credentials whose Secret could not be deleted or emptied (their passwords no
+    /// longer work).
+    pub secrets_left_behind: Counter,
     pub graph_requests: Family<GraphRequestLabels, Counter>,
     pub graph_duration: Family<OperationLabels, Histogram>,
     pub graph_throttle_wait: Counter<f64>,
@@ -127,6 +130,7 @@ impl Metrics {
             revocation_lag: seconds_histogram(),
             continuous_lease_gaps: Counter::default(),
             revocation_failures: Family::default(),
+            secrets_left_behind: Counter::default(),
             graph_requests: Family::default(),
             graph_duration: Family::new_with_constructor(latency_histogram),
             graph_throttle_wait: Counter::default(),
@@ -177,6 +181,12 @@ impl Metrics {
             "lease_revocation_failures",
             "Failed attempts to end a lease's credential, retried until they succeed",
             m.revocation_failures.clone(),
+        );
+        registry.register(
+            "lease_secrets_left_behind",
+            "Ended credentials whose Secret the operator could not delete or empty (a refusal, \
+             an outage): the password in it no longer works, and the user went back to the pool",
+            m.secrets_left_behind.clone(),
         );
         registry.register(
             "graph_requests",

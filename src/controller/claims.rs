@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::{Lease as Claim, LeaseSpec as ClaimSpec};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
@@ -33,6 +34,8 @@ pub const CLAIM_FINALIZER: &str = "kms.hanzo.ai/revoke";
 #[derive(Clone)]
 pub struct Claims {
     api: Api<Claim>,
+    /// Claims in every namespace: other releases' claims on the same users.
+    everywhere: Api<Claim>,
     namespace: String,
 }
 
@@ -69,6 +72,18 @@ impl HeldClaim {
     /// The namespace and name of the holding lease.
     pub fn lease(&self) -> Option<(&str, &str)> {
         self.holder.as_deref()?.split_once('/')
+    }
+
+    /// A reference to the claim, for events about it.
+    pub fn reference(&self, namespace: &str) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("coordination.k8s.io/v1".into()),
+            kind: Some("Lease".into()),
+            name: Some(self.name.clone()),
+            namespace: Some(namespace.to_owned()),
+            uid: self.uid.clone(),
+            ..ObjectReference::default()
+        }
     }
 
     /// True when the lease with `uid` holds this claim.
@@ -116,12 +131,20 @@ pub enum ClaimOutcome {
     Claimed(HeldClaim),
     /// Another lease holds the user (or did until a moment ago: its claim is being released).
     Taken,
+    /// Another release of the operator, keeping its claims in this namespace, holds the user.
+    TakenElsewhere(String),
 }
+
+/// Another release's claim on a user this release claimed too, in the namespace where that
+/// release keeps its claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimElsewhere(pub String);
 
 impl Claims {
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
-            api: Api::namespaced(client, namespace),
+            api: Api::namespaced(client.clone(), namespace),
+            everywhere: Api::all(client),
             namespace: namespace.to_owned(),
         }
     }
@@ -143,19 +166,53 @@ impl Claims {
     /// Claims the record's user for the record's lease. Idempotent: a claim the lease already
     /// holds is `Claimed`. A claim whose holder vanished is not taken over here: the reaper
     /// revokes it first, and its release wakes the waiting leases.
+    ///
+    /// I1 across releases: a claim is kept only once no other release's claim on the user shows
+    /// on a live read after it was created, and no password is set before. Of two releases
+    /// claiming at once, at least the later one sees the other and lets go (both may; they try
+    /// again later), so two releases never both set a password.
     pub async fn claim(&self, record: &ClaimRecord) -> kube::Result<ClaimOutcome> {
         let claim = claim_object(record);
-        match self.api.create(&PostParams::default(), &claim).await {
-            Ok(created) => return Ok(ClaimOutcome::Claimed(HeldClaim::of(&created))),
-            Err(error) if is_conflict(&error) => {}
+        let ours = match self.api.create(&PostParams::default(), &claim).await {
+            Ok(created) => HeldClaim::of(&created),
+            Err(error) if is_conflict(&error) => match self.get(&record.user.id).await? {
+                Some(existing) if existing.is_held_by(Some(&record.lease.uid)) => existing,
+                _ => return Ok(ClaimOutcome::Taken),
+            },
             Err(error) => return Err(error),
-        }
-        match self.get(&record.user.id).await? {
-            Some(existing) if existing.holder_uid.as_deref() == Some(record.lease.uid.as_str()) => {
-                Ok(ClaimOutcome::Claimed(existing))
+        };
+        // Nothing was set with this claim yet: letting it go needs no scramble. When the check
+        // cannot be made, the claim goes too, so that no later attempt resumes it unchecked.
+        match self.elsewhere(&record.user.id).await {
+            Ok(None) => Ok(ClaimOutcome::Claimed(ours)),
+            Ok(Some(ClaimElsewhere(namespace))) => {
+                self.release(&ours).await?;
+                Ok(ClaimOutcome::TakenElsewhere(namespace))
             }
-            _ => Ok(ClaimOutcome::Taken),
+            Err(error) => {
+                if let Err(release) = self.release(&ours).await {
+                    tracing::warn!(error = %release, claim = %ours.name, "could not let go of an unchecked claim");
+                }
+                Err(error)
+            }
         }
+    }
+
+    /// Another release's claim on `user_id`, read live from every namespace but this one's.
+    pub async fn elsewhere(&self, user_id: &str) -> kube::Result<Option<ClaimElsewhere>> {
+        let user_id = user_id.to_ascii_lowercase();
+        let params = ListParams::default()
+            .labels(&format!(
+                "{MANAGED_BY_LABEL}={MANAGED_BY},{USER_LABEL}={user_id}"
+            ))
+            .fields(&format!("metadata.name={}", claim_name(&user_id)));
+        let found = self.everywhere.list(&params).await?;
+        Ok(found
+            .items
+            .iter()
+            .filter(|claim| claim.namespace().as_deref() != Some(self.namespace.as_str()))
+            .map(|claim| ClaimElsewhere(claim.namespace().unwrap_or_default()))
+            .next())
     }
 
     /// The claim on `user_id`, read from the API server.

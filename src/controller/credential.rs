@@ -6,11 +6,13 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::EventType;
 
 use super::Error;
 use super::claim_record::ClaimRecord;
 use super::claims::{HeldClaim, is_conflict, is_not_found};
 use super::context::{Context, PASSWORD_ATTEMPTS};
+use super::reasons::Reason;
 use super::status::FIELD_MANAGER;
 use crate::api::EntraLease;
 use crate::graph::{AppCredentials, GraphError};
@@ -122,8 +124,10 @@ pub(super) async fn write_credentials(
 }
 
 /// Creates the lease's Secret, or replaces it when the lease owns it. Never touches a Secret
-/// the lease does not own.
+/// the lease does not own, and never writes one of a type the administrator did not allow
+/// (whatever the CRDs in the cluster let through).
 async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Result<(), Error> {
+    ctx.lease_secret_types.check(secret.type_.as_deref())?;
     let namespace = lease.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = secret.name_any();
@@ -184,7 +188,12 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         }
     }
     let lease = &record.lease;
-    remove_from_secret(ctx, record).await?;
+    // The password no longer works: the user goes back to the pool even when the Secret cannot
+    // be touched (the namespace's admin took the operator's rights there, say). A refusal would
+    // otherwise hold the user for ever; the Secret left behind is reported instead.
+    if let Err(error) = remove_from_secret(ctx, record).await {
+        report_left_behind(ctx, claim, record, &error).await;
+    }
     ctx.claims.release(claim).await?;
     metrics().revocations.inc();
     tracing::info!(
@@ -197,6 +206,34 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         "credential ended"
     );
     Ok(())
+}
+
+/// An event on the claim (in the operator's namespace, where its administrators look: the
+/// lease's namespace may refuse the operator), a warning and a metric.
+async fn report_left_behind(ctx: &Context, claim: &HeldClaim, record: &ClaimRecord, error: &Error) {
+    let lease = &record.lease;
+    metrics().secrets_left_behind.inc();
+    tracing::warn!(
+        lease = %lease.name,
+        namespace = %lease.namespace,
+        secret = %record.secret_name,
+        %error,
+        "the credential ended, but its Secret could not be deleted or emptied"
+    );
+    let note = format!(
+        "the password of {} was scrambled, but Secret {}/{} (lease {}) could not be deleted or \
+         emptied: {error}. The password in it no longer works; delete the Secret",
+        record.user.user_principal_name, lease.namespace, record.secret_name, lease.name
+    );
+    let regarding = claim.reference(ctx.claims.namespace());
+    ctx.publish_about(
+        regarding,
+        EventType::Warning,
+        Reason::SecretLeftBehind.as_str(),
+        "Revoke",
+        note,
+    )
+    .await;
 }
 
 /// Takes the ended credential of `record` out of its lease's Secret: a continuous lease's

@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::Error;
 use super::app_credential::app_credentials;
-use super::claims::HeldClaim;
+use super::claims::{HeldClaim, is_conflict, is_not_found};
 use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM, Validation};
-use super::pool::{Pool, PoolKey};
+use super::credential::end_credential;
+use super::pool::Pool;
 use super::reasons::Reason;
 use super::status::set_condition;
 use crate::api::{
@@ -410,50 +411,76 @@ fn has_reason(status: &DynamicSecretStatus, reason: &str) -> bool {
         .any(|c| c.type_ == "Ready" && c.reason == reason)
 }
 
-/// The finalizer: delete every lease of this pool and wait until all have ended, so no
-/// credential outlives its configuration.
+/// The finalizer: delete every lease holding a credential issued from this pool and wait until
+/// each has ended, so no credential outlives its configuration. The claims are the record of what
+/// was issued, read from the claim cache: a lease that never held one (a pending lease, or one in
+/// a namespace a cluster pool does not select, whatever finalizers it carries) has nothing to end
+/// and holds nothing up.
 async fn end_leases(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     let key = pool.key();
-    let listed: Vec<EntraLease> = match &key.namespace {
-        Some(namespace) => {
-            Api::namespaced(ctx.client.clone(), namespace)
-                .list(&ListParams::default())
-                .await?
-                .items
-        }
-        None => ctx.scope.list(&ctx.client, &ListParams::default()).await?,
-    };
-    let mine: Vec<EntraLease> = listed
-        .into_iter()
-        .filter(|lease| {
-            let namespace = lease.namespace().unwrap_or_default();
-            PoolKey::of_lease(&namespace, &lease.spec.dynamic_secret_ref) == key
+    let pool_uid = pool.metadata().uid.clone().unwrap_or_default();
+    let issued: Vec<HeldClaim> = ctx
+        .claim_cache
+        .find(ctx.claims.namespace(), |claim| {
+            claim
+                .record
+                .as_ref()
+                .is_some_and(|r| r.pool.uid == pool_uid)
         })
+        .into_iter()
+        .map(|(_, claim)| claim)
         .collect();
-    if mine.is_empty() {
+    if issued.is_empty() {
         ctx.validations.lock().unwrap().remove(&key);
         ctx.status_written.lock().unwrap().remove(&key);
         return Ok(Action::await_change());
     }
-    let live: Vec<&EntraLease> = mine
-        .iter()
-        .filter(|l| l.metadata.deletion_timestamp.is_none())
-        .collect();
-    for lease in &live {
-        Api::<EntraLease>::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default())
-            .delete(&lease.name_any(), &DeleteParams::default())
-            .await?;
+    for claim in &issued {
+        end_lease_holding(ctx, claim).await?;
     }
-    if !live.is_empty() {
-        let message = format!("ending {} leases before deletion", live.len());
-        ctx.publish_about(
-            pool.object_ref(),
-            EventType::Normal,
-            Reason::LeasesEnding.as_str(),
-            "Delete",
-            message,
-        )
+    let message = format!("ending {} leases before deletion", issued.len());
+    ctx.publish_about(
+        pool.object_ref(),
+        EventType::Normal,
+        Reason::LeasesEnding.as_str(),
+        "Delete",
+        message,
+    )
+    .await;
+    Err(Error::WaitingForLeases(issued.len()))
+}
+
+/// Deletes the lease holding `claim` (its finalizer ends the credential). Where the lease cannot
+/// be deleted (its namespace refuses the operator), the credential ends from the claim's record,
+/// as the reaper would end it.
+async fn end_lease_holding(ctx: &Context, claim: &HeldClaim) -> Result<(), Error> {
+    let Some(record) = claim.record.as_deref() else {
+        return Ok(());
+    };
+    let lease = &record.lease;
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(lease.uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let deleted = Api::<EntraLease>::namespaced(ctx.client.clone(), &lease.namespace)
+        .delete(&lease.name, &params)
         .await;
+    match deleted {
+        // Gone or replaced: the reaper ends what its claim records.
+        Ok(_) => Ok(()),
+        Err(error) if is_not_found(&error) || is_conflict(&error) => Ok(()),
+        Err(error) => {
+            tracing::warn!(lease = %lease.name, namespace = %lease.namespace, %error, "could not delete a lease of a deleted pool; ending its credential from the claim");
+            let _one_actor = ctx.lease_locks.lock(&lease.uid).await;
+            match ctx.claims.get(&record.user.id).await? {
+                Some(live) if live.uid == claim.uid && live.holder_uid == claim.holder_uid => {
+                    end_credential(ctx, &live).await
+                }
+                _ => Ok(()),
+            }
+        }
     }
-    Err(Error::WaitingForLeases(mine.len()))
 }

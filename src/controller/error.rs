@@ -26,6 +26,9 @@ pub enum Error {
     #[error(transparent)]
     Template(#[from] crate::secret_template::TemplateError),
 
+    #[error(transparent)]
+    SecretType(#[from] crate::secret_types::SecretTypeRefused),
+
     #[error("Entra rejected {0} generated passwords in a row")]
     PasswordsRejected(u32),
 
@@ -62,6 +65,7 @@ impl Error {
             Error::Credential { .. } => "credential",
             Error::SecretNotOwned(_) => "secret_conflict",
             Error::Template(_) => "template",
+            Error::SecretType(_) => "secret_type",
             Error::PasswordsRejected(_) => "password_rejected",
             Error::CredentialLost(_) => "credential_lost",
             Error::MalformedClaim(_) => "malformed_claim",
@@ -83,6 +87,7 @@ impl Error {
             Error::Credential { reason, .. } => reason,
             Error::SecretNotOwned(_) => "SecretConflict",
             Error::Template(_) => "TemplateInvalid",
+            Error::SecretType(_) => "SecretTypeNotAllowed",
             Error::PasswordsRejected(_) => "PasswordRejected",
             Error::CredentialLost(_) | Error::MalformedClaim(_) => "RevocationBlocked",
             _ => "ReconcileFailed",

@@ -15,15 +15,15 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::Error;
 use super::app_credential::{PoolCredential, app_credentials};
 use super::claim_record::{AppIdentity, ClaimRecord, LeaseIdentity, PoolIdentity};
-use super::claims::{ClaimOutcome, HeldClaim, LeaseClaims, is_not_found};
+use super::claims::{ClaimElsewhere, ClaimOutcome, HeldClaim, LeaseClaims, is_not_found};
 use super::context::Context;
 use super::credential::{
     KeptCredential, annotate_expiry, delete_controlled_secret, end_credential,
     set_password_via_secret,
 };
 use super::lease_decision::{
-    Decision, Ending, IssueFailure, IssueFailureKind, LeaseFacts, SecretState, Then,
-    after_issue_failure, credentials_secret_name, decide, later, until_then,
+    Decision, Ending, IssueFailure, IssueFailureKind, LeaseFacts, NEXT_USER_AFTER, SecretState,
+    Then, after_issue_failure, credentials_secret_name, decide, later, until_then,
 };
 use super::lease_rotation::{Previous, Rotation};
 use super::lease_status::LeaseStatusWriter;
@@ -166,6 +166,7 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
             rollouts: rollouts
                 .as_ref()
                 .map_or(Rollouts::NotTracked, |report| report.progress),
+            secret_types: &ctx.lease_secret_types,
             now,
         };
         let decision = decide(&facts);
@@ -212,6 +213,18 @@ fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> 
     }
     retry_at.checked_duration_since(std::time::Instant::now())
 }
+
+/// What claiming the first free user of a list came to.
+pub(super) enum FirstClaim {
+    Claimed(HeldClaim, ClaimRecord),
+    /// Every user is held; `elsewhere`: some by another release, keeping its claims there.
+    AllTaken {
+        elsewhere: Option<String>,
+    },
+}
+
+/// How long a lease waits for a user another release holds: its release is not watched here.
+const HELD_ELSEWHERE_RETRY: Duration = Duration::from_secs(30);
 
 /// The pool's credential, ready for an issue.
 pub(super) struct Prepared {
@@ -422,13 +435,7 @@ impl Shell<'_> {
         ttl: Duration,
         max_ttl: Duration,
     ) -> Result<Action, Error> {
-        // The namespace cache may lag a label just removed: a cluster pool's selector is judged
-        // on the namespace as it is now before anything is issued.
-        if matches!(pool, Pool::Cluster(_)) && !self.namespace_served_now(pool).await? {
-            let message = format!(
-                "{pool} does not serve namespace {} (its namespaceSelector does not match)",
-                self.lease.namespace().unwrap_or_default()
-            );
+        if let Some(message) = self.not_served_now().await? {
             return self
                 .refuse(
                     &LeaseClaims::default(),
@@ -474,13 +481,24 @@ impl Shell<'_> {
             generation,
             last_rotate_request: None,
         };
-        let Some((claim, record)) = self.claim_first(pool, &prepared, candidates, &plan).await?
-        else {
-            let message = match &self.lease.spec.user {
-                Some(user) => format!("user {user} is leased by another lease; waiting for it"),
-                None => format!("every user of {pool} is leased; waiting for one"),
-            };
-            return self.wait(Reason::WaitingForUser, message).await;
+        let (claim, record) = match self.claim_first(pool, &prepared, candidates, &plan).await? {
+            FirstClaim::Claimed(claim, record) => (claim, record),
+            FirstClaim::AllTaken { elsewhere } => {
+                let message = match &self.lease.spec.user {
+                    Some(user) => format!("user {user} is leased by another lease; waiting for it"),
+                    None => format!("every user of {pool} is leased; waiting for one"),
+                };
+                let Some(namespace) = elsewhere else {
+                    return self.wait(Reason::WaitingForUser, message).await;
+                };
+                // Another release's releases are not watched here: look again after a while.
+                let message = format!(
+                    "{message} (at least one is held by another release of entra-operator, which \
+                     keeps its claims in namespace {namespace})"
+                );
+                self.wait(Reason::WaitingForUser, message).await?;
+                return Ok(Action::requeue(HELD_ELSEWHERE_RETRY));
+            }
         };
         // The claim records which user this lease holds: a crash from here on resumes with it.
         self.set_and_confirm(
@@ -515,15 +533,16 @@ impl Shell<'_> {
     }
 
     /// Claims the first free user of `candidates` for this lease, with the record `plan`
-    /// describes; `None` when every one is taken.
+    /// describes.
     pub(super) async fn claim_first(
         &self,
         pool: &Pool,
         prepared: &Prepared,
         candidates: Vec<LeasedUser>,
         plan: &IssuePlan<'_>,
-    ) -> Result<Option<(HeldClaim, ClaimRecord)>, Error> {
+    ) -> Result<FirstClaim, Error> {
         let spec = pool.spec();
+        let mut elsewhere = None;
         let candidates = self.ctx.likely_free_first(candidates, self.lease);
         let issued_at = whole_seconds(self.now);
         let capped = |deadline: Timestamp| {
@@ -559,11 +578,13 @@ impl Shell<'_> {
                 generation: plan.generation,
                 last_rotate_request: plan.last_rotate_request.clone(),
             };
-            if let ClaimOutcome::Claimed(claim) = self.ctx.claims.claim(&record).await? {
-                return Ok(Some((claim, record)));
+            match self.ctx.claims.claim(&record).await? {
+                ClaimOutcome::Claimed(claim) => return Ok(FirstClaim::Claimed(claim, record)),
+                ClaimOutcome::Taken => {}
+                ClaimOutcome::TakenElsewhere(namespace) => elsewhere = Some(namespace),
             }
         }
-        Ok(None)
+        Ok(FirstClaim::AllTaken { elsewhere })
     }
 
     /// An issue interrupted after its claim: a Secret left by it holds the password that may
@@ -577,7 +598,26 @@ impl Shell<'_> {
         previous: Option<HeldClaim>,
         secret: SecretState,
     ) -> Result<Action, Error> {
-        let app = self.ctx.copies.recorded(self.ctx, record).await?;
+        if let Some(message) = self.not_served_now().await? {
+            let held = LeaseClaims {
+                current: Some(claim),
+                previous,
+                older: Vec::new(),
+            };
+            return self
+                .refuse(&held, Reason::NamespaceNotSelected, message)
+                .await;
+        }
+        // The interrupted attempt may not have got past its check for other releases' claims.
+        if let Some(other) = self.ctx.claims.elsewhere(&record.user.id).await? {
+            return self.let_go(claim, record, other).await;
+        }
+        let Some(app) = self.setting_credentials(record).await? else {
+            // Its pool or app changed under the interrupted issue: that credential ends, and the
+            // lease is issued again as its pool is now.
+            end_credential(self.ctx, &claim).await?;
+            return Ok(Action::requeue(NEXT_USER_AFTER));
+        };
         // An edited Secret's password is not necessarily the one that may be set: a fresh one
         // replaces whichever it is.
         let stored = match secret {
@@ -607,6 +647,26 @@ impl Shell<'_> {
             kept.as_ref(),
         )
         .await
+    }
+
+    /// Another release claims the user of an interrupted issue: this lease lets go of it. A
+    /// password this lease may have set is scrambled first (no working password is left unknown,
+    /// I2); should the other release hold a password already (this attempt never checked, or
+    /// creation times cannot tell), that one ends too: a lost credential, never a shared one.
+    async fn let_go(
+        &self,
+        claim: HeldClaim,
+        record: &ClaimRecord,
+        ClaimElsewhere(namespace): ClaimElsewhere,
+    ) -> Result<Action, Error> {
+        end_credential(self.ctx, &claim).await?;
+        let message = format!(
+            "user {} is held by another release of entra-operator, which keeps its claims in \
+             namespace {namespace}; trying again later",
+            record.user.user_principal_name
+        );
+        self.wait(Reason::WaitingForUser, message).await?;
+        Ok(Action::requeue(HELD_ELSEWHERE_RETRY))
     }
 
     /// The previous credential with its password from the Secret, to be kept beside the one
@@ -882,6 +942,10 @@ impl Shell<'_> {
         previous: Option<HeldClaim>,
         cause: SecretState,
     ) -> Result<Action, Error> {
+        // No fresh password for a namespace the pool stopped serving: the credential ends.
+        if self.not_served_now().await?.is_some() {
+            return self.expire(record).await;
+        }
         let secret_name = &record.secret_name;
         let what = if cause == SecretState::Missing {
             "deleted"
@@ -897,10 +961,13 @@ impl Shell<'_> {
                 format!("Secret {secret_name} was {what}; issuing a fresh password"),
             )
             .await;
+        let Some(app) = self.setting_credentials(record).await? else {
+            // Its pool or app changed since the issue: no fresh password from what issued it.
+            return self.expire(record).await;
+        };
         if let Some(previous) = previous {
             end_credential(self.ctx, &previous).await?;
         }
-        let app = self.ctx.copies.recorded(self.ctx, record).await?;
         // Unconfirmed until Entra takes the fresh password: a crash or failure in between
         // resumes it, and never leaves a Secret whose password was not set. A fresh password is
         // a new credential generation (consumers restart for it).
@@ -990,14 +1057,48 @@ impl Shell<'_> {
         Ok(Action::requeue(until_then(wake_at, self.now)))
     }
 
-    /// Whether `pool` serves the lease's namespace by the namespace's labels read now.
-    async fn namespace_served_now(&self, pool: &Pool) -> Result<bool, Error> {
+    /// The app credentials a password of `record` is set with: its pool's own, read as an issue
+    /// reads them, while the lease still names that pool and the pool the app it was issued
+    /// with. `None` otherwise. The operator's copies only end credentials: a copy kept for one
+    /// pool never sets a password for another pool sharing its app.
+    async fn setting_credentials(
+        &self,
+        record: &ClaimRecord,
+    ) -> Result<Option<AppCredentials>, Error> {
+        let Some(pool) = self
+            .ctx
+            .pool_of(self.lease)
+            .filter(|pool| pool.metadata().uid.as_deref() == Some(record.pool.uid.as_str()))
+        else {
+            return Ok(None);
+        };
+        let app = app_credentials(self.ctx, &pool).await?.app;
+        let issued_with = &record.app;
+        let same = pool.spec().cloud == issued_with.cloud
+            && app.tenant().eq_ignore_ascii_case(&issued_with.tenant_id)
+            && app
+                .client_id()
+                .eq_ignore_ascii_case(&issued_with.application_id);
+        Ok(same.then_some(app))
+    }
+
+    /// Why the lease's cluster pool does not serve its namespace, judged on the namespace's
+    /// labels read now; `None` when it does (or the pool is namespaced). Asked before every
+    /// password set (issue, resume, restore, rotation): the namespace cache may lag a label
+    /// just removed.
+    pub(super) async fn not_served_now(&self) -> Result<Option<String>, Error> {
+        let Some(pool @ Pool::Cluster(_)) = self.ctx.pool_of(self.lease) else {
+            return Ok(None);
+        };
         let name = self.lease.namespace().unwrap_or_default();
         let namespace = Api::<Namespace>::all(self.ctx.client.clone())
             .get_metadata_opt(&name)
             .await?;
-        Ok(namespace
-            .is_some_and(|namespace| pool.serves(&namespace.metadata.labels.unwrap_or_default())))
+        let served = namespace
+            .is_some_and(|namespace| pool.serves(&namespace.metadata.labels.unwrap_or_default()));
+        Ok((!served).then(|| {
+            format!("{pool} does not serve namespace {name} (its namespaceSelector does not match)")
+        }))
     }
 
     /// A renewal the pool no longer allows (its selector stopped matching the namespace): the

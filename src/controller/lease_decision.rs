@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use crate::api::{EntraLease, LeasedUser, PoolKind, PoolUser, RENEW_ANNOTATION};
 use crate::duration::parse_duration;
 use crate::graph::GraphError;
+use crate::secret_types::SecretTypes;
 
 use super::Error;
 use super::claim_record::ClaimRecord;
@@ -40,6 +41,8 @@ pub struct LeaseFacts<'a> {
     pub previous: Option<&'a ClaimRecord>,
     /// Where the rollouts of the lease's restart targets stand (only with `previous`).
     pub rollouts: Rollouts,
+    /// The Secret types the cluster administrator allows for lease Secrets.
+    pub secret_types: &'a SecretTypes,
     pub now: Timestamp,
 }
 
@@ -198,7 +201,8 @@ impl IssueFailureKind {
             Error::Graph(_)
             | Error::PasswordsRejected(_)
             | Error::SecretNotOwned(_)
-            | Error::Template(_) => IssueFailureKind::Permanent,
+            | Error::Template(_)
+            | Error::SecretType(_) => IssueFailureKind::Permanent,
             _ => IssueFailureKind::Transient,
         }
     }
@@ -514,6 +518,18 @@ fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
             message: error.to_string(),
         };
     }
+    let asked_type = facts
+        .lease
+        .spec
+        .template
+        .as_ref()
+        .and_then(|t| t.type_.as_deref());
+    if let Err(refused) = facts.secret_types.check(asked_type) {
+        return Decision::Refuse {
+            reason: Reason::SecretTypeNotAllowed,
+            message: refused.to_string(),
+        };
+    }
     if facts.secret == SecretState::Foreign {
         return Decision::Refuse {
             reason: Reason::SecretConflict,
@@ -770,6 +786,7 @@ mod tests {
             record,
             previous: None,
             rollouts: Rollouts::NotTracked,
+            secret_types: &SecretTypes::default(),
             now: at(now),
         })
     }
@@ -882,6 +899,7 @@ mod tests {
                 record: None,
                 previous: None,
                 rollouts: Rollouts::NotTracked,
+                secret_types: &SecretTypes::default(),
                 now: at(0),
             })
         };
@@ -1112,6 +1130,7 @@ mod tests {
             record: Some(&record),
             previous: None,
             rollouts: Rollouts::NotTracked,
+            secret_types: &SecretTypes::default(),
             now: at(3590),
         };
         let wait = Decision::Wait {
@@ -1278,6 +1297,7 @@ mod tests {
             record: None,
             previous: None,
             rollouts: Rollouts::NotTracked,
+            secret_types: &SecretTypes::default(),
             now: at(0),
         };
         assert!(matches!(
@@ -1350,6 +1370,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_secret_type_the_administrator_did_not_list_is_refused_before_anything_is_issued() {
+        let pool = pool();
+        let typed = |kind: &str| {
+            lease(|s| {
+                s.template = Some(crate::api::SecretTemplate {
+                    type_: Some(kind.to_owned()),
+                    ..Default::default()
+                })
+            })
+        };
+        for kind in [
+            "kubernetes.io/dockerconfigjson",
+            crate::secret_types::SERVICE_ACCOUNT_TOKEN,
+        ] {
+            let decision = decide_at(&typed(kind), Some(&pool), SecretState::Missing, 0);
+            let Decision::Refuse { reason, message } = &decision else {
+                panic!("{kind}: {decision:?}");
+            };
+            assert_eq!(*reason, Reason::SecretTypeNotAllowed, "{kind}");
+            assert!(message.contains(kind), "{message}");
+        }
+        let allowed = decide_at(
+            &typed("kubernetes.io/basic-auth"),
+            Some(&pool),
+            SecretState::Missing,
+            0,
+        );
+        assert!(matches!(allowed, Decision::Issue { .. }), "{allowed:?}");
+    }
+
     fn continuous_lease(overlap: &str) -> EntraLease {
         lease(|s| {
             s.rotation = Some(crate::api::RotationSpec {
@@ -1390,6 +1441,7 @@ mod tests {
             record: Some(record),
             previous,
             rollouts,
+            secret_types: &SecretTypes::default(),
             now: at(now),
         })
     }
@@ -1489,6 +1541,7 @@ mod tests {
             record: Some(&current),
             previous: Some(&previous),
             rollouts: Rollouts::InProgress,
+            secret_types: &SecretTypes::default(),
             now: at(6700),
         };
         assert_eq!(

@@ -12,7 +12,7 @@ use super::Error;
 use super::claim_record::ClaimRecord;
 use super::claims::{HeldClaim, LeaseClaims};
 use super::credential::{Secrets, end_credential, write_credentials};
-use super::lease::{IssuePlan, Shell};
+use super::lease::{FirstClaim, IssuePlan, Shell};
 use super::lease_decision::{
     IssueFailureKind, LOOK_AGAIN_AFTER, NEXT_USER_AFTER, later, until_then,
 };
@@ -51,6 +51,10 @@ impl Shell<'_> {
         record: &ClaimRecord,
         rotation: Rotation,
     ) -> Result<Action, Error> {
+        if let Some(message) = self.not_served_now().await? {
+            let message = format!("{message}; the credential runs to its end");
+            return self.rotation_waiting(Some(pool), record, message).await;
+        }
         let prepared = match self.prepare_issue(pool).await {
             Ok(Some(prepared)) => prepared,
             Ok(None) => {
@@ -85,7 +89,7 @@ impl Shell<'_> {
         let claimed = self
             .claim_first(pool, &prepared, rotation.candidates, &plan)
             .await?;
-        let Some((claim, next)) = claimed else {
+        let FirstClaim::Claimed(claim, next) = claimed else {
             let message = format!(
                 "every other user of {pool} is leased; the credential of {} runs until {} and the \
                  lease rotates as soon as a user is free",

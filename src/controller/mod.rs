@@ -63,6 +63,7 @@ use crate::graph::{EndpointOverrides, GraphClient};
 use crate::health::Readiness;
 use crate::metrics::metrics;
 use crate::secret::{SecretSummary, managed_selector};
+use crate::secret_types::SecretTypes;
 
 /// How the controllers run.
 pub struct Settings {
@@ -82,6 +83,8 @@ pub struct Settings {
     pub allowed_clouds: Vec<Cloud>,
     /// Whether this process serves cluster pools (one release per cluster does).
     pub cluster_pools: bool,
+    /// The types a lease's Secret may have.
+    pub lease_secret_types: SecretTypes,
 }
 
 /// Runs both controllers until `shutdown` resolves.
@@ -220,6 +223,7 @@ pub async fn run(
         pools: pool_stores.clone(),
         namespaces: namespaces.clone(),
         allowed_clouds: settings.allowed_clouds.clone(),
+        lease_secret_types: settings.lease_secret_types.clone(),
         secrets: secrets.clone(),
         claim_cache: claim_cache.clone(),
         validations: Default::default(),

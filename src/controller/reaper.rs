@@ -6,14 +6,14 @@
 //!
 //! A lease counts as gone only on a live read answering 404 or another uid (or showing it deleted
 //! with the revocation finalizer stripped while another finalizer keeps it), never on its absence
-//! from a cache or on a refusal (403).
+//! from a cache or on a refusal (403). An overdue claim needs no read at all: however reading
+//! its lease fails, the record says the credential's time is up.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
@@ -149,22 +149,29 @@ async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Optio
         return Some(instant_at(overdue_at));
     }
     let api: Api<EntraLease> = Api::namespaced(ctx.client.clone(), &lease.namespace);
-    let live = match api.get_opt(&lease.name).await {
-        Ok(live) => live.filter(|l| holds(l)),
+    let (live, why) = match api.get_opt(&lease.name).await {
+        Ok(Some(live)) if holds(&live) => (Some(live), "still held 30s past its expiry"),
+        Ok(_) => (None, "its lease is gone"),
+        // Overdue: the record alone decides, whatever reading the lease answers (the lease's
+        // namespace may refuse the operator for ever). The lease itself stays where it is.
+        Err(error) if overdue => {
+            tracing::warn!(claim = %name, %error, "could not read an overdue claim's lease; ending its credential from the claim");
+            (
+                None,
+                "still held 30s past its expiry; its lease could not be read",
+            )
+        }
         Err(error) => {
-            // Not a 404: the lease may well exist (a refusal, an outage). Never reap on that.
+            // Not a 404 and not overdue: the lease may well exist (a refusal, an outage), so
+            // it is never reaped on that; looked at again, by the time it is overdue at the latest.
             tracing::warn!(claim = %name, %error, "could not read a claim's lease; looking again");
-            return Some(Instant::now() + RETRY_FIRST);
+            let again = Instant::now() + retry_after(name, ctx);
+            return Some(again.min(instant_at(overdue_at)));
         }
     };
     if live.is_some() && !overdue {
         return Some(instant_at(overdue_at));
     }
-    let why = if live.is_some() {
-        "still held 30s past its expiry"
-    } else {
-        "its lease is gone"
-    };
     match reap(ctx, &claim, live.as_ref(), &api).await {
         Ok(()) => {
             tracing::info!(
@@ -186,7 +193,7 @@ async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Optio
             );
             tracing::warn!(claim = %name, %reason, %error, "reaping failed");
             ctx.publish_about(
-                claim_reference(ctx, &claim),
+                claim.reference(ctx.claims.namespace()),
                 EventType::Warning,
                 reason.as_str(),
                 "Reap",
@@ -226,7 +233,10 @@ async fn reap(
         match api.delete(&lease.name_any(), &params).await {
             Ok(_) => {}
             Err(error) if is_not_found(&error) => {}
-            Err(error) => return Err(error.into()),
+            // The credential ended; the lease's own expiry deletes it once it can.
+            Err(error) => {
+                tracing::warn!(lease = %lease.name_any(), %error, "could not delete an overdue lease")
+            }
         }
     }
     ctx.reap_failures.lock().unwrap().remove(&claim.name);
@@ -241,17 +251,6 @@ fn retry_after(name: &str, ctx: &Context) -> Duration {
     RETRY_FIRST
         .saturating_mul(1 << (*count - 1).min(10))
         .min(RETRY_MAX)
-}
-
-fn claim_reference(ctx: &Context, claim: &HeldClaim) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("coordination.k8s.io/v1".into()),
-        kind: Some("Lease".into()),
-        name: Some(claim.name.clone()),
-        namespace: Some(ctx.claims.namespace().to_owned()),
-        uid: claim.uid.clone(),
-        ..ObjectReference::default()
-    }
 }
 
 /// The monotonic instant of a wall-clock time (now when it has passed), at most an hour away:

@@ -15,6 +15,7 @@ pub enum Reason {
     Revoked,
     RevocationFailing,
     RevocationBlocked,
+    SecretLeftBehind,
     StatusRewritten,
     WaitingForUser,
     // A continuous lease.
@@ -38,6 +39,7 @@ pub enum Reason {
     NamespaceNotSelected,
     CredentialEndsSoon,
     TemplateInvalid,
+    SecretTypeNotAllowed,
     InvalidRotation,
     // A dynamic secret.
     Ready,
@@ -63,6 +65,7 @@ impl Reason {
             Reason::Revoked => "Revoked",
             Reason::RevocationFailing => "RevocationFailing",
             Reason::RevocationBlocked => "RevocationBlocked",
+            Reason::SecretLeftBehind => "SecretLeftBehind",
             Reason::StatusRewritten => "StatusRewritten",
             Reason::WaitingForUser => "WaitingForUser",
             Reason::Rotated => "Rotated",
@@ -83,6 +86,7 @@ impl Reason {
             Reason::NamespaceNotSelected => "NamespaceNotSelected",
             Reason::CredentialEndsSoon => "CredentialEndsSoon",
             Reason::TemplateInvalid => "TemplateInvalid",
+            Reason::SecretTypeNotAllowed => "SecretTypeNotAllowed",
             Reason::InvalidRotation => "InvalidRotation",
             Reason::Ready => "Ready",
             Reason::ClientSecretNotFound => "ClientSecretNotFound",

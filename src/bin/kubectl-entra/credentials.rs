@@ -80,6 +80,14 @@ pub async fn read(target: &Target, lease: &EntraLease) -> Result<Held, PluginErr
                 "Secret {secret_name} of lease {name} is gone; the operator writes it again shortly"
             ))
         })?;
+    // The status names the Secret, and anyone allowed to write a lease's status could point it
+    // at another Secret of the namespace: only the Secret the lease controls is printed.
+    if !entra_operator::secret::is_owned_by(&secret, lease) {
+        return Err(PluginError::LeaseNotUsable(format!(
+            "Secret {secret_name}, named in the status of lease {name}, is not controlled by that \
+             lease; not printing it (the status may have been edited)"
+        )));
+    }
     let text = |key: &str| {
         secret
             .data

@@ -42,6 +42,8 @@ pub struct Context {
     pub events: super::events::Events,
     /// Which national clouds pools may issue in (revocations go wherever a claim was issued).
     pub allowed_clouds: Vec<crate::api::Cloud>,
+    /// The types a lease's Secret may have.
+    pub lease_secret_types: crate::secret_types::SecretTypes,
 
     // Caches: what the watches keep, read without an API call.
     /// Every pool of both kinds, from the shared watches.
