@@ -216,7 +216,7 @@ fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> 
 
 /// What claiming the first free user of a list came to.
 pub(super) enum FirstClaim {
-    Claimed(HeldClaim, ClaimRecord),
+    Claimed(HeldClaim, Box<ClaimRecord>),
     /// Every user is held; `elsewhere`: some by another release, keeping its claims there.
     AllTaken {
         elsewhere: Option<String>,
@@ -579,7 +579,9 @@ impl Shell<'_> {
                 last_rotate_request: plan.last_rotate_request.clone(),
             };
             match self.ctx.claims.claim(&record).await? {
-                ClaimOutcome::Claimed(claim) => return Ok(FirstClaim::Claimed(claim, record)),
+                ClaimOutcome::Claimed(claim) => {
+                    return Ok(FirstClaim::Claimed(claim, Box::new(record)));
+                }
                 ClaimOutcome::Taken => {}
                 ClaimOutcome::TakenElsewhere(namespace) => elsewhere = Some(namespace),
             }
