@@ -288,6 +288,7 @@ async fn cluster_pools_serve_selected_namespaces_with_credentials_lease_users_ca
     let selected = world.team("team-a", dir.path()).await;
     let other = world.team("team-b", dir.path()).await;
     a_selector_decides_which_namespaces_lease(&world, &selected, &other).await;
+    a_deleted_pool_waits_only_for_its_credentials(&world, &selected, &other).await;
     a_certificate_signs_the_apps_assertions(&world, &other).await;
     workload_identity_exchanges_a_service_account_token(&world, &other).await;
 }
@@ -486,6 +487,105 @@ async fn a_selector_decides_which_namespaces_lease(world: &World, selected: &Tea
     other
         .leases()
         .delete("svc", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// Deleting a cluster pool ends the credentials issued from it, and waits for nothing else: a
+/// lease user of a namespace the pool does not select names it in a lease that carries a
+/// finalizer of their own, and the pool goes all the same.
+async fn a_deleted_pool_waits_only_for_its_credentials(
+    world: &World,
+    selected: &Team,
+    other: &Team,
+) {
+    world
+        .label_namespace(&selected.namespace, Some("allowed"))
+        .await;
+    world.label_namespace(&other.namespace, None).await;
+    let pool = serde_json::from_value(json!({
+        "apiVersion": "kms.hanzo.ai/v1alpha1",
+        "kind": "ClusterEntraDynamicSecret",
+        "metadata": { "name": "going" },
+        "spec": {
+            "tenantId": "contoso.onmicrosoft.com",
+            "applicationId": APP_ID,
+            "clientSecretRef": { "name": "entra-app" },
+            "users": [sample::CAROL.upn],
+            "defaultTTL": "10m",
+            "maxTTL": "1h",
+            "namespaceSelector": { "matchLabels": { SELECTOR_LABEL: "allowed" } },
+        }
+    }))
+    .unwrap();
+    world
+        .cluster_pools()
+        .create(&PostParams::default(), &pool)
+        .await
+        .unwrap();
+    world.pool_reason("going", "Ready").await;
+    selected.lease("held", "going", sample::CAROL.upn).await;
+    world
+        .eventually("the selected namespace's lease to be Active", || async {
+            let (phase, _) = selected.phase("held").await?;
+            (phase == LeasePhase::Active).then_some(())
+        })
+        .await;
+    let (username, password, _) = selected.credentials("held").await;
+    assert!(world.emulator.sign_in(&username, &password));
+
+    let squatter = serde_json::from_value(json!({
+        "apiVersion": "kms.hanzo.ai/v1alpha1",
+        "kind": "EntraLease",
+        "metadata": { "name": "squatter", "finalizers": ["example.com/keep"] },
+        "spec": { "dynamicSecretRef": { "kind": "ClusterEntraDynamicSecret", "name": "going" } }
+    }))
+    .unwrap();
+    other
+        .leases()
+        .create(&PostParams::default(), &squatter)
+        .await
+        .expect("edit may create leases with finalizers of its own");
+    world
+        .eventually("the unselected namespace's lease to be refused", || async {
+            let (phase, reason) = other.phase("squatter").await?;
+            (phase == LeasePhase::Failed && reason == "NamespaceNotSelected").then_some(())
+        })
+        .await;
+
+    world
+        .cluster_pools()
+        .delete("going", &DeleteParams::default())
+        .await
+        .unwrap();
+    world
+        .eventually(
+            "the pool and its one credential's lease to be gone",
+            || async {
+                let pool_gone = world.cluster_pools().get_opt("going").await.ok()?.is_none();
+                let lease_gone = selected.leases().get_opt("held").await.ok()?.is_none();
+                (pool_gone && lease_gone).then_some(())
+            },
+        )
+        .await;
+    assert!(
+        !world.emulator.sign_in(&username, &password),
+        "the credential issued from the deleted pool ended"
+    );
+    let squatter = other.leases().get("squatter").await.unwrap();
+    assert!(
+        squatter.metadata.deletion_timestamp.is_none(),
+        "a lease that never held a credential of the pool is not the pool's to delete"
+    );
+    let release = json!({ "metadata": { "finalizers": null } });
+    other
+        .leases()
+        .patch("squatter", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .unwrap();
+    other
+        .leases()
+        .delete("squatter", &DeleteParams::default())
         .await
         .unwrap();
 }

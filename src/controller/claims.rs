@@ -34,8 +34,6 @@ pub const CLAIM_FINALIZER: &str = "kms.hanzo.ai/revoke";
 #[derive(Clone)]
 pub struct Claims {
     api: Api<Claim>,
-    /// Claims in every namespace: other releases' claims on the same users.
-    everywhere: Api<Claim>,
     namespace: String,
 }
 
@@ -131,20 +129,12 @@ pub enum ClaimOutcome {
     Claimed(HeldClaim),
     /// Another lease holds the user (or did until a moment ago: its claim is being released).
     Taken,
-    /// Another release of the operator, keeping its claims in this namespace, holds the user.
-    TakenElsewhere(String),
 }
-
-/// Another release's claim on a user this release claimed too, in the namespace where that
-/// release keeps its claims.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimElsewhere(pub String);
 
 impl Claims {
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
-            api: Api::namespaced(client.clone(), namespace),
-            everywhere: Api::all(client),
+            api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
         }
     }
@@ -166,53 +156,19 @@ impl Claims {
     /// Claims the record's user for the record's lease. Idempotent: a claim the lease already
     /// holds is `Claimed`. A claim whose holder vanished is not taken over here: the reaper
     /// revokes it first, and its release wakes the waiting leases.
-    ///
-    /// I1 across releases: a claim is kept only once no other release's claim on the user shows
-    /// on a live read after it was created, and no password is set before. Of two releases
-    /// claiming at once, at least the later one sees the other and lets go (both may; they try
-    /// again later), so two releases never both set a password.
     pub async fn claim(&self, record: &ClaimRecord) -> kube::Result<ClaimOutcome> {
         let claim = claim_object(record);
-        let ours = match self.api.create(&PostParams::default(), &claim).await {
-            Ok(created) => HeldClaim::of(&created),
-            Err(error) if is_conflict(&error) => match self.get(&record.user.id).await? {
-                Some(existing) if existing.is_held_by(Some(&record.lease.uid)) => existing,
-                _ => return Ok(ClaimOutcome::Taken),
-            },
+        match self.api.create(&PostParams::default(), &claim).await {
+            Ok(created) => return Ok(ClaimOutcome::Claimed(HeldClaim::of(&created))),
+            Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(error),
-        };
-        // Nothing was set with this claim yet: letting it go needs no scramble. When the check
-        // cannot be made, the claim goes too, so that no later attempt resumes it unchecked.
-        match self.elsewhere(&record.user.id).await {
-            Ok(None) => Ok(ClaimOutcome::Claimed(ours)),
-            Ok(Some(ClaimElsewhere(namespace))) => {
-                self.release(&ours).await?;
-                Ok(ClaimOutcome::TakenElsewhere(namespace))
-            }
-            Err(error) => {
-                if let Err(release) = self.release(&ours).await {
-                    tracing::warn!(error = %release, claim = %ours.name, "could not let go of an unchecked claim");
-                }
-                Err(error)
-            }
         }
-    }
-
-    /// Another release's claim on `user_id`, read live from every namespace but this one's.
-    pub async fn elsewhere(&self, user_id: &str) -> kube::Result<Option<ClaimElsewhere>> {
-        let user_id = user_id.to_ascii_lowercase();
-        let params = ListParams::default()
-            .labels(&format!(
-                "{MANAGED_BY_LABEL}={MANAGED_BY},{USER_LABEL}={user_id}"
-            ))
-            .fields(&format!("metadata.name={}", claim_name(&user_id)));
-        let found = self.everywhere.list(&params).await?;
-        Ok(found
-            .items
-            .iter()
-            .filter(|claim| claim.namespace().as_deref() != Some(self.namespace.as_str()))
-            .map(|claim| ClaimElsewhere(claim.namespace().unwrap_or_default()))
-            .next())
+        match self.get(&record.user.id).await? {
+            Some(existing) if existing.holder_uid.as_deref() == Some(record.lease.uid.as_str()) => {
+                Ok(ClaimOutcome::Claimed(existing))
+            }
+            _ => Ok(ClaimOutcome::Taken),
+        }
     }
 
     /// The claim on `user_id`, read from the API server.

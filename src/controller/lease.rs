@@ -15,7 +15,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::Error;
 use super::app_credential::{PoolCredential, app_credentials};
 use super::claim_record::{AppIdentity, ClaimRecord, LeaseIdentity, PoolIdentity};
-use super::claims::{ClaimElsewhere, ClaimOutcome, HeldClaim, LeaseClaims, is_not_found};
+use super::claims::{ClaimOutcome, HeldClaim, LeaseClaims, is_not_found};
 use super::context::Context;
 use super::credential::{
     KeptCredential, annotate_expiry, delete_controlled_secret, end_credential,
@@ -214,18 +214,6 @@ fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> 
     retry_at.checked_duration_since(std::time::Instant::now())
 }
 
-/// What claiming the first free user of a list came to.
-pub(super) enum FirstClaim {
-    Claimed(HeldClaim, Box<ClaimRecord>),
-    /// Every user is held; `elsewhere`: some by another release, keeping its claims there.
-    AllTaken {
-        elsewhere: Option<String>,
-    },
-}
-
-/// How long a lease waits for a user another release holds: its release is not watched here.
-const HELD_ELSEWHERE_RETRY: Duration = Duration::from_secs(30);
-
 /// The pool's credential, ready for an issue.
 pub(super) struct Prepared {
     pub app: AppCredentials,
@@ -274,7 +262,7 @@ impl Shell<'_> {
         }
         let claim = claims.current;
         match (decision, claim, record) {
-            (Decision::Expire, Some(_), Some(record)) => self.expire(&record).await,
+            (Decision::Expire, _, record) => self.expire(record.as_deref()).await,
             (
                 Decision::Rotate {
                     candidates,
@@ -359,9 +347,10 @@ impl Shell<'_> {
         }
     }
 
-    async fn expire(&self, record: &ClaimRecord) -> Result<Action, Error> {
+    async fn expire(&self, record: Option<&ClaimRecord>) -> Result<Action, Error> {
         // One event tells the whole ending (Expired, from the finalizer): events are API writes.
-        tracing::info!(lease = %self.lease.name_any(), user = %record.user.user_principal_name, "expired; revoking");
+        let user = record.map_or("(ended already)", |r| r.user.user_principal_name.as_str());
+        tracing::info!(lease = %self.lease.name_any(), user, "expired; revoking");
         // The delete is conditional on the lease being the one judged: an edit since (a renewal
         // request) is judged first.
         let params = DeleteParams {
@@ -481,24 +470,13 @@ impl Shell<'_> {
             generation,
             last_rotate_request: None,
         };
-        let (claim, record) = match self.claim_first(pool, &prepared, candidates, &plan).await? {
-            FirstClaim::Claimed(claim, record) => (claim, record),
-            FirstClaim::AllTaken { elsewhere } => {
-                let message = match &self.lease.spec.user {
-                    Some(user) => format!("user {user} is leased by another lease; waiting for it"),
-                    None => format!("every user of {pool} is leased; waiting for one"),
-                };
-                let Some(namespace) = elsewhere else {
-                    return self.wait(Reason::WaitingForUser, message).await;
-                };
-                // Another release's releases are not watched here: look again after a while.
-                let message = format!(
-                    "{message} (at least one is held by another release of entra-operator, which \
-                     keeps its claims in namespace {namespace})"
-                );
-                self.wait(Reason::WaitingForUser, message).await?;
-                return Ok(Action::requeue(HELD_ELSEWHERE_RETRY));
-            }
+        let Some((claim, record)) = self.claim_first(pool, &prepared, candidates, &plan).await?
+        else {
+            let message = match &self.lease.spec.user {
+                Some(user) => format!("user {user} is leased by another lease; waiting for it"),
+                None => format!("every user of {pool} is leased; waiting for one"),
+            };
+            return self.wait(Reason::WaitingForUser, message).await;
         };
         // The claim records which user this lease holds: a crash from here on resumes with it.
         self.set_and_confirm(
@@ -533,16 +511,15 @@ impl Shell<'_> {
     }
 
     /// Claims the first free user of `candidates` for this lease, with the record `plan`
-    /// describes.
+    /// describes; `None` when every one is taken.
     pub(super) async fn claim_first(
         &self,
         pool: &Pool,
         prepared: &Prepared,
         candidates: Vec<LeasedUser>,
         plan: &IssuePlan<'_>,
-    ) -> Result<FirstClaim, Error> {
+    ) -> Result<Option<(HeldClaim, ClaimRecord)>, Error> {
         let spec = pool.spec();
-        let mut elsewhere = None;
         let candidates = self.ctx.likely_free_first(candidates, self.lease);
         let issued_at = whole_seconds(self.now);
         let capped = |deadline: Timestamp| {
@@ -578,15 +555,11 @@ impl Shell<'_> {
                 generation: plan.generation,
                 last_rotate_request: plan.last_rotate_request.clone(),
             };
-            match self.ctx.claims.claim(&record).await? {
-                ClaimOutcome::Claimed(claim) => {
-                    return Ok(FirstClaim::Claimed(claim, Box::new(record)));
-                }
-                ClaimOutcome::Taken => {}
-                ClaimOutcome::TakenElsewhere(namespace) => elsewhere = Some(namespace),
+            if let ClaimOutcome::Claimed(claim) = self.ctx.claims.claim(&record).await? {
+                return Ok(Some((claim, record)));
             }
         }
-        Ok(FirstClaim::AllTaken { elsewhere })
+        Ok(None)
     }
 
     /// An issue interrupted after its claim: a Secret left by it holds the password that may
@@ -609,10 +582,6 @@ impl Shell<'_> {
             return self
                 .refuse(&held, Reason::NamespaceNotSelected, message)
                 .await;
-        }
-        // The interrupted attempt may not have got past its check for other releases' claims.
-        if let Some(other) = self.ctx.claims.elsewhere(&record.user.id).await? {
-            return self.let_go(claim, record, other).await;
         }
         let Some(app) = self.setting_credentials(record).await? else {
             // Its pool or app changed under the interrupted issue: that credential ends, and the
@@ -649,26 +618,6 @@ impl Shell<'_> {
             kept.as_ref(),
         )
         .await
-    }
-
-    /// Another release claims the user of an interrupted issue: this lease lets go of it. A
-    /// password this lease may have set is scrambled first (no working password is left unknown,
-    /// I2); should the other release hold a password already (this attempt never checked, or
-    /// creation times cannot tell), that one ends too: a lost credential, never a shared one.
-    async fn let_go(
-        &self,
-        claim: HeldClaim,
-        record: &ClaimRecord,
-        ClaimElsewhere(namespace): ClaimElsewhere,
-    ) -> Result<Action, Error> {
-        end_credential(self.ctx, &claim).await?;
-        let message = format!(
-            "user {} is held by another release of entra-operator, which keeps its claims in \
-             namespace {namespace}; trying again later",
-            record.user.user_principal_name
-        );
-        self.wait(Reason::WaitingForUser, message).await?;
-        Ok(Action::requeue(HELD_ELSEWHERE_RETRY))
     }
 
     /// The previous credential with its password from the Secret, to be kept beside the one
@@ -946,7 +895,7 @@ impl Shell<'_> {
     ) -> Result<Action, Error> {
         // No fresh password for a namespace the pool stopped serving: the credential ends.
         if self.not_served_now().await?.is_some() {
-            return self.expire(record).await;
+            return self.expire(Some(record)).await;
         }
         let secret_name = &record.secret_name;
         let what = if cause == SecretState::Missing {
@@ -965,7 +914,7 @@ impl Shell<'_> {
             .await;
         let Some(app) = self.setting_credentials(record).await? else {
             // Its pool or app changed since the issue: no fresh password from what issued it.
-            return self.expire(record).await;
+            return self.expire(Some(record)).await;
         };
         if let Some(previous) = previous {
             end_credential(self.ctx, &previous).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use crate::api::{EntraLease, LeasedUser, PoolKind, PoolUser, RENEW_ANNOTATION};
+use crate::api::{EntraLease, LeasePhase, LeasedUser, PoolKind, PoolUser, RENEW_ANNOTATION};
 use crate::duration::parse_duration;
 use crate::graph::GraphError;
 use crate::secret_types::SecretTypes;
@@ -288,6 +288,9 @@ pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
 
 fn decide_any(facts: &LeaseFacts<'_>) -> Decision {
     let Some(record) = facts.record else {
+        if ended_unseen(facts) {
+            return Decision::Expire;
+        }
         return decide_issue(facts);
     };
     // A lease past its expiry ends, whatever it was doing (a restore cannot extend it).
@@ -303,6 +306,23 @@ fn decide_any(facts: &LeaseFacts<'_>) -> Decision {
         return Decision::Retire;
     }
     decide_active(facts, record)
+}
+
+/// A lease whose credential the reaper ended from its claim while the lease could not be
+/// written (its namespace refused the operator) still shows it Active past its expiry: it is
+/// deleted, never issued again. The status is no record, but reading it here can only end the
+/// lease early, which anyone allowed to write it could do by deleting the lease. A continuous
+/// lease waits for its next user instead.
+fn ended_unseen(facts: &LeaseFacts<'_>) -> bool {
+    let Some(status) = &facts.lease.status else {
+        return false;
+    };
+    !facts.lease.spec.rotates()
+        && status.phase == Some(LeasePhase::Active)
+        && status
+            .expires_at
+            .as_ref()
+            .is_some_and(|at| at.0 <= facts.now)
 }
 
 fn decide_active(facts: &LeaseFacts<'_>, record: &ClaimRecord) -> Decision {
@@ -713,7 +733,7 @@ fn signed(duration: Duration) -> SignedDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{DynamicSecretStatus, EntraDynamicSecret, EntraLeaseSpec, LeasePhase};
+    use crate::api::{DynamicSecretStatus, EntraDynamicSecret, EntraLeaseSpec};
     use crate::fixtures::{at, record};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -1368,6 +1388,22 @@ mod tests {
             ),
             "{decision:?}"
         );
+    }
+
+    #[test]
+    fn a_lease_shown_active_past_its_expiry_without_a_claim_is_deleted_not_issued_again() {
+        let pool = pool();
+        let mut ended = lease(|_| {});
+        ended.status = Some(crate::api::LeaseStatus {
+            phase: Some(LeasePhase::Active),
+            expires_at: Some(Time(at(100))),
+            ..Default::default()
+        });
+        let decision = decide_at(&ended, Some(&pool), SecretState::Intact, 130);
+        assert_eq!(decision, Decision::Expire);
+        // Before its expiry, a missing claim is a lease to issue (the status is no record).
+        let decision = decide_at(&ended, Some(&pool), SecretState::Intact, 50);
+        assert!(matches!(decision, Decision::Issue { .. }), "{decision:?}");
     }
 
     #[test]

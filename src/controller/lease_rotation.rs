@@ -12,7 +12,7 @@ use super::Error;
 use super::claim_record::ClaimRecord;
 use super::claims::{HeldClaim, LeaseClaims};
 use super::credential::{Secrets, end_credential, write_credentials};
-use super::lease::{FirstClaim, IssuePlan, Shell};
+use super::lease::{IssuePlan, Shell};
 use super::lease_decision::{
     IssueFailureKind, LOOK_AGAIN_AFTER, NEXT_USER_AFTER, later, until_then,
 };
@@ -89,7 +89,7 @@ impl Shell<'_> {
         let claimed = self
             .claim_first(pool, &prepared, rotation.candidates, &plan)
             .await?;
-        let FirstClaim::Claimed(claim, next) = claimed else {
+        let Some((claim, next)) = claimed else {
             let message = format!(
                 "every other user of {pool} is leased; the credential of {} runs until {} and the \
                  lease rotates as soon as a user is free",
