@@ -23,6 +23,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::ControlPlane;
+use support::admission::{POLICY_WAIT, refusal_by, until_authorized, until_refused};
 use support::chart::{
     CHART_DIR, OperatorPod, chart_operator, client_for, documents, free_port, helm, helm_ok,
     install, only, service_account_kubeconfig, template, uninstall,
@@ -663,6 +664,8 @@ fn install_creates_every_object_and_uninstall_removes_them() {
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
@@ -1241,7 +1244,6 @@ async fn claim_and_credential_copy_round_trip(
 
 const REVOKE: &str = "kms.hanzo.ai/revoke";
 const END_LEASES: &str = "kms.hanzo.ai/end-leases";
-const POLICY_WAIT: Duration = Duration::from_secs(30);
 
 /// A ClusterRole the chart ships to aggregate into the built-in roles.
 fn is_aggregated(role: &&Value) -> bool {
@@ -1267,6 +1269,7 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
     };
     let defaults = documents(&template("team-a", "ops", &json!({})));
     let policies = [
+        "team-a-entra-operator-claims",
         "team-a-entra-operator-finalizers",
         "team-a-entra-operator-operator-secrets",
         "team-a-entra-operator-status",
@@ -1297,10 +1300,11 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
             "the policy trusts the operator and break-glass: {text}"
         );
     }
-    for binding in defaults
-        .iter()
-        .filter(|o| o["kind"] == "ValidatingAdmissionPolicyBinding")
-    {
+    // The claims' binding is the release namespace's alone (tests/chart_values.rs).
+    for binding in defaults.iter().filter(|o| {
+        o["kind"] == "ValidatingAdmissionPolicyBinding"
+            && o["metadata"]["name"] != "team-a-entra-operator-claims"
+    }) {
         assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
         assert_eq!(
             binding["spec"]["matchResources"]["namespaceSelector"],
@@ -1363,6 +1367,7 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
     for binding in single.iter().filter(|o| {
         o["kind"] == "ValidatingAdmissionPolicyBinding"
             && o["metadata"]["name"] != "team-b-entra-operator-operator-secrets"
+            && o["metadata"]["name"] != "team-b-entra-operator-claims"
     }) {
         assert_eq!(
             binding["spec"]["matchResources"]["namespaceSelector"],
@@ -1612,75 +1617,6 @@ async fn patch_status(api: &Api<DynamicObject>, name: &str, body: Value) -> kube
     api.patch_status(name, &PatchParams::default(), &merge(body))
         .await
         .map(drop)
-}
-
-/// Whether `result` is a refusal by ValidatingAdmissionPolicy `policy`.
-fn refusal_by(policy: &str, result: &kube::Result<()>) -> Option<String> {
-    match result {
-        Err(kube::Error::Api(status))
-            if status
-                .message
-                .contains(&format!("ValidatingAdmissionPolicy '{policy}'")) =>
-        {
-            Some(status.message.clone())
-        }
-        _ => None,
-    }
-}
-
-/// Repeats `attempt` until policy `policy` refuses it (policies and their bindings take effect
-/// asynchronously), at most [`POLICY_WAIT`]; returns the refusal's message, after checking that it
-/// says who may do it. An attempt must be repeatable: it restores what an admitted try changed.
-async fn until_refused<F, Fut>(policy: &str, what: &str, who: &[&str], mut attempt: F) -> String
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = kube::Result<()>>,
-{
-    let started = Instant::now();
-    loop {
-        let result = attempt().await;
-        if let Some(message) = refusal_by(policy, &result) {
-            assert!(
-                !message.contains("cannot patch resource"),
-                "{what}: refused by the policy, not by RBAC: {message}"
-            );
-            for name in who {
-                assert!(
-                    message.contains(name),
-                    "{what}: the refusal names {name}: {message}"
-                );
-            }
-            return message;
-        }
-        assert!(
-            started.elapsed() < POLICY_WAIT,
-            "{what}: not refused by {policy} within {POLICY_WAIT:?}; last answer: {result:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Repeats `attempt` while RBAC (not an admission policy) refuses it: a fresh RoleBinding, or a
-/// fresh aggregation into a built-in role, takes a moment to reach the authorizer.
-async fn until_authorized<T, F, Fut>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = kube::Result<T>>,
-{
-    let started = Instant::now();
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(kube::Error::Api(status))
-                if status.code == 403
-                    && !status.message.contains("ValidatingAdmissionPolicy")
-                    && started.elapsed() < POLICY_WAIT =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => panic!("{what}: {error:?}"),
-        }
-    }
 }
 
 /// Polls `probe` every 100 ms until it holds, at most 60 s.

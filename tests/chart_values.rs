@@ -474,3 +474,123 @@ fn a_spread_constraint_keeps_its_own_match_label_keys() {
         deployment(&rendered)["spec"]["selector"]["matchLabels"]
     );
 }
+
+/// The one object of `kind` named `name`.
+fn named<'a>(rendered: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    rendered
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+#[test]
+fn lease_secret_types_reach_the_operator_and_its_secret_policy() {
+    let flag = |rendered: &[Value]| -> Vec<Value> {
+        container(rendered)["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|arg| arg.as_str().unwrap().starts_with("--lease-secret-types"))
+            .cloned()
+            .collect()
+    };
+    let type_check = |rendered: &[Value]| -> String {
+        let policy = named(
+            rendered,
+            "ValidatingAdmissionPolicy",
+            "knobs-entra-operator-operator-secrets",
+        );
+        policy["spec"].to_string()
+    };
+    let defaults = render(json!({}));
+    assert_eq!(
+        flag(&defaults),
+        [json!(
+            "--lease-secret-types=Opaque,kubernetes.io/basic-auth"
+        )]
+    );
+    assert!(
+        type_check(&defaults)
+            .contains(r#"variables.type in [\"Opaque\",\"kubernetes.io/basic-auth\"]"#),
+        "{}",
+        type_check(&defaults)
+    );
+    let custom =
+        render(json!({ "leaseSecrets": { "allowedTypes": ["Opaque", "kubernetes.io/tls"] } }));
+    assert_eq!(
+        flag(&custom),
+        [json!("--lease-secret-types=Opaque,kubernetes.io/tls")]
+    );
+    let policy = type_check(&custom);
+    assert!(
+        policy.contains(r#"variables.type in [\"Opaque\",\"kubernetes.io/tls\"]"#)
+            && policy.contains("leaseSecrets.allowedTypes (Opaque, kubernetes.io/tls)"),
+        "{policy}"
+    );
+
+    refused(
+        json!({ "extraArgs": ["--lease-secret-types=kubernetes.io/tls"] }),
+        "extraArgs repeats --lease-secret-types, which the chart sets: set leaseSecrets.allowedTypes instead",
+    );
+    for types in [
+        json!(["kubernetes.io/service-account-token"]),
+        json!(["Opaque", ""]),
+        json!([]),
+        json!(["Opaque,kubernetes.io/tls"]),
+        json!(["Opaque", "Opaque"]),
+    ] {
+        refused(
+            json!({ "leaseSecrets": { "allowedTypes": types } }),
+            "allowedTypes",
+        );
+    }
+}
+
+#[test]
+fn claims_policy_is_bound_in_the_release_namespace_and_trusts_the_operator_and_break_glass() {
+    let rendered = render(json!({
+        "watchNamespaces": ["apps"],
+        "admissionPolicies": { "breakGlassGroups": ["platform:break-glass"] },
+    }));
+    let binding = named(
+        &rendered,
+        "ValidatingAdmissionPolicyBinding",
+        "knobs-entra-operator-claims",
+    );
+    assert_eq!(binding["spec"]["policyName"], "knobs-entra-operator-claims");
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    assert_eq!(
+        binding["spec"]["matchResources"],
+        json!({ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "ops" } } }),
+        "the release namespace, not the watched ones"
+    );
+    let policy = named(
+        &rendered,
+        "ValidatingAdmissionPolicy",
+        "knobs-entra-operator-claims",
+    );
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    let rules = &policy["spec"]["matchConstraints"]["resourceRules"];
+    for (group, resource) in [("coordination.k8s.io", "leases"), ("", "secrets")] {
+        assert!(
+            rules.as_array().unwrap().iter().any(|rule| {
+                rule["apiGroups"] == json!([group])
+                    && rule["resources"] == json!([resource])
+                    && rule["operations"] == json!(["CREATE", "UPDATE", "DELETE"])
+            }),
+            "{resource} are matched: {rules}"
+        );
+    }
+    let spec = policy["spec"].to_string();
+    for trusted in [
+        "system:serviceaccount:ops:knobs-entra-operator",
+        "platform:break-glass",
+    ] {
+        assert!(spec.contains(trusted), "{trusted} is trusted: {spec}");
+    }
+    let off = render(json!({ "admissionPolicies": { "enabled": false } }));
+    assert!(
+        !off.iter()
+            .any(|o| o["metadata"]["name"] == "knobs-entra-operator-claims")
+    );
+}

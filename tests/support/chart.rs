@@ -284,6 +284,20 @@ pub async fn edit_user(
     extra: &str,
     kubeconfig: &Path,
 ) -> kube::Client {
+    namespace_user(control_plane, namespace, name, "edit", extra, kubeconfig).await
+}
+
+/// ServiceAccount `name` of `namespace` bound there to ClusterRole `role` (`edit`, `admin`),
+/// plus `extra` (more YAML documents applied with it); its kubeconfig is written to
+/// `kubeconfig`. Returns a client acting as it.
+pub async fn namespace_user(
+    control_plane: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    role: &str,
+    extra: &str,
+    kubeconfig: &Path,
+) -> kube::Client {
     let rbac = format!(
         r#"
 apiVersion: v1
@@ -292,8 +306,8 @@ metadata: {{ name: {name}, namespace: {namespace} }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {{ name: {name}-edit, namespace: {namespace} }}
-roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit }}
+metadata: {{ name: {name}-{role}, namespace: {namespace} }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role} }}
 subjects: [{{ kind: ServiceAccount, name: {name}, namespace: {namespace} }}]
 {extra}"#
     );

@@ -2,6 +2,7 @@
 //! (`examples/demo`) share: the local control plane, the operator launchers, cluster helpers, the
 //! lease environment, the bench's world (`lab`), the password tracker and the invariant auditor.
 
+pub mod admission;
 pub mod audit;
 pub mod chart;
 pub mod chart_docs;
