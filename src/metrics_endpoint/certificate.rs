@@ -158,3 +158,85 @@ impl ResolvesServerCert for CurrentCertificate {
         Some(self.0.read().unwrap().clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn pem(label: &str, der: &[u8]) -> String {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|line| std::str::from_utf8(line).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    }
+
+    /// Writes a new certificate and key for `name`; returns the certificate's DER.
+    fn write_certificate(dir: &std::path::Path, name: &str) -> Vec<u8> {
+        let generated = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        std::fs::write(
+            dir.join("tls.crt"),
+            pem("CERTIFICATE", generated.cert.der()),
+        )
+        .unwrap();
+        let key = generated.signing_key.serialize_der();
+        std::fs::write(dir.join("tls.key"), pem("PRIVATE KEY", &key)).unwrap();
+        generated.cert.der().to_vec()
+    }
+
+    fn served(current: &CurrentCertificate) -> Vec<u8> {
+        current.0.read().unwrap().cert[0].to_vec()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewed_files_are_served_after_the_next_reload_and_broken_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let first = write_certificate(dir.path(), "first.example");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (certified, loaded) = from_files(&cert, &key, &provider).unwrap();
+        let current = Arc::new(CurrentCertificate::new(certified));
+        tokio::spawn(reload_on_change(
+            current.clone(),
+            cert.clone(),
+            key.clone(),
+            provider,
+            loaded,
+        ));
+        assert_eq!(served(&current), first);
+
+        let renewed = write_certificate(dir.path(), "renewed.example");
+        tokio::time::sleep(RELOAD_INTERVAL + Duration::from_secs(1)).await;
+        assert_eq!(served(&current), renewed);
+
+        // Half-written: a certificate without its key. The last good one stays.
+        std::fs::write(&key, "not a key").unwrap();
+        tokio::time::sleep(RELOAD_INTERVAL).await;
+        assert_eq!(served(&current), renewed);
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write_certificate(dir.path(), "one.example");
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(
+            dir.path().join("tls.key"),
+            pem("PRIVATE KEY", &other.serialize_der()),
+        )
+        .unwrap();
+        let provider = rustls::crypto::ring::default_provider();
+        let loaded = from_files(
+            &dir.path().join("tls.crt"),
+            &dir.path().join("tls.key"),
+            &provider,
+        );
+        assert!(matches!(loaded, Err(CertificateError::Tls(_))));
+    }
+}
