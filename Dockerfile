@@ -33,6 +33,7 @@ LABEL org.opencontainers.image.title="entra-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /entra-operator /entra-operator
 USER 65532:65532
-EXPOSE 8080
+# /metrics (HTTPS, authorized callers only) and the probes (/livez, /readyz, plain HTTP).
+EXPOSE 8443 8081
 ENTRYPOINT ["/entra-operator"]
 CMD ["run"]

@@ -1,5 +1,6 @@
-//! The operator's HTTP port: `/metrics` (Prometheus), `/livez` and `/readyz`, apart from anything
-//! the operator serves to users (it serves nothing else).
+//! The probes' port: `/livez` and `/readyz` over plain HTTP without authentication, as the kubelet
+//! probes them. They tell only whether the process is up and its caches synced; `/metrics`, which
+//! names leases, is served apart (`metrics_endpoint`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,11 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-
-use crate::metrics::metrics;
 
 /// What `/readyz` reports.
 #[derive(Default)]
@@ -35,41 +34,15 @@ pub async fn serve(address: SocketAddr, readiness: Arc<Readiness>) -> std::io::R
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     let app = Router::new()
-        .route("/metrics", get(render_metrics))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(readiness);
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the metrics and health server stopped");
+            tracing::error!(%error, "the health probe server stopped");
         }
     });
     Ok(bound)
-}
-
-/// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format otherwise.
-async fn render_metrics(headers: HeaderMap) -> impl IntoResponse {
-    let accepts_openmetrics = headers
-        .get(header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    if accepts_openmetrics {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            metrics().render(),
-        )
-    } else {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            metrics().render_classic(),
-        )
-    }
 }
 
 async fn ready(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {

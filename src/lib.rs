@@ -9,6 +9,7 @@ pub mod graph;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod metrics_endpoint;
 pub mod password;
 pub mod secret;
 pub mod secret_template;

@@ -11,6 +11,7 @@ use entra_operator::controller::{self, Settings, WatchScope};
 use entra_operator::graph::{EndpointOverrides, GraphClient, GraphClientConfig};
 use entra_operator::health::{self, Readiness};
 use entra_operator::leader::LeaderElection;
+use entra_operator::metrics_endpoint::{self, CertificateSource, Security};
 use entra_operator::secret_types::SecretTypes;
 use entra_operator::telemetry::{self, LogFormat};
 use entra_operator::{api, tls};
@@ -63,9 +64,28 @@ struct RunArgs {
     /// Name of this instance in events and in leader election (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
-    /// Address of the HTTP server for /metrics, /livez and /readyz.
-    #[arg(long, env = "METRICS_BIND_ADDRESS", default_value = "0.0.0.0:8080")]
+    /// Address of /metrics: HTTPS, for callers the API server authenticates and authorizes (get
+    /// on the non-resource URL /metrics).
+    #[arg(long, env = "METRICS_BIND_ADDRESS", default_value = "0.0.0.0:8443")]
     metrics_bind_address: SocketAddr,
+    /// Serve /metrics over HTTPS to authorized callers only. false: plain HTTP to anyone, for
+    /// local development only.
+    #[arg(long, env = "METRICS_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    metrics_secure: bool,
+    /// PEM certificate (chain) of /metrics, e.g. cert-manager's tls.crt, read again when it
+    /// changes. Without it, a self-signed certificate made at start.
+    #[arg(long, env = "METRICS_CERT_FILE", requires = "metrics_key_file")]
+    metrics_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of --metrics-cert-file.
+    #[arg(long, env = "METRICS_KEY_FILE", requires = "metrics_cert_file")]
+    metrics_key_file: Option<std::path::PathBuf>,
+    /// Address of /livez and /readyz: plain HTTP without authentication, for the kubelet.
+    #[arg(
+        long,
+        env = "HEALTH_PROBE_BIND_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    health_probe_bind_address: SocketAddr,
     /// Run only while holding the leader Lease, so that one of several replicas acts.
     #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
     leader_elect: bool,
@@ -158,8 +178,11 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let version = client.apiserver_version().await?;
     tracing::info!(kubernetes = %version.git_version, version = env!("CARGO_PKG_VERSION"), "starting");
     let readiness = Arc::new(Readiness::default());
-    let bound = health::serve(args.metrics_bind_address, readiness.clone()).await?;
-    tracing::info!(address = %bound, "serving /metrics, /livez and /readyz");
+    let probes = health::serve(args.health_probe_bind_address, readiness.clone()).await?;
+    tracing::info!(address = %probes, "serving /livez and /readyz");
+    let security = metrics_security(&args, &client);
+    let scrapes = metrics_endpoint::serve(args.metrics_bind_address, security).await?;
+    tracing::info!(address = %scrapes, secure = args.metrics_secure, "serving /metrics");
     let shutdown = shutdown_signal().boxed().shared();
     let settings = Settings {
         claims_namespace: args.operator_namespace.clone(),
@@ -208,6 +231,23 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             tracing::error!("lost leadership; exiting");
             std::process::exit(1);
         }
+    }
+}
+
+fn metrics_security(args: &RunArgs, client: &kube::Client) -> Security {
+    if !args.metrics_secure {
+        return Security::Insecure;
+    }
+    let certificate = match (&args.metrics_cert_file, &args.metrics_key_file) {
+        (Some(cert), Some(key)) => CertificateSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => CertificateSource::SelfSigned,
+    };
+    Security::Secure {
+        client: client.clone(),
+        certificate,
     }
 }
 

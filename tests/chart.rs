@@ -9,6 +9,8 @@ use entra_test_support as support;
 use entra_emulator::{Config, Emulator, sample};
 use entra_operator::api::{EntraDynamicSecret, EntraLease, LeasePhase};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::TokenReview;
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
@@ -180,11 +182,21 @@ fn rendered_deployment_is_hardened() {
     assert!(security["capabilities"].get("add").is_none());
     assert!(security.get("privileged").is_none_or(|p| p == false));
 
-    assert_eq!(container["ports"][0]["name"], "metrics");
-    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert_eq!(
+        container["ports"],
+        json!([
+            { "name": "metrics", "containerPort": 8443, "protocol": "TCP" },
+            { "name": "health", "containerPort": 8081, "protocol": "TCP" },
+        ]),
+        "/metrics on its own HTTPS port, the probes on a plain one"
+    );
     for (probe, path) in [("livenessProbe", "/livez"), ("readinessProbe", "/readyz")] {
         assert_eq!(container[probe]["httpGet"]["path"], path, "{probe}");
-        assert_eq!(container[probe]["httpGet"]["port"], "metrics", "{probe}");
+        assert_eq!(container[probe]["httpGet"]["port"], "health", "{probe}");
+        assert!(
+            container[probe]["httpGet"].get("scheme").is_none(),
+            "{probe}: plain HTTP"
+        );
     }
     let resources = &container["resources"];
     assert_eq!(resources["requests"]["cpu"], "50m");
@@ -254,21 +266,34 @@ fn optional_objects_follow_their_values() {
     ));
     let monitor = only(&rendered, "ServiceMonitor");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["scheme"], "https");
     assert_eq!(
         monitor["spec"]["endpoints"][0]["honorLabels"], true,
         "a lease's or pool's namespace label is not overwritten by the operator's"
     );
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     assert!(!rendered.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
-    // Cluster-wide, a single-namespace install may only read cluster pools and namespaces.
-    let binding = only(&rendered, "ClusterRoleBinding");
+    // Cluster-wide, a single-namespace install may only read cluster pools and namespaces, and
+    // review the callers of /metrics.
+    let mut bound: Vec<&Value> = rendered
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding")
+        .map(|binding| &binding["roleRef"]["name"])
+        .collect();
+    bound.sort_by_key(|name| name.as_str());
     assert_eq!(
-        binding["roleRef"]["name"],
-        "opt-entra-operator-cluster-pools"
+        bound,
+        [
+            "opt-entra-operator-cluster-pools",
+            "opt-entra-operator-metrics-auth"
+        ]
     );
     let cluster_pools = rendered
         .iter()
-        .find(|o| o["kind"] == "ClusterRole" && !is_aggregated(o))
+        .find(|o| {
+            o["kind"] == "ClusterRole"
+                && o["metadata"]["name"] == "opt-entra-operator-cluster-pools"
+        })
         .expect("the cluster pools' ClusterRole");
     let resources: Vec<&Value> = cluster_pools["rules"]
         .as_array()
@@ -284,22 +309,32 @@ fn optional_objects_follow_their_values() {
             "namespaces"
         ]
     );
+    let mut cluster_roles: Vec<&Value> = rendered
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" && !is_aggregated(o))
+        .map(|role| &role["metadata"]["name"])
+        .collect();
+    cluster_roles.sort_by_key(|name| name.as_str());
     assert_eq!(
-        rendered
-            .iter()
-            .filter(|o| o["kind"] == "ClusterRole" && !is_aggregated(o))
-            .count(),
-        1,
-        "besides it, the only ClusterRoles are the ones aggregated into edit, admin and view"
+        cluster_roles,
+        [
+            "opt-entra-operator-cluster-pools",
+            "opt-entra-operator-metrics-auth",
+            "opt-entra-operator-metrics-reader"
+        ],
+        "besides them, the only ClusterRoles are the ones aggregated into edit, admin and view"
     );
-    // A further release serving its own namespaces leaves cluster pools to the first: nothing
-    // cluster-wide is granted to it.
+    // A further release serving its own namespaces leaves cluster pools to the first: the only
+    // cluster-wide grant it has is reviewing the callers of its /metrics.
     let further = documents(&template(
         "opt-2",
         "ops",
         &json!({ "watchNamespaces": ["apps-2"], "clusterPools": { "enabled": false } }),
     ));
-    assert!(!further.iter().any(|o| o["kind"] == "ClusterRoleBinding"));
+    assert_eq!(
+        only(&further, "ClusterRoleBinding")["roleRef"]["name"],
+        "opt-2-entra-operator-metrics-auth"
+    );
     let container = &only(&further, "Deployment")["spec"]["template"]["spec"]["containers"][0];
     assert!(
         container["env"]
@@ -653,6 +688,9 @@ fn install_creates_every_object_and_uninstall_removes_them() {
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
@@ -774,6 +812,9 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
         claim_and_credential_copy_round_trip(&client, &operator_ns)
             .await
             .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        reviews_a_metrics_caller(&client)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: reviewing a /metrics caller: {e}"));
 
         // Refused: everything else.
         let config_map: ConfigMap =
@@ -824,6 +865,34 @@ async fn chart_identity_is_refused_what_the_chart_does_not_grant() {
         }
         uninstall(control_plane, &operator_ns, &operator_ns);
     }
+}
+
+/// What the operator asks about a caller of /metrics: a TokenReview, and a SubjectAccessReview for
+/// `get` on `/metrics`, cluster-scoped in every install mode.
+async fn reviews_a_metrics_caller(client: &kube::Client) -> kube::Result<()> {
+    let review: TokenReview =
+        serde_json::from_value(json!({ "spec": { "token": "not-a-token" } })).unwrap();
+    let reviewed = Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await?;
+    assert_ne!(
+        reviewed.status.and_then(|status| status.authenticated),
+        Some(true),
+        "a garbage token is not authenticated"
+    );
+    let access: SubjectAccessReview = serde_json::from_value(json!({ "spec": {
+        "user": "system:anonymous",
+        "nonResourceAttributes": { "path": "/metrics", "verb": "get" },
+    }}))
+    .unwrap();
+    let reviewed = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &access)
+        .await?;
+    assert!(
+        !reviewed.status.is_some_and(|status| status.allowed),
+        "anonymous may not read /metrics"
+    );
+    Ok(())
 }
 
 /// The operator's identity may write Secrets where it serves, but the chart's admission policy
@@ -976,11 +1045,13 @@ async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
         .await
         .expect("the emulator starts");
     let metrics_port = free_port();
+    let health_port = free_port();
     // The chart's defaults, except what a test on one machine must change: the Entra endpoints
-    // (the emulator) and the metrics port (tests run in parallel).
+    // (the emulator) and the ports (tests run in parallel).
     let mut values = json!({
         "entra": { "authorityHost": emulator.base_url(), "graphEndpoint": emulator.base_url() },
         "metrics": { "port": metrics_port },
+        "health": { "port": health_port },
     });
     // Namespace-scoped mode serves a list: the app's namespace and a second one, each through a
     // Role of its own and a watch of its own.
@@ -998,19 +1069,27 @@ async fn lease_lifecycle_as_the_chart_identity(single_namespace: bool) {
     let pod_name = format!("{}-7d4b9c-x2x9z", deployment_name(&release));
     let mut pod = OperatorPod::start(&deployment, &pod_name, &kubeconfig);
 
-    // The probes the kubelet would send.
+    // The probes the kubelet would send; /metrics only for a token the chart authorizes
+    // (tests/metrics_auth.rs), none by default.
     entra_operator::tls::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{metrics_port}");
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{health_port}");
     pod.wait_for("/readyz to answer 200", || async {
         let response = http.get(format!("{base}/readyz")).send().await.ok()?;
         response.status().is_success().then_some(())
     })
     .await;
-    for path in ["/livez", "/metrics"] {
-        let response = http.get(format!("{base}{path}")).send().await.unwrap();
-        assert!(response.status().is_success(), "{path}: {response:?}");
-    }
+    let response = http.get(format!("{base}/livez")).send().await.unwrap();
+    assert!(response.status().is_success(), "/livez: {response:?}");
+    let response = http
+        .get(format!("https://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "/metrics without a token");
     let holder = pod
         .wait_for("a holder of the leader-election Lease", || async {
             Api::<Lease>::namespaced(admin.clone(), &operator_ns)

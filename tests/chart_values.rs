@@ -158,8 +158,11 @@ fn network_policy_admits_only_metrics_and_reaches_dns_the_api_server_and_entra()
     assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(
         spec["ingress"],
-        json!([{ "ports": [{ "port": "metrics", "protocol": "TCP" }] }]),
-        "only the metrics port, from anywhere by default"
+        json!([{ "ports": [
+            { "port": "metrics", "protocol": "TCP" },
+            { "port": "health", "protocol": "TCP" },
+        ] }]),
+        "only the metrics and probes' ports, from anywhere by default"
     );
     assert_eq!(
         spec["egress"],
@@ -235,6 +238,75 @@ fn service_monitor_takes_a_namespace_and_relabelings() {
         monitor["spec"]["endpoints"][0]["metricRelabelings"],
         json!([dropping])
     );
+}
+
+#[test]
+fn metrics_are_scraped_over_https_with_a_token_the_chart_authorizes() {
+    let defaults = render(json!({ "metrics": { "serviceMonitor": { "enabled": true } } }));
+    let endpoint = &only(&defaults, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["bearerTokenFile"], "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "Prometheus' own ServiceAccount token"
+    );
+    assert_eq!(
+        endpoint["tlsConfig"],
+        json!({ "insecureSkipVerify": true }),
+        "the operator's certificate is self-signed by default"
+    );
+    let readers = |rendered: &[Value]| {
+        rendered
+            .iter()
+            .find(|o| {
+                o["kind"] == "ClusterRoleBinding"
+                    && o["metadata"]["name"] == "knobs-entra-operator-metrics-reader"
+            })
+            .cloned()
+    };
+    assert_eq!(readers(&defaults), None, "nobody reads /metrics by default");
+    let reader_role = defaults
+        .iter()
+        .find(|o| o["metadata"]["name"] == "knobs-entra-operator-metrics-reader")
+        .expect("the metrics-reader ClusterRole, for an administrator to bind");
+    assert_eq!(
+        reader_role["rules"],
+        json!([{ "nonResourceURLs": ["/metrics"], "verbs": ["get"] }])
+    );
+
+    let ca = json!({ "ca": { "secret": { "name": "metrics-ca", "key": "ca.crt" } }, "serverName": "knobs-entra-operator-metrics.ops.svc" });
+    let token =
+        json!({ "type": "Bearer", "credentials": { "name": "prometheus-token", "key": "token" } });
+    let rendered = render(json!({ "metrics": {
+        "reader": { "serviceAccounts": [{ "name": "prometheus-k8s", "namespace": "monitoring" }] },
+        "tls": { "secretName": "operator-metrics-tls" },
+        "serviceMonitor": { "enabled": true, "tlsConfig": ca, "authorization": token },
+    }}));
+    assert_eq!(
+        readers(&rendered).expect("a binding for the readers")["subjects"],
+        json!([{ "kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring" }])
+    );
+    let endpoint = &only(&rendered, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(endpoint["tlsConfig"], ca);
+    assert_eq!(endpoint["authorization"], token);
+    assert!(endpoint.get("bearerTokenFile").is_none());
+    // The Secret's certificate, mounted where the operator reads it.
+    assert_eq!(
+        pod(&rendered)["volumes"],
+        json!([{ "name": "metrics-tls", "secret": { "secretName": "operator-metrics-tls" } }])
+    );
+    let mount = json!({ "name": "metrics-tls", "mountPath": "/etc/entra-operator/metrics-tls", "readOnly": true });
+    assert_eq!(container(&rendered)["volumeMounts"], json!([mount]));
+    let env = container(&rendered)["env"].as_array().unwrap().clone();
+    for (name, file) in [
+        ("METRICS_CERT_FILE", "tls.crt"),
+        ("METRICS_KEY_FILE", "tls.key"),
+    ] {
+        let value = format!("/etc/entra-operator/metrics-tls/{file}");
+        assert!(
+            env.contains(&json!({ "name": name, "value": value })),
+            "{name}: {env:?}"
+        );
+    }
 }
 
 #[test]
@@ -454,6 +526,18 @@ fn values_that_would_break_the_pod_or_open_the_network_are_refused_with_a_reason
         "strategy.rollingUpdate applies only to type RollingUpdate",
     );
     refused(json!({ "watchNamespace": "apps" }), "watchNamespace");
+    refused(
+        json!({ "extraArgs": ["--metrics-secure=false"] }),
+        "extraArgs may not set --metrics-secure",
+    );
+    refused(
+        json!({ "extraEnv": [{ "name": "METRICS_SECURE", "value": "false" }] }),
+        "extraEnv may not set METRICS_SECURE",
+    );
+    refused(
+        json!({ "metrics": { "port": 9000 }, "health": { "port": 9000 } }),
+        "metrics.port and health.port must differ",
+    );
 }
 
 #[test]

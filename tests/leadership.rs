@@ -177,7 +177,7 @@ async fn a_leader_that_cannot_renew_exits_before_the_standby_takes_over() {
     // The standby runs as the admin; it is ready (waiting) and does not hold the Lease.
     let mut second =
         Operator::start_with(control_plane, &url, &ns, &ns, "second", leader_args(&[]));
-    let port = second.metrics_port;
+    let port = second.health_port;
     env.wait_for("the standby to be ready", || async {
         let answer = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
             .await

@@ -57,14 +57,15 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 async fn metrics_and_probes_follow_the_leases() {
     let env = LeaseEnv::start("metrics").await;
     let port = env.operator.metrics_port;
+    let health_port = env.operator.health_port;
     env.wait_for("the operator to be ready", || async {
-        let answer = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        let answer = reqwest::get(format!("http://127.0.0.1:{health_port}/readyz"))
             .await
             .ok()?;
         (answer.status() == 200).then_some(())
     })
     .await;
-    assert_eq!(get(port, "/livez").await.0, 200);
+    assert_eq!(get(health_port, "/livez").await.0, 200);
     env.create_pool("pool", &THREE, "1h", "2h").await;
     env.wait_for_ready_pool("pool").await;
     env.create_lease("one", json!({ "dynamicSecretRef": { "name": "pool" } }))
@@ -652,7 +653,7 @@ async fn leads(env: &LeaseEnv, replica: &Operator, instance: &str) -> Option<()>
 
 /// The replica is ready (its caches synced) and does not lead.
 async fn stands_by(replica: &Operator) -> Option<()> {
-    let (ready, _) = try_get(replica.metrics_port, "/readyz").await?;
+    let (ready, _) = try_get(replica.health_port, "/readyz").await?;
     let (_, text) = try_get(replica.metrics_port, "/metrics").await?;
     (ready == 200 && sample(&text, "entra_leader") == Some(0.0)).then_some(())
 }

@@ -17,7 +17,10 @@ pub struct OperatorRun {
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
+    /// /metrics, plain HTTP without authentication (`--metrics-secure=false`, local runs only).
     pub metrics_port: u16,
+    /// /livez and /readyz.
+    pub health_port: u16,
     /// When the current process was spawned.
     pub spawned_at: Instant,
 }
@@ -60,6 +63,7 @@ impl OperatorRun {
             binary.display()
         );
         let metrics_port = free_port();
+        let health_port = free_port();
         let mut args = vec![
             "run".to_owned(),
             format!("--kubeconfig={}", flags.kubeconfig.display()),
@@ -67,6 +71,8 @@ impl OperatorRun {
             format!("--authority-host={}", flags.graph_url),
             format!("--graph-endpoint={}", flags.graph_url),
             format!("--metrics-bind-address=127.0.0.1:{metrics_port}"),
+            "--metrics-secure=false".to_owned(),
+            format!("--health-probe-bind-address=127.0.0.1:{health_port}"),
             format!("--graph-retry-seconds={}", flags.graph_retry_seconds),
             format!("--concurrency={}", flags.concurrency),
             format!("--log-level={}", flags.log_level),
@@ -80,6 +86,7 @@ impl OperatorRun {
             log,
             child: None,
             metrics_port,
+            health_port,
             spawned_at: Instant::now(),
         };
         run.spawn();
@@ -136,7 +143,7 @@ impl OperatorRun {
     pub async fn wait_ready(&self, timeout: Duration) -> Option<Duration> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if http_get(self.metrics_port, "/readyz")
+            if http_get(self.health_port, "/readyz")
                 .await
                 .is_some_and(|(status, _)| status == 200)
             {

@@ -157,14 +157,8 @@ pub fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     object
 }
 
-/// A kubeconfig that authenticates as ServiceAccount `name` in `namespace` with a token from the
-/// TokenRequest API, against the same server and CA as the admin kubeconfig.
-pub fn service_account_kubeconfig(
-    control_plane: &ControlPlane,
-    namespace: &str,
-    name: &str,
-    path: &Path,
-) {
+/// A token of ServiceAccount `name` in `namespace` from the TokenRequest API, valid for an hour.
+pub fn service_account_token(control_plane: &ControlPlane, namespace: &str, name: &str) -> String {
     let token = control_plane.kubectl(&[
         "create",
         "token",
@@ -178,7 +172,18 @@ pub fn service_account_kubeconfig(
         "a token for {namespace}/{name}: {}",
         String::from_utf8_lossy(&token.stderr)
     );
-    let token = String::from_utf8(token.stdout).unwrap();
+    String::from_utf8(token.stdout).unwrap().trim().to_owned()
+}
+
+/// A kubeconfig that authenticates as ServiceAccount `name` in `namespace` with a token from the
+/// TokenRequest API, against the same server and CA as the admin kubeconfig.
+pub fn service_account_kubeconfig(
+    control_plane: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    path: &Path,
+) {
+    let token = service_account_token(control_plane, namespace, name);
     let admin = kube::config::Kubeconfig::read_from(&control_plane.kubeconfig)
         .expect("the admin kubeconfig parses");
     let cluster = admin.clusters[0].cluster.as_ref().expect("a cluster");
@@ -193,7 +198,7 @@ pub fn service_account_kubeconfig(
             "server": control_plane.server,
             "certificate-authority": ca,
         }}],
-        "users": [{ "name": name, "user": { "token": token.trim() } }],
+        "users": [{ "name": name, "user": { "token": token } }],
         "contexts": [{ "name": "local", "context": {
             "cluster": "local", "user": name, "namespace": namespace,
         }}],
@@ -240,7 +245,8 @@ pub struct ChartRelease {
 
 impl ChartRelease {
     /// Installs the chart with `values` into a new namespace named after `prefix`, and starts
-    /// its operator as pod `pod_name`.
+    /// its operator as pod `pod_name`. The metrics and probe ports are free loopback ports unless
+    /// `values` names them (pods share the test machine's network).
     pub async fn start(
         control_plane: &ControlPlane,
         prefix: &str,
@@ -249,7 +255,13 @@ impl ChartRelease {
     ) -> ChartRelease {
         let admin = control_plane.client().await;
         let namespace = super::cluster::namespace(&admin, prefix).await;
-        install(control_plane, &namespace, &namespace, values);
+        let mut values = values.clone();
+        for section in ["metrics", "health"] {
+            if values[section]["port"].is_null() {
+                values[section]["port"] = free_port().into();
+            }
+        }
+        install(control_plane, &namespace, &namespace, &values);
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("operator.kubeconfig");
         let deployment = chart_operator(control_plane, &namespace, &namespace, &kubeconfig).await;
@@ -261,6 +273,11 @@ impl ChartRelease {
             operator,
             _dir: dir,
         }
+    }
+
+    /// The loopback port of the operator's container port `name` (`metrics`, `health`).
+    pub fn port(&self, name: &str) -> u16 {
+        container_port(&self.deployment, name)
     }
 
     /// Stops the operator, as a crash would.
@@ -329,6 +346,19 @@ pub async fn client_for(kubeconfig: &Path) -> kube::Client {
         .await
         .expect("the kubeconfig is usable");
     kube::Client::try_from(config).expect("a client")
+}
+
+/// Container port `name` of the Deployment's operator container.
+pub fn container_port(deployment: &Deployment, name: &str) -> u16 {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.containers.first())
+        .and_then(|container| container.ports.as_ref())
+        .and_then(|ports| ports.iter().find(|port| port.name.as_deref() == Some(name)))
+        .map(|port| port.container_port as u16)
+        .unwrap_or_else(|| panic!("the operator container has a port named {name}"))
 }
 
 /// A free loopback port, released just before use.

@@ -11,8 +11,12 @@ pub struct Operator {
     child: Option<Child>,
     log: PathBuf,
     args: Vec<String>,
-    /// Port of the operator's /metrics, /livez and /readyz.
+    /// Port of the operator's /metrics: plain HTTP without authentication
+    /// (`--metrics-secure=false`, for local runs; the chart never sets it, and
+    /// `tests/metrics_auth.rs` checks the secured endpoint the chart deploys).
     pub metrics_port: u16,
+    /// Port of /livez and /readyz.
+    pub health_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -47,6 +51,7 @@ impl Operator {
     ) -> Operator {
         let dir = tempfile::tempdir().expect("a log directory");
         let metrics_port = free_port();
+        let health_port = free_port();
         let overridden: Vec<String> = extra
             .iter()
             .filter(|arg| arg.starts_with("--"))
@@ -62,6 +67,8 @@ impl Operator {
             "--graph-retry-seconds=5".to_owned(),
             "--log-level=entra_operator=debug,info".to_owned(),
             format!("--metrics-bind-address=127.0.0.1:{metrics_port}"),
+            "--metrics-secure=false".to_owned(),
+            format!("--health-probe-bind-address=127.0.0.1:{health_port}"),
             format!("--instance={instance}"),
         ]
         .into_iter()
@@ -76,6 +83,7 @@ impl Operator {
             log: dir.path().join("operator.log"),
             args,
             metrics_port,
+            health_port,
             _dir: dir,
         };
         operator.spawn();

@@ -89,6 +89,20 @@ annotations:
 {{- fail (printf "extraArgs repeats %s, which the chart sets: set %s instead (the operator refuses a flag given twice)" $flag (get $owned $flag)) }}
 {{- end }}
 {{- end }}
+{{- /* /metrics names every lease: the chart serves it only to callers the API server authorizes. */}}
+{{- range .Values.extraArgs }}
+{{- if hasPrefix "--metrics-secure" . }}
+{{- fail "extraArgs may not set --metrics-secure: the chart serves /metrics over HTTPS to authorized callers only (metrics.reader.serviceAccounts); plain HTTP is for local development" }}
+{{- end }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- if eq .name "METRICS_SECURE" }}
+{{- fail "extraEnv may not set METRICS_SECURE: the chart serves /metrics over HTTPS to authorized callers only (metrics.reader.serviceAccounts); plain HTTP is for local development" }}
+{{- end }}
+{{- end }}
+{{- if eq (int .Values.metrics.port) (int .Values.health.port) }}
+{{- fail "metrics.port and health.port must differ: /metrics is HTTPS with authentication, the probes plain HTTP" }}
+{{- end }}
 {{- end }}
 
 {{/*
