@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use super::lease_decision::request_key;
+use super::requests::request_key;
 use crate::api::{EntraLease, RENEW_ANNOTATION, ROTATE_ANNOTATION};
 
 /// Objects per list page of the kinds tenants write (leases, pools, Secrets). A page is held whole

@@ -67,6 +67,19 @@ impl HeldClaim {
         }
     }
 
+    /// A claim held by the lease `record` names, as read back after its creation.
+    #[cfg(test)]
+    pub fn holding(record: ClaimRecord) -> HeldClaim {
+        HeldClaim {
+            name: claim_name(&record.user.id),
+            uid: Some(format!("uid-{}", record.user.id)),
+            resource_version: Some("1".into()),
+            holder_uid: Some(record.lease.uid.clone()),
+            holder: Some(format!("{}/{}", record.lease.namespace, record.lease.name)),
+            record: Some(Arc::new(record)),
+        }
+    }
+
     /// The namespace and name of the holding lease.
     pub fn lease(&self) -> Option<(&str, &str)> {
         self.holder.as_deref()?.split_once('/')

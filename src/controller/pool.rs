@@ -25,6 +25,17 @@ pub enum Pool {
     Cluster(Arc<ClusterEntraDynamicSecret>),
 }
 
+/// The same pool object: the same key, uid and version.
+impl PartialEq for Pool {
+    fn eq(&self, other: &Pool) -> bool {
+        let (mine, theirs) = (self.metadata(), other.metadata());
+        self.key() == other.key()
+            && mine.uid == theirs.uid
+            && mine.resource_version == theirs.resource_version
+            && mine.generation == theirs.generation
+    }
+}
+
 /// Names one pool: its kind, its namespace (none for a cluster pool) and its name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PoolKey {

@@ -26,9 +26,9 @@ use super::Error;
 use super::claims::{HeldClaim, is_not_found};
 use super::context::Context;
 use super::credential::end_credential;
+use super::deadlines::{later, until_then};
 use super::lease::is_ending_without_our_finalizer;
-use super::lease_decision::{later, until_then};
-use super::revocation::{count_revocation_failure, revocation_reason};
+use super::lease::{count_revocation_failure, revocation_reason};
 use crate::api::EntraLease;
 
 /// How long past its expiry a claim may still be held before the reaper ends it: the lease's

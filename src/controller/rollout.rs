@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use super::Error;
 use super::claims::is_not_found;
 use super::context::Context;
-use super::rotation_decision::Rollouts;
+use super::rotation_schedule::Rollouts;
 use super::status::FIELD_MANAGER;
 use crate::api::{CREDENTIAL_GENERATION_ANNOTATION, EntraLease, RolloutKind, RolloutTarget};
 

@@ -1,17 +1,16 @@
 //! When a continuous lease rotates onto another pool user, and when the credential it rotated
-//! away from ends: pure functions of the lease, its two claim records and the time, used by
-//! [`decide`](super::lease_decision::decide).
+//! away from ends: pure functions of the lease, its two claim records and the time, shared by the
+//! lease's decisions and its status.
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 
-use crate::api::{DEFAULT_OVERLAP, EntraLease, ROTATE_ANNOTATION};
+use crate::api::{DEFAULT_OVERLAP, EntraLease};
 use crate::duration::parse_duration;
 
 use super::claim_record::ClaimRecord;
-use super::lease_decision::{earlier, later, request_key};
+use super::deadlines::{earlier, later};
 
 /// Where the rollouts of a lease's restart targets stand for its current credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,12 +40,6 @@ pub fn rotate_at(current: &ClaimRecord, overlap: Duration) -> Timestamp {
 /// When a rotation asked for by the annotation may happen: at most once per overlap.
 pub fn forced_rotation_at(current: &ClaimRecord, overlap: Duration) -> Timestamp {
     later(current.issued_at.0, overlap)
-}
-
-/// The rotate annotation's value when no rotation has answered it yet.
-pub fn pending_rotate_request(lease: &EntraLease, current: &ClaimRecord) -> Option<String> {
-    let requested = request_key(lease.annotations().get(ROTATE_ANNOTATION)?);
-    (current.last_rotate_request.as_ref() != Some(&requested)).then_some(requested)
 }
 
 /// When the next rotation is due on its own, for the status (a rotate request may bring it
@@ -81,9 +74,11 @@ pub fn retire_due(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::RotationSpec;
+    use crate::api::{ROTATE_ANNOTATION, RotationSpec};
+    use crate::controller::requests::pending_rotate_request;
     use crate::fixtures::{at, record};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::ResourceExt;
 
     fn continuous(overlap: &str) -> EntraLease {
         let mut spec = crate::fixtures::lease_spec();

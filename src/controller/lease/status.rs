@@ -7,14 +7,14 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::EventType;
 
-use super::Error;
-use super::claim_record::ClaimRecord;
-use super::claims::HeldClaim;
-use super::context::Context;
-use super::reasons::Reason;
-use super::rotation_decision::{next_rotation_at, retire_at};
-use super::status::{apply_status, set_condition};
+use super::facts::Held;
 use crate::api::{EntraLease, LeasePhase, LeaseStatus, PreviousCredential};
+use crate::controller::Error;
+use crate::controller::claim_record::ClaimRecord;
+use crate::controller::context::Context;
+use crate::controller::reasons::Reason;
+use crate::controller::rotation_schedule::{next_rotation_at, retire_at};
+use crate::controller::status::{apply_status, set_condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub struct LeaseStatusWriter<'a> {
@@ -76,17 +76,15 @@ impl<'a> LeaseStatusWriter<'a> {
     }
 
     /// Rewrites the status from the record when it says anything else: someone other than the
-    /// operator edited it (an Event says so). `claim` may come from the cache, so it is confirmed
+    /// operator edited it (an Event says so). `held` may come from the cache, so it is confirmed
     /// by a live read before anything is written.
     pub async fn project(
         &self,
         ctx: &Context,
-        claim: &HeldClaim,
+        held: &Held,
         previous: Option<&ClaimRecord>,
     ) -> Result<(), Error> {
-        let Some(record) = claim.record.as_deref() else {
-            return Err(Error::MalformedClaim(claim.name.clone()));
-        };
+        let (claim, record) = (&held.claim, held.record.as_ref());
         let current = self.current();
         let mut wanted = projection(self.lease, &current, record, previous);
         let ready = wanted

@@ -1,0 +1,169 @@
+//! Ends: a lease deleted at its expiry, a continuous lease whose credential ran out before it
+//! could rotate, an interrupted issue whose pool changed, and the revocation finalizer that ends
+//! every credential a deleted lease holds (invariant I3). Should the finalizer be stripped by
+//! hand, the reaper ends the credential from the claim instead.
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+
+use super::{Shell, Step};
+use crate::api::{EntraLease, LeasePhase};
+use crate::controller::Error;
+use crate::controller::claims::{HeldClaim, is_not_found};
+use crate::controller::context::Context;
+use crate::controller::credential::end_credential;
+use crate::controller::lease::decide::Outcome;
+use crate::controller::lease::messages;
+use crate::controller::lease::status::LeaseStatusWriter;
+use crate::controller::reasons::Reason;
+use crate::metrics::{ReasonLabels, metrics};
+
+impl Shell<'_> {
+    /// Deletes the lease; its finalizer ends the credential. One event tells the whole ending
+    /// (Expired, from the finalizer): events are API writes.
+    pub(super) async fn expire(&self, user: Option<&str>) -> Result<Step, Error> {
+        let user = user.unwrap_or("(ended already)");
+        tracing::info!(lease = %self.lease.name_any(), user, "expired; revoking");
+        // The delete is conditional on the lease being the one judged: an edit since (a renewal
+        // request) is judged first.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: self.lease.uid(),
+                resource_version: self.lease.resource_version(),
+            }),
+            ..DeleteParams::default()
+        };
+        match self
+            .status
+            .api()
+            .delete(&self.lease.name_any(), &params)
+            .await
+        {
+            Ok(_) => Ok(Step::Done(Outcome::Settled)),
+            Err(error) if is_not_found(&error) => Ok(Step::Done(Outcome::Settled)),
+            Err(error) => Err(Error::stale_on_conflict("the lease")(error)),
+        }
+    }
+
+    /// A continuous lease's credential reached its end before it could rotate: everything it
+    /// holds ends, and it waits for a user like a new lease, without precedence over others.
+    pub(super) async fn end_credentials(
+        &self,
+        claims: &[HeldClaim],
+        user: &str,
+    ) -> Result<Step, Error> {
+        for claim in claims {
+            end_credential(self.ctx, claim).await?;
+        }
+        if let Some(uid) = self.lease.metadata.uid.as_deref() {
+            self.ctx.rotation_done(uid);
+        }
+        let reason = Reason::CredentialEnded;
+        let message = messages::credential_ended(user);
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Warning,
+                reason.as_str(),
+                "Rotate",
+                message.clone(),
+            )
+            .await;
+        self.status
+            .without_credential(LeasePhase::Pending, false, reason.as_str(), message)
+            .await?;
+        metrics().continuous_lease_gaps.inc();
+        Ok(Step::Done(Outcome::GoOn))
+    }
+
+    /// An interrupted issue whose pool or app changed: its credential ends, and the lease is
+    /// issued again as its pool is now.
+    pub(super) async fn reissue(&self, claim: &HeldClaim) -> Result<Step, Error> {
+        end_credential(self.ctx, claim).await?;
+        Ok(Step::Done(Outcome::GoOn))
+    }
+}
+
+/// The finalizer of a deleted lease (by a user, by expiry or with its dynamic secret): it stays
+/// until every credential the lease's claims record has ended.
+pub async fn cleanup(
+    lease: &EntraLease,
+    api: &Api<EntraLease>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let Some(uid) = lease.uid() else {
+        return Ok(Action::await_change());
+    };
+    ctx.issue_retry_at.lock().unwrap().remove(&uid);
+    ctx.rotation_done(&uid);
+    // The claims, read live, are the record of what this lease holds (two for a continuous
+    // lease mid-rotation); without one there is nothing to end (never issued, or ended before).
+    let claims = ctx.claims.held_by(&uid).await?;
+    for claim in claims.all_oldest_first() {
+        end_one(lease, api, ctx, claim).await?;
+    }
+    Ok(Action::await_change())
+}
+
+async fn end_one(
+    lease: &EntraLease,
+    api: &Api<EntraLease>,
+    ctx: &Context,
+    claim: &HeldClaim,
+) -> Result<(), Error> {
+    let now = Timestamp::now();
+    let Some(record) = claim.record.clone() else {
+        return Err(Error::MalformedClaim(claim.name.clone()));
+    };
+    let user = &record.user.user_principal_name;
+    match end_credential(ctx, claim).await {
+        Ok(()) => {
+            let expired = record.expires_at() <= now;
+            let reason = if expired {
+                Reason::Expired
+            } else {
+                Reason::Revoked
+            };
+            let message = messages::revoked(expired, user);
+            ctx.publish(lease, EventType::Normal, reason.as_str(), "Revoke", message)
+                .await;
+            Ok(())
+        }
+        Err(error) => {
+            let message = messages::revocation_failing(user, &error);
+            let reason = revocation_reason(&error);
+            ctx.publish(
+                lease,
+                EventType::Warning,
+                reason.as_str(),
+                "Revoke",
+                message.clone(),
+            )
+            .await;
+            count_revocation_failure(&error);
+            LeaseStatusWriter::new(api, lease, now)
+                .revoking(reason, message)
+                .await;
+            Err(error)
+        }
+    }
+}
+
+/// `RevocationBlocked` when an administrator must act (the credential is lost), else
+/// `RevocationFailing` (retried with backoff).
+pub fn revocation_reason(error: &Error) -> Reason {
+    match error {
+        Error::CredentialLost(_) | Error::MalformedClaim(_) => Reason::RevocationBlocked,
+        _ => Reason::RevocationFailing,
+    }
+}
+
+pub fn count_revocation_failure(error: &Error) {
+    let reason = ReasonLabels {
+        reason: error.metric_label().to_owned(),
+    };
+    metrics().revocation_failures.get_or_create(&reason).inc();
+}

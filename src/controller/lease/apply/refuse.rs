@@ -1,0 +1,70 @@
+//! Refusals: a lease that cannot be issued as specified (what it holds ends), and an issue Entra
+//! refused for a reason the lease cannot fix (tried again later).
+
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+
+use super::{Shell, Step};
+use crate::api::LeasePhase;
+use crate::controller::Error;
+use crate::controller::claims::HeldClaim;
+use crate::controller::credential::end_credential;
+use crate::controller::lease::decide::{Outcome, RETRY_REFUSED_ISSUE};
+use crate::controller::reasons::Reason;
+
+impl Shell<'_> {
+    pub(super) async fn refuse(
+        &self,
+        ending: &[HeldClaim],
+        reason: Reason,
+        message: String,
+    ) -> Result<Step, Error> {
+        for claim in ending {
+            end_credential(self.ctx, claim).await?;
+        }
+        if !self.status.already(reason.as_str()) {
+            self.ctx
+                .publish(
+                    self.lease,
+                    EventType::Warning,
+                    reason.as_str(),
+                    "Validate",
+                    message.clone(),
+                )
+                .await;
+        }
+        self.status
+            .without_credential(LeasePhase::Failed, false, reason.as_str(), message)
+            .await?;
+        Ok(Step::Done(Outcome::Settled))
+    }
+
+    /// Failed, and not tried again before the retry time unless the lease's spec changes:
+    /// permissions and roles can be fixed in Entra without any change here.
+    pub(super) async fn fail_issue(
+        &self,
+        reason: &'static str,
+        message: String,
+    ) -> Result<Step, Error> {
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Warning,
+                reason,
+                "Issue",
+                message.clone(),
+            )
+            .await;
+        self.status
+            .without_credential(LeasePhase::Failed, false, reason, message)
+            .await?;
+        self.ctx.issue_retry_at.lock().unwrap().insert(
+            self.lease.uid().unwrap_or_default(),
+            (
+                self.lease.metadata.generation,
+                std::time::Instant::now() + RETRY_REFUSED_ISSUE,
+            ),
+        );
+        Ok(Step::Done(Outcome::IssueRefused))
+    }
+}

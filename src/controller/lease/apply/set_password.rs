@@ -1,0 +1,270 @@
+//! Setting a claim's password through its Secret and confirming it in the claim, and what a
+//! failed write leaves (as `decide` says): shared by issues, resumes, restores and rotations.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+
+use super::{Shell, Step};
+use crate::controller::Error;
+use crate::controller::app_credential::app_credentials;
+use crate::controller::claim_record::ClaimRecord;
+use crate::controller::claims::HeldClaim;
+use crate::controller::credential::{
+    KeptCredential, Secrets, delete_controlled_secret, end_credential, set_password_via_secret,
+    write_credentials,
+};
+use crate::controller::lease::decide::{
+    Ending, FailedWrite, FailureKind, Outcome, Then, after_failed_write,
+};
+use crate::controller::lease::messages;
+use crate::controller::reasons::Reason;
+use crate::controller::rotation_schedule::retire_at;
+use crate::graph::AppCredentials;
+use crate::metrics::metrics;
+use crate::sensitive::SecretString;
+
+/// A continuous lease's previous credential: its claim, its record, and its password as the
+/// Secret holds it (to be written again beside the next one).
+pub(super) struct Previous {
+    pub claim: HeldClaim,
+    pub record: Arc<ClaimRecord>,
+    pub password: SecretString,
+}
+
+/// One password write.
+pub(super) struct Write<'a> {
+    pub claim: HeldClaim,
+    pub record: &'a ClaimRecord,
+    pub app: &'a AppCredentials,
+    /// The password to set again (a resumed attempt); a fresh one when `None`.
+    pub password: Option<SecretString>,
+    /// A password of this claim may already work (a resumed attempt, or the credential a
+    /// restore replaces), so a failure for good ends it.
+    pub may_be_set: bool,
+    /// The reason the status and event give on success.
+    pub outcome: Reason,
+    /// A continuous lease's previous credential, kept in the Secret beside the new one.
+    pub previous: Option<&'a Previous>,
+}
+
+impl Shell<'_> {
+    /// Sets the password (Secret first), then records in the claim that Entra confirmed it.
+    pub(super) async fn set_and_confirm(&self, write: Write<'_>) -> Result<Step, Error> {
+        let kept = write.previous.map(|p| KeptCredential {
+            record: &p.record,
+            password: &p.password,
+        });
+        let set = set_password_via_secret(
+            self.ctx,
+            self.lease,
+            write.app,
+            write.record,
+            write.password.clone(),
+            kept.as_ref(),
+        )
+        .await;
+        if let Err(error) = set {
+            return self.write_failed(&write, error).await;
+        }
+        self.ctx
+            .issue_retry_at
+            .lock()
+            .unwrap()
+            .remove(&write.record.lease.uid);
+        let mut confirmed = write.record.clone();
+        confirmed.issued = true;
+        self.ctx
+            .claims
+            .update_record(&write.claim, &confirmed)
+            .await
+            .map_err(Error::stale_on_conflict("the claim"))?;
+        let previous = match write.previous {
+            Some(previous) => Some(Arc::new(self.shorten_previous(previous, &confirmed).await?)),
+            None => None,
+        };
+        self.tell_issued(&confirmed, previous.as_deref(), write.outcome)
+            .await?;
+        // The Secret changed under running consumers: restart them (once per credential).
+        if confirmed.generation > 1 {
+            self.restart_targets(&confirmed).await;
+        }
+        Ok(Step::Done(Outcome::Active {
+            current: Arc::new(confirmed),
+            previous,
+        }))
+    }
+
+    async fn tell_issued(
+        &self,
+        confirmed: &ClaimRecord,
+        previous: Option<&ClaimRecord>,
+        outcome: Reason,
+    ) -> Result<(), Error> {
+        let reason = if previous.is_some() && outcome == Reason::Issued {
+            Reason::Rotated
+        } else {
+            outcome
+        };
+        let message = messages::issued(
+            confirmed,
+            previous.map(|previous| (previous, retire_at(self.lease, confirmed, previous))),
+        );
+        self.status
+            .active(confirmed, previous, reason.as_str(), message.clone())
+            .await?;
+        tracing::info!(
+            lease = %self.lease.name_any(),
+            namespace = %confirmed.lease.namespace,
+            user = %confirmed.user.user_principal_name,
+            pool = %confirmed.pool.name,
+            generation = confirmed.generation,
+            issued_at = %confirmed.issued_at.0,
+            expires_at = %confirmed.expires_at(),
+            max_expires_at = %confirmed.max_expires_at.0,
+            %reason,
+            "issued"
+        );
+        metrics().issues.inc();
+        if confirmed.generation == 1
+            && reason == Reason::Issued
+            && let Some(created) = &self.lease.metadata.creation_timestamp
+        {
+            let waited = self.now.duration_since(created.0).as_secs_f64();
+            metrics().time_to_credential.observe(waited.max(0.0));
+        }
+        self.ctx
+            .publish(
+                self.lease,
+                EventType::Normal,
+                reason.as_str(),
+                "Issue",
+                message,
+            )
+            .await;
+        if previous.is_some() {
+            metrics().rotations.inc();
+            self.ctx.rotation_done(&confirmed.lease.uid);
+        }
+        Ok(())
+    }
+
+    /// Carries out what [`after_failed_write`] says follows a failed write.
+    async fn write_failed(&self, write: &Write<'_>, error: Error) -> Result<Step, Error> {
+        let record = write.record;
+        let failure = FailedWrite {
+            kind: FailureKind::of(&error),
+            may_be_set: write.may_be_set,
+            named_user: self.lease.spec.user.is_some(),
+            rotation: write.previous.is_some(),
+        };
+        let steps = after_failed_write(&failure);
+        match (steps.ending, write.previous) {
+            (Ending::Keep, _) => return Err(error),
+            (Ending::EndCredential, _) => {
+                let live = self.ctx.claims.get(&record.user.id).await?;
+                if let Some(live) = live.filter(|c| c.is_held_by(Some(&record.lease.uid))) {
+                    end_credential(self.ctx, &live).await?;
+                }
+            }
+            (Ending::Release, _) | (Ending::ReleaseKeepingPrevious, None) => {
+                let lease = &record.lease;
+                delete_controlled_secret(
+                    self.ctx,
+                    &lease.namespace,
+                    &record.secret_name,
+                    &lease.uid,
+                )
+                .await?;
+                self.ctx.claims.release(&write.claim).await?;
+            }
+            (Ending::ReleaseKeepingPrevious, Some(previous)) => {
+                write_credentials(
+                    self.ctx,
+                    self.lease,
+                    &previous.record,
+                    &previous.password,
+                    Secrets::Alone,
+                )
+                .await?;
+                self.ctx.claims.release(&write.claim).await?;
+            }
+        }
+        if steps.resolve_pool_again
+            && let Some(pool) = self.ctx.pool_of(self.lease)
+        {
+            // Changed in Entra since the pool resolved it: resolve the pool again (the release
+            // above wakes it) so that its status shows why.
+            self.ctx.forget_resolution(&pool);
+        }
+        if steps.set_aside {
+            self.ctx.forbid(&record.user.id);
+        }
+        let user = &record.user.user_principal_name;
+        match (steps.then, write.previous) {
+            (Then::Retry, _) => Err(error),
+            (Then::TryAnotherUser, _) => {
+                let refused = failure.kind == FailureKind::Refused;
+                let message = messages::set_aside(user, refused, &error);
+                self.ctx
+                    .publish(
+                        self.lease,
+                        EventType::Warning,
+                        error.reason(),
+                        "Issue",
+                        message,
+                    )
+                    .await;
+                Ok(Step::Done(Outcome::GoOn))
+            }
+            (Then::Fail, _) | (Then::KeepPrevious { .. }, None) => Ok(Step::then(
+                crate::controller::lease::decide::Decision::FailIssue {
+                    reason: error.reason(),
+                    message: error.to_string(),
+                },
+            )),
+            (Then::KeepPrevious { soon }, Some(previous)) => {
+                let message = messages::rotation_failed(
+                    user,
+                    &previous.record.user.user_principal_name,
+                    &error,
+                );
+                self.rotation_waiting(None, &previous.record, message)
+                    .await?;
+                Ok(Step::Done(if soon {
+                    Outcome::GoOn
+                } else {
+                    Outcome::RotationWaits {
+                        expires_at: previous.record.expires_at(),
+                    }
+                }))
+            }
+        }
+    }
+
+    /// The app credentials a password of `record` is set with: its pool's own, read as an issue
+    /// reads them, while the lease still names that pool and the pool the app it was issued
+    /// with. `None` otherwise. The operator's copies only end credentials: a copy kept for one
+    /// pool never sets a password for another pool sharing its app.
+    pub(super) async fn setting_credentials(
+        &self,
+        record: &ClaimRecord,
+    ) -> Result<Option<AppCredentials>, Error> {
+        let Some(pool) = self
+            .ctx
+            .pool_of(self.lease)
+            .filter(|pool| pool.metadata().uid.as_deref() == Some(record.pool.uid.as_str()))
+        else {
+            return Ok(None);
+        };
+        let app = app_credentials(self.ctx, &pool).await?.app;
+        let issued_with = &record.app;
+        let same = pool.spec().cloud == issued_with.cloud
+            && app.tenant().eq_ignore_ascii_case(&issued_with.tenant_id)
+            && app
+                .client_id()
+                .eq_ignore_ascii_case(&issued_with.application_id);
+        Ok(same.then_some(app))
+    }
+}

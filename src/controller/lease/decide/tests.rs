@@ -1,0 +1,1014 @@
+//! The lifecycle's tests, named as the behaviours they hold.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::look_again::{NEXT_STEP_AFTER, ROLLOUT_POLL};
+use super::*;
+use crate::api::{
+    DynamicSecretStatus, EntraDynamicSecret, EntraLease, EntraLeaseSpec, LeasedUser, PoolKind,
+    PoolUser, RENEW_ANNOTATION,
+};
+use crate::controller::claim_record::ClaimRecord;
+use crate::controller::claims::{HeldClaim, LeaseClaims};
+use crate::controller::deadlines::{LONGEST_SLEEP, earlier, later, until_then};
+use crate::controller::pool::Pool;
+use crate::controller::reasons::Reason;
+use crate::controller::rotation_schedule::Rollouts;
+use crate::fixtures::{at, record};
+use crate::secret::SecretState;
+use crate::secret_types::SecretTypes;
+
+/// A decision in a few words, for comparing what `decide` chose.
+fn shape(decision: &Decision) -> String {
+    match decision {
+        Decision::Expire { .. } => "Expire".into(),
+        Decision::EndCredentials { .. } => "EndCredentials".into(),
+        Decision::Resume { .. } => "Resume".into(),
+        Decision::Retire { .. } => "Retire".into(),
+        Decision::Hold { until, .. } => hold(*until),
+        Decision::Restore { cause, .. } => format!("Restore {cause:?}"),
+        Decision::Renew {
+            expires_at,
+            capped,
+            request,
+            ..
+        } => renew(*expires_at, *capped, request.clone()),
+        other => format!("{other:?}"),
+    }
+}
+
+fn hold(until: Timestamp) -> String {
+    format!("Hold until {}", until.as_second())
+}
+
+fn renew(expires_at: Timestamp, capped: bool, request: Option<String>) -> String {
+    format!(
+        "Renew to {} capped {capped} request {request:?}",
+        expires_at.as_second()
+    )
+}
+
+/// The claims of a lease holding `record` (and a `previous` one).
+fn claims_of(record: Option<&ClaimRecord>, previous: Option<&ClaimRecord>) -> LeaseClaims {
+    let held = |record: &ClaimRecord| HeldClaim::holding(record.clone());
+    LeaseClaims {
+        current: record.map(held),
+        previous: previous.map(held),
+        older: Vec::new(),
+    }
+}
+
+fn decide_facts(facts: &LeaseFacts<'_>) -> Decision {
+    decide(facts)
+}
+
+fn pool() -> EntraDynamicSecret {
+    let mut pool = EntraDynamicSecret::new(
+        "pool",
+        crate::fixtures::pool_spec(&["alice@contoso.com", "bob@contoso.com"]),
+    );
+    pool.metadata.generation = Some(1);
+    let user = |upn: &str, id: &str, problem: Option<&str>| PoolUser {
+        configured: upn.into(),
+        id: Some(id.into()),
+        user_principal_name: Some(upn.into()),
+        problem: problem.map(Into::into),
+        ..PoolUser::default()
+    };
+    pool.status = Some(DynamicSecretStatus {
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Ready".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(at(0)),
+        }],
+        observed_generation: Some(1),
+        users: vec![
+            user("alice@contoso.com", "id-alice", None),
+            user("bob@contoso.com", "id-bob", Some("Guest")),
+        ],
+        available: 1,
+        leased: 0,
+        credential_expires_at: None,
+    });
+    pool
+}
+
+fn lease(spec: impl FnOnce(&mut EntraLeaseSpec)) -> EntraLease {
+    let mut lease_spec = crate::fixtures::lease_spec();
+    spec(&mut lease_spec);
+    EntraLease::new("ci", lease_spec)
+}
+
+fn decide_at(
+    lease: &EntraLease,
+    pool: Option<&EntraDynamicSecret>,
+    secret: SecretState,
+    now: i64,
+) -> Decision {
+    decide_with(lease, pool, secret, None, now)
+}
+
+fn decide_with(
+    lease: &EntraLease,
+    pool: Option<&EntraDynamicSecret>,
+    secret: SecretState,
+    record: Option<&ClaimRecord>,
+    now: i64,
+) -> Decision {
+    let resolved = pool
+        .and_then(|p| p.status.as_ref())
+        .map(|s| s.users.as_slice());
+    let pool = pool.map(|p| Pool::Namespaced(std::sync::Arc::new(p.clone())));
+    decide(&LeaseFacts {
+        lease,
+        pool: pool.as_ref(),
+        served: true,
+        secret,
+        resolved,
+        claims: &claims_of(record, None),
+        rollouts: Rollouts::NotTracked,
+        secret_types: &SecretTypes::default(),
+        rollout_refusal: None,
+        rotation_queued: false,
+        now: at(now),
+    })
+}
+
+#[test]
+fn new_lease_issues_to_the_first_leasable_user_with_the_default_ttl() {
+    let pool = pool();
+    let decision = decide_at(&lease(|_| {}), Some(&pool), SecretState::Missing, 0);
+    let Decision::Issue(issue) = decision else {
+        panic!("{decision:?}")
+    };
+    let Issue {
+        candidates,
+        ttl,
+        max_ttl,
+        ..
+    } = *issue;
+    assert_eq!(candidates.len(), 1, "the guest is no candidate");
+    assert_eq!(candidates[0].id, "id-alice");
+    assert_eq!((ttl.as_secs(), max_ttl.as_secs()), (3600, 7200));
+}
+
+#[test]
+fn ttl_over_max_ttl_is_refused() {
+    let pool = pool();
+    let decision = decide_at(
+        &lease(|s| s.ttl = Some("3h".into())),
+        Some(&pool),
+        SecretState::Missing,
+        0,
+    );
+    assert!(
+        matches!(
+            decision,
+            Decision::Refuse {
+                reason: Reason::TTLExceedsMax,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn user_outside_the_pool_is_refused_and_unleasable_user_too() {
+    let pool = pool();
+    let stranger = lease(|s| s.user = Some("eve@contoso.com".into()));
+    let guest = lease(|s| s.user = Some("BOB@contoso.com".into()));
+    assert!(matches!(
+        decide_at(&stranger, Some(&pool), SecretState::Missing, 0),
+        Decision::Refuse {
+            reason: Reason::UserNotInPool,
+            ..
+        }
+    ));
+    assert!(matches!(
+        decide_at(&guest, Some(&pool), SecretState::Missing, 0),
+        Decision::Refuse {
+            reason: Reason::UserNotLeasable,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn missing_or_unready_pool_waits() {
+    let mut pool = pool();
+    assert!(matches!(
+        decide_at(&lease(|_| {}), None, SecretState::Missing, 0),
+        Decision::Wait {
+            reason: Reason::DynamicSecretNotFound,
+            ..
+        }
+    ));
+    pool.metadata.generation = Some(2);
+    assert!(matches!(
+        decide_at(&lease(|_| {}), Some(&pool), SecretState::Missing, 0),
+        Decision::Wait {
+            reason: Reason::DynamicSecretNotReady,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn candidates_come_from_the_operators_resolution_never_the_pool_status() {
+    let mut pool = pool();
+    // A pool editor writes the status: another user, leasable, and the guest made leasable.
+    let forged = pool.status.as_mut().unwrap();
+    forged.users[1].problem = None;
+    forged.users.push(PoolUser {
+        configured: "mallory@contoso.com".into(),
+        id: Some("id-mallory".into()),
+        user_principal_name: Some("mallory@contoso.com".into()),
+        ..PoolUser::default()
+    });
+    let resolution = [PoolUser {
+        configured: "alice@contoso.com".into(),
+        id: Some("id-alice".into()),
+        user_principal_name: Some("alice@contoso.com".into()),
+        ..PoolUser::default()
+    }];
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool));
+    let decide_resolved = |lease: &EntraLease, resolved| {
+        decide(&LeaseFacts {
+            lease,
+            pool: Some(&pool),
+            served: true,
+            secret: SecretState::Missing,
+            resolved,
+            claims: &claims_of(None, None),
+            rollouts: Rollouts::NotTracked,
+            secret_types: &SecretTypes::default(),
+            rollout_refusal: None,
+            rotation_queued: false,
+            now: at(0),
+        })
+    };
+    let Decision::Issue(issue) = decide_resolved(&lease(|_| {}), Some(&resolution)) else {
+        panic!("an issue")
+    };
+    let candidates = issue.candidates;
+    let ids: Vec<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["id-alice"]);
+    let named = lease(|s| s.user = Some("id-mallory".into()));
+    assert!(matches!(
+        decide_resolved(&named, Some(&resolution)),
+        Decision::Refuse {
+            reason: Reason::UserNotInPool,
+            ..
+        }
+    ));
+    assert!(
+        matches!(
+            decide_resolved(&lease(|_| {}), None),
+            Decision::Wait {
+                reason: Reason::DynamicSecretNotReady,
+                ..
+            }
+        ),
+        "nothing is issued before the operator resolved the pool itself"
+    );
+}
+
+#[test]
+fn a_foreign_secret_is_never_taken() {
+    let pool = pool();
+    assert!(matches!(
+        decide_at(&lease(|_| {}), Some(&pool), SecretState::Foreign, 0),
+        Decision::Refuse {
+            reason: Reason::SecretConflict,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn an_interrupted_issue_resumes_with_its_claimed_user() {
+    let pool = pool();
+    let mut unconfirmed = record();
+    unconfirmed.issued = false;
+    for secret in [SecretState::Intact, SecretState::Missing] {
+        assert_eq!(
+            shape(&decide_with(
+                &lease(|_| {}),
+                Some(&pool),
+                secret,
+                Some(&unconfirmed),
+                10
+            )),
+            "Resume"
+        );
+    }
+    assert_eq!(
+        shape(&decide_with(
+            &lease(|_| {}),
+            None,
+            SecretState::Intact,
+            Some(&unconfirmed),
+            10
+        )),
+        "Resume",
+        "the recorded identity needs no pool"
+    );
+    assert_eq!(
+        shape(&decide_with(
+            &lease(|_| {}),
+            Some(&pool),
+            SecretState::Intact,
+            Some(&unconfirmed),
+            3600
+        )),
+        "Expire",
+        "an unconfirmed credential still ends at its expiry"
+    );
+}
+
+#[test]
+fn a_forged_status_changes_no_decision() {
+    use crate::api::{LeaseStatus, LeasedUser};
+    let pool = pool();
+    let record = record();
+    let mut forged = lease(|_| {});
+    forged.status = Some(LeaseStatus {
+        phase: Some(LeasePhase::Active),
+        user: Some(LeasedUser {
+            user_principal_name: "mallory@contoso.com".into(),
+            id: "id-mallory".into(),
+        }),
+        expires_at: Some(Time(at(99_999))),
+        max_expires_at: Some(Time(at(99_999))),
+        last_renew_request: Some("1".into()),
+        ..LeaseStatus::default()
+    });
+    forged
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(RENEW_ANNOTATION.into(), "1".into());
+    assert_eq!(
+        shape(&decide_with(
+            &forged,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            3600
+        )),
+        "Expire",
+        "the recorded expiry holds"
+    );
+    assert!(
+        matches!(
+            decide_with(
+                &forged,
+                Some(&pool),
+                SecretState::Intact,
+                Some(&record),
+                600
+            ),
+            Decision::Renew { .. }
+        ),
+        "the renewal request is judged by the record"
+    );
+    let mut no_status = forged.clone();
+    no_status.status = None;
+    assert!(matches!(
+        decide_with(
+            &no_status,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            600
+        ),
+        Decision::Renew { .. }
+    ));
+}
+
+#[test]
+fn a_failed_first_attempt_releases_and_a_failed_resumed_one_ends_the_credential() {
+    use FailureKind::*;
+    let steps = |kind, may_be_set, named_user| {
+        after_failed_write(&FailedWrite {
+            kind,
+            may_be_set,
+            named_user,
+            rotation: false,
+        })
+    };
+    for may_be_set in [false, true] {
+        let kept = steps(Transient, may_be_set, false);
+        assert_eq!(
+            (kept.ending, kept.then),
+            (Ending::Keep, Then::Retry),
+            "a transient failure keeps the claim: the next attempt resumes"
+        );
+    }
+    // The window of a lost answer: the resumed password may work, so it is scrambled.
+    for kind in [UserChangedInEntra, Refused, Permanent] {
+        assert_eq!(steps(kind, true, false).ending, Ending::EndCredential);
+        assert_eq!(steps(kind, false, false).ending, Ending::Release);
+    }
+    let refused = steps(Refused, false, false);
+    assert_eq!(
+        (refused.then, refused.set_aside),
+        (Then::TryAnotherUser, true)
+    );
+    let named = steps(Refused, false, true);
+    assert_eq!(
+        (named.then, named.set_aside),
+        (Then::Fail, false),
+        "a named user is not swapped"
+    );
+    assert_eq!(steps(Permanent, false, false).then, Then::Fail);
+    assert!(steps(UserChangedInEntra, false, true).resolve_pool_again);
+    assert!(!steps(Refused, false, false).resolve_pool_again);
+}
+
+#[test]
+fn a_failed_rotation_keeps_the_previous_credential_and_a_failed_user_is_set_aside() {
+    use FailureKind::*;
+    let steps = |kind, may_be_set| {
+        after_failed_write(&FailedWrite {
+            kind,
+            may_be_set,
+            named_user: false,
+            rotation: true,
+        })
+    };
+    let refused = steps(Refused, false);
+    assert_eq!(refused.ending, Ending::ReleaseKeepingPrevious);
+    assert_eq!(refused.then, Then::KeepPrevious { soon: true });
+    assert!(refused.set_aside, "another user is tried at once");
+    let permanent = steps(Permanent, false);
+    assert_eq!(permanent.then, Then::KeepPrevious { soon: false });
+    assert!(!permanent.set_aside);
+    assert_eq!(steps(Transient, false).then, Then::Retry);
+    assert_eq!(
+        steps(Permanent, true).ending,
+        Ending::EndCredential,
+        "a resumed rotation's password may work: it is scrambled"
+    );
+}
+
+#[test]
+fn a_huge_renew_request_is_kept_by_its_digest_and_still_renews_once() {
+    let pool = pool();
+    let mut record = record();
+    let mut lease = lease(|_| {});
+    let huge = "x".repeat(100_000);
+    lease
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(RENEW_ANNOTATION.into(), huge);
+    let Decision::Renew { request, .. } =
+        decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 600)
+    else {
+        panic!("a renewal")
+    };
+    let request = request.unwrap();
+    assert!(
+        request.starts_with("sha256:") && request.len() == 71,
+        "{request}"
+    );
+    record.last_renew_request = Some(request);
+    assert!(matches!(
+        decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 600),
+        Decision::Hold { .. }
+    ));
+}
+
+#[test]
+fn absurd_durations_give_far_deadlines_and_bounded_sleeps() {
+    let far = later(at(0), Duration::from_secs(u64::MAX / 2));
+    assert_eq!(far, Timestamp::MAX);
+    assert_eq!(
+        earlier(at(0), Duration::from_secs(u64::MAX / 2)),
+        Timestamp::MIN
+    );
+    assert_eq!(until_then(far, at(0)), LONGEST_SLEEP);
+    assert_eq!(until_then(at(0), at(10)), Duration::ZERO);
+    let mut record = record();
+    record.expires_at = Time(Timestamp::MAX);
+    record.max_expires_at = Time(Timestamp::MAX);
+    let lease = lease(|s| s.auto_renew = true);
+    let decision = decide_with(&lease, Some(&pool()), SecretState::Intact, Some(&record), 0);
+    assert!(matches!(decision, Decision::Hold { .. }), "{decision:?}");
+}
+
+#[test]
+fn requeues_never_pass_the_held_credential_expiry() {
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
+    let record = record();
+    let lease = lease(|_| {});
+    let facts = LeaseFacts {
+        lease: &lease,
+        pool: Some(&pool),
+        served: true,
+        secret: SecretState::Intact,
+        resolved: None,
+        claims: &claims_of(Some(&record), None),
+        rollouts: Rollouts::NotTracked,
+        secret_types: &SecretTypes::default(),
+        rollout_refusal: None,
+        rotation_queued: false,
+        now: at(3590),
+    };
+    let wait = Decision::Wait {
+        reason: Reason::WaitingForUser,
+        message: String::new(),
+    };
+    let after = look_again_after(&wait, &facts, &Outcome::Settled).unwrap();
+    assert!(after <= Duration::from_secs(11), "{after:?}");
+    let facts = LeaseFacts {
+        claims: &claims_of(None, None),
+        ..facts
+    };
+    assert_eq!(
+        look_again_after(&wait, &facts, &Outcome::Settled),
+        Some(LOOK_AGAIN_AFTER)
+    );
+    let expire = Decision::Expire { user: None };
+    assert_eq!(look_again_after(&expire, &facts, &Outcome::Settled), None);
+    assert_eq!(
+        look_again_after(&expire, &facts, &Outcome::GoOn),
+        Some(NEXT_STEP_AFTER)
+    );
+    assert_eq!(
+        look_again_after(&wait, &facts, &Outcome::IssueRefused),
+        Some(RETRY_REFUSED_ISSUE)
+    );
+}
+
+#[test]
+fn an_active_lease_holds_until_its_expiry_then_expires() {
+    let pool = pool();
+    let lease = lease(|_| {});
+    let record = record();
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            10
+        )),
+        hold(at(3600))
+    );
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            3600
+        )),
+        "Expire"
+    );
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            None,
+            SecretState::Missing,
+            Some(&record),
+            4000
+        )),
+        "Expire"
+    );
+}
+
+#[test]
+fn renewal_is_capped_at_max_ttl() {
+    let pool = pool();
+    let mut record = record();
+    let mut lease = lease(|_| {});
+    lease
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(RENEW_ANNOTATION.into(), "1".into());
+    let mut longer = lease.clone();
+    longer.spec.ttl = Some("2h".into());
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            600
+        )),
+        renew(at(4200), false, Some("1".into()))
+    );
+    assert_eq!(
+        shape(&decide_with(
+            &longer,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            600
+        )),
+        renew(at(7200), true, Some("1".into()))
+    );
+    record.last_renew_request = Some("1".into());
+    assert!(
+        matches!(
+            decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 600),
+            Decision::Hold { .. }
+        ),
+        "each value renews once"
+    );
+}
+
+#[test]
+fn auto_renewal_happens_when_a_third_of_the_ttl_remains() {
+    let pool = pool();
+    let lease = lease(|s| s.auto_renew = true);
+    let mut record = record();
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            100
+        )),
+        hold(at(2400))
+    );
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            2400
+        )),
+        renew(at(6000), false, None)
+    );
+    record.expires_at = Time(at(7200));
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record),
+            7000
+        )),
+        hold(at(7200)),
+        "no renewal past the ceiling"
+    );
+}
+
+#[test]
+fn a_deleted_or_edited_secret_of_an_active_lease_is_restored() {
+    let pool = pool();
+    let lease = lease(|_| {});
+    let record = record();
+    for state in [SecretState::Missing, SecretState::Tampered] {
+        assert_eq!(
+            shape(&decide_with(&lease, Some(&pool), state, Some(&record), 10)),
+            format!("Restore {state:?}")
+        );
+    }
+}
+
+#[test]
+fn ttl_edits_never_touch_an_active_credential() {
+    let pool = pool();
+    let lease = lease(|s| s.ttl = Some("5h".into()));
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            Some(&pool),
+            SecretState::Intact,
+            Some(&record()),
+            10
+        )),
+        hold(at(3600))
+    );
+}
+
+#[test]
+fn a_namespace_the_cluster_pool_does_not_select_is_refused_and_an_active_lease_is_not_renewed() {
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
+    let resolved = pool.status().map(|s| s.users.clone()).unwrap_or_default();
+    let lease = lease(|s| s.dynamic_secret_ref.kind = PoolKind::ClusterEntraDynamicSecret);
+    let facts = LeaseFacts {
+        lease: &lease,
+        pool: Some(&pool),
+        served: false,
+        secret: SecretState::Missing,
+        resolved: Some(&resolved),
+        claims: &claims_of(None, None),
+        rollouts: Rollouts::NotTracked,
+        secret_types: &SecretTypes::default(),
+        rollout_refusal: None,
+        rotation_queued: false,
+        now: at(0),
+    };
+    assert!(matches!(
+        decide(&facts),
+        Decision::Refuse {
+            reason: Reason::NamespaceNotSelected,
+            ..
+        }
+    ));
+    let mut asking = lease.clone();
+    asking
+        .annotations_mut()
+        .insert(RENEW_ANNOTATION.into(), "1".into());
+    let record = record();
+    let active = LeaseFacts {
+        lease: &asking,
+        secret: SecretState::Intact,
+        claims: &claims_of(Some(&record), None),
+        rollouts: Rollouts::NotTracked,
+        resolved: None,
+        ..facts
+    };
+    assert!(
+        matches!(decide(&active), Decision::RenewDeclined { ref request, .. } if request == "1"),
+        "a renewal is declined, the credential keeps its deadline"
+    );
+    let deleted = LeaseFacts {
+        secret: SecretState::Missing,
+        ..active
+    };
+    assert_eq!(
+        shape(&decide(&deleted)),
+        "Expire",
+        "no fresh password for a namespace no longer served"
+    );
+    let mut auto = lease.clone();
+    auto.spec.auto_renew = true;
+    let auto_facts = LeaseFacts {
+        lease: &auto,
+        ..active
+    };
+    assert_eq!(shape(&decide(&auto_facts)), hold(record.expires_at()));
+}
+
+#[test]
+fn a_template_that_cannot_render_is_refused_before_anything_is_issued() {
+    let pool = pool();
+    let lease = lease(|s| {
+        s.template = Some(crate::api::SecretTemplate {
+            data: [("dsn".to_owned(), "{{ expiresAt }}".to_owned())].into(),
+            ..Default::default()
+        })
+    });
+    let decision = decide_at(&lease, Some(&pool), SecretState::Missing, 0);
+    assert!(
+        matches!(
+            decision,
+            Decision::Refuse {
+                reason: Reason::TemplateInvalid,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn a_lease_shown_active_past_its_expiry_without_a_claim_is_deleted_not_issued_again() {
+    let pool = pool();
+    let mut ended = lease(|_| {});
+    ended.status = Some(crate::api::LeaseStatus {
+        phase: Some(LeasePhase::Active),
+        expires_at: Some(Time(at(100))),
+        ..Default::default()
+    });
+    let decision = decide_at(&ended, Some(&pool), SecretState::Intact, 130);
+    assert_eq!(shape(&decision), "Expire");
+    // Before its expiry, a missing claim is a lease to issue (the status is no record).
+    let decision = decide_at(&ended, Some(&pool), SecretState::Intact, 50);
+    assert!(matches!(decision, Decision::Issue(_)), "{decision:?}");
+}
+
+#[test]
+fn a_secret_type_the_administrator_did_not_list_is_refused_before_anything_is_issued() {
+    let pool = pool();
+    let typed = |kind: &str| {
+        lease(|s| {
+            s.template = Some(crate::api::SecretTemplate {
+                type_: Some(kind.to_owned()),
+                ..Default::default()
+            })
+        })
+    };
+    for kind in [
+        "kubernetes.io/dockerconfigjson",
+        crate::secret_types::SERVICE_ACCOUNT_TOKEN,
+    ] {
+        let decision = decide_at(&typed(kind), Some(&pool), SecretState::Missing, 0);
+        let Decision::Refuse {
+            reason, message, ..
+        } = &decision
+        else {
+            panic!("{kind}: {decision:?}");
+        };
+        assert_eq!(*reason, Reason::SecretTypeNotAllowed, "{kind}");
+        assert!(message.contains(kind), "{message}");
+    }
+    let allowed = decide_at(
+        &typed("kubernetes.io/basic-auth"),
+        Some(&pool),
+        SecretState::Missing,
+        0,
+    );
+    assert!(matches!(allowed, Decision::Issue(_)), "{allowed:?}");
+}
+
+fn continuous_lease(overlap: &str) -> EntraLease {
+    lease(|s| {
+        s.rotation = Some(crate::api::RotationSpec {
+            enabled: true,
+            overlap: Some(overlap.into()),
+        })
+    })
+}
+
+/// The test pool with a second leasable user, carol.
+fn pool_with_carol() -> EntraDynamicSecret {
+    let mut pool = pool();
+    pool.status.as_mut().unwrap().users.push(PoolUser {
+        configured: "carol@contoso.com".into(),
+        id: Some("id-carol".into()),
+        user_principal_name: Some("carol@contoso.com".into()),
+        ..PoolUser::default()
+    });
+    pool
+}
+
+fn decide_continuous(
+    lease: &EntraLease,
+    pool: &EntraDynamicSecret,
+    record: &ClaimRecord,
+    previous: Option<&ClaimRecord>,
+    rollouts: Rollouts,
+    now: i64,
+) -> Decision {
+    let resolved = pool.status.as_ref().map(|s| s.users.as_slice());
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool.clone()));
+    decide(&LeaseFacts {
+        lease,
+        pool: Some(&pool),
+        served: true,
+        secret: SecretState::Intact,
+        resolved,
+        claims: &claims_of(Some(record), previous),
+        rollouts,
+        secret_types: &SecretTypes::default(),
+        rollout_refusal: None,
+        rotation_queued: false,
+        now: at(now),
+    })
+}
+
+#[test]
+fn a_continuous_lease_rotates_to_another_user_one_overlap_before_its_ceiling() {
+    let lease = continuous_lease("10m");
+    let pool = pool_with_carol();
+    let mut record = record();
+    record.expires_at = Time(at(7200));
+    let decide = |now| decide_continuous(&lease, &pool, &record, None, Rollouts::NotTracked, now);
+    assert_eq!(shape(&decide(6000)), hold(at(6600)));
+    let Decision::Rotate(rotation) = decide(6600) else {
+        panic!("a rotation at the ceiling minus the overlap")
+    };
+    let ids: Vec<&str> = rotation.candidates.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["id-carol"], "never the same user twice in a row");
+    assert_eq!(
+        shape(&decide(7200)),
+        "EndCredentials",
+        "not deleted at its end"
+    );
+    let plain = lease_with_record_at(&pool, &record, 7200);
+    assert_eq!(shape(&plain), "Expire");
+}
+
+fn lease_with_record_at(pool: &EntraDynamicSecret, record: &ClaimRecord, now: i64) -> Decision {
+    decide_with(
+        &lease(|_| {}),
+        Some(pool),
+        SecretState::Intact,
+        Some(record),
+        now,
+    )
+}
+
+#[test]
+fn a_continuous_lease_renews_itself_up_to_its_ceiling() {
+    let lease = continuous_lease("10m");
+    let pool = pool_with_carol();
+    let record = record(); // expires at 3600, ceiling 7200, TTL 1h
+    assert_eq!(
+        shape(&decide_continuous(
+            &lease,
+            &pool,
+            &record,
+            None,
+            Rollouts::NotTracked,
+            2400
+        )),
+        renew(at(6000), false, None)
+    );
+}
+
+#[test]
+fn with_no_other_user_free_a_rotation_waits_and_the_credential_runs_on() {
+    let lease = continuous_lease("10m");
+    let pool = pool();
+    let mut record = record();
+    record.expires_at = Time(at(7200));
+    assert!(matches!(
+        decide_continuous(&lease, &pool, &record, None, Rollouts::NotTracked, 6600),
+        Decision::RotationWaiting { .. }
+    ));
+}
+
+#[test]
+fn the_previous_credential_ends_when_rollouts_complete_or_the_overlap_runs_out() {
+    let lease = continuous_lease("10m");
+    let pool = pool_with_carol();
+    let mut previous = record();
+    previous.expires_at = Time(at(7200));
+    let mut current = record();
+    current.user = LeasedUser {
+        user_principal_name: "carol@contoso.com".into(),
+        id: "id-carol".into(),
+    };
+    current.generation = 2;
+    current.issued_at = Time(at(6600));
+    current.expires_at = Time(at(6600 + 3600));
+    current.max_expires_at = Time(at(6600 + 7200));
+    let decide =
+        |rollouts, now| decide_continuous(&lease, &pool, &current, Some(&previous), rollouts, now);
+    assert_eq!(
+        shape(&decide(Rollouts::InProgress, 6700)),
+        hold(at(7200)),
+        "held until the overlap ends, and no rotation meanwhile"
+    );
+    assert_eq!(shape(&decide(Rollouts::Complete, 6700)), "Retire");
+    assert_eq!(shape(&decide(Rollouts::InProgress, 7200)), "Retire");
+    let pool_arc = Pool::Namespaced(std::sync::Arc::new(pool.clone()));
+    let facts = LeaseFacts {
+        lease: &lease,
+        pool: Some(&pool_arc),
+        served: true,
+        secret: SecretState::Intact,
+        resolved: None,
+        claims: &claims_of(Some(&current), Some(&previous)),
+        rollouts: Rollouts::InProgress,
+        secret_types: &SecretTypes::default(),
+        rollout_refusal: None,
+        rotation_queued: false,
+        now: at(6700),
+    };
+    assert_eq!(
+        look_again_after(&decide_facts(&facts), &facts, &Outcome::Settled),
+        Some(ROLLOUT_POLL),
+        "rollouts are looked at often while the previous credential waits for them"
+    );
+}
+
+#[test]
+fn a_continuous_lease_that_cannot_rotate_is_refused() {
+    let pool = pool_with_carol();
+    let too_long = continuous_lease("2h");
+    assert!(matches!(
+        decide_at(&too_long, Some(&pool), SecretState::Missing, 0),
+        Decision::Refuse {
+            reason: Reason::InvalidRotation,
+            ..
+        }
+    ));
+    let mut named = continuous_lease("10m");
+    named.spec.user = Some("alice@contoso.com".into());
+    assert!(matches!(
+        decide_at(&named, Some(&pool), SecretState::Missing, 0),
+        Decision::Refuse {
+            reason: Reason::InvalidRotation,
+            ..
+        }
+    ));
+    assert!(matches!(
+        decide_at(
+            &continuous_lease("10m"),
+            Some(&pool),
+            SecretState::Missing,
+            0
+        ),
+        Decision::Issue(_)
+    ));
+}
