@@ -1012,3 +1012,285 @@ fn a_continuous_lease_that_cannot_rotate_is_refused() {
         Decision::Issue(_)
     ));
 }
+
+fn refused_by_entra() -> crate::controller::Error {
+    crate::controller::Error::Graph(crate::graph::GraphError::MissingPermission {
+        operation: "reset a password",
+        diagnostics: Default::default(),
+    })
+}
+
+fn graph_unavailable() -> crate::controller::Error {
+    use crate::graph::{GraphError, TransientFailure, TransientKind};
+    crate::controller::Error::Graph(GraphError::TransientExhausted {
+        operation: "reset a password",
+        attempts: 3,
+        elapsed: Duration::from_secs(120),
+        last: Box::new(TransientFailure {
+            kind: TransientKind::Unavailable { status: 503 },
+            retry_after: None,
+            diagnostics: Default::default(),
+        }),
+    })
+}
+
+#[test]
+fn an_interrupted_issue_in_a_namespace_no_longer_served_ends_instead_of_resuming() {
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
+    let lease = lease(|s| s.dynamic_secret_ref.kind = PoolKind::ClusterEntraDynamicSecret);
+    let mut unconfirmed = record();
+    unconfirmed.issued = false;
+    let facts = LeaseFacts {
+        lease: &lease,
+        pool: Some(&pool),
+        served: false,
+        secret: SecretState::Intact,
+        resolved: None,
+        claims: &claims_of(Some(&unconfirmed), None),
+        rollouts: Rollouts::NotTracked,
+        rollout_refusal: None,
+        rotation_queued: false,
+        secret_types: &SecretTypes::default(),
+        now: at(10),
+    };
+    let decision = decide(&facts);
+    let Decision::Refuse { reason, ending, .. } = &decision else {
+        panic!("{decision:?}")
+    };
+    assert_eq!(*reason, Reason::NamespaceNotSelected);
+    assert_eq!(ending.len(), 1, "the claim it holds ends");
+    assert_eq!(decision.needs(), Reads::LiveClaims);
+    let served = LeaseFacts {
+        served: true,
+        ..facts
+    };
+    assert_eq!(shape(&decide(&served)), "Resume");
+    assert_eq!(decide(&served).needs(), Reads::LiveClaimsAndNamespace);
+}
+
+#[test]
+fn a_new_lease_waits_while_a_continuous_lease_of_its_pool_waits_to_rotate() {
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
+    let resolved = pool.status().map(|s| s.users.clone()).unwrap_or_default();
+    let lease = lease(|_| {});
+    let facts = LeaseFacts {
+        lease: &lease,
+        pool: Some(&pool),
+        served: true,
+        secret: SecretState::Missing,
+        resolved: Some(&resolved),
+        claims: &claims_of(None, None),
+        rollouts: Rollouts::NotTracked,
+        rollout_refusal: None,
+        rotation_queued: true,
+        secret_types: &SecretTypes::default(),
+        now: at(0),
+    };
+    assert!(matches!(
+        decide(&facts),
+        Decision::Wait {
+            reason: Reason::WaitingForUser,
+            ..
+        }
+    ));
+    let first = LeaseFacts {
+        rotation_queued: false,
+        ..facts
+    };
+    let issue = decide(&first);
+    assert!(matches!(issue, Decision::Issue(_)), "{issue:?}");
+    assert_eq!(issue.needs(), Reads::LiveClaimsAndNamespace);
+}
+
+#[test]
+fn what_a_decision_is_taken_on_grows_with_what_it_changes() {
+    let pool = pool();
+    let record = record();
+    let lease = lease(|_| {});
+    let at_rest = decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 10);
+    assert_eq!(at_rest.needs(), Reads::Cached, "{at_rest:?}");
+    let expired = decide_with(
+        &lease,
+        Some(&pool),
+        SecretState::Intact,
+        Some(&record),
+        3600,
+    );
+    assert_eq!(expired.needs(), Reads::LiveClaims);
+    let refused = decide_at(
+        &lease_with(|s| s.ttl = Some("3h".into())),
+        Some(&pool),
+        SecretState::Missing,
+        0,
+    );
+    assert_eq!(
+        refused.needs(),
+        Reads::Cached,
+        "a refusal that ends nothing needs no live read"
+    );
+}
+
+fn lease_with(spec: impl FnOnce(&mut EntraLeaseSpec)) -> EntraLease {
+    lease(spec)
+}
+
+#[test]
+fn when_every_user_is_taken_an_issue_waits_and_a_rotation_runs_on() {
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
+    let named = lease(|s| s.user = Some("alice@contoso.com".into()));
+    let Decision::Wait { reason, message } = nobody_free_to_issue(&named, &pool) else {
+        panic!("a wait")
+    };
+    assert_eq!(reason, Reason::WaitingForUser);
+    assert!(message.contains("alice@contoso.com"), "{message}");
+    let current = std::sync::Arc::new(record());
+    let Decision::RotationWaiting { queue_for, .. } = nobody_free_to_rotate(&pool, current) else {
+        panic!("a rotation wait")
+    };
+    assert_eq!(
+        queue_for,
+        Some(pool.key()),
+        "it goes first for the next freed user"
+    );
+}
+
+#[test]
+fn a_pool_credential_entra_refuses_fails_an_issue_and_lets_a_rotation_run_on() {
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
+    let current = std::sync::Arc::new(record());
+    let refused = refused_by_entra();
+    assert!(matches!(
+        issue_credential_failed(&refused),
+        Some(Decision::FailIssue { .. })
+    ));
+    assert!(matches!(
+        rotation_credential_failed(&refused, &pool, current.clone()),
+        Some(Decision::RotationWaiting { .. })
+    ));
+    let unavailable = graph_unavailable();
+    assert_eq!(
+        issue_credential_failed(&unavailable),
+        None,
+        "retried as it is"
+    );
+    assert_eq!(
+        rotation_credential_failed(&unavailable, &pool, current.clone()),
+        None
+    );
+    let unreadable = crate::controller::Error::ClientSecret("Secret app not found".into());
+    assert_eq!(
+        issue_credential_failed(&unreadable),
+        None,
+        "an unreadable Secret fails the reconcile, not the lease"
+    );
+    assert_eq!(
+        rotation_credential_failed(&unreadable, &pool, current.clone()),
+        None
+    );
+    assert!(matches!(
+        issue_credential_ends_soon(),
+        Decision::Refuse {
+            reason: Reason::CredentialEndsSoon,
+            ..
+        }
+    ));
+    assert!(matches!(
+        rotation_credential_ends_soon(&pool, current),
+        Decision::RotationWaiting { .. }
+    ));
+}
+
+#[test]
+fn a_pool_changed_under_an_interrupted_issue_reissues_and_under_a_restore_ends() {
+    let claim = HeldClaim::holding(record());
+    assert!(matches!(
+        resume_after_pool_changed(claim),
+        Decision::Reissue { .. }
+    ));
+    assert_eq!(shape(&restore_after_pool_changed(&record())), "Expire");
+}
+
+#[test]
+fn a_hold_carries_why_a_restart_target_will_not_roll_out() {
+    let lease = continuous_lease("10m");
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool_with_carol()));
+    let mut current = record();
+    current.generation = 2;
+    current.issued_at = Time(at(6600));
+    current.expires_at = Time(at(6600 + 3600));
+    current.max_expires_at = Time(at(6600 + 7200));
+    let mut previous = record();
+    previous.expires_at = Time(at(7200));
+    let facts = LeaseFacts {
+        lease: &lease,
+        pool: Some(&pool),
+        served: true,
+        secret: SecretState::Intact,
+        resolved: None,
+        claims: &claims_of(Some(&current), Some(&previous)),
+        rollouts: Rollouts::InProgress,
+        rollout_refusal: Some("deployment web: forbidden"),
+        rotation_queued: false,
+        secret_types: &SecretTypes::default(),
+        now: at(6700),
+    };
+    let Decision::Hold {
+        rollout_refusal, ..
+    } = decide(&facts)
+    else {
+        panic!("a hold")
+    };
+    assert_eq!(
+        rollout_refusal.as_deref(),
+        Some("deployment web: forbidden")
+    );
+}
+
+#[test]
+fn an_active_credential_is_looked_at_again_at_its_end_or_when_its_previous_one_retires() {
+    let lease = continuous_lease("10m");
+    let mut current = record();
+    current.issued_at = Time(at(6600));
+    current.expires_at = Time(at(10_200));
+    let mut previous = record();
+    previous.expires_at = Time(at(7200));
+    let previous = std::sync::Arc::new(previous);
+    let facts = LeaseFacts {
+        lease: &lease,
+        pool: None,
+        served: true,
+        secret: SecretState::Intact,
+        resolved: None,
+        claims: &claims_of(None, None),
+        rollouts: Rollouts::NotTracked,
+        rollout_refusal: None,
+        rotation_queued: false,
+        secret_types: &SecretTypes::default(),
+        now: at(6600),
+    };
+    let wait = Decision::Wait {
+        reason: Reason::WaitingForUser,
+        message: String::new(),
+    };
+    let alone = Outcome::Active {
+        current: std::sync::Arc::new(current.clone()),
+        previous: None,
+    };
+    let after = look_again_after(&wait, &facts, &alone).unwrap();
+    assert_eq!(after.as_secs(), 3600, "at its end");
+    let rotated = Outcome::Active {
+        current: std::sync::Arc::new(current),
+        previous: Some(previous),
+    };
+    let after = look_again_after(&wait, &facts, &rotated).unwrap();
+    assert_eq!(
+        after.as_secs(),
+        600,
+        "when the previous one retires, one overlap after the rotation"
+    );
+    let waits = Outcome::RotationWaits {
+        expires_at: at(6610),
+    };
+    let after = look_again_after(&wait, &facts, &waits).unwrap();
+    assert_eq!(after.as_secs(), 10, "never past the credential's end");
+}
