@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -16,7 +16,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::Error;
 use super::app_credential::app_credentials;
 use super::claims::{HeldClaim, is_conflict, is_not_found};
-use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM, Validation};
+use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM};
 use super::credential::end_credential;
 use super::pool::Pool;
 use super::reasons::Reason;
@@ -136,10 +136,7 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     pool.write_status(&ctx.client, &status)
         .await
         .map_err(Error::stale_on_conflict("the pool"))?;
-    ctx.status_written
-        .lock()
-        .unwrap()
-        .insert(pool.key(), Instant::now());
+    ctx.status_writes.written(pool.key());
     let set_aside = status
         .users
         .iter()
@@ -172,8 +169,8 @@ fn holders_update_wait(
     if status == current || without_holders(status) != without_holders(current) {
         return None;
     }
-    let written = *ctx.status_written.lock().unwrap().get(&pool.key())?;
-    HOLDERS_EVERY.checked_sub(written.elapsed())
+    let since_written = ctx.status_writes.since_last(&pool.key())?;
+    HOLDERS_EVERY.checked_sub(since_written)
 }
 
 fn without_holders(status: &DynamicSecretStatus) -> DynamicSecretStatus {
@@ -231,15 +228,12 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
         message: error.to_string(),
     };
     let key = pool.key();
-    let previous = ctx.validations.lock().unwrap().get(&key).cloned();
-    if let Some(previous) = previous
-        && previous.uid == pool.metadata().uid
-        && previous.generation == pool.metadata().generation
-        && previous.credential_version == credential.version
-        && previous.at.elapsed() < REVALIDATE_EVERY
+    if let Some(users) = ctx
+        .validations
+        .reusable(pool, &credential.version, REVALIDATE_EVERY)
     {
         return Ok(Resolved {
-            users: previous.users,
+            users,
             credential_expires_at: credential.expires_at,
         });
     }
@@ -288,17 +282,8 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     super::protected_users::mark_protected(&ctx.graph, app, &mut users)
         .await
         .map_err(graph_failure)?;
-    let validation = Validation {
-        uid: pool.metadata().uid.clone(),
-        generation: pool.metadata().generation,
-        credential_version: credential.version.clone(),
-        users: users.clone(),
-        at: Instant::now(),
-    };
     ctx.validations
-        .lock()
-        .unwrap()
-        .insert(key.clone(), validation);
+        .record(pool, credential.version.clone(), users.clone());
     // Leases draw their candidates from this resolution only: those that waited for it go on.
     let _ = ctx.resolved_pools.unbounded_send(key);
     Ok(Resolved {
@@ -431,8 +416,8 @@ async fn end_leases(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
         .map(|(_, claim)| claim)
         .collect();
     if issued.is_empty() {
-        ctx.validations.lock().unwrap().remove(&key);
-        ctx.status_written.lock().unwrap().remove(&key);
+        ctx.validations.forget(&key);
+        ctx.status_writes.forget(&key);
         return Ok(Action::await_change());
     }
     for claim in &issued {

@@ -206,12 +206,8 @@ async fn apply(lease: &EntraLease, api: &Api<EntraLease>, ctx: &Context) -> Resu
 /// The time left before a lease whose issue Entra refused may try again, if any: none once its
 /// spec changed.
 fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> {
-    let retry = ctx.issue_retry_at.lock().unwrap();
-    let (generation, retry_at) = retry.get(lease.uid()?.as_str())?;
-    if *generation != lease.metadata.generation {
-        return None;
-    }
-    retry_at.checked_duration_since(std::time::Instant::now())
+    ctx.refused_issues
+        .wait_left(&lease.uid()?, lease.metadata.generation)
 }
 
 /// The pool's credential, ready for an issue.
@@ -673,11 +669,7 @@ impl Shell<'_> {
             }
             return self.issue_failed(claim, record, may_be_set, error).await;
         }
-        self.ctx
-            .issue_retry_at
-            .lock()
-            .unwrap()
-            .remove(&record.lease.uid);
+        self.ctx.refused_issues.forget(&record.lease.uid);
         let mut confirmed = record.clone();
         confirmed.issued = true;
         self.ctx
@@ -876,10 +868,8 @@ impl Shell<'_> {
         let retry_at = std::time::Instant::now() + RETRY_REFUSED_ISSUE;
         let uid = self.lease.uid().unwrap_or_default();
         self.ctx
-            .issue_retry_at
-            .lock()
-            .unwrap()
-            .insert(uid, (self.lease.metadata.generation, retry_at));
+            .refused_issues
+            .refused(uid, self.lease.metadata.generation, retry_at);
         Ok(Action::requeue(RETRY_REFUSED_ISSUE))
     }
 

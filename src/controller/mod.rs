@@ -227,12 +227,12 @@ pub async fn run(
         secrets: secrets.clone(),
         claim_cache: claim_cache.clone(),
         validations: Default::default(),
-        status_written: Default::default(),
-        forbidden: Default::default(),
-        issue_retry_at: Default::default(),
-        rotations_waiting: Default::default(),
-        reap_failures: Default::default(),
-        failures: Default::default(),
+        status_writes: Default::default(),
+        forbidden_users: Default::default(),
+        refused_issues: Default::default(),
+        rotation_queue: Default::default(),
+        reap_backoff: context::FailureBackoff::for_reaps(),
+        reconcile_backoff: context::FailureBackoff::for_reconciles(),
         lease_locks: Default::default(),
         resolved_pools,
     });
@@ -521,7 +521,7 @@ async fn timed(
     let kind = result.as_ref().err().map(Error::metric_label);
     metrics().observe_reconcile(controller, started.elapsed(), kind);
     if result.is_ok() {
-        ctx.failures.lock().unwrap().remove(&key);
+        ctx.reconcile_backoff.succeeded(&key);
     }
     result
 }
@@ -535,7 +535,7 @@ fn failure_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
     )
 }
 
-/// Failed reconciles retry with a backoff of their own per object (1 s doubling to 5 min); the
+/// Failed reconciles retry with a backoff of their own per object (1 s doubling to 30 s); the
 /// error is logged (it never carries secrets). Acting on a stale copy is no failure: look again.
 fn error_policy<K: kube::Resource<DynamicType = ()>>(
     object: Arc<K>,
@@ -560,8 +560,5 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
         %error,
         "reconcile failed"
     );
-    let mut failures = ctx.failures.lock().unwrap();
-    let count = failures.entry(failure_key(object.as_ref())).or_insert(0);
-    *count = count.saturating_add(1);
-    Action::requeue(backoff::reconcile_backoff(*count))
+    Action::requeue(ctx.reconcile_backoff.failed(&failure_key(object.as_ref())))
 }

@@ -25,7 +25,7 @@ pub(super) async fn cleanup(
     let Some(uid) = lease.uid() else {
         return Ok(Action::await_change());
     };
-    ctx.issue_retry_at.lock().unwrap().remove(&uid);
+    ctx.refused_issues.forget(&uid);
     ctx.rotation_done(&uid);
     // The claims, read live, are the record of what this lease holds (two for a continuous
     // lease mid-rotation); without one there is nothing to end (never issued, or ended before).
