@@ -162,7 +162,10 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
     let Some(record) = claim.record.as_deref() else {
         return Err(Error::MalformedClaim(claim.name.clone()));
     };
-    let app = ctx.copies.recorded(ctx, record).await?;
+    let app = ctx
+        .copies
+        .recorded(&ctx.graph, &ctx.endpoints, record)
+        .await?;
     let length = usize::from(record.password_length);
     let scrambled = ctx
         .graph

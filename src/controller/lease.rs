@@ -13,7 +13,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::Error;
-use super::app_credential::{PoolCredential, app_credentials};
+use super::app_credential::app_credentials;
 use super::claim_record::{AppIdentity, ClaimRecord, LeaseIdentity, PoolIdentity};
 use super::claims::{ClaimOutcome, HeldClaim, LeaseClaims, is_not_found};
 use super::context::Context;
@@ -21,6 +21,7 @@ use super::credential::{
     KeptCredential, annotate_expiry, delete_controlled_secret, end_credential,
     set_password_via_secret,
 };
+use super::kept_credential::PoolCredential;
 use super::lease_decision::{
     Decision, Ending, IssueFailure, IssueFailureKind, LeaseFacts, NEXT_USER_AFTER, SecretState,
     Then, after_issue_failure, credentials_secret_name, decide, later, until_then,
