@@ -14,6 +14,7 @@ use super::kept_credential::{
     CREDENTIAL_COPY_LABEL, KeptCredential, PoolCredential, client_credential,
 };
 use super::pool::Pool;
+use super::reasons::Reason;
 use crate::api::{self, CertificateRef, ClientSecretRef, WorkloadIdentity};
 use crate::graph::{AppCredentials, AssertionAlgorithm, ClientCredential, Endpoints};
 use crate::sensitive::{ExposeSecret, SecretString};
@@ -40,13 +41,13 @@ pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredentia
         }
         (None, None, Some(_)) => {
             return Err(Error::Credential {
-                reason: "WorkloadIdentityNotAllowed",
+                reason: Reason::WorkloadIdentityNotAllowed,
                 message: api::WORKLOAD_IDENTITY_IS_CLUSTER_ONLY.to_owned(),
             });
         }
         _ => {
             return Err(Error::Credential {
-                reason: "CredentialAmbiguous",
+                reason: Reason::CredentialAmbiguous,
                 message: format!(
                     "{pool} must name exactly one credential: clientSecretRef, certificateRef or \
                      (cluster pools only) workloadIdentity"
@@ -114,7 +115,7 @@ fn annotated_expiry(secret: &Secret, namespace: &str) -> Result<Option<Timestamp
         // Whoever annotated it chose the value: quote a bounded part of it.
         let shown: String = value.chars().take(64).collect();
         Error::Credential {
-            reason: "ClientSecretExpiryInvalid",
+            reason: Reason::ClientSecretExpiryInvalid,
             message: format!(
                 "Secret {} in {namespace}: annotation {CLIENT_SECRET_EXPIRES_AT_ANNOTATION} is \
                  {shown:?}, not an RFC 3339 time such as 2027-06-30T00:00:00Z",
@@ -140,7 +141,7 @@ async fn certificate(
     let name = &reference.name;
     if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
         return Err(Error::Credential {
-            reason: "CertificateSecretWrongType",
+            reason: Reason::CertificateSecretWrongType,
             message: format!(
                 "Secret {name} in {namespace} is of type {:?}; certificateRef needs a \
                  {TLS_SECRET_TYPE} Secret (tls.crt and tls.key)",
@@ -152,7 +153,7 @@ async fn certificate(
         (text(&secret, "tls.crt"), text(&secret, "tls.key"))
     else {
         return Err(Error::Credential {
-            reason: "CertificateSecretIncomplete",
+            reason: Reason::CertificateSecretIncomplete,
             message: format!("Secret {name} in {namespace} lacks tls.crt or tls.key"),
         });
     };
@@ -195,7 +196,7 @@ async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Secre
         == Some("true")
     {
         return Err(Error::Credential {
-            reason: "CredentialCopyNotAllowed",
+            reason: Reason::CredentialCopyNotAllowed,
             message: format!(
                 "Secret {name} in {namespace} is one of the operator's credential copies; a pool \
                  must name a Secret of its own"

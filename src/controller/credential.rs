@@ -232,7 +232,7 @@ async fn report_left_behind(ctx: &Context, claim: &HeldClaim, record: &ClaimReco
     ctx.publish_about(
         regarding,
         EventType::Warning,
-        Reason::SecretLeftBehind.as_str(),
+        Reason::SecretLeftBehind,
         "Revoke",
         note,
     )

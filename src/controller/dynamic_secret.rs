@@ -87,17 +87,17 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
                 &mut status.conditions,
                 "Ready",
                 false,
-                &reason,
+                reason,
                 message.clone(),
                 generation,
                 now,
             );
             status.conditions.retain(|c| c.type_ != "Degraded");
-            if !has_reason(&current, &reason) {
+            if !has_reason(&current, reason) {
                 ctx.publish_about(
                     pool.object_ref(),
                     EventType::Warning,
-                    &reason,
+                    reason,
                     "Validate",
                     event_note(pool, message),
                 )
@@ -110,13 +110,10 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
-    let mut status = pool_status(pool, ctx, resolved.users, &current, now);
+    let (mut status, ready) = pool_status(pool, ctx, resolved.users, &current, now);
     status.credential_expires_at = resolved.credential_expires_at.map(Time);
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
-    if let Some(ready) = ready
-        && !has_reason(&current, &ready.reason)
-    {
-        let type_ = if ready.status == "True" {
+    if !has_reason(&current, ready.reason) {
+        let type_ = if ready.ready {
             EventType::Normal
         } else {
             EventType::Warning
@@ -124,9 +121,9 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
         ctx.publish_about(
             pool.object_ref(),
             type_,
-            &ready.reason.clone(),
+            ready.reason,
             "Validate",
-            event_note(pool, ready.message.clone()),
+            event_note(pool, ready.message),
         )
         .await;
     }
@@ -183,8 +180,15 @@ fn without_holders(status: &DynamicSecretStatus) -> DynamicSecretStatus {
     status
 }
 
+/// The Ready condition a pool's status shows, for its event too.
+struct ReadyCondition {
+    ready: bool,
+    reason: Reason,
+    message: String,
+}
+
 struct Failure {
-    reason: String,
+    reason: Reason,
     message: String,
 }
 
@@ -201,7 +205,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     let spec = pool.spec();
     if let Some(problem) = pool.selector_problem() {
         return Err(Failure {
-            reason: Reason::InvalidNamespaceSelector.as_str().into(),
+            reason: Reason::InvalidNamespaceSelector,
             message: format!(
                 "{pool} serves no namespace: its namespaceSelector is invalid: {problem}"
             ),
@@ -209,7 +213,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     }
     if !ctx.allowed_clouds.contains(&spec.cloud) {
         return Err(Failure {
-            reason: Reason::CloudNotAllowed.as_str().into(),
+            reason: Reason::CloudNotAllowed,
             message: format!(
                 "this operator issues only in {:?} (its --allowed-clouds flag); {pool} names {:?}",
                 ctx.allowed_clouds, spec.cloud
@@ -218,13 +222,16 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     }
     let credential = app_credentials(ctx, pool).await.map_err(|error| Failure {
         reason: match &error {
-            Error::Kube(_) => Reason::ClientSecretUnreadable.as_str().into(),
-            other => other.reason().into(),
+            Error::KubeConflict(_)
+            | Error::KubeNotFound(_)
+            | Error::KubeForbidden(_)
+            | Error::KubeServer(_) => Reason::ClientSecretUnreadable,
+            other => other.reason(),
         },
         message: error.to_string(),
     })?;
     let graph_failure = |error: GraphError| Failure {
-        reason: error.reason().into(),
+        reason: Reason::of_graph(&error),
         message: error.to_string(),
     };
     let key = pool.key();
@@ -248,7 +255,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
         .keep(spec.cloud, &credential)
         .await
         .map_err(|error| Failure {
-            reason: Reason::ClientSecretUnreadable.as_str().into(),
+            reason: Reason::ClientSecretUnreadable,
             message: error.to_string(),
         })?;
     let mut users = Vec::with_capacity(spec.users.len());
@@ -298,7 +305,7 @@ fn pool_status(
     mut users: Vec<PoolUser>,
     current: &DynamicSecretStatus,
     now: Timestamp,
-) -> DynamicSecretStatus {
+) -> (DynamicSecretStatus, ReadyCondition) {
     let namespace = pool.metadata().namespace.clone();
     ctx.mark_forbidden(&mut users);
     for user in &mut users {
@@ -327,38 +334,37 @@ fn pool_status(
         .collect();
     status.users = users;
     let generation = pool.metadata().generation;
-    if leasable == 0 {
-        let message = format!("no pool user can be leased: {}", problems.join(", "));
-        set_condition(
-            &mut status.conditions,
-            "Ready",
-            false,
-            Reason::NoLeasableUsers.as_str(),
-            message,
-            generation,
-            now,
-        );
+    let ready = if leasable == 0 {
+        ReadyCondition {
+            ready: false,
+            reason: Reason::NoLeasableUsers,
+            message: format!("no pool user can be leased: {}", problems.join(", ")),
+        }
     } else {
-        let message = format!(
-            "{leasable} of {} pool users can be leased",
-            pool.spec().users.len()
-        );
-        set_condition(
-            &mut status.conditions,
-            "Ready",
-            true,
-            Reason::Ready.as_str(),
-            message,
-            generation,
-            now,
-        );
-    }
+        ReadyCondition {
+            ready: true,
+            reason: Reason::Ready,
+            message: format!(
+                "{leasable} of {} pool users can be leased",
+                pool.spec().users.len()
+            ),
+        }
+    };
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        ready.ready,
+        ready.reason,
+        ready.message.clone(),
+        generation,
+        now,
+    );
     if problems.is_empty() {
         set_condition(
             &mut status.conditions,
             "Degraded",
             false,
-            Reason::AllUsersLeasable.as_str(),
+            Reason::AllUsersLeasable,
             "every pool user can be leased".into(),
             generation,
             now,
@@ -369,13 +375,13 @@ fn pool_status(
             &mut status.conditions,
             "Degraded",
             true,
-            Reason::SomeUsersNotLeasable.as_str(),
+            Reason::SomeUsersNotLeasable,
             message,
             generation,
             now,
         );
     }
-    status
+    (status, ready)
 }
 
 /// The lease holding a claim as the pool's status shows it: leases of other namespaces are not
@@ -389,11 +395,11 @@ fn holder_shown(holder: &HeldClaim, namespace: Option<&str>) -> Option<String> {
     })
 }
 
-fn has_reason(status: &DynamicSecretStatus, reason: &str) -> bool {
+fn has_reason(status: &DynamicSecretStatus, reason: Reason) -> bool {
     status
         .conditions
         .iter()
-        .any(|c| c.type_ == "Ready" && c.reason == reason)
+        .any(|c| c.type_ == "Ready" && c.reason == reason.as_str())
 }
 
 /// The finalizer: delete every lease holding a credential issued from this pool and wait until
@@ -427,7 +433,7 @@ async fn end_leases(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     ctx.publish_about(
         pool.object_ref(),
         EventType::Normal,
-        Reason::LeasesEnding.as_str(),
+        Reason::LeasesEnding,
         "Delete",
         message,
     )

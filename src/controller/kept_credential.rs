@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
 use super::Error;
+use super::reasons::Reason;
 use super::service_account_token::ServiceAccountToken;
 use crate::api;
 use crate::graph::{
@@ -72,7 +73,7 @@ pub fn client_credential(
                 now,
             )
             .map_err(|problem| Error::Credential {
-                reason: problem.reason(),
+                reason: Reason::of_certificate(&problem),
                 message: problem.to_string(),
             })?;
             ClientCredential::Certificate(Arc::new(certificate))
@@ -88,7 +89,7 @@ pub fn client_credential(
         KeptCredential::OwnFederatedToken => {
             let path = std::env::var_os(FEDERATED_TOKEN_FILE_VARIABLE).ok_or_else(|| {
                 Error::Credential {
-                    reason: "FederatedTokenUnavailable",
+                    reason: Reason::FederatedTokenUnavailable,
                     message: format!(
                         "the operator has no federated token of its own: {FEDERATED_TOKEN_FILE_VARIABLE} \
                          is not set (label the operator's pod azure.workload.identity/use=true and \

@@ -329,11 +329,9 @@ impl Shell<'_> {
             (Decision::Hold { .. }, Some(claim), Some(record)) => {
                 let refused = Reason::RolloutTargetRefused;
                 match &self.rollout_refusal {
-                    Some(message) if !self.status.already(refused.as_str()) => {
+                    Some(message) if !self.status.already(refused) => {
                         let message = message.clone();
-                        self.status
-                            .active(&record, kept, refused.as_str(), message)
-                            .await?;
+                        self.status.active(&record, kept, refused, message).await?;
                     }
                     _ => self.status.project(self.ctx, &claim, kept).await?,
                 }
@@ -378,37 +376,37 @@ impl Shell<'_> {
         for claim in claims.all_oldest_first() {
             end_credential(self.ctx, claim).await?;
         }
-        if !self.status.already(reason.as_str()) {
+        if !self.status.already(reason) {
             self.ctx
                 .publish(
                     self.lease,
                     EventType::Warning,
-                    reason.as_str(),
+                    reason,
                     "Validate",
                     message.clone(),
                 )
                 .await;
         }
         self.status
-            .without_credential(LeasePhase::Failed, false, reason.as_str(), message)
+            .without_credential(LeasePhase::Failed, false, reason, message)
             .await?;
         Ok(Action::await_change())
     }
 
     async fn wait(&self, reason: Reason, message: String) -> Result<Action, Error> {
-        if !self.status.already(reason.as_str()) {
+        if !self.status.already(reason) {
             self.ctx
                 .publish(
                     self.lease,
                     EventType::Normal,
-                    reason.as_str(),
+                    reason,
                     "Wait",
                     message.clone(),
                 )
                 .await;
         }
         self.status
-            .without_credential(LeasePhase::Pending, false, reason.as_str(), message)
+            .without_credential(LeasePhase::Pending, false, reason, message)
             .await?;
         Ok(Action::await_change())
     }
@@ -706,12 +704,7 @@ impl Shell<'_> {
             ),
         };
         self.status
-            .active(
-                &confirmed,
-                previous.as_ref(),
-                outcome.as_str(),
-                message.clone(),
-            )
+            .active(&confirmed, previous.as_ref(), outcome, message.clone())
             .await?;
         let reason = outcome;
         tracing::info!(
@@ -735,13 +728,7 @@ impl Shell<'_> {
             metrics().time_to_credential.observe(waited.max(0.0));
         }
         self.ctx
-            .publish(
-                self.lease,
-                EventType::Normal,
-                reason.as_str(),
-                "Issue",
-                message,
-            )
+            .publish(self.lease, EventType::Normal, reason, "Issue", message)
             .await;
         if previous.is_some() {
             metrics().rotations.inc();
@@ -898,7 +885,7 @@ impl Shell<'_> {
             .publish(
                 self.lease,
                 EventType::Warning,
-                Reason::CredentialRestored.as_str(),
+                Reason::CredentialRestored,
                 "Restore",
                 format!("Secret {secret_name} was {what}; issuing a fresh password"),
             )
@@ -977,7 +964,7 @@ impl Shell<'_> {
             format!("renewed until {}", format_time(expires_at))
         };
         self.status
-            .active(&renewed, previous, reason.as_str(), message.clone())
+            .active(&renewed, previous, reason, message.clone())
             .await?;
         tracing::info!(lease = %self.lease.name_any(), %reason, expires_at = %format_time(expires_at), "renewed");
         let capped_label = CappedLabels {
@@ -985,13 +972,7 @@ impl Shell<'_> {
         };
         metrics().renewals.get_or_create(&capped_label).inc();
         self.ctx
-            .publish(
-                self.lease,
-                EventType::Normal,
-                reason.as_str(),
-                "Renew",
-                message,
-            )
+            .publish(self.lease, EventType::Normal, reason, "Renew", message)
             .await;
         let wake_at = previous.map_or(expires_at, |previous| {
             expires_at.min(retire_at(self.lease, &renewed, previous))
@@ -1062,16 +1043,10 @@ impl Shell<'_> {
             .map_err(Error::stale_on_conflict("the claim"))?;
         let reason = Reason::NamespaceNotSelected;
         self.status
-            .active(&answered, previous, reason.as_str(), message.clone())
+            .active(&answered, previous, reason, message.clone())
             .await?;
         self.ctx
-            .publish(
-                self.lease,
-                EventType::Warning,
-                reason.as_str(),
-                "Renew",
-                message,
-            )
+            .publish(self.lease, EventType::Warning, reason, "Renew", message)
             .await;
         Ok(Action::requeue(until_then(record.expires_at(), self.now)))
     }

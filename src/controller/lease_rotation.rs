@@ -127,20 +127,18 @@ impl Shell<'_> {
             self.ctx.waits_to_rotate(&record.lease.uid, pool.key());
         }
         let reason = Reason::RotationWaiting;
-        if !self.status.already(reason.as_str()) {
+        if !self.status.already(reason) {
             self.ctx
                 .publish(
                     self.lease,
                     EventType::Warning,
-                    reason.as_str(),
+                    reason,
                     "Rotate",
                     message.clone(),
                 )
                 .await;
         }
-        self.status
-            .active(record, None, reason.as_str(), message)
-            .await?;
+        self.status.active(record, None, reason, message).await?;
         Ok(Action::requeue(
             LOOK_AGAIN_AFTER.min(until_then(record.expires_at(), self.now)),
         ))
@@ -226,16 +224,10 @@ impl Shell<'_> {
         );
         let reason = Reason::PreviousCredentialEnded;
         self.status
-            .active(current, None, reason.as_str(), message.clone())
+            .active(current, None, reason, message.clone())
             .await?;
         self.ctx
-            .publish(
-                self.lease,
-                EventType::Normal,
-                reason.as_str(),
-                "Rotate",
-                message,
-            )
+            .publish(self.lease, EventType::Normal, reason, "Rotate", message)
             .await;
         Ok(Action::requeue(NEXT_USER_AFTER))
     }
@@ -265,13 +257,13 @@ impl Shell<'_> {
             .publish(
                 self.lease,
                 EventType::Warning,
-                reason.as_str(),
+                reason,
                 "Rotate",
                 message.clone(),
             )
             .await;
         self.status
-            .without_credential(LeasePhase::Pending, false, reason.as_str(), message)
+            .without_credential(LeasePhase::Pending, false, reason, message)
             .await?;
         metrics().continuous_lease_gaps.inc();
         Ok(Action::requeue(NEXT_USER_AFTER))
@@ -288,21 +280,21 @@ impl Shell<'_> {
                 .publish(
                     self.lease,
                     EventType::Normal,
-                    Reason::RolloutRestarted.as_str(),
+                    Reason::RolloutRestarted,
                     "Restart",
                     message,
                 )
                 .await;
         }
         let reason = Reason::RolloutTargetRefused;
-        if report.refused.is_empty() || self.status.already(reason.as_str()) {
+        if report.refused.is_empty() || self.status.already(reason) {
             return;
         }
         self.ctx
             .publish(
                 self.lease,
                 EventType::Warning,
-                reason.as_str(),
+                reason,
                 "Restart",
                 report.refused.join("; "),
             )

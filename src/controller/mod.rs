@@ -12,6 +12,7 @@ mod credential_copies;
 mod dynamic_secret;
 mod error;
 mod events;
+mod graph_reasons;
 mod index;
 mod kept_credential;
 mod lease;

@@ -192,7 +192,7 @@ async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Optio
             ctx.publish_about(
                 claim.reference(ctx.claims.namespace()),
                 EventType::Warning,
-                reason.as_str(),
+                reason,
                 "Reap",
                 message,
             )

@@ -57,7 +57,7 @@ async fn end_one(
                 "{why}: the password of {} was scrambled and the user released",
                 record.user.user_principal_name
             );
-            ctx.publish(lease, EventType::Normal, reason.as_str(), "Revoke", message)
+            ctx.publish(lease, EventType::Normal, reason, "Revoke", message)
                 .await;
             Ok(())
         }
@@ -67,14 +67,8 @@ async fn end_one(
                 record.user.user_principal_name
             );
             let reason = revocation_reason(&error);
-            ctx.publish(
-                lease,
-                EventType::Warning,
-                reason.as_str(),
-                "Revoke",
-                message.clone(),
-            )
-            .await;
+            ctx.publish(lease, EventType::Warning, reason, "Revoke", message.clone())
+                .await;
             count_revocation_failure(&error);
             LeaseStatusWriter::new(api, lease, now)
                 .revoking(reason, message)
@@ -89,7 +83,20 @@ async fn end_one(
 pub(super) fn revocation_reason(error: &Error) -> Reason {
     match error {
         Error::CredentialLost(_) | Error::MalformedClaim(_) => Reason::RevocationBlocked,
-        _ => Reason::RevocationFailing,
+        Error::KubeConflict(_)
+        | Error::KubeNotFound(_)
+        | Error::KubeForbidden(_)
+        | Error::KubeServer(_)
+        | Error::Graph(_)
+        | Error::ClientSecret(_)
+        | Error::Credential { .. }
+        | Error::SecretNotOwned(_)
+        | Error::Template(_)
+        | Error::SecretType(_)
+        | Error::PasswordsRejected(_)
+        | Error::Stale(_)
+        | Error::WaitingForLeases(_)
+        | Error::Finalizer(_) => Reason::RevocationFailing,
     }
 }
 
