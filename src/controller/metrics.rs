@@ -6,7 +6,17 @@ use super::claims::HeldClaim;
 use super::index;
 use super::pool::PoolStores;
 use crate::api::{EntraLease, LeasePhase};
-use crate::metrics::{LeaseLabels, PoolCredentialLabels, PoolLabels, Snapshot};
+use crate::metrics::{LeaseLabels, PoolCredentialLabels, PoolLabels, Snapshot, metrics};
+
+/// Builds the state gauges of every scrape from these caches.
+pub fn serve_snapshots(
+    leases: reflector::Store<EntraLease>,
+    pools: PoolStores,
+    claims: index::Index<HeldClaim>,
+    claims_namespace: String,
+) {
+    metrics().set_snapshot_source(move || snapshot(&leases, &pools, &claims, &claims_namespace));
+}
 
 /// The metrics that describe the current state, read from the caches at scrape time.
 pub fn snapshot(

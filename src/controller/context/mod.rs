@@ -11,9 +11,11 @@ mod rotation_queue;
 mod status_writes;
 mod validations;
 
+use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::core::PartialObjectMeta;
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
 
 pub use failure_backoff::FailureBackoff;
@@ -23,10 +25,15 @@ pub use rotation_queue::RotationQueue;
 pub use status_writes::StatusWrites;
 pub use validations::Validations;
 
+use super::Settings;
 use super::claims::{Claims, HeldClaim};
 use super::credential_copies::CredentialCopies;
+use super::events::Events;
 use super::index::Index;
+use super::lease_locks::LeaseLocks;
 use super::pool::{PoolKey, PoolStores};
+use super::shared_watches::SharedCaches;
+use super::watch_scope::WatchScope;
 use crate::graph::{EndpointOverrides, GraphClient};
 use crate::secret::SecretSummary;
 
@@ -38,13 +45,13 @@ pub struct Context {
     // Clients: what the operator writes through.
     pub client: Client,
     /// The namespaces whose leases the operator serves.
-    pub scope: super::WatchScope,
+    pub scope: WatchScope,
     pub graph: GraphClient,
     pub endpoints: EndpointOverrides,
     pub claims: Claims,
     /// The operator's copies of the app credentials that revocations need.
     pub copies: CredentialCopies,
-    pub events: super::events::Events,
+    pub events: Events,
     /// Which national clouds pools may issue in (revocations go wherever a claim was issued).
     pub allowed_clouds: Vec<crate::api::Cloud>,
     /// The types a lease's Secret may have.
@@ -77,7 +84,47 @@ pub struct Context {
     /// Failed reconciles in a row, per object.
     pub reconcile_backoff: FailureBackoff,
     /// Each pool whose users were just resolved, for its waiting leases to go on.
-    pub resolved_pools: futures::channel::mpsc::UnboundedSender<PoolKey>,
+    pub resolved_pools: UnboundedSender<PoolKey>,
     /// One actor (issue, revocation, reaper) per lease at a time.
-    pub lease_locks: super::lease_locks::LeaseLocks,
+    pub lease_locks: LeaseLocks,
+}
+
+impl Context {
+    /// The context of a process run with `settings`, reading `caches`, with nothing remembered
+    /// yet. Each pool whose users get resolved is told to `resolved_pools`.
+    pub fn new(
+        client: &Client,
+        settings: Settings,
+        caches: &SharedCaches,
+        resolved_pools: UnboundedSender<PoolKey>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "entra-operator".into(),
+            instance: settings.instance,
+        };
+        Context {
+            client: client.clone(),
+            scope: settings.scope,
+            graph: settings.graph,
+            endpoints: settings.endpoints,
+            claims: Claims::new(client.clone(), &settings.claims_namespace),
+            copies: CredentialCopies::new(client.clone(), &settings.claims_namespace),
+            events: Events::new(client.clone(), reporter),
+            allowed_clouds: settings.allowed_clouds,
+            lease_secret_types: settings.lease_secret_types,
+            pools: caches.pool_stores(),
+            namespaces: caches.namespaces.clone(),
+            secrets: caches.secrets.clone(),
+            claim_cache: caches.claims.clone(),
+            validations: Validations::default(),
+            status_writes: StatusWrites::default(),
+            forbidden_users: ForbiddenUsers::default(),
+            refused_issues: IssueBackoff::default(),
+            rotation_queue: RotationQueue::default(),
+            reap_backoff: FailureBackoff::for_reaps(),
+            reconcile_backoff: FailureBackoff::for_reconciles(),
+            resolved_pools,
+            lease_locks: LeaseLocks::default(),
+        }
+    }
 }
