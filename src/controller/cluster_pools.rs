@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::backoff::watch_backoff;
@@ -26,7 +26,6 @@ use crate::api::ClusterEntraDynamicSecret;
 pub(super) fn cluster_pool_controller(
     ctx: Arc<Context>,
     events: impl futures::Stream<Item = Arc<ClusterEntraDynamicSecret>> + Send + 'static,
-    pools: reflector::Store<ClusterEntraDynamicSecret>,
     config: ControllerConfig,
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
 ) -> impl future::Future<Output = ()> {
@@ -43,6 +42,7 @@ pub(super) fn cluster_pool_controller(
     )
     .backoff(watch_backoff())
     .touched_objects();
+    let pools = ctx.pools.cluster.clone();
     let pools_by_secret = pools.clone();
     Controller::for_shared_stream(events, pools)
         .with_config(config)

@@ -114,26 +114,11 @@ pub async fn run(
         config.clone(),
         shutdown.clone(),
     );
-    metrics::serve_snapshots(
-        leases.clone(),
-        ctx.pools.clone(),
-        ctx.claim_cache.clone(),
-        ctx.claims.namespace().to_owned(),
-    );
-    let pool_controller = pool_controller(
-        ctx.clone(),
-        changes.pools,
-        caches.pools.clone(),
-        config.clone(),
-        shutdown.clone(),
-    );
-    let cluster_pool_controller = cluster_pool_controller(
-        ctx.clone(),
-        changes.cluster_pools,
-        caches.cluster_pools.clone(),
-        config,
-        shutdown,
-    );
+    metrics::serve_snapshots(&ctx, leases.clone());
+    let pool_controller =
+        pool_controller(ctx.clone(), changes.pools, config.clone(), shutdown.clone());
+    let cluster_pool_controller =
+        cluster_pool_controller(ctx.clone(), changes.cluster_pools, config, shutdown);
     let sweeper = sweep_credential_copies(ctx.clone());
     let reaper = reaper::run(ctx, leases, reaper, reaper_inputs);
     let controllers = async move {

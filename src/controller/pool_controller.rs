@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::backoff::watch_backoff;
@@ -26,7 +26,6 @@ use crate::api::EntraDynamicSecret;
 pub fn pool_controller(
     ctx: Arc<Context>,
     events: ReflectHandle<EntraDynamicSecret>,
-    pools: Store<EntraDynamicSecret>,
     config: ControllerConfig,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
@@ -45,6 +44,7 @@ pub fn pool_controller(
     )
     .backoff(watch_backoff())
     .touched_objects();
+    let pools = ctx.pools.namespaced.clone();
     let pools_by_secret = pools.clone();
     Controller::for_shared_stream(events, pools)
         .with_config(config)
