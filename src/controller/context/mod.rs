@@ -1,5 +1,7 @@
 //! What every reconcile shares: the clients it writes through, the caches it reads, and the
-//! operator's own policy state. The methods live by concern in `clients`, `caches` and `policy`.
+//! operator's own policy state. The methods live by concern in `clients`, `caches` and `policy`;
+//! each piece of policy state is a small type of its own file (`validations`, `status_writes`,
+//! `forbidden_users`, `issue_backoff`, `rotation_queue`, `failure_backoff`).
 
 mod caches;
 mod clients;
