@@ -179,3 +179,49 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            ..kube::core::Status::default()
+        }))
+    }
+
+    #[test]
+    fn api_failures_are_told_apart_by_their_status() {
+        let labels: Vec<&str> = [409, 404, 403, 500, 429, 401]
+            .into_iter()
+            .map(|code| Error::from(api_error(code)).metric_label())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "kubernetes_conflict",
+                "kubernetes_not_found",
+                "kubernetes_forbidden",
+                "kubernetes_server",
+                "kubernetes_server",
+                "kubernetes_server",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_answer_from_the_api_server_is_a_server_failure() {
+        let unparsable = serde_json::from_str::<u8>("not json").unwrap_err();
+        let error = Error::from(kube::Error::SerdeError(unparsable));
+        assert_eq!(error.metric_label(), "kubernetes_server");
+        assert_eq!(error.reason(), Reason::ReconcileFailed);
+    }
+
+    #[test]
+    fn only_a_conditional_writes_conflict_is_stale() {
+        assert!(Error::stale_on_conflict("the lease")(api_error(409)).is_stale());
+        assert!(!Error::stale_on_conflict("the lease")(api_error(404)).is_stale());
+        assert!(!Error::from(api_error(409)).is_stale());
+    }
+}
