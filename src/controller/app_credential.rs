@@ -3,8 +3,6 @@
 //! operator's namespace. Three kinds: a client secret, a certificate that signs client
 //! assertions, and workload identity federation (cluster pools only).
 
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -12,51 +10,20 @@ use kube::api::Api;
 
 use super::Error;
 use super::context::Context;
-use super::credential_copies::CREDENTIAL_COPY_LABEL;
-use super::pool::Pool;
-use super::service_account_token::ServiceAccountToken;
-use crate::api::{self, CertificateRef, ClientSecretRef, WorkloadIdentity};
-use crate::graph::{
-    AppCredentials, AssertionAlgorithm, CertificateCredential, ClientCredential, Endpoints,
-    FederatedTokenFile,
+use super::kept_credential::{
+    CREDENTIAL_COPY_LABEL, KeptCredential, PoolCredential, client_credential,
 };
+use super::pool::Pool;
+use super::reasons::Reason;
+use crate::api::{self, CertificateRef, ClientSecretRef, WorkloadIdentity};
+use crate::graph::{AppCredentials, AssertionAlgorithm, ClientCredential, Endpoints};
 use crate::sensitive::{ExposeSecret, SecretString};
 
-/// The variable the Azure workload identity webhook sets to the operator's own token file.
-pub const FEDERATED_TOKEN_FILE_VARIABLE: &str = "AZURE_FEDERATED_TOKEN_FILE";
 const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
-
-/// A pool's credential as read now.
-pub struct PoolCredential {
-    pub app: AppCredentials,
-    /// The resourceVersion of the Secret it was read from, if any: a change invalidates the
-    /// pool's resolution.
-    pub version: Option<String>,
-    /// What the operator keeps so that revocations work whatever happens to the pool later.
-    pub kept: KeptCredential,
-    /// When the credential stops working: a certificate's `notAfter`, or for a client secret the
-    /// optional [`CLIENT_SECRET_EXPIRES_AT_ANNOTATION`] on its Secret (the value does not carry it).
-    pub expires_at: Option<Timestamp>,
-}
 
 /// On a client secret's Secret: when Entra stops accepting the secret (RFC 3339), as the app
 /// registration shows it, so that an alert can warn before it does.
 pub const CLIENT_SECRET_EXPIRES_AT_ANNOTATION: &str = "kms.hanzo.ai/client-secret-expires-at";
-
-/// What revocation needs of a credential, beyond the app identity.
-#[derive(Clone, Debug)]
-pub enum KeptCredential {
-    ClientSecret(SecretString),
-    Certificate {
-        certificate_pem: String,
-        key_pem: SecretString,
-        algorithm: AssertionAlgorithm,
-    },
-    /// Nothing to copy: a ServiceAccount of the operator's namespace, by name.
-    ServiceAccount(String),
-    /// Nothing to copy: the operator's own federated token.
-    OwnFederatedToken,
-}
 
 pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredential, Error> {
     let operator_namespace = ctx.claims.namespace();
@@ -74,13 +41,13 @@ pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredentia
         }
         (None, None, Some(_)) => {
             return Err(Error::Credential {
-                reason: "WorkloadIdentityNotAllowed",
+                reason: Reason::WorkloadIdentityNotAllowed,
                 message: api::WORKLOAD_IDENTITY_IS_CLUSTER_ONLY.to_owned(),
             });
         }
         _ => {
             return Err(Error::Credential {
-                reason: "CredentialAmbiguous",
+                reason: Reason::CredentialAmbiguous,
                 message: format!(
                     "{pool} must name exactly one credential: clientSecretRef, certificateRef or \
                      (cluster pools only) workloadIdentity"
@@ -88,7 +55,13 @@ pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredentia
             });
         }
     };
-    let credential = client_credential(ctx, spec.cloud, &kept, Timestamp::now())?;
+    let credential = client_credential(
+        &ctx.client,
+        operator_namespace,
+        spec.cloud,
+        &kept,
+        Timestamp::now(),
+    )?;
     let expires_at = match &credential {
         ClientCredential::Certificate(certificate) => Some(certificate.not_after()),
         _ => annotated_expiry,
@@ -104,56 +77,6 @@ pub async fn app_credentials(ctx: &Context, pool: &Pool) -> Result<PoolCredentia
         version,
         kept,
         expires_at,
-    })
-}
-
-/// The credential the Graph client uses for what was kept.
-pub fn client_credential(
-    ctx: &Context,
-    cloud: api::Cloud,
-    kept: &KeptCredential,
-    now: Timestamp,
-) -> Result<ClientCredential, Error> {
-    Ok(match kept {
-        KeptCredential::ClientSecret(value) => ClientCredential::Secret(value.clone()),
-        KeptCredential::Certificate {
-            certificate_pem,
-            key_pem,
-            algorithm,
-        } => {
-            let certificate = CertificateCredential::from_pem(
-                certificate_pem.as_bytes(),
-                key_pem.expose_secret().as_bytes(),
-                *algorithm,
-                now,
-            )
-            .map_err(|problem| Error::Credential {
-                reason: problem.reason(),
-                message: problem.to_string(),
-            })?;
-            ClientCredential::Certificate(Arc::new(certificate))
-        }
-        KeptCredential::ServiceAccount(name) => {
-            ClientCredential::Federated(Arc::new(ServiceAccountToken::new(
-                ctx.client.clone(),
-                ctx.claims.namespace(),
-                name,
-                cloud.token_exchange_audience(),
-            )))
-        }
-        KeptCredential::OwnFederatedToken => {
-            let path = std::env::var_os(FEDERATED_TOKEN_FILE_VARIABLE).ok_or_else(|| {
-                Error::Credential {
-                    reason: "FederatedTokenUnavailable",
-                    message: format!(
-                        "the operator has no federated token of its own: {FEDERATED_TOKEN_FILE_VARIABLE} \
-                         is not set (label the operator's pod azure.workload.identity/use=true and \
-                         annotate its ServiceAccount, or name a serviceAccountName)"
-                    ),
-                }
-            })?;
-            ClientCredential::Federated(Arc::new(FederatedTokenFile::new(path)))
-        }
     })
 }
 
@@ -192,7 +115,7 @@ fn annotated_expiry(secret: &Secret, namespace: &str) -> Result<Option<Timestamp
         // Whoever annotated it chose the value: quote a bounded part of it.
         let shown: String = value.chars().take(64).collect();
         Error::Credential {
-            reason: "ClientSecretExpiryInvalid",
+            reason: Reason::ClientSecretExpiryInvalid,
             message: format!(
                 "Secret {} in {namespace}: annotation {CLIENT_SECRET_EXPIRES_AT_ANNOTATION} is \
                  {shown:?}, not an RFC 3339 time such as 2027-06-30T00:00:00Z",
@@ -218,7 +141,7 @@ async fn certificate(
     let name = &reference.name;
     if secret.type_.as_deref() != Some(TLS_SECRET_TYPE) {
         return Err(Error::Credential {
-            reason: "CertificateSecretWrongType",
+            reason: Reason::CertificateSecretWrongType,
             message: format!(
                 "Secret {name} in {namespace} is of type {:?}; certificateRef needs a \
                  {TLS_SECRET_TYPE} Secret (tls.crt and tls.key)",
@@ -230,7 +153,7 @@ async fn certificate(
         (text(&secret, "tls.crt"), text(&secret, "tls.key"))
     else {
         return Err(Error::Credential {
-            reason: "CertificateSecretIncomplete",
+            reason: Reason::CertificateSecretIncomplete,
             message: format!("Secret {name} in {namespace} lacks tls.crt or tls.key"),
         });
     };
@@ -273,7 +196,7 @@ async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Secre
         == Some("true")
     {
         return Err(Error::Credential {
-            reason: "CredentialCopyNotAllowed",
+            reason: Reason::CredentialCopyNotAllowed,
             message: format!(
                 "Secret {name} in {namespace} is one of the operator's credential copies; a pool \
                  must name a Secret of its own"

@@ -1,5 +1,5 @@
-//! How watches retry after an error (such as the API server restarting), and how a failed
-//! reconcile of one object waits before its next attempt.
+//! How watches retry after an error (such as the API server restarting). Failed reconciles and
+//! reaps back off per object instead: see [`FailureBackoff`](super::context::FailureBackoff).
 
 use std::time::Duration;
 
@@ -28,30 +28,9 @@ pub fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
     ResetTimerBackoff::new(builder.into(), RESET_AFTER)
 }
 
-/// The first retry of a failed reconcile, and the longest wait between two.
-const RECONCILE_FIRST: Duration = Duration::from_secs(1);
-const RECONCILE_LONGEST: Duration = Duration::from_secs(30);
-
-/// The wait before the next attempt after `failures` failed reconciles of one object in a row:
-/// doubling from 1 s to 30 s, so that one broken object does not retry at the pace of a healthy
-/// one while a recovered dependency is still noticed within half a minute.
-pub fn reconcile_backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    RECONCILE_FIRST
-        .saturating_mul(1 << doublings)
-        .min(RECONCILE_LONGEST)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reconcile_retries_double_up_to_half_a_minute() {
-        let waits: Vec<u64> = (1..=8).map(|n| reconcile_backoff(n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(reconcile_backoff(u32::MAX).as_secs(), 30);
-    }
 
     #[test]
     fn watch_delays_double_with_jitter_and_stay_under_five_seconds() {

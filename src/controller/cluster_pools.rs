@@ -6,43 +6,43 @@ use std::sync::Arc;
 use futures::{StreamExt, future};
 use k8s_openapi::api::coordination::v1::Lease as Claim;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
 
 use super::backoff::watch_backoff;
 use super::claims::{self, Claims};
 use super::context::Context;
+use super::dynamic_secret;
+use super::error_policy::{error_policy, failure_key, timed};
 use super::pool::PoolKey;
-use super::{dynamic_secret, error_policy, failure_key, timed};
 use crate::api::ClusterEntraDynamicSecret;
 
 /// The controller of cluster pools: re-validated when their credential (a Secret in the
 /// operator's namespace) or one of their claims changes.
 pub(super) fn cluster_pool_controller(
-    client: &Client,
-    operator_namespace: &str,
+    ctx: Arc<Context>,
     events: impl futures::Stream<Item = Arc<ClusterEntraDynamicSecret>> + Send + 'static,
-    pools: reflector::Store<ClusterEntraDynamicSecret>,
     config: ControllerConfig,
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
-    ctx: Arc<Context>,
 ) -> impl future::Future<Output = ()> {
+    let (client, operator_namespace) = (&ctx.client, ctx.claims.namespace().to_owned());
     let credential_changes = watcher(
-        Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), operator_namespace),
+        Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &operator_namespace),
         super::cache_bounds::paged(),
     )
     .backoff(watch_backoff())
     .touched_objects();
     let claim_changes = watcher(
-        Api::<PartialObjectMeta<Claim>>::namespaced(client.clone(), operator_namespace),
+        Api::<PartialObjectMeta<Claim>>::namespaced(client.clone(), &operator_namespace),
         watcher::Config::default().labels(&Claims::selector()),
     )
     .backoff(watch_backoff())
     .touched_objects();
+    let pools = ctx.pools.cluster.clone();
     let pools_by_secret = pools.clone();
     Controller::for_shared_stream(events, pools)
         .with_config(config)

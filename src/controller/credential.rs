@@ -162,7 +162,10 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
     let Some(record) = claim.record.as_deref() else {
         return Err(Error::MalformedClaim(claim.name.clone()));
     };
-    let app = ctx.copies.recorded(ctx, record).await?;
+    let app = ctx
+        .copies
+        .recorded(&ctx.graph, &ctx.endpoints, record)
+        .await?;
     let length = usize::from(record.password_length);
     let scrambled = ctx
         .graph
@@ -229,7 +232,7 @@ async fn report_left_behind(ctx: &Context, claim: &HeldClaim, record: &ClaimReco
     ctx.publish_about(
         regarding,
         EventType::Warning,
-        Reason::SecretLeftBehind.as_str(),
+        Reason::SecretLeftBehind,
         "Revoke",
         note,
     )

@@ -18,18 +18,20 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 
 use super::Error;
-use super::app_credential::{KeptCredential, PoolCredential, client_credential};
 use super::claim_record::{AppIdentity, ClaimRecord, CredentialCopyRef};
 use super::claims::is_conflict;
-use super::context::Context;
+use super::kept_credential::{
+    CREDENTIAL_COPY_LABEL, KeptCredential, PoolCredential, client_credential,
+};
 use crate::api::Cloud;
-use crate::graph::{AppCredentials, AssertionAlgorithm, ClientCredential, Endpoints, GraphError};
+use crate::graph::{
+    AppCredentials, AssertionAlgorithm, ClientCredential, EndpointOverrides, Endpoints,
+    GraphClient, GraphError,
+};
 use crate::secret::MANAGED_BY;
 use crate::sensitive::{ExposeSecret, SecretString};
 
 const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
-/// Label of the operator's copies of app credentials.
-pub const CREDENTIAL_COPY_LABEL: &str = "kms.hanzo.ai/credential-copy";
 /// Label of a copy with a digest of its (cloud, tenant, app): the copies of one app identity.
 const APP_LABEL: &str = "kms.hanzo.ai/app";
 const TENANT_ANNOTATION: &str = "kms.hanzo.ai/tenant-id";
@@ -42,6 +44,9 @@ const ALGORITHM_KEY: &str = "algorithm";
 
 pub struct CredentialCopies {
     api: Api<Secret>,
+    /// For workload identity: token requests for ServiceAccounts of the operator's namespace.
+    client: Client,
+    operator_namespace: String,
     /// The copies known to exist, with when a pool last used each: an issue costs no API call
     /// for them, and the sweep leaves the ones in use alone.
     known: Mutex<HashMap<String, Instant>>,
@@ -55,7 +60,9 @@ pub struct CredentialCopies {
 impl CredentialCopies {
     pub fn new(client: Client, operator_namespace: &str) -> Self {
         Self {
-            api: Api::namespaced(client, operator_namespace),
+            api: Api::namespaced(client.clone(), operator_namespace),
+            client,
+            operator_namespace: operator_namespace.to_owned(),
             known: Mutex::default(),
             sweep_guard: tokio::sync::RwLock::new(()),
             started: Instant::now(),
@@ -170,16 +177,23 @@ impl CredentialCopies {
     /// first (a rotated client secret, a renewed certificate).
     pub async fn recorded(
         &self,
-        ctx: &Context,
+        graph: &GraphClient,
+        endpoints: &EndpointOverrides,
         record: &ClaimRecord,
     ) -> Result<AppCredentials, Error> {
         let app = &record.app;
         let credentials = |kept: &KeptCredential| -> Result<AppCredentials, Error> {
             Ok(AppCredentials::new(
-                Endpoints::resolve(app.cloud, &ctx.endpoints),
+                Endpoints::resolve(app.cloud, endpoints),
                 app.tenant_id.clone(),
                 app.application_id.clone(),
-                client_credential(ctx, app.cloud, kept, Timestamp::now())?,
+                client_credential(
+                    &self.client,
+                    &self.operator_namespace,
+                    app.cloud,
+                    kept,
+                    Timestamp::now(),
+                )?,
             ))
         };
         let recorded = &app.credential;
@@ -225,7 +239,7 @@ impl CredentialCopies {
                     continue;
                 }
             };
-            match ctx.graph.check_credentials(&candidate).await {
+            match graph.check_credentials(&candidate).await {
                 Ok(()) => return Ok(candidate),
                 // This copy no longer gets a token (a rotated secret or certificate): try the next.
                 Err(

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -16,7 +16,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::Error;
 use super::app_credential::app_credentials;
 use super::claims::{HeldClaim, is_conflict, is_not_found};
-use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM, Validation};
+use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM};
 use super::credential::end_credential;
 use super::pool::Pool;
 use super::reasons::Reason;
@@ -87,17 +87,17 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
                 &mut status.conditions,
                 "Ready",
                 false,
-                &reason,
+                reason,
                 message.clone(),
                 generation,
                 now,
             );
             status.conditions.retain(|c| c.type_ != "Degraded");
-            if !has_reason(&current, &reason) {
+            if !has_reason(&current, reason) {
                 ctx.publish_about(
                     pool.object_ref(),
                     EventType::Warning,
-                    &reason,
+                    reason,
                     "Validate",
                     event_note(pool, message),
                 )
@@ -110,13 +110,10 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
-    let mut status = pool_status(pool, ctx, resolved.users, &current, now);
+    let (mut status, ready) = pool_status(pool, ctx, resolved.users, &current, now);
     status.credential_expires_at = resolved.credential_expires_at.map(Time);
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
-    if let Some(ready) = ready
-        && !has_reason(&current, &ready.reason)
-    {
-        let type_ = if ready.status == "True" {
+    if !has_reason(&current, ready.reason) {
+        let type_ = if ready.ready {
             EventType::Normal
         } else {
             EventType::Warning
@@ -124,9 +121,9 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
         ctx.publish_about(
             pool.object_ref(),
             type_,
-            &ready.reason.clone(),
+            ready.reason,
             "Validate",
-            event_note(pool, ready.message.clone()),
+            event_note(pool, ready.message),
         )
         .await;
     }
@@ -136,10 +133,7 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     pool.write_status(&ctx.client, &status)
         .await
         .map_err(Error::stale_on_conflict("the pool"))?;
-    ctx.status_written
-        .lock()
-        .unwrap()
-        .insert(pool.key(), Instant::now());
+    ctx.status_writes.written(pool.key());
     let set_aside = status
         .users
         .iter()
@@ -172,8 +166,8 @@ fn holders_update_wait(
     if status == current || without_holders(status) != without_holders(current) {
         return None;
     }
-    let written = *ctx.status_written.lock().unwrap().get(&pool.key())?;
-    HOLDERS_EVERY.checked_sub(written.elapsed())
+    let since_written = ctx.status_writes.since_last(&pool.key())?;
+    HOLDERS_EVERY.checked_sub(since_written)
 }
 
 fn without_holders(status: &DynamicSecretStatus) -> DynamicSecretStatus {
@@ -186,8 +180,15 @@ fn without_holders(status: &DynamicSecretStatus) -> DynamicSecretStatus {
     status
 }
 
+/// The Ready condition a pool's status shows, for its event too.
+struct ReadyCondition {
+    ready: bool,
+    reason: Reason,
+    message: String,
+}
+
 struct Failure {
-    reason: String,
+    reason: Reason,
     message: String,
 }
 
@@ -204,7 +205,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     let spec = pool.spec();
     if let Some(problem) = pool.selector_problem() {
         return Err(Failure {
-            reason: Reason::InvalidNamespaceSelector.as_str().into(),
+            reason: Reason::InvalidNamespaceSelector,
             message: format!(
                 "{pool} serves no namespace: its namespaceSelector is invalid: {problem}"
             ),
@@ -212,7 +213,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     }
     if !ctx.allowed_clouds.contains(&spec.cloud) {
         return Err(Failure {
-            reason: Reason::CloudNotAllowed.as_str().into(),
+            reason: Reason::CloudNotAllowed,
             message: format!(
                 "this operator issues only in {:?} (its --allowed-clouds flag); {pool} names {:?}",
                 ctx.allowed_clouds, spec.cloud
@@ -221,25 +222,25 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     }
     let credential = app_credentials(ctx, pool).await.map_err(|error| Failure {
         reason: match &error {
-            Error::Kube(_) => Reason::ClientSecretUnreadable.as_str().into(),
-            other => other.reason().into(),
+            Error::KubeConflict(_)
+            | Error::KubeNotFound(_)
+            | Error::KubeForbidden(_)
+            | Error::KubeServer(_) => Reason::ClientSecretUnreadable,
+            other => other.reason(),
         },
         message: error.to_string(),
     })?;
     let graph_failure = |error: GraphError| Failure {
-        reason: error.reason().into(),
+        reason: Reason::of_graph(&error),
         message: error.to_string(),
     };
     let key = pool.key();
-    let previous = ctx.validations.lock().unwrap().get(&key).cloned();
-    if let Some(previous) = previous
-        && previous.uid == pool.metadata().uid
-        && previous.generation == pool.metadata().generation
-        && previous.credential_version == credential.version
-        && previous.at.elapsed() < REVALIDATE_EVERY
+    if let Some(users) = ctx
+        .validations
+        .reusable(pool, &credential.version, REVALIDATE_EVERY)
     {
         return Ok(Resolved {
-            users: previous.users,
+            users,
             credential_expires_at: credential.expires_at,
         });
     }
@@ -254,7 +255,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
         .keep(spec.cloud, &credential)
         .await
         .map_err(|error| Failure {
-            reason: Reason::ClientSecretUnreadable.as_str().into(),
+            reason: Reason::ClientSecretUnreadable,
             message: error.to_string(),
         })?;
     let mut users = Vec::with_capacity(spec.users.len());
@@ -288,17 +289,8 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     super::protected_users::mark_protected(&ctx.graph, app, &mut users)
         .await
         .map_err(graph_failure)?;
-    let validation = Validation {
-        uid: pool.metadata().uid.clone(),
-        generation: pool.metadata().generation,
-        credential_version: credential.version.clone(),
-        users: users.clone(),
-        at: Instant::now(),
-    };
     ctx.validations
-        .lock()
-        .unwrap()
-        .insert(key.clone(), validation);
+        .record(pool, credential.version.clone(), users.clone());
     // Leases draw their candidates from this resolution only: those that waited for it go on.
     let _ = ctx.resolved_pools.unbounded_send(key);
     Ok(Resolved {
@@ -313,7 +305,7 @@ fn pool_status(
     mut users: Vec<PoolUser>,
     current: &DynamicSecretStatus,
     now: Timestamp,
-) -> DynamicSecretStatus {
+) -> (DynamicSecretStatus, ReadyCondition) {
     let namespace = pool.metadata().namespace.clone();
     ctx.mark_forbidden(&mut users);
     for user in &mut users {
@@ -342,38 +334,37 @@ fn pool_status(
         .collect();
     status.users = users;
     let generation = pool.metadata().generation;
-    if leasable == 0 {
-        let message = format!("no pool user can be leased: {}", problems.join(", "));
-        set_condition(
-            &mut status.conditions,
-            "Ready",
-            false,
-            Reason::NoLeasableUsers.as_str(),
-            message,
-            generation,
-            now,
-        );
+    let ready = if leasable == 0 {
+        ReadyCondition {
+            ready: false,
+            reason: Reason::NoLeasableUsers,
+            message: format!("no pool user can be leased: {}", problems.join(", ")),
+        }
     } else {
-        let message = format!(
-            "{leasable} of {} pool users can be leased",
-            pool.spec().users.len()
-        );
-        set_condition(
-            &mut status.conditions,
-            "Ready",
-            true,
-            Reason::Ready.as_str(),
-            message,
-            generation,
-            now,
-        );
-    }
+        ReadyCondition {
+            ready: true,
+            reason: Reason::Ready,
+            message: format!(
+                "{leasable} of {} pool users can be leased",
+                pool.spec().users.len()
+            ),
+        }
+    };
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        ready.ready,
+        ready.reason,
+        ready.message.clone(),
+        generation,
+        now,
+    );
     if problems.is_empty() {
         set_condition(
             &mut status.conditions,
             "Degraded",
             false,
-            Reason::AllUsersLeasable.as_str(),
+            Reason::AllUsersLeasable,
             "every pool user can be leased".into(),
             generation,
             now,
@@ -384,13 +375,13 @@ fn pool_status(
             &mut status.conditions,
             "Degraded",
             true,
-            Reason::SomeUsersNotLeasable.as_str(),
+            Reason::SomeUsersNotLeasable,
             message,
             generation,
             now,
         );
     }
-    status
+    (status, ready)
 }
 
 /// The lease holding a claim as the pool's status shows it: leases of other namespaces are not
@@ -404,11 +395,11 @@ fn holder_shown(holder: &HeldClaim, namespace: Option<&str>) -> Option<String> {
     })
 }
 
-fn has_reason(status: &DynamicSecretStatus, reason: &str) -> bool {
+fn has_reason(status: &DynamicSecretStatus, reason: Reason) -> bool {
     status
         .conditions
         .iter()
-        .any(|c| c.type_ == "Ready" && c.reason == reason)
+        .any(|c| c.type_ == "Ready" && c.reason == reason.as_str())
 }
 
 /// The finalizer: delete every lease holding a credential issued from this pool and wait until
@@ -431,8 +422,8 @@ async fn end_leases(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
         .map(|(_, claim)| claim)
         .collect();
     if issued.is_empty() {
-        ctx.validations.lock().unwrap().remove(&key);
-        ctx.status_written.lock().unwrap().remove(&key);
+        ctx.validations.forget(&key);
+        ctx.status_writes.forget(&key);
         return Ok(Action::await_change());
     }
     for claim in &issued {
@@ -442,7 +433,7 @@ async fn end_leases(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     ctx.publish_about(
         pool.object_ref(),
         EventType::Normal,
-        Reason::LeasesEnding.as_str(),
+        Reason::LeasesEnding,
         "Delete",
         message,
     )

@@ -1,11 +1,32 @@
+//! Why a reconcile failed, in kinds an operator can act on: each has its condition reason and
+//! its metric label, and every classifier names every kind.
+
+use super::reasons::Reason;
 use crate::graph::GraphError;
+use kube::runtime::finalizer::Error as Finalizer;
 
 /// Why a reconcile failed; the controller retries with backoff. Each actionable failure has a
 /// variant of its own, with its condition reason and its metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The API server answered 409: an object was created or changed meanwhile (a write that
+    /// expected it could be, such as a conditional one, becomes [`Error::Stale`] instead).
     #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    KubeConflict(#[source] kube::Error),
+
+    /// The API server answered 404: an object (or its namespace, or its kind) is not there.
+    #[error("Kubernetes API: {0}")]
+    KubeNotFound(#[source] kube::Error),
+
+    /// The API server answered 403: the operator's role does not allow the request.
+    #[error("Kubernetes API: {0}")]
+    KubeForbidden(#[source] kube::Error),
+
+    /// Any other failure talking to the API server: another error status (a 5xx, 429, 401, an
+    /// invalid object), or no answer at all (a connection refused, TLS, a body that does not
+    /// parse). Mostly the server or the way to it: retried with backoff.
+    #[error("Kubernetes API: {0}")]
+    KubeServer(#[source] kube::Error),
 
     #[error(transparent)]
     Graph(#[from] GraphError),
@@ -15,10 +36,7 @@ pub enum Error {
 
     /// A pool's credential is unusable as configured; `reason` names the problem.
     #[error("{message}")]
-    Credential {
-        reason: &'static str,
-        message: String,
-    },
+    Credential { reason: Reason, message: String },
 
     #[error("Secret {0} exists and is not owned by this lease")]
     SecretNotOwned(String),
@@ -55,11 +73,30 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
+impl From<kube::Error> for Error {
+    /// Classifies an API failure by its status, so that `?` sorts every kube call's error.
+    fn from(error: kube::Error) -> Self {
+        let code = match &error {
+            kube::Error::Api(status) => Some(status.code),
+            _ => None,
+        };
+        match code {
+            Some(409) => Error::KubeConflict(error),
+            Some(404) => Error::KubeNotFound(error),
+            Some(403) => Error::KubeForbidden(error),
+            Some(_) | None => Error::KubeServer(error),
+        }
+    }
+}
+
 impl Error {
     /// A low-cardinality label for metrics and logs.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kubernetes",
+            Error::KubeConflict(_) => "kubernetes_conflict",
+            Error::KubeNotFound(_) => "kubernetes_not_found",
+            Error::KubeForbidden(_) => "kubernetes_forbidden",
+            Error::KubeServer(_) => "kubernetes_server",
             Error::Graph(error) => error.metric_label(),
             Error::ClientSecret(_) => "client_secret",
             Error::Credential { .. } => "credential",
@@ -72,25 +109,35 @@ impl Error {
             Error::Stale(_) => "stale",
             Error::WaitingForLeases(_) => "waiting_for_leases",
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(error)
-                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.metric_label(),
-                _ => "finalizer",
+                Finalizer::ApplyFailed(error) | Finalizer::CleanupFailed(error) => {
+                    error.metric_label()
+                }
+                Finalizer::AddFinalizer(_)
+                | Finalizer::RemoveFinalizer(_)
+                | Finalizer::UnnamedObject
+                | Finalizer::InvalidFinalizer => "finalizer",
             },
         }
     }
 
     /// The reason a condition or event shows for this failure.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::Graph(error) => error.reason(),
-            Error::ClientSecret(_) => "ClientSecretNotFound",
-            Error::Credential { reason, .. } => reason,
-            Error::SecretNotOwned(_) => "SecretConflict",
-            Error::Template(_) => "TemplateInvalid",
-            Error::SecretType(_) => "SecretTypeNotAllowed",
-            Error::PasswordsRejected(_) => "PasswordRejected",
-            Error::CredentialLost(_) | Error::MalformedClaim(_) => "RevocationBlocked",
-            _ => "ReconcileFailed",
+            Error::Graph(error) => Reason::of_graph(error),
+            Error::ClientSecret(_) => Reason::ClientSecretNotFound,
+            Error::Credential { reason, .. } => *reason,
+            Error::SecretNotOwned(_) => Reason::SecretConflict,
+            Error::Template(_) => Reason::TemplateInvalid,
+            Error::SecretType(_) => Reason::SecretTypeNotAllowed,
+            Error::PasswordsRejected(_) => Reason::PasswordRejected,
+            Error::CredentialLost(_) | Error::MalformedClaim(_) => Reason::RevocationBlocked,
+            Error::KubeConflict(_)
+            | Error::KubeNotFound(_)
+            | Error::KubeForbidden(_)
+            | Error::KubeServer(_)
+            | Error::Stale(_)
+            | Error::WaitingForLeases(_)
+            | Error::Finalizer(_) => Reason::ReconcileFailed,
         }
     }
 
@@ -98,20 +145,83 @@ impl Error {
     pub fn is_stale(&self) -> bool {
         match self {
             Error::Stale(_) => true,
-            Error::Finalizer(inner) => matches!(
-                inner.as_ref(),
-                kube::runtime::finalizer::Error::ApplyFailed(Error::Stale(_))
-                    | kube::runtime::finalizer::Error::CleanupFailed(Error::Stale(_))
-            ),
-            _ => false,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                Finalizer::ApplyFailed(error) | Finalizer::CleanupFailed(error) => {
+                    matches!(error, Error::Stale(_))
+                }
+                Finalizer::AddFinalizer(_)
+                | Finalizer::RemoveFinalizer(_)
+                | Finalizer::UnnamedObject
+                | Finalizer::InvalidFinalizer => false,
+            },
+            Error::KubeConflict(_)
+            | Error::KubeNotFound(_)
+            | Error::KubeForbidden(_)
+            | Error::KubeServer(_)
+            | Error::Graph(_)
+            | Error::ClientSecret(_)
+            | Error::Credential { .. }
+            | Error::SecretNotOwned(_)
+            | Error::Template(_)
+            | Error::SecretType(_)
+            | Error::PasswordsRejected(_)
+            | Error::CredentialLost(_)
+            | Error::MalformedClaim(_)
+            | Error::WaitingForLeases(_) => false,
         }
     }
 
     /// Turns a conditional write's 409 into [`Error::Stale`].
     pub fn stale_on_conflict(what: &'static str) -> impl Fn(kube::Error) -> Error {
-        move |error| match &error {
-            kube::Error::Api(status) if status.code == 409 => Error::Stale(what),
-            _ => Error::Kube(error),
+        move |error| match Error::from(error) {
+            Error::KubeConflict(_) => Error::Stale(what),
+            other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            ..kube::core::Status::default()
+        }))
+    }
+
+    #[test]
+    fn api_failures_are_told_apart_by_their_status() {
+        let labels: Vec<&str> = [409, 404, 403, 500, 429, 401]
+            .into_iter()
+            .map(|code| Error::from(api_error(code)).metric_label())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "kubernetes_conflict",
+                "kubernetes_not_found",
+                "kubernetes_forbidden",
+                "kubernetes_server",
+                "kubernetes_server",
+                "kubernetes_server",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_answer_from_the_api_server_is_a_server_failure() {
+        let unparsable = serde_json::from_str::<u8>("not json").unwrap_err();
+        let error = Error::from(kube::Error::SerdeError(unparsable));
+        assert_eq!(error.metric_label(), "kubernetes_server");
+        assert_eq!(error.reason(), Reason::ReconcileFailed);
+    }
+
+    #[test]
+    fn only_a_conditional_writes_conflict_is_stale() {
+        assert!(Error::stale_on_conflict("the lease")(api_error(409)).is_stale());
+        assert!(!Error::stale_on_conflict("the lease")(api_error(404)).is_stale());
+        assert!(!Error::from(api_error(409)).is_stale());
     }
 }

@@ -3,10 +3,18 @@
 use kube::runtime::reflector;
 
 use super::claims::HeldClaim;
+use super::context::Context;
 use super::index;
 use super::pool::PoolStores;
 use crate::api::{EntraLease, LeasePhase};
-use crate::metrics::{LeaseLabels, PoolCredentialLabels, PoolLabels, Snapshot};
+use crate::metrics::{LeaseLabels, PoolCredentialLabels, PoolLabels, Snapshot, metrics};
+
+/// Builds the state gauges of every scrape from these caches.
+pub fn serve_snapshots(ctx: &Context, leases: reflector::Store<EntraLease>) {
+    let (pools, claims) = (ctx.pools.clone(), ctx.claim_cache.clone());
+    let claims_namespace = ctx.claims.namespace().to_owned();
+    metrics().set_snapshot_source(move || snapshot(&leases, &pools, &claims, &claims_namespace));
+}
 
 /// The metrics that describe the current state, read from the caches at scrape time.
 pub fn snapshot(

@@ -37,9 +37,6 @@ pub const OVERDUE_AFTER: Duration = Duration::from_secs(30);
 /// How long after a lease disappears its claim is looked at: a normal ending released it
 /// before the lease went, and the claim cache needs a moment to show that.
 const SETTLE: Duration = Duration::from_secs(2);
-/// Retry bounds of a failing reap.
-const RETRY_FIRST: Duration = Duration::from_secs(5);
-const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Reaps running at once.
 const CONCURRENCY: usize = 4;
 
@@ -165,7 +162,7 @@ async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Optio
             // Not a 404 and not overdue: the lease may well exist (a refusal, an outage), so
             // it is never reaped on that; looked at again, by the time it is overdue at the latest.
             tracing::warn!(claim = %name, %error, "could not read a claim's lease; looking again");
-            let again = Instant::now() + retry_after(name, ctx);
+            let again = Instant::now() + ctx.reap_backoff.failed(name);
             return Some(again.min(instant_at(overdue_at)));
         }
     };
@@ -195,12 +192,12 @@ async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Optio
             ctx.publish_about(
                 claim.reference(ctx.claims.namespace()),
                 EventType::Warning,
-                reason.as_str(),
+                reason,
                 "Reap",
                 message,
             )
             .await;
-            Some(Instant::now() + retry_after(name, ctx))
+            Some(Instant::now() + ctx.reap_backoff.failed(name))
         }
     }
 }
@@ -239,18 +236,8 @@ async fn reap(
             }
         }
     }
-    ctx.reap_failures.lock().unwrap().remove(&claim.name);
+    ctx.reap_backoff.succeeded(&claim.name);
     Ok(())
-}
-
-/// Exponential backoff per claim, from [`RETRY_FIRST`] to [`RETRY_MAX`].
-fn retry_after(name: &str, ctx: &Context) -> Duration {
-    let mut failures = ctx.reap_failures.lock().unwrap();
-    let count = failures.entry(name.to_owned()).or_insert(0);
-    *count = count.saturating_add(1);
-    RETRY_FIRST
-        .saturating_mul(1 << (*count - 1).min(10))
-        .min(RETRY_MAX)
 }
 
 /// The monotonic instant of a wall-clock time (now when it has passed), at most an hour away:

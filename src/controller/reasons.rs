@@ -1,5 +1,6 @@
-//! Condition and event reasons of the lease and dynamic secret controllers. Graph failures use the
-//! reason of their [`GraphError`](crate::graph::GraphError) instead.
+//! Condition and event reasons of every controller: the one vocabulary in which a lease's or a
+//! dynamic secret's conditions, its events and the controllers' errors say why. The strings are
+//! user-visible API (alerts and scripts match them), so each is spelled here once.
 
 use std::fmt;
 
@@ -51,9 +52,117 @@ pub enum Reason {
     LeasesEnding,
     CloudNotAllowed,
     InvalidNamespaceSelector,
+    // A pool's app credential, as read.
+    CredentialAmbiguous,
+    WorkloadIdentityNotAllowed,
+    ClientSecretExpiryInvalid,
+    CertificateSecretWrongType,
+    CertificateSecretIncomplete,
+    CredentialCopyNotAllowed,
+    FederatedTokenUnavailable,
+    ServiceAccountNotFound,
+    ServiceAccountTokenForbidden,
+    ServiceAccountTokenFailed,
+    CertificateMalformed,
+    CertificateExpired,
+    CertificateNotYetValid,
+    CertificateKeyMismatch,
+    CertificateKeyUnsupported,
+    // Graph failures (see `graph_reasons`).
+    InvalidConfiguration,
+    InvalidClientSecret,
+    InvalidClientAssertion,
+    ClientAssertionExpired,
+    FederatedCredentialNotFound,
+    UnknownTenant,
+    UnknownApplication,
+    TokenRequestFailed,
+    AccessTokenRejected,
+    MissingPermission,
+    UserNotFound,
+    PasswordRejected,
+    GraphUnavailable,
+    UnexpectedGraphResponse,
+    // Any other failure of a reconcile (the Kubernetes API, a stale copy).
+    ReconcileFailed,
 }
 
 impl Reason {
+    /// Every reason, for looking one up by its name.
+    pub const ALL: [Reason; 71] = [
+        Reason::Issued,
+        Reason::Renewed,
+        Reason::RenewalCapped,
+        Reason::CredentialRestored,
+        Reason::Expired,
+        Reason::Revoking,
+        Reason::Revoked,
+        Reason::RevocationFailing,
+        Reason::RevocationBlocked,
+        Reason::SecretLeftBehind,
+        Reason::StatusRewritten,
+        Reason::WaitingForUser,
+        Reason::Rotated,
+        Reason::RotationWaiting,
+        Reason::PreviousCredentialEnded,
+        Reason::CredentialEnded,
+        Reason::RolloutRestarted,
+        Reason::RolloutTargetRefused,
+        Reason::RolloutRestartFailed,
+        Reason::DynamicSecretNotFound,
+        Reason::DynamicSecretNotReady,
+        Reason::DynamicSecretDeleting,
+        Reason::InvalidTTL,
+        Reason::TTLExceedsMax,
+        Reason::UserNotInPool,
+        Reason::UserNotLeasable,
+        Reason::SecretConflict,
+        Reason::NamespaceNotSelected,
+        Reason::CredentialEndsSoon,
+        Reason::TemplateInvalid,
+        Reason::SecretTypeNotAllowed,
+        Reason::InvalidRotation,
+        Reason::Ready,
+        Reason::ClientSecretNotFound,
+        Reason::ClientSecretUnreadable,
+        Reason::NoLeasableUsers,
+        Reason::SomeUsersNotLeasable,
+        Reason::AllUsersLeasable,
+        Reason::LeasesEnding,
+        Reason::CloudNotAllowed,
+        Reason::InvalidNamespaceSelector,
+        Reason::CredentialAmbiguous,
+        Reason::WorkloadIdentityNotAllowed,
+        Reason::ClientSecretExpiryInvalid,
+        Reason::CertificateSecretWrongType,
+        Reason::CertificateSecretIncomplete,
+        Reason::CredentialCopyNotAllowed,
+        Reason::FederatedTokenUnavailable,
+        Reason::ServiceAccountNotFound,
+        Reason::ServiceAccountTokenForbidden,
+        Reason::ServiceAccountTokenFailed,
+        Reason::CertificateMalformed,
+        Reason::CertificateExpired,
+        Reason::CertificateNotYetValid,
+        Reason::CertificateKeyMismatch,
+        Reason::CertificateKeyUnsupported,
+        Reason::InvalidConfiguration,
+        Reason::InvalidClientSecret,
+        Reason::InvalidClientAssertion,
+        Reason::ClientAssertionExpired,
+        Reason::FederatedCredentialNotFound,
+        Reason::UnknownTenant,
+        Reason::UnknownApplication,
+        Reason::TokenRequestFailed,
+        Reason::AccessTokenRejected,
+        Reason::MissingPermission,
+        Reason::UserNotFound,
+        Reason::PasswordRejected,
+        Reason::GraphUnavailable,
+        Reason::UnexpectedGraphResponse,
+        Reason::ReconcileFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Issued => "Issued",
@@ -97,12 +206,63 @@ impl Reason {
             Reason::LeasesEnding => "LeasesEnding",
             Reason::CloudNotAllowed => "CloudNotAllowed",
             Reason::InvalidNamespaceSelector => "InvalidNamespaceSelector",
+            Reason::CredentialAmbiguous => "CredentialAmbiguous",
+            Reason::WorkloadIdentityNotAllowed => "WorkloadIdentityNotAllowed",
+            Reason::ClientSecretExpiryInvalid => "ClientSecretExpiryInvalid",
+            Reason::CertificateSecretWrongType => "CertificateSecretWrongType",
+            Reason::CertificateSecretIncomplete => "CertificateSecretIncomplete",
+            Reason::CredentialCopyNotAllowed => "CredentialCopyNotAllowed",
+            Reason::FederatedTokenUnavailable => "FederatedTokenUnavailable",
+            Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
+            Reason::ServiceAccountTokenForbidden => "ServiceAccountTokenForbidden",
+            Reason::ServiceAccountTokenFailed => "ServiceAccountTokenFailed",
+            Reason::CertificateMalformed => "CertificateMalformed",
+            Reason::CertificateExpired => "CertificateExpired",
+            Reason::CertificateNotYetValid => "CertificateNotYetValid",
+            Reason::CertificateKeyMismatch => "CertificateKeyMismatch",
+            Reason::CertificateKeyUnsupported => "CertificateKeyUnsupported",
+            Reason::InvalidConfiguration => "InvalidConfiguration",
+            Reason::InvalidClientSecret => "InvalidClientSecret",
+            Reason::InvalidClientAssertion => "InvalidClientAssertion",
+            Reason::ClientAssertionExpired => "ClientAssertionExpired",
+            Reason::FederatedCredentialNotFound => "FederatedCredentialNotFound",
+            Reason::UnknownTenant => "UnknownTenant",
+            Reason::UnknownApplication => "UnknownApplication",
+            Reason::TokenRequestFailed => "TokenRequestFailed",
+            Reason::AccessTokenRejected => "AccessTokenRejected",
+            Reason::MissingPermission => "MissingPermission",
+            Reason::UserNotFound => "UserNotFound",
+            Reason::PasswordRejected => "PasswordRejected",
+            Reason::GraphUnavailable => "GraphUnavailable",
+            Reason::UnexpectedGraphResponse => "UnexpectedGraphResponse",
+            Reason::ReconcileFailed => "ReconcileFailed",
         }
+    }
+
+    /// The reason spelled `name`, if there is one.
+    pub fn named(name: &str) -> Option<Reason> {
+        Reason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == name)
     }
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_spelled_as_its_variant_and_found_by_its_name() {
+        for reason in Reason::ALL {
+            assert_eq!(reason.as_str(), format!("{reason:?}"));
+            assert_eq!(Reason::named(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::named("NoSuchReason"), None);
     }
 }

@@ -7,6 +7,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 
+use super::reasons::Reason;
 use crate::graph::{FederatedTokenSource, GraphError};
 use crate::sensitive::SecretString;
 
@@ -67,7 +68,7 @@ impl FederatedTokenSource for ServiceAccountToken {
                 .unwrap_or_default();
             if token.is_empty() {
                 return Err(GraphError::AssertionUnavailable {
-                    reason: "ServiceAccountTokenFailed",
+                    reason: Reason::ServiceAccountTokenFailed.as_str(),
                     message: format!(
                         "the TokenRequest for ServiceAccount {}/{} returned no token",
                         self.namespace, self.name
@@ -85,11 +86,11 @@ impl ServiceAccountToken {
         let (namespace, name) = (&self.namespace, &self.name);
         let (reason, message) = match error {
             kube::Error::Api(status) if status.code == 404 => (
-                "ServiceAccountNotFound",
+                Reason::ServiceAccountNotFound,
                 format!("ServiceAccount {namespace}/{name} does not exist"),
             ),
             kube::Error::Api(status) if status.code == 403 => (
-                "ServiceAccountTokenForbidden",
+                Reason::ServiceAccountTokenForbidden,
                 format!(
                     "the operator may not request tokens for ServiceAccount {namespace}/{name}: \
                      create a Role in {namespace} granting create on serviceaccounts/token with \
@@ -98,10 +99,13 @@ impl ServiceAccountToken {
                 ),
             ),
             other => (
-                "ServiceAccountTokenFailed",
+                Reason::ServiceAccountTokenFailed,
                 format!("the TokenRequest for ServiceAccount {namespace}/{name} failed: {other}"),
             ),
         };
-        GraphError::AssertionUnavailable { reason, message }
+        GraphError::AssertionUnavailable {
+            reason: reason.as_str(),
+            message,
+        }
     }
 }

@@ -8,6 +8,8 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::reasons::Reason;
+
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "entra-operator";
 
@@ -47,7 +49,7 @@ pub fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
     status: bool,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: Option<i64>,
     now: Timestamp,
@@ -61,7 +63,7 @@ pub fn set_condition(
     let condition = Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         message,
         observed_generation: generation,
         last_transition_time: transition,

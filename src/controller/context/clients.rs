@@ -5,6 +5,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 
 use super::Context;
+use crate::controller::reasons::Reason;
 
 impl Context {
     /// Publishes an event about `object`. Event notes carry no secret material: they are built
@@ -13,7 +14,7 @@ impl Context {
         &self,
         object: &K,
         type_: EventType,
-        reason: &str,
+        reason: Reason,
         action: &str,
         note: String,
     ) {
@@ -29,19 +30,19 @@ impl Context {
         &self,
         regarding: ObjectReference,
         type_: EventType,
-        reason: &str,
+        reason: Reason,
         action: &str,
         note: String,
     ) {
         let event = Event {
             type_,
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
             note: Some(note),
             action: action.to_owned(),
             secondary: None,
         };
         if let Err(error) = self.events.publish(event, regarding).await {
-            tracing::warn!(%error, reason, "could not publish an event");
+            tracing::warn!(%error, %reason, "could not publish an event");
         }
     }
 }

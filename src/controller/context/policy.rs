@@ -1,31 +1,23 @@
 //! The operator's own memory that shapes decisions: which pools' users were resolved, which
 //! users Entra refused, which continuous leases wait to rotate, and the order to try users in.
 
-use std::time::Instant;
-
 use kube::ResourceExt;
 
-use super::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM, ROTATION_WAIT_FRESH};
+use super::{Context, FORBIDDEN_PROBLEM};
 use crate::api::{EntraLease, LeasedUser, PoolUser};
 use crate::controller::pool::{Pool, PoolKey};
 
 impl Context {
     /// Drops the remembered resolution of `pool`'s users, so its next reconcile asks Graph.
     pub fn forget_resolution(&self, pool: &Pool) {
-        self.validations.lock().unwrap().remove(&pool.key());
+        self.validations.forget(&pool.key());
     }
 
     /// `pool`'s users as this process resolved them through Graph, if it has for the pool as it
     /// is now (same object, same generation), with the users Entra recently refused to reset
     /// marked as such.
     pub fn resolution_of(&self, pool: &Pool) -> Option<Vec<PoolUser>> {
-        let mut users = {
-            let validations = self.validations.lock().unwrap();
-            let validation = validations.get(&pool.key())?;
-            let current = validation.uid == pool.metadata().uid
-                && validation.generation == pool.metadata().generation;
-            current.then(|| validation.users.clone())?
-        };
+        let mut users = self.validations.users_of(pool)?;
         self.mark_forbidden(&mut users);
         Some(users)
     }
@@ -33,7 +25,11 @@ impl Context {
     /// Marks the users Entra recently refused to reset (the pool status shows the same).
     pub fn mark_forbidden(&self, users: &mut [PoolUser]) {
         for user in users {
-            if user.problem.is_none() && user.id.as_deref().is_some_and(|id| self.is_forbidden(id))
+            if user.problem.is_none()
+                && user
+                    .id
+                    .as_deref()
+                    .is_some_and(|id| self.forbidden_users.is_forbidden(id))
             {
                 user.problem = Some(FORBIDDEN_PROBLEM.into());
             }
@@ -42,17 +38,7 @@ impl Context {
 
     /// Remembers that Entra refused to reset `user_id`.
     pub fn forbid(&self, user_id: &str) {
-        let mut forbidden = self.forbidden.lock().unwrap();
-        forbidden.retain(|_, at| at.elapsed() < FORBIDDEN_FOR);
-        forbidden.insert(user_id.to_ascii_lowercase(), Instant::now());
-    }
-
-    /// True when Entra recently refused to reset `user_id`.
-    pub fn is_forbidden(&self, user_id: &str) -> bool {
-        let forbidden = self.forbidden.lock().unwrap();
-        forbidden
-            .get(&user_id.to_ascii_lowercase())
-            .is_some_and(|at| at.elapsed() < FORBIDDEN_FOR)
+        self.forbidden_users.forbid(user_id);
     }
 
     /// `candidates` with those the claim cache shows free first, so that a burst of leases
@@ -74,21 +60,16 @@ impl Context {
 
     /// Notes that the continuous lease `uid` of `pool` waits for a user to rotate to.
     pub fn waits_to_rotate(&self, uid: &str, pool: PoolKey) {
-        let mut waiting = self.rotations_waiting.lock().unwrap();
-        waiting.insert(uid.to_owned(), (pool, Instant::now()));
+        self.rotation_queue.waits(uid, pool);
     }
 
     /// Notes that the lease `uid` no longer waits to rotate.
     pub fn rotation_done(&self, uid: &str) {
-        self.rotations_waiting.lock().unwrap().remove(uid);
+        self.rotation_queue.done(uid);
     }
 
     /// True when a continuous lease of `pool` (other than `uid`) waits for a user to rotate to.
     pub fn rotation_goes_first(&self, pool: &PoolKey, uid: &str) -> bool {
-        let mut waiting = self.rotations_waiting.lock().unwrap();
-        waiting.retain(|_, (_, at)| at.elapsed() < ROTATION_WAIT_FRESH);
-        waiting
-            .iter()
-            .any(|(waiting_uid, (waiting_pool, _))| waiting_uid != uid && waiting_pool == pool)
+        self.rotation_queue.goes_first(pool, uid)
     }
 }

@@ -242,10 +242,6 @@ async fn serves_now(
 /// The time left before a lease whose issue Entra refused may try again, if any: none once its
 /// spec changed.
 fn refused_issue_backoff(lease: &EntraLease, ctx: &Context) -> Option<Duration> {
-    let retry = ctx.issue_retry_at.lock().unwrap();
-    let (generation, retry_at) = retry.get(lease.uid()?.as_str())?;
-    if *generation != lease.metadata.generation {
-        return None;
-    }
-    retry_at.checked_duration_since(std::time::Instant::now())
+    ctx.refused_issues
+        .wait_left(&lease.uid()?, lease.metadata.generation)
 }

@@ -33,12 +33,12 @@ impl<'a> LeaseStatusWriter<'a> {
     }
 
     /// True when the lease's Ready condition already says `reason`: events fire on changes only.
-    pub fn already(&self, reason: &str) -> bool {
+    pub fn already(&self, reason: Reason) -> bool {
         self.lease
             .status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.reason == reason)
+            .is_some_and(|c| c.reason == reason.as_str())
     }
 
     /// A lease that holds no credential (waiting, refused, ended).
@@ -46,7 +46,7 @@ impl<'a> LeaseStatusWriter<'a> {
         &self,
         phase: LeasePhase,
         ready: bool,
-        reason: &str,
+        reason: Reason,
         message: String,
     ) -> Result<(), Error> {
         let mut status = self.current();
@@ -67,7 +67,7 @@ impl<'a> LeaseStatusWriter<'a> {
         &self,
         record: &ClaimRecord,
         previous: Option<&ClaimRecord>,
-        reason: &str,
+        reason: Reason,
         message: String,
     ) -> Result<(), Error> {
         let mut status = projection(self.lease, &self.current(), record, previous);
@@ -96,7 +96,7 @@ impl<'a> LeaseStatusWriter<'a> {
                 "credentials for {} are in Secret {}",
                 record.user.user_principal_name, record.secret_name
             );
-            self.condition(&mut wanted, true, Reason::Issued.as_str(), message);
+            self.condition(&mut wanted, true, Reason::Issued, message);
         }
         if wanted == current {
             return Ok(());
@@ -110,7 +110,7 @@ impl<'a> LeaseStatusWriter<'a> {
         ctx.publish(
             self.lease,
             EventType::Warning,
-            Reason::StatusRewritten.as_str(),
+            Reason::StatusRewritten,
             "Project",
             "the status was changed by someone other than the operator; it was rewritten from \
              the operator's record"
@@ -124,7 +124,7 @@ impl<'a> LeaseStatusWriter<'a> {
     pub async fn revoking(&self, reason: Reason, message: String) {
         let mut status = self.current();
         status.phase = Some(LeasePhase::Revoking);
-        self.condition(&mut status, false, reason.as_str(), message);
+        self.condition(&mut status, false, reason, message);
         let _ = self.write(&status).await;
     }
 
@@ -132,7 +132,7 @@ impl<'a> LeaseStatusWriter<'a> {
         self.lease.status.clone().unwrap_or_default()
     }
 
-    fn condition(&self, status: &mut LeaseStatus, ready: bool, reason: &str, message: String) {
+    fn condition(&self, status: &mut LeaseStatus, ready: bool, reason: Reason, message: String) {
         status.observed_generation = self.lease.metadata.generation;
         set_condition(
             &mut status.conditions,

@@ -67,13 +67,13 @@ impl Shell<'_> {
             .publish(
                 self.lease,
                 EventType::Warning,
-                reason.as_str(),
+                reason,
                 "Rotate",
                 message.clone(),
             )
             .await;
         self.status
-            .without_credential(LeasePhase::Pending, false, reason.as_str(), message)
+            .without_credential(LeasePhase::Pending, false, reason, message)
             .await?;
         metrics().continuous_lease_gaps.inc();
         Ok(Step::Done(Outcome::GoOn))
@@ -97,7 +97,7 @@ pub async fn cleanup(
     let Some(uid) = lease.uid() else {
         return Ok(Action::await_change());
     };
-    ctx.issue_retry_at.lock().unwrap().remove(&uid);
+    ctx.refused_issues.forget(&uid);
     ctx.rotation_done(&uid);
     // The claims, read live, are the record of what this lease holds (two for a continuous
     // lease mid-rotation); without one there is nothing to end (never issued, or ended before).
@@ -128,21 +128,15 @@ async fn end_one(
                 Reason::Revoked
             };
             let message = messages::revoked(expired, user);
-            ctx.publish(lease, EventType::Normal, reason.as_str(), "Revoke", message)
+            ctx.publish(lease, EventType::Normal, reason, "Revoke", message)
                 .await;
             Ok(())
         }
         Err(error) => {
             let message = messages::revocation_failing(user, &error);
             let reason = revocation_reason(&error);
-            ctx.publish(
-                lease,
-                EventType::Warning,
-                reason.as_str(),
-                "Revoke",
-                message.clone(),
-            )
-            .await;
+            ctx.publish(lease, EventType::Warning, reason, "Revoke", message.clone())
+                .await;
             count_revocation_failure(&error);
             LeaseStatusWriter::new(api, lease, now)
                 .revoking(reason, message)
@@ -157,7 +151,20 @@ async fn end_one(
 pub fn revocation_reason(error: &Error) -> Reason {
     match error {
         Error::CredentialLost(_) | Error::MalformedClaim(_) => Reason::RevocationBlocked,
-        _ => Reason::RevocationFailing,
+        Error::KubeConflict(_)
+        | Error::KubeNotFound(_)
+        | Error::KubeForbidden(_)
+        | Error::KubeServer(_)
+        | Error::Graph(_)
+        | Error::ClientSecret(_)
+        | Error::Credential { .. }
+        | Error::SecretNotOwned(_)
+        | Error::Template(_)
+        | Error::SecretType(_)
+        | Error::PasswordsRejected(_)
+        | Error::Stale(_)
+        | Error::WaitingForLeases(_)
+        | Error::Finalizer(_) => Reason::RevocationFailing,
     }
 }
 

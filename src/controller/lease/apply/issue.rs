@@ -11,10 +11,11 @@ use super::set_password::Write;
 use super::{Shell, Step};
 use crate::api::LeasedUser;
 use crate::controller::Error;
-use crate::controller::app_credential::{PoolCredential, app_credentials};
+use crate::controller::app_credential::app_credentials;
 use crate::controller::claim_record::{AppIdentity, ClaimRecord, LeaseIdentity, PoolIdentity};
 use crate::controller::claims::{ClaimOutcome, HeldClaim};
 use crate::controller::deadlines::later;
+use crate::controller::kept_credential::PoolCredential;
 use crate::controller::lease::decide::{
     Issue, issue_credential_ends_soon, issue_credential_failed, nobody_free_to_issue,
 };

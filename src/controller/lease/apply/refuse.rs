@@ -22,30 +22,26 @@ impl Shell<'_> {
         for claim in ending {
             end_credential(self.ctx, claim).await?;
         }
-        if !self.status.already(reason.as_str()) {
+        if !self.status.already(reason) {
             self.ctx
                 .publish(
                     self.lease,
                     EventType::Warning,
-                    reason.as_str(),
+                    reason,
                     "Validate",
                     message.clone(),
                 )
                 .await;
         }
         self.status
-            .without_credential(LeasePhase::Failed, false, reason.as_str(), message)
+            .without_credential(LeasePhase::Failed, false, reason, message)
             .await?;
         Ok(Step::Done(Outcome::Settled))
     }
 
     /// Failed, and not tried again before the retry time unless the lease's spec changes:
     /// permissions and roles can be fixed in Entra without any change here.
-    pub(super) async fn fail_issue(
-        &self,
-        reason: &'static str,
-        message: String,
-    ) -> Result<Step, Error> {
+    pub(super) async fn fail_issue(&self, reason: Reason, message: String) -> Result<Step, Error> {
         self.ctx
             .publish(
                 self.lease,
@@ -58,12 +54,10 @@ impl Shell<'_> {
         self.status
             .without_credential(LeasePhase::Failed, false, reason, message)
             .await?;
-        self.ctx.issue_retry_at.lock().unwrap().insert(
+        self.ctx.refused_issues.refused(
             self.lease.uid().unwrap_or_default(),
-            (
-                self.lease.metadata.generation,
-                std::time::Instant::now() + RETRY_REFUSED_ISSUE,
-            ),
+            self.lease.metadata.generation,
+            std::time::Instant::now() + RETRY_REFUSED_ISSUE,
         );
         Ok(Step::Done(Outcome::IssueRefused))
     }

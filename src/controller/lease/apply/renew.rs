@@ -56,12 +56,7 @@ impl Shell<'_> {
         };
         let message = messages::renewed(expires_at, capped);
         self.status
-            .active(
-                &renewed,
-                previous.as_deref(),
-                reason.as_str(),
-                message.clone(),
-            )
+            .active(&renewed, previous.as_deref(), reason, message.clone())
             .await?;
         tracing::info!(lease = %self.lease.name_any(), %reason, expires_at = %format_time(expires_at), "renewed");
         let capped_label = CappedLabels {
@@ -69,13 +64,7 @@ impl Shell<'_> {
         };
         metrics().renewals.get_or_create(&capped_label).inc();
         self.ctx
-            .publish(
-                self.lease,
-                EventType::Normal,
-                reason.as_str(),
-                "Renew",
-                message,
-            )
+            .publish(self.lease, EventType::Normal, reason, "Renew", message)
             .await;
         Ok(Step::Done(Outcome::Active {
             current: Arc::new(renewed),
@@ -101,21 +90,10 @@ impl Shell<'_> {
             .map_err(Error::stale_on_conflict("the claim"))?;
         let reason = Reason::NamespaceNotSelected;
         self.status
-            .active(
-                &answered,
-                previous.as_deref(),
-                reason.as_str(),
-                message.clone(),
-            )
+            .active(&answered, previous.as_deref(), reason, message.clone())
             .await?;
         self.ctx
-            .publish(
-                self.lease,
-                EventType::Warning,
-                reason.as_str(),
-                "Renew",
-                message,
-            )
+            .publish(self.lease, EventType::Warning, reason, "Renew", message)
             .await;
         Ok(Step::Done(Outcome::Active {
             current: Arc::new(answered),

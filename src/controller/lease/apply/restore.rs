@@ -28,7 +28,7 @@ impl Shell<'_> {
             .publish(
                 self.lease,
                 EventType::Warning,
-                Reason::CredentialRestored.as_str(),
+                Reason::CredentialRestored,
                 "Restore",
                 messages::restoring(&record.secret_name, cause),
             )

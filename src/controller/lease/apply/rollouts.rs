@@ -39,21 +39,21 @@ impl Shell<'_> {
                 .publish(
                     self.lease,
                     EventType::Normal,
-                    Reason::RolloutRestarted.as_str(),
+                    Reason::RolloutRestarted,
                     "Restart",
                     messages::rollouts_restarted(&report.restarted),
                 )
                 .await;
         }
         let reason = Reason::RolloutTargetRefused;
-        if report.refused.is_empty() || self.status.already(reason.as_str()) {
+        if report.refused.is_empty() || self.status.already(reason) {
             return;
         }
         self.ctx
             .publish(
                 self.lease,
                 EventType::Warning,
-                reason.as_str(),
+                reason,
                 "Restart",
                 report.refused.join("; "),
             )

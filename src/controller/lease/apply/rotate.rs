@@ -100,20 +100,18 @@ impl Shell<'_> {
             self.ctx.waits_to_rotate(&current.lease.uid, pool);
         }
         let reason = Reason::RotationWaiting;
-        if !self.status.already(reason.as_str()) {
+        if !self.status.already(reason) {
             self.ctx
                 .publish(
                     self.lease,
                     EventType::Warning,
-                    reason.as_str(),
+                    reason,
                     "Rotate",
                     message.clone(),
                 )
                 .await;
         }
-        self.status
-            .active(current, None, reason.as_str(), message)
-            .await?;
+        self.status.active(current, None, reason, message).await?;
         Ok(Step::Done(Outcome::RotationWaits {
             expires_at: current.expires_at(),
         }))
@@ -151,16 +149,10 @@ impl Shell<'_> {
         let message = messages::retired(&previous.record, current);
         let reason = Reason::PreviousCredentialEnded;
         self.status
-            .active(current, None, reason.as_str(), message.clone())
+            .active(current, None, reason, message.clone())
             .await?;
         self.ctx
-            .publish(
-                self.lease,
-                EventType::Normal,
-                reason.as_str(),
-                "Rotate",
-                message,
-            )
+            .publish(self.lease, EventType::Normal, reason, "Rotate", message)
             .await;
         Ok(Step::Done(Outcome::GoOn))
     }

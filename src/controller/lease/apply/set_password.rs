@@ -68,11 +68,7 @@ impl Shell<'_> {
         if let Err(error) = set {
             return self.write_failed(&write, error).await;
         }
-        self.ctx
-            .issue_retry_at
-            .lock()
-            .unwrap()
-            .remove(&write.record.lease.uid);
+        self.ctx.refused_issues.forget(&write.record.lease.uid);
         let mut confirmed = write.record.clone();
         confirmed.issued = true;
         self.ctx
@@ -112,7 +108,7 @@ impl Shell<'_> {
             previous.map(|previous| (previous, retire_at(self.lease, confirmed, previous))),
         );
         self.status
-            .active(confirmed, previous, reason.as_str(), message.clone())
+            .active(confirmed, previous, reason, message.clone())
             .await?;
         tracing::info!(
             lease = %self.lease.name_any(),
@@ -135,13 +131,7 @@ impl Shell<'_> {
             metrics().time_to_credential.observe(waited.max(0.0));
         }
         self.ctx
-            .publish(
-                self.lease,
-                EventType::Normal,
-                reason.as_str(),
-                "Issue",
-                message,
-            )
+            .publish(self.lease, EventType::Normal, reason, "Issue", message)
             .await;
         if previous.is_some() {
             metrics().rotations.inc();

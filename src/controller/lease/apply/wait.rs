@@ -15,19 +15,19 @@ use crate::controller::reasons::Reason;
 
 impl Shell<'_> {
     pub(super) async fn wait(&self, reason: Reason, message: String) -> Result<Step, Error> {
-        if !self.status.already(reason.as_str()) {
+        if !self.status.already(reason) {
             self.ctx
                 .publish(
                     self.lease,
                     EventType::Normal,
-                    reason.as_str(),
+                    reason,
                     "Wait",
                     message.clone(),
                 )
                 .await;
         }
         self.status
-            .without_credential(LeasePhase::Pending, false, reason.as_str(), message)
+            .without_credential(LeasePhase::Pending, false, reason, message)
             .await?;
         Ok(Step::Done(Outcome::Settled))
     }
@@ -42,9 +42,9 @@ impl Shell<'_> {
         let refused = Reason::RolloutTargetRefused;
         let kept = previous.as_deref();
         match rollout_refusal {
-            Some(message) if !self.status.already(refused.as_str()) => {
+            Some(message) if !self.status.already(refused) => {
                 self.status
-                    .active(&current.record, kept, refused.as_str(), message)
+                    .active(&current.record, kept, refused, message)
                     .await?;
             }
             _ => self.status.project(self.ctx, current, kept).await?,

@@ -119,7 +119,17 @@ impl FailureKind {
             | Error::SecretNotOwned(_)
             | Error::Template(_)
             | Error::SecretType(_) => FailureKind::Permanent,
-            _ => FailureKind::Transient,
+            Error::KubeConflict(_)
+            | Error::KubeNotFound(_)
+            | Error::KubeForbidden(_)
+            | Error::KubeServer(_)
+            | Error::ClientSecret(_)
+            | Error::Credential { .. }
+            | Error::CredentialLost(_)
+            | Error::MalformedClaim(_)
+            | Error::Stale(_)
+            | Error::WaitingForLeases(_)
+            | Error::Finalizer(_) => FailureKind::Transient,
         }
     }
 

@@ -53,10 +53,7 @@ pub enum Decision {
     },
     /// Entra refused the issue for a reason the lease cannot fix (a permission, a role): Failed,
     /// and tried again later or when the lease's spec changes.
-    FailIssue {
-        reason: &'static str,
-        message: String,
-    },
+    FailIssue { reason: Reason, message: String },
     /// The lease waits for something outside it (a dynamic secret, a free user).
     Wait { reason: Reason, message: String },
     /// Claim the first free candidate and issue a password to it.
