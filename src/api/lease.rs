@@ -2,6 +2,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::leased_user::LeasedUser;
 use super::rotation::{NAMED_USER_CANNOT_ROTATE, PreviousCredential, RolloutTarget, RotationSpec};
 use super::secret_template::SecretTemplate;
 use super::validation::{OBJECT_NAME_PATTERN, USER_PATTERN, positive_duration};
@@ -216,14 +217,4 @@ pub struct LeaseStatus {
     /// The generation of the spec that this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-}
-
-/// The Entra ID user held by a lease.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct LeasedUser {
-    /// The user's principal name, the username of the credentials.
-    pub user_principal_name: String,
-    /// The user's object ID.
-    pub id: String,
 }

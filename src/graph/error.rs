@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::certificate::CertificateProblem;
-use super::users::NotLeasable;
+use super::certificate_problem::CertificateProblem;
+use super::not_leasable::NotLeasable;
 
 /// Correlation data for one failed request: safe to show in conditions, events and logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
