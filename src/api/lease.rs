@@ -2,6 +2,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::descriptions::flowing_descriptions;
 use super::leased_user::LeasedUser;
 use super::rotation::{NAMED_USER_CANNOT_ROTATE, PreviousCredential, RolloutTarget, RotationSpec};
 use super::secret_template::SecretTemplate;
@@ -45,6 +46,7 @@ use crate::duration::DURATION_PATTERN;
     .message(Message::Message(NAMED_USER_CANNOT_ROTATE.into()))
     .field_path(".rotation"))]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = flowing_descriptions)]
 pub struct EntraLeaseSpec {
     /// The pool this lease draws from: an EntraDynamicSecret in this namespace, or a
     /// ClusterEntraDynamicSecret that selects this namespace. Immutable.
@@ -157,6 +159,7 @@ pub enum LeasePhase {
 /// rewrites it when anyone else edits it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = flowing_descriptions)]
 pub struct LeaseStatus {
     /// Where the lease is in its life.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@ use kube::CustomResourceExt;
 
 mod cloud;
 mod cluster_dynamic_secret;
+mod descriptions;
 mod dynamic_secret;
 mod lease;
 mod leased_user;
