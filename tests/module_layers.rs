@@ -361,7 +361,10 @@ fn code_only(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < chars.len() {
-        let word_before = i > 0 && is_word_char(at(i - 1));
+        // Where a word starts: an `r` there opens a raw string (`r"`, `r#"`, also after a `b`).
+        let word_starts_at = |j: usize| j == 0 || !is_word_char(at(j - 1));
+        let raw_string_opens =
+            word_starts_at(i) || (at(i.wrapping_sub(1)) == 'b' && word_starts_at(i - 1));
         let hashes = (i + 1..).take_while(|&j| at(j) == '#').count();
         let end = match (at(i), at(i + 1)) {
             ('/', '/') => find(i, &|j| at(j) == '\n'),
@@ -378,11 +381,7 @@ fn code_only(text: &str) -> String {
                     }
                 }
             }
-            ('r', _)
-                if at(i + 1 + hashes) == '"'
-                    && (!word_before
-                        || (at(i - 1) == 'b' && !(i > 1 && is_word_char(at(i - 2))))) =>
-            {
+            ('r', _) if raw_string_opens && at(i + 1 + hashes) == '"' => {
                 let closes = |j: usize| at(j) == '"' && (1..=hashes).all(|k| at(j + k) == '#');
                 find(i + 2 + hashes, &closes) + 1 + hashes
             }
