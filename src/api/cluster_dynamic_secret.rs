@@ -2,6 +2,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::descriptions::flowing_descriptions;
 use super::pool_spec::{DynamicSecretStatus, PoolSpec};
 
 /// A pool that serves leases of every namespace its selector matches, with its app credential
@@ -37,6 +38,7 @@ use super::pool_spec::{DynamicSecretStatus, PoolSpec};
 #[x_kube(validation = Rule::new("(has(self.clientSecretRef) ? 1 : 0) + (has(self.certificateRef) ? 1 : 0) + (has(self.workloadIdentity) ? 1 : 0) == 1")
     .message(Message::Message("set exactly one credential: clientSecretRef, certificateRef or workloadIdentity".into())))]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = flowing_descriptions)]
 pub struct ClusterEntraDynamicSecretSpec {
     #[serde(flatten)]
     pub pool: PoolSpec,

@@ -1,6 +1,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::descriptions::flowing_descriptions;
 use super::pool_spec::{DynamicSecretStatus, PoolSpec, WORKLOAD_IDENTITY_IS_CLUSTER_ONLY};
 
 /// A pool of existing Entra ID users whose credentials can be leased, and the app registration
@@ -39,6 +40,7 @@ use super::pool_spec::{DynamicSecretStatus, PoolSpec, WORKLOAD_IDENTITY_IS_CLUST
     .field_path(".workloadIdentity"))]
 #[x_kube(validation = Rule::new("(has(self.clientSecretRef) ? 1 : 0) + (has(self.certificateRef) ? 1 : 0) == 1")
     .message(Message::Message("set exactly one credential: clientSecretRef or certificateRef".into())))]
+#[schemars(transform = flowing_descriptions)]
 pub struct EntraDynamicSecretSpec {
     #[serde(flatten)]
     pub pool: PoolSpec,

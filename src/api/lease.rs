@@ -2,6 +2,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::descriptions::flowing_descriptions;
+use super::leased_user::LeasedUser;
 use super::rotation::{NAMED_USER_CANNOT_ROTATE, PreviousCredential, RolloutTarget, RotationSpec};
 use super::secret_template::SecretTemplate;
 use super::validation::{OBJECT_NAME_PATTERN, USER_PATTERN, positive_duration};
@@ -44,6 +46,7 @@ use crate::duration::DURATION_PATTERN;
     .message(Message::Message(NAMED_USER_CANNOT_ROTATE.into()))
     .field_path(".rotation"))]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = flowing_descriptions)]
 pub struct EntraLeaseSpec {
     /// The pool this lease draws from: an EntraDynamicSecret in this namespace, or a
     /// ClusterEntraDynamicSecret that selects this namespace. Immutable.
@@ -156,6 +159,7 @@ pub enum LeasePhase {
 /// rewrites it when anyone else edits it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = flowing_descriptions)]
 pub struct LeaseStatus {
     /// Where the lease is in its life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,14 +220,4 @@ pub struct LeaseStatus {
     /// The generation of the spec that this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-}
-
-/// The Entra ID user held by a lease.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct LeasedUser {
-    /// The user's principal name, the username of the credentials.
-    pub user_principal_name: String,
-    /// The user's object ID.
-    pub id: String,
 }

@@ -8,8 +8,10 @@ use kube::CustomResourceExt;
 
 mod cloud;
 mod cluster_dynamic_secret;
+mod descriptions;
 mod dynamic_secret;
 mod lease;
+mod leased_user;
 mod pool_spec;
 mod rotation;
 mod secret_template;
@@ -18,9 +20,8 @@ mod validation;
 pub use cloud::Cloud;
 pub use cluster_dynamic_secret::{ClusterEntraDynamicSecret, ClusterEntraDynamicSecretSpec};
 pub use dynamic_secret::{EntraDynamicSecret, EntraDynamicSecretSpec};
-pub use lease::{
-    DynamicSecretRef, EntraLease, EntraLeaseSpec, LeasePhase, LeaseStatus, LeasedUser, PoolKind,
-};
+pub use lease::{DynamicSecretRef, EntraLease, EntraLeaseSpec, LeasePhase, LeaseStatus, PoolKind};
+pub use leased_user::LeasedUser;
 pub use pool_spec::{
     AssertionAlgorithm, CertificateRef, ClientSecretRef, DynamicSecretStatus, PoolSpec, PoolUser,
     WORKLOAD_IDENTITY_IS_CLUSTER_ONLY, WorkloadIdentity,

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Cloud;
+use super::descriptions::flowing_descriptions;
 use super::validation::{
     GUID_PATTERN, OBJECT_NAME_PATTERN, SECRET_KEY_PATTERN, TENANT_PATTERN, USER_PATTERN,
     positive_duration,
@@ -153,6 +154,7 @@ pub const WORKLOAD_IDENTITY_IS_CLUSTER_ONLY: &str = "workloadIdentity is accepte
 /// What the operator last observed about a pool.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = flowing_descriptions)]
 pub struct DynamicSecretStatus {
     /// Ready: the app can get a token and at least one pool user can be leased. Degraded: some
     /// pool users cannot be leased (see users[].problem).

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-use super::lease::LeasedUser;
+use super::leased_user::LeasedUser;
 use super::validation::{OBJECT_NAME_PATTERN, positive_duration};
 use crate::duration::DURATION_PATTERN;
 

@@ -2,45 +2,19 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
 use zeroize::Zeroizing;
 
+use super::config::GraphClientConfig;
 use super::credentials::AppCredentials;
 use super::error::{GraphError, TransientFailure, TransientKind};
 use super::http::{RawResponse, build_http_client, send_once};
-use super::retry::{Failure, RetryPolicy, with_retries};
+use super::retry::{Failure, with_retries};
 use super::token::TokenCache;
 use crate::sensitive::ExposeSecret;
-
-/// Timeouts, retry budget and token handling. `Default` is for production; tests shrink it.
-#[derive(Clone, Debug)]
-pub struct GraphClientConfig {
-    /// Time for one attempt, from connecting to the last byte of the answer.
-    pub request_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub retry: RetryPolicy,
-    /// A cached token is replaced this long before it expires (at most half its lifetime).
-    pub token_expiry_margin: Duration,
-    /// A 403 drops the cached token and retries once (role grants show only in new tokens), but
-    /// only for a token at least this old: a younger one already carries the current grants.
-    pub forbidden_token_min_age: Duration,
-}
-
-impl Default for GraphClientConfig {
-    fn default() -> Self {
-        Self {
-            request_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            retry: RetryPolicy::default(),
-            token_expiry_margin: Duration::from_secs(5 * 60),
-            forbidden_token_min_age: Duration::from_secs(60),
-        }
-    }
-}
 
 /// A Microsoft Graph client for app-only calls. Cheap to clone: clones share connections and tokens.
 #[derive(Clone)]

@@ -33,7 +33,10 @@ impl ClientCredential {
 
     /// True when the token request carries a `client_assertion` rather than a secret.
     pub fn is_assertion(&self) -> bool {
-        !matches!(self, ClientCredential::Secret(_))
+        match self {
+            ClientCredential::Secret(_) => false,
+            ClientCredential::Certificate(_) | ClientCredential::Federated(_) => true,
+        }
     }
 }
 

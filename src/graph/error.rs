@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::certificate::CertificateProblem;
-use super::users::NotLeasable;
+use super::certificate_problem::CertificateProblem;
+use super::not_leasable::NotLeasable;
 
 /// Correlation data for one failed request: safe to show in conditions, events and logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -263,7 +263,10 @@ impl GraphError {
             GraphError::PasswordRejected { .. } => "password_rejected",
             GraphError::TransientExhausted { last, .. } => match last.kind {
                 TransientKind::Throttled => "graph_throttled",
-                _ => "graph_unavailable",
+                TransientKind::Unavailable { .. }
+                | TransientKind::Timeout
+                | TransientKind::Connection
+                | TransientKind::Accepted => "graph_unavailable",
             },
             GraphError::Unexpected { .. } | GraphError::MalformedResponse { .. } => {
                 "unexpected_response"
@@ -273,14 +276,36 @@ impl GraphError {
 
     /// True when the same call may succeed later without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, GraphError::TransientExhausted { .. })
+        self.transient_failure().is_some()
     }
 
     /// When the server asked to be left alone for a while: a hint for the caller's requeue.
     pub fn retry_after(&self) -> Option<Duration> {
+        self.transient_failure()?.retry_after
+    }
+
+    /// The last transient failure, when the retry budget ran out; `None` for the errors that
+    /// need someone to change something.
+    fn transient_failure(&self) -> Option<&TransientFailure> {
         match self {
-            GraphError::TransientExhausted { last, .. } => last.retry_after,
-            _ => None,
+            GraphError::TransientExhausted { last, .. } => Some(last),
+            GraphError::Config(_)
+            | GraphError::AssertionUnavailable { .. }
+            | GraphError::InvalidClientSecret(_)
+            | GraphError::InvalidClientAssertion(_)
+            | GraphError::ClientAssertionExpired(_)
+            | GraphError::FederatedCredentialNotFound(_)
+            | GraphError::Certificate(_)
+            | GraphError::UnknownTenant(_)
+            | GraphError::UnknownApplication(_)
+            | GraphError::TokenRequestFailed { .. }
+            | GraphError::AccessTokenRejected(_)
+            | GraphError::MissingPermission { .. }
+            | GraphError::UserNotFound { .. }
+            | GraphError::UserNotLeasable { .. }
+            | GraphError::PasswordRejected { .. }
+            | GraphError::Unexpected { .. }
+            | GraphError::MalformedResponse { .. } => None,
         }
     }
 

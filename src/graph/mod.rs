@@ -10,28 +10,36 @@
 //!   Administrator from resetting its password.
 //! - `passwords`: setting a password, and generating one that Entra accepts.
 //! - `retry` and `http`: one attempt, and trying again when that is worth it.
-//! - `error`: the one error type, with condition reasons and metric labels.
+//! - `error`: the one error type, with condition reasons and metric labels; the causes it carries
+//!   (`certificate_problem`, `not_leasable`) sit below it, with the modules that find them.
+//! - `config`: the client's timeouts, retry budget and token lifetimes.
 
 mod certificate;
+mod certificate_problem;
 mod client;
 mod cloud;
+mod config;
 mod credentials;
 mod error;
 mod federated;
 mod http;
 mod memberships;
+mod not_leasable;
 mod passwords;
 mod protected_roles;
 mod retry;
 mod token;
 mod users;
 
-pub use certificate::{AssertionAlgorithm, CertificateCredential, CertificateProblem};
-pub use client::{GraphClient, GraphClientConfig};
+pub use certificate::{AssertionAlgorithm, CertificateCredential};
+pub use certificate_problem::CertificateProblem;
+pub use client::GraphClient;
 pub use cloud::{Cloud, EndpointOverrides, Endpoints};
+pub use config::GraphClientConfig;
 pub use credentials::{AppCredentials, ClientCredential};
 pub use error::{Diagnostics, GraphError, TransientFailure, TransientKind};
 pub use federated::{FederatedTokenFile, FederatedTokenSource};
+pub use not_leasable::NotLeasable;
 pub use protected_roles::Protection;
 pub use retry::RetryPolicy;
-pub use users::{GraphUser, NotLeasable};
+pub use users::GraphUser;

@@ -12,7 +12,8 @@ use crate::sensitive::{ExposeSecret, SecretString};
 use super::client::{GraphClient, GraphRequest};
 use super::credentials::AppCredentials;
 use super::error::GraphError;
-use super::users::{NotLeasable, failure, user_url};
+use super::not_leasable::NotLeasable;
+use super::users::{failure, user_url};
 
 impl GraphClient {
     /// Sets the user's password, not forcing a change at next sign-in. Retries re-send the same

@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::sensitive::{ExposeSecret, SecretString};
 
-use super::client::GraphClientConfig;
+use super::config::GraphClientConfig;
 use super::credentials::{AppCredentials, ClientCredential};
 use super::error::{Diagnostics, GraphError, TokenErrorBody, TransientFailure, TransientKind};
 use super::http::{RawResponse, send_once};

@@ -1,8 +1,6 @@
 //! The user operations the operator needs besides password writes: resolve a pool user, revoke
 //! its sessions, enable or disable it; and how a user is addressed and its errors mapped.
 
-use std::fmt;
-
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
@@ -12,6 +10,7 @@ use super::client::{GraphClient, GraphRequest};
 use super::credentials::AppCredentials;
 use super::error::GraphError;
 use super::http::RawResponse;
+use super::not_leasable::NotLeasable;
 
 /// `$select` of a user read: only what leasing needs, which also lowers the read's throttling cost.
 const USER_SELECT: &str =
@@ -27,40 +26,6 @@ pub struct GraphUser {
     pub account_enabled: Option<bool>,
     pub user_type: Option<String>,
     pub on_premises_sync_enabled: Option<bool>,
-}
-
-/// Why a user's password is not the operator's to set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotLeasable {
-    /// `userType: Guest`: the password belongs to the guest's home tenant.
-    Guest,
-    /// `onPremisesSyncEnabled: true`: the password is managed on-premises.
-    SyncedFromOnPremises,
-    /// `accountEnabled: false`: nobody could sign in with the issued password.
-    Disabled,
-}
-
-impl NotLeasable {
-    /// A short code for status fields and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotLeasable::Guest => "Guest",
-            NotLeasable::SyncedFromOnPremises => "SyncedFromOnPremises",
-            NotLeasable::Disabled => "Disabled",
-        }
-    }
-}
-
-impl fmt::Display for NotLeasable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NotLeasable::Guest => "a guest user, whose password belongs to its home tenant",
-            NotLeasable::SyncedFromOnPremises => {
-                "synced from on-premises, where its password is managed"
-            }
-            NotLeasable::Disabled => "the account is disabled",
-        })
-    }
 }
 
 impl GraphUser {
