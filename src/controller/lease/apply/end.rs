@@ -63,14 +63,7 @@ impl Shell<'_> {
         }
         let reason = Reason::CredentialEnded;
         let message = messages::credential_ended(user);
-        self.ctx
-            .publish(
-                self.lease,
-                EventType::Warning,
-                reason,
-                "Rotate",
-                message.clone(),
-            )
+        self.tell(EventType::Warning, reason, "Rotate", message.clone())
             .await;
         self.status
             .without_credential(LeasePhase::Pending, false, reason, message)

@@ -13,12 +13,14 @@ mod set_password;
 mod wait;
 
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::EventType;
 
 use super::decide::{Decision, Outcome};
 use super::status::LeaseStatusWriter;
 use crate::api::EntraLease;
 use crate::controller::Error;
 use crate::controller::context::Context;
+use crate::controller::reasons::Reason;
 
 pub use end::{cleanup, count_revocation_failure, revocation_reason};
 
@@ -44,6 +46,21 @@ impl Step {
 }
 
 impl Shell<'_> {
+    /// An event about the lease.
+    async fn tell(&self, type_: EventType, reason: Reason, action: &str, message: String) {
+        self.ctx
+            .publish(self.lease, type_, reason, action, message)
+            .await;
+    }
+
+    /// An event, unless the lease's Ready condition already says `reason`: a state that lasts
+    /// is told once (events are API writes).
+    async fn tell_once(&self, type_: EventType, reason: Reason, action: &str, message: &str) {
+        if !self.status.already(reason) {
+            self.tell(type_, reason, action, message.to_owned()).await;
+        }
+    }
+
     pub async fn carry_out(&self, decision: Decision) -> Result<Step, Error> {
         match decision {
             Decision::Expire { user } => self.expire(user.as_deref()).await,

@@ -22,17 +22,8 @@ impl Shell<'_> {
         for claim in ending {
             end_credential(self.ctx, claim).await?;
         }
-        if !self.status.already(reason) {
-            self.ctx
-                .publish(
-                    self.lease,
-                    EventType::Warning,
-                    reason,
-                    "Validate",
-                    message.clone(),
-                )
-                .await;
-        }
+        self.tell_once(EventType::Warning, reason, "Validate", &message)
+            .await;
         self.status
             .without_credential(LeasePhase::Failed, false, reason, message)
             .await?;
@@ -42,14 +33,7 @@ impl Shell<'_> {
     /// Failed, and not tried again before the retry time unless the lease's spec changes:
     /// permissions and roles can be fixed in Entra without any change here.
     pub(super) async fn fail_issue(&self, reason: Reason, message: String) -> Result<Step, Error> {
-        self.ctx
-            .publish(
-                self.lease,
-                EventType::Warning,
-                reason,
-                "Issue",
-                message.clone(),
-            )
+        self.tell(EventType::Warning, reason, "Issue", message.clone())
             .await;
         self.status
             .without_credential(LeasePhase::Failed, false, reason, message)

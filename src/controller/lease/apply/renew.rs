@@ -63,9 +63,7 @@ impl Shell<'_> {
             capped: capped.to_string(),
         };
         metrics().renewals.get_or_create(&capped_label).inc();
-        self.ctx
-            .publish(self.lease, EventType::Normal, reason, "Renew", message)
-            .await;
+        self.tell(EventType::Normal, reason, "Renew", message).await;
         Ok(Step::Done(Outcome::Active {
             current: Arc::new(renewed),
             previous,
@@ -92,8 +90,7 @@ impl Shell<'_> {
         self.status
             .active(&answered, previous.as_deref(), reason, message.clone())
             .await?;
-        self.ctx
-            .publish(self.lease, EventType::Warning, reason, "Renew", message)
+        self.tell(EventType::Warning, reason, "Renew", message)
             .await;
         Ok(Step::Done(Outcome::Active {
             current: Arc::new(answered),

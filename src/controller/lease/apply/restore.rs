@@ -24,15 +24,13 @@ impl Shell<'_> {
         cause: SecretState,
     ) -> Result<Step, Error> {
         let record = &current.record;
-        self.ctx
-            .publish(
-                self.lease,
-                EventType::Warning,
-                Reason::CredentialRestored,
-                "Restore",
-                messages::restoring(&record.secret_name, cause),
-            )
-            .await;
+        self.tell(
+            EventType::Warning,
+            Reason::CredentialRestored,
+            "Restore",
+            messages::restoring(&record.secret_name, cause),
+        )
+        .await;
         let Some(app) = self.setting_credentials(record).await? else {
             return Ok(Step::then(restore_after_pool_changed(record)));
         };

@@ -35,28 +35,24 @@ impl Shell<'_> {
     /// Tells what a look at the restart targets did: restarts and refusals, once each.
     pub async fn tell_rollouts(&self, report: &RolloutReport) {
         if !report.restarted.is_empty() {
-            self.ctx
-                .publish(
-                    self.lease,
-                    EventType::Normal,
-                    Reason::RolloutRestarted,
-                    "Restart",
-                    messages::rollouts_restarted(&report.restarted),
-                )
-                .await;
+            self.tell(
+                EventType::Normal,
+                Reason::RolloutRestarted,
+                "Restart",
+                messages::rollouts_restarted(&report.restarted),
+            )
+            .await;
         }
         let reason = Reason::RolloutTargetRefused;
         if report.refused.is_empty() || self.status.already(reason) {
             return;
         }
-        self.ctx
-            .publish(
-                self.lease,
-                EventType::Warning,
-                reason,
-                "Restart",
-                report.refused.join("; "),
-            )
-            .await;
+        self.tell(
+            EventType::Warning,
+            reason,
+            "Restart",
+            report.refused.join("; "),
+        )
+        .await;
     }
 }

@@ -100,17 +100,8 @@ impl Shell<'_> {
             self.ctx.waits_to_rotate(&current.lease.uid, pool);
         }
         let reason = Reason::RotationWaiting;
-        if !self.status.already(reason) {
-            self.ctx
-                .publish(
-                    self.lease,
-                    EventType::Warning,
-                    reason,
-                    "Rotate",
-                    message.clone(),
-                )
-                .await;
-        }
+        self.tell_once(EventType::Warning, reason, "Rotate", &message)
+            .await;
         self.status.active(current, None, reason, message).await?;
         Ok(Step::Done(Outcome::RotationWaits {
             expires_at: current.expires_at(),
@@ -151,8 +142,7 @@ impl Shell<'_> {
         self.status
             .active(current, None, reason, message.clone())
             .await?;
-        self.ctx
-            .publish(self.lease, EventType::Normal, reason, "Rotate", message)
+        self.tell(EventType::Normal, reason, "Rotate", message)
             .await;
         Ok(Step::Done(Outcome::GoOn))
     }

@@ -130,9 +130,7 @@ impl Shell<'_> {
             let waited = self.now.duration_since(created.0).as_secs_f64();
             metrics().time_to_credential.observe(waited.max(0.0));
         }
-        self.ctx
-            .publish(self.lease, EventType::Normal, reason, "Issue", message)
-            .await;
+        self.tell(EventType::Normal, reason, "Issue", message).await;
         if previous.is_some() {
             metrics().rotations.inc();
             self.ctx.rotation_done(&confirmed.lease.uid);
@@ -197,14 +195,7 @@ impl Shell<'_> {
             (Then::TryAnotherUser, _) => {
                 let refused = failure.kind == FailureKind::Refused;
                 let message = messages::set_aside(user, refused, &error);
-                self.ctx
-                    .publish(
-                        self.lease,
-                        EventType::Warning,
-                        error.reason(),
-                        "Issue",
-                        message,
-                    )
+                self.tell(EventType::Warning, error.reason(), "Issue", message)
                     .await;
                 Ok(Step::Done(Outcome::GoOn))
             }

@@ -15,17 +15,8 @@ use crate::controller::reasons::Reason;
 
 impl Shell<'_> {
     pub(super) async fn wait(&self, reason: Reason, message: String) -> Result<Step, Error> {
-        if !self.status.already(reason) {
-            self.ctx
-                .publish(
-                    self.lease,
-                    EventType::Normal,
-                    reason,
-                    "Wait",
-                    message.clone(),
-                )
-                .await;
-        }
+        self.tell_once(EventType::Normal, reason, "Wait", &message)
+            .await;
         self.status
             .without_credential(LeasePhase::Pending, false, reason, message)
             .await?;
