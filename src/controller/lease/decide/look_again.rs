@@ -79,7 +79,20 @@ pub fn look_again_after(
                 ..
             } => LOOK_AGAIN_AFTER,
             Decision::Hold { until, .. } => until_then(*until, now),
-            _ => return None,
+            // Their effects say when to look again, or objects changing wake the lease.
+            Decision::Expire { .. }
+            | Decision::EndCredentials { .. }
+            | Decision::Rotate(_)
+            | Decision::RotationWaiting { .. }
+            | Decision::Retire { .. }
+            | Decision::Refuse { .. }
+            | Decision::FailIssue { .. }
+            | Decision::Issue(_)
+            | Decision::Reissue { .. }
+            | Decision::Resume { .. }
+            | Decision::Restore { .. }
+            | Decision::RenewDeclined { .. }
+            | Decision::Renew { .. } => return None,
         },
     };
     // Rollouts are read, not watched: looked at often while the previous credential waits.
