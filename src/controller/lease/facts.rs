@@ -24,6 +24,9 @@ pub struct LeaseFacts<'a> {
     pub pool: Option<&'a Pool>,
     /// Whether the pool serves the lease's namespace (a cluster pool's selector matches it).
     pub served: bool,
+    /// `served` comes from the namespace's labels read now, not from the cache (which may lag
+    /// a label just changed).
+    pub served_read_live: bool,
     pub secret: SecretState,
     /// The pool's users as this operator resolved them through Graph, for the pool as it is
     /// now; `None` until it has. Never the pool's status, which its editors may write.

@@ -114,6 +114,7 @@ async fn live_lease(
             lease,
             pool: pool.as_ref(),
             served: served_now.unwrap_or_else(|| served(ctx, lease, pool.as_ref())),
+            served_read_live: served_now.is_some(),
             secret: read.secret,
             resolved: read.resolved.as_deref(),
             claims: &claims,

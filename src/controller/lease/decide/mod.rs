@@ -65,8 +65,9 @@ fn decide_any(facts: &LeaseFacts<'_>) -> Decision {
         };
     }
     if !record.issued {
-        // No password for a namespace its pool stopped serving: what it holds ends.
-        if !facts.served {
+        // No password for a namespace its pool stopped serving, as its labels read now: what
+        // it holds ends. (Without its pool, the resume finds the pool changed.)
+        if !facts.served && facts.served_read_live && facts.pool.is_some() {
             return issue::refuse(
                 facts,
                 crate::controller::reasons::Reason::NamespaceNotSelected,

@@ -130,6 +130,7 @@ fn decide_with(
         lease,
         pool: pool.as_ref(),
         served: true,
+        served_read_live: false,
         secret,
         resolved,
         claims: &claims_of(record, None),
@@ -245,6 +246,7 @@ fn candidates_come_from_the_operators_resolution_never_the_pool_status() {
             lease,
             pool: Some(&pool),
             served: true,
+            served_read_live: false,
             secret: SecretState::Missing,
             resolved,
             claims: &claims_of(None, None),
@@ -515,6 +517,7 @@ fn requeues_never_pass_the_held_credential_expiry() {
         lease: &lease,
         pool: Some(&pool),
         served: true,
+        served_read_live: false,
         secret: SecretState::Intact,
         resolved: None,
         claims: &claims_of(Some(&record), None),
@@ -706,6 +709,7 @@ fn a_namespace_the_cluster_pool_does_not_select_is_refused_and_an_active_lease_i
         lease: &lease,
         pool: Some(&pool),
         served: false,
+        served_read_live: false,
         secret: SecretState::Missing,
         resolved: Some(&resolved),
         claims: &claims_of(None, None),
@@ -864,6 +868,7 @@ fn decide_continuous(
         lease,
         pool: Some(&pool),
         served: true,
+        served_read_live: false,
         secret: SecretState::Intact,
         resolved,
         claims: &claims_of(Some(record), previous),
@@ -966,6 +971,7 @@ fn the_previous_credential_ends_when_rollouts_complete_or_the_overlap_runs_out()
         lease: &lease,
         pool: Some(&pool_arc),
         served: true,
+        served_read_live: false,
         secret: SecretState::Intact,
         resolved: None,
         claims: &claims_of(Some(&current), Some(&previous)),
@@ -1035,7 +1041,7 @@ fn graph_unavailable() -> crate::controller::Error {
 }
 
 #[test]
-fn an_interrupted_issue_in_a_namespace_no_longer_served_ends_instead_of_resuming() {
+fn an_interrupted_issue_in_a_namespace_no_longer_served_as_read_now_ends_instead_of_resuming() {
     let pool = Pool::Namespaced(std::sync::Arc::new(pool()));
     let lease = lease(|s| s.dynamic_secret_ref.kind = PoolKind::ClusterEntraDynamicSecret);
     let mut unconfirmed = record();
@@ -1044,6 +1050,7 @@ fn an_interrupted_issue_in_a_namespace_no_longer_served_ends_instead_of_resuming
         lease: &lease,
         pool: Some(&pool),
         served: false,
+        served_read_live: false,
         secret: SecretState::Intact,
         resolved: None,
         claims: &claims_of(Some(&unconfirmed), None),
@@ -1053,16 +1060,33 @@ fn an_interrupted_issue_in_a_namespace_no_longer_served_ends_instead_of_resuming
         secret_types: &SecretTypes::default(),
         now: at(10),
     };
-    let decision = decide(&facts);
+    let cached = decide(&facts);
+    assert_eq!(
+        shape(&cached),
+        "Resume",
+        "the cache may lag a label just added: a resume is decided on the labels read now"
+    );
+    assert_eq!(cached.needs(), Reads::LiveClaimsAndNamespace);
+    let live = LeaseFacts {
+        served_read_live: true,
+        ..facts
+    };
+    let decision = decide(&live);
     let Decision::Refuse { reason, ending, .. } = &decision else {
         panic!("{decision:?}")
     };
     assert_eq!(*reason, Reason::NamespaceNotSelected);
     assert_eq!(ending.len(), 1, "the claim it holds ends");
     assert_eq!(decision.needs(), Reads::LiveClaims);
+    let gone = LeaseFacts { pool: None, ..live };
+    assert_eq!(
+        shape(&decide(&gone)),
+        "Resume",
+        "without its pool, the resume finds the pool changed and issues again"
+    );
     let served = LeaseFacts {
         served: true,
-        ..facts
+        ..live
     };
     assert_eq!(shape(&decide(&served)), "Resume");
     assert_eq!(decide(&served).needs(), Reads::LiveClaimsAndNamespace);
@@ -1077,6 +1101,7 @@ fn a_new_lease_waits_while_a_continuous_lease_of_its_pool_waits_to_rotate() {
         lease: &lease,
         pool: Some(&pool),
         served: true,
+        served_read_live: false,
         secret: SecretState::Missing,
         resolved: Some(&resolved),
         claims: &claims_of(None, None),
@@ -1225,6 +1250,7 @@ fn a_hold_carries_why_a_restart_target_will_not_roll_out() {
         lease: &lease,
         pool: Some(&pool),
         served: true,
+        served_read_live: false,
         secret: SecretState::Intact,
         resolved: None,
         claims: &claims_of(Some(&current), Some(&previous)),
@@ -1259,6 +1285,7 @@ fn an_active_credential_is_looked_at_again_at_its_end_or_when_its_previous_one_r
         lease: &lease,
         pool: None,
         served: true,
+        served_read_live: false,
         secret: SecretState::Intact,
         resolved: None,
         claims: &claims_of(None, None),
