@@ -129,14 +129,23 @@ async fn live_lease(
         let decision = decide(&facts);
         let needs = decision.needs();
         if needs > reads {
-            if reads < Reads::LiveClaims {
-                claims = ctx.claims.held_by(&uid).await?;
-            }
-            if needs == Reads::LiveClaimsAndNamespace {
-                served_now = serves_now(ctx, lease, pool.as_ref()).await?;
-            }
+            let live_claims = if reads < Reads::LiveClaims {
+                Some(ctx.claims.held_by(&uid).await?)
+            } else {
+                None
+            };
+            let live_served = if needs == Reads::LiveClaimsAndNamespace {
+                serves_now(ctx, lease, pool.as_ref()).await?
+            } else {
+                None
+            };
             reads = needs;
-            continue;
+            // Decided again only on what was read anew: a namespaced pool's labels need no read.
+            if live_claims.is_some() || live_served.is_some() {
+                claims = live_claims.unwrap_or(claims);
+                served_now = live_served.or(served_now);
+                continue;
+            }
         }
         tracing::debug!(lease = %lease.name_any(), ?decision, "decided");
         let shell = Shell {
