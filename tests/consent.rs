@@ -19,6 +19,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::ControlPlane;
+use support::admission::until_authorized;
 use support::audit::Auditor;
 use support::chart::{ChartRelease, client_for, free_port, service_account_kubeconfig};
 use support::cluster::{client_secret, install_crds, namespace, poll};
@@ -136,26 +137,6 @@ fn lease(name: &str, user: &str, extra: Value) -> EntraLease {
     .unwrap()
 }
 
-/// Retries a request refused with 403 while RBAC (an aggregated role) settles.
-async fn once_allowed<T, F, Fut>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = kube::Result<T>>,
-{
-    let started = std::time::Instant::now();
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(kube::Error::Api(status))
-                if status.code == 403 && started.elapsed() < Duration::from_secs(30) =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(error) => panic!("{what}: {error:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn tenants_can_neither_keep_a_password_nor_use_the_operators_rights() {
     let control_plane = ControlPlane::shared();
@@ -193,7 +174,7 @@ async fn tenants_can_neither_keep_a_password_nor_use_the_operators_rights() {
         .await;
     let secrets = Api::<Secret>::namespaced(namespace_admin.clone(), &tenant);
     let app_secret = client_secret("entra-app", CLIENT_SECRET);
-    once_allowed("the admin creates the client secret", || async {
+    until_authorized("the admin creates the client secret", || async {
         secrets.create(&PostParams::default(), &app_secret).await
     })
     .await;
@@ -215,7 +196,7 @@ async fn tenants_can_neither_keep_a_password_nor_use_the_operators_rights() {
         namespace_admin.clone(),
         &tenant,
     );
-    once_allowed("the admin creates the pool", || async {
+    until_authorized("the admin creates the pool", || async {
         pools.create(&PostParams::default(), &pool).await
     })
     .await;
@@ -250,7 +231,7 @@ async fn no_deputy(world: &World, dir: &Path) {
         },
     });
     let pull = lease("pull", sample::ALICE.upn, pull_secret);
-    once_allowed("the lease user creates a lease", || async {
+    until_authorized("the lease user creates a lease", || async {
         leases.create(&PostParams::default(), &pull).await
     })
     .await;
