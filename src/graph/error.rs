@@ -279,6 +279,23 @@ impl GraphError {
         self.transient_failure().is_some()
     }
 
+    /// True when a write that failed this way may still have been applied: no answer came
+    /// (a timeout, a broken connection) or Graph answered 5xx. Every other failure is an answer
+    /// that applied nothing (a 4xx, throttling included) or a request that was never sent. The
+    /// client reports a call whose earlier attempt had such an outcome as this kind too, whatever
+    /// its last answer was.
+    pub fn may_have_applied(&self) -> bool {
+        self.transient_failure().is_some_and(|last| {
+            matches!(
+                last.kind,
+                TransientKind::Unavailable { .. }
+                    | TransientKind::Timeout
+                    | TransientKind::Connection
+                    | TransientKind::Accepted
+            )
+        })
+    }
+
     /// When the server asked to be left alone for a while: a hint for the caller's requeue.
     pub fn retry_after(&self) -> Option<Duration> {
         self.transient_failure()?.retry_after
