@@ -3,6 +3,7 @@
 //! from the controllers' caches when `/metrics` is scraped, so they can never drift from the
 //! cluster.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
@@ -25,6 +26,22 @@ pub struct GraphRequestLabels {
     pub operation: String,
     /// The HTTP status, or `timeout` / `connection` when no answer came.
     pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub app: String,
+    pub class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,6 +99,9 @@ pub struct Snapshot {
     pub pool_credential_expiries: Vec<(PoolCredentialLabels, i64)>,
 }
 
+/// The scheduler's priority classes, as labelled.
+const GRAPH_CLASSES: &[&str] = &["end", "rotate", "restore", "issue", "validate"];
+
 type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
 pub struct Metrics {
@@ -102,6 +122,11 @@ pub struct Metrics {
     pub graph_requests: Family<GraphRequestLabels, Counter>,
     pub graph_duration: Family<OperationLabels, Histogram>,
     pub graph_throttle_wait: Counter<f64>,
+    pub graph_queue_depth: Family<QueueLabels, Gauge>,
+    pub graph_queue_wait: Family<ClassLabels, Histogram>,
+    pub graph_queue_oldest: Family<ClassLabels, Gauge<f64, AtomicU64>>,
+    pub graph_parked: Gauge,
+    pub graph_writes_by_namespace: Family<NamespaceLabels, Counter>,
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub leader: Gauge,
@@ -134,6 +159,11 @@ impl Metrics {
             graph_requests: Family::default(),
             graph_duration: Family::new_with_constructor(latency_histogram),
             graph_throttle_wait: Counter::default(),
+            graph_queue_depth: Family::default(),
+            graph_queue_wait: Family::new_with_constructor(latency_histogram),
+            graph_queue_oldest: Family::default(),
+            graph_parked: Gauge::default(),
+            graph_writes_by_namespace: Family::default(),
             reconcile_duration: Family::new_with_constructor(latency_histogram),
             reconcile_errors: Family::default(),
             leader: Gauge::default(),
@@ -204,6 +234,31 @@ impl Metrics {
             m.graph_throttle_wait.clone(),
         );
         registry.register(
+            "graph_queue_depth",
+            "Graph requests waiting for their turn, by app (client id) and priority class",
+            m.graph_queue_depth.clone(),
+        );
+        registry.register(
+            "graph_queue_wait_seconds",
+            "Time a Graph request waited for its turn (budgets, pauses, requests ahead), by class",
+            m.graph_queue_wait.clone(),
+        );
+        registry.register(
+            "graph_queue_oldest_wait_seconds",
+            "How long the oldest Graph request still waiting has waited, by class",
+            m.graph_queue_oldest.clone(),
+        );
+        registry.register(
+            "graph_parked_requests",
+            "Graph requests parked in line while their worker went on to other work",
+            m.graph_parked.clone(),
+        );
+        registry.register(
+            "graph_writes_by_namespace",
+            "Graph writes sent, by the namespace whose share they spent (\"\": the operator's own)",
+            m.graph_writes_by_namespace.clone(),
+        );
+        registry.register(
             "reconcile_duration_seconds",
             "Duration of one reconcile",
             m.reconcile_duration.clone(),
@@ -255,6 +310,61 @@ impl Metrics {
         self.graph_duration
             .get_or_create(&operation)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A Graph request of `app` joined the line in `class`.
+    pub fn graph_queue_joined(&self, app: &str, class: &str) {
+        self.graph_queue_depth
+            .get_or_create(&QueueLabels {
+                app: app.to_owned(),
+                class: class.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A Graph request of `app` in `class` left the line (sent or given up).
+    pub fn graph_queue_left(&self, app: &str, class: &str) {
+        self.graph_queue_depth
+            .get_or_create(&QueueLabels {
+                app: app.to_owned(),
+                class: class.to_owned(),
+            })
+            .dec();
+    }
+
+    /// A Graph request of `class` started after waiting `waited`.
+    pub fn graph_queue_waited(&self, class: &str, waited: Duration) {
+        self.graph_queue_wait
+            .get_or_create(&ClassLabels {
+                class: class.to_owned(),
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// The line as it stands: the oldest wait of each class (classes absent wait for nothing),
+    /// and the parked requests.
+    pub fn graph_queue_stands(&self, oldest: &[(&str, Duration)], parked: usize) {
+        for class in GRAPH_CLASSES {
+            let waited = oldest
+                .iter()
+                .find(|(name, _)| name == class)
+                .map_or(0.0, |(_, waited)| waited.as_secs_f64());
+            self.graph_queue_oldest
+                .get_or_create(&ClassLabels {
+                    class: (*class).to_owned(),
+                })
+                .set(waited);
+        }
+        self.graph_parked.set(parked as i64);
+    }
+
+    /// A Graph write was sent for `namespace`.
+    pub fn graph_write_for(&self, namespace: &str) {
+        self.graph_writes_by_namespace
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.to_owned(),
+            })
+            .inc();
     }
 
     pub fn observe_reconcile(&self, controller: &str, elapsed: Duration, error_kind: Option<&str>) {

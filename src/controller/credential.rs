@@ -15,7 +15,7 @@ use super::context::{Context, PASSWORD_ATTEMPTS};
 use super::reasons::Reason;
 use super::status::FIELD_MANAGER;
 use crate::api::EntraLease;
-use crate::graph::{AppCredentials, GraphError};
+use crate::graph::{AppCredentials, Class, GraphError, Purpose};
 use crate::metrics::metrics;
 use crate::password::generate_password;
 use crate::secret::{
@@ -39,8 +39,15 @@ pub(super) async fn set_password_via_secret(
     record: &ClaimRecord,
     resumed: Option<SecretString>,
     previous: Option<&KeptCredential<'_>>,
+    class: Class,
 ) -> Result<(), Error> {
     let length = usize::from(record.password_length);
+    // Parked in the app's line under the lease, so that its next reconcile finds its turn.
+    let graph = ctx.graph.for_purpose(Purpose::new(
+        class,
+        &record.lease.namespace,
+        &record.lease.uid,
+    ));
     let mut password = resumed.unwrap_or_else(|| generate_password(length));
     for attempt in 1..=PASSWORD_ATTEMPTS {
         match previous {
@@ -56,11 +63,7 @@ pub(super) async fn set_password_via_secret(
             }
             None => write_credentials(ctx, lease, record, &password, Secrets::Alone).await?,
         }
-        match ctx
-            .graph
-            .set_password(app, &record.user.id, &password)
-            .await
-        {
+        match graph.set_password(app, &record.user.id, &password).await {
             // Entra took it: it becomes the current credential, the old one the previous.
             Ok(()) => {
                 if let Some(kept) = previous {
@@ -167,8 +170,12 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         .recorded(&ctx.graph, &ctx.endpoints, record)
         .await?;
     let length = usize::from(record.password_length);
-    let scrambled = ctx
+    // Ending credentials go first in the app's line, and park under the claim when they wait.
+    let holder = format!("end/{}", claim.name);
+    let graph = ctx
         .graph
+        .for_purpose(Purpose::new(Class::End, &record.lease.namespace, holder));
+    let scrambled = graph
         .set_new_password(&app, &record.user.id, length, PASSWORD_ATTEMPTS)
         .await;
     match scrambled {
@@ -181,11 +188,7 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         metrics().revocation_lag.observe(late.as_secs_f64());
     }
     if record.revoke_sign_in_sessions {
-        match ctx
-            .graph
-            .revoke_sign_in_sessions(&app, &record.user.id)
-            .await
-        {
+        match graph.revoke_sign_in_sessions(&app, &record.user.id).await {
             Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }

@@ -24,7 +24,7 @@ use super::status::set_condition;
 use crate::api::{
     ClusterEntraDynamicSecret, DynamicSecretStatus, EntraDynamicSecret, EntraLease, PoolUser,
 };
-use crate::graph::GraphError;
+use crate::graph::{Class, GraphError, Purpose};
 
 /// Held by every dynamic secret until all of its leases have ended.
 pub const FINALIZER: &str = "kms.hanzo.ai/end-leases";
@@ -69,7 +69,13 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     let generation = pool.metadata().generation;
     let resolved = match resolve_users(pool, ctx).await {
         Ok(resolved) => resolved,
-        Err(Failure { reason, message }) => {
+        Err(Failure {
+            retry_in: Some(wait),
+            ..
+        }) => return Ok(Action::requeue(wait)),
+        Err(Failure {
+            reason, message, ..
+        }) => {
             let mut status = current.clone();
             status.observed_generation = generation;
             status.users = pool
@@ -190,6 +196,8 @@ struct ReadyCondition {
 struct Failure {
     reason: Reason,
     message: String,
+    /// The validation waits its turn in the app's Graph line: look again then, status as it is.
+    retry_in: Option<Duration>,
 }
 
 /// A pool's users as resolved, and when its app credential stops working (if known).
@@ -209,6 +217,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
             message: format!(
                 "{pool} serves no namespace: its namespaceSelector is invalid: {problem}"
             ),
+            retry_in: None,
         });
     }
     if !ctx.allowed_clouds.contains(&spec.cloud) {
@@ -218,6 +227,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
                 "this operator issues only in {:?} (its --allowed-clouds flag); {pool} names {:?}",
                 ctx.allowed_clouds, spec.cloud
             ),
+            retry_in: None,
         });
     }
     let credential = app_credentials(ctx, pool).await.map_err(|error| Failure {
@@ -229,10 +239,12 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
             other => other.reason(),
         },
         message: error.to_string(),
+        retry_in: None,
     })?;
     let graph_failure = |error: GraphError| Failure {
         reason: Reason::of_graph(&error),
         message: error.to_string(),
+        retry_in: error.queued_for(),
     };
     let key = pool.key();
     if let Some(users) = ctx
@@ -257,14 +269,21 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
         .map_err(|error| Failure {
             reason: Reason::ClientSecretUnreadable,
             message: error.to_string(),
+            retry_in: None,
         })?;
+    // Validation reads go last in the app's line, parked under the pool when they wait.
+    let graph = ctx.graph.for_purpose(Purpose::new(
+        Class::Validate,
+        key.namespace.clone().unwrap_or_default(),
+        format!("validate/{key}"),
+    ));
     let mut users = Vec::with_capacity(spec.users.len());
     for configured in &spec.users {
         let mut user = PoolUser {
             configured: configured.clone(),
             ..PoolUser::default()
         };
-        match ctx.graph.get_user(app, configured).await {
+        match graph.get_user(app, configured).await {
             Ok(found) => {
                 user.problem = found
                     .not_leasable()
@@ -286,7 +305,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
             user.problem = Some(format!("DuplicateOf:{first}"));
         }
     }
-    super::protected_users::mark_protected(&ctx.graph, app, &mut users)
+    super::protected_users::mark_protected(&graph, app, &mut users)
         .await
         .map_err(graph_failure)?;
     ctx.validations

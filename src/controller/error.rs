@@ -141,6 +141,21 @@ impl Error {
         }
     }
 
+    /// How long a Graph request the reconcile parked in its app's line waits for its turn
+    /// (directly or inside the finalizer helper): no failure, the reconcile comes back then.
+    pub fn queued_for(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Graph(error) => error.queued_for(),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                Finalizer::ApplyFailed(error) | Finalizer::CleanupFailed(error) => {
+                    error.queued_for()
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// True when the reconcile acted on a stale copy (directly or inside the finalizer helper).
     pub fn is_stale(&self) -> bool {
         match self {

@@ -52,6 +52,11 @@ pub fn error_policy<K: kube::Resource<DynamicType = ()>>(
         tracing::info!(object = %name, "waiting for leases to end");
         return Action::requeue(Duration::from_secs(2));
     }
+    if let Some(wait) = error.queued_for() {
+        tracing::debug!(object = %name, %error, "a Graph request waits its turn; looking again then");
+        // Never sooner than a beat, so a request estimated ready "now" does not spin.
+        return Action::requeue(wait.max(Duration::from_millis(100)));
+    }
     if error.is_stale() {
         tracing::debug!(object = %name, %error, "acted on a stale copy; looking again");
         return Action::requeue(Duration::from_millis(500));

@@ -24,6 +24,7 @@ impl Reason {
             GraphError::UserNotLeasable { .. } => Reason::UserNotLeasable,
             GraphError::PasswordRejected { .. } => Reason::PasswordRejected,
             GraphError::TransientExhausted { .. } => Reason::GraphUnavailable,
+            GraphError::Queued { .. } => Reason::WaitingForGraph,
             GraphError::Unexpected { .. } | GraphError::MalformedResponse { .. } => {
                 Reason::UnexpectedGraphResponse
             }

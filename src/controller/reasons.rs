@@ -82,6 +82,8 @@ pub enum Reason {
     UserNotFound,
     PasswordRejected,
     GraphUnavailable,
+    /// A Graph request waits its turn for the app's budget (throttled, or paced).
+    WaitingForGraph,
     UnexpectedGraphResponse,
     // Any other failure of a reconcile (the Kubernetes API, a stale copy).
     ReconcileFailed,
@@ -89,7 +91,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for looking one up by its name.
-    pub const ALL: [Reason; 71] = [
+    pub const ALL: [Reason; 72] = [
         Reason::Issued,
         Reason::Renewed,
         Reason::RenewalCapped,
@@ -159,6 +161,7 @@ impl Reason {
         Reason::UserNotFound,
         Reason::PasswordRejected,
         Reason::GraphUnavailable,
+        Reason::WaitingForGraph,
         Reason::UnexpectedGraphResponse,
         Reason::ReconcileFailed,
     ];
@@ -234,6 +237,7 @@ impl Reason {
             Reason::UserNotFound => "UserNotFound",
             Reason::PasswordRejected => "PasswordRejected",
             Reason::GraphUnavailable => "GraphUnavailable",
+            Reason::WaitingForGraph => "WaitingForGraph",
             Reason::UnexpectedGraphResponse => "UnexpectedGraphResponse",
             Reason::ReconcileFailed => "ReconcileFailed",
         }

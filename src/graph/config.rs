@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::retry::RetryPolicy;
+use super::scheduler::Budgets;
 
 /// Timeouts, retry budget and token handling. `Default` is for production; tests shrink it.
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub struct GraphClientConfig {
     /// A 403 drops the cached token and retries once (role grants show only in new tokens), but
     /// only for a token at least this old: a younger one already carries the current grants.
     pub forbidden_token_min_age: Duration,
+    /// Entra's budgets, as the scheduler paces requests to them.
+    pub budgets: Budgets,
 }
 
 impl Default for GraphClientConfig {
@@ -27,6 +30,7 @@ impl Default for GraphClientConfig {
             retry: RetryPolicy::default(),
             token_expiry_margin: Duration::from_secs(5 * 60),
             forbidden_token_min_age: Duration::from_secs(60),
+            budgets: Budgets::default(),
         }
     }
 }

@@ -98,6 +98,27 @@ impl fmt::Display for TransientFailure {
     }
 }
 
+/// Why a request waits in line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueuedBecause {
+    /// Entra answered 429 for a scope of it.
+    Throttled,
+    /// Graph did not answer, or answered 5xx: the app's requests back off.
+    Unavailable,
+    /// The operator paces the app to its budgets, or more urgent requests go first.
+    Paced,
+}
+
+impl fmt::Display for QueuedBecause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            QueuedBecause::Throttled => "Entra throttled it",
+            QueuedBecause::Unavailable => "Graph did not answer",
+            QueuedBecause::Paced => "paced to Entra's limits, ending credentials first",
+        })
+    }
+}
+
 /// Every failure of the Graph client. Each permanent variant maps to one condition reason.
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -200,6 +221,17 @@ pub enum GraphError {
         last: Box<TransientFailure>,
     },
 
+    /// Not sent (again) yet: the request waits its turn in the scheduler's line, its place kept,
+    /// while the caller's worker goes on. The caller asks again in about `ready_in`.
+    #[error("{operation} waits its turn for the app's Graph budget ({because}); next try in about {}s", ready_in.as_secs_f64().ceil())]
+    Queued {
+        operation: &'static str,
+        ready_in: Duration,
+        because: QueuedBecause,
+        /// An earlier attempt of this call got no answer or a 5xx: a write may be applied.
+        may_have_applied: bool,
+    },
+
     #[error("unexpected answer to {operation}: HTTP {status} ({diagnostics})")]
     Unexpected {
         operation: &'static str,
@@ -237,6 +269,7 @@ impl GraphError {
             GraphError::UserNotLeasable { .. } => "UserNotLeasable",
             GraphError::PasswordRejected { .. } => "PasswordRejected",
             GraphError::TransientExhausted { .. } => "GraphUnavailable",
+            GraphError::Queued { .. } => "WaitingForGraph",
             GraphError::Unexpected { .. } | GraphError::MalformedResponse { .. } => {
                 "UnexpectedGraphResponse"
             }
@@ -268,6 +301,7 @@ impl GraphError {
                 | TransientKind::Connection
                 | TransientKind::Accepted => "graph_unavailable",
             },
+            GraphError::Queued { .. } => "graph_queued",
             GraphError::Unexpected { .. } | GraphError::MalformedResponse { .. } => {
                 "unexpected_response"
             }
@@ -276,7 +310,7 @@ impl GraphError {
 
     /// True when the same call may succeed later without anyone changing anything.
     pub fn is_transient(&self) -> bool {
-        self.transient_failure().is_some()
+        self.transient_failure().is_some() || matches!(self, GraphError::Queued { .. })
     }
 
     /// True when a write that failed this way may still have been applied: no answer came
@@ -285,6 +319,12 @@ impl GraphError {
     /// client reports a call whose earlier attempt had such an outcome as this kind too, whatever
     /// its last answer was.
     pub fn may_have_applied(&self) -> bool {
+        if let GraphError::Queued {
+            may_have_applied, ..
+        } = self
+        {
+            return *may_have_applied;
+        }
         self.transient_failure().is_some_and(|last| {
             matches!(
                 last.kind,
@@ -298,7 +338,18 @@ impl GraphError {
 
     /// When the server asked to be left alone for a while: a hint for the caller's requeue.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.transient_failure()?.retry_after
+        match self {
+            GraphError::Queued { ready_in, .. } => Some(*ready_in),
+            _ => self.transient_failure()?.retry_after,
+        }
+    }
+
+    /// How long a request parked in the scheduler's line waits for its turn.
+    pub fn queued_for(&self) -> Option<Duration> {
+        match self {
+            GraphError::Queued { ready_in, .. } => Some(*ready_in),
+            _ => None,
+        }
     }
 
     /// The last transient failure, when the retry budget ran out; `None` for the errors that
@@ -321,6 +372,7 @@ impl GraphError {
             | GraphError::UserNotFound { .. }
             | GraphError::UserNotLeasable { .. }
             | GraphError::PasswordRejected { .. }
+            | GraphError::Queued { .. }
             | GraphError::Unexpected { .. }
             | GraphError::MalformedResponse { .. } => None,
         }
@@ -343,7 +395,8 @@ impl GraphError {
             | GraphError::Unexpected { diagnostics, .. }
             | GraphError::MalformedResponse { diagnostics, .. } => Some(diagnostics),
             GraphError::TransientExhausted { last, .. } => Some(&last.diagnostics),
-            GraphError::Config(_)
+            GraphError::Queued { .. }
+            | GraphError::Config(_)
             | GraphError::AssertionUnavailable { .. }
             | GraphError::Certificate(_)
             | GraphError::UserNotLeasable { .. } => None,

@@ -16,6 +16,9 @@ const RETURN_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("return-cli
 const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// The token endpoint's name for it.
 const MS_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
+const THROTTLE_SCOPE: HeaderName = HeaderName::from_static("x-ms-throttle-scope");
+const THROTTLE_LIMIT_PERCENTAGE: HeaderName =
+    HeaderName::from_static("x-ms-throttle-limit-percentage");
 
 /// The most of an answer that is read. What the operator asks Entra and Graph for is answered in a
 /// few KiB (a page of memberships is the largest); a bigger body is nothing it can use, and
@@ -28,6 +31,10 @@ pub(crate) struct RawResponse {
     pub status: StatusCode,
     pub request_id: Option<String>,
     pub retry_after: Option<Duration>,
+    /// `x-ms-throttle-scope`: which of Entra's budgets refused (on a 429).
+    pub throttle_scope: Option<String>,
+    /// `x-ms-throttle-limit-percentage`: how much of a budget is used, once 80 % or more.
+    pub limit_percentage: Option<f64>,
     pub client_request_id: String,
     pub body: Vec<u8>,
 }
@@ -135,6 +142,10 @@ pub(crate) async fn send_once(
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after),
+        throttle_scope: header_text(&headers, &THROTTLE_SCOPE),
+        limit_percentage: header_text(&headers, &THROTTLE_LIMIT_PERCENTAGE)
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|percent: &f64| percent.is_finite()),
         client_request_id,
         body,
     };

@@ -9,7 +9,8 @@
 //! - `memberships` and `protected_roles`: whether a user's roles and groups keep a User
 //!   Administrator from resetting its password.
 //! - `passwords`: setting a password, and generating one that Entra accepts.
-//! - `retry` and `http`: one attempt, and trying again when that is worth it.
+//! - `scheduler`: every request's turn: Entra's budgets, pauses, priority classes, fair shares.
+//! - `retry` and `http`: one attempt, and how long to back off before the next.
 //! - `error`: the one error type, with condition reasons and metric labels; the causes it carries
 //!   (`certificate_problem`, `not_leasable`) sit below it, with the modules that find them.
 //! - `config`: the client's timeouts, retry budget and token lifetimes.
@@ -28,6 +29,7 @@ mod not_leasable;
 mod passwords;
 mod protected_roles;
 mod retry;
+mod scheduler;
 mod token;
 mod users;
 
@@ -37,9 +39,10 @@ pub use client::GraphClient;
 pub use cloud::{Cloud, EndpointOverrides, Endpoints};
 pub use config::GraphClientConfig;
 pub use credentials::{AppCredentials, ClientCredential};
-pub use error::{Diagnostics, GraphError, TransientFailure, TransientKind};
+pub use error::{Diagnostics, GraphError, QueuedBecause, TransientFailure, TransientKind};
 pub use federated::{FederatedTokenFile, FederatedTokenSource};
 pub use not_leasable::NotLeasable;
 pub use protected_roles::Protection;
 pub use retry::RetryPolicy;
+pub use scheduler::{Budget, Budgets, Class, Purpose};
 pub use users::GraphUser;

@@ -404,6 +404,8 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap(),
             request_id: None,
             retry_after: None,
+            throttle_scope: None,
+            limit_percentage: None,
             client_request_id: "sent".into(),
             body: body.as_bytes().to_vec(),
         }

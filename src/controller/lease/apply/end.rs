@@ -125,6 +125,9 @@ async fn end_one(
                 .await;
             Ok(())
         }
+        // Waiting its turn in the app's line is no failure: the alert on ending credentials'
+        // waits covers a turn that is long in coming.
+        Err(error) if error.queued_for().is_some() => Err(error),
         Err(error) => {
             let message = messages::revocation_failing(user, &error);
             let reason = revocation_reason(&error);

@@ -21,7 +21,7 @@ use crate::controller::lease::decide::{
 use crate::controller::lease::messages;
 use crate::controller::reasons::Reason;
 use crate::controller::rotation_schedule::retire_at;
-use crate::graph::AppCredentials;
+use crate::graph::{AppCredentials, Class};
 use crate::metrics::metrics;
 use crate::sensitive::SecretString;
 
@@ -49,6 +49,19 @@ pub(super) struct Write<'a> {
     pub previous: Option<&'a Previous>,
 }
 
+impl Write<'_> {
+    /// Where the write waits in its app's Graph line.
+    fn class(&self) -> Class {
+        if self.previous.is_some() {
+            Class::Rotate
+        } else if self.outcome == Reason::CredentialRestored {
+            Class::Restore
+        } else {
+            Class::Issue
+        }
+    }
+}
+
 impl Shell<'_> {
     /// Sets the password (Secret first), then records in the claim that Entra confirmed it.
     pub(super) async fn set_and_confirm(&self, write: Write<'_>) -> Result<Step, Error> {
@@ -63,6 +76,7 @@ impl Shell<'_> {
             write.record,
             write.password.clone(),
             kept.as_ref(),
+            write.class(),
         )
         .await;
         if let Err(error) = set {

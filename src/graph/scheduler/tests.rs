@@ -1,0 +1,201 @@
+//! The scheduler's order and pacing, on tokio's paused clock.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+
+fn budgets(writes: u32, per: Duration) -> Budgets {
+    Budgets {
+        app_tenant_writes: Budget::new(writes, per),
+        tenant_writes: Budget::new(writes * 10, per),
+        app_writes: Budget::new(writes * 10, per),
+        app_tenant_read_units: Budget::new(1000, per),
+        end_reserve: 0.0,
+        inline_wait: Duration::from_secs(1),
+    }
+}
+
+fn app(name: &str) -> AppInTenant {
+    AppInTenant::new("tenant", name)
+}
+
+fn ticket<'a>(who: &'a AppInTenant, purpose: &'a Purpose) -> Ticket<'a> {
+    Ticket {
+        who,
+        limit: Limit::Write,
+        units: 1.0,
+        purpose,
+        kept: None,
+        longest_wait: Duration::from_secs(600),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_are_paced_to_the_budget_without_a_refusal() {
+    let scheduler = Scheduler::new(budgets(10, Duration::from_secs(10)));
+    let who = app("a");
+    let purpose = Purpose::waiting(Class::Issue, "ns");
+    let started = Instant::now();
+    for _ in 0..20 {
+        drop(scheduler.admit(ticket(&who, &purpose)).await.unwrap());
+    }
+    // Ten at once, then one a second.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(9), "{took:?}");
+    assert!(took <= Duration::from_secs(11), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_cannot_start_soon_is_parked_and_keeps_its_place() {
+    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(10)));
+    let who = app("a");
+    let first = Purpose::new(Class::Issue, "ns", "lease-1");
+    let second = Purpose::new(Class::Issue, "ns", "lease-2");
+    drop(scheduler.admit(ticket(&who, &first)).await.unwrap());
+    let parked = scheduler.admit(ticket(&who, &second)).await.err().unwrap();
+    assert!(parked.ready_in > Duration::from_secs(5), "{parked:?}");
+    assert!(!parked.refused);
+    assert_eq!(scheduler.waiting(), 1);
+    tokio::time::sleep(parked.ready_in).await;
+    drop(scheduler.admit(ticket(&who, &second)).await.unwrap());
+    assert_eq!(scheduler.waiting(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ending_credentials_start_before_everything_waiting() {
+    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)));
+    let who = app("a");
+    drop(
+        scheduler
+            .admit(ticket(&who, &Purpose::waiting(Class::Issue, "x")))
+            .await
+            .unwrap(),
+    );
+    // Five issues park, then an end arrives: its turn comes first.
+    let issues: Vec<Purpose> = (0..5)
+        .map(|n| Purpose::new(Class::Issue, "busy", format!("issue-{n}")))
+        .collect();
+    let mut issue_waits = Vec::new();
+    for purpose in &issues {
+        issue_waits.push(scheduler.admit(ticket(&who, purpose)).await.err().unwrap());
+    }
+    let end = Purpose::new(Class::End, "other", "end-1");
+    let end_wait = scheduler.admit(ticket(&who, &end)).await.err().unwrap();
+    assert!(
+        end_wait.ready_in <= issue_waits[0].ready_in,
+        "{end_wait:?} {issue_waits:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    // The first issue comes back first, but the end took the token.
+    assert!(scheduler.admit(ticket(&who, &issues[0])).await.is_err());
+    drop(scheduler.admit(ticket(&who, &end)).await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn namespaces_take_turns_inside_a_class() {
+    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)));
+    let who = app("a");
+    drop(
+        scheduler
+            .admit(ticket(&who, &Purpose::waiting(Class::Issue, "x")))
+            .await
+            .unwrap(),
+    );
+    let burst: Vec<Purpose> = (0..50)
+        .map(|n| Purpose::new(Class::Issue, "burst", format!("b-{n}")))
+        .collect();
+    for purpose in &burst {
+        assert!(scheduler.admit(ticket(&who, purpose)).await.is_err());
+    }
+    let single = Purpose::new(Class::Issue, "quiet", "q-1");
+    let wait = scheduler.admit(ticket(&who, &single)).await.err().unwrap();
+    // Behind the burst's first request only, not all fifty.
+    assert!(wait.ready_in <= Duration::from_secs(11), "{wait:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_pauses_the_scope_it_names_and_no_other_app() {
+    let scheduler = Scheduler::new(budgets(100, Duration::from_secs(1)));
+    let throttled = app("throttled");
+    let healthy = app("healthy");
+    scheduler.observe(
+        &throttled,
+        Limit::Write,
+        &Answer {
+            status: 429,
+            answered: true,
+            retry_after: Some(Duration::from_secs(60)),
+            throttle_scope: Some("Tenant_Application/Write/throttled/tenant"),
+            limit_percentage: None,
+        },
+    );
+    let end = Purpose::new(Class::End, "ns", "end-1");
+    let parked = scheduler
+        .admit(ticket(&throttled, &end))
+        .await
+        .err()
+        .unwrap();
+    assert!(parked.refused);
+    assert!(parked.ready_in >= Duration::from_secs(59), "{parked:?}");
+    let started = Instant::now();
+    let other = Purpose::new(Class::End, "ns", "end-2");
+    drop(scheduler.admit(ticket(&healthy, &other)).await.unwrap());
+    assert!(started.elapsed() < Duration::from_millis(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reserve_keeps_room_for_ending_credentials() {
+    let mut budgets = budgets(10, Duration::from_secs(100));
+    budgets.end_reserve = 0.2;
+    let scheduler = Scheduler::new(budgets);
+    let who = app("a");
+    let issue = Purpose::new(Class::Issue, "ns", "issue");
+    for _ in 0..8 {
+        drop(scheduler.admit(ticket(&who, &issue)).await.unwrap());
+    }
+    assert!(scheduler.admit(ticket(&who, &issue)).await.is_err());
+    let end = Purpose::new(Class::End, "ns", "end");
+    drop(scheduler.admit(ticket(&who, &end)).await.unwrap());
+    drop(scheduler.admit(ticket(&who, &end)).await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn entras_percentage_slows_the_app_before_its_limit() {
+    let scheduler = Scheduler::new(budgets(100, Duration::from_secs(1000)));
+    let who = app("a");
+    let issue = Purpose::new(Class::Issue, "ns", "issue");
+    drop(scheduler.admit(ticket(&who, &issue)).await.unwrap());
+    scheduler.observe(
+        &who,
+        Limit::Write,
+        &Answer {
+            status: 204,
+            answered: true,
+            limit_percentage: Some(98.0),
+            ..Answer::default()
+        },
+    );
+    drop(scheduler.admit(ticket(&who, &issue)).await.unwrap());
+    drop(scheduler.admit(ticket(&who, &issue)).await.unwrap());
+    assert!(scheduler.admit(ticket(&who, &issue)).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_request_whose_holder_never_comes_back_is_dropped() {
+    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)));
+    let who = app("a");
+    drop(
+        scheduler
+            .admit(ticket(&who, &Purpose::waiting(Class::Issue, "x")))
+            .await
+            .unwrap(),
+    );
+    let gone = Purpose::new(Class::Issue, "ns", "deleted-lease");
+    assert!(scheduler.admit(ticket(&who, &gone)).await.is_err());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let other = Purpose::waiting(Class::Issue, "ns");
+    drop(scheduler.admit(ticket(&who, &other)).await.unwrap());
+    assert_eq!(scheduler.waiting(), 0);
+}
