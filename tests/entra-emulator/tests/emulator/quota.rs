@@ -528,7 +528,7 @@ async fn the_log_keeps_app_priority_and_quota_refusals() {
     harness.get("not-a-token", "users/nobody@x.com").await;
 
     let records = harness.emulator.requests();
-    let summary: Vec<(Option<&str>, Option<&str>, bool, Option<u16>)> = records
+    let summary: Vec<_> = records
         .iter()
         .map(|r: &RequestRecord| {
             (
