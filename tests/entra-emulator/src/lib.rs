@@ -17,7 +17,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Behaviour follows `shared/entra-graph.md`; the test-only endpoints live under `/_emulator/`.
+//! Entra's throttling is off unless a test sets a [`Quota`] ([`Emulator::set_quota`]): token
+//! buckets per app and tenant, per tenant and per app for writes, and resource units per app and
+//! tenant for reads, refusing with Entra's 429 and `x-ms-throttle-*` headers. One app can be given
+//! its own [`FaultPlan`] ([`Emulator::set_app_faults`]) while the others keep the global one.
+//!
+//! Behaviour follows `shared/entra-graph.md`; the test-only endpoints live under `/_emulator/`
+//! (listed in the crate's README): `/signin`, `/counters`, `/requests`, `/users/{id}`,
+//! `/apps/{clientId}`, `/apps/{clientId}/faults`, `/faults`, `/quota`.
 //! The password policy that resets meet is [`check_password`], for tests that check passwords
 //! without a server.
 

@@ -50,7 +50,7 @@ pub struct Quota {
     /// Writes per app, all tenants together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_writes: Option<Bucket>,
-    /// Resource units of reads per app and tenant (see [`crate::resource_units`]).
+    /// Resource units of reads per app and tenant: `GET` user 2, `$select` -1, `$expand` +1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_tenant_read_units: Option<Bucket>,
 }
