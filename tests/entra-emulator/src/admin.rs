@@ -1,5 +1,6 @@
 //! The test-only endpoints under `/_emulator/`: sign-in checks, counters, the request log, users,
-//! apps and the fault plan. No authentication: the emulator only ever listens on loopback.
+//! apps, the fault plans (global and per app) and the throttling quota. No authentication: the
+//! emulator only ever listens on loopback.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::{
     directory::{App, UserType},
     faults::FaultPlan,
     federation::FederatedCredential,
+    quota::Quota,
     state::Shared,
     user_view::UserView,
 };
@@ -33,7 +35,12 @@ pub fn router() -> Router<Arc<Shared>> {
             get(user).patch(update_user).delete(delete_user),
         )
         .route("/apps/{client_id}", patch(update_app))
+        .route(
+            "/apps/{client_id}/faults",
+            put(set_app_faults).get(app_faults).delete(clear_app_faults),
+        )
         .route("/faults", put(set_faults).get(faults).delete(clear_faults))
+        .route("/quota", put(set_quota).get(quota).delete(clear_quota))
 }
 
 #[derive(Deserialize)]
@@ -178,7 +185,7 @@ async fn update_app(
         changes.federated_credentials,
     );
     if let Err(problem) = validate_credentials(&changed, allow_insecure_issuers) {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": problem }))).into_response();
+        return bad_request(&problem);
     }
     *app = changed;
     Json(app_view(app)).into_response()
@@ -199,18 +206,67 @@ fn app_view(app: &App) -> serde_json::Value {
 
 async fn set_faults(State(shared): State<Arc<Shared>>, Json(plan): Json<FaultPlan>) -> Response {
     if let Err(problem) = plan.validate() {
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": problem }))).into_response();
+        return bad_request(&problem);
     }
-    shared.lock().faults.set(plan);
+    shared.lock().faults.set_global(plan);
     StatusCode::NO_CONTENT.into_response()
 }
 
 async fn faults(State(shared): State<Arc<Shared>>) -> Response {
-    Json(shared.lock().faults.plan()).into_response()
+    Json(shared.lock().faults.global()).into_response()
 }
 
 async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
-    shared.lock().faults.set(FaultPlan::default());
+    shared.lock().faults.set_global(FaultPlan::default());
+    StatusCode::NO_CONTENT
+}
+
+async fn set_app_faults(
+    State(shared): State<Arc<Shared>>,
+    Path(client_id): Path<String>,
+    Json(plan): Json<FaultPlan>,
+) -> Response {
+    if let Err(problem) = plan.validate() {
+        return bad_request(&problem);
+    }
+    let mut state = shared.lock();
+    if !state.has_app(&client_id) {
+        return not_found("app", &client_id);
+    }
+    state.faults.set_for_app(&client_id, plan);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn app_faults(State(shared): State<Arc<Shared>>, Path(client_id): Path<String>) -> Response {
+    match shared.lock().faults.for_app(&client_id) {
+        Some(plan) => Json(plan).into_response(),
+        None => not_found("fault plan of app", &client_id),
+    }
+}
+
+async fn clear_app_faults(
+    State(shared): State<Arc<Shared>>,
+    Path(client_id): Path<String>,
+) -> StatusCode {
+    shared.lock().faults.clear_for_app(&client_id);
+    StatusCode::NO_CONTENT
+}
+
+async fn set_quota(State(shared): State<Arc<Shared>>, Json(quota): Json<Quota>) -> Response {
+    if let Err(problem) = quota.validate() {
+        return bad_request(&problem);
+    }
+    shared.lock().quota.set(Some(quota));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The quota in force, or `null` when throttling is off.
+async fn quota(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.lock().quota.quota()).into_response()
+}
+
+async fn clear_quota(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.lock().quota.set(None);
     StatusCode::NO_CONTENT
 }
 
@@ -218,6 +274,10 @@ fn set_if_some<T>(field: &mut T, value: Option<T>) {
     if let Some(value) = value {
         *field = value;
     }
+}
+
+fn bad_request(problem: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": problem }))).into_response()
 }
 
 fn not_found(kind: &str, key: &str) -> Response {

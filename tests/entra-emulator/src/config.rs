@@ -8,6 +8,7 @@ use crate::{
     certificate::{RegisteredCertificate, check_certificate_bundle},
     directory::{App, Tenant},
     error::Error,
+    quota::Quota,
 };
 
 /// What the emulator serves. See `examples/tenant.yaml` for the format.
@@ -26,6 +27,9 @@ pub struct Config {
     /// with an in-process issuer may turn this on.
     #[serde(default)]
     pub allow_insecure_issuers: bool,
+    /// Entra's throttling limits to enforce on Graph requests; none when absent.
+    #[serde(default)]
+    pub quota: Option<Quota>,
 }
 
 fn default_token_lifetime_seconds() -> u64 {
@@ -57,6 +61,11 @@ impl Config {
     /// Catches the mistakes a hand-written tenant file tends to have, before any test runs on it.
     fn validate(&self) -> Result<(), Error> {
         let invalid = |message: String| Err(Error::InvalidConfig(message));
+        if let Some(quota) = &self.quota
+            && let Err(why) = quota.validate()
+        {
+            return invalid(format!("quota: {why}"));
+        }
         for (index, pem) in self.trusted_issuer_cas.iter().enumerate() {
             if let Err(why) = check_certificate_bundle(pem) {
                 return invalid(format!("trustedIssuerCAs[{index}] {why}"));
@@ -210,6 +219,18 @@ tenants:
         let yaml = format!("trustedIssuerCAs: [nope]\n{APP_YAML}");
         let error = Config::from_yaml_str(&yaml).unwrap_err().to_string();
         assert!(error.contains("trustedIssuerCAs[0]"), "{error}");
+    }
+
+    #[test]
+    fn a_quota_may_be_configured_and_is_checked() {
+        let yaml =
+            format!("quota:\n  appTenantWrites: {{capacity: 3, windowMs: 1000}}\n{APP_YAML}");
+        let quota = Config::from_yaml_str(&yaml).unwrap().quota.unwrap();
+        assert_eq!(quota.app_tenant_writes.unwrap().capacity, 3);
+        let empty = format!("quota:\n  appWrites: {{capacity: 0, windowMs: 1000}}\n{APP_YAML}");
+        let error = Config::from_yaml_str(&empty).unwrap_err().to_string();
+        assert!(error.contains("quota: appWrites"), "{error}");
+        assert!(Config::sample().quota.is_none());
     }
 
     #[test]

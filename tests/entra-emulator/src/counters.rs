@@ -1,5 +1,6 @@
 //! Request counters: how many token requests, Graph reads and writes, per operation, per status,
-//! and how many faults of each kind were injected.
+//! how many faults of each kind were injected, how many requests the quota refused, and how many
+//! writes each app had answered.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,16 @@ pub struct Counters {
     pub unanswered: u64,
     /// Injected faults by kind name (`throttle`, `reset`, ...).
     pub faults: BTreeMap<String, u64>,
+    /// Requests the quota refused with a 429 (injected throttles are in `faults`).
+    #[serde(default)]
+    pub quota_throttled: u64,
+    /// The same, by app client id (lower case).
+    #[serde(default)]
+    pub quota_throttled_by_app: BTreeMap<String, u64>,
+    /// Graph writes that got an answer (any status, the quota's 429s included), by app client id
+    /// (lower case).
+    #[serde(default)]
+    pub writes_by_app: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -57,6 +68,23 @@ impl Counters {
         if let Some(fault) = &record.fault {
             *self.faults.entry(fault.clone()).or_default() += 1;
         }
+        let app_id = record.app_id.as_deref().map(str::to_ascii_lowercase);
+        if record.quota_refused {
+            self.quota_throttled += 1;
+            if let Some(app_id) = &app_id {
+                *self
+                    .quota_throttled_by_app
+                    .entry(app_id.clone())
+                    .or_default() += 1;
+            }
+        }
+        if record.is_graph()
+            && record.is_write()
+            && record.status.is_some()
+            && let Some(app_id) = app_id
+        {
+            *self.writes_by_app.entry(app_id).or_default() += 1;
+        }
     }
 
     pub fn operation(&self, operation: Operation) -> u64 {
@@ -87,4 +115,26 @@ impl Counters {
     pub fn fault(&self, kind: &str) -> u64 {
         self.faults.get(kind).copied().unwrap_or(0)
     }
+
+    /// Requests the quota refused, of every app.
+    pub fn quota_throttled(&self) -> u64 {
+        self.quota_throttled
+    }
+
+    /// Requests of this app (client id, any case) that the quota refused.
+    pub fn quota_throttled_for_app(&self, app_id: &str) -> u64 {
+        count_for_app(&self.quota_throttled_by_app, app_id)
+    }
+
+    /// Graph writes of this app (client id, any case) that got an answer.
+    pub fn writes_for_app(&self, app_id: &str) -> u64 {
+        count_for_app(&self.writes_by_app, app_id)
+    }
+}
+
+fn count_for_app(counts: &BTreeMap<String, u64>, app_id: &str) -> u64 {
+    counts
+        .get(&app_id.to_ascii_lowercase())
+        .copied()
+        .unwrap_or(0)
 }

@@ -1,5 +1,6 @@
 //! How an injected fault answers: before the request's effect (errors, drops, holds) or after it
-//! (a lost response, a 202). Token faults speak AAD's error shape, Graph faults Graph's.
+//! (a lost response, a 202). Token faults speak AAD's error shape, Graph faults Graph's; a Graph
+//! throttle also says which limit it stands for, as Entra's own 429s do.
 
 use axum::{
     http::{HeaderValue, StatusCode, header::RETRY_AFTER},
@@ -10,7 +11,8 @@ use crate::{
     faults::{DEFAULT_TIMEOUT_HOLD, Fault},
     operation::Operation,
     recording::{Delivery, Reply},
-    responses::{AadError, RequestIds, graph_error},
+    responses::{AadError, RequestIds, graph_error, too_many_requests},
+    throttle_headers::Throttled,
 };
 
 /// Which protocol the faulted request spoke.
@@ -21,20 +23,26 @@ pub enum Api {
 }
 
 /// The reply of a fault that strikes before the request has any effect; `None` lets the handler
-/// go on (no fault, or one that strikes after the effect).
+/// go on (no fault, or one that strikes after the effect). An injected throttle names
+/// `throttled_as` in its `x-ms-throttle-*` headers.
 pub fn before_effect(
     api: Api,
     operation: Operation,
     fault: Option<&Fault>,
     ids: &RequestIds,
     base_url: &str,
+    throttled_as: Option<&Throttled>,
 ) -> Option<Reply> {
     let fault = fault?;
     let (response, delivery) = match fault {
-        Fault::Throttle { retry_after } => (
-            with_retry_after(throttled(api, ids, base_url), retry_after.as_deref()),
-            Delivery::Respond,
-        ),
+        Fault::Throttle { retry_after } => {
+            let mut response =
+                with_retry_after(throttled(api, ids, base_url), retry_after.as_deref());
+            if let Some(throttled) = throttled_as {
+                throttled.mark(response.headers_mut());
+            }
+            (response, Delivery::Respond)
+        }
         Fault::Unavailable { retry_after } => (
             with_retry_after(
                 server_error(api, StatusCode::SERVICE_UNAVAILABLE, ids, base_url),
@@ -91,12 +99,7 @@ pub fn after_effect(
 
 fn throttled(api: Api, ids: &RequestIds, base_url: &str) -> Response {
     match api {
-        Api::Graph => graph_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequests",
-            "Too many requests. Please retry after the time in the Retry-After header.",
-            ids,
-        ),
+        Api::Graph => too_many_requests(ids),
         Api::Token => AadError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "temporarily_unavailable",

@@ -17,7 +17,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Behaviour follows `shared/entra-graph.md`; the test-only endpoints live under `/_emulator/`.
+//! Entra's throttling is off unless a test sets a [`Quota`] ([`Emulator::set_quota`]): token
+//! buckets per app and tenant, per tenant and per app for writes, and resource units per app and
+//! tenant for reads, refusing with Entra's 429 and `x-ms-throttle-*` headers. One app can be given
+//! its own [`FaultPlan`] ([`Emulator::set_app_faults`]) while the others keep the global one.
+//!
+//! Behaviour follows `shared/entra-graph.md`; the test-only endpoints live under `/_emulator/`
+//! (listed in the crate's README): `/signin`, `/counters`, `/requests`, `/users/{id}`,
+//! `/apps/{clientId}`, `/apps/{clientId}/faults`, `/faults`, `/quota`.
 //! The password policy that resets meet is [`check_password`], for tests that check passwords
 //! without a server.
 
@@ -30,23 +37,29 @@ mod counters;
 mod credential;
 mod directory;
 mod error;
+mod fault_plans;
 mod fault_replies;
 mod faults;
 mod federation;
 mod graph_path;
+mod graph_request;
 mod issuer_keys;
 mod jwt;
 mod memberships;
 mod operation;
 mod password;
+mod quota;
 mod recording;
 mod replay;
 mod request_log;
+mod resource_units;
 mod responses;
 pub mod sample;
 mod server;
 mod state;
+mod throttle_headers;
 mod token;
+mod token_buckets;
 mod user_json;
 mod user_view;
 mod users;
@@ -60,6 +73,7 @@ pub use faults::{Fault, FaultPlan};
 pub use federation::{FederatedCredential, TOKEN_EXCHANGE_AUDIENCE};
 pub use operation::Operation;
 pub use password::{PasswordRejection, check_password};
+pub use quota::{Bucket, Quota};
 pub use request_log::RequestRecord;
 pub use server::Emulator;
 pub use state::SignInResult;

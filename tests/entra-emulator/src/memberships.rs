@@ -9,10 +9,11 @@ use serde_json::{Map, Value, json};
 use crate::{
     authz::{self, Action},
     directory::User,
+    graph_request::GraphRequest,
     operation::Operation,
     recording::Reply,
     responses::GraphError,
-    users::{GraphRequest, find_user},
+    users::find_user,
 };
 
 /// Graph pages at 100; the emulator pages at two, so a client reading a user with more than two

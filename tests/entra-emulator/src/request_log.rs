@@ -28,6 +28,16 @@ pub struct RequestRecord {
     pub fault: Option<String>,
     /// For token requests: the kind of client credential sent (never the credential itself).
     pub credential: Option<CredentialKind>,
+    /// The app's client id: the bearer token's app for Graph, `client_id` for the token
+    /// endpoint; `None` when the request named no app the emulator knows a token of.
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// The quota ([`crate::Quota`]) refused the request with a 429.
+    #[serde(default)]
+    pub quota_refused: bool,
+    /// The `x-ms-throttle-priority` header the caller sent (`low`, `normal`, `high`), verbatim.
+    #[serde(default)]
+    pub throttle_priority: Option<String>,
 }
 
 impl RequestRecord {

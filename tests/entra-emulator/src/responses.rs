@@ -51,6 +51,16 @@ pub fn graph_error(status: StatusCode, code: &str, message: &str, ids: &RequestI
     (status, Json(body)).into_response()
 }
 
+/// Graph's 429, without the headers that say why and for how long.
+pub fn too_many_requests(ids: &RequestIds) -> Response {
+    graph_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "Too many requests. Please retry after the time in the Retry-After header.",
+        ids,
+    )
+}
+
 /// A Graph error before it knows its request's ids.
 #[derive(Debug)]
 pub struct GraphError {

@@ -29,6 +29,7 @@ use crate::{
     directory::{App, User},
     error::Error,
     faults::FaultPlan,
+    quota::Quota,
     recording::record_request,
     request_log::RequestRecord,
     responses::{RequestIds, graph_error},
@@ -119,21 +120,61 @@ impl Emulator {
         self.shared.lock().request_log.clear();
     }
 
-    /// Replaces the fault plan. Panics on an invalid plan (a bug in the test).
+    /// Replaces the global fault plan: the one for every app without a plan of its own.
+    /// Panics on an invalid plan (a bug in the test).
     pub fn set_faults(&self, plan: FaultPlan) {
         if let Err(problem) = plan.validate() {
             panic!("invalid fault plan: {problem}");
         }
-        self.shared.lock().faults.set(plan);
+        self.shared.lock().faults.set_global(plan);
     }
 
     pub fn clear_faults(&self) {
-        self.shared.lock().faults.set(FaultPlan::default());
+        self.shared.lock().faults.set_global(FaultPlan::default());
     }
 
-    /// The fault plan in force, with the part of its script not consumed yet.
+    /// The global fault plan, with the part of its script not consumed yet.
     pub fn faults(&self) -> FaultPlan {
-        self.shared.lock().faults.plan()
+        self.shared.lock().faults.global()
+    }
+
+    /// Gives one app (by client id, in any tenant) a fault plan of its own, used instead of the
+    /// global plan for its token requests (by `client_id`) and its Graph requests (by the
+    /// bearer token's app). Panics on an invalid plan or an unknown app (a bug in the test).
+    pub fn set_app_faults(&self, app_client_id: &str, plan: FaultPlan) {
+        if let Err(problem) = plan.validate() {
+            panic!("invalid fault plan for app {app_client_id}: {problem}");
+        }
+        let mut state = self.shared.lock();
+        if !state.has_app(app_client_id) {
+            drop(state);
+            panic!("no app {app_client_id} to set faults for");
+        }
+        state.faults.set_for_app(app_client_id, plan);
+    }
+
+    /// Returns the app to the global fault plan.
+    pub fn clear_app_faults(&self, app_client_id: &str) {
+        self.shared.lock().faults.clear_for_app(app_client_id);
+    }
+
+    /// The app's own fault plan, if it has one, with the part of its script not consumed yet.
+    pub fn app_faults(&self, app_client_id: &str) -> Option<FaultPlan> {
+        self.shared.lock().faults.for_app(app_client_id)
+    }
+
+    /// Sets Entra's throttling quota, every bucket full; `None` switches throttling off (the
+    /// default). Panics on an invalid quota (a bug in the test).
+    pub fn set_quota(&self, quota: Option<Quota>) {
+        if let Some(Err(problem)) = quota.as_ref().map(Quota::validate) {
+            panic!("invalid quota: {problem}");
+        }
+        self.shared.lock().quota.set(quota);
+    }
+
+    /// The quota in force, if any.
+    pub fn quota(&self) -> Option<Quota> {
+        self.shared.lock().quota.quota()
     }
 
     /// The user by object id or UPN, in any tenant.

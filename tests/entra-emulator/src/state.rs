@@ -15,11 +15,12 @@ use crate::{
     counters::Counters,
     directory::{Tenant, User},
     error::Error,
-    faults::FaultInjector,
+    fault_plans::FaultPlans,
     issuer_keys::IssuerKeys,
     replay::SeenAssertions,
     request_log::RequestLog,
     token::Grant,
+    token_buckets::TokenBuckets,
 };
 
 /// What every handler gets: the base URL, the issuer key cache and the state.
@@ -38,7 +39,9 @@ pub struct State {
     pub tokens: HashMap<String, Grant>,
     pub counters: Counters,
     pub request_log: RequestLog,
-    pub faults: FaultInjector,
+    pub faults: FaultPlans,
+    /// The throttling quota, off unless configured or set.
+    pub quota: TokenBuckets,
     pub seen_assertions: SeenAssertions,
 }
 
@@ -56,6 +59,8 @@ impl Shared {
             IssuerKeys::new(&config.trusted_issuer_cas, config.allow_insecure_issuers)
                 .map_err(Error::InvalidConfig)?;
         let started = Timestamp::now();
+        let mut quota = TokenBuckets::default();
+        quota.set(config.quota);
         let mut tenants = config.tenants;
         for user in tenants.iter_mut().flat_map(|t| t.users.iter_mut()) {
             user.sign_in_sessions_valid_from_date_time
@@ -67,7 +72,8 @@ impl Shared {
             tokens: HashMap::new(),
             counters: Counters::default(),
             request_log: RequestLog::default(),
-            faults: FaultInjector::default(),
+            faults: FaultPlans::default(),
+            quota,
             seen_assertions: SeenAssertions::default(),
         };
         Ok(Shared {
@@ -97,6 +103,13 @@ impl State {
             .iter_mut()
             .filter(|t| tenant.is_none_or(|name| t.is_named(name)))
             .find_map(|t| t.user_mut(id_or_upn))
+    }
+
+    /// Whether an app with this client id is in any tenant.
+    pub fn has_app(&self, client_id: &str) -> bool {
+        self.tenants
+            .iter()
+            .any(|tenant| tenant.app(client_id).is_some())
     }
 
     /// Would this password sign the user in right now? The "does the credential work" check.

@@ -33,6 +33,8 @@ use crate::{
 /// as in Entra, grants changed later show only in tokens issued later.
 #[derive(Clone, Debug)]
 pub struct Grant {
+    /// The client id of the app the token was issued to.
+    pub app_id: String,
     pub tenant_id: String,
     pub permissions: Vec<String>,
     pub directory_roles: Vec<String>,
@@ -43,6 +45,7 @@ impl Grant {
     #[cfg(test)]
     pub fn for_test(permissions: &[&str], roles: &[&str]) -> Grant {
         Grant {
+            app_id: String::new(),
             tenant_id: String::new(),
             permissions: permissions.iter().map(|p| p.to_string()).collect(),
             directory_roles: roles.iter().map(|r| r.to_string()).collect(),
@@ -76,15 +79,30 @@ pub async fn issue_token(
             request.client_assertion.as_deref(),
         )
     });
-    let fault = shared.lock().faults.draw(operation);
+    let app_id = form
+        .as_ref()
+        .ok()
+        .and_then(|Form(request)| request.client_id.clone());
+    let latency = shared.lock().faults.injector(app_id.as_deref()).latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let fault = shared
+        .lock()
+        .faults
+        .injector(app_id.as_deref())
+        .draw(operation);
     if let Some(reply) = fault_replies::before_effect(
         Api::Token,
         operation,
         fault.as_ref(),
         &ids,
         &shared.base_url,
+        None,
     ) {
-        return reply.with_credential(credential);
+        return reply
+            .with_credential(credential)
+            .with_app(app_id.as_deref());
     }
     let response = match form {
         Ok(Form(request)) => match issue(&shared, &tenant, &request).await {
@@ -99,7 +117,9 @@ pub async fn issue_token(
         )
         .into_response(&ids, &shared.base_url),
     };
-    fault_replies::after_effect(Api::Token, operation, fault, response).with_credential(credential)
+    fault_replies::after_effect(Api::Token, operation, fault, response)
+        .with_credential(credential)
+        .with_app(app_id.as_deref())
 }
 
 /// The tenant and app a request names, copied out of the state so that checking an assertion
@@ -306,6 +326,7 @@ fn unknown_app(client_id: &str, tenant_id: &str) -> AadError {
 
 fn grant_for(tenant_id: &str, app: &App, lifetime: Duration) -> Grant {
     Grant {
+        app_id: app.client_id.clone(),
         tenant_id: tenant_id.to_owned(),
         permissions: app.permissions.clone(),
         directory_roles: app.directory_roles.clone(),
@@ -328,15 +349,7 @@ pub fn authenticate(
     state: &EmulatorState,
     authorization: Option<&str>,
 ) -> Result<Grant, &'static str> {
-    let token = authorization
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
-        .ok_or("Access token is empty.")?;
+    let token = bearer_token(authorization).ok_or("Access token is empty.")?;
     let grant = state
         .tokens
         .get(token)
@@ -345,4 +358,32 @@ pub fn authenticate(
         return Err("Lifetime validation failed, the token is expired.");
     }
     Ok(grant.clone())
+}
+
+/// The app and tenant a bearer token was issued to, expired or not: whom a Graph request's
+/// fault plan and request record are for, before the request is authenticated.
+pub fn caller(state: &EmulatorState, authorization: Option<&str>) -> Option<Caller> {
+    let grant = state.tokens.get(bearer_token(authorization)?)?;
+    Some(Caller {
+        app_id: grant.app_id.clone(),
+        tenant_id: grant.tenant_id.clone(),
+    })
+}
+
+/// Who sent a Graph request, as its token says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub app_id: String,
+    pub tenant_id: String,
+}
+
+fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
 }

@@ -11,7 +11,7 @@ use axum::{
     body::Bytes,
     extract::{Query, State, rejection::QueryRejection},
     http::{HeaderMap, Method, StatusCode, Uri, header::AUTHORIZATION},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -20,24 +20,18 @@ use serde_json::json;
 use crate::{
     authz::{self, Action},
     directory::{User, UserType},
-    fault_replies::{self, Api},
     graph_path::{UserAction, parse_user_path},
+    graph_request::GraphRequest,
     memberships::list_memberships,
     operation::Operation,
     password::check_password,
     recording::Reply,
+    resource_units::Cost,
     responses::{GraphError, RequestIds},
     state::{Shared, State as EmulatorState},
-    token::{Grant, authenticate},
+    token::{Grant, caller},
     user_json::{parse_select, user_json},
 };
-
-/// A Graph request as the handlers need it.
-pub(crate) struct GraphRequest<'a> {
-    pub shared: &'a Shared,
-    pub ids: &'a RequestIds,
-    authorization: Option<&'a str>,
-}
 
 /// The body of `PATCH /users/{id}` as far as the emulator acts on it; other properties are
 /// accepted and ignored.
@@ -70,7 +64,8 @@ impl UserPatch {
     }
 }
 
-/// Every `/v1.0/...` request: parses the path, then hands over by method.
+/// Every `/v1.0/...` request: waits the caller's fault-plan latency, prices the request, then
+/// hands over by path and method.
 pub async fn dispatch(
     State(shared): State<Arc<Shared>>,
     Extension(ids): Extension<RequestIds>,
@@ -80,37 +75,58 @@ pub async fn dispatch(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Bytes,
 ) -> Reply {
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let caller = caller(&shared.lock(), authorization);
+    let app_id = caller.as_ref().map(|caller| caller.app_id.as_str());
+    let latency = shared.lock().faults.injector(app_id).latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let parameter = |name: &str| {
+        query
+            .as_ref()
+            .ok()
+            .and_then(|Query(q)| q.get(name))
+            .map(String::as_str)
+    };
+    let (select, skip_token) = (parameter("$select"), parameter("$skiptoken"));
+    let cost = Cost::of(&method, select.is_some(), parameter("$expand").is_some());
     let request = GraphRequest {
         shared: &shared,
         ids: &ids,
-        authorization: headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()),
+        authorization,
+        caller: caller.as_ref(),
+        cost,
     };
-    let path = match parse_user_path(uri.path()) {
+    route(&request, method, uri.path(), select, skip_token, body)
+        .with_app(app_id)
+        .with_resource_units(cost.units())
+}
+
+fn route(
+    request: &GraphRequest,
+    method: Method,
+    path: &str,
+    select: Option<&str>,
+    skip_token: Option<&str>,
+    body: Bytes,
+) -> Reply {
+    let path = match parse_user_path(path) {
         Ok(path) => path,
         Err(segment) => {
             let message = format!("Resource not found for the segment '{segment}'.");
             let error = GraphError::new(StatusCode::BAD_REQUEST, "BadRequest", message);
-            return Reply::new(None, error.into_response(&ids));
+            return Reply::new(None, error.into_response(request.ids));
         }
     };
-    let select = query
-        .as_ref()
-        .ok()
-        .and_then(|Query(q)| q.get("$select"))
-        .map(String::as_str);
-    let skip_token = query
-        .as_ref()
-        .ok()
-        .and_then(|Query(q)| q.get("$skiptoken"))
-        .map(String::as_str);
     match (method, path.action) {
-        (Method::GET, UserAction::None) => get_user(&request, &path.user, select),
-        (Method::PATCH, UserAction::None) => patch_user(&request, &path.user, &body),
+        (Method::GET, UserAction::None) => get_user(request, &path.user, select),
+        (Method::PATCH, UserAction::None) => patch_user(request, &path.user, &body),
         (Method::POST, UserAction::RevokeSignInSessions) => {
-            revoke_sign_in_sessions(&request, &path.user)
+            revoke_sign_in_sessions(request, &path.user)
         }
         (Method::GET, UserAction::TransitiveMemberOf) => {
-            list_memberships(&request, &path.user, select, skip_token)
+            list_memberships(request, &path.user, select, skip_token)
         }
         _ => {
             let message = "Specified HTTP method is not allowed for the request target.";
@@ -119,7 +135,7 @@ pub async fn dispatch(
                 "Request_BadRequest",
                 message,
             );
-            Reply::new(None, error.into_response(&ids))
+            Reply::new(None, error.into_response(request.ids))
         }
     }
 }
@@ -200,37 +216,6 @@ fn revoke_sign_in_sessions(request: &GraphRequest, key: &str) -> Reply {
         let context = format!("{}/v1.0/$metadata#Edm.Boolean", request.shared.base_url);
         Ok(Json(json!({ "@odata.context": context, "value": true })).into_response())
     })
-}
-
-impl GraphRequest<'_> {
-    /// The steps every Graph operation shares: draw a fault, answer it if it strikes first,
-    /// authenticate, run `effect` under the state lock, then let a late fault act on the result.
-    pub(crate) fn handle(
-        &self,
-        operation: Operation,
-        effect: impl FnOnce(&mut EmulatorState, &Grant) -> Result<Response, GraphError>,
-    ) -> Reply {
-        let fault = self.shared.lock().faults.draw(operation);
-        let base_url = &self.shared.base_url;
-        let early =
-            fault_replies::before_effect(Api::Graph, operation, fault.as_ref(), self.ids, base_url);
-        if let Some(reply) = early {
-            return reply;
-        }
-        let result = {
-            let mut state = self.shared.lock();
-            match authenticate(&state, self.authorization) {
-                Ok(grant) => effect(&mut state, &grant),
-                Err(message) => Err(GraphError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "InvalidAuthenticationToken",
-                    message,
-                )),
-            }
-        };
-        let response = result.unwrap_or_else(|error| error.into_response(self.ids));
-        fault_replies::after_effect(Api::Graph, operation, fault, response)
-    }
 }
 
 pub(crate) fn find_user<'s>(

@@ -7,6 +7,7 @@ mod faults;
 mod federated_assertions;
 mod graph_users;
 mod passwords;
+mod quota;
 mod signing;
 mod token;
 
