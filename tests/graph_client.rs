@@ -36,6 +36,7 @@ fn fast_config() -> GraphClientConfig {
         },
         token_expiry_margin: Duration::from_secs(60),
         forbidden_token_min_age: Duration::ZERO,
+        budgets: Default::default(),
     }
 }
 

@@ -77,7 +77,11 @@ impl GraphRequest {
 impl GraphClient {
     pub fn new(config: GraphClientConfig) -> Result<Self, GraphError> {
         let http = build_http_client(config.connect_timeout)?;
-        let scheduler = Scheduler::new(config.budgets.clone());
+        let scheduler = Scheduler::new(
+            config.budgets.clone(),
+            config.retry.initial_backoff,
+            config.retry.max_backoff,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -306,7 +310,9 @@ impl GraphClient {
                 attempts,
                 elapsed: started.elapsed(),
                 last: Box::new(TransientFailure {
-                    retry_after: Some(not_yet.ready_in.max(Duration::from_millis(1))),
+                    retry_after: last
+                        .retry_after
+                        .or(Some(not_yet.ready_in.max(Duration::from_millis(1)))),
                     ..last
                 }),
             };

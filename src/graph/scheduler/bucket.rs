@@ -66,9 +66,10 @@ impl Bucket {
         self.tokens = self.tokens.min(left);
     }
 
-    /// Entra refused for this scope: whatever we counted, it is empty.
-    pub fn empty(&mut self) {
-        self.tokens = self.tokens.min(0.0);
+    /// Entra refused for this scope: whatever we counted, only the reserve `keep` is left, so
+    /// that after the pause requests go out at the refill rate (ends may still use the reserve).
+    pub fn spent_down_to(&mut self, keep: f64) {
+        self.tokens = self.tokens.min(keep);
     }
 
     #[cfg(test)]
@@ -113,7 +114,7 @@ mod tests {
         assert!((bucket.used_percent() - 85.0).abs() < 1e-6);
         bucket.used_at_least(10.0);
         assert!((bucket.used_percent() - 85.0).abs() < 1e-6);
-        bucket.empty();
-        assert!(!bucket.has(1.0, 0.0));
+        bucket.spent_down_to(10.0);
+        assert!(bucket.has(10.0, 0.0) && !bucket.has(1.0, 10.0));
     }
 }

@@ -189,13 +189,14 @@ impl State {
 }
 
 impl Scheduler {
-    pub fn new(budgets: Budgets) -> Self {
+    /// Pauses without Entra's advice start at `first_pause` and double up to `longest_pause`.
+    pub fn new(budgets: Budgets, first_pause: Duration, longest_pause: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     budgets,
                     buckets: HashMap::new(),
-                    pauses: Pauses::default(),
+                    pauses: Pauses::new(first_pause, longest_pause),
                     line: Line::default(),
                 }),
                 changed: Notify::new(),
@@ -336,8 +337,10 @@ impl Scheduler {
         if answer.status == 429 {
             for scope in Scope::named_by(answer.throttle_scope, who, limit) {
                 let wait = state.pauses.pause(scope.clone(), answer.retry_after, now);
+                let share = state.budgets.end_reserve;
                 if let Some(bucket) = state.buckets.get_mut(&scope) {
-                    bucket.empty();
+                    let keep = bucket.reserve(share);
+                    bucket.spent_down_to(keep);
                 }
                 tracing::debug!(app = %who.app, tenant = %who.tenant, ?scope, wait_ms = wait.as_millis() as u64, "Graph refused: scope paused");
             }

@@ -9,9 +9,8 @@ use tokio::time::Instant;
 
 use super::scope::Scope;
 
-/// The first pause without advice, doubled on every further refusal up to [`LONGEST`].
-const FIRST: Duration = Duration::from_secs(1);
-const LONGEST: Duration = Duration::from_secs(60);
+/// Pauses are forgotten this long after they ended.
+const REMEMBERED: Duration = Duration::from_secs(600);
 
 #[derive(Debug)]
 struct Pause {
@@ -20,12 +19,23 @@ struct Pause {
     refusals: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pauses {
     by_scope: HashMap<Scope, Pause>,
+    /// The first pause without advice, doubled on every further refusal up to `longest`.
+    first: Duration,
+    longest: Duration,
 }
 
 impl Pauses {
+    pub fn new(first: Duration, longest: Duration) -> Self {
+        Self {
+            by_scope: HashMap::new(),
+            first,
+            longest,
+        }
+    }
+
     /// Pauses `scope` for `advice` (Entra's `Retry-After`), or for a jittered backoff that
     /// grows with each refusal in a row.
     pub fn pause(&mut self, scope: Scope, advice: Option<Duration>, now: Instant) -> Duration {
@@ -34,7 +44,7 @@ impl Pauses {
             refusals: 0,
         });
         pause.refusals = pause.refusals.saturating_add(1);
-        let wait = advice.unwrap_or_else(|| backoff(pause.refusals));
+        let wait = advice.unwrap_or_else(|| backoff(self.first, self.longest, pause.refusals));
         pause.until = pause.until.max(now + wait);
         wait
     }
@@ -60,15 +70,15 @@ impl Pauses {
     /// Forgets pauses long over whose scopes went quiet.
     pub fn forget_old(&mut self, now: Instant) {
         self.by_scope
-            .retain(|_, pause| now.saturating_duration_since(pause.until) < LONGEST * 10);
+            .retain(|_, pause| now.saturating_duration_since(pause.until) < REMEMBERED);
     }
 }
 
-/// Uniformly within [half, all] of `FIRST * 2^(refusals-1)`, capped at [`LONGEST`].
-fn backoff(refusals: u32) -> Duration {
-    let ceiling = FIRST
-        .saturating_mul(1 << refusals.saturating_sub(1).min(10))
-        .min(LONGEST);
+/// Uniformly within [half, all] of `first * 2^(refusals-1)`, capped at `longest`.
+fn backoff(first: Duration, longest: Duration, refusals: u32) -> Duration {
+    let ceiling = first
+        .saturating_mul(1 << refusals.saturating_sub(1).min(20))
+        .min(longest);
     let half = ceiling / 2;
     let jitter = rand::rng().random_range(0..=(ceiling - half).as_millis() as u64);
     half + Duration::from_millis(jitter)
@@ -78,6 +88,12 @@ fn backoff(refusals: u32) -> Duration {
 mod tests {
     use super::*;
 
+    const LONGEST: Duration = Duration::from_secs(60);
+
+    fn fresh() -> Pauses {
+        Pauses::new(Duration::from_secs(1), LONGEST)
+    }
+
     fn scope() -> Scope {
         Scope::Tenant("t".into())
     }
@@ -85,10 +101,10 @@ mod tests {
     #[test]
     fn a_pause_follows_advice_and_without_it_grows() {
         let now = Instant::now();
-        let mut pauses = Pauses::default();
+        let mut pauses = fresh();
         pauses.pause(scope(), Some(Duration::from_secs(60)), now);
         assert_eq!(pauses.remaining(&scope(), now), Duration::from_secs(60));
-        let mut pauses = Pauses::default();
+        let mut pauses = fresh();
         let first = pauses.pause(scope(), None, now);
         let second = pauses.pause(scope(), None, now);
         let third = pauses.pause(scope(), None, now);
@@ -104,7 +120,7 @@ mod tests {
     #[test]
     fn an_answer_after_the_pause_starts_the_backoff_anew() {
         let now = Instant::now();
-        let mut pauses = Pauses::default();
+        let mut pauses = fresh();
         pauses.pause(scope(), None, now);
         pauses.pause(scope(), None, now);
         let later = now + Duration::from_secs(10);

@@ -6,6 +6,9 @@ use tokio::time::Instant;
 
 use super::*;
 
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+
 fn budgets(writes: u32, per: Duration) -> Budgets {
     Budgets {
         app_tenant_writes: Budget::new(writes, per),
@@ -34,7 +37,7 @@ fn ticket<'a>(who: &'a AppInTenant, purpose: &'a Purpose) -> Ticket<'a> {
 
 #[tokio::test(start_paused = true)]
 async fn writes_are_paced_to_the_budget_without_a_refusal() {
-    let scheduler = Scheduler::new(budgets(10, Duration::from_secs(10)));
+    let scheduler = Scheduler::new(budgets(10, Duration::from_secs(10)), SECOND, MINUTE);
     let who = app("a");
     let purpose = Purpose::waiting(Class::Issue, "ns");
     let started = Instant::now();
@@ -49,7 +52,7 @@ async fn writes_are_paced_to_the_budget_without_a_refusal() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_that_cannot_start_soon_is_parked_and_keeps_its_place() {
-    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(10)));
+    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(10)), SECOND, MINUTE);
     let who = app("a");
     let first = Purpose::new(Class::Issue, "ns", "lease-1");
     let second = Purpose::new(Class::Issue, "ns", "lease-2");
@@ -65,7 +68,7 @@ async fn a_request_that_cannot_start_soon_is_parked_and_keeps_its_place() {
 
 #[tokio::test(start_paused = true)]
 async fn ending_credentials_start_before_everything_waiting() {
-    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)));
+    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)), SECOND, MINUTE);
     let who = app("a");
     drop(
         scheduler
@@ -95,7 +98,7 @@ async fn ending_credentials_start_before_everything_waiting() {
 
 #[tokio::test(start_paused = true)]
 async fn namespaces_take_turns_inside_a_class() {
-    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)));
+    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)), SECOND, MINUTE);
     let who = app("a");
     drop(
         scheduler
@@ -117,7 +120,7 @@ async fn namespaces_take_turns_inside_a_class() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refusal_pauses_the_scope_it_names_and_no_other_app() {
-    let scheduler = Scheduler::new(budgets(100, Duration::from_secs(1)));
+    let scheduler = Scheduler::new(budgets(100, Duration::from_secs(1)), SECOND, MINUTE);
     let throttled = app("throttled");
     let healthy = app("healthy");
     scheduler.observe(
@@ -149,7 +152,7 @@ async fn a_refusal_pauses_the_scope_it_names_and_no_other_app() {
 async fn the_reserve_keeps_room_for_ending_credentials() {
     let mut budgets = budgets(10, Duration::from_secs(100));
     budgets.end_reserve = 0.2;
-    let scheduler = Scheduler::new(budgets);
+    let scheduler = Scheduler::new(budgets, SECOND, MINUTE);
     let who = app("a");
     let issue = Purpose::new(Class::Issue, "ns", "issue");
     for _ in 0..8 {
@@ -163,7 +166,7 @@ async fn the_reserve_keeps_room_for_ending_credentials() {
 
 #[tokio::test(start_paused = true)]
 async fn entras_percentage_slows_the_app_before_its_limit() {
-    let scheduler = Scheduler::new(budgets(100, Duration::from_secs(1000)));
+    let scheduler = Scheduler::new(budgets(100, Duration::from_secs(1000)), SECOND, MINUTE);
     let who = app("a");
     let issue = Purpose::new(Class::Issue, "ns", "issue");
     drop(scheduler.admit(ticket(&who, &issue)).await.unwrap());
@@ -184,7 +187,7 @@ async fn entras_percentage_slows_the_app_before_its_limit() {
 
 #[tokio::test(start_paused = true)]
 async fn a_parked_request_whose_holder_never_comes_back_is_dropped() {
-    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)));
+    let scheduler = Scheduler::new(budgets(1, Duration::from_secs(5)), SECOND, MINUTE);
     let who = app("a");
     drop(
         scheduler
