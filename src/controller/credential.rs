@@ -157,11 +157,16 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
     Ok(())
 }
 
-/// Makes the password of `record`'s user one nobody knows (a fresh value that is never kept),
-/// with the app identity recorded at issue, and revokes its sign-in sessions if the pool did at
-/// issue. A user that no longer exists has nothing left to end. Every ending of a credential
-/// goes through here: a credential's end, and a restore that must wait.
-pub async fn scramble_credential(ctx: &Context, record: &ClaimRecord) -> Result<(), Error> {
+/// Makes the password of the user of `claim` (whose record is `record`) one nobody knows (a
+/// fresh value that is never kept), with the app identity recorded at issue, and revokes its
+/// sign-in sessions if the pool did at issue. A user that no longer exists has nothing left to
+/// end. Every ending of a credential goes through here, in the ending class: a credential's end,
+/// and a restore that must wait.
+pub async fn scramble_credential(
+    ctx: &Context,
+    claim: &HeldClaim,
+    record: &ClaimRecord,
+) -> Result<(), Error> {
     let app = ctx
         .copies
         .recorded(&ctx.graph, &ctx.endpoints, record)
@@ -196,7 +201,7 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
     let Some(record) = claim.record.as_deref() else {
         return Err(Error::MalformedClaim(claim.name.clone()));
     };
-    scramble_credential(ctx, record).await?;
+    scramble_credential(ctx, claim, record).await?;
     // Only credentials that ended by running out count: a deletion before expiry has no lag.
     let late = Timestamp::now().duration_since(record.expires_at());
     if !late.is_negative() {

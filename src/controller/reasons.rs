@@ -92,7 +92,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for looking one up by its name.
-    pub const ALL: [Reason; 72] = [
+    pub const ALL: [Reason; 73] = [
         Reason::Issued,
         Reason::Renewed,
         Reason::RenewalCapped,

@@ -35,7 +35,7 @@ impl Shell<'_> {
         if let Some(previous) = previous {
             end_credential(self.ctx, &previous).await?;
         }
-        scramble_credential(self.ctx, record).await?;
+        scramble_credential(self.ctx, &current.claim, record).await?;
         let mut waiting = (**record).clone();
         waiting.restore_at = Some(Time(restore_at));
         let claim = self
