@@ -169,6 +169,8 @@ impl Decision {
             Decision::Retire { .. }
             | Decision::EndCredentials { .. }
             | Decision::EndUntilRestore { .. }
+            // A claim cache older than the restore would show a restored lease as waiting.
+            | Decision::RestoreWaits { .. }
             | Decision::Reissue { .. }
             | Decision::Expire { .. } => Reads::LiveClaims,
             Decision::Refuse { ending, .. } if !ending.is_empty() => Reads::LiveClaims,
@@ -178,7 +180,6 @@ impl Decision {
             | Decision::RotationWaiting { .. }
             | Decision::RenewDeclined { .. }
             | Decision::Renew { .. }
-            | Decision::RestoreWaits { .. }
             | Decision::Hold { .. } => Reads::Cached,
         }
     }

@@ -1400,7 +1400,11 @@ fn a_credential_ended_for_its_restore_waits_without_a_graph_write_then_is_restor
             matches!(&decision, Decision::RestoreWaits { restore_at, .. } if *restore_at == at(30)),
             "{decision:?}"
         );
-        assert_eq!(decision.needs(), Reads::Cached);
+        assert_eq!(
+            decision.needs(),
+            Reads::LiveClaims,
+            "judged on the claim as it is"
+        );
     }
     let held = claims_of(Some(&record), None);
     let facts = LeaseFacts {
