@@ -98,5 +98,7 @@ pub fn record() -> ClaimRecord {
         last_renew_request: None,
         generation: 1,
         last_rotate_request: None,
+        restores: None,
+        restore_at: None,
     }
 }

@@ -122,12 +122,25 @@ struct RunArgs {
         value_parser = SecretTypes::parse
     )]
     lease_secret_types: SecretTypes,
+    /// The shortest spacing of rotations a kms.hanzo.ai/rotate request may force on a continuous
+    /// lease (a Go-style duration): an overlap shorter than it is clamped to it.
+    #[arg(
+        long,
+        env = "MIN_FORCED_ROTATION_INTERVAL",
+        default_value = "1m",
+        value_parser = parse_go_duration
+    )]
+    min_forced_rotation_interval: Duration,
 }
 
 fn parse_cloud(text: &str) -> Result<Cloud, String> {
     serde_json::from_value(serde_json::Value::String(text.trim().to_owned())).map_err(|_| {
         format!("unknown cloud {text:?}: expected AzurePublic, AzureUSGovernment or AzureChina")
     })
+}
+
+fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    entra_operator::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -195,6 +208,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         allowed_clouds: args.allowed_clouds.clone(),
         cluster_pools: args.cluster_pools,
         lease_secret_types: args.lease_secret_types.clone(),
+        min_forced_rotation_interval: args.min_forced_rotation_interval,
     };
     if !args.leader_elect {
         // The only replica is the acting one.

@@ -241,8 +241,15 @@ async fn restoring_a_deleted_or_edited_secret_issues_a_fresh_password() {
         )
         .await
         .unwrap();
+    // Edited soon after a restore: the credential ends at once, and the restore follows the
+    // lease's restore backoff (30 s after the first).
+    env.wait_for("the edited Secret's password to be ended", || async {
+        (!env.emulator.sign_in(&user, &second)).then_some(())
+    })
+    .await;
     env.wait_for("the edited Secret to be restored", || async {
-        let (_, password) = env.credentials("entra-mine").await;
+        let secret = env.secrets().get_opt("entra-mine").await.unwrap()?;
+        let password = String::from_utf8(secret.data?.get("password")?.0.clone()).ok()?;
         (password != "edited-by-hand"
             && password != second
             && env.emulator.sign_in(&user, &password))

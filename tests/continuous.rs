@@ -298,7 +298,15 @@ async fn two_continuous_leases_on_two_users_wait_their_turn_and_a_third_never_cu
 
 #[tokio::test]
 async fn a_rotation_can_be_forced_once_per_overlap_and_renewals_restart_nothing() {
-    let env = env("forced-rotation").await;
+    // Forced rotations once per overlap: the operator's minimum spacing (1 min by default) is
+    // set below the 3 s overlap here.
+    let env = LeaseEnv::start_with_flags(
+        ControlPlane::shared_with_nodes(),
+        "forced-rotation",
+        Config::sample(),
+        vec!["--min-forced-rotation-interval=1s".into()],
+    )
+    .await;
     env.create_pool("pool", &[ALICE, BOB], "1h", "2h").await;
     env.wait_for_ready_pool("pool").await;
     env.create_lease(

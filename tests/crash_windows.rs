@@ -209,3 +209,65 @@ async fn a_resumed_issue_refused_for_good_keeps_the_claim_until_the_credential_e
     .await;
     assert_eq!(env.violations().await, Vec::<String>::new());
 }
+
+/// A Secret deleted again soon after a restore ends the credential before its restore waits:
+/// here the scramble took effect but its answer was lost, and the operator died before recording
+/// the wait. The restarted operator cannot know the scramble happened: it ends the credential
+/// again, waits out the lease's restore backoff (kept in the claim), then restores.
+#[tokio::test]
+async fn a_crash_while_a_deferred_restore_scrambles_converges() {
+    let mut env = env_with_pool("cw-deferred-restore").await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    env.wait_for_phase("svc", LeasePhase::Active).await;
+    let issued = secret_password(&env, "svc").await.unwrap();
+    env.secrets()
+        .delete("entra-svc", &Default::default())
+        .await
+        .unwrap();
+    let restored = env
+        .wait_for("the first restore, at once", || async {
+            let password = secret_password(&env, "svc").await?;
+            (password != issued && env.emulator.sign_in(sample::ALICE.upn, &password))
+                .then_some(password)
+        })
+        .await;
+
+    let drawn = hold_password_patches(&env, vec![Fault::LostResponse, Fault::timeout(HELD)]).await;
+    env.secrets()
+        .delete("entra-svc", &Default::default())
+        .await
+        .unwrap();
+    wait_until_drawn(&env, drawn).await;
+    env.operator.kill();
+    assert!(
+        !env.emulator.sign_in(sample::ALICE.upn, &restored),
+        "the scramble took effect: the window is real"
+    );
+    let uid = env.lease("svc").await.unwrap().metadata.uid.unwrap();
+    let claim = env.tracked().latest_claim(&uid).cloned().unwrap();
+    assert!(
+        claim.record.restore_at.is_none(),
+        "the wait was not recorded yet"
+    );
+
+    env.emulator.clear_faults();
+    env.operator.restart();
+    env.wait_for("the restore to wait for the lease's backoff", || async {
+        let status = env.lease("svc").await?.status?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "RestoreBackoff").then_some(())
+    })
+    .await;
+    assert!(!env.emulator.sign_in(sample::ALICE.upn, &restored));
+    let fresh = env
+        .wait_for("the restore after the backoff", || async {
+            let password = secret_password(&env, "svc").await?;
+            (password != restored && env.emulator.sign_in(sample::ALICE.upn, &password))
+                .then_some(password)
+        })
+        .await;
+    assert!(!env.emulator.sign_in(sample::ALICE.upn, &issued));
+    assert!(env.emulator.sign_in(sample::ALICE.upn, &fresh));
+    assert_eq!(env.violations().await, Vec::<String>::new());
+}

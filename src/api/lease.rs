@@ -212,6 +212,12 @@ pub struct LeaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<Time>,
 
+    /// Set when the operator clamps the lease's `rotation.overlap`: a `kms.hanzo.ai/rotate`
+    /// request forces a rotation at most this often (the operator's
+    /// `--min-forced-rotation-interval`), not once per overlap. A Go-style duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_rotation_interval: Option<String>,
+
     /// Ready tells whether the credentials are issued and valid, with a reason when not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

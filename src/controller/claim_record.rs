@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::restore_backoff::RestoreBackoff;
 use crate::api::{Cloud, LeasedUser};
 
 /// Annotation of a claim holding its [`ClaimRecord`] as JSON.
@@ -45,6 +46,15 @@ pub struct ClaimRecord {
     /// The last value of the rotate annotation acted on (carried from credential to credential).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotate_request: Option<String>,
+    /// The lease's restores of its Secret so far, which space out the next one (carried from
+    /// credential to credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<RestoreBackoff>,
+    /// Set once the password was scrambled because the Secret was taken while the next restore
+    /// had to wait: no working password exists, and a fresh one is issued at this time (or
+    /// later, as the restores' spacing says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_at: Option<Time>,
 }
 
 fn first_generation() -> u32 {

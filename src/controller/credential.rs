@@ -157,14 +157,16 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
     Ok(())
 }
 
-/// Ends the credential `claim` records: scramble the password (a fresh value nobody keeps) with
-/// the app identity recorded at issue, revoke sign-in sessions if the pool did at issue, delete
-/// the Secret, release the claim. `claim` must have been read from the API server just now: its
-/// release carries its resourceVersion, so a stale copy fails instead of releasing.
-pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Error> {
-    let Some(record) = claim.record.as_deref() else {
-        return Err(Error::MalformedClaim(claim.name.clone()));
-    };
+/// Makes the password of the user of `claim` (whose record is `record`) one nobody knows (a
+/// fresh value that is never kept), with the app identity recorded at issue, and revokes its
+/// sign-in sessions if the pool did at issue. A user that no longer exists has nothing left to
+/// end. Every ending of a credential goes through here, in the ending class: a credential's end,
+/// and a restore that must wait.
+pub async fn scramble_credential(
+    ctx: &Context,
+    claim: &HeldClaim,
+    record: &ClaimRecord,
+) -> Result<(), Error> {
     let app = ctx
         .copies
         .recorded(&ctx.graph, &ctx.endpoints, record)
@@ -182,16 +184,28 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
         Err(error) => return Err(error.into()),
     }
-    // Only credentials that ended by running out count: a deletion before expiry has no lag.
-    let late = Timestamp::now().duration_since(record.expires_at());
-    if !late.is_negative() {
-        metrics().revocation_lag.observe(late.as_secs_f64());
-    }
     if record.revoke_sign_in_sessions {
         match graph.revoke_sign_in_sessions(&app, &record.user.id).await {
             Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
+    }
+    Ok(())
+}
+
+/// Ends the credential `claim` records: scramble the password (a fresh value nobody keeps) with
+/// the app identity recorded at issue, revoke sign-in sessions if the pool did at issue, delete
+/// the Secret, release the claim. `claim` must have been read from the API server just now: its
+/// release carries its resourceVersion, so a stale copy fails instead of releasing.
+pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Error> {
+    let Some(record) = claim.record.as_deref() else {
+        return Err(Error::MalformedClaim(claim.name.clone()));
+    };
+    scramble_credential(ctx, claim, record).await?;
+    // Only credentials that ended by running out count: a deletion before expiry has no lag.
+    let late = Timestamp::now().duration_since(record.expires_at());
+    if !late.is_negative() {
+        metrics().revocation_lag.observe(late.as_secs_f64());
     }
     let lease = &record.lease;
     // The password no longer works: the user goes back to the pool even when the Secret cannot

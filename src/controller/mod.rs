@@ -28,6 +28,7 @@ mod protected_users;
 mod reaper;
 mod reasons;
 mod requests;
+mod restore_backoff;
 mod rollout;
 mod rotation_schedule;
 mod service_account_token;
@@ -81,6 +82,9 @@ pub struct Settings {
     pub cluster_pools: bool,
     /// The types a lease's Secret may have.
     pub lease_secret_types: SecretTypes,
+    /// The shortest spacing of rotations a `kms.hanzo.ai/rotate` request may force: each costs
+    /// Graph writes on the app's shared quota, and any lease user may ask for one.
+    pub min_forced_rotation_interval: std::time::Duration,
 }
 
 /// Runs the controllers until `shutdown` resolves: the shared watches fill the caches, and once

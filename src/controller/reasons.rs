@@ -11,6 +11,7 @@ pub enum Reason {
     Renewed,
     RenewalCapped,
     CredentialRestored,
+    RestoreBackoff,
     Expired,
     Revoking,
     Revoked,
@@ -91,11 +92,12 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for looking one up by its name.
-    pub const ALL: [Reason; 72] = [
+    pub const ALL: [Reason; 73] = [
         Reason::Issued,
         Reason::Renewed,
         Reason::RenewalCapped,
         Reason::CredentialRestored,
+        Reason::RestoreBackoff,
         Reason::Expired,
         Reason::Revoking,
         Reason::Revoked,
@@ -172,6 +174,7 @@ impl Reason {
             Reason::Renewed => "Renewed",
             Reason::RenewalCapped => "RenewalCapped",
             Reason::CredentialRestored => "CredentialRestored",
+            Reason::RestoreBackoff => "RestoreBackoff",
             Reason::Expired => "Expired",
             Reason::Revoking => "Revoking",
             Reason::Revoked => "Revoked",

@@ -37,9 +37,22 @@ pub fn rotate_at(current: &ClaimRecord, overlap: Duration) -> Timestamp {
     earlier(current.max_expires_at(), overlap).max(later(current.issued_at.0, overlap))
 }
 
-/// When a rotation asked for by the annotation may happen: at most once per overlap.
-pub fn forced_rotation_at(current: &ClaimRecord, overlap: Duration) -> Timestamp {
-    later(current.issued_at.0, overlap)
+/// When a rotation asked for by the annotation may happen: at most once per overlap, and never
+/// more often than the operator's `minimum` (each forced rotation costs Graph writes on the
+/// app's shared quota, and any lease user may ask for one).
+pub fn forced_rotation_at(
+    current: &ClaimRecord,
+    overlap: Duration,
+    minimum: Duration,
+) -> Timestamp {
+    later(current.issued_at.0, overlap.max(minimum))
+}
+
+/// The spacing of forced rotations when the operator's `minimum` clamps the lease's overlap;
+/// `None` for a lease that does not rotate or whose overlap is long enough.
+pub fn clamped_forced_rotation_interval(lease: &EntraLease, minimum: Duration) -> Option<Duration> {
+    let overlap = overlap(lease)?.ok()?;
+    (overlap < minimum).then_some(minimum)
 }
 
 /// When the next rotation is due on its own, for the status (a rotate request may bring it
@@ -156,12 +169,32 @@ mod tests {
             Some("now")
         );
         assert_eq!(
-            forced_rotation_at(&current, Duration::from_secs(600)),
+            forced_rotation_at(&current, Duration::from_secs(600), Duration::from_secs(60)),
             at(600)
         );
         current.last_rotate_request = Some("now".into());
         assert_eq!(pending_rotate_request(&lease, &current), None);
         assert_eq!(next_rotation_at(&lease, &current), Some(at(6600)));
+    }
+
+    #[test]
+    fn forced_rotations_of_a_short_overlap_are_spaced_by_the_operators_minimum() {
+        let current = record(); // issued at 0
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            forced_rotation_at(&current, Duration::from_secs(1), minute),
+            at(60)
+        );
+        assert_eq!(
+            clamped_forced_rotation_interval(&continuous("1s"), minute),
+            Some(minute)
+        );
+        assert_eq!(
+            clamped_forced_rotation_interval(&continuous("10m"), minute),
+            None
+        );
+        let plain = EntraLease::new("ci", crate::fixtures::lease_spec());
+        assert_eq!(clamped_forced_rotation_interval(&plain, minute), None);
     }
 
     #[test]

@@ -46,11 +46,28 @@ impl LeaseEnv {
         prefix: &str,
         config: Config,
     ) -> LeaseEnv {
+        Self::start_with_flags(control_plane, prefix, config, Vec::new()).await
+    }
+
+    /// [`LeaseEnv::start_on`] with extra operator flags (`--flag=value`, replacing a default).
+    pub async fn start_with_flags(
+        control_plane: &'static ControlPlane,
+        prefix: &str,
+        config: Config,
+        flags: Vec<String>,
+    ) -> LeaseEnv {
         install_crds(control_plane);
         let client = control_plane.client().await;
         let namespace = namespace(&client, prefix).await;
         let emulator = Emulator::start(config).await.expect("the emulator starts");
-        let operator = Operator::start(control_plane, &emulator.base_url(), &namespace, &namespace);
+        let operator = Operator::start_with(
+            control_plane,
+            &emulator.base_url(),
+            &namespace,
+            &namespace,
+            "operator",
+            flags,
+        );
         let lab = Lab {
             client,
             claims_namespace: namespace.clone(),

@@ -82,7 +82,7 @@ annotations:
 {{- if and (eq (.Values.strategy.type | default "") "Recreate") .Values.strategy.rollingUpdate }}
 {{- fail "strategy.rollingUpdate applies only to type RollingUpdate: remove it for Recreate" }}
 {{- end }}
-{{- $owned := dict "--concurrency" "concurrency" "--leader-election-lease-name" "leaderElection.leaseName" "--leader-election-lease-duration-seconds" "leaderElection.leaseDurationSeconds" "--lease-secret-types" "leaseSecrets.allowedTypes" }}
+{{- $owned := dict "--concurrency" "concurrency" "--leader-election-lease-name" "leaderElection.leaseName" "--leader-election-lease-duration-seconds" "leaderElection.leaseDurationSeconds" "--lease-secret-types" "leaseSecrets.allowedTypes" "--min-forced-rotation-interval" "minForcedRotationInterval" }}
 {{- range .Values.extraArgs }}
 {{- $flag := first (splitList "=" .) }}
 {{- if hasKey $owned $flag }}

@@ -58,6 +58,9 @@ pub struct Context {
     pub allowed_clouds: Vec<crate::api::Cloud>,
     /// The types a lease's Secret may have.
     pub lease_secret_types: crate::secret_types::SecretTypes,
+    /// The shortest spacing of rotations a rotate request may force (a continuous lease's
+    /// shorter overlap is clamped to it).
+    pub min_forced_rotation: std::time::Duration,
 
     // Caches: what the watches keep, read without an API call.
     /// Every pool of both kinds, from the shared watches.
@@ -114,6 +117,7 @@ impl Context {
             events: Events::new(client.clone(), reporter),
             allowed_clouds: settings.allowed_clouds,
             lease_secret_types: settings.lease_secret_types,
+            min_forced_rotation: settings.min_forced_rotation_interval,
             pools: caches.pool_stores(),
             namespaces: caches.namespaces.clone(),
             secrets: caches.secrets.clone(),

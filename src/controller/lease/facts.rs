@@ -3,6 +3,7 @@
 //! the time. Read by the reconciler in `mod.rs`; [`decide`](super::decide::decide) looks only here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -41,6 +42,9 @@ pub struct LeaseFacts<'a> {
     pub rollout_refusal: Option<&'a str>,
     /// A continuous lease of the same pool waits for a user to rotate to: it goes first.
     pub rotation_queued: bool,
+    /// The shortest spacing of rotations a rotate request may force: a continuous lease's
+    /// overlap below it is clamped to it (the operator's `--min-forced-rotation-interval`).
+    pub min_forced_rotation: Duration,
     /// The Secret types the cluster administrator allows for lease Secrets.
     pub secret_types: &'a SecretTypes,
     pub now: Timestamp,

@@ -87,6 +87,30 @@ pub fn restoring(secret_name: &str, cause: SecretState) -> String {
     format!("Secret {secret_name} was {what}; issuing a fresh password")
 }
 
+/// A restore that must wait: the credential was ended meanwhile.
+pub fn restore_deferred(secret_name: &str, cause: SecretState, restore_at: Timestamp) -> String {
+    let what = if cause == SecretState::Missing {
+        "deleted"
+    } else {
+        "edited"
+    };
+    format!(
+        "Secret {secret_name} was {what} again soon after a restore; the password was scrambled, \
+         and a fresh one is issued into a restored Secret at {} (restores of one lease are spaced \
+         out)",
+        format_time(restore_at)
+    )
+}
+
+/// The credential waits for its restore.
+pub fn restore_waiting(secret_name: &str, restore_at: Timestamp) -> String {
+    format!(
+        "the password was scrambled after Secret {secret_name} was taken; a fresh one is issued \
+         into a restored Secret at {} (restores of one lease are spaced out)",
+        format_time(restore_at)
+    )
+}
+
 pub fn set_aside(user: &str, refused: bool, error: &dyn std::fmt::Display) -> String {
     if refused {
         format!(

@@ -124,6 +124,7 @@ async fn live_lease(
                 .as_ref()
                 .is_some_and(|pool| ctx.rotation_goes_first(&pool.key(), &uid)),
             secret_types: &ctx.lease_secret_types,
+            min_forced_rotation: ctx.min_forced_rotation,
             now,
         };
         let decision = decide(&facts);
@@ -151,7 +152,7 @@ async fn live_lease(
         let shell = Shell {
             lease,
             ctx,
-            status: LeaseStatusWriter::new(api, lease, now),
+            status: LeaseStatusWriter::new(api, lease, now, ctx.min_forced_rotation),
             now,
         };
         if let Some(report) = &read.rollout_report {

@@ -2,6 +2,8 @@
 //! back as truth. Writes are conditional on the lease's resourceVersion, so a status judged from
 //! a stale cache fails (and is judged again) instead of overwriting a newer one.
 
+use std::time::Duration;
+
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -13,19 +15,35 @@ use crate::controller::Error;
 use crate::controller::claim_record::ClaimRecord;
 use crate::controller::context::Context;
 use crate::controller::reasons::Reason;
-use crate::controller::rotation_schedule::{next_rotation_at, retire_at};
+use crate::controller::rotation_schedule::{
+    clamped_forced_rotation_interval, next_rotation_at, retire_at,
+};
 use crate::controller::status::{apply_status, set_condition};
+use crate::duration::format_duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub struct LeaseStatusWriter<'a> {
     api: &'a Api<EntraLease>,
     lease: &'a EntraLease,
     now: Timestamp,
+    /// The operator's minimum spacing of forced rotations, which the status shows when it
+    /// clamps the lease's overlap.
+    min_forced_rotation: Duration,
 }
 
 impl<'a> LeaseStatusWriter<'a> {
-    pub fn new(api: &'a Api<EntraLease>, lease: &'a EntraLease, now: Timestamp) -> Self {
-        Self { api, lease, now }
+    pub fn new(
+        api: &'a Api<EntraLease>,
+        lease: &'a EntraLease,
+        now: Timestamp,
+        min_forced_rotation: Duration,
+    ) -> Self {
+        Self {
+            api,
+            lease,
+            now,
+            min_forced_rotation,
+        }
     }
 
     pub fn api(&self) -> &Api<EntraLease> {
@@ -58,6 +76,7 @@ impl<'a> LeaseStatusWriter<'a> {
         status.max_expires_at = None;
         status.previous = None;
         status.next_rotation_at = None;
+        status.forced_rotation_interval = None;
         self.condition(&mut status, ready, reason, message);
         self.write(&status).await
     }
@@ -70,8 +89,19 @@ impl<'a> LeaseStatusWriter<'a> {
         reason: Reason,
         message: String,
     ) -> Result<(), Error> {
-        let mut status = projection(self.lease, &self.current(), record, previous);
+        let mut status = self.projection(&self.current(), record, previous);
         self.condition(&mut status, true, reason, message);
+        self.write(&status).await
+    }
+
+    /// A lease whose credential ended to wait for its restore: not Ready until then.
+    pub async fn restore_waiting(
+        &self,
+        record: &ClaimRecord,
+        message: String,
+    ) -> Result<(), Error> {
+        let mut status = self.projection(&self.current(), record, None);
+        self.condition(&mut status, false, Reason::RestoreBackoff, message);
         self.write(&status).await
     }
 
@@ -86,7 +116,7 @@ impl<'a> LeaseStatusWriter<'a> {
     ) -> Result<(), Error> {
         let (claim, record) = (&held.claim, held.record.as_ref());
         let current = self.current();
-        let mut wanted = projection(self.lease, &current, record, previous);
+        let mut wanted = self.projection(&current, record, previous);
         let ready = wanted
             .conditions
             .iter()
@@ -126,6 +156,19 @@ impl<'a> LeaseStatusWriter<'a> {
         status.phase = Some(LeasePhase::Revoking);
         self.condition(&mut status, false, reason, message);
         let _ = self.write(&status).await;
+    }
+
+    fn projection(
+        &self,
+        current: &LeaseStatus,
+        record: &ClaimRecord,
+        previous: Option<&ClaimRecord>,
+    ) -> LeaseStatus {
+        let mut status = projection(self.lease, current, record, previous);
+        status.forced_rotation_interval =
+            clamped_forced_rotation_interval(self.lease, self.min_forced_rotation)
+                .map(format_duration);
+        status
     }
 
     fn current(&self) -> LeaseStatus {
@@ -168,6 +211,7 @@ fn projection(
             expires_at: Time(retire_at(lease, record, previous)),
         }),
         next_rotation_at: next_rotation_at(lease, record).map(Time),
+        forced_rotation_interval: current.forced_rotation_interval.clone(),
         phase: Some(LeasePhase::Active),
         user: Some(record.user.clone()),
         secret_name: Some(record.secret_name.clone()),

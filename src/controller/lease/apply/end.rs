@@ -134,7 +134,7 @@ async fn end_one(
             ctx.publish(lease, EventType::Warning, reason, "Revoke", message.clone())
                 .await;
             count_revocation_failure(&error);
-            LeaseStatusWriter::new(api, lease, now)
+            LeaseStatusWriter::new(api, lease, now, ctx.min_forced_rotation)
                 .revoking(reason, message)
                 .await;
             Err(error)

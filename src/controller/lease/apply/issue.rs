@@ -21,6 +21,7 @@ use crate::controller::lease::decide::{
 };
 use crate::controller::pool::Pool;
 use crate::controller::reasons::Reason;
+use crate::controller::restore_backoff::RestoreBackoff;
 use crate::controller::status::whole_seconds;
 use crate::graph::{AppCredentials, ClientCredential};
 
@@ -43,6 +44,8 @@ pub(super) struct IssuePlan<'a> {
     pub max_ttl: Duration,
     pub generation: u32,
     pub last_rotate_request: Option<String>,
+    /// The lease's restores so far (a rotation carries them on).
+    pub restores: Option<RestoreBackoff>,
 }
 
 impl Shell<'_> {
@@ -63,6 +66,7 @@ impl Shell<'_> {
             max_ttl: issue.max_ttl,
             generation: issue.generation,
             last_rotate_request: None,
+            restores: None,
         };
         let claimed = self
             .claim_first(&issue.pool, &prepared, issue.candidates, &plan)
@@ -146,6 +150,8 @@ impl Shell<'_> {
                 last_renew_request: None,
                 generation: plan.generation,
                 last_rotate_request: plan.last_rotate_request.clone(),
+                restores: plan.restores.clone(),
+                restore_at: None,
             };
             if let ClaimOutcome::Claimed(claim) = self.ctx.claims.claim(&record).await? {
                 return Ok(Some((claim, record)));

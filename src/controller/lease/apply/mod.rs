@@ -6,6 +6,7 @@ mod issue;
 mod refuse;
 mod renew;
 mod restore;
+mod restore_wait;
 mod resume;
 mod rollouts;
 mod rotate;
@@ -90,7 +91,21 @@ impl Shell<'_> {
                 current,
                 previous,
                 cause,
-            } => self.restore(current, previous, cause).await,
+                restores,
+            } => self.restore(current, previous, cause, restores).await,
+            Decision::EndUntilRestore {
+                current,
+                previous,
+                restore_at,
+                cause,
+            } => {
+                self.end_until_restore(current, previous, restore_at, cause)
+                    .await
+            }
+            Decision::RestoreWaits {
+                current,
+                restore_at,
+            } => self.restore_waits(&current, restore_at).await,
             Decision::RenewDeclined {
                 current,
                 previous,

@@ -1,5 +1,6 @@
 //! Restoring an active lease's Secret that was deleted or edited: a fresh password (which also
-//! ends the old one) goes into a restored Secret, set with the pool's own credential.
+//! ends the old one) goes into a restored Secret, set with the pool's own credential. The claim
+//! records the restore, which spaces out the next one.
 
 use kube::runtime::events::EventType;
 
@@ -12,6 +13,7 @@ use crate::controller::lease::decide::restore_after_pool_changed;
 use crate::controller::lease::facts::Held;
 use crate::controller::lease::messages;
 use crate::controller::reasons::Reason;
+use crate::controller::restore_backoff::RestoreBackoff;
 use crate::secret::SecretState;
 
 impl Shell<'_> {
@@ -22,6 +24,7 @@ impl Shell<'_> {
         current: Held,
         previous: Option<HeldClaim>,
         cause: SecretState,
+        restores: RestoreBackoff,
     ) -> Result<Step, Error> {
         let record = &current.record;
         self.tell(
@@ -43,6 +46,8 @@ impl Shell<'_> {
         let mut unconfirmed = (**record).clone();
         unconfirmed.issued = false;
         unconfirmed.generation = record.generation.saturating_add(1);
+        unconfirmed.restores = Some(restores);
+        unconfirmed.restore_at = None;
         let claim = self
             .ctx
             .claims

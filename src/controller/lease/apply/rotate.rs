@@ -64,6 +64,7 @@ impl Shell<'_> {
             max_ttl,
             generation: record.generation.saturating_add(1),
             last_rotate_request: request.or_else(|| record.last_rotate_request.clone()),
+            restores: record.restores.clone(),
         };
         let Some((claim, next)) = self
             .claim_first(&pool, &prepared, candidates, &plan)

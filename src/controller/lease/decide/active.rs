@@ -8,6 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::Decision;
 use super::issue::refuse;
 use super::pool::effective_ttl;
+use super::restore::restore_decision;
 use super::rotation::rotation_decision;
 use crate::controller::deadlines::{earlier, later};
 use crate::controller::lease::facts::{Held, LeaseFacts};
@@ -39,18 +40,17 @@ pub fn decide_active(facts: &LeaseFacts<'_>, current: &Held) -> Decision {
             ),
         );
     }
-    if matches!(facts.secret, SecretState::Missing | SecretState::Tampered) {
+    // A credential ended for its Secret's sake stays ended until its restore, whatever the
+    // Secret holds meanwhile.
+    let taken = matches!(facts.secret, SecretState::Missing | SecretState::Tampered);
+    if taken || record.restore_at.is_some() {
         // A namespace its pool no longer serves gets no fresh password: the credential ends.
         if !facts.served {
             return Decision::Expire {
                 user: Some(record.user.user_principal_name.clone()),
             };
         }
-        return Decision::Restore {
-            current: current.clone(),
-            previous: facts.claims.previous.clone(),
-            cause: facts.secret,
-        };
+        return restore_decision(facts, current);
     }
     if !facts.served {
         // Not renewed any more, but what was issued runs to its end.
@@ -73,7 +73,11 @@ pub fn decide_active(facts: &LeaseFacts<'_>, current: &Held) -> Decision {
         let request = pending_rotate_request(facts.lease, record);
         let mut due = rotate_at(record, overlap);
         if request.is_some() {
-            due = due.min(forced_rotation_at(record, overlap));
+            due = due.min(forced_rotation_at(
+                record,
+                overlap,
+                facts.min_forced_rotation,
+            ));
         }
         if facts.now >= due {
             return rotation_decision(facts, current, request);

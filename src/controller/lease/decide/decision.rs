@@ -12,6 +12,7 @@ use crate::controller::claims::HeldClaim;
 use crate::controller::lease::facts::Held;
 use crate::controller::pool::{Pool, PoolKey};
 use crate::controller::reasons::Reason;
+use crate::controller::restore_backoff::RestoreBackoff;
 use crate::secret::SecretState;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +75,22 @@ pub enum Decision {
         current: Held,
         previous: Option<HeldClaim>,
         cause: SecretState,
+        /// The lease's restores with this one, for its record.
+        restores: RestoreBackoff,
+    },
+    /// The Secret was taken before the lease's next restore is allowed: end the live credential
+    /// now (scramble it, revoke sessions as its record says, end a previous one), keep the claim,
+    /// and record that a fresh password follows at `restore_at`.
+    EndUntilRestore {
+        current: Held,
+        previous: Option<HeldClaim>,
+        restore_at: Timestamp,
+        cause: SecretState,
+    },
+    /// The credential was ended and waits for its restore at `restore_at`: the status says when.
+    RestoreWaits {
+        current: Held,
+        restore_at: Timestamp,
     },
     /// A renewal was asked for but the pool no longer serves the lease's namespace: record the
     /// request, say why, and let the credential run to its end.
@@ -151,6 +168,9 @@ impl Decision {
             | Decision::Rotate(_) => Reads::LiveClaimsAndNamespace,
             Decision::Retire { .. }
             | Decision::EndCredentials { .. }
+            | Decision::EndUntilRestore { .. }
+            // A claim cache older than the restore would show a restored lease as waiting.
+            | Decision::RestoreWaits { .. }
             | Decision::Reissue { .. }
             | Decision::Expire { .. } => Reads::LiveClaims,
             Decision::Refuse { ending, .. } if !ending.is_empty() => Reads::LiveClaims,

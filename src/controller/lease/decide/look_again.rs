@@ -79,6 +79,8 @@ pub fn look_again_after(
                 ..
             } => LOOK_AGAIN_AFTER,
             Decision::Hold { until, .. } => until_then(*until, now),
+            Decision::EndUntilRestore { restore_at, .. }
+            | Decision::RestoreWaits { restore_at, .. } => until_then(*restore_at, now),
             // Their effects say when to look again, or objects changing wake the lease.
             Decision::Expire { .. }
             | Decision::EndCredentials { .. }

@@ -8,6 +8,7 @@ mod decision;
 mod issue;
 mod look_again;
 mod pool;
+mod restore;
 mod rotation;
 #[cfg(test)]
 mod tests;

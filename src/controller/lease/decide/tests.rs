@@ -138,6 +138,7 @@ fn decide_with(
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         now: at(now),
     })
 }
@@ -254,6 +255,7 @@ fn candidates_come_from_the_operators_resolution_never_the_pool_status() {
             secret_types: &SecretTypes::default(),
             rollout_refusal: None,
             rotation_queued: false,
+            min_forced_rotation: Duration::ZERO,
             now: at(0),
         })
     };
@@ -525,6 +527,7 @@ fn requeues_never_pass_the_held_credential_expiry() {
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         now: at(3590),
     };
     let wait = Decision::Wait {
@@ -717,6 +720,7 @@ fn a_namespace_the_cluster_pool_does_not_select_is_refused_and_an_active_lease_i
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         now: at(0),
     };
     assert!(matches!(
@@ -876,6 +880,7 @@ fn decide_continuous(
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         now: at(now),
     })
 }
@@ -979,6 +984,7 @@ fn the_previous_credential_ends_when_rollouts_complete_or_the_overlap_runs_out()
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         now: at(6700),
     };
     assert_eq!(
@@ -1057,6 +1063,7 @@ fn an_interrupted_issue_in_a_namespace_no_longer_served_as_read_now_ends_instead
         rollouts: Rollouts::NotTracked,
         rollout_refusal: None,
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         secret_types: &SecretTypes::default(),
         now: at(10),
     };
@@ -1108,6 +1115,7 @@ fn a_new_lease_waits_while_a_continuous_lease_of_its_pool_waits_to_rotate() {
         rollouts: Rollouts::NotTracked,
         rollout_refusal: None,
         rotation_queued: true,
+        min_forced_rotation: Duration::ZERO,
         secret_types: &SecretTypes::default(),
         now: at(0),
     };
@@ -1120,6 +1128,7 @@ fn a_new_lease_waits_while_a_continuous_lease_of_its_pool_waits_to_rotate() {
     ));
     let first = LeaseFacts {
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         ..facts
     };
     let issue = decide(&first);
@@ -1257,6 +1266,7 @@ fn a_hold_carries_why_a_restart_target_will_not_roll_out() {
         rollouts: Rollouts::InProgress,
         rollout_refusal: Some("deployment web: forbidden"),
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         secret_types: &SecretTypes::default(),
         now: at(6700),
     };
@@ -1292,6 +1302,7 @@ fn an_active_credential_is_looked_at_again_at_its_end_or_when_its_previous_one_r
         rollouts: Rollouts::NotTracked,
         rollout_refusal: None,
         rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
         secret_types: &SecretTypes::default(),
         now: at(6600),
     };
@@ -1320,4 +1331,165 @@ fn an_active_credential_is_looked_at_again_at_its_end_or_when_its_previous_one_r
     };
     let after = look_again_after(&wait, &facts, &waits).unwrap();
     assert_eq!(after.as_secs(), 10, "never past the credential's end");
+}
+
+/// A record whose lease was restored at `last_at` with the next restore `delay` seconds later.
+fn restored_at(last_at: i64, delay: u64) -> ClaimRecord {
+    let mut record = record();
+    record.restores = Some(crate::controller::restore_backoff::RestoreBackoff {
+        last_at: Time(at(last_at)),
+        delay_seconds: delay,
+    });
+    record
+}
+
+#[test]
+fn the_first_restore_of_a_lease_is_at_once_and_recorded_for_the_next() {
+    let pool = pool();
+    let lease = lease(|_| {});
+    let decision = decide_with(
+        &lease,
+        Some(&pool),
+        SecretState::Missing,
+        Some(&record()),
+        10,
+    );
+    let Decision::Restore { restores, .. } = decision else {
+        panic!("a first restore at once, got {decision:?}")
+    };
+    assert_eq!(restores.last_at, Time(at(10)));
+    assert_eq!(restores.delay_seconds, 30);
+}
+
+#[test]
+fn a_secret_taken_again_soon_after_a_restore_ends_the_credential_until_its_backoff() {
+    let pool = pool();
+    let lease = lease(|_| {});
+    let record = restored_at(0, 30);
+    for state in [SecretState::Missing, SecretState::Tampered] {
+        let decision = decide_with(&lease, Some(&pool), state, Some(&record), 10);
+        assert!(
+            matches!(
+                &decision,
+                Decision::EndUntilRestore { restore_at, cause, .. }
+                    if *restore_at == at(30) && *cause == state
+            ),
+            "{decision:?}"
+        );
+        assert_eq!(decision.needs(), Reads::LiveClaims, "ends on a live claim");
+    }
+    assert!(matches!(
+        decide_with(&lease, Some(&pool), SecretState::Missing, Some(&record), 30),
+        Decision::Restore { .. }
+    ));
+}
+
+#[test]
+fn a_credential_ended_for_its_restore_waits_without_a_graph_write_then_is_restored() {
+    let pool = pool();
+    let lease = lease(|_| {});
+    let mut record = restored_at(0, 30);
+    record.restore_at = Some(Time(at(30)));
+    for state in [
+        SecretState::Missing,
+        SecretState::Tampered,
+        SecretState::Intact,
+    ] {
+        let decision = decide_with(&lease, Some(&pool), state, Some(&record), 20);
+        assert!(
+            matches!(&decision, Decision::RestoreWaits { restore_at, .. } if *restore_at == at(30)),
+            "{decision:?}"
+        );
+        assert_eq!(
+            decision.needs(),
+            Reads::LiveClaims,
+            "judged on the claim as it is"
+        );
+    }
+    let held = claims_of(Some(&record), None);
+    let facts = LeaseFacts {
+        lease: &lease,
+        pool: None,
+        served: true,
+        served_read_live: false,
+        secret: SecretState::Missing,
+        resolved: None,
+        claims: &held,
+        rollouts: Rollouts::NotTracked,
+        secret_types: &SecretTypes::default(),
+        rollout_refusal: None,
+        rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
+        now: at(20),
+    };
+    let waits = decide_facts(&facts);
+    assert_eq!(
+        look_again_after(&waits, &facts, &Outcome::Settled),
+        Some(until_then(at(30), at(20))),
+        "looked at again when the restore is due"
+    );
+    let restore = decide_with(&lease, Some(&pool), SecretState::Missing, Some(&record), 30);
+    let Decision::Restore { restores, .. } = restore else {
+        panic!("restored when due, got {restore:?}")
+    };
+    assert_eq!(
+        restores.delay_seconds, 60,
+        "the next one waits twice as long"
+    );
+}
+
+#[test]
+fn a_credential_waiting_for_its_restore_still_expires_at_its_end() {
+    let pool = pool();
+    let lease = lease(|_| {});
+    let mut record = restored_at(3500, 300);
+    record.restore_at = Some(Time(at(3800)));
+    assert_eq!(
+        shape(&decide_with(
+            &lease,
+            Some(&pool),
+            SecretState::Missing,
+            Some(&record),
+            3600
+        )),
+        "Expire"
+    );
+}
+
+#[test]
+fn rotate_requests_on_a_short_overlap_are_spaced_by_the_operators_minimum() {
+    let mut lease = continuous_lease("1s");
+    lease
+        .annotations_mut()
+        .insert(crate::api::ROTATE_ANNOTATION.into(), "now".into());
+    let pool = pool_with_carol();
+    let pool = Pool::Namespaced(std::sync::Arc::new(pool));
+    let resolved = match &pool {
+        Pool::Namespaced(p) => p.status.as_ref().map(|s| s.users.as_slice()),
+        Pool::Cluster(_) => None,
+    };
+    let held = claims_of(Some(&record()), None);
+    let decide_at = |now| {
+        decide(&LeaseFacts {
+            lease: &lease,
+            pool: Some(&pool),
+            served: true,
+            served_read_live: false,
+            secret: SecretState::Intact,
+            resolved,
+            claims: &held,
+            rollouts: Rollouts::NotTracked,
+            secret_types: &SecretTypes::default(),
+            rollout_refusal: None,
+            rotation_queued: false,
+            min_forced_rotation: Duration::from_secs(60),
+            now: at(now),
+        })
+    };
+    assert_eq!(
+        shape(&decide_at(5)),
+        hold(at(60)),
+        "not once per 1s overlap"
+    );
+    assert!(matches!(decide_at(60), Decision::Rotate(_)));
 }
