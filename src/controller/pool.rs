@@ -57,6 +57,19 @@ impl PoolKey {
         }
     }
 
+    /// The pool a claim's record says its credential was issued from.
+    pub fn issued_from(pool: &super::claim_record::PoolIdentity) -> PoolKey {
+        PoolKey {
+            kind: if pool.namespace.is_empty() {
+                PoolKind::ClusterEntraDynamicSecret
+            } else {
+                PoolKind::EntraDynamicSecret
+            },
+            namespace: (!pool.namespace.is_empty()).then(|| pool.namespace.clone()),
+            name: pool.name.clone(),
+        }
+    }
+
     /// The key as a claim's pool annotation carries it: `namespace/name` for a namespaced pool
     /// (as before cluster pools existed), `/name` for a cluster pool.
     pub fn to_annotation(&self) -> String {

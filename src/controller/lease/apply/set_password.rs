@@ -19,6 +19,7 @@ use crate::controller::lease::decide::{
     Ending, FailedWrite, FailureKind, Outcome, Then, after_failed_write,
 };
 use crate::controller::lease::messages;
+use crate::controller::pool::PoolKey;
 use crate::controller::reasons::Reason;
 use crate::controller::rotation_schedule::retire_at;
 use crate::graph::AppCredentials;
@@ -187,7 +188,9 @@ impl Shell<'_> {
             self.ctx.forget_resolution(&pool);
         }
         if steps.set_aside {
-            self.ctx.forbid(&record.user.id);
+            // Set aside for this pool only: another pool's app may well write the user.
+            self.ctx
+                .forbid(&PoolKey::issued_from(&record.pool), &record.user.id);
         }
         let user = &record.user.user_principal_name;
         match (steps.then, write.previous) {
