@@ -403,6 +403,7 @@ fn a_failed_first_attempt_releases_and_a_failed_resumed_one_ends_the_credential(
         after_failed_write(&FailedWrite {
             kind,
             may_be_set,
+            nothing_applied: false,
             named_user,
             rotation: false,
         })
@@ -443,6 +444,7 @@ fn a_failed_rotation_keeps_the_previous_credential_and_a_failed_user_is_set_asid
         after_failed_write(&FailedWrite {
             kind,
             may_be_set,
+            nothing_applied: false,
             named_user: false,
             rotation: true,
         })
@@ -459,6 +461,73 @@ fn a_failed_rotation_keeps_the_previous_credential_and_a_failed_user_is_set_asid
         steps(Permanent, true).ending,
         Ending::EndCredential,
         "a resumed rotation's password may work: it is scrambled"
+    );
+}
+
+#[test]
+fn a_resumed_issue_whose_every_write_was_refused_is_released_without_a_scramble() {
+    use FailureKind::*;
+    // Throttled first, then refused: no password of the claim works, and a scramble with the
+    // same app would only be refused again.
+    let steps = |kind, nothing_applied, rotation| {
+        after_failed_write(&FailedWrite {
+            kind,
+            may_be_set: true,
+            nothing_applied,
+            named_user: false,
+            rotation,
+        })
+    };
+    let refused = steps(Refused, true, false);
+    assert_eq!(refused.ending, Ending::Release);
+    assert_eq!(
+        (refused.then, refused.set_aside),
+        (Then::TryAnotherUser, true)
+    );
+    assert_eq!(steps(Permanent, true, false).ending, Ending::Release);
+    assert_eq!(
+        steps(Refused, true, true).ending,
+        Ending::ReleaseKeepingPrevious,
+        "a rotation goes back to its previous credential alone"
+    );
+    // A write that may have applied (a 5xx, a lost answer) or one this process did not see (a
+    // restart in between): today's rule, scramble then release.
+    assert_eq!(steps(Refused, false, false).ending, Ending::EndCredential);
+    assert_eq!(steps(Refused, false, true).ending, Ending::EndCredential);
+    for nothing_applied in [false, true] {
+        assert_eq!(
+            steps(Transient, nothing_applied, false).ending,
+            Ending::Keep,
+            "a throttled write keeps the claim whatever came before"
+        );
+    }
+}
+
+#[test]
+fn only_answers_that_applied_nothing_count_as_applying_nothing() {
+    use crate::graph::{GraphError, TransientFailure, TransientKind};
+    let throttled = crate::controller::Error::Graph(GraphError::TransientExhausted {
+        operation: "reset a password",
+        attempts: 3,
+        elapsed: Duration::from_secs(120),
+        last: Box::new(TransientFailure {
+            kind: TransientKind::Throttled,
+            retry_after: Some(Duration::from_secs(60)),
+            diagnostics: Default::default(),
+        }),
+    });
+    assert!(applied_nothing(&throttled));
+    assert!(applied_nothing(&refused_by_entra()));
+    assert!(applied_nothing(
+        &crate::controller::Error::PasswordsRejected(3)
+    ));
+    assert!(
+        !applied_nothing(&graph_unavailable()),
+        "a 5xx may have applied"
+    );
+    assert!(
+        !applied_nothing(&crate::controller::Error::Stale("the lease's Secret")),
+        "a failure around the write may follow an applied one"
     );
 }
 
