@@ -125,6 +125,14 @@ impl Pool {
         }
     }
 
+    /// How many of its users the leases of one namespace may hold at once (cluster pools only).
+    pub fn max_leases_per_namespace(&self) -> Option<u32> {
+        match self {
+            Pool::Namespaced(_) => None,
+            Pool::Cluster(pool) => pool.spec.max_leases_per_namespace,
+        }
+    }
+
     pub fn kind(&self) -> PoolKind {
         match self {
             Pool::Namespaced(_) => PoolKind::EntraDynamicSecret,
@@ -287,6 +295,7 @@ mod tests {
         let spec = ClusterEntraDynamicSecretSpec {
             pool: pool_spec(&["alice@contoso.com"]).pool,
             namespace_selector: selector,
+            max_leases_per_namespace: None,
         };
         Pool::Cluster(Arc::new(ClusterEntraDynamicSecret::new("shared", spec)))
     }

@@ -19,6 +19,7 @@ pub enum Reason {
     SecretLeftBehind,
     StatusRewritten,
     WaitingForUser,
+    NamespaceShareExhausted,
     // A continuous lease.
     Rotated,
     RotationWaiting,
@@ -89,7 +90,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for looking one up by its name.
-    pub const ALL: [Reason; 71] = [
+    pub const ALL: [Reason; 72] = [
         Reason::Issued,
         Reason::Renewed,
         Reason::RenewalCapped,
@@ -102,6 +103,7 @@ impl Reason {
         Reason::SecretLeftBehind,
         Reason::StatusRewritten,
         Reason::WaitingForUser,
+        Reason::NamespaceShareExhausted,
         Reason::Rotated,
         Reason::RotationWaiting,
         Reason::PreviousCredentialEnded,
@@ -177,6 +179,7 @@ impl Reason {
             Reason::SecretLeftBehind => "SecretLeftBehind",
             Reason::StatusRewritten => "StatusRewritten",
             Reason::WaitingForUser => "WaitingForUser",
+            Reason::NamespaceShareExhausted => "NamespaceShareExhausted",
             Reason::Rotated => "Rotated",
             Reason::RotationWaiting => "RotationWaiting",
             Reason::PreviousCredentialEnded => "PreviousCredentialEnded",

@@ -93,6 +93,9 @@ pub struct Context {
     pub resolved_pools: UnboundedSender<PoolKey>,
     /// One actor (issue, revocation, reaper) per lease at a time.
     pub lease_locks: LeaseLocks,
+    /// One issue at a time per (pool with `maxLeasesPerNamespace`, namespace): its count of the
+    /// namespace's claims and its claim go together.
+    pub share_locks: LeaseLocks,
 }
 
 impl Context {
@@ -132,6 +135,7 @@ impl Context {
             reconcile_backoff: FailureBackoff::for_reconciles(),
             resolved_pools,
             lease_locks: LeaseLocks::default(),
+            share_locks: LeaseLocks::default(),
         }
     }
 }

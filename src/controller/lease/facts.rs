@@ -41,6 +41,10 @@ pub struct LeaseFacts<'a> {
     pub rollout_refusal: Option<&'a str>,
     /// A continuous lease of the same pool waits for a user to rotate to: it goes first.
     pub rotation_queued: bool,
+    /// How many other leases of the lease's namespace hold users of its pool, by the claims in
+    /// the cache (counted only for a pool with `maxLeasesPerNamespace`; 0 otherwise). A lease
+    /// mid-rotation counts once.
+    pub namespace_holds: u32,
     /// The Secret types the cluster administrator allows for lease Secrets.
     pub secret_types: &'a SecretTypes,
     pub now: Timestamp,

@@ -17,7 +17,8 @@ use crate::controller::claims::{ClaimOutcome, HeldClaim};
 use crate::controller::deadlines::later;
 use crate::controller::kept_credential::PoolCredential;
 use crate::controller::lease::decide::{
-    Issue, issue_credential_ends_soon, issue_credential_failed, nobody_free_to_issue,
+    Issue, issue_credential_ends_soon, issue_credential_failed, namespace_share_exhausted,
+    nobody_free_to_issue,
 };
 use crate::controller::pool::Pool;
 use crate::controller::reasons::Reason;
@@ -64,9 +65,35 @@ impl Shell<'_> {
             generation: issue.generation,
             last_rotate_request: None,
         };
+        // With a share per namespace, the count and the claim go together: two issues of one
+        // namespace at once must not both see room for one more.
+        let share_turn = match issue.namespace_share {
+            Some(limit) => {
+                let (namespace, uid) = (self.lease.namespace(), self.lease.uid());
+                let (namespace, uid) = (namespace.unwrap_or_default(), uid.unwrap_or_default());
+                let turn = self
+                    .ctx
+                    .share_locks
+                    .lock(&format!("{}|{namespace}", issue.pool.key()))
+                    .await;
+                let pool_uid = issue.pool.metadata().uid.clone().unwrap_or_default();
+                let holds = self
+                    .ctx
+                    .claims
+                    .leases_holding(&namespace, &pool_uid, &uid)
+                    .await?;
+                if holds >= limit {
+                    let next = namespace_share_exhausted(self.lease, &issue.pool, limit);
+                    return Ok(Step::then(next));
+                }
+                Some(turn)
+            }
+            None => None,
+        };
         let claimed = self
             .claim_first(&issue.pool, &prepared, issue.candidates, &plan)
             .await?;
+        drop(share_turn);
         let Some((claim, record)) = claimed else {
             return Ok(Step::then(nobody_free_to_issue(self.lease, &issue.pool)));
         };

@@ -22,6 +22,16 @@ pub fn nobody_free_to_issue(lease: &EntraLease, pool: &Pool) -> Decision {
     }
 }
 
+/// The leases of the lease's namespace hold as many of the pool's users as its
+/// `maxLeasesPerNamespace` allows: the lease waits until one of them ends (its release wakes it).
+pub fn namespace_share_exhausted(lease: &EntraLease, pool: &Pool, limit: u32) -> Decision {
+    let namespace = lease.metadata.namespace.as_deref().unwrap_or_default();
+    Decision::Wait {
+        reason: Reason::NamespaceShareExhausted,
+        message: messages::namespace_share_exhausted(namespace, pool, limit),
+    }
+}
+
 /// Every user a rotation could move to was taken: the current credential runs on.
 pub fn nobody_free_to_rotate(pool: &Pool, current: Arc<ClaimRecord>) -> Decision {
     Decision::RotationWaiting {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::after::namespace_share_exhausted;
 use super::pool::{candidates, effective_ttl, is_ready, same_user};
 use super::{Decision, Issue};
 use crate::api::{EntraLease, PoolKind};
@@ -138,6 +139,11 @@ pub fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
             },
         );
     }
+    if let Some(limit) = pool.max_leases_per_namespace()
+        && facts.namespace_holds >= limit
+    {
+        return namespace_share_exhausted(facts.lease, pool, limit);
+    }
     if facts.rotation_queued {
         return Decision::Wait {
             reason: Reason::WaitingForUser,
@@ -151,6 +157,7 @@ pub fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
         max_ttl,
         secret_name: facts.secret_name(),
         generation: next_generation(facts.lease),
+        namespace_share: pool.max_leases_per_namespace(),
     }))
 }
 

@@ -138,6 +138,7 @@ fn decide_with(
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         now: at(now),
     })
 }
@@ -254,6 +255,7 @@ fn candidates_come_from_the_operators_resolution_never_the_pool_status() {
             secret_types: &SecretTypes::default(),
             rollout_refusal: None,
             rotation_queued: false,
+            namespace_holds: 0,
             now: at(0),
         })
     };
@@ -594,6 +596,7 @@ fn requeues_never_pass_the_held_credential_expiry() {
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         now: at(3590),
     };
     let wait = Decision::Wait {
@@ -786,6 +789,7 @@ fn a_namespace_the_cluster_pool_does_not_select_is_refused_and_an_active_lease_i
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         now: at(0),
     };
     assert!(matches!(
@@ -945,6 +949,7 @@ fn decide_continuous(
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         now: at(now),
     })
 }
@@ -1048,6 +1053,7 @@ fn the_previous_credential_ends_when_rollouts_complete_or_the_overlap_runs_out()
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         now: at(6700),
     };
     assert_eq!(
@@ -1126,6 +1132,7 @@ fn an_interrupted_issue_in_a_namespace_no_longer_served_as_read_now_ends_instead
         rollouts: Rollouts::NotTracked,
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         secret_types: &SecretTypes::default(),
         now: at(10),
     };
@@ -1177,6 +1184,7 @@ fn a_new_lease_waits_while_a_continuous_lease_of_its_pool_waits_to_rotate() {
         rollouts: Rollouts::NotTracked,
         rollout_refusal: None,
         rotation_queued: true,
+        namespace_holds: 0,
         secret_types: &SecretTypes::default(),
         now: at(0),
     };
@@ -1189,6 +1197,7 @@ fn a_new_lease_waits_while_a_continuous_lease_of_its_pool_waits_to_rotate() {
     ));
     let first = LeaseFacts {
         rotation_queued: false,
+        namespace_holds: 0,
         ..facts
     };
     let issue = decide(&first);
@@ -1326,6 +1335,7 @@ fn a_hold_carries_why_a_restart_target_will_not_roll_out() {
         rollouts: Rollouts::InProgress,
         rollout_refusal: Some("deployment web: forbidden"),
         rotation_queued: false,
+        namespace_holds: 0,
         secret_types: &SecretTypes::default(),
         now: at(6700),
     };
@@ -1361,6 +1371,7 @@ fn an_active_credential_is_looked_at_again_at_its_end_or_when_its_previous_one_r
         rollouts: Rollouts::NotTracked,
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         secret_types: &SecretTypes::default(),
         now: at(6600),
     };
@@ -1389,4 +1400,82 @@ fn an_active_credential_is_looked_at_again_at_its_end_or_when_its_previous_one_r
     };
     let after = look_again_after(&wait, &facts, &waits).unwrap();
     assert_eq!(after.as_secs(), 10, "never past the credential's end");
+}
+
+/// The test pool (with carol) as a cluster pool whose namespaces may each hold `limit` users.
+fn shared_pool(limit: u32) -> Pool {
+    let namespaced = pool_with_carol();
+    let spec = crate::api::ClusterEntraDynamicSecretSpec {
+        pool: namespaced.spec.pool.clone(),
+        namespace_selector: Default::default(),
+        max_leases_per_namespace: Some(limit),
+    };
+    let mut pool = crate::api::ClusterEntraDynamicSecret::new("shared", spec);
+    pool.metadata.generation = namespaced.metadata.generation;
+    pool.status = namespaced.status.clone();
+    Pool::Cluster(std::sync::Arc::new(pool))
+}
+
+fn decide_sharing(
+    lease: &EntraLease,
+    pool: &Pool,
+    record: Option<&ClaimRecord>,
+    namespace_holds: u32,
+    now: i64,
+) -> Decision {
+    let resolved = pool.status().map(|s| s.users.clone()).unwrap_or_default();
+    decide(&LeaseFacts {
+        lease,
+        pool: Some(pool),
+        served: true,
+        served_read_live: false,
+        secret: if record.is_some() {
+            SecretState::Intact
+        } else {
+            SecretState::Missing
+        },
+        resolved: Some(&resolved),
+        claims: &claims_of(record, None),
+        rollouts: Rollouts::NotTracked,
+        secret_types: &SecretTypes::default(),
+        rollout_refusal: None,
+        rotation_queued: false,
+        namespace_holds,
+        now: at(now),
+    })
+}
+
+#[test]
+fn a_lease_over_its_namespaces_share_of_a_cluster_pool_waits_with_the_limit_named() {
+    let pool = shared_pool(2);
+    let mut lease = lease(|s| s.dynamic_secret_ref.kind = PoolKind::ClusterEntraDynamicSecret);
+    lease.metadata.namespace = Some("team".into());
+    let Decision::Wait { reason, message } = decide_sharing(&lease, &pool, None, 2, 0) else {
+        panic!("a wait at the share")
+    };
+    assert_eq!(reason, Reason::NamespaceShareExhausted);
+    assert!(
+        message.contains("maxLeasesPerNamespace of 2") && message.contains("team"),
+        "{message}"
+    );
+    let Decision::Issue(issue) = decide_sharing(&lease, &pool, None, 1, 0) else {
+        panic!("an issue under the share")
+    };
+    assert_eq!(
+        issue.namespace_share,
+        Some(2),
+        "the shell counts again from the live claims before it claims"
+    );
+}
+
+#[test]
+fn a_rotation_is_not_held_back_by_its_namespaces_share() {
+    // The rotating lease already counts once; its second user for the overlap is beyond the
+    // share, or a namespace at its share could never rotate.
+    let pool = shared_pool(1);
+    let lease = continuous_lease("10m");
+    let mut record = record();
+    record.expires_at = Time(at(7200));
+    let decision = decide_sharing(&lease, &pool, Some(&record), 1, 6600);
+    assert!(matches!(decision, Decision::Rotate(_)), "{decision:?}");
 }
