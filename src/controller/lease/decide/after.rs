@@ -22,14 +22,16 @@ pub fn nobody_free_to_issue(lease: &EntraLease, pool: &Pool) -> Decision {
     }
 }
 
-/// The leases of the lease's namespace hold as many of the pool's users as its
-/// `maxLeasesPerNamespace` allows: the lease waits until one of them ends (its release wakes it).
-pub fn namespace_share_exhausted(lease: &EntraLease, pool: &Pool, limit: u32) -> Decision {
+/// A lease of a pool with `maxLeasesPerNamespace` whose namespace's other leases hold `holds`
+/// of its users (counted from the claims): at the share, it waits until one of them ends (its
+/// namespace's next release wakes it). `None`: room for one more.
+pub fn over_namespace_share(lease: &EntraLease, pool: &Pool, holds: u32) -> Option<Decision> {
+    let limit = pool.max_leases_per_namespace()?;
     let namespace = lease.metadata.namespace.as_deref().unwrap_or_default();
-    Decision::Wait {
+    (holds >= limit).then(|| Decision::Wait {
         reason: Reason::NamespaceShareExhausted,
         message: messages::namespace_share_exhausted(namespace, pool, limit),
-    }
+    })
 }
 
 /// Every user a rotation could move to was taken: the current credential runs on.

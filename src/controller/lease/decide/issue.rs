@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::after::namespace_share_exhausted;
+use super::after::over_namespace_share;
 use super::pool::{candidates, effective_ttl, is_ready, same_user};
 use super::{Decision, Issue};
 use crate::api::{EntraLease, PoolKind};
@@ -139,10 +139,8 @@ pub fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
             },
         );
     }
-    if let Some(limit) = pool.max_leases_per_namespace()
-        && facts.namespace_holds >= limit
-    {
-        return namespace_share_exhausted(facts.lease, pool, limit);
+    if let Some(wait) = over_namespace_share(facts.lease, pool, facts.namespace_holds) {
+        return wait;
     }
     if facts.rotation_queued {
         return Decision::Wait {

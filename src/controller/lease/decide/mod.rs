@@ -21,8 +21,8 @@ use issue::decide_issue;
 
 pub use after::{
     Ending, FailedWrite, FailureKind, Then, after_failed_write, applied_nothing,
-    issue_credential_ends_soon, issue_credential_failed, namespace_share_exhausted,
-    nobody_free_to_issue, nobody_free_to_rotate, restore_after_pool_changed,
+    issue_credential_ends_soon, issue_credential_failed, nobody_free_to_issue,
+    nobody_free_to_rotate, over_namespace_share, restore_after_pool_changed,
     resume_after_pool_changed, rotation_credential_ends_soon, rotation_credential_failed,
 };
 pub use decision::{Decision, Issue, Reads, Rotation};
