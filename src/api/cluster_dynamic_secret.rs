@@ -47,6 +47,14 @@ pub struct ClusterEntraDynamicSecretSpec {
     /// namespace it does not select is refused; one whose namespace stops matching while it is
     /// active runs to its end but is not renewed.
     pub namespace_selector: LabelSelector,
+
+    /// How many of the pool's users the leases of one namespace may hold at once, at least 1;
+    /// unset, as many as the pool has. A lease over it waits Pending (NamespaceShareExhausted)
+    /// until one of its namespace's leases of this pool ends. A continuous lease's rotation is
+    /// not held back by it: for the overlap, the rotating lease holds a second user beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1), extend("format" = "int32"))]
+    pub max_leases_per_namespace: Option<u32>,
 }
 
 impl std::ops::Deref for ClusterEntraDynamicSecretSpec {

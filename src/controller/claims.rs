@@ -28,6 +28,9 @@ pub const POOL_ANNOTATION: &str = "kms.hanzo.ai/dynamic-secret";
 pub const USER_LABEL: &str = "kms.hanzo.ai/user-id";
 /// Label of a claim with the holding lease's uid, for lookups by lease.
 pub const HOLDER_UID_LABEL: &str = "kms.hanzo.ai/holder-uid";
+/// Label of a claim with the holding lease's namespace, for counting a namespace's share of a
+/// pool (`maxLeasesPerNamespace`).
+pub const HOLDER_NAMESPACE_LABEL: &str = "kms.hanzo.ai/holder-namespace";
 /// Held by every claim until its credential is revoked.
 pub const CLAIM_FINALIZER: &str = "kms.hanzo.ai/revoke";
 
@@ -211,6 +214,38 @@ impl Claims {
         ))
     }
 
+    /// How many leases of `namespace` other than `except_uid` hold users of the pool with
+    /// `pool_uid`, read from the API server (a lease mid-rotation counts once). Claims written
+    /// before they carried the namespace label are not counted.
+    pub async fn leases_holding(
+        &self,
+        namespace: &str,
+        pool_uid: &str,
+        except_uid: &str,
+    ) -> kube::Result<u32> {
+        let selector = format!("{},{HOLDER_NAMESPACE_LABEL}={namespace}", Self::selector());
+        let claims = self
+            .api
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        let holders: std::collections::BTreeSet<&str> = claims
+            .items
+            .iter()
+            .filter(|claim| {
+                claim
+                    .annotations()
+                    .get(RECORD_ANNOTATION)
+                    .and_then(|value| ClaimRecord::from_annotation(value))
+                    .is_some_and(|record| {
+                        record.pool.uid == pool_uid && record.lease.namespace == namespace
+                    })
+            })
+            .filter_map(holder_uid)
+            .filter(|holder| *holder != except_uid)
+            .collect();
+        Ok(u32::try_from(holders.len()).unwrap_or(u32::MAX))
+    }
+
     /// Writes `record` into `claim`, on the condition that the claim is still exactly the one
     /// read: a 409 means this process acted on a stale copy and must look again.
     pub async fn update_record(
@@ -280,6 +315,7 @@ fn claim_object(record: &ClaimRecord) -> Claim {
                 (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
                 (USER_LABEL.to_owned(), user_id),
                 (HOLDER_UID_LABEL.to_owned(), lease.uid.clone()),
+                (HOLDER_NAMESPACE_LABEL.to_owned(), lease.namespace.clone()),
             ])),
             annotations: Some(BTreeMap::from([
                 (

@@ -326,7 +326,7 @@ fn pool_status(
     now: Timestamp,
 ) -> (DynamicSecretStatus, ReadyCondition) {
     let namespace = pool.metadata().namespace.clone();
-    ctx.mark_forbidden(&mut users);
+    ctx.mark_forbidden(&pool.key(), &mut users);
     for user in &mut users {
         user.leased_by = user
             .id

@@ -57,6 +57,19 @@ impl PoolKey {
         }
     }
 
+    /// The pool a claim's record says its credential was issued from.
+    pub fn issued_from(pool: &super::claim_record::PoolIdentity) -> PoolKey {
+        PoolKey {
+            kind: if pool.namespace.is_empty() {
+                PoolKind::ClusterEntraDynamicSecret
+            } else {
+                PoolKind::EntraDynamicSecret
+            },
+            namespace: (!pool.namespace.is_empty()).then(|| pool.namespace.clone()),
+            name: pool.name.clone(),
+        }
+    }
+
     /// The key as a claim's pool annotation carries it: `namespace/name` for a namespaced pool
     /// (as before cluster pools existed), `/name` for a cluster pool.
     pub fn to_annotation(&self) -> String {
@@ -109,6 +122,14 @@ impl Pool {
         match self {
             Pool::Namespaced(pool) => pool.status.as_ref(),
             Pool::Cluster(pool) => pool.status.as_ref(),
+        }
+    }
+
+    /// How many of its users the leases of one namespace may hold at once (cluster pools only).
+    pub fn max_leases_per_namespace(&self) -> Option<u32> {
+        match self {
+            Pool::Namespaced(_) => None,
+            Pool::Cluster(pool) => pool.spec.max_leases_per_namespace,
         }
     }
 
@@ -274,6 +295,7 @@ mod tests {
         let spec = ClusterEntraDynamicSecretSpec {
             pool: pool_spec(&["alice@contoso.com"]).pool,
             namespace_selector: selector,
+            max_leases_per_namespace: None,
         };
         Pool::Cluster(Arc::new(ClusterEntraDynamicSecret::new("shared", spec)))
     }

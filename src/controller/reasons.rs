@@ -20,6 +20,7 @@ pub enum Reason {
     SecretLeftBehind,
     StatusRewritten,
     WaitingForUser,
+    NamespaceShareExhausted,
     // A continuous lease.
     Rotated,
     RotationWaiting,
@@ -92,7 +93,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for looking one up by its name.
-    pub const ALL: [Reason; 73] = [
+    pub const ALL: [Reason; 74] = [
         Reason::Issued,
         Reason::Renewed,
         Reason::RenewalCapped,
@@ -106,6 +107,7 @@ impl Reason {
         Reason::SecretLeftBehind,
         Reason::StatusRewritten,
         Reason::WaitingForUser,
+        Reason::NamespaceShareExhausted,
         Reason::Rotated,
         Reason::RotationWaiting,
         Reason::PreviousCredentialEnded,
@@ -183,6 +185,7 @@ impl Reason {
             Reason::SecretLeftBehind => "SecretLeftBehind",
             Reason::StatusRewritten => "StatusRewritten",
             Reason::WaitingForUser => "WaitingForUser",
+            Reason::NamespaceShareExhausted => "NamespaceShareExhausted",
             Reason::Rotated => "Rotated",
             Reason::RotationWaiting => "RotationWaiting",
             Reason::PreviousCredentialEnded => "PreviousCredentialEnded",

@@ -15,7 +15,10 @@
 //!   serving it;
 //! - **a user of its pool is released** ([`released_users`], [`WaitingLeases`]): a waiting lease
 //!   (Pending, or a continuous lease waiting to rotate, [`wants_a_user`]) gets the user; a few at a
-//!   time, longest-unwoken first, so that one release does not start a herd;
+//!   time, longest-unwoken first, so that one release does not start a herd. A lease waiting for
+//!   its namespace's share of a cluster pool ([`waits_for_share`]) is woken only by a release of
+//!   its own namespace, which is what makes room for it: one of them per such release, beside
+//!   the few;
 //! - **its pool's users were just resolved** ([`is_pending`]): a new lease that waited for the
 //!   first resolution goes on without waiting for its requeue.
 //!
@@ -75,8 +78,12 @@ pub(super) fn owners_of_touched(
 
 /// What a claim watch event says about users becoming free.
 pub(super) enum Released {
-    /// The claim of this user (object id) was deleted.
-    User(String),
+    /// The claim of the user `id` (object id) was deleted; it was held by a lease of
+    /// `namespace`.
+    User {
+        id: String,
+        namespace: Option<String>,
+    },
     /// The watch restarted: deletions may have been missed.
     Unknown,
 }
@@ -91,10 +98,20 @@ where
 {
     claim_events.filter_map(|event| {
         future::ready(match event {
-            Ok(watcher::Event::Delete(claim)) => claim
-                .labels()
-                .get(claims::USER_LABEL)
-                .map(|user| Released::User(user.clone())),
+            Ok(watcher::Event::Delete(claim)) => {
+                let namespace = claim
+                    .annotations()
+                    .get(claims::HOLDER_ANNOTATION)
+                    .and_then(|holder| holder.split_once('/'))
+                    .map(|(namespace, _)| namespace.to_owned());
+                claim
+                    .labels()
+                    .get(claims::USER_LABEL)
+                    .map(|user| Released::User {
+                        id: user.clone(),
+                        namespace,
+                    })
+            }
             Ok(watcher::Event::InitDone) => Some(Released::Unknown),
             Ok(_) => None,
             Err(error) => {
@@ -117,6 +134,17 @@ pub(super) fn is_waiting_to_rotate(lease: &EntraLease) -> bool {
             .iter()
             .any(|c| c.type_ == "Ready" && c.reason == Reason::RotationWaiting.as_str())
     })
+}
+
+/// Whether the lease waits for its namespace's share of a cluster pool
+/// (`maxLeasesPerNamespace`), by its status: only a hint of whom to wake.
+pub(super) fn waits_for_share(lease: &EntraLease) -> bool {
+    is_pending(lease)
+        && lease.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == Reason::NamespaceShareExhausted.as_str())
+        })
 }
 
 /// Whether the lease waits for a user: to start, or to rotate.
@@ -173,6 +201,9 @@ fn lease_relevant_fingerprint(pool: &Pool) -> u64 {
     hasher.finish()
 }
 
+/// A waiting lease as [`WaitingLeases`] weighs it: when it was last woken, and the lease.
+type Waiting = (Option<Instant>, ObjectRef<EntraLease>, Arc<EntraLease>);
+
 /// How many waiting leases a released user wakes.
 const WAKE_PER_RELEASE: usize = 2;
 
@@ -201,15 +232,33 @@ impl WaitingLeases {
             .collect();
         self.last_woken
             .retain(|woken, _| waiting.iter().any(|(lease, _)| lease == woken));
-        let mut chosen: Vec<(Option<Instant>, ObjectRef<EntraLease>, Arc<EntraLease>)> = waiting
-            .into_iter()
-            .filter(|(_, lease)| match released {
-                Released::User(user) => lists_user(pools, lease, user),
-                Released::Unknown => true,
-            })
+        let candidates = waiting.into_iter().filter(|(_, lease)| match released {
+            Released::User { id, .. } => lists_user(pools, lease, id),
+            Released::Unknown => true,
+        });
+        let (share_waiting, mut chosen): (Vec<Waiting>, Vec<Waiting>) = candidates
             .map(|(key, lease)| (self.last_woken.get(&key).copied(), key, lease))
-            .collect();
-        if matches!(released, Released::User(_)) {
+            .partition(|(_, _, lease)| {
+                matches!(released, Released::User { .. }) && waits_for_share(lease)
+            });
+        // A release of its own namespace makes room for one lease waiting for its share.
+        let share_woken = match released {
+            Released::User {
+                namespace: Some(namespace),
+                ..
+            } => share_waiting
+                .into_iter()
+                .filter(|(_, _, lease)| lease.namespace().as_deref() == Some(namespace.as_str()))
+                .min_by(|(a_woken, _, a), (b_woken, _, b)| {
+                    a_woken.cmp(b_woken).then_with(|| {
+                        a.metadata
+                            .creation_timestamp
+                            .cmp(&b.metadata.creation_timestamp)
+                    })
+                }),
+            _ => None,
+        };
+        if matches!(released, Released::User { .. }) {
             // Continuous leases waiting to rotate first: a freed user goes to them first.
             chosen.sort_by(|(a_woken, _, a), (b_woken, _, b)| {
                 let rotates_first =
@@ -224,6 +273,7 @@ impl WaitingLeases {
             });
             chosen.truncate(WAKE_PER_RELEASE);
         }
+        chosen.extend(share_woken);
         let now = Instant::now();
         chosen
             .into_iter()
@@ -280,6 +330,13 @@ mod tests {
         Arc::new(lease)
     }
 
+    fn user_released(id: &str, namespace: &str) -> Released {
+        Released::User {
+            id: id.into(),
+            namespace: Some(namespace.into()),
+        }
+    }
+
     fn names(woken: &[ObjectRef<EntraLease>]) -> Vec<&str> {
         woken.iter().map(|lease| lease.name.as_str()).collect()
     }
@@ -294,10 +351,10 @@ mod tests {
             lease("older", 7, LeasePhase::Pending),
         ];
         let mut waiting = WaitingLeases::default();
-        let released = Released::User("ID-A".into());
+        let released = user_released("ID-A", "team");
         let woken = waiting.wake_for(&released, leases.clone(), &pools);
         assert_eq!(names(&woken), ["older", "old"]);
-        let elsewhere = Released::User("id-other".into());
+        let elsewhere = user_released("id-other", "team");
         assert!(waiting.wake_for(&elsewhere, leases, &pools).is_empty());
     }
 
@@ -312,12 +369,57 @@ mod tests {
         let mut waiting = WaitingLeases::default();
         let mut woken = HashSet::new();
         for user in ["id-a", "id-b", "id-c"] {
-            let released = Released::User(user.into());
+            let released = user_released(user, "team");
             for lease in waiting.wake_for(&released, leases.clone(), &pools) {
                 woken.insert(lease.name);
             }
         }
         assert_eq!(woken.len(), 5, "woken: {woken:?}");
+    }
+
+    /// A lease of the pool in `namespace`, Pending for its namespace's share.
+    fn waiting_for_share(name: &str, namespace: &str, age: i64) -> Arc<EntraLease> {
+        let mut lease = (*lease(name, age, LeasePhase::Pending)).clone();
+        lease.metadata.namespace = Some(namespace.into());
+        if let Some(status) = lease.status.as_mut() {
+            status
+                .conditions
+                .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                    type_: "Ready".into(),
+                    status: "False".into(),
+                    reason: Reason::NamespaceShareExhausted.as_str().into(),
+                    message: String::new(),
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                    observed_generation: None,
+                });
+        }
+        Arc::new(lease)
+    }
+
+    #[test]
+    fn a_lease_waiting_for_its_share_is_woken_by_its_own_namespaces_release_only() {
+        let pools = pool_of(&["id-a", "id-b"]);
+        let leases = vec![
+            lease("older", 9, LeasePhase::Pending),
+            lease("old", 8, LeasePhase::Pending),
+            waiting_for_share("share-new", "team", 1),
+            waiting_for_share("share-old", "team", 5),
+            waiting_for_share("elsewhere", "other", 7),
+        ];
+        let mut waiting = WaitingLeases::default();
+        let woken = waiting.wake_for(&user_released("id-a", "team"), leases.clone(), &pools);
+        assert_eq!(
+            names(&woken),
+            ["older", "old", "share-old"],
+            "one lease waiting for its share, beside the few"
+        );
+        let from_another = waiting.wake_for(&user_released("id-b", "another"), leases, &pools);
+        assert!(
+            !names(&from_another)
+                .iter()
+                .any(|n| n.starts_with("share") || *n == "elsewhere"),
+            "a release of another namespace makes no room: {from_another:?}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What every reconcile shares: the clients it writes through, the caches it reads, and the
 //! operator's own policy state. The methods live by concern in `clients`, `caches` and `policy`;
 //! each piece of policy state is a small type of its own file (`validations`, `status_writes`,
-//! `forbidden_users`, `issue_backoff`, `rotation_queue`, `failure_backoff`).
+//! `forbidden_users`, `issue_backoff`, `rotation_queue`, `failure_backoff`, `unapplied_writes`).
 
 mod caches;
 mod clients;
@@ -11,6 +11,7 @@ mod issue_backoff;
 mod policy;
 mod rotation_queue;
 mod status_writes;
+mod unapplied_writes;
 mod validations;
 
 use futures::channel::mpsc::UnboundedSender;
@@ -25,6 +26,7 @@ pub use forbidden_users::{FORBIDDEN_FOR, FORBIDDEN_PROBLEM, ForbiddenUsers};
 pub use issue_backoff::IssueBackoff;
 pub use rotation_queue::RotationQueue;
 pub use status_writes::StatusWrites;
+pub use unapplied_writes::{IssueWrites, UnappliedWrites};
 pub use validations::Validations;
 
 use super::Settings;
@@ -80,6 +82,8 @@ pub struct Context {
     pub status_writes: StatusWrites,
     /// Users Entra recently refused to reset: leases that name no user skip them for a while.
     pub forbidden_users: ForbiddenUsers,
+    /// Issues whose password writes so far applied nothing (their claims need no scramble).
+    pub unapplied_writes: UnappliedWrites,
     /// Leases whose issue Entra refused, until their spec changes or their time comes.
     pub refused_issues: IssueBackoff,
     /// Continuous leases waiting for a user to rotate to.
@@ -92,6 +96,9 @@ pub struct Context {
     pub resolved_pools: UnboundedSender<PoolKey>,
     /// One actor (issue, revocation, reaper) per lease at a time.
     pub lease_locks: LeaseLocks,
+    /// One issue at a time per (pool with `maxLeasesPerNamespace`, namespace): its count of the
+    /// namespace's claims and its claim go together.
+    pub share_locks: LeaseLocks,
 }
 
 impl Context {
@@ -125,12 +132,14 @@ impl Context {
             validations: Validations::default(),
             status_writes: StatusWrites::default(),
             forbidden_users: ForbiddenUsers::default(),
+            unapplied_writes: UnappliedWrites::default(),
             refused_issues: IssueBackoff::default(),
             rotation_queue: RotationQueue::default(),
             reap_backoff: FailureBackoff::for_reaps(),
             reconcile_backoff: FailureBackoff::for_reconciles(),
             resolved_pools,
             lease_locks: LeaseLocks::default(),
+            share_locks: LeaseLocks::default(),
         }
     }
 }

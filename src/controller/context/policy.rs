@@ -18,27 +18,28 @@ impl Context {
     /// marked as such.
     pub fn resolution_of(&self, pool: &Pool) -> Option<Vec<PoolUser>> {
         let mut users = self.validations.users_of(pool)?;
-        self.mark_forbidden(&mut users);
+        self.mark_forbidden(&pool.key(), &mut users);
         Some(users)
     }
 
-    /// Marks the users Entra recently refused to reset (the pool status shows the same).
-    pub fn mark_forbidden(&self, users: &mut [PoolUser]) {
+    /// Marks the users Entra recently refused to reset for `pool` (the pool status shows the
+    /// same); refusals to other pools listing them do not count.
+    pub fn mark_forbidden(&self, pool: &PoolKey, users: &mut [PoolUser]) {
         for user in users {
             if user.problem.is_none()
                 && user
                     .id
                     .as_deref()
-                    .is_some_and(|id| self.forbidden_users.is_forbidden(id))
+                    .is_some_and(|id| self.forbidden_users.is_forbidden(pool, id))
             {
                 user.problem = Some(FORBIDDEN_PROBLEM.into());
             }
         }
     }
 
-    /// Remembers that Entra refused to reset `user_id`.
-    pub fn forbid(&self, user_id: &str) {
-        self.forbidden_users.forbid(user_id);
+    /// Remembers that Entra refused `pool`'s reset of `user_id`.
+    pub fn forbid(&self, pool: &PoolKey, user_id: &str) {
+        self.forbidden_users.forbid(pool, user_id);
     }
 
     /// `candidates` with those the claim cache shows free first, so that a burst of leases

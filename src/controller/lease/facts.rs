@@ -45,6 +45,10 @@ pub struct LeaseFacts<'a> {
     /// The shortest spacing of rotations a rotate request may force: a continuous lease's
     /// overlap below it is clamped to it (the operator's `--min-forced-rotation-interval`).
     pub min_forced_rotation: Duration,
+    /// How many other leases of the lease's namespace hold users of its pool, by the claims in
+    /// the cache (counted only for a pool with `maxLeasesPerNamespace`; 0 otherwise). A lease
+    /// mid-rotation counts once.
+    pub namespace_holds: u32,
     /// The Secret types the cluster administrator allows for lease Secrets.
     pub secret_types: &'a SecretTypes,
     pub now: Timestamp,

@@ -31,6 +31,13 @@ pub fn nobody_free(named: Option<&str>, pool: &Pool) -> String {
     }
 }
 
+pub fn namespace_share_exhausted(namespace: &str, pool: &Pool, limit: u32) -> String {
+    format!(
+        "the leases of namespace {namespace} hold {limit} users of {pool}, its \
+         maxLeasesPerNamespace of {limit}; waiting until one of them ends"
+    )
+}
+
 pub fn rotation_goes_first(pool: &Pool) -> String {
     format!(
         "a continuous lease of {pool} waits for a user to rotate to and goes first; waiting for \

@@ -109,6 +109,7 @@ async fn live_lease(
             }
         }
         let read = read_facts(ctx, lease, pool.as_ref(), &claims).await?;
+        let namespace_holds = namespace_holds(ctx, lease, pool.as_ref(), &claims, &uid).await?;
         let now = Timestamp::now();
         let facts = LeaseFacts {
             lease,
@@ -123,6 +124,7 @@ async fn live_lease(
             rotation_queued: pool
                 .as_ref()
                 .is_some_and(|pool| ctx.rotation_goes_first(&pool.key(), &uid)),
+            namespace_holds,
             secret_types: &ctx.lease_secret_types,
             min_forced_rotation: ctx.min_forced_rotation,
             now,
@@ -170,6 +172,30 @@ async fn live_lease(
             None => Action::await_change(),
         });
     }
+}
+
+/// How many other leases of the lease's namespace hold users of its pool, read live, for a lease
+/// that holds none yet of a pool with `maxLeasesPerNamespace` (a cache lagging a release would
+/// keep it waiting); 0 for every other lease.
+async fn namespace_holds(
+    ctx: &Context,
+    lease: &EntraLease,
+    pool: Option<&Pool>,
+    claims: &LeaseClaims,
+    uid: &str,
+) -> Result<u32, Error> {
+    let Some(pool) = pool.filter(|p| p.max_leases_per_namespace().is_some()) else {
+        return Ok(0);
+    };
+    if claims.current.is_some() {
+        return Ok(0);
+    }
+    let namespace = lease.namespace().unwrap_or_default();
+    let pool_uid = pool.metadata().uid.clone().unwrap_or_default();
+    Ok(ctx
+        .claims
+        .leases_holding(&namespace, &pool_uid, uid)
+        .await?)
 }
 
 /// The facts read through the caches (and the restart targets' rollouts).

@@ -56,7 +56,7 @@ impl Shell<'_> {
         user: &str,
     ) -> Result<Step, Error> {
         for claim in claims {
-            end_credential(self.ctx, claim).await?;
+            self.end_or_report(claim).await?;
         }
         if let Some(uid) = self.lease.metadata.uid.as_deref() {
             self.ctx.rotation_done(uid);
@@ -72,10 +72,33 @@ impl Shell<'_> {
         Ok(Step::Done(Outcome::GoOn))
     }
 
+    /// Ends one credential the lease holds; a failure says so as a revocation's does (the
+    /// `RevocationFailing` condition, event and metric behind the alert), never a silent hold.
+    pub(super) async fn end_or_report(&self, claim: &HeldClaim) -> Result<(), Error> {
+        let Err(error) = end_credential(self.ctx, claim).await else {
+            return Ok(());
+        };
+        // Waiting its turn in the app's Graph line is no failure.
+        if error.queued_for().is_some() {
+            return Err(error);
+        }
+        let user = claim
+            .record
+            .as_ref()
+            .map_or(claim.name.as_str(), |r| &r.user.user_principal_name);
+        let message = messages::revocation_failing(user, &error);
+        let reason = revocation_reason(&error);
+        self.tell_once(EventType::Warning, reason, "Revoke", &message)
+            .await;
+        count_revocation_failure(&error);
+        self.status.revoking(reason, message).await;
+        Err(error)
+    }
+
     /// An interrupted issue whose pool or app changed: its credential ends, and the lease is
     /// issued again as its pool is now.
     pub(super) async fn reissue(&self, claim: &HeldClaim) -> Result<Step, Error> {
-        end_credential(self.ctx, claim).await?;
+        self.end_or_report(claim).await?;
         Ok(Step::Done(Outcome::GoOn))
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
+use tokio::sync::OwnedMutexGuard;
 
 use super::set_password::Write;
 use super::{Shell, Step};
@@ -17,7 +18,8 @@ use crate::controller::claims::{ClaimOutcome, HeldClaim};
 use crate::controller::deadlines::later;
 use crate::controller::kept_credential::PoolCredential;
 use crate::controller::lease::decide::{
-    Issue, issue_credential_ends_soon, issue_credential_failed, nobody_free_to_issue,
+    Decision, Issue, issue_credential_ends_soon, issue_credential_failed, nobody_free_to_issue,
+    over_namespace_share,
 };
 use crate::controller::pool::Pool;
 use crate::controller::reasons::Reason;
@@ -68,9 +70,19 @@ impl Shell<'_> {
             last_rotate_request: None,
             restores: None,
         };
+        // With a share per namespace, the count and the claim go together: two issues of one
+        // namespace at once must not both see room for one more.
+        let share_turn = match issue.namespace_share {
+            Some(_) => match self.namespace_share_turn(&issue.pool).await? {
+                Ok(turn) => Some(turn),
+                Err(wait) => return Ok(Step::then(wait)),
+            },
+            None => None,
+        };
         let claimed = self
             .claim_first(&issue.pool, &prepared, issue.candidates, &plan)
             .await?;
+        drop(share_turn);
         let Some((claim, record)) = claimed else {
             return Ok(Step::then(nobody_free_to_issue(self.lease, &issue.pool)));
         };
@@ -85,6 +97,31 @@ impl Shell<'_> {
             previous: None,
         })
         .await
+    }
+
+    /// This namespace's turn to claim a user of `pool`, to hold until the claim is written; or
+    /// what follows when its leases, counted again from the live claims, are at their share.
+    async fn namespace_share_turn(
+        &self,
+        pool: &Pool,
+    ) -> Result<Result<OwnedMutexGuard<()>, Decision>, Error> {
+        let namespace = self.lease.namespace().unwrap_or_default();
+        let turn = self
+            .ctx
+            .share_locks
+            .lock(&format!("{}|{namespace}", pool.key()))
+            .await;
+        let pool_uid = pool.metadata().uid.clone().unwrap_or_default();
+        let uid = self.lease.uid().unwrap_or_default();
+        let holds = self
+            .ctx
+            .claims
+            .leases_holding(&namespace, &pool_uid, &uid)
+            .await?;
+        Ok(match over_namespace_share(self.lease, pool, holds) {
+            Some(wait) => Err(wait),
+            None => Ok(turn),
+        })
     }
 
     /// Gets the pool's credential ready for an issue: it must get a token before it is copied

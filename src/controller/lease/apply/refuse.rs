@@ -8,7 +8,6 @@ use super::{Shell, Step};
 use crate::api::LeasePhase;
 use crate::controller::Error;
 use crate::controller::claims::HeldClaim;
-use crate::controller::credential::end_credential;
 use crate::controller::lease::decide::{Outcome, RETRY_REFUSED_ISSUE};
 use crate::controller::reasons::Reason;
 
@@ -20,7 +19,7 @@ impl Shell<'_> {
         message: String,
     ) -> Result<Step, Error> {
         for claim in ending {
-            end_credential(self.ctx, claim).await?;
+            self.end_or_report(claim).await?;
         }
         self.tell_once(EventType::Warning, reason, "Validate", &message)
             .await;

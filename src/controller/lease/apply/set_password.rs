@@ -11,14 +11,15 @@ use crate::controller::Error;
 use crate::controller::app_credential::app_credentials;
 use crate::controller::claim_record::ClaimRecord;
 use crate::controller::claims::HeldClaim;
+use crate::controller::context::IssueWrites;
 use crate::controller::credential::{
-    KeptCredential, Secrets, delete_controlled_secret, end_credential, set_password_via_secret,
-    write_credentials,
+    KeptCredential, Secrets, delete_controlled_secret, set_password_via_secret, write_credentials,
 };
 use crate::controller::lease::decide::{
-    Ending, FailedWrite, FailureKind, Outcome, Then, after_failed_write,
+    Ending, FailedWrite, FailureKind, Outcome, Then, after_failed_write, applied_nothing,
 };
 use crate::controller::lease::messages;
+use crate::controller::pool::PoolKey;
 use crate::controller::reasons::Reason;
 use crate::controller::rotation_schedule::retire_at;
 use crate::graph::{AppCredentials, Class};
@@ -69,6 +70,13 @@ impl Shell<'_> {
             record: &p.record,
             password: &p.password,
         });
+        // What this process sees of the issue's writes: a fresh issue (or rotation) starts it.
+        let issue = issue_writes(&write);
+        if let Some(issue) = &issue
+            && !write.may_be_set
+        {
+            self.ctx.unapplied_writes.first_write(issue);
+        }
         let set = set_password_via_secret(
             self.ctx,
             self.lease,
@@ -80,7 +88,10 @@ impl Shell<'_> {
         )
         .await;
         if let Err(error) = set {
-            return self.write_failed(&write, error).await;
+            return self.write_failed(&write, issue.as_ref(), error).await;
+        }
+        if let Some(issue) = &issue {
+            self.ctx.unapplied_writes.forget(issue);
         }
         self.ctx.refused_issues.forget(&write.record.lease.uid);
         let mut confirmed = write.record.clone();
@@ -153,21 +164,36 @@ impl Shell<'_> {
     }
 
     /// Carries out what [`after_failed_write`] says follows a failed write.
-    async fn write_failed(&self, write: &Write<'_>, error: Error) -> Result<Step, Error> {
+    async fn write_failed(
+        &self,
+        write: &Write<'_>,
+        issue: Option<&IssueWrites>,
+        error: Error,
+    ) -> Result<Step, Error> {
         let record = write.record;
+        let writes = &self.ctx.unapplied_writes;
+        if let Some(issue) = issue {
+            writes.failed(issue, applied_nothing(&error));
+        }
         let failure = FailedWrite {
             kind: FailureKind::of(&error),
             may_be_set: write.may_be_set,
+            nothing_applied: issue.is_some_and(|issue| writes.nothing_applied(issue)),
             named_user: self.lease.spec.user.is_some(),
             rotation: write.previous.is_some(),
         };
         let steps = after_failed_write(&failure);
+        if steps.ending != Ending::Keep
+            && let Some(issue) = issue
+        {
+            writes.forget(issue);
+        }
         match (steps.ending, write.previous) {
             (Ending::Keep, _) => return Err(error),
             (Ending::EndCredential, _) => {
                 let live = self.ctx.claims.get(&record.user.id).await?;
                 if let Some(live) = live.filter(|c| c.is_held_by(Some(&record.lease.uid))) {
-                    end_credential(self.ctx, &live).await?;
+                    self.end_or_report(&live).await?;
                 }
             }
             (Ending::Release, _) | (Ending::ReleaseKeepingPrevious, None) => {
@@ -201,7 +227,9 @@ impl Shell<'_> {
             self.ctx.forget_resolution(&pool);
         }
         if steps.set_aside {
-            self.ctx.forbid(&record.user.id);
+            // Set aside for this pool only: another pool's app may well write the user.
+            self.ctx
+                .forbid(&PoolKey::issued_from(&record.pool), &record.user.id);
         }
         let user = &record.user.user_principal_name;
         match (steps.then, write.previous) {
@@ -262,4 +290,14 @@ impl Shell<'_> {
                 .eq_ignore_ascii_case(&issued_with.application_id);
         Ok(same.then_some(app))
     }
+}
+
+/// The issue a write belongs to, while its credential is not yet confirmed (a restore's is).
+fn issue_writes(write: &Write<'_>) -> Option<IssueWrites> {
+    (!write.record.issued).then_some(())?;
+    Some(IssueWrites {
+        claim_name: write.claim.name.clone(),
+        claim_uid: write.claim.uid.clone()?,
+        generation: write.record.generation,
+    })
 }

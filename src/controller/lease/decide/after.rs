@@ -22,6 +22,18 @@ pub fn nobody_free_to_issue(lease: &EntraLease, pool: &Pool) -> Decision {
     }
 }
 
+/// A lease of a pool with `maxLeasesPerNamespace` whose namespace's other leases hold `holds`
+/// of its users (counted from the claims): at the share, it waits until one of them ends (its
+/// namespace's next release wakes it). `None`: room for one more.
+pub fn over_namespace_share(lease: &EntraLease, pool: &Pool, holds: u32) -> Option<Decision> {
+    let limit = pool.max_leases_per_namespace()?;
+    let namespace = lease.metadata.namespace.as_deref().unwrap_or_default();
+    (holds >= limit).then(|| Decision::Wait {
+        reason: Reason::NamespaceShareExhausted,
+        message: messages::namespace_share_exhausted(namespace, pool, limit),
+    })
+}
+
 /// Every user a rotation could move to was taken: the current credential runs on.
 pub fn nobody_free_to_rotate(pool: &Pool, current: Arc<ClaimRecord>) -> Decision {
     Decision::RotationWaiting {
@@ -139,6 +151,17 @@ impl FailureKind {
     }
 }
 
+/// True when a failed password write surely applied nothing: Entra answered it with a 4xx
+/// (throttling included), or every generated password was rejected. A 5xx, a lost answer, or a
+/// failure around the write (the Secret, the claim) may have let a password through.
+pub fn applied_nothing(error: &Error) -> bool {
+    match error {
+        Error::Graph(graph) => !graph.may_have_applied(),
+        Error::PasswordsRejected(_) => true,
+        _ => false,
+    }
+}
+
 /// The facts about a failed password write.
 #[derive(Clone, Copy, Debug)]
 pub struct FailedWrite {
@@ -146,6 +169,10 @@ pub struct FailedWrite {
     /// A password of this claim may already work: the attempt re-sent one an earlier attempt
     /// may have set (a lost answer), or the credential it replaces (a restore) was set.
     pub may_be_set: bool,
+    /// Every password write of this issue, this one included, was made by this process and
+    /// answered without applying anything (a 4xx, throttling included): whatever `may_be_set`
+    /// feared, no password of it works.
+    pub nothing_applied: bool,
     /// The lease names its user: no other user may be tried instead.
     pub named_user: bool,
     /// The write was a rotation's new credential, beside a previous one that still works.
@@ -192,9 +219,11 @@ pub struct FailedWriteSteps {
 
 /// Every crash window of an issue and a rotation ends here: a transient failure keeps the claim,
 /// a permanent one after a resumed attempt ends the credential (entra-graph.md: keep the claim
-/// and revoke), and only an attempt Entra surely refused releases the user unscrambled.
+/// and revoke), and only an issue whose every write Entra surely refused releases the user
+/// unscrambled (a scramble with an app Entra refuses would never succeed).
 pub fn after_failed_write(failure: &FailedWrite) -> FailedWriteSteps {
     let kind = failure.kind;
+    let may_be_set = failure.may_be_set && !failure.nothing_applied;
     if kind == FailureKind::Transient {
         return FailedWriteSteps {
             ending: Ending::Keep,
@@ -203,7 +232,7 @@ pub fn after_failed_write(failure: &FailedWrite) -> FailedWriteSteps {
             then: Then::Retry,
         };
     }
-    if failure.rotation && !failure.may_be_set {
+    if failure.rotation && !may_be_set {
         return FailedWriteSteps {
             ending: Ending::ReleaseKeepingPrevious,
             set_aside: kind.is_the_users(),
@@ -215,7 +244,7 @@ pub fn after_failed_write(failure: &FailedWrite) -> FailedWriteSteps {
     }
     let try_another = kind.is_the_users() && !failure.named_user;
     FailedWriteSteps {
-        ending: if failure.may_be_set {
+        ending: if may_be_set {
             Ending::EndCredential
         } else {
             Ending::Release

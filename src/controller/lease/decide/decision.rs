@@ -130,6 +130,9 @@ pub struct Issue {
     pub secret_name: String,
     /// The credential generation the new claim records.
     pub generation: u32,
+    /// The pool's `maxLeasesPerNamespace`: the shell counts again from the live claims before
+    /// it claims (the cache may lag another issue of the namespace).
+    pub namespace_share: Option<u32>,
 }
 
 /// A rotation: the users to move to, and the credential it moves from.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::after::over_namespace_share;
 use super::pool::{candidates, effective_ttl, is_ready, same_user};
 use super::{Decision, Issue};
 use crate::api::{EntraLease, PoolKind};
@@ -138,6 +139,9 @@ pub fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
             },
         );
     }
+    if let Some(wait) = over_namespace_share(facts.lease, pool, facts.namespace_holds) {
+        return wait;
+    }
     if facts.rotation_queued {
         return Decision::Wait {
             reason: Reason::WaitingForUser,
@@ -151,6 +155,7 @@ pub fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
         max_ttl,
         secret_name: facts.secret_name(),
         generation: next_generation(facts.lease),
+        namespace_share: pool.max_leases_per_namespace(),
     }))
 }
 

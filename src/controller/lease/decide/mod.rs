@@ -21,10 +21,10 @@ use active::decide_active;
 use issue::decide_issue;
 
 pub use after::{
-    Ending, FailedWrite, FailureKind, Then, after_failed_write, issue_credential_ends_soon,
-    issue_credential_failed, nobody_free_to_issue, nobody_free_to_rotate,
-    restore_after_pool_changed, resume_after_pool_changed, rotation_credential_ends_soon,
-    rotation_credential_failed,
+    Ending, FailedWrite, FailureKind, Then, after_failed_write, applied_nothing,
+    issue_credential_ends_soon, issue_credential_failed, nobody_free_to_issue,
+    nobody_free_to_rotate, over_namespace_share, restore_after_pool_changed,
+    resume_after_pool_changed, rotation_credential_ends_soon, rotation_credential_failed,
 };
 pub use decision::{Decision, Issue, Reads, Rotation};
 #[cfg(test)]

@@ -138,6 +138,7 @@ fn decide_with(
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         min_forced_rotation: Duration::ZERO,
         now: at(now),
     })
@@ -254,6 +255,7 @@ fn candidates_come_from_the_operators_resolution_never_the_pool_status() {
             rollouts: Rollouts::NotTracked,
             secret_types: &SecretTypes::default(),
             rollout_refusal: None,
+            namespace_holds: 0,
             rotation_queued: false,
             min_forced_rotation: Duration::ZERO,
             now: at(0),
@@ -405,6 +407,7 @@ fn a_failed_first_attempt_releases_and_a_failed_resumed_one_ends_the_credential(
         after_failed_write(&FailedWrite {
             kind,
             may_be_set,
+            nothing_applied: false,
             named_user,
             rotation: false,
         })
@@ -445,6 +448,7 @@ fn a_failed_rotation_keeps_the_previous_credential_and_a_failed_user_is_set_asid
         after_failed_write(&FailedWrite {
             kind,
             may_be_set,
+            nothing_applied: false,
             named_user: false,
             rotation: true,
         })
@@ -461,6 +465,73 @@ fn a_failed_rotation_keeps_the_previous_credential_and_a_failed_user_is_set_asid
         steps(Permanent, true).ending,
         Ending::EndCredential,
         "a resumed rotation's password may work: it is scrambled"
+    );
+}
+
+#[test]
+fn a_resumed_issue_whose_every_write_was_refused_is_released_without_a_scramble() {
+    use FailureKind::*;
+    // Throttled first, then refused: no password of the claim works, and a scramble with the
+    // same app would only be refused again.
+    let steps = |kind, nothing_applied, rotation| {
+        after_failed_write(&FailedWrite {
+            kind,
+            may_be_set: true,
+            nothing_applied,
+            named_user: false,
+            rotation,
+        })
+    };
+    let refused = steps(Refused, true, false);
+    assert_eq!(refused.ending, Ending::Release);
+    assert_eq!(
+        (refused.then, refused.set_aside),
+        (Then::TryAnotherUser, true)
+    );
+    assert_eq!(steps(Permanent, true, false).ending, Ending::Release);
+    assert_eq!(
+        steps(Refused, true, true).ending,
+        Ending::ReleaseKeepingPrevious,
+        "a rotation goes back to its previous credential alone"
+    );
+    // A write that may have applied (a 5xx, a lost answer) or one this process did not see (a
+    // restart in between): today's rule, scramble then release.
+    assert_eq!(steps(Refused, false, false).ending, Ending::EndCredential);
+    assert_eq!(steps(Refused, false, true).ending, Ending::EndCredential);
+    for nothing_applied in [false, true] {
+        assert_eq!(
+            steps(Transient, nothing_applied, false).ending,
+            Ending::Keep,
+            "a throttled write keeps the claim whatever came before"
+        );
+    }
+}
+
+#[test]
+fn only_answers_that_applied_nothing_count_as_applying_nothing() {
+    use crate::graph::{GraphError, TransientFailure, TransientKind};
+    let throttled = crate::controller::Error::Graph(GraphError::TransientExhausted {
+        operation: "reset a password",
+        attempts: 3,
+        elapsed: Duration::from_secs(120),
+        last: Box::new(TransientFailure {
+            kind: TransientKind::Throttled,
+            retry_after: Some(Duration::from_secs(60)),
+            diagnostics: Default::default(),
+        }),
+    });
+    assert!(applied_nothing(&throttled));
+    assert!(applied_nothing(&refused_by_entra()));
+    assert!(applied_nothing(
+        &crate::controller::Error::PasswordsRejected(3)
+    ));
+    assert!(
+        !applied_nothing(&graph_unavailable()),
+        "a 5xx may have applied"
+    );
+    assert!(
+        !applied_nothing(&crate::controller::Error::Stale("the lease's Secret")),
+        "a failure around the write may follow an applied one"
     );
 }
 
@@ -527,6 +598,7 @@ fn requeues_never_pass_the_held_credential_expiry() {
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
+        namespace_holds: 0,
         min_forced_rotation: Duration::ZERO,
         now: at(3590),
     };
@@ -719,6 +791,7 @@ fn a_namespace_the_cluster_pool_does_not_select_is_refused_and_an_active_lease_i
         rollouts: Rollouts::NotTracked,
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
+        namespace_holds: 0,
         rotation_queued: false,
         min_forced_rotation: Duration::ZERO,
         now: at(0),
@@ -878,6 +951,7 @@ fn decide_continuous(
         claims: &claims_of(Some(record), previous),
         rollouts,
         secret_types: &SecretTypes::default(),
+        namespace_holds: 0,
         rollout_refusal: None,
         rotation_queued: false,
         min_forced_rotation: Duration::ZERO,
@@ -981,6 +1055,7 @@ fn the_previous_credential_ends_when_rollouts_complete_or_the_overlap_runs_out()
         resolved: None,
         claims: &claims_of(Some(&current), Some(&previous)),
         rollouts: Rollouts::InProgress,
+        namespace_holds: 0,
         secret_types: &SecretTypes::default(),
         rollout_refusal: None,
         rotation_queued: false,
@@ -1059,6 +1134,7 @@ fn an_interrupted_issue_in_a_namespace_no_longer_served_as_read_now_ends_instead
         served_read_live: false,
         secret: SecretState::Intact,
         resolved: None,
+        namespace_holds: 0,
         claims: &claims_of(Some(&unconfirmed), None),
         rollouts: Rollouts::NotTracked,
         rollout_refusal: None,
@@ -1110,6 +1186,7 @@ fn a_new_lease_waits_while_a_continuous_lease_of_its_pool_waits_to_rotate() {
         served: true,
         served_read_live: false,
         secret: SecretState::Missing,
+        namespace_holds: 0,
         resolved: Some(&resolved),
         claims: &claims_of(None, None),
         rollouts: Rollouts::NotTracked,
@@ -1259,6 +1336,7 @@ fn a_hold_carries_why_a_restart_target_will_not_roll_out() {
         lease: &lease,
         pool: Some(&pool),
         served: true,
+        namespace_holds: 0,
         served_read_live: false,
         secret: SecretState::Intact,
         resolved: None,
@@ -1294,6 +1372,7 @@ fn an_active_credential_is_looked_at_again_at_its_end_or_when_its_previous_one_r
     let facts = LeaseFacts {
         lease: &lease,
         pool: None,
+        namespace_holds: 0,
         served: true,
         served_read_live: false,
         secret: SecretState::Intact,
@@ -1420,6 +1499,7 @@ fn a_credential_ended_for_its_restore_waits_without_a_graph_write_then_is_restor
         rollout_refusal: None,
         rotation_queued: false,
         min_forced_rotation: Duration::ZERO,
+        namespace_holds: 0,
         now: at(20),
     };
     let waits = decide_facts(&facts);
@@ -1483,6 +1563,7 @@ fn rotate_requests_on_a_short_overlap_are_spaced_by_the_operators_minimum() {
             rollout_refusal: None,
             rotation_queued: false,
             min_forced_rotation: Duration::from_secs(60),
+            namespace_holds: 0,
             now: at(now),
         })
     };
@@ -1492,4 +1573,83 @@ fn rotate_requests_on_a_short_overlap_are_spaced_by_the_operators_minimum() {
         "not once per 1s overlap"
     );
     assert!(matches!(decide_at(60), Decision::Rotate(_)));
+}
+
+/// The test pool (with carol) as a cluster pool whose namespaces may each hold `limit` users.
+fn shared_pool(limit: u32) -> Pool {
+    let namespaced = pool_with_carol();
+    let spec = crate::api::ClusterEntraDynamicSecretSpec {
+        pool: namespaced.spec.pool.clone(),
+        namespace_selector: Default::default(),
+        max_leases_per_namespace: Some(limit),
+    };
+    let mut pool = crate::api::ClusterEntraDynamicSecret::new("shared", spec);
+    pool.metadata.generation = namespaced.metadata.generation;
+    pool.status = namespaced.status.clone();
+    Pool::Cluster(std::sync::Arc::new(pool))
+}
+
+fn decide_sharing(
+    lease: &EntraLease,
+    pool: &Pool,
+    record: Option<&ClaimRecord>,
+    namespace_holds: u32,
+    now: i64,
+) -> Decision {
+    let resolved = pool.status().map(|s| s.users.clone()).unwrap_or_default();
+    decide(&LeaseFacts {
+        lease,
+        pool: Some(pool),
+        served: true,
+        served_read_live: false,
+        secret: if record.is_some() {
+            SecretState::Intact
+        } else {
+            SecretState::Missing
+        },
+        resolved: Some(&resolved),
+        claims: &claims_of(record, None),
+        rollouts: Rollouts::NotTracked,
+        secret_types: &SecretTypes::default(),
+        rollout_refusal: None,
+        rotation_queued: false,
+        min_forced_rotation: Duration::ZERO,
+        namespace_holds,
+        now: at(now),
+    })
+}
+
+#[test]
+fn a_lease_over_its_namespaces_share_of_a_cluster_pool_waits_with_the_limit_named() {
+    let pool = shared_pool(2);
+    let mut lease = lease(|s| s.dynamic_secret_ref.kind = PoolKind::ClusterEntraDynamicSecret);
+    lease.metadata.namespace = Some("team".into());
+    let Decision::Wait { reason, message } = decide_sharing(&lease, &pool, None, 2, 0) else {
+        panic!("a wait at the share")
+    };
+    assert_eq!(reason, Reason::NamespaceShareExhausted);
+    assert!(
+        message.contains("maxLeasesPerNamespace of 2") && message.contains("team"),
+        "{message}"
+    );
+    let Decision::Issue(issue) = decide_sharing(&lease, &pool, None, 1, 0) else {
+        panic!("an issue under the share")
+    };
+    assert_eq!(
+        issue.namespace_share,
+        Some(2),
+        "the shell counts again from the live claims before it claims"
+    );
+}
+
+#[test]
+fn a_rotation_is_not_held_back_by_its_namespaces_share() {
+    // The rotating lease already counts once; its second user for the overlap is beyond the
+    // share, or a namespace at its share could never rotate.
+    let pool = shared_pool(1);
+    let lease = continuous_lease("10m");
+    let mut record = record();
+    record.expires_at = Time(at(7200));
+    let decision = decide_sharing(&lease, &pool, Some(&record), 1, 6600);
+    assert!(matches!(decision, Decision::Rotate(_)), "{decision:?}");
 }
