@@ -8,7 +8,7 @@ use futures::FutureExt;
 use clap::{Args, Parser, Subcommand};
 use entra_operator::api::Cloud;
 use entra_operator::controller::{self, Settings, WatchScope};
-use entra_operator::graph::{EndpointOverrides, GraphClient, GraphClientConfig};
+use entra_operator::graph::{Budget, Budgets, EndpointOverrides, GraphClient, GraphClientConfig};
 use entra_operator::health::{self, Readiness};
 use entra_operator::leader::LeaderElection;
 use entra_operator::metrics_endpoint::{self, CertificateSource, Security};
@@ -53,9 +53,27 @@ struct RunArgs {
     /// Reconciles running at once, per controller.
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
-    /// Total time the Graph client keeps retrying a throttled or failing call.
+    /// The longest a Graph call waits in its worker for its turn (Graph unavailable, throttled)
+    /// before it fails as GraphUnavailable. Lease and pool work never waits more than a second
+    /// in a worker: its request is parked in the app's line and the worker goes on.
     #[arg(long, default_value = "120", value_parser = parse_seconds)]
     graph_retry_seconds: Duration,
+    /// Graph writes per app in one tenant, COUNT/DURATION (Entra's limit: 3000/150s).
+    #[arg(long, env = "GRAPH_APP_TENANT_WRITES", default_value = "3000/150s")]
+    graph_app_tenant_writes: Budget,
+    /// Graph writes per tenant across all apps (Entra's limit: 18000/5m).
+    #[arg(long, env = "GRAPH_TENANT_WRITES", default_value = "18000/5m")]
+    graph_tenant_writes: Budget,
+    /// Graph writes per app across all tenants (Entra's limit: 35000/5m).
+    #[arg(long, env = "GRAPH_APP_WRITES", default_value = "35000/5m")]
+    graph_app_writes: Budget,
+    /// Graph read resource units per app in one tenant (Entra's limit: 3500/10s under 50 users,
+    /// 5000/10s up to 500, 8000/10s above).
+    #[arg(long, env = "GRAPH_APP_TENANT_READ_UNITS", default_value = "3500/10s")]
+    graph_app_tenant_read_units: Budget,
+    /// The percentage of each write budget only ending credentials may spend.
+    #[arg(long, env = "GRAPH_END_RESERVE_PERCENT", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=90))]
+    graph_end_reserve_percent: u8,
     /// Log filter, e.g. info or entra_operator=debug.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -179,6 +197,14 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let mut graph_config = GraphClientConfig::default();
     graph_config.retry.max_elapsed = args.graph_retry_seconds;
+    graph_config.budgets = Budgets {
+        app_tenant_writes: args.graph_app_tenant_writes,
+        tenant_writes: args.graph_tenant_writes,
+        app_writes: args.graph_app_writes,
+        app_tenant_read_units: args.graph_app_tenant_read_units,
+        end_reserve: f64::from(args.graph_end_reserve_percent) / 100.0,
+        ..Budgets::default()
+    };
     let graph = GraphClient::new(graph_config)?;
     let config = match &args.kubeconfig {
         Some(path) => {

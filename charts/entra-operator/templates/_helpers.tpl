@@ -82,7 +82,7 @@ annotations:
 {{- if and (eq (.Values.strategy.type | default "") "Recreate") .Values.strategy.rollingUpdate }}
 {{- fail "strategy.rollingUpdate applies only to type RollingUpdate: remove it for Recreate" }}
 {{- end }}
-{{- $owned := dict "--concurrency" "concurrency" "--leader-election-lease-name" "leaderElection.leaseName" "--leader-election-lease-duration-seconds" "leaderElection.leaseDurationSeconds" "--lease-secret-types" "leaseSecrets.allowedTypes" "--min-forced-rotation-interval" "minForcedRotationInterval" }}
+{{- $owned := dict "--concurrency" "concurrency" "--leader-election-lease-name" "leaderElection.leaseName" "--leader-election-lease-duration-seconds" "leaderElection.leaseDurationSeconds" "--lease-secret-types" "leaseSecrets.allowedTypes" "--min-forced-rotation-interval" "minForcedRotationInterval" "--graph-app-tenant-writes" "graphBudgets.appTenantWrites" "--graph-tenant-writes" "graphBudgets.tenantWrites" "--graph-app-writes" "graphBudgets.appWrites" "--graph-app-tenant-read-units" "graphBudgets.appTenantReadUnits" "--graph-end-reserve-percent" "graphBudgets.endReservePercent" }}
 {{- range .Values.extraArgs }}
 {{- $flag := first (splitList "=" .) }}
 {{- if hasKey $owned $flag }}
