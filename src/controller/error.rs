@@ -156,6 +156,21 @@ impl Error {
         }
     }
 
+    /// True when a Graph request of the reconcile only waits its turn (throttled or paced):
+    /// no failure to report. One parked because Graph does not answer is reported.
+    pub fn only_waits_its_turn(&self) -> bool {
+        match self {
+            Error::Graph(error) => error.only_waits_its_turn(),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                Finalizer::ApplyFailed(error) | Finalizer::CleanupFailed(error) => {
+                    error.only_waits_its_turn()
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// True when the reconcile acted on a stale copy (directly or inside the finalizer helper).
     pub fn is_stale(&self) -> bool {
         match self {

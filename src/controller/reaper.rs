@@ -181,7 +181,7 @@ async fn look_at(ctx: &Context, leases: &Store<EntraLease>, name: &str) -> Optio
             );
             None
         }
-        Err(error) if error.queued_for().is_some() => {
+        Err(error) if error.only_waits_its_turn() => {
             let wait = error.queued_for().unwrap_or_default();
             tracing::debug!(claim = %name, %error, "reaping waits its turn for Graph");
             Some(Instant::now() + wait.max(Duration::from_millis(100)))

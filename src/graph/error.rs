@@ -301,6 +301,10 @@ impl GraphError {
                 | TransientKind::Connection
                 | TransientKind::Accepted => "graph_unavailable",
             },
+            GraphError::Queued {
+                because: QueuedBecause::Unavailable,
+                ..
+            } => "graph_unavailable",
             GraphError::Queued { .. } => "graph_queued",
             GraphError::Unexpected { .. } | GraphError::MalformedResponse { .. } => {
                 "unexpected_response"
@@ -342,6 +346,18 @@ impl GraphError {
             GraphError::Queued { ready_in, .. } => Some(*ready_in),
             _ => self.transient_failure()?.retry_after,
         }
+    }
+
+    /// True for a request that only waits its turn (throttled or paced), which is no failure;
+    /// a request parked because Graph did not answer is one.
+    pub fn only_waits_its_turn(&self) -> bool {
+        matches!(
+            self,
+            GraphError::Queued {
+                because: QueuedBecause::Throttled | QueuedBecause::Paced,
+                ..
+            }
+        )
     }
 
     /// How long a request parked in the scheduler's line waits for its turn.

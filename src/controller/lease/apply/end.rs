@@ -79,7 +79,7 @@ impl Shell<'_> {
             return Ok(());
         };
         // Waiting its turn in the app's Graph line is no failure.
-        if error.queued_for().is_some() {
+        if error.only_waits_its_turn() {
             return Err(error);
         }
         let user = claim
@@ -150,7 +150,7 @@ async fn end_one(
         }
         // Waiting its turn in the app's line is no failure: the alert on ending credentials'
         // waits covers a turn that is long in coming.
-        Err(error) if error.queued_for().is_some() => Err(error),
+        Err(error) if error.only_waits_its_turn() => Err(error),
         Err(error) => {
             let message = messages::revocation_failing(user, &error);
             let reason = revocation_reason(&error);
