@@ -41,6 +41,10 @@ impl Bucket {
         self.tokens - units >= keep - 1e-9
     }
 
+    pub fn is_full(&self) -> bool {
+        self.tokens >= self.budget.capacity
+    }
+
     pub fn take(&mut self, units: f64) {
         self.tokens -= units;
     }

@@ -61,28 +61,36 @@ pub struct Line {
     arrivals: u64,
 }
 
+/// The bucket of `scope`, refilled to `now` (a new one starts full).
+pub fn bucket_of<'b>(
+    budgets: &Budgets,
+    buckets: &'b mut HashMap<Scope, Bucket>,
+    scope: &Scope,
+    now: Instant,
+) -> &'b mut Bucket {
+    let budget = match scope {
+        Scope::AppInTenant(_, Limit::Write) => budgets.app_tenant_writes,
+        Scope::AppInTenant(_, Limit::Read) => budgets.app_tenant_read_units,
+        Scope::Tenant(_) => budgets.tenant_writes,
+        Scope::App(_) => budgets.app_writes,
+    };
+    let bucket = buckets
+        .entry(scope.clone())
+        .or_insert_with(|| Bucket::full(budget, now));
+    bucket.refill(now);
+    bucket
+}
+
 /// The budgets and pauses a line is served from.
 pub struct Budget<'a> {
     pub budgets: &'a Budgets,
     pub buckets: &'a mut HashMap<Scope, Bucket>,
     pub pauses: &'a Pauses,
-    pub max_in_flight: u32,
 }
 
 impl Budget<'_> {
-    fn bucket(&mut self, scope: &Scope, now: Instant) -> &mut Bucket {
-        let budget = match scope {
-            Scope::AppInTenant(_, Limit::Write) => self.budgets.app_tenant_writes,
-            Scope::AppInTenant(_, Limit::Read) => self.budgets.app_tenant_read_units,
-            Scope::Tenant(_) => self.budgets.tenant_writes,
-            Scope::App(_) => self.budgets.app_writes,
-        };
-        let bucket = self
-            .buckets
-            .entry(scope.clone())
-            .or_insert_with(|| Bucket::full(budget, now));
-        bucket.refill(now);
-        bucket
+    pub fn bucket(&mut self, scope: &Scope, now: Instant) -> &mut Bucket {
+        bucket_of(self.budgets, self.buckets, scope, now)
     }
 
     /// What a request of `class` must leave in the bucket of `scope`.
@@ -154,15 +162,19 @@ impl Line {
         }
         crate::metrics::metrics().graph_queue_left(&entry.who.app, place.class.as_str());
         match entry.granted {
-            Some(_) if sent => {}
+            Some(_) if sent => *self.in_flight.entry(entry.who.clone()).or_default() += 1,
             Some(_) => {
                 for scope in Scope::of(&entry.who, entry.limit) {
                     budget.bucket(&scope, now).give_back(entry.units);
                 }
-                self.landed(&entry.who);
             }
             None => self.stop_waiting(place.class, &entry.namespace),
         }
+    }
+
+    /// True when `who` may put one more request on the wire.
+    pub fn may_send(&self, who: &AppInTenant, max_in_flight: u32) -> bool {
+        self.in_flight.get(who).copied().unwrap_or(0) < max_in_flight
     }
 
     fn stop_waiting(&mut self, class: Class, namespace: &str) {
@@ -185,6 +197,14 @@ impl Line {
         }
     }
 
+    /// Forgets buckets that are full again: a full bucket is what a new one starts as.
+    pub fn forget_full(buckets: &mut HashMap<Scope, Bucket>, now: Instant) {
+        buckets.retain(|_, bucket| {
+            bucket.refill(now);
+            !bucket.is_full()
+        });
+    }
+
     /// Takes the budgets of every request that may start now, in order. Requests whose scope
     /// is paused or whose budgets are short are passed over; those behind them that count
     /// against other budgets go on (another app's trouble stays in its queue).
@@ -192,10 +212,6 @@ impl Line {
         let mut served = Vec::new();
         for (place, entry) in &self.entries {
             if entry.granted.is_some() {
-                continue;
-            }
-            let in_flight = self.in_flight.get(&entry.who).copied().unwrap_or(0);
-            if in_flight >= budget.max_in_flight {
                 continue;
             }
             let scopes = Scope::of(&entry.who, entry.limit);
@@ -209,7 +225,6 @@ impl Line {
                 for scope in &scopes {
                     budget.bucket(scope, now).take(entry.units);
                 }
-                *self.in_flight.entry(entry.who.clone()).or_default() += 1;
                 served.push(*place);
             }
         }

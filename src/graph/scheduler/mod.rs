@@ -35,6 +35,9 @@ use scope::Scope;
 /// At most this many requests of one app in one tenant are on the wire at once: an app that does
 /// not answer holds that many workers for a request timeout, not all of them.
 pub const MAX_IN_FLIGHT_PER_APP: u32 = 4;
+/// How long a request whose budgets are taken expects to wait for room on its app's wire: long
+/// enough that a caller who can come back parks rather than holding its worker.
+const WIRE_WAIT: Duration = Duration::from_secs(1);
 
 /// One request asking for its turn.
 pub struct Ticket<'a> {
@@ -135,16 +138,20 @@ impl State {
             budgets,
             buckets,
             pauses,
-            max_in_flight: MAX_IN_FLIGHT_PER_APP,
         };
         line.drop_abandoned(&mut budget, now);
         line.serve(&mut budget, now);
+        Line::forget_full(budget.buckets, now);
         let (oldest, parked) = line.waits(now);
         let oldest: Vec<(&str, Duration)> = oldest
             .into_iter()
             .map(|(class, waited)| (class.as_str(), waited))
             .collect();
         crate::metrics::metrics().graph_queue_stands(&oldest, parked);
+    }
+
+    fn bucket(&mut self, scope: &Scope, now: Instant) -> &mut Bucket {
+        line::bucket_of(&self.budgets, &mut self.buckets, scope, now)
     }
 
     fn estimate(&mut self, place: &Place, now: Instant) -> Duration {
@@ -158,7 +165,6 @@ impl State {
             budgets,
             buckets,
             pauses,
-            max_in_flight: MAX_IN_FLIGHT_PER_APP,
         };
         line.estimate(place, &mut budget, now)
     }
@@ -182,7 +188,6 @@ impl State {
             budgets,
             buckets,
             pauses,
-            max_in_flight: MAX_IN_FLIGHT_PER_APP,
         };
         line.leave(place, sent, &mut budget, now);
     }
@@ -304,13 +309,18 @@ impl Scheduler {
         let Some(entry) = state.line.get(place) else {
             return Turn::Gone;
         };
-        if entry.granted.is_some() {
-            let waited = now.saturating_duration_since(entry.since);
-            let namespace = entry.namespace.clone();
-            state.leave(place, true, now);
-            return Turn::Granted { waited, namespace };
-        }
-        let ready_in = state.estimate(place, now);
+        let ready_in = if entry.granted.is_some() {
+            if state.line.may_send(&entry.who, MAX_IN_FLIGHT_PER_APP) {
+                let waited = now.saturating_duration_since(entry.since);
+                let namespace = entry.namespace.clone();
+                state.leave(place, true, now);
+                return Turn::Granted { waited, namespace };
+            }
+            // Its budgets are taken; it goes out once an answer frees room on its app's wire.
+            WIRE_WAIT
+        } else {
+            state.estimate(place, now)
+        };
         let refused = state.refused(place, now);
         let waited = now.saturating_duration_since(started);
         let inline_wait = state.budgets.inline_wait;
@@ -338,20 +348,17 @@ impl Scheduler {
             for scope in Scope::named_by(answer.throttle_scope, who, limit) {
                 let wait = state.pauses.pause(scope.clone(), answer.retry_after, now);
                 let share = state.budgets.end_reserve;
-                if let Some(bucket) = state.buckets.get_mut(&scope) {
-                    let keep = bucket.reserve(share);
-                    bucket.spent_down_to(keep);
-                }
+                let bucket = state.bucket(&scope, now);
+                let keep = bucket.reserve(share);
+                bucket.spent_down_to(keep);
                 tracing::debug!(app = %who.app, tenant = %who.tenant, ?scope, wait_ms = wait.as_millis() as u64, "Graph refused: scope paused");
             }
         } else if !answer.answered || matches!(answer.status, 500..=599) {
             state.pauses.pause(own, answer.retry_after, now);
         } else {
             state.pauses.answered(&own, now);
-            if let Some(percent) = answer.limit_percentage
-                && let Some(bucket) = state.buckets.get_mut(&own)
-            {
-                bucket.used_at_least(percent);
+            if let Some(percent) = answer.limit_percentage {
+                state.bucket(&own, now).used_at_least(percent);
             }
         }
         state.pauses.forget_old(now);

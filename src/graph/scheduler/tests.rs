@@ -202,3 +202,38 @@ async fn a_parked_request_whose_holder_never_comes_back_is_dropped() {
     drop(scheduler.admit(ticket(&who, &other)).await.unwrap());
     assert_eq!(scheduler.waiting(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_app_has_at_most_a_few_requests_on_the_wire() {
+    let scheduler = Scheduler::new(budgets(100, Duration::from_secs(1)), SECOND, MINUTE);
+    let who = app("silent");
+    let purpose = Purpose::waiting(Class::End, "ns");
+    let mut on_the_wire = Vec::new();
+    for _ in 0..MAX_IN_FLIGHT_PER_APP {
+        on_the_wire.push(scheduler.admit(ticket(&who, &purpose)).await.unwrap());
+    }
+    let parked = Purpose::new(Class::End, "ns", "next");
+    let waits = scheduler.admit(ticket(&who, &parked)).await;
+    assert!(waits.is_err(), "a fifth request waits for an answer");
+    let other = app("healthy");
+    drop(scheduler.admit(ticket(&other, &purpose)).await.unwrap());
+    on_the_wire.pop();
+    drop(scheduler.admit(ticket(&who, &parked)).await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn grants_left_by_callers_who_never_came_back_do_not_block_the_wire() {
+    let scheduler = Scheduler::new(budgets(2, Duration::from_secs(20)), SECOND, MINUTE);
+    let who = app("a");
+    let purpose = Purpose::waiting(Class::Issue, "ns");
+    drop(scheduler.admit(ticket(&who, &purpose)).await.unwrap());
+    drop(scheduler.admit(ticket(&who, &purpose)).await.unwrap());
+    // Parked callers whose turns come while they are away (their leases were deleted).
+    for n in 0..MAX_IN_FLIGHT_PER_APP {
+        let gone = Purpose::new(Class::Issue, "ns", format!("gone-{n}"));
+        assert!(scheduler.admit(ticket(&who, &gone)).await.is_err());
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let end = Purpose::new(Class::End, "ns", "end");
+    drop(scheduler.admit(ticket(&who, &end)).await.unwrap());
+}
