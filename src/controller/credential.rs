@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use super::Error;
 use super::claim_record::ClaimRecord;
 use super::claims::{HeldClaim, is_conflict, is_not_found};
-use super::context::{Context, PASSWORD_ATTEMPTS};
+use super::context::{Context, EndStep, PASSWORD_ATTEMPTS};
 use super::reasons::Reason;
 use super::status::FIELD_MANAGER;
 use crate::api::EntraLease;
@@ -177,18 +177,23 @@ pub async fn scramble_credential(
     let graph = ctx
         .graph
         .for_purpose(Purpose::new(Class::End, &record.lease.namespace, holder));
-    let scrambled = graph
-        .set_new_password(&app, &record.user.id, length, PASSWORD_ATTEMPTS)
-        .await;
-    match scrambled {
-        Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
-        Err(error) => return Err(error.into()),
+    let progress = &ctx.end_progress;
+    if !progress.has_done(claim, EndStep::Scrambled) {
+        let scrambled = graph
+            .set_new_password(&app, &record.user.id, length, PASSWORD_ATTEMPTS)
+            .await;
+        match scrambled {
+            Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        progress.done(claim, EndStep::Scrambled);
     }
-    if record.revoke_sign_in_sessions {
+    if record.revoke_sign_in_sessions && !progress.has_done(claim, EndStep::SessionsRevoked) {
         match graph.revoke_sign_in_sessions(&app, &record.user.id).await {
             Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
+        progress.done(claim, EndStep::SessionsRevoked);
     }
     Ok(())
 }
@@ -215,6 +220,7 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         report_left_behind(ctx, claim, record, &error).await;
     }
     ctx.claims.release(claim).await?;
+    ctx.end_progress.forget(&claim.name);
     metrics().revocations.inc();
     tracing::info!(
         lease = %lease.name,

@@ -13,6 +13,7 @@ pub mod lease_env;
 pub mod node_simulation;
 pub mod operator;
 pub mod oversized;
+pub mod teams;
 pub mod tracker;
 
 pub use control_plane::ControlPlane;

@@ -1,10 +1,11 @@
 //! What every reconcile shares: the clients it writes through, the caches it reads, and the
 //! operator's own policy state. The methods live by concern in `clients`, `caches` and `policy`;
 //! each piece of policy state is a small type of its own file (`validations`, `status_writes`,
-//! `forbidden_users`, `issue_backoff`, `rotation_queue`, `failure_backoff`, `unapplied_writes`).
+//! `forbidden_users`, `issue_backoff`, `rotation_queue`, `failure_backoff`, `unapplied_writes`, `end_progress`).
 
 mod caches;
 mod clients;
+mod end_progress;
 mod failure_backoff;
 mod forbidden_users;
 mod issue_backoff;
@@ -21,6 +22,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
 
+pub use end_progress::{EndProgress, EndStep};
 pub use failure_backoff::FailureBackoff;
 pub use forbidden_users::{FORBIDDEN_FOR, FORBIDDEN_PROBLEM, ForbiddenUsers};
 pub use issue_backoff::IssueBackoff;
@@ -84,6 +86,8 @@ pub struct Context {
     pub forbidden_users: ForbiddenUsers,
     /// Issues whose password writes so far applied nothing (their claims need no scramble).
     pub unapplied_writes: UnappliedWrites,
+    /// How far each claim's end got, so a parked step does not redo the ones before it.
+    pub end_progress: EndProgress,
     /// Leases whose issue Entra refused, until their spec changes or their time comes.
     pub refused_issues: IssueBackoff,
     /// Continuous leases waiting for a user to rotate to.
@@ -133,6 +137,7 @@ impl Context {
             status_writes: StatusWrites::default(),
             forbidden_users: ForbiddenUsers::default(),
             unapplied_writes: UnappliedWrites::default(),
+            end_progress: EndProgress::default(),
             refused_issues: IssueBackoff::default(),
             rotation_queue: RotationQueue::default(),
             reap_backoff: FailureBackoff::for_reaps(),
