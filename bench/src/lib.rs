@@ -11,6 +11,7 @@ pub mod apiserver;
 pub mod operator;
 pub mod peer;
 pub mod peer_report;
+pub mod quota;
 pub mod results;
 pub mod rotation;
 pub mod scenarios;

@@ -46,6 +46,8 @@ pub struct OperatorFlags<'a> {
     pub graph_retry_seconds: u64,
     pub concurrency: u16,
     pub log_level: &'a str,
+    /// More flags, after the ones above.
+    pub extra_args: &'a [String],
 }
 
 impl OperatorRun {
@@ -80,6 +82,7 @@ impl OperatorRun {
         if let Some(namespace) = flags.namespace {
             args.push(format!("--namespace={namespace}"));
         }
+        args.extend(flags.extra_args.iter().cloned());
         let mut run = OperatorRun {
             binary,
             args,

@@ -258,6 +258,8 @@ pub struct Results {
     pub oversized: Oversized,
     /// Continuous leases: what their consumers saw, what a rotation costs.
     pub continuous: crate::rotation::ContinuousFigures,
+    /// The Graph quota phase: a burst under a scaled-down quota beside expirations.
+    pub quota: crate::quota::QuotaFigures,
     /// At the full fill, by kind.
     pub object_sizes: BTreeMap<String, ObjectSize>,
     pub targets: Vec<Target>,
@@ -381,6 +383,9 @@ impl Results {
             format!("{} writes", self.restart.graph_writes),
             self.restart.graph_writes == 0,
         );
+        for (aim, measured, met) in self.quota.targets() {
+            target(&aim, measured, met);
+        }
         self.targets = targets;
     }
 
@@ -757,6 +762,7 @@ impl Results {
             c.graph_writes_per_rotation,
             c.graph_writes_by_operation
         );
+        let _ = writeln!(out, "{}", self.quota.markdown());
         let rs = &self.restart;
         let _ = writeln!(
             out,

@@ -2,10 +2,10 @@
 //! Graph, and what 10,000 active leases cost at rest and across a restart. Prints a summary and
 //! writes `bench/results.md` and `bench/results.json`. Figures only: nothing here asserts a timing.
 //!
-//! `bench [--small] [--fill-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`: `--small`
-//! runs every phase at a tenth of the size or less (for development), `--fill-only` only the
-//! memory and CPU phase, and the other flags change one size; results then go to `target/bench/`
-//! unless `--out` says otherwise.
+//! `bench [--small] [--fill-only] [--quota-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`:
+//! `--small` runs every phase at a tenth of the size or less (for development), `--fill-only`
+//! only the memory and CPU phase, `--quota-only` only the Graph quota phase, and the other flags
+//! change one size; results then go to `target/bench/` unless `--out` says otherwise.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use entra_bench::control_plane::ControlPlane;
 use entra_bench::lab::{Lab, lease_object, tenant, user_principal_name};
 use entra_bench::operator::{OperatorFlags, OperatorRun, Usage, usage_of};
+use entra_bench::quota::{self, QuotaSizes};
 use entra_bench::results::{self, Cost, Machine, Results};
 use entra_bench::rotation;
 use entra_bench::setup;
@@ -56,6 +57,7 @@ struct Scale {
     baseline_window: Duration,
     /// Leases at the CRD's maximum size, and labelled Secrets of 1 MiB, beside the full fill.
     oversized: usize,
+    quota: QuotaSizes,
 }
 
 impl Scale {
@@ -72,6 +74,7 @@ impl Scale {
             idle_window: Duration::from_secs(120),
             baseline_window: Duration::from_secs(30),
             oversized: 200,
+            quota: QuotaSizes::full(),
         }
     }
 
@@ -88,6 +91,7 @@ impl Scale {
             idle_window: Duration::from_secs(20),
             baseline_window: Duration::from_secs(10),
             oversized: 20,
+            quota: QuotaSizes::small(),
         }
     }
 
@@ -106,6 +110,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let small = args.iter().any(|a| a == "--small");
     let fill_only = args.iter().any(|a| a == "--fill-only");
+    let quota_only = args.iter().any(|a| a == "--quota-only");
     let resized = args
         .iter()
         .any(|a| matches!(a.as_str(), "--users" | "--pool-size" | "--burst"));
@@ -115,7 +120,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            if small || resized || fill_only {
+            if small || resized || fill_only || quota_only {
                 setup::target_dir().join("bench")
             } else {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -138,7 +143,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let results = runtime.block_on(run(scale, fill_only));
+    let only = match (fill_only, quota_only) {
+        (true, _) => Only::Fill,
+        (_, true) => Only::Quota,
+        _ => Only::Everything,
+    };
+    let results = runtime.block_on(run(scale, only));
     println!("\n== summary\n{}", results.summary());
     std::fs::create_dir_all(&out).expect("the output directory");
     let json = serde_json::to_string_pretty(&results).expect("results serialise");
@@ -173,18 +183,31 @@ struct Bench {
     results: Results,
 }
 
-async fn run(scale: Scale, fill_only: bool) -> Results {
+/// Which phases run: all, or one of them (for development).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Everything,
+    Fill,
+    Quota,
+}
+
+async fn run(scale: Scale, only: Only) -> Results {
     let started = Instant::now();
     let machine_cpu_at_start = results::machine_cpu_seconds();
     let mut bench = Bench::start(scale).await;
-    if fill_only {
-        bench.fill().await;
+    match only {
+        Only::Fill => bench.fill().await,
+        Only::Quota => bench.quota().await,
+        Only::Everything => {}
+    }
+    if only != Only::Everything {
         return bench.finish(started, machine_cpu_at_start);
     }
     bench.sequential().await;
     bench.burst().await;
     bench.expiring_burst().await;
     bench.continuous().await;
+    bench.quota().await;
     bench.fill().await;
     let idle = bench.idle().await;
     bench.restart().await;
@@ -241,6 +264,7 @@ impl Bench {
             graph_retry_seconds: GRAPH_RETRY_SECONDS,
             concurrency: CONCURRENCY,
             log_level: "info",
+            extra_args: &[],
         };
         let operator = OperatorRun::start_ready(&flags, logs.join("operator.log")).await;
         let pools = scale.pools();
@@ -524,6 +548,19 @@ impl Bench {
     /// A burst whose leases name their users (no walk over the pool for a free one), with TTLs
     /// staggered so that they expire over `burst_spread` seconds: time to credential without the
     /// walk, then the revocation lag and the cost of a lifecycle that ends by expiry.
+    /// A burst under a scaled-down Graph quota beside expirations and a throttled app, then a
+    /// lease user's restore and rotate loops; with its own emulator and operator.
+    async fn quota(&mut self) {
+        self.note_load();
+        let sizes = self.scale.quota.clone();
+        phase(&format!(
+            "Graph quota: {} issues under {} writes / {} s",
+            sizes.issues, sizes.capacity, sizes.window_seconds
+        ));
+        let log = setup::log_dir("bench").join("operator-quota.log");
+        self.results.quota = quota::measure(&self.control_plane, sizes, log).await;
+    }
+
     /// Continuous leases rotating every few seconds, each with a consumer reading its Secret.
     async fn continuous(&mut self) {
         self.note_load();

@@ -115,6 +115,7 @@ async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
                 graph_retry_seconds: 30,
                 concurrency: 16,
                 log_level: "info",
+                extra_args: &[],
             },
             logs.join(format!("operator-{name}.log")),
         );

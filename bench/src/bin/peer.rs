@@ -391,6 +391,7 @@ async fn run_ours(
         graph_retry_seconds: 30,
         concurrency: CONCURRENCY,
         log_level: "info",
+        extra_args: &[],
     };
     let operator = OperatorRun::start_ready(&flags, logs.join("operator.log")).await;
     lab.create_client_secret().await;
