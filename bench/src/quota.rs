@@ -526,6 +526,12 @@ impl QuotaFigures {
         };
         let quota = format!("{} writes / {} s", sizes.capacity, sizes.window_seconds);
         let (restore, rotate) = self.loop_writes_per_minute();
+        // What the budgets allow in the loops' run: a restore at once, then a scramble and a
+        // restore per 30 s of backoff; a forced rotation per minute, each a new password and the
+        // old one's scramble (one more rotation at the run's edge).
+        let seconds = self.loop_seconds as u64;
+        let restore_bound = 1 + 2 * (seconds / 30);
+        let rotate_bound = 2 * (seconds / 60 + 1);
         vec![
             (
                 format!("under a quota of {quota}: expirations scrambled with lag p99 < 2 s"),
@@ -568,12 +574,20 @@ impl QuotaFigures {
                 self.noisy_all_ended,
             ),
             (
-                "a lease user's loops: at most 2 password writes per lease per minute".into(),
+                "a lease user's loops: a restore at once then at most one per 30 s (each after a \
+                 scramble); at most one forced rotation per minute (two writes each)"
+                    .into(),
                 format!(
-                    "restore loop {restore:.1}/min ({} deletions), rotate loop {rotate:.1}/min ({} requests)",
-                    self.restore_loop_deletions, self.rotate_loop_requests
+                    "restore loop {} writes ({restore:.1}/min, {} deletions, at most {restore_bound}), \
+                     rotate loop {} writes ({rotate:.1}/min, {} requests, at most {rotate_bound})",
+                    self.restore_loop_writes,
+                    self.restore_loop_deletions,
+                    self.rotate_loop_writes,
+                    self.rotate_loop_requests
                 ),
-                self.loop_seconds > 0.0 && restore <= 2.0 && rotate <= 2.0 * 2.0,
+                self.loop_seconds > 0.0
+                    && self.restore_loop_writes <= restore_bound
+                    && self.rotate_loop_writes <= rotate_bound,
             ),
         ]
     }
