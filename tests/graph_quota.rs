@@ -8,7 +8,7 @@ use entra_test_support as support;
 
 use std::time::Duration;
 
-use entra_emulator::{Bucket, Config, Fault, FaultPlan, Operation, Quota};
+use entra_emulator::{Bucket, Fault, FaultPlan, Operation, Quota};
 use entra_operator::api::{EntraLease, LeasePhase};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::DeleteParams;
@@ -20,21 +20,9 @@ use support::lab::{self, Lab};
 use support::teams::{LAG_BOUND, SOON, Team, World};
 use support::tracker::Tracker;
 
-/// A second app of the generated tenant, allowed to reset passwords like the operator's own.
+/// A second app of the generated tenant (the same secret), allowed to reset passwords like the
+/// operator's own.
 const NOISY_APP_ID: &str = "5eed0000-0000-4000-8000-00000000a0a0";
-const NOISY_APP_SECRET: &str = "noisy-app-secret-value~0123456789";
-
-/// The generated tenant with `users` users and a second app that may reset their passwords.
-fn tenant_with_two_apps(users: usize) -> Config {
-    let mut config = lab::tenant(users);
-    let tenant = &mut config.tenants[0];
-    let mut noisy = tenant.app(lab::APP_ID).unwrap().clone();
-    noisy.client_id = NOISY_APP_ID.into();
-    noisy.display_name = "a pool editor's own app".into();
-    noisy.secrets = vec![NOISY_APP_SECRET.into()];
-    tenant.apps.push(noisy);
-    config
-}
 
 fn upns(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(lab::user_principal_name).collect()
@@ -151,7 +139,7 @@ async fn a_throttled_app_does_not_delay_other_apps_revocations() {
     );
     let operator_namespace = namespace(&admin, "quota-op").await;
     let world = World::start_with(
-        tenant_with_two_apps(22),
+        lab::tenant_with_second_app(22, NOISY_APP_ID),
         &[&noisy_ns, &calm_ns],
         operator_namespace,
         vec!["--cluster-pools=false".into()],
@@ -169,7 +157,7 @@ async fn a_throttled_app_does_not_delay_other_apps_revocations() {
         .create_pool(
             "own-app",
             NOISY_APP_ID,
-            NOISY_APP_SECRET,
+            lab::CLIENT_SECRET,
             &as_strs(&upns(0..20)),
         )
         .await;

@@ -8,6 +8,7 @@
 pub use entra_test_support::{audit, control_plane, lab, tracker};
 
 pub mod apiserver;
+pub mod noisy;
 pub mod operator;
 pub mod peer;
 pub mod peer_report;

@@ -120,6 +120,11 @@ pub struct Sizes {
     /// Continuous leases rotating while the operator is killed mid-rotation, and for how long.
     pub continuous_leases: usize,
     pub continuous_run: Duration,
+    /// Lifecycles on the healthy app while the neighbour's app is throttled.
+    pub noisy_lifecycles: usize,
+    pub noisy_concurrency: usize,
+    /// Leases the neighbour holds when its app is throttled (half as many more are asked for).
+    pub noisy_neighbour_leases: usize,
 }
 
 impl Sizes {
@@ -143,6 +148,9 @@ impl Sizes {
             hostile_pool_attacks: 8,
             continuous_leases: 12,
             continuous_run: Duration::from_secs(90),
+            noisy_lifecycles: 200,
+            noisy_concurrency: 12,
+            noisy_neighbour_leases: 40,
         }
     }
 
@@ -166,13 +174,16 @@ impl Sizes {
             hostile_pool_attacks: 2,
             continuous_leases: 4,
             continuous_run: Duration::from_secs(30),
+            noisy_lifecycles: 24,
+            noisy_concurrency: 6,
+            noisy_neighbour_leases: 10,
         }
     }
 }
 
 /// One kind of lease life. The pool of the mixed scenarios has defaultTTL 4s and maxTTL 12s.
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     /// Runs out its TTL (2-6 s) and is revoked and deleted by the operator.
     Expire { ttl_seconds: u64 },
     /// Deleted by its owner a moment after it became Active.
@@ -224,7 +235,7 @@ fn hostile_kind(rng: &mut StdRng) -> Kind {
     }
 }
 
-fn mixed_kind() -> Kind {
+pub(crate) fn mixed_kind() -> Kind {
     match rand::random_range(0..100) {
         0..35 => Kind::Expire {
             ttl_seconds: rand::random_range(2..=6),
@@ -249,14 +260,14 @@ pub(crate) enum Outcome {
 }
 
 /// Drives one lifecycle to its end.
-struct Driver<'a> {
-    lab: &'a Lab,
-    tracker: &'a Tracker,
-    pool: &'a str,
+pub(crate) struct Driver<'a> {
+    pub(crate) lab: &'a Lab,
+    pub(crate) tracker: &'a Tracker,
+    pub(crate) pool: &'a str,
     /// How long a lease may take to become Active, and then to go away.
-    patience: Duration,
+    pub(crate) patience: Duration,
     /// The hostile scenario's attack log; `None` elsewhere.
-    hostile: Option<&'a Hostility<'a>>,
+    pub(crate) hostile: Option<&'a Hostility<'a>>,
 }
 
 impl Driver<'_> {
@@ -521,7 +532,7 @@ impl Driver<'_> {
 }
 
 /// Runs `lifecycles` drivers, `concurrency` at once, with `kind` choosing each one's life.
-async fn drive(
+pub(crate) async fn drive(
     driver: &Driver<'_>,
     prefix: &str,
     lifecycles: usize,
@@ -1085,7 +1096,7 @@ const STRIPPED_WHILE_DOWN: &str = "finalizer stripped while the operator was dow
 
 /// What the hostile scenario's drivers and attackers share: which leases lost their finalizers
 /// (the auditor reads it), what each attack did to its password, and the bounds.
-struct Hostility<'a> {
+pub(crate) struct Hostility<'a> {
     emulator: &'a Emulator,
     unguarded: Unguarded,
     /// Users of the churn pool (forged statuses name one of them).

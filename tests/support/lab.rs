@@ -48,6 +48,18 @@ pub fn tenant_with_decoy(users: usize) -> entra_emulator::Config {
     tenants(users, true)
 }
 
+/// [`tenant`], plus a second app `app_id` (the same secret) that may reset the users' passwords
+/// too: a tenant's own app beside the operator's.
+pub fn tenant_with_second_app(users: usize, app_id: &str) -> entra_emulator::Config {
+    let mut config = tenant(users);
+    let tenant = &mut config.tenants[0];
+    let mut second = tenant.app(APP_ID).expect("the operator's app").clone();
+    second.client_id = app_id.into();
+    second.display_name = "a tenant's own app".into();
+    tenant.apps.push(second);
+    config
+}
+
 fn tenants(users: usize, decoy: bool) -> entra_emulator::Config {
     let users: Vec<Value> = (0..users)
         .map(|n| {

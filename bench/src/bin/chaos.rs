@@ -3,7 +3,7 @@
 //! when any scenario found a violation.
 //!
 //! `chaos [--subset] [scenario...]` where a scenario is one of kill, faults, outage, apiserver,
-//! contention, hostile, continuous (default: all); `--subset` runs the sizes of `tests/chaos.rs`.
+//! contention, hostile, continuous, noisy (default: all); `--subset` runs the sizes of `tests/chaos.rs`.
 //! `CHAOS_SEED=<n>` replays the hostile scenario's random choices (each run prints its seed).
 //!
 //! Each scenario's operator keeps its claims and credential copies in a namespace of its own
@@ -12,14 +12,15 @@
 
 use std::process::ExitCode;
 
-use entra_bench::lab::{Lab, tenant, tenant_with_decoy};
+use entra_bench::lab::{Lab, tenant, tenant_with_decoy, tenant_with_second_app};
+use entra_bench::noisy;
 use entra_bench::operator::{OperatorFlags, OperatorRun};
 use entra_bench::rotation;
 use entra_bench::scenarios::{self, ApiServerHandle, ScenarioReport, Sizes, World};
 use entra_bench::setup;
 use entra_emulator::Emulator;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "kill",
     "faults",
     "outage",
@@ -27,6 +28,7 @@ const SCENARIOS: [&str; 7] = [
     "contention",
     "hostile",
     "continuous",
+    "noisy",
 ];
 
 fn main() -> ExitCode {
@@ -98,11 +100,16 @@ async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
             namespace: namespace.clone(),
             claims_namespace: operator_namespace.clone(),
         };
-        // The hostile scenario re-points pools at a second tenant with the same app.
-        let config = if *name == "hostile" {
-            tenant_with_decoy(256)
-        } else {
-            tenant(256)
+        // The hostile scenario re-points pools at a second tenant with the same app; the noisy
+        // neighbour has an app of its own, and a namespace of its own the operator serves too.
+        let (config, served, extra_args) = match *name {
+            "hostile" => (tenant_with_decoy(256), namespace.clone(), Vec::new()),
+            "noisy" => (
+                tenant_with_second_app(256, noisy::NOISY_APP_ID),
+                format!("{namespace},{}", noisy::neighbour_namespace(&namespace)),
+                noisy::operator_flags(),
+            ),
+            _ => (tenant(256), namespace.clone(), Vec::new()),
         };
         let emulator = Emulator::start(config).await.expect("the emulator starts");
         let graph_url = emulator.base_url();
@@ -110,12 +117,12 @@ async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
             &OperatorFlags {
                 kubeconfig: &control_plane.kubeconfig,
                 graph_url: &graph_url,
-                namespace: Some(&namespace),
+                namespace: Some(&served),
                 operator_namespace: &operator_namespace,
                 graph_retry_seconds: 30,
                 concurrency: 16,
                 log_level: "info",
-                extra_args: &[],
+                extra_args: &extra_args,
             },
             logs.join(format!("operator-{name}.log")),
         );
@@ -132,6 +139,7 @@ async fn run(chosen: &[&str], sizes: &Sizes) -> Vec<ScenarioReport> {
             "apiserver" => scenarios::apiserver_restarted(&mut world, &mut apiserver, sizes).await,
             "contention" => scenarios::contention(&mut world, sizes).await,
             "continuous" => rotation::continuous_killed(&mut world, sizes).await,
+            "noisy" => noisy::noisy_neighbour(&mut world, sizes).await,
             _ => scenarios::hostile(&mut world, sizes).await,
         };
         report.print();
