@@ -402,15 +402,30 @@ impl Phase {
             f.throttled_percent(),
             f.noisy_refusals,
         );
-        futures::stream::iter(burst)
+        futures::stream::iter(&burst)
             .for_each_concurrent(64, |name| {
                 let api = self.lab.leases();
                 async move {
-                    api.delete(&name, &DeleteParams::default()).await.ok();
+                    api.delete(name, &DeleteParams::default()).await.ok();
                 }
             })
             .await;
         self.emulator.set_quota(None);
+        // Their ends come first in the app's line, before any restore or rotation: the loops
+        // start once they are done, or they would measure the wait instead of the budgets.
+        let drained = tracker
+            .wait_for(Duration::from_secs(900), |t| {
+                burst
+                    .iter()
+                    .all(|n| t.leases.get(n).is_some_and(|l| l.gone_at.is_some()))
+                    .then_some(())
+            })
+            .await;
+        if drained.is_none() {
+            self.figures.notes.push(
+                "the burst's leases had not all ended 15 minutes after their deletion".into(),
+            );
+        }
     }
 
     /// Writes Entra accepted from the operator's app (answered, and not refused by the quota).
