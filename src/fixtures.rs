@@ -30,6 +30,8 @@ pub fn pool_spec(users: &[&str]) -> EntraDynamicSecretSpec {
             secret_prefix: "entra".into(),
             password_length: 32,
             revoke_sign_in_sessions: true,
+            sign_in_methods: Default::default(),
+            disable_idle_users: false,
         },
     }
 }
@@ -87,6 +89,8 @@ pub fn record() -> ClaimRecord {
             },
         },
         revoke_sign_in_sessions: true,
+        methods_at_issue: None,
+        disable_when_idle: false,
         password_length: 32,
         secret_name: "entra-ci".into(),
         issued: true,

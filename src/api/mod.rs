@@ -24,7 +24,7 @@ pub use lease::{DynamicSecretRef, EntraLease, EntraLeaseSpec, LeasePhase, LeaseS
 pub use leased_user::LeasedUser;
 pub use pool_spec::{
     AssertionAlgorithm, CertificateRef, ClientSecretRef, DynamicSecretStatus, PoolSpec, PoolUser,
-    WORKLOAD_IDENTITY_IS_CLUSTER_ONLY, WorkloadIdentity,
+    SignInMethods, WORKLOAD_IDENTITY_IS_CLUSTER_ONLY, WorkloadIdentity,
 };
 pub use rotation::{
     CREDENTIAL_GENERATION_ANNOTATION, DEFAULT_OVERLAP, NAMED_USER_CANNOT_ROTATE,

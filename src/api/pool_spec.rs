@@ -84,6 +84,29 @@ pub struct PoolSpec {
     /// sessions opened with the leased password end too.
     #[serde(default = "default_true")]
     pub revoke_sign_in_sessions: bool,
+
+    /// What becomes of sign-in methods (a passkey, the Authenticator app, a phone) registered on a
+    /// pool user during a lease. RemoveAddedDuringLease deletes each at the lease's end, keeping
+    /// those present before it; it needs the Graph application permission
+    /// UserAuthenticationMethod.ReadWrite.All. Keep leaves them: they sign in after the lease ends.
+    #[serde(default)]
+    pub sign_in_methods: SignInMethods,
+
+    /// Disable each pool user's account between leases: enabled right before its password is set
+    /// at issue, disabled again at every end. Accounts disabled by anyone else stay disabled and
+    /// are not leased. Needs User.EnableDisableAccount.All (or User.ReadWrite.All).
+    #[serde(default)]
+    pub disable_idle_users: bool,
+}
+
+/// What a lease's end does to sign-in methods registered during the lease.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SignInMethods {
+    /// Delete every method that was not on the user when the lease was issued.
+    #[default]
+    RemoveAddedDuringLease,
+    /// Leave methods as they are: they outlive the lease.
+    Keep,
 }
 
 /// A key of a Secret in the same namespace.
@@ -157,7 +180,9 @@ pub const WORKLOAD_IDENTITY_IS_CLUSTER_ONLY: &str = "workloadIdentity is accepte
 #[schemars(transform = flowing_descriptions)]
 pub struct DynamicSecretStatus {
     /// Ready: the app can get a token and at least one pool user can be leased. Degraded: some
-    /// pool users cannot be leased (see users[].problem).
+    /// pool users cannot be leased (see users[].problem). SignInMethodsManaged: sign-in methods
+    /// registered during a lease are removed at its end (False says why not: Keep, or a missing
+    /// permission).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -204,6 +229,11 @@ pub struct PoolUser {
     /// The lease holding this user, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leased_by: Option<String>,
+    /// How many sign-in methods besides the password the user has while no lease holds it: a way
+    /// in that no password scramble closes (methods present before a lease are kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32"))]
+    pub other_sign_in_methods: Option<u32>,
     /// Why this user cannot be leased: not found, guest, synced from on-premises, disabled or
     /// protected admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,6 +23,14 @@ pub struct ClaimRecord {
     pub app: AppIdentity,
     /// `revokeSignInSessions` of the pool as it was at issue.
     pub revoke_sign_in_sessions: bool,
+    /// The ids of the user's sign-in methods (besides the password) when the lease was issued:
+    /// every end deletes the others. `None`: methods are not removed (the pool keeps them, or
+    /// its app could not list them at issue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods_at_issue: Option<Vec<String>>,
+    /// `disableIdleUsers` of the pool as it was at issue: the end disables the account.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_when_idle: bool,
     /// Length of the scramble password (the pool's `passwordLength` at issue).
     pub password_length: u16,
     /// The Secret (in the lease's namespace) the credentials are written to.

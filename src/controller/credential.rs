@@ -1,9 +1,9 @@
 //! A lease's credential in Entra and in its Secret: setting it (Secret first, then Graph) and
-//! ending it from the claim's record alone (scramble, revoke sessions, delete the Secret, release
-//! the user), so that an ending needs neither the lease nor its pool as they are now.
+//! ending it from the claim's record alone (scramble, revoke sessions, delete added sign-in
+//! methods, disable the account, delete the Secret, release the user), so that an ending needs neither the lease nor its pool as they are now.
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
@@ -13,9 +13,10 @@ use super::claim_record::ClaimRecord;
 use super::claims::{HeldClaim, is_conflict, is_not_found};
 use super::context::{Context, EndStep, PASSWORD_ATTEMPTS};
 use super::reasons::Reason;
+use super::sign_in_methods::remove_methods_added;
 use super::status::FIELD_MANAGER;
 use crate::api::EntraLease;
-use crate::graph::{AppCredentials, Class, GraphError, Purpose};
+use crate::graph::{AppCredentials, Class, GraphClient, GraphError, Purpose};
 use crate::metrics::metrics;
 use crate::password::generate_password;
 use crate::secret::{
@@ -157,30 +158,38 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
     Ok(())
 }
 
+/// What an end did besides the scramble, for the event that tells it.
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// The user's `signInSessionsValidFromDateTime` as read after the session revocation.
+    pub sessions_valid_from: Option<Timestamp>,
+    /// Sign-in methods registered during the lease and deleted now.
+    pub methods_removed: usize,
+}
+
+/// Entra's clock and ours may differ this much when checking that a revocation moved the
+/// user's sessions' start.
+const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
+
 /// Makes the password of the user of `claim` (whose record is `record`) one nobody knows (a
-/// fresh value that is never kept), with the app identity recorded at issue, and revokes its
-/// sign-in sessions if the pool did at issue. A user that no longer exists has nothing left to
-/// end. Every ending of a credential goes through here, in the ending class: a credential's end,
-/// and a restore that must wait.
+/// fresh value that is never kept), with the app identity recorded at issue; revokes its sign-in
+/// sessions if the pool did at issue, and checks that they moved; deletes the sign-in methods
+/// registered since the issue (I9). A user that no longer exists has nothing left to end. Every
+/// ending of a credential goes through here, in the ending class: a credential's end, and a
+/// restore that must wait.
 pub async fn scramble_credential(
     ctx: &Context,
     claim: &HeldClaim,
     record: &ClaimRecord,
-) -> Result<(), Error> {
-    let app = ctx
-        .copies
-        .recorded(&ctx.graph, &ctx.endpoints, record)
-        .await?;
+) -> Result<Ended, Error> {
+    let (app, graph) = ending_client(ctx, claim, record).await?;
     let length = usize::from(record.password_length);
-    // Ending credentials go first in the app's line, and park under the claim when they wait.
-    let holder = format!("end/{}", claim.name);
-    let graph = ctx
-        .graph
-        .for_purpose(Purpose::new(Class::End, &record.lease.namespace, holder));
     let progress = &ctx.end_progress;
+    let user_id = &record.user.id;
+    let mut ended = Ended::default();
     if !progress.has_done(claim, EndStep::Scrambled) {
         let scrambled = graph
-            .set_new_password(&app, &record.user.id, length, PASSWORD_ATTEMPTS)
+            .set_new_password(&app, user_id, length, PASSWORD_ATTEMPTS)
             .await;
         match scrambled {
             Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
@@ -189,24 +198,79 @@ pub async fn scramble_credential(
         progress.done(claim, EndStep::Scrambled);
     }
     if record.revoke_sign_in_sessions && !progress.has_done(claim, EndStep::SessionsRevoked) {
-        match graph.revoke_sign_in_sessions(&app, &record.user.id).await {
-            Ok(()) | Err(GraphError::UserNotFound { .. }) => {}
+        let asked = Timestamp::now();
+        match graph.revoke_sign_in_sessions(&app, user_id).await {
+            Ok(()) => {
+                ended.sessions_valid_from = sessions_moved(&graph, &app, record, asked).await?
+            }
+            Err(GraphError::UserNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
         progress.done(claim, EndStep::SessionsRevoked);
     }
-    Ok(())
+    if let Some(kept) = &record.methods_at_issue
+        && !progress.has_done(claim, EndStep::MethodsRemoved)
+    {
+        let upn = &record.user.user_principal_name;
+        ended.methods_removed = remove_methods_added(&graph, &app, user_id, upn, kept).await?;
+        progress.done(claim, EndStep::MethodsRemoved);
+    }
+    Ok(ended)
+}
+
+/// The recorded app's credentials, and the client whose requests go first in its line (parked
+/// under the claim when they wait).
+async fn ending_client(
+    ctx: &Context,
+    claim: &HeldClaim,
+    record: &ClaimRecord,
+) -> Result<(AppCredentials, GraphClient), Error> {
+    let app = ctx
+        .copies
+        .recorded(&ctx.graph, &ctx.endpoints, record)
+        .await?;
+    let holder = format!("end/{}", claim.name);
+    let graph = ctx
+        .graph
+        .for_purpose(Purpose::new(Class::End, &record.lease.namespace, holder));
+    Ok((app, graph))
+}
+
+/// The user's sessions' start after a revocation asked for at `asked`: a start from before it
+/// means the revocation did not take, and the end is retried.
+async fn sessions_moved(
+    graph: &GraphClient,
+    app: &AppCredentials,
+    record: &ClaimRecord,
+    asked: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
+    match graph.sessions_valid_from(app, &record.user.id).await {
+        Ok(Some(valid_from)) if valid_from >= asked - CLOCK_SKEW => Ok(Some(valid_from)),
+        Ok(_) => Err(Error::SessionsNotRevoked(
+            record.user.user_principal_name.clone(),
+        )),
+        Err(GraphError::UserNotFound { .. }) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Ends the credential `claim` records: scramble the password (a fresh value nobody keeps) with
 /// the app identity recorded at issue, revoke sign-in sessions if the pool did at issue, delete
+/// the methods added during the lease, disable the account if the pool did so at issue, delete
 /// the Secret, release the claim. `claim` must have been read from the API server just now: its
 /// release carries its resourceVersion, so a stale copy fails instead of releasing.
-pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Error> {
+pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<Ended, Error> {
     let Some(record) = claim.record.as_deref() else {
         return Err(Error::MalformedClaim(claim.name.clone()));
     };
-    scramble_credential(ctx, claim, record).await?;
+    let ended = scramble_credential(ctx, claim, record).await?;
+    if record.disable_when_idle && !ctx.end_progress.has_done(claim, EndStep::Disabled) {
+        let (app, graph) = ending_client(ctx, claim, record).await?;
+        ctx.idle_accounts
+            .disable(&graph, &app, &record.user.id)
+            .await?;
+        ctx.end_progress.done(claim, EndStep::Disabled);
+    }
     // Only credentials that ended by running out count: a deletion before expiry has no lag.
     let late = Timestamp::now().duration_since(record.expires_at());
     if !late.is_negative() {
@@ -229,9 +293,10 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<(), Erro
         pool = %record.pool.name,
         issued_at = %record.issued_at.0,
         expires_at = %record.expires_at.0,
+        methods_removed = ended.methods_removed,
         "credential ended"
     );
-    Ok(())
+    Ok(ended)
 }
 
 /// An event on the claim (in the operator's namespace, where its administrators look: the

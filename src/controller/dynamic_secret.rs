@@ -19,6 +19,7 @@ use super::claims::{HeldClaim, is_conflict, is_not_found};
 use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM};
 use super::credential::end_credential;
 use super::pool::Pool;
+use super::pool_sign_in::{MethodsManaged, check_methods, leasable_when_disabled_here};
 use super::reasons::Reason;
 use super::status::set_condition;
 use crate::api::{
@@ -118,6 +119,18 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     };
     let (mut status, ready) = pool_status(pool, ctx, resolved.users, &current, now);
     status.credential_expires_at = resolved.credential_expires_at.map(Time);
+    if let Some(methods) = resolved.methods {
+        set_condition(
+            &mut status.conditions,
+            SIGN_IN_METHODS_MANAGED,
+            methods.managed,
+            methods.reason,
+            methods.message,
+            generation,
+            now,
+        );
+    }
+    tell_other_methods(pool, ctx, &current, &status).await;
     if !has_reason(&current, ready.reason) {
         let type_ = if ready.ready {
             EventType::Normal
@@ -149,6 +162,43 @@ async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
     } else {
         REVALIDATE_EVERY
     }))
+}
+
+/// The condition type saying whether a pool's leases end the sign-in methods added during them.
+pub const SIGN_IN_METHODS_MANAGED: &str = "SignInMethodsManaged";
+
+/// A warning naming the idle users that carry sign-in methods besides the password (never the
+/// methods themselves), when that list changed: a way in no scramble closes.
+async fn tell_other_methods(
+    pool: &Pool,
+    ctx: &Context,
+    current: &DynamicSecretStatus,
+    status: &DynamicSecretStatus,
+) {
+    let carrying = |status: &DynamicSecretStatus| -> Vec<String> {
+        status
+            .users
+            .iter()
+            .filter(|user| user.other_sign_in_methods.is_some())
+            .map(|user| user.configured.clone())
+            .collect()
+    };
+    let now_carrying = carrying(status);
+    if now_carrying.is_empty() || now_carrying == carrying(current) {
+        return;
+    }
+    let message = format!(
+        "pool users carry sign-in methods besides the password, which outlive any lease and          that no scramble closes: {} (see users[].otherSignInMethods; remove them in Entra if          they are nobody's)",
+        now_carrying.join(", ")
+    );
+    ctx.publish_about(
+        pool.object_ref(),
+        EventType::Warning,
+        Reason::OtherSignInMethods,
+        "Validate",
+        event_note(pool, message),
+    )
+    .await;
 }
 
 /// The note of an event about `pool`. A cluster pool's events are recorded in the `default`
@@ -204,6 +254,9 @@ struct Failure {
 struct Resolved {
     users: Vec<PoolUser>,
     credential_expires_at: Option<Timestamp>,
+    /// Whether added sign-in methods are removed, when it was just checked (`None` when the
+    /// resolution was reused: the condition stays as it is).
+    methods: Option<MethodsManaged>,
 }
 
 /// Resolves each configured user through Graph once, then reuses the resolution in the status
@@ -254,6 +307,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
         return Ok(Resolved {
             users,
             credential_expires_at: credential.expires_at,
+            methods: None,
         });
     }
     let app = &credential.app;
@@ -305,7 +359,20 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
             user.problem = Some(format!("DuplicateOf:{first}"));
         }
     }
+    leasable_when_disabled_here(ctx, &graph, app, spec, &mut users)
+        .await
+        .map_err(|error| match error {
+            Error::Graph(error) => graph_failure(error),
+            other => Failure {
+                reason: other.reason(),
+                message: other.to_string(),
+                retry_in: None,
+            },
+        })?;
     super::protected_users::mark_protected(&graph, app, &mut users)
+        .await
+        .map_err(graph_failure)?;
+    let methods = check_methods(ctx, &graph, app, spec, &mut users)
         .await
         .map_err(graph_failure)?;
     ctx.validations
@@ -315,6 +382,7 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     Ok(Resolved {
         users,
         credential_expires_at: credential.expires_at,
+        methods: Some(methods),
     })
 }
 
@@ -487,7 +555,7 @@ async fn end_lease_holding(ctx: &Context, claim: &HeldClaim) -> Result<(), Error
             let _one_actor = ctx.lease_locks.lock(&lease.uid).await;
             match ctx.claims.get(&record.user.id).await? {
                 Some(live) if live.uid == claim.uid && live.holder_uid == claim.holder_uid => {
-                    end_credential(ctx, &live).await
+                    end_credential(ctx, &live).await.map(drop)
                 }
                 _ => Ok(()),
             }

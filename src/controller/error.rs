@@ -55,6 +55,16 @@ pub enum Error {
     #[error("revocation is blocked: {0}")]
     CredentialLost(String),
 
+    /// Sign-in methods registered during a lease came back as fast as the end deleted them.
+    #[error(
+        "sign-in methods added to {0} during its lease are still registered after deleting them"
+    )]
+    SignInMethodsRemain(String),
+
+    /// A session revocation Graph answered, whose effect a read of the user does not show.
+    #[error("the sessions of {0} were revoked, yet signInSessionsValidFromDateTime did not move")]
+    SessionsNotRevoked(String),
+
     /// A claim without a readable record: nothing about its credential can be trusted.
     #[error("claim {0} has no readable record")]
     MalformedClaim(String),
@@ -106,6 +116,8 @@ impl Error {
             Error::PasswordsRejected(_) => "password_rejected",
             Error::CredentialLost(_) => "credential_lost",
             Error::MalformedClaim(_) => "malformed_claim",
+            Error::SignInMethodsRemain(_) => "sign_in_methods_remain",
+            Error::SessionsNotRevoked(_) => "sessions_not_revoked",
             Error::Stale(_) => "stale",
             Error::WaitingForLeases(_) => "waiting_for_leases",
             Error::Finalizer(inner) => match inner.as_ref() {
@@ -131,6 +143,8 @@ impl Error {
             Error::SecretType(_) => Reason::SecretTypeNotAllowed,
             Error::PasswordsRejected(_) => Reason::PasswordRejected,
             Error::CredentialLost(_) | Error::MalformedClaim(_) => Reason::RevocationBlocked,
+            Error::SignInMethodsRemain(_) => Reason::SignInMethodsRemain,
+            Error::SessionsNotRevoked(_) => Reason::RevocationFailing,
             Error::KubeConflict(_)
             | Error::KubeNotFound(_)
             | Error::KubeForbidden(_)
@@ -197,6 +211,8 @@ impl Error {
             | Error::PasswordsRejected(_)
             | Error::CredentialLost(_)
             | Error::MalformedClaim(_)
+            | Error::SignInMethodsRemain(_)
+            | Error::SessionsNotRevoked(_)
             | Error::WaitingForLeases(_) => false,
         }
     }

@@ -87,13 +87,19 @@ pub enum Reason {
     /// A Graph request waits its turn for the app's budget (throttled, or paced).
     WaitingForGraph,
     UnexpectedGraphResponse,
+    // Sign-in methods besides the password (a pool's SignInMethodsManaged condition, and ends).
+    SignInMethodsRemain,
+    RemovedAtLeaseEnd,
+    KeptAfterLease,
+    MethodsPermissionMissing,
+    OtherSignInMethods,
     // Any other failure of a reconcile (the Kubernetes API, a stale copy).
     ReconcileFailed,
 }
 
 impl Reason {
     /// Every reason, for looking one up by its name.
-    pub const ALL: [Reason; 74] = [
+    pub const ALL: [Reason; 79] = [
         Reason::Issued,
         Reason::Renewed,
         Reason::RenewalCapped,
@@ -167,6 +173,11 @@ impl Reason {
         Reason::GraphUnavailable,
         Reason::WaitingForGraph,
         Reason::UnexpectedGraphResponse,
+        Reason::SignInMethodsRemain,
+        Reason::RemovedAtLeaseEnd,
+        Reason::KeptAfterLease,
+        Reason::MethodsPermissionMissing,
+        Reason::OtherSignInMethods,
         Reason::ReconcileFailed,
     ];
 
@@ -245,6 +256,11 @@ impl Reason {
             Reason::GraphUnavailable => "GraphUnavailable",
             Reason::WaitingForGraph => "WaitingForGraph",
             Reason::UnexpectedGraphResponse => "UnexpectedGraphResponse",
+            Reason::SignInMethodsRemain => "SignInMethodsRemain",
+            Reason::RemovedAtLeaseEnd => "RemovedAtLeaseEnd",
+            Reason::KeptAfterLease => "KeptAfterLease",
+            Reason::MethodsPermissionMissing => "MethodsPermissionMissing",
+            Reason::OtherSignInMethods => "OtherSignInMethods",
             Reason::ReconcileFailed => "ReconcileFailed",
         }
     }

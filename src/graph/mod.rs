@@ -6,6 +6,7 @@
 //!   (`certificate`: signed client assertions) or a federated token (`federated`).
 //! - `token`: getting and caching access tokens.
 //! - `users`: reading users, revoking sessions, enabling and disabling accounts.
+//! - `methods`: sign-in methods besides the password, listed and removed at a lease's end.
 //! - `memberships` and `protected_roles`: whether a user's roles and groups keep a User
 //!   Administrator from resetting its password.
 //! - `passwords`: setting a password, and generating one that Entra accepts.
@@ -25,6 +26,7 @@ mod error;
 mod federated;
 mod http;
 mod memberships;
+mod methods;
 mod not_leasable;
 mod passwords;
 mod protected_roles;
@@ -41,6 +43,7 @@ pub use config::GraphClientConfig;
 pub use credentials::{AppCredentials, ClientCredential};
 pub use error::{Diagnostics, GraphError, QueuedBecause, TransientFailure, TransientKind};
 pub use federated::{FederatedTokenFile, FederatedTokenSource};
+pub use methods::{METHODS_PERMISSION, SignInMethod};
 pub use not_leasable::NotLeasable;
 pub use protected_roles::Protection;
 pub use retry::RetryPolicy;

@@ -1,6 +1,7 @@
 //! The user operations the operator needs besides password writes: resolve a pool user, revoke
 //! its sessions, enable or disable it; and how a user is addressed and its errors mapped.
 
+use k8s_openapi::jiff::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
@@ -107,6 +108,43 @@ impl GraphClient {
         } else {
             Err(failure(OPERATION, user_id, &response))
         }
+    }
+
+    /// When the user's sessions are valid from (`signInSessionsValidFromDateTime`): a session
+    /// revocation moves it to its own time.
+    pub async fn sessions_valid_from(
+        &self,
+        app: &AppCredentials,
+        user_id: &str,
+    ) -> Result<Option<Timestamp>, GraphError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Sessions {
+            sign_in_sessions_valid_from_date_time: Option<String>,
+        }
+        const OPERATION: &str = "read sessions valid from";
+        let mut url = user_url(app, user_id, None)?;
+        url.set_query(Some("$select=signInSessionsValidFromDateTime"));
+        let request = GraphRequest {
+            operation: OPERATION,
+            method: Method::GET,
+            url,
+            json_body: None,
+        };
+        let response = self.call(app, &request).await?;
+        if !response.status.is_success() {
+            return Err(failure(OPERATION, user_id, &response));
+        }
+        let malformed = || GraphError::MalformedResponse {
+            operation: OPERATION,
+            status: response.status.as_u16(),
+            diagnostics: response.graph_diagnostics(),
+        };
+        let sessions: Sessions = serde_json::from_slice(&response.body).map_err(|_| malformed())?;
+        sessions
+            .sign_in_sessions_valid_from_date_time
+            .map(|at| at.parse::<Timestamp>().map_err(|_| malformed()))
+            .transpose()
     }
 
     /// Enables or disables sign-in (needs `User.EnableDisableAccount.All`).

@@ -13,6 +13,9 @@
 //! - I4 no needless rotation: a lease's Secret only ever held one password.
 //! - I5 bounded lifetime: no password works past its claim's recorded deadline plus a lag, and
 //!   no claim is still held past its expiry plus the reaper's bound plus the lag.
+//! - I9 the end is the end on Entra's side: a released user of a pool that removes methods (and
+//!   whose condition says it can) has no method a holder registered; a released user of a pool
+//!   that disables idle users is disabled once it was ever leased.
 //! - I7 holders cannot keep it: a lease whose finalizer was stripped (the scenario says which)
 //!   may leave a working password and its claim behind for at most the reaper's bound plus the
 //!   lag; then both must be gone.
@@ -28,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use entra_emulator::Emulator;
-use entra_operator::api::{EntraLease, LeasePhase};
+use entra_operator::api::{EntraLease, LeasePhase, SignInMethods};
 use entra_operator::controller::claim_name;
 use entra_operator::controller::claim_record::{ClaimRecord, RECORD_ANNOTATION};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -119,6 +122,14 @@ impl Auditor {
         self.violations.extend(findings.sound);
         self.violations.extend(findings.to_confirm);
         match status_findings(lab).await {
+            Ok(found) => self.violations.extend(found),
+            Err(error) => {
+                self.violations
+                    .insert(format!("the audit could not read the cluster: {error}"));
+                return false;
+            }
+        }
+        match sign_in_path_findings(lab, emulator).await {
             Ok(found) => self.violations.extend(found),
             Err(error) => {
                 self.violations
@@ -505,6 +516,62 @@ async fn status_findings(lab: &Lab) -> Result<BTreeSet<String>, kube::Error> {
 }
 
 /// The claim record in an object's annotations.
+/// I9 on the users of the namespace's pools that no claim holds: no sign-in method a holder
+/// registered is left where the pool removes them (and says so), and where the pool disables
+/// idle users, a user that was ever leased is disabled.
+async fn sign_in_path_findings(
+    lab: &Lab,
+    emulator: &Emulator,
+) -> Result<BTreeSet<String>, kube::Error> {
+    let (pools, claims) = (lab.pools(), lab.claims());
+    let (all, managed) = (ListParams::default(), ListParams::default().labels(MANAGED));
+    let pools = retrying(PATIENCE, || pools.list(&all)).await?;
+    let claims = retrying(PATIENCE, || claims.list(&managed)).await?;
+    let claimed: HashSet<String> = claims
+        .items
+        .iter()
+        .filter_map(|claim| record_of(&claim.metadata))
+        .map(|record| record.user.id.to_ascii_lowercase())
+        .collect();
+    let mut found = BTreeSet::new();
+    for pool in &pools.items {
+        let Some(status) = &pool.status else {
+            continue;
+        };
+        let removes_methods = pool.spec.pool.sign_in_methods
+            == SignInMethods::RemoveAddedDuringLease
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "SignInMethodsManaged" && c.status == "True");
+        let idle = status
+            .users
+            .iter()
+            .filter_map(|user| user.id.as_deref())
+            .filter(|id| !claimed.contains(&id.to_ascii_lowercase()));
+        for id in idle {
+            let Some(user) = emulator.user(id) else {
+                continue;
+            };
+            let upn = &user.user_principal_name;
+            if removes_methods && user.methods.iter().any(|m| m.by_holder) {
+                found.insert(format!(
+                    "I9: {upn} is released, yet a sign-in method registered during its lease is left"
+                ));
+            }
+            if pool.spec.pool.disable_idle_users
+                && user.password_set_count > 0
+                && user.account_enabled
+            {
+                found.insert(format!(
+                    "I9: {upn} is released from a pool that disables idle users, yet enabled"
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
 fn record_of(
     metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> Option<ClaimRecord> {

@@ -16,6 +16,8 @@ use crate::controller::claims::HeldClaim;
 pub enum EndStep {
     Scrambled,
     SessionsRevoked,
+    MethodsRemoved,
+    Disabled,
 }
 
 /// The last step done per claim name, with the claim's resourceVersion when it was done.

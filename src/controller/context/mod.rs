@@ -35,6 +35,7 @@ use super::Settings;
 use super::claims::{Claims, HeldClaim};
 use super::credential_copies::CredentialCopies;
 use super::events::Events;
+use super::idle_accounts::IdleAccounts;
 use super::index::Index;
 use super::lease_locks::LeaseLocks;
 use super::pool::{PoolKey, PoolStores};
@@ -57,6 +58,8 @@ pub struct Context {
     pub claims: Claims,
     /// The operator's copies of the app credentials that revocations need.
     pub copies: CredentialCopies,
+    /// The markers of accounts the operator disabled between leases (`disableIdleUsers`).
+    pub idle_accounts: IdleAccounts,
     pub events: Events,
     /// Which national clouds pools may issue in (revocations go wherever a claim was issued).
     pub allowed_clouds: Vec<crate::api::Cloud>,
@@ -125,6 +128,7 @@ impl Context {
             endpoints: settings.endpoints,
             claims: Claims::new(client.clone(), &settings.claims_namespace),
             copies: CredentialCopies::new(client.clone(), &settings.claims_namespace),
+            idle_accounts: IdleAccounts::new(client.clone(), &settings.claims_namespace),
             events: Events::new(client.clone(), reporter),
             allowed_clouds: settings.allowed_clouds,
             lease_secret_types: settings.lease_secret_types,

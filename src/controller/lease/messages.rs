@@ -4,6 +4,7 @@ use kube::ResourceExt;
 
 use crate::api::EntraLease;
 use crate::controller::claim_record::ClaimRecord;
+use crate::controller::credential::Ended;
 use crate::controller::pool::Pool;
 use crate::secret::{SecretState, format_time};
 use k8s_openapi::jiff::Timestamp;
@@ -147,13 +148,22 @@ pub fn credential_ended(user: &str) -> String {
     )
 }
 
-pub fn revoked(expired: bool, user: &str) -> String {
+pub fn revoked(expired: bool, user: &str, ended: &Ended) -> String {
     let why = if expired {
         "the lease expired"
     } else {
         "the lease was deleted"
     };
-    format!("{why}: the password of {user} was scrambled and the user released")
+    let mut done = format!("{why}: the password of {user} was scrambled");
+    if let Some(valid_from) = ended.sessions_valid_from {
+        done += &format!(", its sessions revoked (valid from {valid_from})");
+    }
+    match ended.methods_removed {
+        0 => {}
+        1 => done += ", 1 sign-in method added during the lease deleted",
+        n => done += &format!(", {n} sign-in methods added during the lease deleted"),
+    }
+    done + " and the user released"
 }
 
 pub fn revocation_failing(user: &str, error: &dyn std::fmt::Display) -> String {

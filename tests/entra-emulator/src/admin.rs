@@ -19,6 +19,7 @@ use crate::{
     directory::{App, UserType},
     faults::FaultPlan,
     federation::FederatedCredential,
+    methods::MethodKind,
     quota::Quota,
     state::Shared,
     user_view::UserView,
@@ -34,6 +35,7 @@ pub fn router() -> Router<Arc<Shared>> {
             "/users/{user}",
             get(user).patch(update_user).delete(delete_user),
         )
+        .route("/users/{user}/methods", post(register_method))
         .route("/apps/{client_id}", patch(update_app))
         .route(
             "/apps/{client_id}/faults",
@@ -47,8 +49,16 @@ pub fn router() -> Router<Arc<Shared>> {
 #[serde(deny_unknown_fields)]
 struct SignInRequest {
     user: String,
-    password: String,
+    /// A password to try, or else `method`: the id of a sign-in method the user registered.
+    password: Option<String>,
+    method: Option<String>,
     tenant: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMethod {
+    kind: MethodKind,
 }
 
 /// Changes to a user that tests make behind Graph's back (an admin in the portal, a sync run).
@@ -80,10 +90,26 @@ async fn sign_in(
     State(shared): State<Arc<Shared>>,
     Json(request): Json<SignInRequest>,
 ) -> Response {
-    let result = shared
-        .lock()
-        .sign_in(request.tenant.as_deref(), &request.user, &request.password);
+    let state = shared.lock();
+    let tenant = request.tenant.as_deref();
+    let result = match (&request.password, &request.method) {
+        (Some(password), None) => state.sign_in(tenant, &request.user, password),
+        (None, Some(method)) => state.sign_in_with_method(tenant, &request.user, method),
+        _ => return bad_request("give either password or method"),
+    };
     Json(result).into_response()
+}
+
+/// Registers a sign-in method on a user, as its holder would during a lease.
+async fn register_method(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    Json(method): Json<NewMethod>,
+) -> Response {
+    match shared.lock().register_method(&key, method.kind) {
+        Some(method) => (StatusCode::CREATED, Json(method)).into_response(),
+        None => not_found("user", &key),
+    }
 }
 
 async fn counters(State(shared): State<Arc<Shared>>) -> Response {

@@ -10,6 +10,10 @@ pub enum Action {
     ResetPassword,
     RevokeSessions,
     SetAccountEnabled,
+    /// Listing a user's sign-in methods.
+    ReadMethods,
+    /// Deleting one of a user's sign-in methods.
+    RemoveMethods,
     /// `transitiveMemberOf`: what the roles and groups are shows only with [`may_read_roles`]
     /// and [`may_read_groups`].
     ListMemberships,
@@ -38,6 +42,11 @@ const ENABLE_PERMISSIONS: &[&str] = &[
     "User.ReadWrite.All",
     "Directory.ReadWrite.All",
 ];
+const METHOD_READ_PERMISSIONS: &[&str] = &[
+    "UserAuthenticationMethod.Read.All",
+    "UserAuthenticationMethod.ReadWrite.All",
+];
+const METHOD_WRITE_PERMISSIONS: &[&str] = &["UserAuthenticationMethod.ReadWrite.All"];
 
 /// Graph's permission table for another user's `transitiveMemberOf` (application).
 const MEMBERSHIP_PERMISSIONS: &[&str] = &[
@@ -116,6 +125,8 @@ pub fn may(grant: &Grant, action: Action) -> bool {
                 && holds(&grant.directory_roles, RESET_ROLES)
         }
         Action::SetAccountEnabled => holds(&grant.permissions, ENABLE_PERMISSIONS),
+        Action::ReadMethods => holds(&grant.permissions, METHOD_READ_PERMISSIONS),
+        Action::RemoveMethods => holds(&grant.permissions, METHOD_WRITE_PERMISSIONS),
         Action::ListMemberships => holds(&grant.permissions, MEMBERSHIP_PERMISSIONS),
     }
 }

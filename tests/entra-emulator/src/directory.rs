@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::federation::FederatedCredential;
+use crate::methods::SignInMethod;
 
 /// One Entra ID tenant.
 #[derive(Clone, Debug, Deserialize)]
@@ -76,6 +77,9 @@ pub struct User {
     /// Member or owner of a role-assignable group: only privileged admins may reset such users.
     #[serde(default)]
     pub role_assignable_group_member: bool,
+    /// Sign-in methods besides the password (configured ones were there before any lease).
+    #[serde(default)]
+    pub methods: Vec<SignInMethod>,
     /// The current password, if any. Never serialised, logged or shown.
     #[serde(default)]
     pub password: Option<String>,
@@ -189,6 +193,7 @@ impl fmt::Debug for User {
                 "role_assignable_group_member",
                 &self.role_assignable_group_member,
             )
+            .field("methods", &self.methods)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_set_count", &self.password_set_count)
             .finish_non_exhaustive()

@@ -1,5 +1,6 @@
 //! Reading a Graph user path: `/v1.0/users/{id-or-upn}`, `/v1.0/users('{upn}')`, optionally
-//! followed by `/revokeSignInSessions` or `/transitiveMemberOf`. Segments are percent-decoded one by one, so `%23` is `#`
+//! followed by `/revokeSignInSessions`, `/transitiveMemberOf`, `/authentication/methods` or
+//! `/authentication/{kind}Methods/{id}`. Segments are percent-decoded one by one, so `%23` is `#`
 //! and `%2F` stays inside its segment.
 
 use percent_encoding::percent_decode_str;
@@ -12,12 +13,19 @@ pub struct UserPath {
 }
 
 /// What follows the user in the path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UserAction {
     /// The user itself.
     None,
     RevokeSignInSessions,
     TransitiveMemberOf,
+    /// `authentication/methods`: every sign-in method.
+    Methods,
+    /// `authentication/{collection}/{id}`: one method of a kind (`fido2Methods`, ...).
+    Method {
+        collection: String,
+        id: String,
+    },
 }
 
 /// Parses the path below `/v1.0/`; on failure returns the segment Graph would complain about.
@@ -42,6 +50,20 @@ pub fn parse_user_path(raw_path: &str) -> Result<UserPath, String> {
         }
         [action] if action.eq_ignore_ascii_case("transitiveMemberOf") => {
             UserAction::TransitiveMemberOf
+        }
+        [authentication, methods]
+            if authentication.eq_ignore_ascii_case("authentication")
+                && methods.eq_ignore_ascii_case("methods") =>
+        {
+            UserAction::Methods
+        }
+        [authentication, collection, id]
+            if authentication.eq_ignore_ascii_case("authentication") && !id.is_empty() =>
+        {
+            UserAction::Method {
+                collection: collection.clone(),
+                id: id.clone(),
+            }
         }
         [other, ..] => return Err(other.clone()),
     };
@@ -109,6 +131,21 @@ mod tests {
             user("/v1.0/users/%24frank@contoso.com"),
             Err("$frank@contoso.com".into())
         );
+    }
+
+    #[test]
+    fn authentication_methods_are_listed_and_addressed_one_by_one() {
+        let path = parse_user_path("/v1.0/users/x/authentication/methods").unwrap();
+        assert_eq!(path.action, UserAction::Methods);
+        let path = parse_user_path("/v1.0/users/x/authentication/fido2Methods/m-1").unwrap();
+        assert_eq!(
+            path.action,
+            UserAction::Method {
+                collection: "fido2Methods".into(),
+                id: "m-1".into()
+            }
+        );
+        assert!(parse_user_path("/v1.0/users/x/authentication").is_err());
     }
 
     #[test]

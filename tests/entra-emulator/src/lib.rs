@@ -1,5 +1,5 @@
 //! A stateful emulator of Entra ID's token endpoint and the Microsoft Graph v1.0 user endpoints
-//! (a user's memberships included),
+//! (a user's memberships and sign-in methods included),
 //! with fault injection, for the operator's tests and demos.
 //!
 //! One loopback HTTP server answers all of it, so the authority host and the Graph root are both
@@ -23,7 +23,7 @@
 //! its own [`FaultPlan`] ([`Emulator::set_app_faults`]) while the others keep the global one.
 //!
 //! Behaviour follows `shared/entra-graph.md`; the test-only endpoints live under `/_emulator/`
-//! (listed in the crate's README): `/signin`, `/counters`, `/requests`, `/users/{id}`,
+//! (listed in the crate's README): `/signin`, `/counters`, `/requests`, `/users/{id}`, `/users/{id}/methods`,
 //! `/apps/{clientId}`, `/apps/{clientId}/faults`, `/faults`, `/quota`.
 //! The password policy that resets meet is [`check_password`], for tests that check passwords
 //! without a server.
@@ -46,6 +46,7 @@ mod graph_request;
 mod issuer_keys;
 mod jwt;
 mod memberships;
+mod methods;
 mod operation;
 mod password;
 mod quota;
@@ -71,6 +72,7 @@ pub use directory::{App, Tenant, User, UserType};
 pub use error::Error;
 pub use faults::{Fault, FaultPlan};
 pub use federation::{FederatedCredential, TOKEN_EXCHANGE_AUDIENCE};
+pub use methods::{MethodKind, PASSWORD_METHOD_ID, SignInMethod};
 pub use operation::Operation;
 pub use password::{PasswordRejection, check_password};
 pub use quota::{Bucket, Quota};

@@ -19,17 +19,23 @@ pub enum Operation {
     RevokeSignInSessions,
     /// `GET /v1.0/users/{id}/transitiveMemberOf`
     ListMemberships,
+    /// `GET /v1.0/users/{id}/authentication/methods`
+    ListMethods,
+    /// `DELETE /v1.0/users/{id}/authentication/{kind}Methods/{methodId}`
+    DeleteMethod,
 }
 
 impl Operation {
     /// All Graph operations, e.g. for `FaultPlan::only`.
-    pub const GRAPH: [Operation; 6] = [
+    pub const GRAPH: [Operation; 8] = [
         Operation::GetUser,
         Operation::SetPassword,
         Operation::SetAccountEnabled,
         Operation::UpdateUser,
         Operation::RevokeSignInSessions,
         Operation::ListMemberships,
+        Operation::ListMethods,
+        Operation::DeleteMethod,
     ];
 
     pub fn is_graph(self) -> bool {

@@ -29,6 +29,7 @@ use crate::{
     directory::{App, User},
     error::Error,
     faults::FaultPlan,
+    methods::{MethodKind, SignInMethod},
     quota::Quota,
     recording::record_request,
     request_log::RequestRecord,
@@ -101,6 +102,19 @@ impl Emulator {
     /// Whether `password` is the user's current password and the account is enabled.
     pub fn sign_in(&self, user: &str, password: &str) -> bool {
         self.shared.lock().sign_in(None, user, password).ok
+    }
+
+    /// Whether the user's sign-in method `method_id` still exists and the account is enabled.
+    pub fn sign_in_with_method(&self, user: &str, method_id: &str) -> bool {
+        self.shared
+            .lock()
+            .sign_in_with_method(None, user, method_id)
+            .ok
+    }
+
+    /// Registers a sign-in method on the user as its holder would; `None` when no such user.
+    pub fn register_method(&self, user: &str, kind: MethodKind) -> Option<SignInMethod> {
+        self.shared.lock().register_method(user, kind)
     }
 
     pub fn counters(&self) -> Counters {

@@ -17,6 +17,7 @@ use crate::{
     error::Error,
     fault_plans::FaultPlans,
     issuer_keys::IssuerKeys,
+    methods::{MethodKind, SignInMethod},
     replay::SeenAssertions,
     request_log::RequestLog,
     token::Grant,
@@ -129,6 +130,48 @@ impl State {
                 ok: true,
                 reason: None,
             },
+        }
+    }
+
+    /// Registers a method on the user as its holder would (a passkey, the Authenticator app).
+    pub fn register_method(&mut self, id_or_upn: &str, kind: MethodKind) -> Option<SignInMethod> {
+        let user = self.find_user_mut(None, id_or_upn)?;
+        let method = SignInMethod {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind,
+            by_holder: true,
+        };
+        user.methods.push(method.clone());
+        Some(method)
+    }
+
+    /// Would this sign-in method (a passkey, the Authenticator app, ...) sign the user in now?
+    pub fn sign_in_with_method(
+        &self,
+        tenant: Option<&str>,
+        id_or_upn: &str,
+        method_id: &str,
+    ) -> SignInResult {
+        let refuse = |reason: &str| SignInResult {
+            ok: false,
+            reason: Some(reason.to_owned()),
+        };
+        let Some((_, user)) = self.find_user(tenant, id_or_upn) else {
+            return refuse("user not found");
+        };
+        if !user
+            .methods
+            .iter()
+            .any(|m| m.id.eq_ignore_ascii_case(method_id))
+        {
+            refuse("no such sign-in method")
+        } else if !user.account_enabled {
+            refuse("account disabled")
+        } else {
+            SignInResult {
+                ok: true,
+                reason: None,
+            }
         }
     }
 }

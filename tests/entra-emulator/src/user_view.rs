@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::directory::{User, UserType};
+use crate::methods::SignInMethod;
 
 /// A user as `GET /_emulator/users/{id-or-upn}` and `Emulator::user` show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,9 @@ pub struct UserView {
     pub force_change_password_next_sign_in_with_mfa: Option<bool>,
     pub must_change_password: bool,
     pub sign_in_sessions_valid_from_date_time: Option<Timestamp>,
+    /// Sign-in methods besides the password.
+    #[serde(default)]
+    pub methods: Vec<SignInMethod>,
 }
 
 impl UserView {
@@ -48,6 +52,7 @@ impl UserView {
                 .force_change_password_next_sign_in_with_mfa,
             must_change_password: user.must_change_password(),
             sign_in_sessions_valid_from_date_time: user.sign_in_sessions_valid_from_date_time,
+            methods: user.methods.clone(),
         }
     }
 }

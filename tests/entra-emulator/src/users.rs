@@ -1,5 +1,5 @@
 //! Graph v1.0 user endpoints: `GET` and `PATCH /users/{id}`, `POST /users/{id}/revokeSignInSessions`
-//! (`GET /users/{id}/transitiveMemberOf` is in `memberships`).
+//! (`GET /users/{id}/transitiveMemberOf` is in `memberships`, sign-in methods in `methods`).
 //!
 //! Each handler checks in Graph's order: token (401), app permission and role (403), the user (404),
 //! rights over that user (403), what the user allows (400), then applies the effect atomically.
@@ -23,6 +23,7 @@ use crate::{
     graph_path::{UserAction, parse_user_path},
     graph_request::GraphRequest,
     memberships::list_memberships,
+    methods::{delete_method, list_methods},
     operation::Operation,
     password::check_password,
     recording::Reply,
@@ -127,6 +128,10 @@ fn route(
         }
         (Method::GET, UserAction::TransitiveMemberOf) => {
             list_memberships(request, &path.user, select, skip_token)
+        }
+        (Method::GET, UserAction::Methods) => list_methods(request, &path.user),
+        (Method::DELETE, UserAction::Method { collection, id }) => {
+            delete_method(request, &path.user, &collection, &id)
         }
         _ => {
             let message = "Specified HTTP method is not allowed for the request target.";

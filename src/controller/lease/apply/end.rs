@@ -136,14 +136,14 @@ async fn end_one(
     };
     let user = &record.user.user_principal_name;
     match end_credential(ctx, claim).await {
-        Ok(()) => {
+        Ok(ended) => {
             let expired = record.expires_at() <= now;
             let reason = if expired {
                 Reason::Expired
             } else {
                 Reason::Revoked
             };
-            let message = messages::revoked(expired, user);
+            let message = messages::revoked(expired, user, &ended);
             ctx.publish(lease, EventType::Normal, reason, "Revoke", message)
                 .await;
             Ok(())
@@ -181,6 +181,8 @@ pub fn revocation_reason(error: &Error) -> Reason {
         | Error::Template(_)
         | Error::SecretType(_)
         | Error::PasswordsRejected(_)
+        | Error::SignInMethodsRemain(_)
+        | Error::SessionsNotRevoked(_)
         | Error::Stale(_)
         | Error::WaitingForLeases(_)
         | Error::Finalizer(_) => Reason::RevocationFailing,

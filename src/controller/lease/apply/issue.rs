@@ -24,8 +24,9 @@ use crate::controller::lease::decide::{
 use crate::controller::pool::Pool;
 use crate::controller::reasons::Reason;
 use crate::controller::restore_backoff::RestoreBackoff;
+use crate::controller::sign_in_methods::methods_at_issue;
 use crate::controller::status::whole_seconds;
-use crate::graph::{AppCredentials, ClientCredential};
+use crate::graph::{AppCredentials, Class, ClientCredential, Purpose};
 
 /// How long before a certificate's end its leases end: revocation needs a certificate Entra still
 /// takes, and a renewed one may come late.
@@ -48,6 +49,8 @@ pub(super) struct IssuePlan<'a> {
     pub last_rotate_request: Option<String>,
     /// The lease's restores so far (a rotation carries them on).
     pub restores: Option<RestoreBackoff>,
+    /// Where the issue's Graph reads wait in the app's line (an issue's, or a rotation's).
+    pub class: Class,
 }
 
 impl Shell<'_> {
@@ -69,6 +72,7 @@ impl Shell<'_> {
             generation: issue.generation,
             last_rotate_request: None,
             restores: None,
+            class: Class::Issue,
         };
         // With a share per namespace, the count and the claim go together: two issues of one
         // namespace at once must not both see room for one more.
@@ -160,7 +164,16 @@ impl Shell<'_> {
                 .latest
                 .map_or(deadline, |latest| deadline.min(latest))
         };
+        let lease_namespace = self.lease.namespace().unwrap_or_default();
+        let lease_uid = self.lease.uid().unwrap_or_default();
+        let graph =
+            self.ctx
+                .graph
+                .for_purpose(Purpose::new(plan.class, &lease_namespace, &lease_uid));
         for user in candidates {
+            // Read before the claim exists, so the record holds them from its first write on:
+            // an earlier holder's end removes its own methods before it releases the user.
+            let methods_at_issue = methods_at_issue(&graph, &prepared.app, spec, &user.id).await?;
             let record = ClaimRecord {
                 lease: LeaseIdentity {
                     namespace: self.lease.namespace().unwrap_or_default(),
@@ -176,6 +189,8 @@ impl Shell<'_> {
                 user,
                 app: prepared.identity.clone(),
                 revoke_sign_in_sessions: spec.revoke_sign_in_sessions,
+                methods_at_issue,
+                disable_when_idle: spec.disable_idle_users,
                 password_length: spec.password_length,
                 secret_name: plan.secret_name.to_owned(),
                 issued: false,

@@ -23,6 +23,7 @@ use crate::controller::lease::messages;
 use crate::controller::pool::PoolKey;
 use crate::controller::reasons::Reason;
 use crate::controller::rotation_schedule::overlap;
+use crate::graph::Class;
 use crate::secret::stored_password_of;
 
 impl Shell<'_> {
@@ -65,6 +66,7 @@ impl Shell<'_> {
             generation: record.generation.saturating_add(1),
             last_rotate_request: request.or_else(|| record.last_rotate_request.clone()),
             restores: record.restores.clone(),
+            class: Class::Rotate,
         };
         let Some((claim, next)) = self
             .claim_first(&pool, &prepared, candidates, &plan)

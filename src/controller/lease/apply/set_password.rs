@@ -22,7 +22,7 @@ use crate::controller::lease::messages;
 use crate::controller::pool::PoolKey;
 use crate::controller::reasons::Reason;
 use crate::controller::rotation_schedule::retire_at;
-use crate::graph::{AppCredentials, Class};
+use crate::graph::{AppCredentials, Class, GraphError, Purpose};
 use crate::metrics::metrics;
 use crate::sensitive::SecretString;
 
@@ -77,6 +77,9 @@ impl Shell<'_> {
         {
             self.ctx.unapplied_writes.first_write(issue);
         }
+        if let Err(error) = self.enable_account(&write).await {
+            return self.write_failed(&write, issue.as_ref(), error).await;
+        }
         let set = set_password_via_secret(
             self.ctx,
             self.lease,
@@ -115,6 +118,51 @@ impl Shell<'_> {
             current: Arc::new(confirmed),
             previous,
         }))
+    }
+
+    /// A fresh credential's account, disabled by the operator between leases, is enabled right
+    /// before its password is set.
+    async fn enable_account(&self, write: &Write<'_>) -> Result<(), Error> {
+        let record = write.record;
+        if record.issued || !record.disable_when_idle {
+            return Ok(());
+        }
+        let graph = self.ctx.graph.for_purpose(Purpose::new(
+            write.class(),
+            &record.lease.namespace,
+            &record.lease.uid,
+        ));
+        self.ctx
+            .idle_accounts
+            .enable_if_disabled_here(&graph, write.app, &record.user.id)
+            .await
+    }
+
+    /// An issue given up without a scramble (no password of it was applied) leaves the account
+    /// as the operator found it: disabled, where the pool disables idle users.
+    async fn disable_again(&self, record: &ClaimRecord) -> Result<(), Error> {
+        if !record.disable_when_idle {
+            return Ok(());
+        }
+        let Some(app) = self.setting_credentials(record).await? else {
+            return Ok(());
+        };
+        let graph = self.ctx.graph.for_purpose(Purpose::new(
+            Class::End,
+            &record.lease.namespace,
+            &record.lease.uid,
+        ));
+        match self
+            .ctx
+            .idle_accounts
+            .disable(&graph, &app, &record.user.id)
+            .await
+        {
+            // The app may not disable it: the account stays as it was before the lease (enabled,
+            // with a password nobody was given), and the user goes back to the pool.
+            Err(Error::Graph(GraphError::MissingPermission { .. })) => Ok(()),
+            other => other,
+        }
     }
 
     async fn tell_issued(
@@ -197,6 +245,7 @@ impl Shell<'_> {
                 }
             }
             (Ending::Release, _) | (Ending::ReleaseKeepingPrevious, None) => {
+                self.disable_again(record).await?;
                 let lease = &record.lease;
                 delete_controlled_secret(
                     self.ctx,
@@ -208,6 +257,7 @@ impl Shell<'_> {
                 self.ctx.claims.release(&write.claim).await?;
             }
             (Ending::ReleaseKeepingPrevious, Some(previous)) => {
+                self.disable_again(record).await?;
                 write_credentials(
                     self.ctx,
                     self.lease,

@@ -139,6 +139,8 @@ impl FailureKind {
             | Error::Credential { .. }
             | Error::CredentialLost(_)
             | Error::MalformedClaim(_)
+            | Error::SignInMethodsRemain(_)
+            | Error::SessionsNotRevoked(_)
             | Error::Stale(_)
             | Error::WaitingForLeases(_)
             | Error::Finalizer(_) => FailureKind::Transient,

@@ -1,0 +1,123 @@
+//! What a pool's validation finds about the ways into its users besides the password: whether
+//! its app may delete the sign-in methods holders register (the `SignInMethodsManaged`
+//! condition), which idle users carry methods anyway, and which disabled users the operator
+//! disabled itself between leases (those are leasable).
+
+use super::Error;
+use super::context::Context;
+use super::reasons::Reason;
+use crate::api::{PoolSpec, PoolUser, SignInMethods};
+use crate::graph::{AppCredentials, GraphClient, GraphError, METHODS_PERMISSION};
+
+/// The `problem` of a disabled pool user.
+const DISABLED_PROBLEM: &str = "Disabled";
+
+/// The `SignInMethodsManaged` condition of a pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodsManaged {
+    pub managed: bool,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// Whether the pool's leases end the methods their holders register (the app may list them), and
+/// on each idle user (resolved, held by no claim) how many methods besides the password it
+/// carries. Listing is a read: whether the app may also delete shows at the first end.
+pub async fn check_methods(
+    ctx: &Context,
+    graph: &GraphClient,
+    app: &AppCredentials,
+    spec: &PoolSpec,
+    users: &mut [PoolUser],
+) -> Result<MethodsManaged, GraphError> {
+    if spec.sign_in_methods == SignInMethods::Keep {
+        return Ok(MethodsManaged {
+            managed: false,
+            reason: Reason::KeptAfterLease,
+            message: "signInMethods is Keep: sign-in methods registered during a lease outlive \
+                it; a lease's end covers the password and sessions only"
+                .into(),
+        });
+    }
+    let missing = MethodsManaged {
+        managed: false,
+        reason: Reason::MethodsPermissionMissing,
+        message: format!(
+            "the app may not list sign-in methods (Graph application permission \
+             {METHODS_PERMISSION}): methods registered during a lease outlive it; leases still \
+             issue, and their end covers the password and sessions only"
+        ),
+    };
+    let mut listed_any = false;
+    for user in users.iter_mut() {
+        let Some(id) = user.id.as_deref() else {
+            continue;
+        };
+        if ctx.cached_claim(id).is_some() {
+            continue;
+        }
+        match graph.list_sign_in_methods(app, id).await {
+            Ok(methods) => {
+                listed_any = true;
+                user.other_sign_in_methods =
+                    Some(u32::try_from(methods.len()).unwrap_or(u32::MAX)).filter(|n| *n > 0);
+            }
+            // A protected admin refuses any app without a privileged role: try the next user.
+            Err(GraphError::MissingPermission { .. }) if user.problem.is_some() => {}
+            Err(GraphError::MissingPermission { .. }) => return Ok(missing),
+            Err(GraphError::UserNotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    if !listed_any
+        && users
+            .iter()
+            .all(|user| user.id.is_none() || user.problem.is_some())
+    {
+        return Ok(missing);
+    }
+    Ok(MethodsManaged {
+        managed: true,
+        reason: Reason::RemovedAtLeaseEnd,
+        message: format!(
+            "sign-in methods registered during a lease are deleted at its end (deleting needs \
+             {METHODS_PERMISSION}; a refusal shows as RevocationFailing)"
+        ),
+    })
+}
+
+/// Users disabled by the operator between leases are leasable: with `disableIdleUsers` the next
+/// issue enables them; without it (the option turned off since) they are enabled now. Users
+/// disabled by anyone else keep their `Disabled` problem.
+pub async fn leasable_when_disabled_here(
+    ctx: &Context,
+    graph: &GraphClient,
+    app: &AppCredentials,
+    spec: &PoolSpec,
+    users: &mut [PoolUser],
+) -> Result<(), Error> {
+    if !users
+        .iter()
+        .any(|u| u.problem.as_deref() == Some(DISABLED_PROBLEM))
+    {
+        return Ok(());
+    }
+    let disabled_here = ctx.idle_accounts.disabled_here().await?;
+    for user in users.iter_mut() {
+        let Some(id) = user.id.as_deref() else {
+            continue;
+        };
+        if user.problem.as_deref() != Some(DISABLED_PROBLEM)
+            || !disabled_here.contains(&id.to_ascii_lowercase())
+        {
+            continue;
+        }
+        if !spec.disable_idle_users {
+            ctx.idle_accounts
+                .enable_if_disabled_here(graph, app, id)
+                .await?;
+        }
+        user.problem = None;
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Sign-in methods besides the password: listing a user's and removing one (the app needs
+//! `UserAuthenticationMethod.ReadWrite.All`).
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::client::{GraphClient, GraphRequest};
+use super::credentials::AppCredentials;
+use super::error::GraphError;
+use super::users::{failure, user_url};
+
+/// The `@odata.type` of the password method, which Graph lists and never deletes.
+const PASSWORD_TYPE: &str = "#microsoft.graph.passwordAuthenticationMethod";
+/// The Graph application permission that removing methods needs.
+pub const METHODS_PERMISSION: &str = "UserAuthenticationMethod.ReadWrite.All";
+
+/// One of a user's sign-in methods other than the password. Its details (a phone number, a
+/// device name) are never read: the id and kind are all that removal needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignInMethod {
+    pub id: String,
+    /// The collection it is deleted from, such as `fido2Methods`.
+    collection: String,
+}
+
+impl SignInMethod {
+    /// The method a Graph `@odata.type` names, `None` for the password (or an unreadable type).
+    fn of(odata_type: &str, id: String) -> Option<SignInMethod> {
+        if odata_type.eq_ignore_ascii_case(PASSWORD_TYPE) {
+            return None;
+        }
+        let stem = odata_type
+            .strip_prefix("#microsoft.graph.")?
+            .strip_suffix("AuthenticationMethod")?;
+        if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        Some(SignInMethod {
+            id,
+            collection: format!("{stem}Methods"),
+        })
+    }
+
+    /// What kind of method it is, for messages (`fido2`, `phone`, ...).
+    pub fn kind(&self) -> &str {
+        self.collection.trim_end_matches("Methods")
+    }
+}
+
+#[derive(Deserialize)]
+struct MethodList {
+    value: Vec<ListedMethod>,
+}
+
+#[derive(Deserialize)]
+struct ListedMethod {
+    #[serde(rename = "@odata.type")]
+    odata_type: String,
+    id: String,
+}
+
+impl GraphClient {
+    /// The user's sign-in methods besides the password (needs `UserAuthenticationMethod.Read.All`
+    /// or `.ReadWrite.All`).
+    pub async fn list_sign_in_methods(
+        &self,
+        app: &AppCredentials,
+        user_id: &str,
+    ) -> Result<Vec<SignInMethod>, GraphError> {
+        const OPERATION: &str = "list sign-in methods";
+        let mut url = user_url(app, user_id, Some("authentication"))?;
+        url.path_segments_mut()
+            .map_err(|()| GraphError::Config("the Graph root cannot hold a path".into()))?
+            .push("methods");
+        let request = GraphRequest {
+            operation: OPERATION,
+            method: Method::GET,
+            url,
+            json_body: None,
+        };
+        let response = self.call(app, &request).await?;
+        if !response.status.is_success() {
+            return Err(failure(OPERATION, user_id, &response));
+        }
+        let list: MethodList =
+            serde_json::from_slice(&response.body).map_err(|_| GraphError::MalformedResponse {
+                operation: OPERATION,
+                status: response.status.as_u16(),
+                diagnostics: response.graph_diagnostics(),
+            })?;
+        Ok(list
+            .value
+            .into_iter()
+            .filter_map(|method| SignInMethod::of(&method.odata_type, method.id))
+            .collect())
+    }
+
+    /// Deletes one of the user's methods; one already gone (or a user gone) is no error.
+    pub async fn delete_sign_in_method(
+        &self,
+        app: &AppCredentials,
+        user_id: &str,
+        method: &SignInMethod,
+    ) -> Result<(), GraphError> {
+        const OPERATION: &str = "delete a sign-in method";
+        let mut url = user_url(app, user_id, Some("authentication"))?;
+        url.path_segments_mut()
+            .map_err(|()| GraphError::Config("the Graph root cannot hold a path".into()))?
+            .push(&method.collection)
+            .push(&method.id);
+        let request = GraphRequest {
+            operation: OPERATION,
+            method: Method::DELETE,
+            url,
+            json_body: None,
+        };
+        let response = self.call(app, &request).await?;
+        match response.status {
+            status if status.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(failure(OPERATION, user_id, &response)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_is_deleted_from_its_collection_and_the_password_never() {
+        let fido = SignInMethod::of("#microsoft.graph.fido2AuthenticationMethod", "a".into());
+        assert_eq!(
+            fido.as_ref().map(|m| m.collection.as_str()),
+            Some("fido2Methods")
+        );
+        assert_eq!(fido.map(|m| m.kind().to_owned()), Some("fido2".into()));
+        let app = SignInMethod::of(
+            "#microsoft.graph.microsoftAuthenticatorAuthenticationMethod",
+            "b".into(),
+        );
+        assert_eq!(
+            app.map(|m| m.collection),
+            Some("microsoftAuthenticatorMethods".into())
+        );
+        assert_eq!(SignInMethod::of(PASSWORD_TYPE, "c".into()), None);
+        assert_eq!(
+            SignInMethod::of("#microsoft.graph.x/../y", "d".into()),
+            None
+        );
+        assert_eq!(SignInMethod::of("phone", "e".into()), None);
+    }
+}
