@@ -6,7 +6,7 @@
 
 use entra_test_support as support;
 
-use entra_emulator::{MethodKind, sample};
+use entra_emulator::{MethodKind, Operation, UserType, sample};
 use entra_operator::api::{EntraDynamicSecret, LeasePhase};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -294,6 +294,45 @@ async fn an_account_an_administrator_disabled_is_never_enabled() {
     let bob = env.emulator.user(sample::BOB.id).unwrap();
     assert!(!bob.account_enabled, "Bob stays disabled");
     assert_eq!(bob.password_set_count, 0, "and nobody set his password");
+    assert_eq!(env.violations().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_issue_given_up_after_enabling_the_account_disables_it_again() {
+    let env = LeaseEnv::start("idle-window").await;
+    create_pool(
+        &env,
+        "pool",
+        &[sample::ALICE.upn, sample::BOB.upn],
+        json!({ "disableIdleUsers": true }),
+    )
+    .await;
+    env.wait_for_ready_pool("pool").await;
+    let alice = lease_user(&env, "first", "pool").await;
+    assert_eq!(alice, sample::ALICE.id);
+    env.end_lease("first").await;
+    assert!(!env.emulator.user(&alice).unwrap().account_enabled);
+    // Alice became a guest in Entra meanwhile: her account can be enabled, her password not set.
+    env.emulator
+        .update_user(&alice, |user| user.user_type = UserType::Guest);
+    let resets_before = env.emulator.user(&alice).unwrap().password_set_count;
+
+    let user = lease_user(&env, "second", "pool").await;
+    assert_eq!(user, sample::BOB.id, "the issue goes on to the next user");
+    let toggles = env
+        .emulator
+        .counters()
+        .operation(Operation::SetAccountEnabled);
+    assert!(
+        toggles >= 3,
+        "Alice was disabled, enabled for the issue, and disabled again ({toggles} toggles)"
+    );
+    let after = env.emulator.user(&alice).unwrap();
+    assert!(
+        !after.account_enabled,
+        "the account enabled for an issue that never set a password is disabled again"
+    );
+    assert_eq!(after.password_set_count, resets_before);
     assert_eq!(env.violations().await, Vec::<String>::new());
 }
 

@@ -135,7 +135,7 @@ pub async fn continuous_killed(world: &mut World<'_>, sizes: &Sizes) -> Scenario
 /// True when a lease holds two unreleased claims: the middle of a rotation.
 fn mid_rotation(tracked: &Tracked) -> bool {
     let mut held = std::collections::HashMap::<&str, usize>::new();
-    for ((uid, _), claim) in &tracked.claims {
+    for ((uid, _, _), claim) in &tracked.claims {
         if claim.released_at.is_none() {
             *held.entry(uid.as_str()).or_default() += 1;
         }
@@ -148,7 +148,15 @@ fn rotations(tracked: &Tracked) -> usize {
     tracked
         .leases
         .values()
-        .map(|lease| lease.passwords.keys().max().copied().unwrap_or(1) as usize - 1)
+        .map(|lease| {
+            lease
+                .passwords
+                .keys()
+                .map(|(generation, _)| *generation)
+                .max()
+                .unwrap_or(1) as usize
+                - 1
+        })
         .sum()
 }
 
@@ -212,7 +220,15 @@ pub async fn measure_continuous(
     let rotations = names
         .iter()
         .filter_map(|name| tracker.lease(name))
-        .map(|lease| lease.passwords.keys().max().copied().unwrap_or(1) as usize - 1)
+        .map(|lease| {
+            lease
+                .passwords
+                .keys()
+                .map(|(generation, _)| *generation)
+                .max()
+                .unwrap_or(1) as usize
+                - 1
+        })
         .sum::<usize>();
     let mut by_operation = std::collections::BTreeMap::new();
     for (operation, count) in &after.by_operation {

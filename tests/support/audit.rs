@@ -361,7 +361,8 @@ impl Auditor {
             }
             let track = tracked.leases.get(lease_name);
             let uid = track.and_then(|t| t.uid.clone()).unwrap_or_default();
-            let claim = tracked.claims.get(&(uid.clone(), *generation));
+            let key = (uid.clone(), *generation, username.to_ascii_lowercase());
+            let claim = tracked.claims.get(&key);
             // I3: a claim is released only after its password was scrambled.
             if let Some(claim) = claim
                 && claim.released_at.is_some()
@@ -441,11 +442,11 @@ impl Auditor {
         // I4: a credential's password never changes (a new one is a new generation: a
         // rotation, or a restore of a deleted or edited Secret).
         for (name, track) in &tracked.leases {
-            for (generation, passwords) in &track.passwords {
+            for ((generation, user), passwords) in &track.passwords {
                 if passwords.len() > 1 {
                     findings.sound.insert(format!(
-                        "I4: lease {name}'s Secret held {} different passwords for credential \
-                         {generation}",
+                        "I4: lease {name}'s Secret held {} different passwords of {user} for \
+                         credential {generation}",
                         passwords.len()
                     ));
                 }

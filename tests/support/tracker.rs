@@ -40,8 +40,9 @@ pub struct LeaseTrack {
     pub max_expires_at: Option<Timestamp>,
     pub renew_count: u32,
     /// Every password its Secret held, in any version the watch delivered, by the credential
-    /// generation it was written for (a continuous lease has one per rotation).
-    pub passwords: BTreeMap<u32, BTreeSet<String>>,
+    /// generation it was written for (a continuous lease has one per rotation) and its user (an
+    /// issue refused for one user goes on to another in the same generation), lower case.
+    pub passwords: BTreeMap<(u32, String), BTreeSet<String>>,
 }
 
 impl LeaseTrack {
@@ -87,8 +88,9 @@ pub struct Tracked {
     active: HashSet<String>,
 }
 
-/// A claim's lease uid and credential generation.
-pub type ClaimKey = (String, u32);
+/// A claim's lease uid, credential generation and user principal name (lower case): an issue
+/// refused for one user goes on to another in the same generation.
+pub type ClaimKey = (String, u32, String);
 
 impl Tracked {
     pub fn active_now(&self) -> usize {
@@ -99,8 +101,8 @@ impl Tracked {
     pub fn latest_claim(&self, uid: &str) -> Option<&ClaimTrack> {
         self.claims
             .iter()
-            .filter(|((lease, _), _)| lease == uid)
-            .max_by_key(|((_, generation), _)| *generation)
+            .filter(|((lease, _, _), _)| lease == uid)
+            .max_by_key(|((_, generation, _), track)| (*generation, track.released_at.is_none()))
             .map(|(_, track)| track)
     }
 }
@@ -354,7 +356,11 @@ fn observe_claim(tracked: &mut Tracked, claim: &Claim) -> Option<ClaimKey> {
         .as_ref()?
         .get(RECORD_ANNOTATION)
         .and_then(|value| ClaimRecord::from_annotation(value))?;
-    let key = (record.lease.uid.clone(), record.generation);
+    let key = (
+        record.lease.uid.clone(),
+        record.generation,
+        record.user.user_principal_name.to_ascii_lowercase(),
+    );
     let name = claim.metadata.name.clone().unwrap_or_default();
     match tracked.claims.get_mut(&key) {
         Some(track) => track.record = record,
@@ -409,15 +415,16 @@ fn observe_secret(tracked: &mut Tracked, secret: &Secret) {
         pending_credentials(secret).map(|pair| (pair, generation + 1)),
     ];
     for ((username, password), generation) in pairs.into_iter().flatten() {
-        tracked
-            .passwords
-            .insert((username, password.clone()), (lease.clone(), generation));
+        tracked.passwords.insert(
+            (username.clone(), password.clone()),
+            (lease.clone(), generation),
+        );
         tracked
             .leases
             .entry(lease.clone())
             .or_default()
             .passwords
-            .entry(generation)
+            .entry((generation, username.to_ascii_lowercase()))
             .or_default()
             .insert(password);
     }
