@@ -144,9 +144,13 @@ impl Shell<'_> {
         if !record.disable_when_idle {
             return Ok(());
         }
-        let Some(app) = self.setting_credentials(record).await? else {
-            return Ok(());
-        };
+        // Disabling is part of ending, so it authenticates as ends do: with the operator's copy
+        // of the credential recorded at issue, whatever became of the pool since.
+        let ctx = self.ctx;
+        let app = ctx
+            .copies
+            .recorded(&ctx.graph, &ctx.endpoints, record)
+            .await?;
         let graph = self.ctx.graph.for_purpose(Purpose::new(
             Class::End,
             &record.lease.namespace,
