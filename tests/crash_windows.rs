@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use entra_emulator::{Fault, FaultPlan, Operation, sample};
 use entra_operator::api::LeasePhase;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use support::lease_env::LeaseEnv;
 
@@ -269,5 +269,110 @@ async fn a_crash_while_a_deferred_restore_scrambles_converges() {
         .await;
     assert!(!env.emulator.sign_in(sample::ALICE.upn, &issued));
     assert!(env.emulator.sign_in(sample::ALICE.upn, &fresh));
+    assert_eq!(env.violations().await, Vec::<String>::new());
+}
+
+/// A pool over Alice that disables idle users, with Alice disabled by the operator after a first
+/// lease.
+async fn env_with_idle_disabled_alice(prefix: &str) -> LeaseEnv {
+    let env = env_with_pool(prefix).await;
+    let idle = json!({ "spec": { "disableIdleUsers": true } });
+    env.pools()
+        .patch("pool", &PatchParams::default(), &Patch::Merge(&idle))
+        .await
+        .unwrap();
+    env.wait_for("the pool to resolve its new generation", || async {
+        let pool = env.pools().get("pool").await.ok()?;
+        let status = pool.status?;
+        (status.observed_generation == pool.metadata.generation).then_some(())
+    })
+    .await;
+    env.create_lease("first", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    env.wait_for_phase("first", LeasePhase::Active).await;
+    env.end_lease("first").await;
+    assert!(!env.emulator.user(sample::ALICE.id).unwrap().account_enabled);
+    env
+}
+
+/// The operator's markers of the accounts it disabled.
+async fn disabled_markers(env: &LeaseEnv) -> usize {
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    let markers = ListParams::default().labels("kms.hanzo.ai/disabled-user-id");
+    api.list(&markers).await.unwrap().items.len()
+}
+
+/// Killed with the end's disabling PATCH held (its marker written): the restarted operator
+/// disables the account and releases the user.
+#[tokio::test]
+async fn a_crash_before_an_idle_account_is_disabled_converges() {
+    let mut env = env_with_idle_disabled_alice("cw-disable").await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    env.wait_for_phase("svc", LeasePhase::Active).await;
+    assert!(env.emulator.user(sample::ALICE.id).unwrap().account_enabled);
+    assert_eq!(
+        disabled_markers(&env).await,
+        0,
+        "the issue removed the marker"
+    );
+
+    env.emulator.set_faults(
+        FaultPlan::script(vec![Fault::timeout(HELD)]).only([Operation::SetAccountEnabled]),
+    );
+    env.leases()
+        .delete("svc", &Default::default())
+        .await
+        .unwrap();
+    env.wait_for("the held disabling PATCH to arrive", || async {
+        env.emulator.faults().script.is_empty().then_some(())
+    })
+    .await;
+    env.operator.kill();
+    assert!(
+        env.emulator.user(sample::ALICE.id).unwrap().account_enabled,
+        "the held PATCH had no effect: the window is real"
+    );
+    assert_eq!(disabled_markers(&env).await, 1, "the marker came first");
+    assert_eq!(claims(&env).await, 1, "the claim outlives the crash");
+
+    env.emulator.clear_faults();
+    env.operator.restart();
+    env.wait_until_gone("svc").await;
+    assert!(!env.emulator.user(sample::ALICE.id).unwrap().account_enabled);
+    assert_eq!(claims(&env).await, 0, "the user is released");
+    assert_eq!(env.violations().await, Vec::<String>::new());
+}
+
+/// Killed with the issue's password PATCH held, the account already enabled for it, and the lease
+/// deleted while the operator is down: the restarted operator ends the credential and disables
+/// the account again.
+#[tokio::test]
+async fn a_crash_after_an_account_was_enabled_for_an_issue_converges() {
+    let mut env = env_with_idle_disabled_alice("cw-enable").await;
+    let drawn = hold_password_patches(&env, vec![Fault::timeout(HELD)]).await;
+    env.create_lease("svc", json!({ "dynamicSecretRef": { "name": "pool" } }))
+        .await;
+    wait_until_drawn(&env, drawn).await;
+    env.operator.kill();
+    assert!(
+        env.emulator.user(sample::ALICE.id).unwrap().account_enabled,
+        "the account was enabled right before its password: the window is real"
+    );
+    assert_eq!(disabled_markers(&env).await, 0);
+    env.leases()
+        .delete("svc", &Default::default())
+        .await
+        .unwrap();
+
+    env.emulator.clear_faults();
+    env.operator.restart();
+    env.wait_until_gone("svc").await;
+    assert!(
+        !env.emulator.user(sample::ALICE.id).unwrap().account_enabled,
+        "the account enabled for an issue that ended is disabled again"
+    );
+    assert_eq!(claims(&env).await, 0, "the user is released");
     assert_eq!(env.violations().await, Vec::<String>::new());
 }
