@@ -14,7 +14,7 @@ mod stack;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use entra_emulator::FederatedCredential;
+use entra_emulator::{FederatedCredential, MethodKind};
 use shell::{Kubectl, heading, note};
 use stack::{OPERATOR_NAMESPACE, Stack, TENANT_FILE, relative};
 
@@ -401,9 +401,20 @@ fn renew(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
 fn revoke(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), String> {
     heading("6. Revoke: end a lease before its time");
     let (username, password) = credentials(kubectl, "bob-credentials")?;
+    // The holder signs in and registers a passkey: a way in that no password scramble closes.
+    let passkey = stack
+        .emulator()
+        .register_method(&username, MethodKind::Fido2)
+        .ok_or_else(|| format!("no user {username} in the emulator"))?;
+    note(&format!(
+        "the holder registers a passkey on {username} during the lease (method {})",
+        passkey.id
+    ));
+    sign_in_with_method(stack, &username, &passkey.id, true)?;
     stack.check_operator()?;
     kubectl.entra(&["revoke", "bob-debugging", "-n", NAMESPACE, "--wait"])?;
     sign_in(stack, &username, &password, false)?;
+    sign_in_with_method(stack, &username, &passkey.id, false)?;
     kubectl.show_failing(&["get", "secret", "bob-credentials", "-n", NAMESPACE])?;
     kubectl.entra(&["leases", "-n", NAMESPACE])?;
     Ok(())
@@ -502,15 +513,30 @@ fn lease_field(kubectl: &Kubectl, lease: &str, jsonpath: &str) -> Result<String,
 /// Signs in to the emulator's tenant as `username` and checks the outcome is `expected`.
 fn sign_in(stack: &Stack, username: &str, password: &str, expected: bool) -> Result<(), String> {
     let accepted = stack.emulator().sign_in(username, password);
+    judge_sign_in(username, "the leased password", accepted, expected)
+}
+
+/// Signs in as `username` with its sign-in method `method` and checks the outcome is `expected`.
+fn sign_in_with_method(
+    stack: &Stack,
+    username: &str,
+    method: &str,
+    expected: bool,
+) -> Result<(), String> {
+    let accepted = stack.emulator().sign_in_with_method(username, method);
+    judge_sign_in(username, "the passkey", accepted, expected)
+}
+
+fn judge_sign_in(username: &str, with: &str, accepted: bool, expected: bool) -> Result<(), String> {
     let outcome = if accepted { "accepted" } else { "rejected" };
     note(&format!(
-        "Entra emulator: sign-in as {username} with the leased password -> {outcome}"
+        "Entra emulator: sign-in as {username} with {with} -> {outcome}"
     ));
     if accepted == expected {
         Ok(())
     } else {
         Err(format!(
-            "the sign-in as {username} was {outcome}, expected the opposite"
+            "the sign-in as {username} with {with} was {outcome}, expected the opposite"
         ))
     }
 }
