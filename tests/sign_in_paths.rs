@@ -188,6 +188,40 @@ async fn methods_present_before_the_lease_are_kept_and_reported() {
     assert_eq!(env.violations().await, Vec::<String>::new());
 }
 
+/// Graph fixes a phone's id (and an email method's): a holder who changes the number of a phone
+/// present before the lease keeps its id, and must not keep the phone.
+#[tokio::test]
+async fn a_phone_from_before_the_lease_whose_number_the_holder_changed_is_deleted() {
+    let env = LeaseEnv::start("methods-phone").await;
+    let phone = env
+        .emulator
+        .register_method(sample::ALICE.id, MethodKind::Phone)
+        .unwrap();
+    env.emulator.update_user(sample::ALICE.id, |user| {
+        for method in &mut user.methods {
+            method.by_holder = false;
+            method.detail = Some("+1 555 0100".into());
+        }
+    });
+    create_pool(&env, "pool", &[sample::ALICE.upn], json!({})).await;
+    methods_condition(&env, "pool", "True").await;
+
+    let user = lease_user(&env, "ci", "pool").await;
+    env.emulator.update_user(&user, |user| {
+        for method in &mut user.methods {
+            method.by_holder = true;
+            method.detail = Some("+1 555 0199".into());
+        }
+    });
+    env.end_lease("ci").await;
+    assert!(
+        env.emulator.user(&user).unwrap().methods.is_empty(),
+        "the phone with the holder's number is deleted"
+    );
+    assert!(!env.emulator.sign_in_with_method(&user, &phone.id));
+    assert_eq!(env.violations().await, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_pool_whose_app_may_not_manage_methods_says_so_and_still_issues() {
     let env = LeaseEnv::start("methods-denied").await;
@@ -334,6 +368,54 @@ async fn an_issue_given_up_after_enabling_the_account_disables_it_again() {
     );
     assert_eq!(after.password_set_count, resets_before);
     assert_eq!(env.violations().await, Vec::<String>::new());
+}
+
+/// An app that may reset passwords but not disable accounts: the end is not held up, the account
+/// stays enabled with a warning, and no marker is left that would let the operator enable it
+/// later (once an administrator disabled it).
+#[tokio::test]
+async fn an_app_that_may_not_disable_accounts_does_not_hold_ends_up_nor_leave_markers() {
+    let env = LeaseEnv::start("idle-denied").await;
+    env.emulator.update_app(APP_ID, |app| {
+        app.permissions = [
+            "User-PasswordProfile.ReadWrite.All",
+            "User.Read.All",
+            "User.RevokeSessions.All",
+            METHODS_PERMISSION,
+        ]
+        .map(String::from)
+        .to_vec();
+    });
+    create_pool(
+        &env,
+        "pool",
+        &[sample::ALICE.upn],
+        json!({ "disableIdleUsers": true }),
+    )
+    .await;
+    env.wait_for_ready_pool("pool").await;
+    let user = lease_user(&env, "ci", "pool").await;
+    let (_, password) = env.credentials("entra-ci").await;
+    env.end_lease("ci").await;
+    assert!(
+        !env.emulator.sign_in(&user, &password),
+        "the password was scrambled"
+    );
+    assert!(env.emulator.user(&user).unwrap().account_enabled);
+    let markers: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    let listed = markers
+        .list(&ListParams::default().labels("kms.hanzo.ai/disabled-user-id"))
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty(), "no marker on an enabled account");
+    let warned = events(&env, "MissingPermission").await;
+    assert!(
+        warned
+            .iter()
+            .any(|note| note.contains("could not be disabled")),
+        "{warned:?}"
+    );
 }
 
 /// The notes of the events with `reason` in the test's namespace.

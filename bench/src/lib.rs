@@ -17,4 +17,5 @@ pub mod results;
 pub mod rotation;
 pub mod scenarios;
 pub mod setup;
+pub mod sign_in_options;
 pub mod stats;

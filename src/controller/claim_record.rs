@@ -23,8 +23,9 @@ pub struct ClaimRecord {
     pub app: AppIdentity,
     /// `revokeSignInSessions` of the pool as it was at issue.
     pub revoke_sign_in_sessions: bool,
-    /// The ids of the user's sign-in methods (besides the password) when the lease was issued:
-    /// every end deletes the others. `None`: methods are not removed (the pool keeps them, or
+    /// The fingerprints of the user's sign-in methods (besides the password) when the lease was
+    /// issued (ids; a phone's or an email's with a digest of its number or address): every end
+    /// deletes the others. `None`: methods are not removed (the pool keeps them, or
     /// its app could not list them at issue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub methods_at_issue: Option<Vec<String>>,

@@ -182,6 +182,17 @@ pub async fn scramble_credential(
     claim: &HeldClaim,
     record: &ClaimRecord,
 ) -> Result<Ended, Error> {
+    end_in_entra(ctx, claim, record, false).await
+}
+
+/// [`scramble_credential`], disabling the account right after the scramble when `disable`: the
+/// one step that closes every path at once comes before those that may keep failing.
+async fn end_in_entra(
+    ctx: &Context,
+    claim: &HeldClaim,
+    record: &ClaimRecord,
+    disable: bool,
+) -> Result<Ended, Error> {
     let (app, graph) = ending_client(ctx, claim, record).await?;
     let length = usize::from(record.password_length);
     let progress = &ctx.end_progress;
@@ -196,6 +207,10 @@ pub async fn scramble_credential(
             Err(error) => return Err(error.into()),
         }
         progress.done(claim, EndStep::Scrambled);
+    }
+    if disable && !progress.has_done(claim, EndStep::Disabled) {
+        disable_account(ctx, claim, &graph, &app, record).await?;
+        progress.done(claim, EndStep::Disabled);
     }
     if record.revoke_sign_in_sessions && !progress.has_done(claim, EndStep::SessionsRevoked) {
         let asked = Timestamp::now();
@@ -263,14 +278,7 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<Ended, E
     let Some(record) = claim.record.as_deref() else {
         return Err(Error::MalformedClaim(claim.name.clone()));
     };
-    let ended = scramble_credential(ctx, claim, record).await?;
-    if record.disable_when_idle && !ctx.end_progress.has_done(claim, EndStep::Disabled) {
-        let (app, graph) = ending_client(ctx, claim, record).await?;
-        ctx.idle_accounts
-            .disable(&graph, &app, &record.user.id)
-            .await?;
-        ctx.end_progress.done(claim, EndStep::Disabled);
-    }
+    let ended = end_in_entra(ctx, claim, record, record.disable_when_idle).await?;
     // Only credentials that ended by running out count: a deletion before expiry has no lag.
     let late = Timestamp::now().duration_since(record.expires_at());
     if !late.is_negative() {
@@ -297,6 +305,37 @@ pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<Ended, E
         "credential ended"
     );
     Ok(ended)
+}
+
+/// Disables the account after its credential's end. An app that may not disable accounts does
+/// not hold the end up (the password is scrambled): the account stays enabled, with a warning.
+async fn disable_account(
+    ctx: &Context,
+    claim: &HeldClaim,
+    graph: &GraphClient,
+    app: &AppCredentials,
+    record: &ClaimRecord,
+) -> Result<(), Error> {
+    let error = match ctx.idle_accounts.disable(graph, app, &record.user.id).await {
+        Err(Error::Graph(error @ GraphError::MissingPermission { .. })) => error,
+        other => return other,
+    };
+    let user = &record.user.user_principal_name;
+    tracing::warn!(%user, pool = %record.pool.name, %error, "could not disable an idle account");
+    let note = format!(
+        "the password of {user} was scrambled, but its account could not be disabled \
+         (disableIdleUsers): {error}. Grant the app User.EnableDisableAccount.All"
+    );
+    let regarding = claim.reference(ctx.claims.namespace());
+    ctx.publish_about(
+        regarding,
+        EventType::Warning,
+        Reason::MissingPermission,
+        "Revoke",
+        note,
+    )
+    .await;
+    Ok(())
 }
 
 /// An event on the claim (in the operator's namespace, where its administrators look: the

@@ -5,14 +5,15 @@
 //! (during an incident, say) stays disabled. Before it disables one, the operator writes a marker,
 //! a `coordination.k8s.io` Lease named after the user in its own namespace, where only it
 //! writes; it enables an account only while that marker is there, and removes it once enabled.
-//! Markers carry no claim label, so the claim watch, the reaper and the pools never see them.
+//! Markers carry no claim label, so the claim watch, the reaper and the pools never see them;
+//! the chart's admission policy keeps them the operator's, as it does claims.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::Lease as Marker;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
 
 use super::Error;
 use super::claims::{is_conflict, is_not_found};
@@ -52,10 +53,17 @@ impl IdleAccounts {
         if user.account_enabled == Some(false) {
             return Ok(());
         }
+        // The marker goes first, so that a crash after the PATCH leaves an account the operator
+        // knows it disabled; it goes again when the PATCH fails, so that an app that may read an
+        // account but not disable it never leaves a marker on an enabled one (which would let
+        // another pool's app enable it once an administrator disabled it).
         self.mark(user_id).await?;
         match graph.set_account_enabled(app, user_id, false).await {
             Ok(()) | Err(GraphError::UserNotFound { .. }) => Ok(()),
-            Err(error) => Err(error.into()),
+            Err(error) => {
+                self.unmark(user_id).await?;
+                Err(error.into())
+            }
         }
     }
 
@@ -67,10 +75,19 @@ impl IdleAccounts {
         app: &AppCredentials,
         user_id: &str,
     ) -> Result<(), Error> {
-        if self.api.get_opt(&marker_name(user_id)).await?.is_none() {
+        if !self.disabled_here(user_id).await? {
             return Ok(());
         }
         graph.set_account_enabled(app, user_id, true).await?;
+        self.unmark(user_id).await
+    }
+
+    /// Whether the operator disabled the account of `user_id` (its marker is there).
+    pub async fn disabled_here(&self, user_id: &str) -> Result<bool, Error> {
+        Ok(self.api.get_opt(&marker_name(user_id)).await?.is_some())
+    }
+
+    async fn unmark(&self, user_id: &str) -> Result<(), Error> {
         match self
             .api
             .delete(&marker_name(user_id), &DeleteParams::default())
@@ -80,19 +97,6 @@ impl IdleAccounts {
             Err(error) if is_not_found(&error) => Ok(()),
             Err(error) => Err(error.into()),
         }
-    }
-
-    /// The object ids (lower case) of every account the operator disabled.
-    pub async fn disabled_here(&self) -> Result<BTreeSet<String>, Error> {
-        let markers = self
-            .api
-            .list(&ListParams::default().labels(DISABLED_USER_LABEL))
-            .await?;
-        Ok(markers
-            .items
-            .iter()
-            .filter_map(|marker| marker.labels().get(DISABLED_USER_LABEL).cloned())
-            .collect())
     }
 
     /// Writes the marker of `user_id`, if it is not there yet.

@@ -102,20 +102,26 @@ pub async fn leasable_when_disabled_here(
     {
         return Ok(());
     }
-    let disabled_here = ctx.idle_accounts.disabled_here().await?;
     for user in users.iter_mut() {
         let Some(id) = user.id.as_deref() else {
             continue;
         };
         if user.problem.as_deref() != Some(DISABLED_PROBLEM)
-            || !disabled_here.contains(&id.to_ascii_lowercase())
+            || !ctx.idle_accounts.disabled_here(id).await?
         {
             continue;
         }
         if !spec.disable_idle_users {
-            ctx.idle_accounts
+            match ctx
+                .idle_accounts
                 .enable_if_disabled_here(graph, app, id)
-                .await?;
+                .await
+            {
+                Ok(()) => {}
+                // This user's own trouble (a protected admin now, say): it stays Disabled.
+                Err(Error::Graph(GraphError::MissingPermission { .. })) => continue,
+                Err(error) => return Err(error),
+            }
         }
         user.problem = None;
     }

@@ -10,7 +10,8 @@ use crate::graph::{AppCredentials, GraphClient, GraphError};
 /// List-and-delete rounds an end makes before it reports methods that keep coming back.
 const ROUNDS: usize = 3;
 
-/// The ids of the user's methods besides the password, to record at issue; `None` when the pool
+/// The fingerprints (ids, with a digest of a phone's number or an email's address) of the user's
+/// methods besides the password, to record at issue; `None` when the pool
 /// keeps methods, or when its app may not list them (the pool's `SignInMethodsManaged` condition
 /// says so, and the lease still issues).
 pub async fn methods_at_issue(
@@ -23,13 +24,15 @@ pub async fn methods_at_issue(
         return Ok(None);
     }
     match graph.list_sign_in_methods(app, user_id).await {
-        Ok(methods) => Ok(Some(methods.into_iter().map(|m| m.id).collect())),
+        Ok(methods) => Ok(Some(methods.into_iter().map(|m| m.fingerprint).collect())),
         Err(GraphError::MissingPermission { .. }) => Ok(None),
+        // Gone from Entra: the password write says so, and the issue goes on to another user.
+        Err(GraphError::UserNotFound { .. }) => Ok(Some(Vec::new())),
         Err(error) => Err(error.into()),
     }
 }
 
-/// Deletes every method of the user not in `kept`, then lists again, until none is left (a user
+/// Deletes every method of the user whose fingerprint is not in `kept`, then lists again, until none is left (a user
 /// gone has none). Returns how many were deleted.
 pub async fn remove_methods_added(
     graph: &GraphClient,
@@ -43,7 +46,11 @@ pub async fn remove_methods_added(
         let added: Vec<_> = match graph.list_sign_in_methods(app, user_id).await {
             Ok(methods) => methods
                 .into_iter()
-                .filter(|method| !kept.iter().any(|id| id.eq_ignore_ascii_case(&method.id)))
+                .filter(|method| {
+                    !kept
+                        .iter()
+                        .any(|kept| kept.eq_ignore_ascii_case(&method.fingerprint))
+                })
                 .collect(),
             Err(GraphError::UserNotFound { .. }) => return Ok(removed),
             Err(error) => return Err(error.into()),

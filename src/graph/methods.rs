@@ -14,11 +14,15 @@ const PASSWORD_TYPE: &str = "#microsoft.graph.passwordAuthenticationMethod";
 /// The Graph application permission that removing methods needs.
 pub const METHODS_PERMISSION: &str = "UserAuthenticationMethod.ReadWrite.All";
 
-/// One of a user's sign-in methods other than the password. Its details (a phone number, a
-/// device name) are never read: the id and kind are all that removal needs.
+/// One of a user's sign-in methods other than the password. Its details (a phone number, an
+/// email address) are never kept: only a digest of them, in its fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignInMethod {
     pub id: String,
+    /// What tells this method from a changed one: its id, and for the kinds whose ids Graph
+    /// fixes (a phone's, an email's) a digest of the number or address, so that a holder who
+    /// changed the number of a phone present before the lease has that phone deleted.
+    pub fingerprint: String,
     /// The collection it is deleted from, such as `fido2Methods`.
     collection: String,
 }
@@ -26,6 +30,10 @@ pub struct SignInMethod {
 impl SignInMethod {
     /// The method a Graph `@odata.type` names, `None` for the password (or an unreadable type).
     fn of(odata_type: &str, id: String) -> Option<SignInMethod> {
+        Self::with_detail(odata_type, id, None)
+    }
+
+    fn with_detail(odata_type: &str, id: String, detail: Option<&str>) -> Option<SignInMethod> {
         if odata_type.eq_ignore_ascii_case(PASSWORD_TYPE) {
             return None;
         }
@@ -35,8 +43,13 @@ impl SignInMethod {
         if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric()) {
             return None;
         }
+        let fingerprint = match detail {
+            Some(detail) => format!("{id}#{}", digest(detail)),
+            None => id.clone(),
+        };
         Some(SignInMethod {
             id,
+            fingerprint,
             collection: format!("{stem}Methods"),
         })
     }
@@ -53,10 +66,23 @@ struct MethodList {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ListedMethod {
     #[serde(rename = "@odata.type")]
     odata_type: String,
     id: String,
+    phone_number: Option<String>,
+    email_address: Option<String>,
+}
+
+/// The first 16 hex digits of the SHA-256 of a method's detail: enough to see it changed, too
+/// little to keep the number or address itself in a claim.
+fn digest(detail: &str) -> String {
+    let sum = ring::digest::digest(&ring::digest::SHA256, detail.as_bytes());
+    sum.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl GraphClient {
@@ -91,7 +117,10 @@ impl GraphClient {
         Ok(list
             .value
             .into_iter()
-            .filter_map(|method| SignInMethod::of(&method.odata_type, method.id))
+            .filter_map(|method| {
+                let detail = method.phone_number.or(method.email_address);
+                SignInMethod::with_detail(&method.odata_type, method.id, detail.as_deref())
+            })
             .collect())
     }
 
@@ -149,5 +178,22 @@ mod tests {
             None
         );
         assert_eq!(SignInMethod::of("phone", "e".into()), None);
+    }
+
+    #[test]
+    fn a_changed_number_changes_the_fingerprint_not_the_id() {
+        let phone = "#microsoft.graph.phoneAuthenticationMethod";
+        let id = "3179e48a-750b-4051-897c-87b9720928f7";
+        let before = SignInMethod::with_detail(phone, id.into(), Some("+1 555 0100")).unwrap();
+        let after = SignInMethod::with_detail(phone, id.into(), Some("+1 555 0199")).unwrap();
+        assert_eq!(before.id, after.id);
+        assert_ne!(before.fingerprint, after.fingerprint);
+        assert!(
+            !before.fingerprint.contains("555"),
+            "{}",
+            before.fingerprint
+        );
+        let fido = SignInMethod::of("#microsoft.graph.fido2AuthenticationMethod", "f".into());
+        assert_eq!(fido.map(|m| m.fingerprint), Some("f".into()));
     }
 }

@@ -74,7 +74,11 @@ fn tenants(users: usize, decoy: bool) -> entra_emulator::Config {
         "clientId": APP_ID,
         "displayName": "entra-operator",
         "secrets": [CLIENT_SECRET],
-        "permissions": ["User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"],
+        "permissions": [
+            "User-PasswordProfile.ReadWrite.All",
+            "User.ReadWrite.All",
+            "UserAuthenticationMethod.ReadWrite.All",
+        ],
         "directoryRoles": ["User Administrator"],
     });
     let mut tenants = vec![json!({

@@ -15,9 +15,9 @@ use crate::controller::claims::HeldClaim;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EndStep {
     Scrambled,
+    Disabled,
     SessionsRevoked,
     MethodsRemoved,
-    Disabled,
 }
 
 /// The last step done per claim name, with the claim's resourceVersion when it was done.

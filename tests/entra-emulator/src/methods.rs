@@ -29,6 +29,9 @@ pub struct SignInMethod {
     /// Registered through the test hook, as a lease's holder would (not configured up front).
     #[serde(default)]
     pub by_holder: bool,
+    /// A phone's number or an email method's address, listed as `phoneNumber`/`emailAddress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The kinds of method Graph lists, named as in their collections (`fido2Methods`, ...).
@@ -93,10 +96,18 @@ pub(crate) fn list_methods(request: &GraphRequest, key: &str) -> Reply {
             "@odata.type": "#microsoft.graph.passwordAuthenticationMethod",
             "id": PASSWORD_METHOD_ID,
         });
-        let others = user
-            .methods
-            .iter()
-            .map(|method| json!({ "@odata.type": method.kind.odata_type(), "id": method.id }));
+        let others = user.methods.iter().map(|method| {
+            let mut listed = json!({ "@odata.type": method.kind.odata_type(), "id": method.id });
+            let detail_name = match method.kind {
+                MethodKind::Phone => Some("phoneNumber"),
+                MethodKind::Email => Some("emailAddress"),
+                _ => None,
+            };
+            if let (Some(name), Some(detail)) = (detail_name, &method.detail) {
+                listed[name] = json!(detail);
+            }
+            listed
+        });
         let context = format!(
             "{}/v1.0/$metadata#users('{}')/authentication/methods",
             request.shared.base_url, user.id

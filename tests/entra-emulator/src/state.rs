@@ -140,6 +140,7 @@ impl State {
             id: uuid::Uuid::new_v4().to_string(),
             kind,
             by_holder: true,
+            detail: None,
         };
         user.methods.push(method.clone());
         Some(method)

@@ -171,6 +171,15 @@ impl Shell<'_> {
                 .graph
                 .for_purpose(Purpose::new(plan.class, &lease_namespace, &lease_uid));
         for user in candidates {
+            // A user the claim cache shows held by another lease is skipped before it costs a
+            // Graph read: its release wakes the leases waiting for one.
+            if self
+                .ctx
+                .cached_claim(&user.id)
+                .is_some_and(|held| !held.is_held_by(Some(&lease_uid)))
+            {
+                continue;
+            }
             // Read before the claim exists, so the record holds them from its first write on:
             // an earlier holder's end removes its own methods before it releases the user.
             let methods_at_issue = methods_at_issue(&graph, &prepared.app, spec, &user.id).await?;

@@ -1,0 +1,183 @@
+//! The sign-in options phase of `make bench` (issue 24, invariant I9): what each way of ending a
+//! lease costs in Graph requests, measured over sequential lifecycles (issue, active, delete,
+//! gone) on pools that differ only in `signInMethods` and `disableIdleUsers`. Runs its own
+//! emulator and operator in namespaces of its own.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use entra_emulator::{Counters, Emulator, MethodKind};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::control_plane::ControlPlane;
+use crate::lab::{self, Lab, lease_object, user_id};
+use crate::operator::{OperatorFlags, OperatorRun};
+use crate::tracker::Tracker;
+
+const NAMESPACE: &str = "bench-sign-in";
+const OPERATOR_NAMESPACE: &str = "entra-operator-sign-in";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One way of ending a lease.
+struct EndOption {
+    label: &'static str,
+    spec: Value,
+    /// A holder registers a passkey during each lease.
+    registers_method: bool,
+}
+
+fn options() -> [EndOption; 4] {
+    [
+        EndOption {
+            label: "password and sessions (signInMethods: Keep)",
+            spec: json!({ "signInMethods": "Keep" }),
+            registers_method: false,
+        },
+        EndOption {
+            label: "methods removed, none added (the default)",
+            spec: json!({}),
+            registers_method: false,
+        },
+        EndOption {
+            label: "methods removed, a passkey added per lease",
+            spec: json!({}),
+            registers_method: true,
+        },
+        EndOption {
+            label: "methods removed and disableIdleUsers",
+            spec: json!({ "disableIdleUsers": true }),
+            registers_method: false,
+        },
+    ]
+}
+
+/// Graph requests per lifecycle under one option.
+#[derive(Debug, Default, Serialize)]
+pub struct OptionCost {
+    pub option: String,
+    pub lifecycles: usize,
+    pub graph_writes: f64,
+    pub graph_reads: f64,
+    /// Per lifecycle, by emulator operation.
+    pub by_operation: BTreeMap<String, f64>,
+}
+
+/// Runs `lifecycles` sequential lifecycles under each option.
+pub async fn measure(
+    control_plane: &ControlPlane,
+    lifecycles: usize,
+    log: std::path::PathBuf,
+) -> Vec<OptionCost> {
+    let options = options();
+    let emulator = Emulator::start(lab::tenant(options.len()))
+        .await
+        .expect("the emulator starts");
+    let client = control_plane.client().await;
+    Lab::ensure_namespace(&client, NAMESPACE).await;
+    Lab::ensure_namespace(&client, OPERATOR_NAMESPACE).await;
+    let lab = Lab {
+        client,
+        namespace: NAMESPACE.into(),
+        claims_namespace: OPERATOR_NAMESPACE.into(),
+    };
+    let graph_url = emulator.base_url();
+    let flags = OperatorFlags {
+        kubeconfig: &control_plane.kubeconfig,
+        graph_url: &graph_url,
+        namespace: Some(NAMESPACE),
+        operator_namespace: OPERATOR_NAMESPACE,
+        graph_retry_seconds: 30,
+        concurrency: 16,
+        log_level: "info",
+        extra_args: &[],
+    };
+    let mut operator = OperatorRun::start_ready(&flags, log).await;
+    lab.create_client_secret().await;
+    let tracker = Tracker::start(&lab).await;
+    let mut costs = Vec::new();
+    for (i, option) in options.iter().enumerate() {
+        let pool = format!("option-{i}");
+        lab.create_pool(&pool, i..i + 1, "1h", "2h", true).await;
+        let patch = json!({ "spec": option.spec });
+        lab.pools()
+            .patch(&pool, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("the pool takes its option");
+        lab.wait_pools_ready(std::slice::from_ref(&pool), PATIENCE)
+            .await
+            .expect("the pool is ready");
+        // One lifecycle first, so that a pool's own reads (its validation) stay out of the count.
+        lifecycle(&lab, &emulator, &tracker, &pool, option, usize::MAX).await;
+        let before = emulator.counters();
+        for n in 0..lifecycles {
+            lifecycle(&lab, &emulator, &tracker, &pool, option, n).await;
+        }
+        let cost = OptionCost::of(option.label, lifecycles, &before, &emulator.counters());
+        println!(
+            "   {}: {:.2} Graph writes, {:.2} reads per lifecycle",
+            cost.option, cost.graph_writes, cost.graph_reads
+        );
+        costs.push(cost);
+    }
+    operator.terminate();
+    costs
+}
+
+async fn lifecycle(
+    lab: &Lab,
+    emulator: &Emulator,
+    tracker: &Tracker,
+    pool: &str,
+    option: &EndOption,
+    n: usize,
+) {
+    let name = format!("{pool}-{n}");
+    let lease = lease_object(&name, pool, json!({ "dynamicSecretRef": { "name": pool } }));
+    lab.leases()
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("the lease is created");
+    tracker
+        .wait_active(&name, PATIENCE)
+        .await
+        .expect("the lease is issued");
+    if option.registers_method {
+        let index: usize = pool.trim_start_matches("option-").parse().unwrap_or(0);
+        emulator
+            .register_method(&user_id(index), MethodKind::Fido2)
+            .expect("the pool's user exists");
+    }
+    lab.leases()
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("the lease is deleted");
+    tracker
+        .wait_gone(&name, PATIENCE)
+        .await
+        .expect("the lease ends");
+}
+
+impl OptionCost {
+    fn of(option: &str, lifecycles: usize, before: &Counters, after: &Counters) -> OptionCost {
+        let n = lifecycles as f64;
+        let by_operation = after
+            .by_operation
+            .iter()
+            .filter(|(operation, _)| operation.is_graph())
+            .map(|(operation, count)| {
+                let was = before.by_operation.get(operation).copied().unwrap_or(0);
+                (format!("{operation:?}"), (count - was) as f64 / n)
+            })
+            .filter(|(_, per)| *per > 0.0)
+            .collect();
+        OptionCost {
+            option: option.to_owned(),
+            lifecycles,
+            graph_writes: (after.graph_writes - before.graph_writes) as f64 / n,
+            graph_reads: (after.graph_reads - before.graph_reads) as f64 / n,
+            by_operation,
+        }
+    }
+}
