@@ -28,11 +28,8 @@ pub struct SignInMethod {
 }
 
 impl SignInMethod {
-    /// The method a Graph `@odata.type` names, `None` for the password (or an unreadable type).
-    fn of(odata_type: &str, id: String) -> Option<SignInMethod> {
-        Self::with_detail(odata_type, id, None)
-    }
-
+    /// The method a Graph `@odata.type` names, with its phone number or email address if it has
+    /// one; `None` for the password (or an unreadable type).
     fn with_detail(odata_type: &str, id: String, detail: Option<&str>) -> Option<SignInMethod> {
         if odata_type.eq_ignore_ascii_case(PASSWORD_TYPE) {
             return None;
@@ -156,15 +153,19 @@ impl GraphClient {
 mod tests {
     use super::*;
 
+    fn of(odata_type: &str, id: String) -> Option<SignInMethod> {
+        SignInMethod::with_detail(odata_type, id, None)
+    }
+
     #[test]
     fn each_kind_is_deleted_from_its_collection_and_the_password_never() {
-        let fido = SignInMethod::of("#microsoft.graph.fido2AuthenticationMethod", "a".into());
+        let fido = of("#microsoft.graph.fido2AuthenticationMethod", "a".into());
         assert_eq!(
             fido.as_ref().map(|m| m.collection.as_str()),
             Some("fido2Methods")
         );
         assert_eq!(fido.map(|m| m.kind().to_owned()), Some("fido2".into()));
-        let app = SignInMethod::of(
+        let app = of(
             "#microsoft.graph.microsoftAuthenticatorAuthenticationMethod",
             "b".into(),
         );
@@ -172,12 +173,12 @@ mod tests {
             app.map(|m| m.collection),
             Some("microsoftAuthenticatorMethods".into())
         );
-        assert_eq!(SignInMethod::of(PASSWORD_TYPE, "c".into()), None);
+        assert_eq!(of(PASSWORD_TYPE, "c".into()), None);
         assert_eq!(
-            SignInMethod::of("#microsoft.graph.x/../y", "d".into()),
+            of("#microsoft.graph.x/../y", "d".into()),
             None
         );
-        assert_eq!(SignInMethod::of("phone", "e".into()), None);
+        assert_eq!(of("phone", "e".into()), None);
     }
 
     #[test]
@@ -193,7 +194,7 @@ mod tests {
             "{}",
             before.fingerprint
         );
-        let fido = SignInMethod::of("#microsoft.graph.fido2AuthenticationMethod", "f".into());
+        let fido = of("#microsoft.graph.fido2AuthenticationMethod", "f".into());
         assert_eq!(fido.map(|m| m.fingerprint), Some("f".into()));
     }
 }
