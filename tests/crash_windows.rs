@@ -1,6 +1,7 @@
 //! Crash windows, deterministic: the emulator holds the one Graph request that ends a step (the
-//! password PATCH of an issue, the scramble of a revocation), the operator is killed while it is
-//! held, and the restarted operator must converge with invariants I1 to I3 and I7 intact.
+//! password PATCH of an issue, the scramble of a revocation, the disabling of an idle account),
+//! the operator is killed while it is held, and the restarted operator must converge with
+//! invariants I1 to I3, I7 and I9 intact.
 //! `Fault::LostResponse` applies a PATCH and drops its answer, as a network failure after Entra
 //! committed would.
 

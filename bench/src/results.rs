@@ -260,6 +260,8 @@ pub struct Results {
     pub continuous: crate::rotation::ContinuousFigures,
     /// The Graph quota phase: a burst under a scaled-down quota beside expirations.
     pub quota: crate::quota::QuotaFigures,
+    /// Graph requests per lifecycle under each way of ending a lease.
+    pub sign_in_options: Vec<crate::sign_in_options::OptionCost>,
     /// At the full fill, by kind.
     pub object_sizes: BTreeMap<String, ObjectSize>,
     pub targets: Vec<Target>,
@@ -763,6 +765,11 @@ impl Results {
             c.graph_writes_by_operation
         );
         let _ = writeln!(out, "{}", self.quota.markdown());
+        let _ = writeln!(
+            out,
+            "{}",
+            crate::sign_in_options::markdown(&self.sign_in_options)
+        );
         let rs = &self.restart;
         let _ = writeln!(
             out,

@@ -181,3 +181,31 @@ impl OptionCost {
         }
     }
 }
+
+/// The section of `results.md`: one row per option.
+pub fn markdown(costs: &[OptionCost]) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "### Graph requests per lifecycle, by sign-in option\n\n\
+         Sequential lifecycles (issue, active, delete, gone) on one-user pools that differ only in \
+         `signInMethods` and `disableIdleUsers`.\n\n\
+         | option | lifecycles | Graph writes | Graph reads | by operation |\n|---|---|---|---|---|\n",
+    );
+    for cost in costs {
+        let by_operation: Vec<String> = cost
+            .by_operation
+            .iter()
+            .map(|(operation, per)| format!("{operation} {per:.2}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.2} | {} |",
+            cost.option,
+            cost.lifecycles,
+            cost.graph_writes,
+            cost.graph_reads,
+            by_operation.join(", ")
+        );
+    }
+    out
+}

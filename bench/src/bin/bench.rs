@@ -2,9 +2,10 @@
 //! Graph, and what 10,000 active leases cost at rest and across a restart. Prints a summary and
 //! writes `bench/results.md` and `bench/results.json`. Figures only: nothing here asserts a timing.
 //!
-//! `bench [--small] [--fill-only] [--quota-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`:
+//! `bench [--small] [--fill-only] [--quota-only] [--sign-in-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`:
 //! `--small` runs every phase at a tenth of the size or less (for development), `--fill-only`
-//! only the memory and CPU phase, `--quota-only` only the Graph quota phase, and the other flags
+//! only the memory and CPU phase, `--quota-only` only the Graph quota phase, `--sign-in-only` only
+//! the Graph cost of each way of ending a lease, and the other flags
 //! change one size; results then go to `target/bench/` unless `--out` says otherwise.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use entra_bench::control_plane::ControlPlane;
 use entra_bench::lab::{Lab, lease_object, tenant, user_principal_name};
 use entra_bench::operator::{OperatorFlags, OperatorRun, Usage, usage_of};
 use entra_bench::quota::{self, QuotaSizes};
+use entra_bench::sign_in_options;
 use entra_bench::results::{self, Cost, Machine, Results};
 use entra_bench::rotation;
 use entra_bench::setup;
@@ -58,6 +60,8 @@ struct Scale {
     /// Leases at the CRD's maximum size, and labelled Secrets of 1 MiB, beside the full fill.
     oversized: usize,
     quota: QuotaSizes,
+    /// Sequential lifecycles per option of the sign-in options phase.
+    sign_in_lifecycles: usize,
 }
 
 impl Scale {
@@ -75,6 +79,7 @@ impl Scale {
             baseline_window: Duration::from_secs(30),
             oversized: 200,
             quota: QuotaSizes::full(),
+            sign_in_lifecycles: 20,
         }
     }
 
@@ -92,6 +97,7 @@ impl Scale {
             baseline_window: Duration::from_secs(10),
             oversized: 20,
             quota: QuotaSizes::small(),
+            sign_in_lifecycles: 5,
         }
     }
 
@@ -111,6 +117,7 @@ fn main() {
     let small = args.iter().any(|a| a == "--small");
     let fill_only = args.iter().any(|a| a == "--fill-only");
     let quota_only = args.iter().any(|a| a == "--quota-only");
+    let sign_in_only = args.iter().any(|a| a == "--sign-in-only");
     let resized = args
         .iter()
         .any(|a| matches!(a.as_str(), "--users" | "--pool-size" | "--burst"));
@@ -120,7 +127,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            if small || resized || fill_only || quota_only {
+            if small || resized || fill_only || quota_only || sign_in_only {
                 setup::target_dir().join("bench")
             } else {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -143,9 +150,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let only = match (fill_only, quota_only) {
-        (true, _) => Only::Fill,
-        (_, true) => Only::Quota,
+    let only = match (fill_only, quota_only, sign_in_only) {
+        (true, _, _) => Only::Fill,
+        (_, true, _) => Only::Quota,
+        (_, _, true) => Only::SignIn,
         _ => Only::Everything,
     };
     let results = runtime.block_on(run(scale, only));
@@ -189,6 +197,7 @@ enum Only {
     Everything,
     Fill,
     Quota,
+    SignIn,
 }
 
 async fn run(scale: Scale, only: Only) -> Results {
@@ -198,6 +207,7 @@ async fn run(scale: Scale, only: Only) -> Results {
     match only {
         Only::Fill => bench.fill().await,
         Only::Quota => bench.quota().await,
+        Only::SignIn => bench.sign_in_options().await,
         Only::Everything => {}
     }
     if only != Only::Everything {
@@ -208,6 +218,7 @@ async fn run(scale: Scale, only: Only) -> Results {
     bench.expiring_burst().await;
     bench.continuous().await;
     bench.quota().await;
+    bench.sign_in_options().await;
     bench.fill().await;
     let idle = bench.idle().await;
     bench.restart().await;
@@ -559,6 +570,19 @@ impl Bench {
         ));
         let log = setup::log_dir("bench").join("operator-quota.log");
         self.results.quota = quota::measure(&self.control_plane, sizes, log).await;
+    }
+
+    /// Graph requests per lifecycle under each way of ending a lease (`signInMethods`,
+    /// `disableIdleUsers`); with its own emulator and operator.
+    async fn sign_in_options(&mut self) {
+        self.note_load();
+        let lifecycles = self.scale.sign_in_lifecycles;
+        phase(&format!(
+            "sign-in options: {lifecycles} lifecycles under each way of ending a lease"
+        ));
+        let log = setup::log_dir("bench").join("operator-sign-in.log");
+        self.results.sign_in_options =
+            sign_in_options::measure(&self.control_plane, lifecycles, log).await;
     }
 
     /// Continuous leases rotating every few seconds, each with a consumer reading its Secret.
