@@ -174,10 +174,7 @@ mod tests {
             Some("microsoftAuthenticatorMethods".into())
         );
         assert_eq!(of(PASSWORD_TYPE, "c".into()), None);
-        assert_eq!(
-            of("#microsoft.graph.x/../y", "d".into()),
-            None
-        );
+        assert_eq!(of("#microsoft.graph.x/../y", "d".into()), None);
         assert_eq!(of("phone", "e".into()), None);
     }
 
