@@ -9,6 +9,7 @@ pub use entra_test_support::{audit, control_plane, lab, tracker};
 
 pub mod apiserver;
 pub mod noisy;
+pub mod noisy_neighbour;
 pub mod operator;
 pub mod peer;
 pub mod peer_report;

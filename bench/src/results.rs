@@ -260,6 +260,8 @@ pub struct Results {
     pub continuous: crate::rotation::ContinuousFigures,
     /// The Graph quota phase: a burst under a scaled-down quota beside expirations.
     pub quota: crate::quota::QuotaFigures,
+    /// Another tenant's app throttled while the healthy app's leases come and go.
+    pub neighbour: crate::noisy_neighbour::NeighbourFigures,
     /// Graph requests per lifecycle under each way of ending a lease.
     pub sign_in_options: Vec<crate::sign_in_options::OptionCost>,
     /// At the full fill, by kind.
@@ -385,7 +387,12 @@ impl Results {
             format!("{} writes", self.restart.graph_writes),
             self.restart.graph_writes == 0,
         );
-        for (aim, measured, met) in self.quota.targets() {
+        for (aim, measured, met) in self
+            .quota
+            .targets()
+            .into_iter()
+            .chain(self.neighbour.targets())
+        {
             target(&aim, measured, met);
         }
         self.targets = targets;

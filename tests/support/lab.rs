@@ -60,7 +60,18 @@ pub fn tenant_with_second_app(users: usize, app_id: &str) -> entra_emulator::Con
     config
 }
 
+/// [`tenant`] as the emulator's JSON configuration, for a bench phase to add tenants to.
+pub fn tenant_json(users: usize) -> Value {
+    tenants_json(users, false)
+}
+
 fn tenants(users: usize, decoy: bool) -> entra_emulator::Config {
+    let config = tenants_json(users, decoy);
+    // JSON is YAML: the emulator validates the tenant as it would a file.
+    entra_emulator::Config::from_yaml_str(&config.to_string()).expect("a valid generated tenant")
+}
+
+fn tenants_json(users: usize, decoy: bool) -> Value {
     let users: Vec<Value> = (0..users)
         .map(|n| {
             json!({
@@ -90,9 +101,7 @@ fn tenants(users: usize, decoy: bool) -> entra_emulator::Config {
     if decoy {
         tenants.push(json!({ "id": DECOY_TENANT_ID, "domains": [DECOY_DOMAIN], "apps": [app] }));
     }
-    let config = json!({ "tokenLifetimeSeconds": 3599, "tenants": tenants });
-    // JSON is YAML: the emulator validates the tenant as it would a file.
-    entra_emulator::Config::from_yaml_str(&config.to_string()).expect("a valid generated tenant")
+    json!({ "tokenLifetimeSeconds": 3599, "tenants": tenants })
 }
 
 /// Stops and starts the operator process: the harness's and the tests' own launchers both fit.

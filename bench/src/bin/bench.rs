@@ -2,9 +2,10 @@
 //! Graph, and what 10,000 active leases cost at rest and across a restart. Prints a summary and
 //! writes `bench/results.md` and `bench/results.json`. Figures only: nothing here asserts a timing.
 //!
-//! `bench [--small] [--fill-only] [--quota-only] [--sign-in-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`:
+//! `bench [--small] [--fill-only] [--quota-only] [--neighbour-only] [--sign-in-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`:
 //! `--small` runs every phase at a tenth of the size or less (for development), `--fill-only`
-//! only the memory and CPU phase, `--quota-only` only the Graph quota phase, `--sign-in-only` only
+//! only the memory and CPU phase, `--quota-only` only the Graph quota phase, `--neighbour-only` only the
+//! noisy-neighbour phase, `--sign-in-only` only
 //! the Graph cost of each way of ending a lease, and the other flags
 //! change one size; results then go to `target/bench/` unless `--out` says otherwise.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use entra_bench::control_plane::ControlPlane;
 use entra_bench::lab::{Lab, lease_object, tenant, user_principal_name};
+use entra_bench::noisy_neighbour::{self, NeighbourSizes};
 use entra_bench::operator::{OperatorFlags, OperatorRun, Usage, usage_of};
 use entra_bench::quota::{self, QuotaSizes};
 use entra_bench::results::{self, Cost, Machine, Results};
@@ -62,6 +64,7 @@ struct Scale {
     quota: QuotaSizes,
     /// Sequential lifecycles per option of the sign-in options phase.
     sign_in_lifecycles: usize,
+    neighbour: NeighbourSizes,
 }
 
 impl Scale {
@@ -80,6 +83,10 @@ impl Scale {
             oversized: 200,
             quota: QuotaSizes::full(),
             sign_in_lifecycles: 20,
+            neighbour: NeighbourSizes {
+                noisy_revocations: 100,
+                healthy_leases: 50,
+            },
         }
     }
 
@@ -98,6 +105,10 @@ impl Scale {
             oversized: 20,
             quota: QuotaSizes::small(),
             sign_in_lifecycles: 5,
+            neighbour: NeighbourSizes {
+                noisy_revocations: 30,
+                healthy_leases: 20,
+            },
         }
     }
 
@@ -118,6 +129,7 @@ fn main() {
     let fill_only = args.iter().any(|a| a == "--fill-only");
     let quota_only = args.iter().any(|a| a == "--quota-only");
     let sign_in_only = args.iter().any(|a| a == "--sign-in-only");
+    let neighbour_only = args.iter().any(|a| a == "--neighbour-only");
     let resized = args
         .iter()
         .any(|a| matches!(a.as_str(), "--users" | "--pool-size" | "--burst"));
@@ -127,7 +139,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            if small || resized || fill_only || quota_only || sign_in_only {
+            if small || resized || fill_only || quota_only || sign_in_only || neighbour_only {
                 setup::target_dir().join("bench")
             } else {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -150,11 +162,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let only = match (fill_only, quota_only, sign_in_only) {
-        (true, _, _) => Only::Fill,
-        (_, true, _) => Only::Quota,
-        (_, _, true) => Only::SignIn,
-        _ => Only::Everything,
+    let only = if fill_only {
+        Only::Fill
+    } else if quota_only {
+        Only::Quota
+    } else if sign_in_only {
+        Only::SignIn
+    } else if neighbour_only {
+        Only::Neighbour
+    } else {
+        Only::Everything
     };
     let results = runtime.block_on(run(scale, only));
     println!("\n== summary\n{}", results.summary());
@@ -198,6 +215,7 @@ enum Only {
     Fill,
     Quota,
     SignIn,
+    Neighbour,
 }
 
 async fn run(scale: Scale, only: Only) -> Results {
@@ -208,6 +226,7 @@ async fn run(scale: Scale, only: Only) -> Results {
         Only::Fill => bench.fill().await,
         Only::Quota => bench.quota().await,
         Only::SignIn => bench.sign_in_options().await,
+        Only::Neighbour => bench.noisy_neighbour().await,
         Only::Everything => {}
     }
     if only != Only::Everything {
@@ -218,6 +237,7 @@ async fn run(scale: Scale, only: Only) -> Results {
     bench.expiring_burst().await;
     bench.continuous().await;
     bench.quota().await;
+    bench.noisy_neighbour().await;
     bench.sign_in_options().await;
     bench.fill().await;
     let idle = bench.idle().await;
@@ -570,6 +590,19 @@ impl Bench {
         ));
         let log = setup::log_dir("bench").join("operator-quota.log");
         self.results.quota = quota::measure(&self.control_plane, sizes, log).await;
+    }
+
+    /// Another tenant's app throttled with its revocations pending while the healthy app's leases
+    /// are issued and expire; with its own emulator and operator.
+    async fn noisy_neighbour(&mut self) {
+        self.note_load();
+        let sizes = self.scale.neighbour.clone();
+        phase(&format!(
+            "noisy neighbour: {} revocations of a throttled app in another tenant, {} healthy leases",
+            sizes.noisy_revocations, sizes.healthy_leases
+        ));
+        let log = setup::log_dir("bench").join("operator-neighbour.log");
+        self.results.neighbour = noisy_neighbour::measure(&self.control_plane, sizes, log).await;
     }
 
     /// Graph requests per lifecycle under each way of ending a lease (`signInMethods`,
