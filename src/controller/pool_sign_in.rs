@@ -96,16 +96,11 @@ pub async fn leasable_when_disabled_here(
     spec: &PoolSpec,
     users: &mut [PoolUser],
 ) -> Result<(), Error> {
-    if !users
-        .iter()
-        .any(|u| u.problem.as_deref() == Some(DISABLED_PROBLEM))
-    {
-        return Ok(());
-    }
     for user in users.iter_mut() {
         let Some(id) = user.id.as_deref() else {
             continue;
         };
+        // Only disabled users cost a read of their marker.
         if user.problem.as_deref() != Some(DISABLED_PROBLEM)
             || !ctx.idle_accounts.disabled_here(id).await?
         {
