@@ -1,7 +1,7 @@
 //! The noisy-neighbour phase of `make bench` (issue 23, invariant I8): a pool in another tenant,
 //! on its own app, has its leases deleted while Entra throttles that app (every request answered
-//! 429 with `Retry-After: 60`), so its revocations wait; meanwhile leases of the healthy app are
-//! issued and expire. Reported: the healthy leases' time to credential and revocation lag. Runs
+//! 429 with `Retry-After: 60`), so its revocations wait; meanwhile leases of the healthy app
+//! arrive one by one, are issued and expire. Reported: the healthy leases' time to credential and revocation lag. Runs
 //! its own emulator and operator in namespaces of its own.
 
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::control_plane::ControlPlane;
-use crate::lab::{self, CLIENT_SECRET, Lab, lease_object, user_id};
+use crate::lab::{self, CLIENT_SECRET, Lab, lease_object, user_id, user_principal_name};
 use crate::operator::{OperatorFlags, OperatorRun};
 use crate::stats::Percentiles;
 use crate::tracker::Tracker;
@@ -28,6 +28,8 @@ const NOISY_FIRST_USER: usize = 1_000;
 /// The healthy leases' TTL: they expire while the neighbour's revocations wait.
 const HEALTHY_TTL: &str = "10s";
 const PATIENCE: Duration = Duration::from_secs(300);
+/// The healthy leases arrive one by one, this far apart.
+const ARRIVAL: Duration = Duration::from_millis(200);
 
 /// How big the phase is.
 #[derive(Clone, Debug, Serialize)]
@@ -124,11 +126,26 @@ pub async fn measure(
     let healthy: Vec<String> = (0..sizes.healthy_leases)
         .map(|i| format!("healthy-{i}"))
         .collect();
-    let created = Instant::now();
-    let spec = json!({ "dynamicSecretRef": { "name": "healthy" }, "ttl": HEALTHY_TTL });
-    create_all(&lab, &healthy, "healthy", spec).await;
+    // One healthy lease every ARRIVAL: what each one waits is the neighbour's doing, not a
+    // burst's queue (the quota phase measures bursts).
+    // Each names its own user, so that a user's last password set is its lease's scramble.
+    let mut created = Vec::new();
+    for (i, name) in healthy.iter().enumerate() {
+        let spec = json!({
+            "dynamicSecretRef": { "name": "healthy" },
+            "ttl": HEALTHY_TTL,
+            "user": user_principal_name(i),
+        });
+        let lease = lease_object(name, "healthy", spec);
+        created.push(Instant::now());
+        lab.leases()
+            .create(&PostParams::default(), &lease)
+            .await
+            .expect("a healthy lease is created");
+        tokio::time::sleep(ARRIVAL).await;
+    }
     let mut waits = Vec::new();
-    for name in &healthy {
+    for (name, created) in healthy.iter().zip(created) {
         if let Some(active) = tracker.wait_active(name, PATIENCE).await {
             waits.push(active.saturating_duration_since(created).as_secs_f64() * 1000.0);
         }
@@ -210,6 +227,7 @@ async fn create_noisy_pool(lab: &Lab, users: std::ops::Range<usize>) {
 }
 
 async fn create_all(lab: &Lab, names: &[String], pool: &str, spec: Value) {
+    // Concurrently: the neighbour's leases only need to be there.
     futures::stream::iter(names)
         .for_each_concurrent(16, |name| {
             let lease = lease_object(name, pool, spec.clone());
