@@ -1,8 +1,8 @@
 //! The noisy-neighbour phase of `make bench` (issue 23, invariant I8): a pool in another tenant,
 //! on its own app, has its leases deleted while Entra throttles that app (every request answered
 //! 429 with `Retry-After: 60`), so its revocations wait; meanwhile leases of the healthy app
-//! arrive one by one, are issued and expire. Reported: the healthy leases' time to credential and revocation lag. Runs
-//! its own emulator and operator in namespaces of its own.
+//! arrive one by one, are issued and expire. Reported: the healthy leases' time to credential and
+//! revocation lag. Runs its own emulator and operator in namespaces of its own.
 
 use std::time::{Duration, Instant};
 
@@ -189,7 +189,10 @@ pub async fn measure(
 fn config(sizes: &NeighbourSizes) -> entra_emulator::Config {
     let mut config = lab::tenant_json(sizes.healthy_leases);
     let users: Vec<Value> = (NOISY_FIRST_USER..NOISY_FIRST_USER + sizes.noisy_revocations)
-        .map(|n| json!({ "id": user_id(n), "userPrincipalName": format!("user{n}@neighbour.example") }))
+        .map(|n| {
+            let upn = format!("user{n}@neighbour.example");
+            json!({ "id": user_id(n), "userPrincipalName": upn })
+        })
         .collect();
     config["tenants"].as_array_mut().unwrap().push(json!({
         "id": NOISY_TENANT_ID,

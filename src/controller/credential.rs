@@ -1,6 +1,7 @@
 //! A lease's credential in Entra and in its Secret: setting it (Secret first, then Graph) and
-//! ending it from the claim's record alone (scramble, revoke sessions, delete added sign-in
-//! methods, disable the account, delete the Secret, release the user), so that an ending needs neither the lease nor its pool as they are now.
+//! ending it from the claim's record alone (scramble, disable the account, revoke sessions,
+//! delete added sign-in methods, delete the Secret, release the user), so that an ending needs
+//! neither the lease nor its pool as they are now.
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -270,9 +271,9 @@ async fn sessions_moved(
 }
 
 /// Ends the credential `claim` records: scramble the password (a fresh value nobody keeps) with
-/// the app identity recorded at issue, revoke sign-in sessions if the pool did at issue, delete
-/// the methods added during the lease, disable the account if the pool did so at issue, delete
-/// the Secret, release the claim. `claim` must have been read from the API server just now: its
+/// the app identity recorded at issue, disable the account if the pool did so at issue, revoke
+/// sign-in sessions if it did, delete the methods added during the lease, delete the Secret,
+/// release the claim. `claim` must have been read from the API server just now: its
 /// release carries its resourceVersion, so a stale copy fails instead of releasing.
 pub async fn end_credential(ctx: &Context, claim: &HeldClaim) -> Result<Ended, Error> {
     let Some(record) = claim.record.as_deref() else {

@@ -2,11 +2,11 @@
 //! Graph, and what 10,000 active leases cost at rest and across a restart. Prints a summary and
 //! writes `bench/results.md` and `bench/results.json`. Figures only: nothing here asserts a timing.
 //!
-//! `bench [--small] [--fill-only] [--quota-only] [--neighbour-only] [--sign-in-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`:
-//! `--small` runs every phase at a tenth of the size or less (for development), `--fill-only`
-//! only the memory and CPU phase, `--quota-only` only the Graph quota phase, `--neighbour-only` only the
-//! noisy-neighbour phase, `--sign-in-only` only
-//! the Graph cost of each way of ending a lease, and the other flags
+//! `bench [--small] [--fill-only] [--quota-only] [--neighbour-only] [--sign-in-only] [--users N]
+//! [--pool-size N] [--burst N] [--out DIR]`: `--small` runs every phase at a tenth of the size or
+//! less (for development), `--fill-only` only the memory and CPU phase, `--quota-only` only the
+//! Graph quota phase, `--neighbour-only` only the noisy-neighbour phase, `--sign-in-only` only the
+//! Graph cost of each way of ending a lease, and the other flags
 //! change one size; results then go to `target/bench/` unless `--out` says otherwise.
 
 use std::collections::BTreeMap;
