@@ -497,8 +497,10 @@ async fn one_token_serves_many_calls() {
 #[tokio::test]
 async fn concurrent_callers_share_one_token_fetch() {
     let emulator = emulator().await;
+    // Slow enough that all 20 ask while the first token fetch is under way; quick enough that
+    // 20 calls through the app's 4 in-flight slots fit the test client's retry budget.
     emulator
-        .set_faults(FaultPlan::default().with_latency(Duration::from_millis(200), Duration::ZERO));
+        .set_faults(FaultPlan::default().with_latency(Duration::from_millis(100), Duration::ZERO));
     let client = client();
     let app = app(&emulator);
     let calls = (0..20).map(|_| client.get_user(&app, ALICE.id));
