@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::control_plane::ControlPlane;
 use crate::lab::{self, CLIENT_SECRET, Lab, lease_object, user_id, user_principal_name};
-use crate::operator::{OperatorFlags, OperatorRun};
+use crate::operator::start_phase_operator;
 use crate::stats::Percentiles;
 use crate::tracker::Tracker;
 
@@ -62,26 +62,9 @@ pub async fn measure(
     let emulator = Emulator::start(config(&sizes))
         .await
         .expect("the emulator starts");
-    let client = control_plane.client().await;
-    Lab::ensure_namespace(&client, NAMESPACE).await;
-    Lab::ensure_namespace(&client, OPERATOR_NAMESPACE).await;
-    let lab = Lab {
-        client,
-        namespace: NAMESPACE.into(),
-        claims_namespace: OPERATOR_NAMESPACE.into(),
-    };
-    let graph_url = emulator.base_url();
-    let flags = OperatorFlags {
-        kubeconfig: &control_plane.kubeconfig,
-        graph_url: &graph_url,
-        namespace: Some(NAMESPACE),
-        operator_namespace: OPERATOR_NAMESPACE,
-        graph_retry_seconds: 120,
-        concurrency: 16,
-        log_level: "info",
-        extra_args: &[],
-    };
-    let mut operator = OperatorRun::start_ready(&flags, log).await;
+    let namespaces = (NAMESPACE, OPERATOR_NAMESPACE);
+    let (lab, mut operator) =
+        start_phase_operator(control_plane, &emulator, namespaces, 120, &[], log).await;
     lab.create_client_secret().await;
     lab.create_pool("healthy", 0..sizes.healthy_leases, "1h", "2h", true)
         .await;

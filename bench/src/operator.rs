@@ -238,3 +238,38 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .ok()
         .flatten()
 }
+
+/// A bench phase's own world: `namespace` for its objects, `operator_namespace` for the claims,
+/// both created if absent, and an operator watching `namespace` through `emulator`, started
+/// and ready (`extra_args` after the usual flags).
+pub async fn start_phase_operator(
+    control_plane: &crate::control_plane::ControlPlane,
+    emulator: &entra_emulator::Emulator,
+    (namespace, operator_namespace): (&str, &str),
+    graph_retry_seconds: u64,
+    extra_args: &[String],
+    log: PathBuf,
+) -> (crate::lab::Lab, OperatorRun) {
+    use crate::lab::Lab;
+    let client = control_plane.client().await;
+    Lab::ensure_namespace(&client, namespace).await;
+    Lab::ensure_namespace(&client, operator_namespace).await;
+    let lab = Lab {
+        client,
+        namespace: namespace.into(),
+        claims_namespace: operator_namespace.into(),
+    };
+    let graph_url = emulator.base_url();
+    let flags = OperatorFlags {
+        kubeconfig: &control_plane.kubeconfig,
+        graph_url: &graph_url,
+        namespace: Some(namespace),
+        operator_namespace,
+        graph_retry_seconds,
+        concurrency: 16,
+        log_level: "info",
+        extra_args,
+    };
+    let operator = OperatorRun::start_ready(&flags, log).await;
+    (lab, operator)
+}

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::control_plane::ControlPlane;
 use crate::lab::{self, APP_ID, DOMAIN, Lab, lease_object, user_principal_name};
-use crate::operator::{OperatorFlags, OperatorRun};
+use crate::operator::start_phase_operator;
 use crate::stats::Percentiles;
 use crate::tracker::Tracker;
 
@@ -152,15 +152,6 @@ pub async fn measure(
     emulator.set_faults(
         FaultPlan::default().with_latency(Duration::from_millis(40), Duration::from_millis(20)),
     );
-    let client = control_plane.client().await;
-    Lab::ensure_namespace(&client, NAMESPACE).await;
-    Lab::ensure_namespace(&client, OPERATOR_NAMESPACE).await;
-    let lab = Lab {
-        client,
-        namespace: NAMESPACE.into(),
-        claims_namespace: OPERATOR_NAMESPACE.into(),
-    };
-    let graph_url = emulator.base_url();
     let extra = vec![
         format!(
             "--graph-app-tenant-writes={}/{}s",
@@ -168,17 +159,9 @@ pub async fn measure(
         ),
         format!("--min-forced-rotation-interval={MIN_FORCED_ROTATION}"),
     ];
-    let flags = OperatorFlags {
-        kubeconfig: &control_plane.kubeconfig,
-        graph_url: &graph_url,
-        namespace: Some(NAMESPACE),
-        operator_namespace: OPERATOR_NAMESPACE,
-        graph_retry_seconds: 30,
-        concurrency: 16,
-        log_level: "info",
-        extra_args: &extra,
-    };
-    let mut operator = OperatorRun::start_ready(&flags, log).await;
+    let namespaces = (NAMESPACE, OPERATOR_NAMESPACE);
+    let (lab, mut operator) =
+        start_phase_operator(control_plane, &emulator, namespaces, 30, &extra, log).await;
     let mut phase = Phase {
         lab,
         emulator,

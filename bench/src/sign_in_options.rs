@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::control_plane::ControlPlane;
 use crate::lab::{self, Lab, lease_object, user_id};
-use crate::operator::{OperatorFlags, OperatorRun};
+use crate::operator::start_phase_operator;
 use crate::tracker::Tracker;
 
 const NAMESPACE: &str = "bench-sign-in";
@@ -74,26 +74,9 @@ pub async fn measure(
     let emulator = Emulator::start(lab::tenant(options.len()))
         .await
         .expect("the emulator starts");
-    let client = control_plane.client().await;
-    Lab::ensure_namespace(&client, NAMESPACE).await;
-    Lab::ensure_namespace(&client, OPERATOR_NAMESPACE).await;
-    let lab = Lab {
-        client,
-        namespace: NAMESPACE.into(),
-        claims_namespace: OPERATOR_NAMESPACE.into(),
-    };
-    let graph_url = emulator.base_url();
-    let flags = OperatorFlags {
-        kubeconfig: &control_plane.kubeconfig,
-        graph_url: &graph_url,
-        namespace: Some(NAMESPACE),
-        operator_namespace: OPERATOR_NAMESPACE,
-        graph_retry_seconds: 30,
-        concurrency: 16,
-        log_level: "info",
-        extra_args: &[],
-    };
-    let mut operator = OperatorRun::start_ready(&flags, log).await;
+    let namespaces = (NAMESPACE, OPERATOR_NAMESPACE);
+    let (lab, mut operator) =
+        start_phase_operator(control_plane, &emulator, namespaces, 30, &[], log).await;
     lab.create_client_secret().await;
     let tracker = Tracker::start(&lab).await;
     let mut costs = Vec::new();
