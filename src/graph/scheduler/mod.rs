@@ -33,11 +33,17 @@ use pauses::Pauses;
 use scope::Scope;
 
 /// At most this many requests of one app in one tenant are on the wire at once: an app that does
-/// not answer holds that many workers for a request timeout, not all of them.
+/// not answer holds that many workers for a request timeout, not all of them. The last slot is
+/// kept for ending credentials, so a burst of issues cannot make a revocation wait for the wire.
 pub const MAX_IN_FLIGHT_PER_APP: u32 = 4;
 /// How long a request whose budgets are taken expects to wait for room on its app's wire: long
 /// enough that a caller who can come back parks rather than holding its worker.
 const WIRE_WAIT: Duration = Duration::from_secs(1);
+/// The longest a request other than an end waits in its worker before it is parked. Workers are
+/// shared by every lease: an issue waiting out its budget in one delays whatever lease is due
+/// next, expiries included, so only ends may spend worker time waiting (up to the budgets'
+/// `inline_wait`).
+const INLINE_WAIT_BELOW_END: Duration = Duration::from_millis(50);
 
 /// One request asking for its turn.
 pub struct Ticket<'a> {
@@ -310,7 +316,7 @@ impl Scheduler {
             return Turn::Gone;
         };
         let ready_in = if entry.granted.is_some() {
-            if state.line.may_send(&entry.who, MAX_IN_FLIGHT_PER_APP) {
+            if state.line.may_send(&entry.who, wire_slots(ticket.purpose.class)) {
                 let waited = now.saturating_duration_since(entry.since);
                 let namespace = entry.namespace.clone();
                 state.leave(place, true, now);
@@ -323,7 +329,10 @@ impl Scheduler {
         };
         let refused = state.refused(place, now);
         let waited = now.saturating_duration_since(started);
-        let inline_wait = state.budgets.inline_wait;
+        let inline_wait = match ticket.purpose.class {
+            Class::End => state.budgets.inline_wait,
+            _ => state.budgets.inline_wait.min(INLINE_WAIT_BELOW_END),
+        };
         if parks && waited + ready_in > inline_wait {
             if let Some(entry) = state.line.get_mut(place) {
                 entry.parked_until = Some(now + ready_in);
@@ -369,6 +378,15 @@ impl Scheduler {
     /// Requests waiting or parked.
     pub fn waiting(&self) -> usize {
         self.lock().line.len()
+    }
+}
+
+/// How many requests of an app may be on the wire when one of `class` goes out.
+fn wire_slots(class: Class) -> u32 {
+    if class.may_spend_reserve() {
+        MAX_IN_FLIGHT_PER_APP
+    } else {
+        MAX_IN_FLIGHT_PER_APP - 1
     }
 }
 

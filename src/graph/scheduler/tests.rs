@@ -237,3 +237,41 @@ async fn grants_left_by_callers_who_never_came_back_do_not_block_the_wire() {
     let end = Purpose::new(Class::End, "ns", "end");
     drop(scheduler.admit(ticket(&who, &end)).await.unwrap());
 }
+
+#[tokio::test(start_paused = true)]
+async fn only_ends_spend_worker_time_waiting_for_their_turn() {
+    // Two writes a second: the next token is half a second away.
+    let scheduler = Scheduler::new(budgets(2, SECOND), SECOND, MINUTE);
+    let who = app("a");
+    let spent = Purpose::waiting(Class::Issue, "ns");
+    drop(scheduler.admit(ticket(&who, &spent)).await.unwrap());
+    drop(scheduler.admit(ticket(&who, &spent)).await.unwrap());
+    let issue = Purpose::new(Class::Issue, "ns", "issue");
+    let started = Instant::now();
+    let parked = scheduler.admit(ticket(&who, &issue)).await.err().unwrap();
+    assert!(started.elapsed() <= INLINE_WAIT_BELOW_END, "{:?}", started.elapsed());
+    assert!(parked.ready_in > INLINE_WAIT_BELOW_END, "{parked:?}");
+    // An end waits in its worker: it goes ahead of the parked issue, and without a round trip.
+    let end = Purpose::new(Class::End, "ns", "end");
+    drop(scheduler.admit(ticket(&who, &end)).await.unwrap());
+    assert!(started.elapsed() <= SECOND, "{:?}", started.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_wire_slot_is_kept_for_ending_credentials() {
+    let scheduler = Scheduler::new(budgets(100, SECOND), SECOND, MINUTE);
+    let who = app("busy");
+    let issue = Purpose::waiting(Class::Issue, "ns");
+    let mut on_the_wire = Vec::new();
+    for _ in 1..MAX_IN_FLIGHT_PER_APP {
+        on_the_wire.push(scheduler.admit(ticket(&who, &issue)).await.unwrap());
+    }
+    let next_issue = Purpose::new(Class::Issue, "ns", "next-issue");
+    assert!(
+        scheduler.admit(ticket(&who, &next_issue)).await.is_err(),
+        "an issue waits for an answer while the last slot is free"
+    );
+    let end = Purpose::new(Class::End, "ns", "end");
+    on_the_wire.push(scheduler.admit(ticket(&who, &end)).await.unwrap());
+    assert_eq!(on_the_wire.len() as u32, MAX_IN_FLIGHT_PER_APP);
+}
