@@ -316,7 +316,10 @@ impl Scheduler {
             return Turn::Gone;
         };
         let ready_in = if entry.granted.is_some() {
-            if state.line.may_send(&entry.who, wire_slots(ticket.purpose.class)) {
+            if state
+                .line
+                .may_send(&entry.who, wire_slots(ticket.purpose.class))
+            {
                 let waited = now.saturating_duration_since(entry.since);
                 let namespace = entry.namespace.clone();
                 state.leave(place, true, now);

@@ -249,7 +249,11 @@ async fn only_ends_spend_worker_time_waiting_for_their_turn() {
     let issue = Purpose::new(Class::Issue, "ns", "issue");
     let started = Instant::now();
     let parked = scheduler.admit(ticket(&who, &issue)).await.err().unwrap();
-    assert!(started.elapsed() <= INLINE_WAIT_BELOW_END, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= INLINE_WAIT_BELOW_END,
+        "{:?}",
+        started.elapsed()
+    );
     assert!(parked.ready_in > INLINE_WAIT_BELOW_END, "{parked:?}");
     // An end waits in its worker: it goes ahead of the parked issue, and without a round trip.
     let end = Purpose::new(Class::End, "ns", "end");

@@ -28,6 +28,7 @@ use crate::{
 pub fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/signin", post(sign_in))
+        .route("/clock", post(advance_clock))
         .route("/counters", get(counters))
         .route("/counters/reset", post(reset_counters))
         .route("/requests", get(requests).delete(clear_requests))
@@ -49,9 +50,12 @@ pub fn router() -> Router<Arc<Shared>> {
 #[serde(deny_unknown_fields)]
 struct SignInRequest {
     user: String,
-    /// A password to try, or else `method`: the id of a sign-in method the user registered.
+    /// A password to try, or else `method` (the id of a sign-in method the user registered), or
+    /// else `temporaryAccessPass`: a pass's code.
     password: Option<String>,
     method: Option<String>,
+    #[serde(rename = "temporaryAccessPass")]
+    pass: Option<String>,
     tenant: Option<String>,
 }
 
@@ -90,14 +94,31 @@ async fn sign_in(
     State(shared): State<Arc<Shared>>,
     Json(request): Json<SignInRequest>,
 ) -> Response {
-    let state = shared.lock();
+    let mut state = shared.lock();
     let tenant = request.tenant.as_deref();
-    let result = match (&request.password, &request.method) {
-        (Some(password), None) => state.sign_in(tenant, &request.user, password),
-        (None, Some(method)) => state.sign_in_with_method(tenant, &request.user, method),
-        _ => return bad_request("give either password or method"),
+    let result = match (&request.password, &request.method, &request.pass) {
+        (Some(password), None, None) => state.sign_in(tenant, &request.user, password),
+        (None, Some(method), None) => state.sign_in_with_method(tenant, &request.user, method),
+        (None, None, Some(pass)) => state.sign_in_with_pass(tenant, &request.user, pass),
+        _ => return bad_request("give one of password, method or temporaryAccessPass"),
     };
     Json(result).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClockAdvance {
+    advance_seconds: u64,
+}
+
+/// Moves the emulator's clock ahead (Temporary Access Passes run on it); answers the new time.
+async fn advance_clock(
+    State(shared): State<Arc<Shared>>,
+    Json(advance): Json<ClockAdvance>,
+) -> Response {
+    let mut state = shared.lock();
+    state.clock_ahead += jiff::SignedDuration::from_secs(advance.advance_seconds as i64);
+    Json(serde_json::json!({ "now": state.now().to_string() })).into_response()
 }
 
 /// Registers a sign-in method on a user, as its holder would during a lease.

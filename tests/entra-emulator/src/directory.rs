@@ -8,6 +8,7 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::access_pass::PassPolicy;
 use crate::federation::FederatedCredential;
 use crate::methods::SignInMethod;
 
@@ -24,6 +25,9 @@ pub struct Tenant {
     pub apps: Vec<App>,
     #[serde(default)]
     pub users: Vec<User>,
+    /// The authentication methods policy's Temporary Access Pass configuration.
+    #[serde(default)]
+    pub temporary_access_pass_policy: PassPolicy,
 }
 
 /// An app registration with its service principal: credentials, granted application permissions

@@ -21,6 +21,8 @@ pub enum UserAction {
     TransitiveMemberOf,
     /// `authentication/methods`: every sign-in method.
     Methods,
+    /// `authentication/{collection}`: the methods of one kind (`temporaryAccessPassMethods`).
+    MethodCollection(String),
     /// `authentication/{collection}/{id}`: one method of a kind (`fido2Methods`, ...).
     Method {
         collection: String,
@@ -56,6 +58,11 @@ pub fn parse_user_path(raw_path: &str) -> Result<UserPath, String> {
                 && methods.eq_ignore_ascii_case("methods") =>
         {
             UserAction::Methods
+        }
+        [authentication, collection]
+            if authentication.eq_ignore_ascii_case("authentication") && !collection.is_empty() =>
+        {
+            UserAction::MethodCollection(collection.clone())
         }
         [authentication, collection, id]
             if authentication.eq_ignore_ascii_case("authentication") && !id.is_empty() =>

@@ -24,10 +24,11 @@
 //!
 //! Behaviour follows `shared/entra-graph.md`; the test-only endpoints live under `/_emulator/`
 //! (listed in the crate's README): `/signin`, `/counters`, `/requests`, `/users/{id}`, `/users/{id}/methods`,
-//! `/apps/{clientId}`, `/apps/{clientId}/faults`, `/faults`, `/quota`.
+//! `/clock`, `/apps/{clientId}`, `/apps/{clientId}/faults`, `/faults`, `/quota`.
 //! The password policy that resets meet is [`check_password`], for tests that check passwords
 //! without a server.
 
+mod access_pass;
 mod admin;
 mod assertion;
 mod authz;
@@ -65,6 +66,7 @@ mod user_json;
 mod user_view;
 mod users;
 
+pub use access_pass::PassPolicy;
 pub use config::Config;
 pub use counters::Counters;
 pub use credential::CredentialKind;

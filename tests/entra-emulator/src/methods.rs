@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
+    access_pass::PassDetails,
     authz::{self, Action},
     graph_request::GraphRequest,
     operation::Operation,
@@ -32,6 +33,9 @@ pub struct SignInMethod {
     /// A phone's number or an email method's address, listed as `phoneNumber`/`emailAddress`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A Temporary Access Pass's code and lifetime: kept by the emulator, never shown again.
+    #[serde(skip)]
+    pub pass: Option<PassDetails>,
 }
 
 /// The kinds of method Graph lists, named as in their collections (`fido2Methods`, ...).

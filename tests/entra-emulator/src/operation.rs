@@ -23,11 +23,13 @@ pub enum Operation {
     ListMethods,
     /// `DELETE /v1.0/users/{id}/authentication/{kind}Methods/{methodId}`
     DeleteMethod,
+    /// `POST /v1.0/users/{id}/authentication/temporaryAccessPassMethods`
+    CreatePass,
 }
 
 impl Operation {
     /// All Graph operations, e.g. for `FaultPlan::only`.
-    pub const GRAPH: [Operation; 8] = [
+    pub const GRAPH: [Operation; 9] = [
         Operation::GetUser,
         Operation::SetPassword,
         Operation::SetAccountEnabled,
@@ -36,6 +38,7 @@ impl Operation {
         Operation::ListMemberships,
         Operation::ListMethods,
         Operation::DeleteMethod,
+        Operation::CreatePass,
     ];
 
     pub fn is_graph(self) -> bool {

@@ -112,6 +112,17 @@ impl Emulator {
             .ok
     }
 
+    /// Whether this Temporary Access Pass signs the user in now, on the emulator's clock (a pass
+    /// usable once is spent by a sign-in that works).
+    pub fn sign_in_with_pass(&self, user: &str, pass: &str) -> bool {
+        self.shared.lock().sign_in_with_pass(None, user, pass).ok
+    }
+
+    /// Moves the emulator's clock ahead: Temporary Access Passes end without a test waiting.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.shared.lock().clock_ahead += jiff::SignedDuration::try_from(by).unwrap_or_default();
+    }
+
     /// Registers a sign-in method on the user as its holder would; `None` when no such user.
     pub fn register_method(&self, user: &str, kind: MethodKind) -> Option<SignInMethod> {
         self.shared.lock().register_method(user, kind)

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -44,6 +44,9 @@ pub struct State {
     /// The throttling quota, off unless configured or set.
     pub quota: TokenBuckets,
     pub seen_assertions: SeenAssertions,
+    /// How far tests moved the emulator's clock ahead of the wall clock (Temporary Access
+    /// Passes' lifetimes run on it).
+    pub clock_ahead: SignedDuration,
 }
 
 /// The answer of `POST /_emulator/signin`.
@@ -76,6 +79,7 @@ impl Shared {
             faults: FaultPlans::default(),
             quota,
             seen_assertions: SeenAssertions::default(),
+            clock_ahead: SignedDuration::ZERO,
         };
         Ok(Shared {
             base_url,
@@ -91,6 +95,28 @@ impl Shared {
 }
 
 impl State {
+    /// The emulator's clock: the wall clock, moved ahead as far as tests asked.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::now() + self.clock_ahead
+    }
+
+    /// Would this Temporary Access Pass sign the user in now? (A pass usable once is spent.)
+    pub fn sign_in_with_pass(
+        &mut self,
+        tenant: Option<&str>,
+        id_or_upn: &str,
+        code: &str,
+    ) -> SignInResult {
+        let now = self.now();
+        match self.find_user_mut(tenant, id_or_upn) {
+            Some(user) => crate::access_pass::sign_in_with_pass(user, code, now),
+            None => SignInResult {
+                ok: false,
+                reason: Some("user not found".to_owned()),
+            },
+        }
+    }
+
     /// A user by object id or UPN, in any tenant (or only in `tenant`, when given).
     pub fn find_user(&self, tenant: Option<&str>, id_or_upn: &str) -> Option<(&Tenant, &User)> {
         self.tenants
@@ -141,6 +167,7 @@ impl State {
             kind,
             by_holder: true,
             detail: None,
+            pass: None,
         };
         user.methods.push(method.clone());
         Some(method)
@@ -160,12 +187,19 @@ impl State {
         let Some((_, user)) = self.find_user(tenant, id_or_upn) else {
             return refuse("user not found");
         };
-        if !user
+        let Some(method) = user
             .methods
             .iter()
-            .any(|m| m.id.eq_ignore_ascii_case(method_id))
+            .find(|m| m.id.eq_ignore_ascii_case(method_id))
+        else {
+            return refuse("no such sign-in method");
+        };
+        if let Some(reason) = method
+            .pass
+            .as_ref()
+            .and_then(|pass| pass.unusable_at(self.now()))
         {
-            refuse("no such sign-in method")
+            refuse(reason)
         } else if !user.account_enabled {
             refuse("account disabled")
         } else {

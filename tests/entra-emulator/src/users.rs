@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
+    access_pass::create_pass,
     authz::{self, Action},
     directory::{User, UserType},
     graph_path::{UserAction, parse_user_path},
@@ -132,6 +133,11 @@ fn route(
         (Method::GET, UserAction::Methods) => list_methods(request, &path.user),
         (Method::DELETE, UserAction::Method { collection, id }) => {
             delete_method(request, &path.user, &collection, &id)
+        }
+        (Method::POST, UserAction::MethodCollection(collection))
+            if collection.eq_ignore_ascii_case("temporaryAccessPassMethods") =>
+        {
+            create_pass(request, &path.user, &body)
         }
         _ => {
             let message = "Specified HTTP method is not allowed for the request target.";

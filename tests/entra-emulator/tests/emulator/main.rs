@@ -1,5 +1,6 @@
 //! Behaviour of the emulator over HTTP, as the operator's Graph client sees it.
 
+mod access_passes;
 mod admin;
 mod binary;
 mod certificate_assertions;
