@@ -1,9 +1,12 @@
 //! `make demo`: the product page's dashboard flow (configure a dynamic secret, lease, renew,
 //! revoke, expire), a continuous lease rotating while a Deployment rolls, then a cluster pool whose app credential is no secret at all (workload
-//! identity) serving a team that cannot read any credential, on a local control plane, the Entra
-//! emulator and the operator process, narrated with real kubectl output.
+//! identity) serving a team that cannot read any credential, and a Temporary Access Pass that
+//! Entra ends by itself, on a local control plane, the Entra emulator and the operator process,
+//! narrated with real kubectl output.
 
 use entra_test_support::control_plane;
+#[path = "demo/access_pass.rs"]
+mod access_pass;
 #[path = "demo/continuous.rs"]
 mod continuous;
 #[path = "demo/shell.rs"]
@@ -38,7 +41,7 @@ fn main() -> ExitCode {
     };
     match tour(&mut stack) {
         Ok(()) => {
-            heading("11. Stop everything");
+            heading("12. Stop everything");
             let data_dir = stack
                 .control_plane()
                 .kubeconfig
@@ -82,6 +85,7 @@ fn tour(stack: &mut Stack) -> Result<(), String> {
     kubectl.show(&["events", "-n", NAMESPACE])?;
     continuous::continuous_lease(stack, &kubectl)?;
     cluster_pool(stack, &kubectl)?;
+    access_pass::access_pass_lease(stack, &kubectl)?;
     Ok(())
 }
 

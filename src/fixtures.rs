@@ -32,6 +32,8 @@ pub fn pool_spec(users: &[&str]) -> EntraDynamicSecretSpec {
             revoke_sign_in_sessions: true,
             sign_in_methods: Default::default(),
             disable_idle_users: false,
+            credential_type: Default::default(),
+            temporary_access_pass: None,
         },
     }
 }
@@ -90,6 +92,7 @@ pub fn record() -> ClaimRecord {
         },
         revoke_sign_in_sessions: true,
         methods_at_issue: None,
+        access_pass: None,
         disable_when_idle: false,
         password_length: 32,
         secret_name: "entra-ci".into(),

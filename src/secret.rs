@@ -55,7 +55,9 @@ pub struct Credentials<'a> {
     pub user_principal_name: &'a str,
     pub user_id: &'a str,
     pub tenant_id: &'a str,
+    /// The password, or a Temporary Access Pass when `access_pass`.
     pub password: &'a SecretString,
+    pub access_pass: bool,
     /// The credential's last possible moment, which templates may show.
     pub max_expires_at: Timestamp,
     /// Which credential of the lease this is.
@@ -86,6 +88,7 @@ pub fn credentials_secret(
     let values = TemplateValues {
         username: credentials.user_principal_name,
         password: credentials.password,
+        access_pass: credentials.access_pass,
         user_id: credentials.user_id,
         tenant_id: credentials.tenant_id,
         max_expires_at: &max_expires_at,
@@ -94,7 +97,10 @@ pub fn credentials_secret(
     data.extend(
         [
             ("username", credentials.user_principal_name),
-            ("password", credentials.password.expose_secret()),
+            (
+                credential_key(credentials.access_pass),
+                credentials.password.expose_secret(),
+            ),
             ("userId", credentials.user_id),
             ("tenantId", credentials.tenant_id),
         ]
@@ -152,6 +158,15 @@ pub fn credentials_secret(
         type_: Some(template.type_.unwrap_or_else(|| "Opaque".to_owned())),
         ..Secret::default()
     })
+}
+
+/// The key of a lease's credential: `password`, or `temporaryAccessPass` for a pass.
+pub fn credential_key(access_pass: bool) -> &'static str {
+    if access_pass {
+        "temporaryAccessPass"
+    } else {
+        "password"
+    }
 }
 
 /// What the operator keeps of a Secret: who controls it and whether its data is what the
@@ -403,6 +418,7 @@ mod tests {
             user_id: "a11ce000-0000-4000-8000-000000000001",
             tenant_id: "contoso.com",
             password: &password,
+            access_pass: false,
             max_expires_at: Timestamp::UNIX_EPOCH,
             generation: 1,
             previous: None,
@@ -483,6 +499,7 @@ mod tests {
             user_id: "b0b00000-0000-4000-8000-000000000002",
             tenant_id: "contoso.com",
             password: &current,
+            access_pass: false,
             max_expires_at: Timestamp::UNIX_EPOCH,
             generation: 2,
             previous: Some(OtherCredentials {

@@ -7,39 +7,12 @@
 use entra_test_support as support;
 
 use entra_emulator::{MethodKind, Operation, UserType, sample};
-use entra_operator::api::{EntraDynamicSecret, LeasePhase};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use entra_operator::api::LeasePhase;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
 use support::lease_env::{APP_ID, LeaseEnv};
 
 const METHODS_PERMISSION: &str = "UserAuthenticationMethod.ReadWrite.All";
-
-/// Creates dynamic secret `name` over `users` with `extra` merged into its spec.
-async fn create_pool(env: &LeaseEnv, name: &str, users: &[&str], extra: Value) {
-    let mut spec = json!({
-        "tenantId": "contoso.onmicrosoft.com",
-        "applicationId": APP_ID,
-        "clientSecretRef": { "name": "entra-app" },
-        "users": users,
-        "defaultTTL": "1h",
-        "maxTTL": "2h",
-    });
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let pool: EntraDynamicSecret = serde_json::from_value(json!({
-        "apiVersion": "kms.hanzo.ai/v1alpha1",
-        "kind": "EntraDynamicSecret",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .unwrap();
-    env.pools()
-        .create(&PostParams::default(), &pool)
-        .await
-        .unwrap();
-}
 
 /// Waits until pool `name` shows `SignInMethodsManaged` with `status`; returns its reason and
 /// message.
@@ -82,13 +55,8 @@ async fn wait_for_methods_gone(env: &LeaseEnv, user: &str) {
 #[tokio::test]
 async fn a_method_registered_during_a_lease_is_removed_at_its_end() {
     let mut env = LeaseEnv::start("methods-end").await;
-    create_pool(
-        &env,
-        "pool",
-        &[sample::ALICE.upn, sample::BOB.upn],
-        json!({}),
-    )
-    .await;
+    env.create_pool_with("pool", &[sample::ALICE.upn, sample::BOB.upn], json!({}))
+        .await;
     let (reason, _) = methods_condition(&env, "pool", "True").await;
     assert_eq!(reason, "RemovedAtLeaseEnd");
 
@@ -110,7 +78,7 @@ async fn a_method_registered_during_a_lease_is_removed_at_its_end() {
     );
     assert!(!env.emulator.sign_in_with_method(&user, &passkey.id));
     assert!(!env.emulator.sign_in_with_method(&user, &app.id));
-    let revoked = events(&env, "Revoked").await;
+    let revoked = env.events("Revoked").await;
     assert!(
         revoked.iter().any(|note| note
             .contains("2 sign-in methods added during the lease deleted")
@@ -155,12 +123,13 @@ async fn methods_present_before_the_lease_are_kept_and_reported() {
     env.emulator.update_user(sample::ALICE.id, |user| {
         user.methods.iter_mut().for_each(|m| m.by_holder = false);
     });
-    create_pool(&env, "pool", &[sample::ALICE.upn], json!({})).await;
+    env.create_pool_with("pool", &[sample::ALICE.upn], json!({}))
+        .await;
     methods_condition(&env, "pool", "True").await;
     let pool = env.pools().get("pool").await.unwrap();
     let alice = &pool.status.unwrap().users[0];
     assert_eq!(alice.other_sign_in_methods, Some(1));
-    let warned = events(&env, "OtherSignInMethods").await;
+    let warned = env.events("OtherSignInMethods").await;
     assert!(
         warned.iter().any(|note| note.contains(sample::ALICE.upn)),
         "a warning names the user: {warned:?}"
@@ -203,7 +172,8 @@ async fn a_phone_from_before_the_lease_whose_number_the_holder_changed_is_delete
             method.detail = Some("+1 555 0100".into());
         }
     });
-    create_pool(&env, "pool", &[sample::ALICE.upn], json!({})).await;
+    env.create_pool_with("pool", &[sample::ALICE.upn], json!({}))
+        .await;
     methods_condition(&env, "pool", "True").await;
 
     let user = lease_user(&env, "ci", "pool").await;
@@ -228,7 +198,8 @@ async fn a_pool_whose_app_may_not_manage_methods_says_so_and_still_issues() {
     env.emulator.update_app(APP_ID, |app| {
         app.permissions.retain(|p| p != METHODS_PERMISSION);
     });
-    create_pool(&env, "pool", &[sample::ALICE.upn], json!({})).await;
+    env.create_pool_with("pool", &[sample::ALICE.upn], json!({}))
+        .await;
     let (reason, message) = methods_condition(&env, "pool", "False").await;
     assert_eq!(reason, "MethodsPermissionMissing");
     assert!(message.contains(METHODS_PERMISSION), "{message}");
@@ -273,8 +244,7 @@ async fn a_pool_whose_app_may_not_manage_methods_says_so_and_still_issues() {
 #[tokio::test]
 async fn idle_users_are_disabled_between_leases() {
     let env = LeaseEnv::start("idle-disabled").await;
-    create_pool(
-        &env,
+    env.create_pool_with(
         "pool",
         &[sample::ALICE.upn],
         json!({ "disableIdleUsers": true }),
@@ -302,8 +272,7 @@ async fn an_account_an_administrator_disabled_is_never_enabled() {
     let env = LeaseEnv::start("admin-disabled").await;
     env.emulator
         .update_user(sample::BOB.id, |user| user.account_enabled = false);
-    create_pool(
-        &env,
+    env.create_pool_with(
         "pool",
         &[sample::ALICE.upn, sample::BOB.upn],
         json!({ "disableIdleUsers": true }),
@@ -334,8 +303,7 @@ async fn an_account_an_administrator_disabled_is_never_enabled() {
 #[tokio::test]
 async fn an_issue_given_up_after_enabling_the_account_disables_it_again() {
     let env = LeaseEnv::start("idle-window").await;
-    create_pool(
-        &env,
+    env.create_pool_with(
         "pool",
         &[sample::ALICE.upn, sample::BOB.upn],
         json!({ "disableIdleUsers": true }),
@@ -386,8 +354,7 @@ async fn an_app_that_may_not_disable_accounts_does_not_hold_ends_up_nor_leave_ma
         .map(String::from)
         .to_vec();
     });
-    create_pool(
-        &env,
+    env.create_pool_with(
         "pool",
         &[sample::ALICE.upn],
         json!({ "disableIdleUsers": true }),
@@ -409,29 +376,11 @@ async fn an_app_that_may_not_disable_accounts_does_not_hold_ends_up_nor_leave_ma
         .await
         .unwrap();
     assert!(listed.items.is_empty(), "no marker on an enabled account");
-    let warned = events(&env, "MissingPermission").await;
+    let warned = env.events("MissingPermission").await;
     assert!(
         warned
             .iter()
             .any(|note| note.contains("could not be disabled")),
         "{warned:?}"
     );
-}
-
-/// The notes of the events with `reason` in the test's namespace.
-async fn events(env: &LeaseEnv, reason: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
-    env.wait_for(&format!("an event {reason}"), || async {
-        let notes: Vec<String> = events
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some(reason))
-            .filter_map(|e| e.note)
-            .collect();
-        (!notes.is_empty()).then_some(notes)
-    })
-    .await
 }

@@ -80,6 +80,7 @@ fn the_largest_admitted_template_rendered_16_times_at_once_stays_within_a_few_mi
     let values = TemplateValues {
         username: &username,
         password: &password,
+        access_pass: false,
         user_id: "00000000-0000-0000-0000-000000000000",
         tenant_id: &"t".repeat(253),
         max_expires_at: "2026-12-01T00:00:00Z",

@@ -1,6 +1,7 @@
 //! The sign-in options phase of `make bench` (issue 24, invariant I9): what each way of ending a
 //! lease costs in Graph requests, measured over sequential lifecycles (issue, active, delete,
-//! gone) on pools that differ only in `signInMethods` and `disableIdleUsers`. Runs its own
+//! gone) on pools that differ only in `signInMethods`, `disableIdleUsers` and `credentialType`
+//! (with each option's time to credential, Temporary Access Passes included). Runs its own
 //! emulator and operator in namespaces of its own.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use crate::control_plane::ControlPlane;
 use crate::lab::{self, Lab, lease_object, user_id};
 use crate::operator::start_phase_operator;
+use crate::stats::Percentiles;
 use crate::tracker::Tracker;
 
 const NAMESPACE: &str = "bench-sign-in";
@@ -28,7 +30,7 @@ struct EndOption {
     registers_method: bool,
 }
 
-fn options() -> [EndOption; 4] {
+fn options() -> [EndOption; 5] {
     [
         EndOption {
             label: "password and sessions (signInMethods: Keep)",
@@ -50,6 +52,11 @@ fn options() -> [EndOption; 4] {
             spec: json!({ "disableIdleUsers": true }),
             registers_method: false,
         },
+        EndOption {
+            label: "a Temporary Access Pass (credentialType: TemporaryAccessPass)",
+            spec: json!({ "credentialType": "TemporaryAccessPass" }),
+            registers_method: false,
+        },
     ]
 }
 
@@ -60,6 +67,8 @@ pub struct OptionCost {
     pub lifecycles: usize,
     pub graph_writes: f64,
     pub graph_reads: f64,
+    /// From the lease's creation to its credential, as the tracker saw it.
+    pub time_to_credential_ms: Percentiles,
     /// Per lifecycle, by emulator operation.
     pub by_operation: BTreeMap<String, f64>,
 }
@@ -94,13 +103,19 @@ pub async fn measure(
         // One lifecycle first, so that a pool's own reads (its validation) stay out of the count.
         lifecycle(&lab, &emulator, &tracker, &pool, option, usize::MAX).await;
         let before = emulator.counters();
+        let mut waits = Vec::with_capacity(lifecycles);
         for n in 0..lifecycles {
-            lifecycle(&lab, &emulator, &tracker, &pool, option, n).await;
+            waits.push(lifecycle(&lab, &emulator, &tracker, &pool, option, n).await);
         }
-        let cost = OptionCost::of(option.label, lifecycles, &before, &emulator.counters());
+        let mut cost = OptionCost::of(option.label, lifecycles, &before, &emulator.counters());
+        cost.time_to_credential_ms = Percentiles::of(&waits);
         println!(
-            "   {}: {:.2} Graph writes, {:.2} reads per lifecycle",
-            cost.option, cost.graph_writes, cost.graph_reads
+            "   {}: {:.2} Graph writes, {:.2} reads per lifecycle; time to credential p50 {:.0} ms, p99 {:.0} ms",
+            cost.option,
+            cost.graph_writes,
+            cost.graph_reads,
+            cost.time_to_credential_ms.p50,
+            cost.time_to_credential_ms.p99
         );
         costs.push(cost);
     }
@@ -108,6 +123,7 @@ pub async fn measure(
     costs
 }
 
+/// One lifecycle; its time to credential in milliseconds.
 async fn lifecycle(
     lab: &Lab,
     emulator: &Emulator,
@@ -115,8 +131,9 @@ async fn lifecycle(
     pool: &str,
     option: &EndOption,
     n: usize,
-) {
+) -> f64 {
     let name = format!("{pool}-{n}");
+    let created = std::time::Instant::now();
     let lease = lease_object(&name, pool, json!({ "dynamicSecretRef": { "name": pool } }));
     lab.leases()
         .create(&PostParams::default(), &lease)
@@ -126,6 +143,7 @@ async fn lifecycle(
         .wait_active(&name, PATIENCE)
         .await
         .expect("the lease is issued");
+    let waited = created.elapsed().as_secs_f64() * 1000.0;
     if option.registers_method {
         let index: usize = pool.trim_start_matches("option-").parse().unwrap_or(0);
         emulator
@@ -140,6 +158,7 @@ async fn lifecycle(
         .wait_gone(&name, PATIENCE)
         .await
         .expect("the lease ends");
+    waited
 }
 
 impl OptionCost {
@@ -160,6 +179,7 @@ impl OptionCost {
             lifecycles,
             graph_writes: (after.graph_writes - before.graph_writes) as f64 / n,
             graph_reads: (after.graph_reads - before.graph_reads) as f64 / n,
+            time_to_credential_ms: Percentiles::default(),
             by_operation,
         }
     }
@@ -171,8 +191,9 @@ pub fn markdown(costs: &[OptionCost]) -> String {
     let mut out = String::from(
         "### Graph requests per lifecycle, by sign-in option\n\n\
          Sequential lifecycles (issue, active, delete, gone) on one-user pools that differ only in \
-         `signInMethods` and `disableIdleUsers`.\n\n\
-         | option | lifecycles | Graph writes | Graph reads | by operation |\n|---|---|---|---|---|\n",
+         `signInMethods`, `disableIdleUsers` and `credentialType`; time to credential from the \
+         lease's creation to its Secret, as a watch saw it.\n\n\
+         | option | lifecycles | Graph writes | Graph reads | time to credential p50 / p99 | by operation |\n|---|---|---|---|---|---|\n",
     );
     for cost in costs {
         let by_operation: Vec<String> = cost
@@ -182,11 +203,13 @@ pub fn markdown(costs: &[OptionCost]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.0} / {:.0} ms | {} |",
             cost.option,
             cost.lifecycles,
             cost.graph_writes,
             cost.graph_reads,
+            cost.time_to_credential_ms.p50,
+            cost.time_to_credential_ms.p99,
             by_operation.join(", ")
         );
     }

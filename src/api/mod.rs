@@ -23,8 +23,9 @@ pub use dynamic_secret::{EntraDynamicSecret, EntraDynamicSecretSpec};
 pub use lease::{DynamicSecretRef, EntraLease, EntraLeaseSpec, LeasePhase, LeaseStatus, PoolKind};
 pub use leased_user::LeasedUser;
 pub use pool_spec::{
-    AssertionAlgorithm, CertificateRef, ClientSecretRef, DynamicSecretStatus, PoolSpec, PoolUser,
-    SignInMethods, WORKLOAD_IDENTITY_IS_CLUSTER_ONLY, WorkloadIdentity,
+    AccessPassPolicy, AssertionAlgorithm, CertificateRef, ClientSecretRef, CredentialType,
+    DynamicSecretStatus, PoolSpec, PoolUser, SignInMethods, WORKLOAD_IDENTITY_IS_CLUSTER_ONLY,
+    WorkloadIdentity,
 };
 pub use rotation::{
     CREDENTIAL_GENERATION_ANNOTATION, DEFAULT_OVERLAP, NAMED_USER_CANNOT_ROTATE,

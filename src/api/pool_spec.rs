@@ -97,6 +97,67 @@ pub struct PoolSpec {
     /// are not leased. Needs User.EnableDisableAccount.All (or User.ReadWrite.All).
     #[serde(default)]
     pub disable_idle_users: bool,
+
+    /// What a lease receives: Password (a fresh password for its user, ended by the operator) or
+    /// TemporaryAccessPass (a pass Entra creates and ends at its lifetime, even with the operator
+    /// down). A TemporaryAccessPass pool needs signInMethods RemoveAddedDuringLease and the Graph
+    /// application permission UserAuthenticationMethod.ReadWrite.All.
+    #[serde(default)]
+    pub credential_type: CredentialType,
+
+    /// The tenant's Temporary Access Pass policy as it applies to pool users, for
+    /// credentialType TemporaryAccessPass: leases whose TTL falls outside its lifetimes are
+    /// refused before anything is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary_access_pass: Option<AccessPassPolicy>,
+}
+
+/// What a lease of a pool receives.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CredentialType {
+    #[default]
+    Password,
+    TemporaryAccessPass,
+}
+
+/// The lifetimes the tenant's Temporary Access Pass policy allows (Entra's defaults: 1h to 8h),
+/// and whether passes are usable once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPassPolicy {
+    /// The policy's minimum lifetime (at least 10m, Graph's floor).
+    #[serde(default = "default_pass_minimum")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = positive_duration())]
+    pub minimum_lifetime: String,
+
+    /// The policy's maximum lifetime (at most 720h, Graph's ceiling). maxTTL may not exceed it.
+    #[serde(default = "default_pass_maximum")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = positive_duration())]
+    pub maximum_lifetime: String,
+
+    /// Each pass signs in once (its sign-in session then runs to the pass's end).
+    #[serde(default)]
+    pub usable_once: bool,
+}
+
+impl Default for AccessPassPolicy {
+    fn default() -> Self {
+        Self {
+            minimum_lifetime: default_pass_minimum(),
+            maximum_lifetime: default_pass_maximum(),
+            usable_once: false,
+        }
+    }
+}
+
+fn default_pass_minimum() -> String {
+    "1h".into()
+}
+
+fn default_pass_maximum() -> String {
+    "8h".into()
 }
 
 /// What a lease's end does to sign-in methods registered during the lease.

@@ -29,6 +29,10 @@ pub struct ClaimRecord {
     /// its app could not list them at issue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub methods_at_issue: Option<Vec<String>>,
+    /// A Temporary Access Pass lease (the pool's `credentialType` at issue): the pass asked for,
+    /// and once Entra created it, its id. The Secret holds the pass instead of a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_pass: Option<AccessPassRecord>,
     /// `disableIdleUsers` of the pool as it was at issue: the end disables the account.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disable_when_idle: bool,
@@ -64,6 +68,18 @@ pub struct ClaimRecord {
     /// later, as the restores' spacing says).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_at: Option<Time>,
+}
+
+/// The Temporary Access Pass of a lease.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPassRecord {
+    /// The lease's TTL in whole minutes.
+    pub lifetime_in_minutes: u32,
+    pub usable_once: bool,
+    /// The pass's method id, once Entra created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 fn first_generation() -> u32 {

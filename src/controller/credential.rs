@@ -4,20 +4,21 @@
 //! neither the lease nor its pool as they are now.
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
 
 use super::Error;
-use super::claim_record::ClaimRecord;
+use super::claim_record::{AccessPassRecord, ClaimRecord};
 use super::claims::{HeldClaim, is_conflict, is_not_found};
 use super::context::{Context, EndStep, PASSWORD_ATTEMPTS};
 use super::reasons::Reason;
 use super::sign_in_methods::remove_methods_added;
-use super::status::FIELD_MANAGER;
+use super::status::{FIELD_MANAGER, whole_seconds};
 use crate::api::EntraLease;
-use crate::graph::{AppCredentials, Class, GraphClient, GraphError, Purpose};
+use crate::graph::{AppCredentials, Class, GraphClient, GraphError, Purpose, SignInMethod};
 use crate::metrics::metrics;
 use crate::password::generate_password;
 use crate::secret::{
@@ -87,6 +88,46 @@ pub(super) async fn set_password_via_secret(
     Err(Error::PasswordsRejected(PASSWORD_ATTEMPTS))
 }
 
+/// Has Entra create a Temporary Access Pass for the user of `record`, then writes it to the
+/// lease's Secret. Entra makes the pass, so it exists before the Secret holds it: a crash in
+/// between leaves a pass nobody was given, which the next attempt replaces (a user has one pass)
+/// and every end deletes (it is not among the methods at issue). Answers the record with the
+/// pass's id, and Entra's end of it as the credential's.
+pub(super) async fn create_pass_into_secret(
+    ctx: &Context,
+    lease: &EntraLease,
+    app: &AppCredentials,
+    record: &ClaimRecord,
+    class: Class,
+) -> Result<ClaimRecord, Error> {
+    let Some(asked) = &record.access_pass else {
+        return Err(Error::MalformedClaim(record.secret_name.clone()));
+    };
+    let graph = ctx.graph.for_purpose(Purpose::new(
+        class,
+        &record.lease.namespace,
+        &record.lease.uid,
+    ));
+    let pass = graph
+        .create_access_pass(
+            app,
+            &record.user.id,
+            asked.lifetime_in_minutes,
+            asked.usable_once,
+        )
+        .await?;
+    let mut created = record.clone();
+    let ends_at = Time(whole_seconds(pass.ends_at()));
+    created.expires_at = ends_at.clone();
+    created.max_expires_at = ends_at;
+    created.access_pass = Some(AccessPassRecord {
+        id: Some(pass.id.clone()),
+        ..asked.clone()
+    });
+    write_credentials(ctx, lease, &created, &pass.code, Secrets::Alone).await?;
+    Ok(created)
+}
+
 /// What a lease's Secret holds beside its current credential.
 pub(super) enum Secrets<'a> {
     Alone,
@@ -114,6 +155,7 @@ pub(super) async fn write_credentials(
         user_id: &record.user.id,
         tenant_id: &record.app.tenant_id,
         password,
+        access_pass: record.access_pass.is_some(),
         max_expires_at: record.max_expires_at(),
         generation: record.generation,
         previous,
@@ -224,11 +266,27 @@ async fn end_in_entra(
         }
         progress.done(claim, EndStep::SessionsRevoked);
     }
-    if let Some(kept) = &record.methods_at_issue
-        && !progress.has_done(claim, EndStep::MethodsRemoved)
-    {
+    if !progress.has_done(claim, EndStep::MethodsRemoved) {
         let upn = &record.user.user_principal_name;
-        ended.methods_removed = remove_methods_added(&graph, &app, user_id, upn, kept).await?;
+        let pass = record
+            .access_pass
+            .as_ref()
+            .and_then(|pass| pass.id.as_deref());
+        match (&record.methods_at_issue, pass) {
+            // The pass is among the methods added during the lease.
+            (Some(kept), _) => {
+                ended.methods_removed =
+                    remove_methods_added(&graph, &app, user_id, upn, kept).await?;
+            }
+            (None, Some(pass)) => {
+                let pass = SignInMethod::access_pass(pass);
+                match graph.delete_sign_in_method(&app, user_id, &pass).await {
+                    Ok(()) | Err(GraphError::UserNotFound { .. }) => ended.methods_removed = 1,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            (None, None) => {}
+        }
         progress.done(claim, EndStep::MethodsRemoved);
     }
     Ok(ended)

@@ -283,6 +283,13 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
             retry_in: None,
         });
     }
+    if let Some(problem) = super::access_pass::pool_problem(spec) {
+        return Err(Failure {
+            reason: Reason::AccessPassMisconfigured,
+            message: format!("{pool} cannot issue Temporary Access Passes: {problem}"),
+            retry_in: None,
+        });
+    }
     let credential = app_credentials(ctx, pool).await.map_err(|error| Failure {
         reason: match &error {
             Error::KubeConflict(_)
@@ -375,6 +382,18 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     let methods = check_methods(ctx, &graph, app, spec, &mut users)
         .await
         .map_err(graph_failure)?;
+    // A pass lets its holder register methods: a pass pool whose app cannot remove them at the
+    // lease's end does not issue.
+    if super::access_pass::issues_passes(spec) && !methods.managed {
+        return Err(Failure {
+            reason: methods.reason,
+            message: format!(
+                "{pool} cannot issue Temporary Access Passes: {}",
+                methods.message
+            ),
+            retry_in: None,
+        });
+    }
     ctx.validations
         .record(pool, credential.version.clone(), users.clone());
     // Leases draw their candidates from this resolution only: those that waited for it go on.

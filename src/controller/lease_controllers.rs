@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedReceiver;
-use futures::{StreamExt, future};
+use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::coordination::v1::Lease as Claim;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -35,6 +35,7 @@ pub fn lease_controllers(
     changes: LeaseTriggers,
     reaper: ReaperHandle,
     pools_resolved: UnboundedReceiver<PoolKey>,
+    expired: impl Stream<Item = ObjectRef<EntraLease>> + Send + 'static,
     config: ControllerConfig,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) -> (Store<EntraLease>, impl Future<Output = ()>) {
@@ -72,11 +73,18 @@ pub fn lease_controllers(
     });
     let revocation_controller = Controller::for_stream(deleted_leases, lease_store.clone())
         .with_config(config.clone())
+        // Credentials at their end, which a busy lease controller would reach late.
+        .reconcile_on(expired)
         .graceful_shutdown_on(shutdown.clone())
         .run(
             |lease, ctx| {
                 let key = failure_key(lease.as_ref());
-                timed("lease", key, ctx.clone(), lease::reconcile(lease, ctx))
+                timed(
+                    "lease",
+                    key,
+                    ctx.clone(),
+                    lease::reconcile_ending(lease, ctx),
+                )
             },
             error_policy::<EntraLease>,
             ctx.clone(),

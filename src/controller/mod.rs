@@ -1,5 +1,6 @@
 //! The two controllers and the watches they share.
 
+mod access_pass;
 mod app_credential;
 mod backoff;
 mod cache_bounds;
@@ -15,6 +16,7 @@ mod dynamic_secret;
 mod error;
 mod error_policy;
 mod events;
+mod expiry_timers;
 mod graph_reasons;
 mod idle_accounts;
 mod index;
@@ -52,6 +54,7 @@ pub use context::Context;
 pub use credential_copies::copy_name;
 use credential_sweep::sweep_credential_copies;
 pub use error::Error;
+use expiry_timers::ExpiryTimers;
 pub use kept_credential::CREDENTIAL_COPY_LABEL;
 use lease_controllers::lease_controllers;
 use pool_controller::pool_controller;
@@ -110,12 +113,20 @@ pub async fn run(
         reaper.clone(),
     );
     let (resolved_pools, pools_resolved) = futures::channel::mpsc::unbounded();
-    let ctx = Arc::new(Context::new(&client, settings, &caches, resolved_pools));
+    let (expiries, expired) = ExpiryTimers::new();
+    let ctx = Arc::new(Context::new(
+        &client,
+        settings,
+        &caches,
+        resolved_pools,
+        expiries,
+    ));
     let (leases, lease_controllers) = lease_controllers(
         ctx.clone(),
         changes.for_leases,
         reaper.clone(),
         pools_resolved,
+        expired,
         config.clone(),
         shutdown.clone(),
     );

@@ -91,6 +91,10 @@ pub enum Reason {
     SignInMethodsRemain,
     RemovedAtLeaseEnd,
     KeptAfterLease,
+    // Temporary Access Pass pools and leases.
+    AccessPassMisconfigured,
+    NotForAccessPass,
+    TTLOutsidePassPolicy,
     MethodsPermissionMissing,
     OtherSignInMethods,
     // Any other failure of a reconcile (the Kubernetes API, a stale copy).
@@ -99,7 +103,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for looking one up by its name.
-    pub const ALL: [Reason; 79] = [
+    pub const ALL: [Reason; 82] = [
         Reason::Issued,
         Reason::Renewed,
         Reason::RenewalCapped,
@@ -176,6 +180,9 @@ impl Reason {
         Reason::SignInMethodsRemain,
         Reason::RemovedAtLeaseEnd,
         Reason::KeptAfterLease,
+        Reason::AccessPassMisconfigured,
+        Reason::NotForAccessPass,
+        Reason::TTLOutsidePassPolicy,
         Reason::MethodsPermissionMissing,
         Reason::OtherSignInMethods,
         Reason::ReconcileFailed,
@@ -259,6 +266,9 @@ impl Reason {
             Reason::SignInMethodsRemain => "SignInMethodsRemain",
             Reason::RemovedAtLeaseEnd => "RemovedAtLeaseEnd",
             Reason::KeptAfterLease => "KeptAfterLease",
+            Reason::AccessPassMisconfigured => "AccessPassMisconfigured",
+            Reason::NotForAccessPass => "NotForAccessPass",
+            Reason::TTLOutsidePassPolicy => "TTLOutsidePassPolicy",
             Reason::MethodsPermissionMissing => "MethodsPermissionMissing",
             Reason::OtherSignInMethods => "OtherSignInMethods",
             Reason::ReconcileFailed => "ReconcileFailed",

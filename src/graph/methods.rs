@@ -51,6 +51,15 @@ impl SignInMethod {
         })
     }
 
+    /// A Temporary Access Pass by its id.
+    pub fn access_pass(id: &str) -> SignInMethod {
+        SignInMethod {
+            id: id.to_owned(),
+            fingerprint: id.to_owned(),
+            collection: "temporaryAccessPassMethods".into(),
+        }
+    }
+
     /// What kind of method it is, for messages (`fido2`, `phone`, ...).
     pub fn kind(&self) -> &str {
         self.collection.trim_end_matches("Methods")

@@ -16,6 +16,7 @@
 //!   (`certificate_problem`, `not_leasable`) sit below it, with the modules that find them.
 //! - `config`: the client's timeouts, retry budget and token lifetimes.
 
+mod access_pass;
 mod certificate;
 mod certificate_problem;
 mod client;
@@ -35,6 +36,7 @@ mod scheduler;
 mod token;
 mod users;
 
+pub use access_pass::IssuedPass;
 pub use certificate::{AssertionAlgorithm, CertificateCredential};
 pub use certificate_problem::CertificateProblem;
 pub use client::GraphClient;

@@ -28,7 +28,9 @@ pub const LEASE_OUTPUT_LIMIT: usize = 64 * 1024;
 /// What a template can use.
 pub struct TemplateValues<'a> {
     pub username: &'a str,
+    /// The password, or a Temporary Access Pass when `access_pass` (the other variable is empty).
     pub password: &'a SecretString,
+    pub access_pass: bool,
     pub user_id: &'a str,
     pub tenant_id: &'a str,
     /// RFC 3339.
@@ -39,7 +41,10 @@ impl TemplateValues<'_> {
     fn value(&self, variable: Variable) -> &str {
         match variable {
             Variable::Username => self.username,
+            Variable::Password if self.access_pass => "",
             Variable::Password => self.password.expose_secret(),
+            Variable::TemporaryAccessPass if self.access_pass => self.password.expose_secret(),
+            Variable::TemporaryAccessPass => "",
             Variable::UserId => self.user_id,
             Variable::TenantId => self.tenant_id,
             Variable::MaxExpiresAt => self.max_expires_at,
@@ -166,6 +171,7 @@ mod tests {
         let values = TemplateValues {
             username: "alice@contoso.com",
             password: &password,
+            access_pass: false,
             user_id: "id-alice",
             tenant_id: "tenant-1",
             max_expires_at: "2026-12-01T00:00:00Z",
@@ -329,6 +335,7 @@ mod tests {
         let values = TemplateValues {
             username: &long,
             password: &password,
+            access_pass: false,
             user_id: "id",
             tenant_id: "t",
             max_expires_at: "2026-12-01T00:00:00Z",

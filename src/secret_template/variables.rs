@@ -6,19 +6,27 @@
 pub enum Variable {
     Username,
     Password,
+    TemporaryAccessPass,
     UserId,
     TenantId,
     MaxExpiresAt,
 }
 
 impl Variable {
-    pub const NAMES: [&'static str; 5] =
-        ["username", "password", "userId", "tenantId", "maxExpiresAt"];
+    pub const NAMES: [&'static str; 6] = [
+        "username",
+        "password",
+        "temporaryAccessPass",
+        "userId",
+        "tenantId",
+        "maxExpiresAt",
+    ];
 
     pub fn named(name: &str) -> Option<Variable> {
         Some(match name {
             "username" => Variable::Username,
             "password" => Variable::Password,
+            "temporaryAccessPass" => Variable::TemporaryAccessPass,
             "userId" => Variable::UserId,
             "tenantId" => Variable::TenantId,
             "maxExpiresAt" => Variable::MaxExpiresAt,
@@ -33,6 +41,8 @@ impl Variable {
         match self {
             Variable::Username => 256,
             Variable::Password => 256,
+            // Entra's passes are 8 to 48 characters.
+            Variable::TemporaryAccessPass => 64,
             Variable::UserId => 36,
             Variable::TenantId => 253,
             Variable::MaxExpiresAt => 32,

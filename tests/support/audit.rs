@@ -38,7 +38,9 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 
 use super::lab::{Lab, retrying};
-use super::tracker::{Tracker, credentials, pending_credentials, previous_credentials};
+use super::tracker::{
+    Tracker, access_pass, credentials, pending_credentials, previous_credentials,
+};
 
 const MANAGED: &str = "app.kubernetes.io/managed-by=entra-operator";
 /// Lease Secrets: managed and labelled with their lease (the operator's copies of app
@@ -224,6 +226,7 @@ impl Auditor {
                 let lease = secret.metadata.labels.as_ref()?.get(LEASE_LABEL)?.clone();
                 let pairs = [
                     credentials(secret),
+                    access_pass(secret),
                     previous_credentials(secret),
                     pending_credentials(secret),
                 ]
@@ -312,9 +315,13 @@ impl Auditor {
                     if record.issued && unexpired && lease.metadata.deletion_timestamp.is_none() {
                         let works = secret_credentials.get(&record.secret_name).is_some_and(
                             |(_, pairs)| {
-                                pairs.iter().any(|(username, password)| {
+                                pairs.iter().any(|(username, secret)| {
                                     username.eq_ignore_ascii_case(user)
-                                        && emulator.sign_in(username, password)
+                                        && match record.access_pass {
+                                            // Issued: a pass used once still counts.
+                                            Some(_) => emulator.pass_is_live(username, secret),
+                                            None => emulator.sign_in(username, secret),
+                                        }
                                 })
                             },
                         );
@@ -528,13 +535,30 @@ async fn sign_in_path_findings(
     let (all, managed) = (ListParams::default(), ListParams::default().labels(MANAGED));
     let pools = retrying(PATIENCE, || pools.list(&all)).await?;
     let claims = retrying(PATIENCE, || claims.list(&managed)).await?;
-    let claimed: HashSet<String> = claims
+    let records: Vec<ClaimRecord> = claims
         .items
         .iter()
         .filter_map(|claim| record_of(&claim.metadata))
+        .collect();
+    let claimed: HashSet<String> = records
+        .iter()
         .map(|record| record.user.id.to_ascii_lowercase())
         .collect();
     let mut found = BTreeSet::new();
+    // No pass is left that a claim does not record (one being created has no id yet).
+    for record in records.iter().filter(|r| r.issued) {
+        let recorded = record.access_pass.as_ref().and_then(|p| p.id.as_deref());
+        if let Some(user) = emulator.user(&record.user.id)
+            && user.methods.iter().any(|m| {
+                m.pass.is_some() && recorded.is_none_or(|id| !m.id.eq_ignore_ascii_case(id))
+            })
+        {
+            found.insert(format!(
+                "I9: {} holds a Temporary Access Pass its claim does not record",
+                user.user_principal_name
+            ));
+        }
+    }
     for pool in &pools.items {
         let Some(status) = &pool.status else {
             continue;
@@ -555,6 +579,11 @@ async fn sign_in_path_findings(
                 continue;
             };
             let upn = &user.user_principal_name;
+            if user.methods.iter().any(|m| m.pass.is_some()) {
+                found.insert(format!(
+                    "I9: {upn} is released, yet a Temporary Access Pass created for a lease is left"
+                ));
+            }
             if removes_methods && user.methods.iter().any(|m| m.by_holder) {
                 found.insert(format!(
                     "I9: {upn} is released, yet a sign-in method registered during its lease is left"

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use entra_emulator::{Config, Emulator};
 use entra_operator::api::{EntraDynamicSecret, EntraLease, LeasePhase};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::audit::Auditor;
@@ -120,18 +121,29 @@ impl LeaseEnv {
 
     /// Creates a dynamic secret over `users` of the sample tenant.
     pub async fn create_pool(&self, name: &str, users: &[&str], default_ttl: &str, max_ttl: &str) {
+        let ttls = json!({ "defaultTTL": default_ttl, "maxTTL": max_ttl });
+        self.create_pool_with(name, users, ttls).await;
+    }
+
+    /// Creates a dynamic secret over `users` of the sample tenant (TTLs 1h and 2h), with
+    /// `extra` merged into its spec.
+    pub async fn create_pool_with(&self, name: &str, users: &[&str], extra: Value) {
+        let mut spec = json!({
+            "tenantId": "contoso.onmicrosoft.com",
+            "applicationId": APP_ID,
+            "clientSecretRef": { "name": "entra-app" },
+            "users": users,
+            "defaultTTL": "1h",
+            "maxTTL": "2h",
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
         let pool: EntraDynamicSecret = serde_json::from_value(json!({
             "apiVersion": "kms.hanzo.ai/v1alpha1",
             "kind": "EntraDynamicSecret",
             "metadata": { "name": name },
-            "spec": {
-                "tenantId": "contoso.onmicrosoft.com",
-                "applicationId": APP_ID,
-                "clientSecretRef": { "name": "entra-app" },
-                "users": users,
-                "defaultTTL": default_ttl,
-                "maxTTL": max_ttl,
-            }
+            "spec": spec,
         }))
         .unwrap();
         self.pools()
@@ -216,6 +228,24 @@ impl LeaseEnv {
         let data = secret.data.unwrap();
         let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
         (text("username"), text("password"))
+    }
+
+    /// The notes of the namespace's events with `reason`, once there is one.
+    pub async fn events(&self, reason: &str) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        self.wait_for(&format!("an event {reason}"), || async {
+            let notes: Vec<String> = events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .filter_map(|e| e.note)
+                .collect();
+            (!notes.is_empty()).then_some(notes)
+        })
+        .await
     }
 
     pub async fn annotate(&self, lease: &str, key: &str, value: &str) {

@@ -451,6 +451,11 @@ pub fn pending_credentials(secret: &Secret) -> Option<(String, String)> {
     pair(secret, "pendingUsername", "pendingPassword")
 }
 
+/// The username and Temporary Access Pass in a pass lease's Secret.
+pub fn access_pass(secret: &Secret) -> Option<(String, String)> {
+    pair(secret, "username", "temporaryAccessPass")
+}
+
 /// The username and password in a lease Secret.
 pub fn credentials(secret: &Secret) -> Option<(String, String)> {
     pair(secret, "username", "password")

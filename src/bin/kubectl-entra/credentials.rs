@@ -17,7 +17,9 @@ pub struct Held {
     pub pool: String,
     pub secret: String,
     pub username: String,
+    /// The password, or a Temporary Access Pass when `access_pass`.
     pub password: SecretString,
+    pub access_pass: bool,
     pub expires_at: Option<Timestamp>,
     pub max_expires_at: Option<Timestamp>,
     pub next_rotation_at: Option<Timestamp>,
@@ -98,13 +100,19 @@ pub async fn read(target: &Target, lease: &EntraLease) -> Result<Held, PluginErr
                 PluginError::LeaseNotUsable(format!("Secret {secret_name} has no key {key}"))
             })
     };
+    // A pass lease's Secret holds its pass where a password lease's holds the password.
+    let (password, access_pass) = match text("password") {
+        Ok(password) => (password, false),
+        Err(missing) => (text("temporaryAccessPass").map_err(|_| missing)?, true),
+    };
     Ok(Held {
         namespace,
         lease: name,
         pool: lease.spec.dynamic_secret_ref.name.clone(),
         secret: secret_name.clone(),
         username: text("username")?,
-        password: SecretString::from(text("password")?),
+        password: SecretString::from(password),
+        access_pass,
         expires_at: status.expires_at.map(|t| t.0),
         max_expires_at: status.max_expires_at.map(|t| t.0),
         next_rotation_at: status.next_rotation_at.map(|t| t.0),

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::credentials::Held;
 use crate::error::PluginError;
 use crate::table::until;
+use entra_operator::secret::credential_key;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -67,7 +68,14 @@ fn text(held: &Held, password: Option<&str>) -> String {
     let mut lines = vec![
         ("Lease", format!("{}/{}", held.namespace, held.lease)),
         ("Username", held.username.clone()),
-        ("Password", password.unwrap_or(HIDDEN).to_owned()),
+        (
+            if held.access_pass {
+                "Access pass"
+            } else {
+                "Password"
+            },
+            password.unwrap_or(HIDDEN).to_owned(),
+        ),
         ("Expires", when(held.expires_at)),
         ("Renewable until", when(held.max_expires_at)),
     ];
@@ -99,7 +107,7 @@ fn document(held: &Held, password: Option<&str>) -> Value {
         document["nextRotationAt"] = json!(at.to_string());
     }
     if let Some(password) = password {
-        document["password"] = json!(password);
+        document[credential_key(held.access_pass)] = json!(password);
     }
     document
 }
@@ -111,7 +119,12 @@ fn env(held: &Held, password: Option<&str>) -> String {
         ("ENTRA_USERNAME", held.username.clone()),
     ];
     if let Some(password) = password {
-        variables.push(("ENTRA_PASSWORD", password.to_owned()));
+        let name = if held.access_pass {
+            "ENTRA_TEMPORARY_ACCESS_PASS"
+        } else {
+            "ENTRA_PASSWORD"
+        };
+        variables.push((name, password.to_owned()));
     }
     if let Some(at) = held.expires_at {
         variables.push(("ENTRA_EXPIRES_AT", at.to_string()));
@@ -177,6 +190,7 @@ mod tests {
             secret: "entra-web".into(),
             username: "alice@contoso.com".into(),
             password: SecretString::from("p4ss'w0rd$"),
+            access_pass: false,
             expires_at: Some("2026-11-30T10:00:00Z".parse().unwrap()),
             max_expires_at: None,
             next_rotation_at: None,
@@ -195,6 +209,30 @@ mod tests {
         assert!(render(&held(), Format::Env, true).contains(r"ENTRA_PASSWORD='p4ss'\''w0rd$'"));
         let json: Value = serde_json::from_str(&render(&held(), Format::Json, true)).unwrap();
         assert_eq!(json["password"], "p4ss'w0rd$");
+    }
+
+    #[test]
+    fn a_pass_is_printed_as_a_pass_and_only_when_asked_for() {
+        let pass = Held {
+            password: SecretString::from("Tap-8x2"),
+            access_pass: true,
+            ..held()
+        };
+        for format in [Format::Text, Format::Json, Format::Yaml, Format::Env] {
+            assert!(
+                !render(&pass, format, false).contains("Tap-8x2"),
+                "{format:?}"
+            );
+            assert!(
+                render(&pass, format, true).contains("Tap-8x2"),
+                "{format:?}"
+            );
+        }
+        assert!(render(&pass, Format::Env, true).contains("ENTRA_TEMPORARY_ACCESS_PASS='Tap-8x2'"));
+        assert!(render(&pass, Format::Text, true).contains("Access pass"));
+        let json: Value = serde_json::from_str(&render(&pass, Format::Json, true)).unwrap();
+        assert_eq!(json["temporaryAccessPass"], "Tap-8x2");
+        assert!(json.get("password").is_none());
     }
 
     #[test]

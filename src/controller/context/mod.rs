@@ -35,6 +35,7 @@ use super::Settings;
 use super::claims::{Claims, HeldClaim};
 use super::credential_copies::CredentialCopies;
 use super::events::Events;
+use super::expiry_timers::ExpiryTimers;
 use super::idle_accounts::IdleAccounts;
 use super::index::Index;
 use super::lease_locks::LeaseLocks;
@@ -106,6 +107,8 @@ pub struct Context {
     /// One issue at a time per (pool with `maxLeasesPerNamespace`, namespace): its count of the
     /// namespace's claims and its claim go together.
     pub share_locks: LeaseLocks,
+    /// Wakes the revocation controller at each active credential's end.
+    pub expiries: ExpiryTimers,
 }
 
 impl Context {
@@ -116,6 +119,7 @@ impl Context {
         settings: Settings,
         caches: &SharedCaches,
         resolved_pools: UnboundedSender<PoolKey>,
+        expiries: ExpiryTimers,
     ) -> Self {
         let reporter = Reporter {
             controller: "entra-operator".into(),
@@ -149,6 +153,7 @@ impl Context {
             resolved_pools,
             lease_locks: LeaseLocks::default(),
             share_locks: LeaseLocks::default(),
+            expiries,
         }
     }
 }

@@ -25,6 +25,12 @@ pub fn not_served(lease: &EntraLease) -> String {
     )
 }
 
+pub fn pass_not_renewed() -> String {
+    "not renewed: a Temporary Access Pass's lifetime is fixed when Entra creates it; create a \
+     new lease when it ends"
+        .into()
+}
+
 pub fn nobody_free(named: Option<&str>, pool: &Pool) -> String {
     match named {
         Some(user) => format!("user {user} is leased by another lease; waiting for it"),

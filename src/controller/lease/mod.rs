@@ -28,7 +28,7 @@ use super::rotation_schedule::Rollouts;
 use crate::api::{EntraLease, PoolKind};
 use crate::secret::secret_state;
 use apply::{Shell, Step, cleanup};
-use decide::{Reads, decide, look_again_after};
+use decide::{Outcome, Reads, decide, look_again_after};
 use facts::{LeaseFacts, credentials_secret_name};
 use status::LeaseStatusWriter;
 
@@ -43,6 +43,19 @@ pub async fn reconcile_live(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result
         return Ok(Action::await_change());
     }
     reconcile(lease, ctx).await
+}
+
+/// Reconciles a deleted lease, or a live one whose credential reached its end: the revocation
+/// controller's work. A live lease's next look stays the lease controller's, which schedules
+/// its own; this queue only ever holds ends.
+pub async fn reconcile_ending(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let deleted = lease.metadata.deletion_timestamp.is_some();
+    let action = reconcile(lease, ctx).await?;
+    Ok(if deleted {
+        action
+    } else {
+        Action::await_change()
+    })
 }
 
 pub async fn reconcile(lease: Arc<EntraLease>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -167,10 +180,22 @@ async fn live_lease(
                 Step::Then(follows) => next = *follows,
             }
         };
+        if let Some(deadline) = credential_end(&outcome) {
+            ctx.expiries.at(lease, deadline);
+        }
         return Ok(match look_again_after(&decision, &facts, &outcome) {
             Some(after) => Action::requeue(after),
             None => Action::await_change(),
         });
+    }
+}
+
+/// When the credential the lease holds after `outcome` ends, if it holds one.
+fn credential_end(outcome: &Outcome) -> Option<Timestamp> {
+    match outcome {
+        Outcome::Active { current, .. } => Some(current.expires_at()),
+        Outcome::RotationWaits { expires_at } => Some(*expires_at),
+        Outcome::Settled | Outcome::GoOn | Outcome::IssueRefused => None,
     }
 }
 

@@ -66,7 +66,7 @@ mod user_json;
 mod user_view;
 mod users;
 
-pub use access_pass::PassPolicy;
+pub use access_pass::{PassDetails, PassPolicy};
 pub use config::Config;
 pub use counters::Counters;
 pub use credential::CredentialKind;

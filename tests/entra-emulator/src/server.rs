@@ -118,6 +118,23 @@ impl Emulator {
         self.shared.lock().sign_in_with_pass(None, user, pass).ok
     }
 
+    /// Whether the user holds this pass and it is inside its lifetime, without spending it: an
+    /// auditor's look (a pass its holder already used once counts as issued).
+    pub fn pass_is_live(&self, user: &str, pass: &str) -> bool {
+        let state = self.shared.lock();
+        let now = state.now();
+        state.find_user(None, user).is_some_and(|(_, user)| {
+            user.account_enabled
+                && user
+                    .methods
+                    .iter()
+                    .filter_map(|method| method.pass.as_ref())
+                    .any(|details| {
+                        details.code == pass && now >= details.starts_at && now < details.ends_at()
+                    })
+        })
+    }
+
     /// Moves the emulator's clock ahead: Temporary Access Passes end without a test waiting.
     pub fn advance_clock(&self, by: std::time::Duration) {
         self.shared.lock().clock_ahead += jiff::SignedDuration::try_from(by).unwrap_or_default();

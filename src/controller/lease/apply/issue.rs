@@ -10,10 +10,13 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::set_password::Write;
 use super::{Shell, Step};
-use crate::api::LeasedUser;
+use crate::api::{CredentialType, LeasedUser, PoolSpec};
 use crate::controller::Error;
+use crate::controller::access_pass::lifetime_in_minutes;
 use crate::controller::app_credential::app_credentials;
-use crate::controller::claim_record::{AppIdentity, ClaimRecord, LeaseIdentity, PoolIdentity};
+use crate::controller::claim_record::{
+    AccessPassRecord, AppIdentity, ClaimRecord, LeaseIdentity, PoolIdentity,
+};
 use crate::controller::claims::{ClaimOutcome, HeldClaim};
 use crate::controller::deadlines::later;
 use crate::controller::kept_credential::PoolCredential;
@@ -199,6 +202,7 @@ impl Shell<'_> {
                 app: prepared.identity.clone(),
                 revoke_sign_in_sessions: spec.revoke_sign_in_sessions,
                 methods_at_issue,
+                access_pass: access_pass_asked(spec, plan.ttl),
                 disable_when_idle: spec.disable_idle_users,
                 password_length: spec.password_length,
                 secret_name: plan.secret_name.to_owned(),
@@ -220,6 +224,18 @@ impl Shell<'_> {
         }
         Ok(None)
     }
+}
+
+/// The pass a Temporary Access Pass pool's issue asks Entra for: the TTL in whole minutes.
+fn access_pass_asked(spec: &PoolSpec, ttl: Duration) -> Option<AccessPassRecord> {
+    (spec.credential_type == CredentialType::TemporaryAccessPass).then(|| AccessPassRecord {
+        lifetime_in_minutes: lifetime_in_minutes(ttl),
+        usable_once: spec
+            .temporary_access_pass
+            .as_ref()
+            .is_some_and(|policy| policy.usable_once),
+        id: None,
+    })
 }
 
 /// The latest moment a credential issued with `credential` may live, if it ends (a certificate).

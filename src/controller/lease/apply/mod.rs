@@ -110,9 +110,10 @@ impl Shell<'_> {
                 current,
                 previous,
                 request,
+                reason,
                 message,
             } => {
-                self.decline_renewal(current, previous, request, message)
+                self.decline_renewal(current, previous, request, reason, message)
                     .await
             }
             Decision::Renew {

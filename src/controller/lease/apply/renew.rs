@@ -77,6 +77,7 @@ impl Shell<'_> {
         current: Held,
         previous: Option<Arc<ClaimRecord>>,
         request: String,
+        reason: Reason,
         message: String,
     ) -> Result<Step, Error> {
         let mut answered = (*current.record).clone();
@@ -86,7 +87,6 @@ impl Shell<'_> {
             .update_record(&current.claim, &answered)
             .await
             .map_err(Error::stale_on_conflict("the claim"))?;
-        let reason = Reason::NamespaceNotSelected;
         self.status
             .active(&answered, previous.as_deref(), reason, message.clone())
             .await?;

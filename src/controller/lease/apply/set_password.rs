@@ -13,7 +13,8 @@ use crate::controller::claim_record::ClaimRecord;
 use crate::controller::claims::HeldClaim;
 use crate::controller::context::IssueWrites;
 use crate::controller::credential::{
-    KeptCredential, Secrets, delete_controlled_secret, set_password_via_secret, write_credentials,
+    KeptCredential, Secrets, create_pass_into_secret, delete_controlled_secret,
+    set_password_via_secret, write_credentials,
 };
 use crate::controller::lease::decide::{
     Ending, FailedWrite, FailureKind, Outcome, Then, after_failed_write, applied_nothing,
@@ -80,24 +81,37 @@ impl Shell<'_> {
         if let Err(error) = self.enable_account(&write).await {
             return self.write_failed(&write, issue.as_ref(), error).await;
         }
-        let set = set_password_via_secret(
-            self.ctx,
-            self.lease,
-            write.app,
-            write.record,
-            write.password.clone(),
-            kept.as_ref(),
-            write.class(),
-        )
-        .await;
-        if let Err(error) = set {
-            return self.write_failed(&write, issue.as_ref(), error).await;
-        }
+        let set = match write.record.access_pass {
+            Some(_) => create_pass_into_secret(
+                self.ctx,
+                self.lease,
+                write.app,
+                write.record,
+                write.class(),
+            )
+            .await
+            .map(Some),
+            None => set_password_via_secret(
+                self.ctx,
+                self.lease,
+                write.app,
+                write.record,
+                write.password.clone(),
+                kept.as_ref(),
+                write.class(),
+            )
+            .await
+            .map(|()| None),
+        };
+        let created = match set {
+            Ok(created) => created,
+            Err(error) => return self.write_failed(&write, issue.as_ref(), error).await,
+        };
         if let Some(issue) = &issue {
             self.ctx.unapplied_writes.forget(issue);
         }
         self.ctx.refused_issues.forget(&write.record.lease.uid);
-        let mut confirmed = write.record.clone();
+        let mut confirmed = created.unwrap_or_else(|| write.record.clone());
         confirmed.issued = true;
         self.ctx
             .claims

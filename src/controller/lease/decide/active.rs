@@ -43,6 +43,12 @@ pub fn decide_active(facts: &LeaseFacts<'_>, current: &Held) -> Decision {
     // A credential ended for its Secret's sake stays ended until its restore, whatever the
     // Secret holds meanwhile.
     let taken = matches!(facts.secret, SecretState::Missing | SecretState::Tampered);
+    // A pass is shown once and cannot be set again: taking its Secret ends the lease.
+    if taken && record.access_pass.is_some() {
+        return Decision::Expire {
+            user: Some(record.user.user_principal_name.clone()),
+        };
+    }
     if taken || record.restore_at.is_some() {
         // A namespace its pool no longer serves gets no fresh password: the credential ends.
         if !facts.served {
@@ -59,6 +65,7 @@ pub fn decide_active(facts: &LeaseFacts<'_>, current: &Held) -> Decision {
                 current: current.clone(),
                 previous,
                 request,
+                reason: Reason::NamespaceNotSelected,
                 message: messages::not_served(facts.lease),
             },
             None => hold(expires_at),
@@ -95,6 +102,15 @@ pub fn decide_active(facts: &LeaseFacts<'_>, current: &Held) -> Decision {
         request,
     };
     if let Some(request) = pending_renew_request(facts.lease, record) {
+        if record.access_pass.is_some() {
+            return Decision::RenewDeclined {
+                current: current.clone(),
+                previous,
+                request,
+                reason: Reason::NotForAccessPass,
+                message: messages::pass_not_renewed(),
+            };
+        }
         return match ttl {
             Some(ttl) => {
                 let (expires_at, capped) = renewed_until(facts.now, ttl, max_expires_at);

@@ -92,12 +92,14 @@ pub enum Decision {
         current: Held,
         restore_at: Timestamp,
     },
-    /// A renewal was asked for but the pool no longer serves the lease's namespace: record the
-    /// request, say why, and let the credential run to its end.
+    /// A renewal was asked for but cannot be granted (the pool no longer serves the lease's
+    /// namespace, or the credential is a pass whose lifetime Entra fixed): record the request,
+    /// say why, and let the credential run to its end.
     RenewDeclined {
         current: Held,
         previous: Option<Arc<ClaimRecord>>,
         request: String,
+        reason: Reason,
         message: String,
     },
     /// Move `expiresAt` to `expires_at`; `capped` when maxTTL stopped the renewal short.

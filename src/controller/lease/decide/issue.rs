@@ -6,6 +6,7 @@ use super::after::over_namespace_share;
 use super::pool::{candidates, effective_ttl, is_ready, same_user};
 use super::{Decision, Issue};
 use crate::api::{EntraLease, PoolKind};
+use crate::controller::access_pass;
 use crate::controller::lease::facts::LeaseFacts;
 use crate::controller::lease::messages;
 use crate::controller::reasons::Reason;
@@ -76,6 +77,9 @@ pub fn decide_issue(facts: &LeaseFacts<'_>) -> Decision {
     }
     if let Some(refusal) = invalid_rotation(facts, max_ttl) {
         return refusal;
+    }
+    if let Some((reason, message)) = access_pass::lease_problem(pool_spec, &facts.lease.spec, ttl) {
+        return refuse(facts, reason, message);
     }
     if let Some(wanted) = &facts.lease.spec.user
         && !pool_spec
