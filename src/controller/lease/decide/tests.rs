@@ -760,6 +760,41 @@ fn a_deleted_or_edited_secret_of_an_active_lease_is_restored() {
 }
 
 #[test]
+fn a_pass_lease_is_not_restored_or_renewed() {
+    let pool = pool();
+    let mut record = record();
+    record.access_pass = Some(crate::controller::claim_record::AccessPassRecord {
+        lifetime_in_minutes: 60,
+        usable_once: false,
+        id: Some("pass".into()),
+    });
+    let mut lease = lease(|_| {});
+    for state in [SecretState::Missing, SecretState::Tampered] {
+        assert_eq!(
+            shape(&decide_with(&lease, Some(&pool), state, Some(&record), 10)),
+            "Expire",
+            "a pass is shown once: taking its Secret ends the lease"
+        );
+    }
+    lease
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(RENEW_ANNOTATION.into(), "1".into());
+    let decision = decide_with(&lease, Some(&pool), SecretState::Intact, Some(&record), 600);
+    assert!(
+        matches!(
+            decision,
+            Decision::RenewDeclined {
+                reason: Reason::NotForAccessPass,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+}
+
+#[test]
 fn ttl_edits_never_touch_an_active_credential() {
     let pool = pool();
     let lease = lease(|s| s.ttl = Some("5h".into()));
