@@ -13,6 +13,7 @@ use kube::runtime::events::EventType;
 use super::Error;
 use super::claim_record::{AccessPassRecord, ClaimRecord};
 use super::claims::{HeldClaim, is_conflict, is_not_found};
+pub use super::context::Ended;
 use super::context::{Context, EndStep, PASSWORD_ATTEMPTS};
 use super::reasons::Reason;
 use super::sign_in_methods::remove_methods_added;
@@ -201,15 +202,6 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
     Ok(())
 }
 
-/// What an end did besides the scramble, for the event that tells it.
-#[derive(Debug, Default)]
-pub struct Ended {
-    /// The user's `signInSessionsValidFromDateTime` as read after the session revocation.
-    pub sessions_valid_from: Option<Timestamp>,
-    /// Sign-in methods registered during the lease and deleted now.
-    pub methods_removed: usize,
-}
-
 /// Entra's clock and ours may differ this much when checking that a revocation moved the
 /// user's sessions' start.
 const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
@@ -240,7 +232,7 @@ async fn end_in_entra(
     let length = usize::from(record.password_length);
     let progress = &ctx.end_progress;
     let user_id = &record.user.id;
-    let mut ended = Ended::default();
+    let mut ended = progress.ended_so_far(claim);
     if !progress.has_done(claim, EndStep::Scrambled) {
         let scrambled = graph
             .set_new_password(&app, user_id, length, PASSWORD_ATTEMPTS)
@@ -249,11 +241,11 @@ async fn end_in_entra(
             Ok(_) | Err(GraphError::UserNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
-        progress.done(claim, EndStep::Scrambled);
+        progress.done(claim, EndStep::Scrambled, &ended);
     }
     if disable && !progress.has_done(claim, EndStep::Disabled) {
         disable_account(ctx, claim, &graph, &app, record).await?;
-        progress.done(claim, EndStep::Disabled);
+        progress.done(claim, EndStep::Disabled, &ended);
     }
     if record.revoke_sign_in_sessions && !progress.has_done(claim, EndStep::SessionsRevoked) {
         let asked = Timestamp::now();
@@ -264,7 +256,7 @@ async fn end_in_entra(
             Err(GraphError::UserNotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
-        progress.done(claim, EndStep::SessionsRevoked);
+        progress.done(claim, EndStep::SessionsRevoked, &ended);
     }
     if !progress.has_done(claim, EndStep::MethodsRemoved) {
         let upn = &record.user.user_principal_name;
@@ -287,9 +279,20 @@ async fn end_in_entra(
             }
             (None, None) => {}
         }
-        progress.done(claim, EndStep::MethodsRemoved);
+        progress.done(claim, EndStep::MethodsRemoved, &ended);
     }
     Ok(ended)
+}
+
+/// Ends the credential `claim` records in Entra (the steps `end_credential` starts with) and
+/// leaves the Secret and the claim to a later `end_credential`, which finds these steps done.
+pub async fn end_in_entra_now(ctx: &Context, claim: &HeldClaim) -> Result<(), Error> {
+    let Some(record) = claim.record.as_deref() else {
+        return Err(Error::MalformedClaim(claim.name.clone()));
+    };
+    end_in_entra(ctx, claim, record, record.disable_when_idle)
+        .await
+        .map(drop)
 }
 
 /// The recorded app's credentials, and the client whose requests go first in its line (parked

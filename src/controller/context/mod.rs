@@ -22,7 +22,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
 
-pub use end_progress::{EndProgress, EndStep};
+pub use end_progress::{EndProgress, EndStep, Ended};
 pub use failure_backoff::FailureBackoff;
 pub use forbidden_users::{FORBIDDEN_FOR, FORBIDDEN_PROBLEM, ForbiddenUsers};
 pub use issue_backoff::IssueBackoff;

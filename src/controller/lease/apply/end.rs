@@ -14,7 +14,7 @@ use crate::api::{EntraLease, LeasePhase};
 use crate::controller::Error;
 use crate::controller::claims::{HeldClaim, is_not_found};
 use crate::controller::context::Context;
-use crate::controller::credential::end_credential;
+use crate::controller::credential::{end_credential, end_in_entra_now};
 use crate::controller::lease::decide::Outcome;
 use crate::controller::lease::messages;
 use crate::controller::lease::status::LeaseStatusWriter;
@@ -22,11 +22,21 @@ use crate::controller::reasons::Reason;
 use crate::metrics::{ReasonLabels, metrics};
 
 impl Shell<'_> {
-    /// Deletes the lease; its finalizer ends the credential. One event tells the whole ending
-    /// (Expired, from the finalizer): events are API writes.
-    pub(super) async fn expire(&self, user: Option<&str>) -> Result<Step, Error> {
+    /// Ends the expired credentials in Entra, then deletes the lease; its finalizer finishes the
+    /// end (Secret, release) and tells it in one event (Expired): events are API writes. A step
+    /// that fails here is the finalizer's to retry and report.
+    pub(super) async fn expire(
+        &self,
+        user: Option<&str>,
+        ending: &[HeldClaim],
+    ) -> Result<Step, Error> {
         let user = user.unwrap_or("(ended already)");
         tracing::info!(lease = %self.lease.name_any(), user, "expired; revoking");
+        for claim in ending {
+            if let Err(error) = end_in_entra_now(self.ctx, claim).await {
+                tracing::debug!(lease = %self.lease.name_any(), %error, "ending before the delete failed; the finalizer retries");
+            }
+        }
         // The delete is conditional on the lease being the one judged: an edit since (a renewal
         // request) is judged first.
         let params = DeleteParams {

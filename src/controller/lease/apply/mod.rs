@@ -64,7 +64,7 @@ impl Shell<'_> {
 
     pub async fn carry_out(&self, decision: Decision) -> Result<Step, Error> {
         match decision {
-            Decision::Expire { user } => self.expire(user.as_deref()).await,
+            Decision::Expire { user, ending } => self.expire(user.as_deref(), &ending).await,
             Decision::EndCredentials { claims, user } => self.end_credentials(&claims, &user).await,
             Decision::Rotate(rotation) => self.rotate(*rotation).await,
             Decision::RotationWaiting {

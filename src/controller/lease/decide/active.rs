@@ -47,6 +47,7 @@ pub fn decide_active(facts: &LeaseFacts<'_>, current: &Held) -> Decision {
     if taken && record.access_pass.is_some() {
         return Decision::Expire {
             user: Some(record.user.user_principal_name.clone()),
+            ending: Vec::new(),
         };
     }
     if taken || record.restore_at.is_some() {
@@ -54,6 +55,7 @@ pub fn decide_active(facts: &LeaseFacts<'_>, current: &Held) -> Decision {
         if !facts.served {
             return Decision::Expire {
                 user: Some(record.user.user_principal_name.clone()),
+                ending: Vec::new(),
             };
         }
         return restore_decision(facts, current);

@@ -101,6 +101,7 @@ pub fn resume_after_pool_changed(claim: HeldClaim) -> Decision {
 pub fn restore_after_pool_changed(record: &ClaimRecord) -> Decision {
     Decision::Expire {
         user: Some(record.user.user_principal_name.clone()),
+        ending: Vec::new(),
     }
 }
 

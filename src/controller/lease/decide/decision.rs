@@ -21,6 +21,9 @@ pub enum Decision {
     Expire {
         /// The user whose credential ends, for the log (none when it ended already).
         user: Option<String>,
+        /// Credentials past their deadline, ended in Entra before the delete: the step that
+        /// makes them stop working does not wait for the delete's round trip and the finalizer.
+        ending: Vec<HeldClaim>,
     },
     /// A continuous lease's credential reached its end before it could rotate: end every
     /// credential the lease holds, delete the Secret, and wait for a user like a new lease.

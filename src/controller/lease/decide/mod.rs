@@ -35,7 +35,7 @@ pub use look_again::{Outcome, RETRY_REFUSED_ISSUE, look_again_after};
 pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
     let decision = decide_any(facts);
     // A continuous lease is not deleted at its credential's end: it waits for a user again.
-    if let Decision::Expire { user } = &decision
+    if let Decision::Expire { user, .. } = &decision
         && facts.lease.spec.rotates()
     {
         return Decision::EndCredentials {
@@ -54,7 +54,10 @@ pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
 fn decide_any(facts: &LeaseFacts<'_>) -> Decision {
     let Some(current) = facts.current() else {
         if ended_unseen(facts) {
-            return Decision::Expire { user: None };
+            return Decision::Expire {
+                user: None,
+                ending: Vec::new(),
+            };
         }
         return decide_issue(facts);
     };
@@ -63,6 +66,12 @@ fn decide_any(facts: &LeaseFacts<'_>) -> Decision {
     if facts.now >= record.expires_at() {
         return Decision::Expire {
             user: Some(record.user.user_principal_name.clone()),
+            ending: facts
+                .claims
+                .all_oldest_first()
+                .into_iter()
+                .cloned()
+                .collect(),
         };
     }
     if !record.issued {

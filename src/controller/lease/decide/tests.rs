@@ -616,7 +616,10 @@ fn requeues_never_pass_the_held_credential_expiry() {
         look_again_after(&wait, &facts, &Outcome::Settled),
         Some(LOOK_AGAIN_AFTER)
     );
-    let expire = Decision::Expire { user: None };
+    let expire = Decision::Expire {
+        user: None,
+        ending: Vec::new(),
+    };
     assert_eq!(look_again_after(&expire, &facts, &Outcome::Settled), None);
     assert_eq!(
         look_again_after(&expire, &facts, &Outcome::GoOn),
