@@ -24,8 +24,10 @@ const NAMESPACE: &str = "bench-quota";
 const OPERATOR_NAMESPACE: &str = "entra-operator-quota";
 /// A second app of the tenant, allowed to reset passwords, whose pool a noisy tenant runs.
 const NOISY_APP_ID: &str = "5eed0000-0000-4000-8000-00000000a0a0";
-/// How long the lease user's restore and rotate loops run.
-const LOOP_RUN: Duration = Duration::from_secs(60);
+/// How long the lease user's restore and rotate loops run: longer than the spacing of forced
+/// rotations, so that the first one (due a minute after the continuous lease's issue, at the
+/// loops' start) and its retirement land inside the run rather than on its edge.
+const LOOP_RUN: Duration = Duration::from_secs(90);
 /// The operator's spacing of forced rotations in the loop (the chart's default).
 const MIN_FORCED_ROTATION: &str = "1m";
 
