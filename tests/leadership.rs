@@ -6,7 +6,7 @@ use entra_test_support as support;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use entra_emulator::{FaultPlan, Operation};
+use entra_emulator::{Fault, FaultPlan, Operation};
 use entra_operator::api::LeasePhase;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -274,8 +274,10 @@ async fn a_leader_that_cannot_renew_exits_before_the_standby_takes_over() {
     drop(second);
 }
 
-/// A SIGTERM while a reconcile sits in Graph retries (--graph-retry-seconds=120) ends the process
-/// within the shutdown bound; it releases the Lease, and the next leader finishes the issue.
+/// A SIGTERM while a reconcile waits on Graph (a password write Entra holds unanswered, with
+/// --graph-retry-seconds=120) ends the process within the shutdown bound; it releases the Lease,
+/// and the next leader finishes the issue. (A write refused with a 5xx no longer holds its
+/// worker: it is parked while the app's scope is paused.)
 #[tokio::test]
 async fn sigterm_during_graph_retries_exits_within_the_shutdown_bound() {
     let mut env = LeaseEnv::start("sigterm-retries").await;
@@ -294,13 +296,15 @@ async fn sigterm_during_graph_retries_exits_within_the_shutdown_bound() {
     env.create_pool("pool", &USERS, "1h", "2h").await;
     env.wait_for_ready_pool("pool").await;
 
-    // Every password write now answers 503: the issue stays in the Graph client's retries.
+    // Every password write is now held unanswered for a minute: the issue's reconcile waits on
+    // the wire (the emulator counts a request as it draws the fault, before holding it).
+    let held = Fault::timeout(Duration::from_secs(60));
     env.emulator
-        .set_faults(FaultPlan::outage().only([Operation::SetPassword]));
+        .set_faults(FaultPlan::random(1.0, [held]).only([Operation::SetPassword]));
     env.create_lease("one", json!({ "dynamicSecretRef": { "name": "pool" } }))
         .await;
-    env.wait_for("the issue to be in Graph retries", || async {
-        (env.emulator.counters().operation(Operation::SetPassword) >= 2).then_some(())
+    env.wait_for("a password write to be on the wire", || async {
+        (env.emulator.counters().operation(Operation::SetPassword) >= 1).then_some(())
     })
     .await;
 
@@ -309,8 +313,8 @@ async fn sigterm_during_graph_retries_exits_within_the_shutdown_bound() {
     let took = signalled.elapsed();
     let attempts = env.emulator.counters().operation(Operation::SetPassword);
     println!(
-        "SIGTERM during Graph retries (--graph-retry-seconds=120, shutdown bound {bound:?}): \
-         exited in {took:?} with {status} after {attempts} password attempts"
+        "SIGTERM with a password write on the wire (--graph-retry-seconds=120, shutdown bound \
+         {bound:?}): exited in {took:?} with {status} after {attempts} password attempts"
     );
     assert!(
         took < Duration::from_secs(10),
