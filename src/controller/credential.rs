@@ -89,7 +89,7 @@ pub(super) async fn set_password_via_secret(
     Err(Error::PasswordsRejected(PASSWORD_ATTEMPTS))
 }
 
-/// Has Entra create a Temporary Access Pass for the user of `record`, then writes it to the
+/// Has Entra create the Temporary Access Pass `asked` for the user of `record`, then writes it to the
 /// lease's Secret. Entra makes the pass, so it exists before the Secret holds it: a crash in
 /// between leaves a pass nobody was given, which the next attempt replaces (a user has one pass)
 /// and every end deletes (it is not among the methods at issue). Answers the record with the
@@ -99,11 +99,9 @@ pub(super) async fn create_pass_into_secret(
     lease: &EntraLease,
     app: &AppCredentials,
     record: &ClaimRecord,
+    asked: &AccessPassRecord,
     class: Class,
 ) -> Result<ClaimRecord, Error> {
-    let Some(asked) = &record.access_pass else {
-        return Err(Error::MalformedClaim(record.secret_name.clone()));
-    };
     let graph = ctx.graph.for_purpose(Purpose::new(
         class,
         &record.lease.namespace,

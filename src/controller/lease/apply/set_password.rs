@@ -81,12 +81,13 @@ impl Shell<'_> {
         if let Err(error) = self.enable_account(&write).await {
             return self.write_failed(&write, issue.as_ref(), error).await;
         }
-        let set = match write.record.access_pass {
-            Some(_) => create_pass_into_secret(
+        let set = match &write.record.access_pass {
+            Some(asked) => create_pass_into_secret(
                 self.ctx,
                 self.lease,
                 write.app,
                 write.record,
+                asked,
                 write.class(),
             )
             .await
