@@ -489,18 +489,26 @@ fn credentials_in(
     namespace: &str,
     secret: &str,
 ) -> Result<(String, String), String> {
-    let key = |key: &str| {
-        kubectl.quiet(&[
-            "get",
-            "secret",
-            secret,
-            "-n",
-            namespace,
-            "-o",
-            &format!("go-template={{{{.data.{key} | base64decode}}}}"),
-        ])
-    };
+    let key = |key: &str| secret_value(kubectl, namespace, secret, key);
     Ok((key("username")?, key("password")?))
+}
+
+/// One key of a Secret in `namespace`, decoded.
+fn secret_value(
+    kubectl: &Kubectl,
+    namespace: &str,
+    secret: &str,
+    key: &str,
+) -> Result<String, String> {
+    kubectl.quiet(&[
+        "get",
+        "secret",
+        secret,
+        "-n",
+        namespace,
+        "-o",
+        &format!("go-template={{{{.data.{key} | base64decode}}}}"),
+    ])
 }
 
 fn lease_field(kubectl: &Kubectl, lease: &str, jsonpath: &str) -> Result<String, String> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::shell::{Kubectl, note};
 use super::stack::Stack;
-use super::{NAMESPACE, judge_sign_in, wait};
+use super::{NAMESPACE, judge_sign_in, secret_value, wait};
 
 /// A pass pool over bob (free again since his lease was revoked) and a one-hour lease of it.
 const MANIFEST: &str = "\
@@ -45,17 +45,7 @@ pub fn access_pass_lease(stack: &mut Stack, kubectl: &Kubectl) -> Result<(), Str
     )?;
     kubectl.entra(&["creds", "break-glass", "-n", NAMESPACE, "--show-password"])?;
     note("^ Entra made the pass; expiresAt is its start plus its hour, and no renewal moves it");
-    let key = |key: &str| {
-        kubectl.quiet(&[
-            "get",
-            "secret",
-            "entra-break-glass",
-            "-n",
-            NAMESPACE,
-            "-o",
-            &format!("go-template={{{{.data.{key} | base64decode}}}}"),
-        ])
-    };
+    let key = |key: &str| secret_value(kubectl, NAMESPACE, "entra-break-glass", key);
     let (username, pass) = (key("username")?, key("temporaryAccessPass")?);
     let signs_in = |stack: &Stack| stack.emulator().pass_is_live(&username, &pass);
     judge_sign_in(&username, "the pass", signs_in(stack), true)?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::api::{CredentialType, EntraLeaseSpec, PoolSpec, SignInMethods};
 use crate::controller::reasons::Reason;
-use crate::duration::parse_duration;
+use crate::duration::{format_duration, parse_duration};
 
 /// Graph's own bounds on a pass's lifetime: 10 minutes to 30 days.
 const SHORTEST: Duration = Duration::from_secs(10 * 60);
@@ -53,8 +53,8 @@ pub fn pool_problem(spec: &PoolSpec) -> Option<String> {
         return Some(format!(
             "temporaryAccessPass lifetimes must lie between 10m and 720h (Graph's range), the \
              minimum not above the maximum; they are {} and {}",
-            humantime(minimum),
-            humantime(maximum)
+            format_duration(minimum),
+            format_duration(maximum)
         ));
     }
     let ttls = (
@@ -67,7 +67,7 @@ pub fn pool_problem(spec: &PoolSpec) -> Option<String> {
                 "maxTTL {} is longer than temporaryAccessPass.maximumLifetime {}: no pass \
                  outlives the tenant's policy",
                 spec.max_ttl,
-                humantime(maximum)
+                format_duration(maximum)
             ));
         }
         if let Some(problem) = outside(default_ttl, minimum, maximum) {
@@ -107,7 +107,7 @@ pub fn lease_problem(
     outside(lifetime, minimum, maximum).map(|problem| {
         (
             Reason::TTLOutsidePassPolicy,
-            format!("a pass of {}: {problem}", humantime(lifetime)),
+            format!("a pass of {}: {problem}", format_duration(lifetime)),
         )
     })
 }
@@ -117,20 +117,10 @@ fn outside(lifetime: Duration, minimum: Duration, maximum: Duration) -> Option<S
         format!(
             "the tenant's Temporary Access Pass policy allows lifetimes of {} to {} \
              (temporaryAccessPass of the dynamic secret; whole minutes)",
-            humantime(minimum),
-            humantime(maximum)
+            format_duration(minimum),
+            format_duration(maximum)
         )
     })
-}
-
-/// `1h30m`-style, as TTLs are written.
-fn humantime(duration: Duration) -> String {
-    let minutes = duration.as_secs() / 60;
-    match (minutes / 60, minutes % 60) {
-        (0, m) => format!("{m}m"),
-        (h, 0) => format!("{h}h"),
-        (h, m) => format!("{h}h{m}m"),
-    }
 }
 
 #[cfg(test)]

@@ -137,6 +137,11 @@ impl LeaseClaims {
         all.extend(self.current.iter());
         all
     }
+
+    /// [`Self::all_oldest_first`], owned: what a decision that ends them all carries.
+    pub fn owned_oldest_first(&self) -> Vec<HeldClaim> {
+        self.all_oldest_first().into_iter().cloned().collect()
+    }
 }
 
 /// The outcome of trying to claim a user.

@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 use super::client::{GraphClient, GraphRequest};
 use super::credentials::AppCredentials;
 use super::error::GraphError;
-use super::users::{failure, user_url};
+use super::methods::authentication_url;
+use super::users::failure;
 use crate::sensitive::SecretString;
 
 /// A pass Entra created: its code is shown this once.
@@ -60,10 +61,7 @@ impl GraphClient {
         usable_once: bool,
     ) -> Result<IssuedPass, GraphError> {
         const OPERATION: &str = "create a temporary access pass";
-        let mut url = user_url(app, user_id, Some("authentication"))?;
-        url.path_segments_mut()
-            .map_err(|()| GraphError::Config("the Graph root cannot hold a path".into()))?
-            .push("temporaryAccessPassMethods");
+        let url = authentication_url(app, user_id, &["temporaryAccessPassMethods"])?;
         let body = json!({
             "lifetimeInMinutes": lifetime_in_minutes,
             "isUsableOnce": usable_once,

@@ -3,6 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use url::Url;
 
 use super::client::{GraphClient, GraphRequest};
 use super::credentials::AppCredentials;
@@ -91,6 +92,19 @@ fn digest(detail: &str) -> String {
         .collect()
 }
 
+/// `…/users/{id}/authentication/` followed by `segments` (each escaped as one segment).
+pub(super) fn authentication_url(
+    app: &AppCredentials,
+    user_id: &str,
+    segments: &[&str],
+) -> Result<Url, GraphError> {
+    let mut url = user_url(app, user_id, Some("authentication"))?;
+    url.path_segments_mut()
+        .map_err(|()| GraphError::Config("the Graph root cannot hold a path".into()))?
+        .extend(segments);
+    Ok(url)
+}
+
 impl GraphClient {
     /// The user's sign-in methods besides the password (needs `UserAuthenticationMethod.Read.All`
     /// or `.ReadWrite.All`).
@@ -100,10 +114,7 @@ impl GraphClient {
         user_id: &str,
     ) -> Result<Vec<SignInMethod>, GraphError> {
         const OPERATION: &str = "list sign-in methods";
-        let mut url = user_url(app, user_id, Some("authentication"))?;
-        url.path_segments_mut()
-            .map_err(|()| GraphError::Config("the Graph root cannot hold a path".into()))?
-            .push("methods");
+        let url = authentication_url(app, user_id, &["methods"])?;
         let request = GraphRequest {
             operation: OPERATION,
             method: Method::GET,
@@ -138,11 +149,7 @@ impl GraphClient {
         method: &SignInMethod,
     ) -> Result<(), GraphError> {
         const OPERATION: &str = "delete a sign-in method";
-        let mut url = user_url(app, user_id, Some("authentication"))?;
-        url.path_segments_mut()
-            .map_err(|()| GraphError::Config("the Graph root cannot hold a path".into()))?
-            .push(&method.collection)
-            .push(&method.id);
+        let url = authentication_url(app, user_id, &[&method.collection, &method.id])?;
         let request = GraphRequest {
             operation: OPERATION,
             method: Method::DELETE,

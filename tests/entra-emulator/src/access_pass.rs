@@ -80,6 +80,11 @@ impl PassDetails {
         self.starts_at + SignedDuration::from_mins(i64::from(self.lifetime_in_minutes))
     }
 
+    /// Inside its lifetime at `now` (used or not).
+    pub fn live_at(&self, now: Timestamp) -> bool {
+        self.starts_at <= now && now < self.ends_at()
+    }
+
     /// Why the pass does not sign in at `now`, if it does not.
     pub fn unusable_at(&self, now: Timestamp) -> Option<&'static str> {
         if now < self.starts_at {

@@ -129,9 +129,7 @@ impl Emulator {
                     .methods
                     .iter()
                     .filter_map(|method| method.pass.as_ref())
-                    .any(|details| {
-                        details.code == pass && now >= details.starts_at && now < details.ends_at()
-                    })
+                    .any(|details| details.code == pass && details.live_at(now))
         })
     }
 

@@ -180,12 +180,7 @@ pub fn refuse(facts: &LeaseFacts<'_>, reason: Reason, message: String) -> Decisi
     Decision::Refuse {
         reason,
         message,
-        ending: facts
-            .claims
-            .all_oldest_first()
-            .into_iter()
-            .cloned()
-            .collect(),
+        ending: facts.claims.owned_oldest_first(),
     }
 }
 

@@ -39,12 +39,7 @@ pub fn decide(facts: &LeaseFacts<'_>) -> Decision {
         && facts.lease.spec.rotates()
     {
         return Decision::EndCredentials {
-            claims: facts
-                .claims
-                .all_oldest_first()
-                .into_iter()
-                .cloned()
-                .collect(),
+            claims: facts.claims.owned_oldest_first(),
             user: user.clone().unwrap_or_default(),
         };
     }
@@ -66,12 +61,7 @@ fn decide_any(facts: &LeaseFacts<'_>) -> Decision {
     if facts.now >= record.expires_at() {
         return Decision::Expire {
             user: Some(record.user.user_principal_name.clone()),
-            ending: facts
-                .claims
-                .all_oldest_first()
-                .into_iter()
-                .cloned()
-                .collect(),
+            ending: facts.claims.owned_oldest_first(),
         };
     }
     if !record.issued {
