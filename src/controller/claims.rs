@@ -8,16 +8,20 @@
 //! that only the operator removes, after revocation: deleting the operator's namespace with live
 //! claims leaves them Terminating instead of silently dropping what revocation needs.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease as Claim, LeaseSpec as ClaimSpec};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 
 use super::claim_record::{ClaimRecord, RECORD_ANNOTATION};
+use super::deadlines::later;
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Annotation of a claim naming the lease that holds it, as `<namespace>/<name>`.
@@ -31,6 +35,9 @@ pub const HOLDER_UID_LABEL: &str = "kms.hanzo.ai/holder-uid";
 /// Label of a claim with the holding lease's namespace, for counting a namespace's share of a
 /// pool (`maxLeasesPerNamespace`).
 pub const HOLDER_NAMESPACE_LABEL: &str = "kms.hanzo.ai/holder-namespace";
+/// How far the API server's clock may run behind the operator's when a lease's age is compared
+/// with the process's.
+const CLOCK_MARGIN: Duration = Duration::from_secs(60);
 /// Held by every claim until its credential is revoked.
 pub const CLAIM_FINALIZER: &str = "kms.hanzo.ai/revoke";
 
@@ -38,6 +45,12 @@ pub const CLAIM_FINALIZER: &str = "kms.hanzo.ai/revoke";
 pub struct Claims {
     api: Api<Claim>,
     namespace: String,
+    /// The claims this process created, by holding lease uid, until it releases them: what a
+    /// claim cache that has not yet seen its own writes would miss.
+    created_here: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
+    /// When this process began writing claims (it acts only once it leads, after the previous
+    /// leader stopped, and its claim cache starts from a full list taken after that).
+    writing_since: Timestamp,
 }
 
 /// A claim as read from the API server or kept in the cache: its holder, its record, and what a
@@ -157,6 +170,8 @@ impl Claims {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
+            created_here: Arc::default(),
+            writing_since: Timestamp::now(),
         }
     }
 
@@ -179,16 +194,47 @@ impl Claims {
     /// revokes it first, and its release wakes the waiting leases.
     pub async fn claim(&self, record: &ClaimRecord) -> kube::Result<ClaimOutcome> {
         let claim = claim_object(record);
+        let lease_uid = record.lease.uid.as_str();
         match self.api.create(&PostParams::default(), &claim).await {
-            Ok(created) => return Ok(ClaimOutcome::Claimed(HeldClaim::of(&created))),
+            Ok(created) => {
+                let created = HeldClaim::of(&created);
+                self.remember_created(lease_uid, &created.name);
+                return Ok(ClaimOutcome::Claimed(created));
+            }
             Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(error),
         }
         match self.get(&record.user.id).await? {
-            Some(existing) if existing.holder_uid.as_deref() == Some(record.lease.uid.as_str()) => {
+            Some(existing) if existing.is_held_by(Some(lease_uid)) => {
+                self.remember_created(lease_uid, &existing.name);
                 Ok(ClaimOutcome::Claimed(existing))
             }
             _ => Ok(ClaimOutcome::Taken),
+        }
+    }
+
+    /// True when every claim of a lease created at `created` was created by this process: the
+    /// lease is younger than the process, with a margin for the API server's clock against ours.
+    pub fn all_created_here(&self, created: Option<&Time>) -> bool {
+        created.is_some_and(|created| created.0 > later(self.writing_since, CLOCK_MARGIN))
+    }
+
+    fn remember_created(&self, lease_uid: &str, name: &str) {
+        self.created_here
+            .lock()
+            .unwrap()
+            .entry(lease_uid.to_owned())
+            .or_default()
+            .insert(name.to_owned());
+    }
+
+    fn forget_created(&self, lease_uid: &str, name: &str) {
+        let mut created = self.created_here.lock().unwrap();
+        if let Some(names) = created.get_mut(lease_uid) {
+            names.remove(name);
+            if names.is_empty() {
+                created.remove(lease_uid);
+            }
         }
     }
 
@@ -202,21 +248,26 @@ impl Claims {
             .map(HeldClaim::of))
     }
 
-    /// The claims the lease with `lease_uid` holds, read from the API server (not a cache).
-    pub async fn held_by(&self, lease_uid: &str) -> kube::Result<LeaseClaims> {
-        let selector = format!("{HOLDER_UID_LABEL}={lease_uid}");
-        let claims = self
-            .api
-            .list(&ListParams::default().labels(&selector))
-            .await?;
-        Ok(LeaseClaims::of(
-            claims
-                .items
-                .iter()
-                .filter(|claim| holder_uid(claim) == Some(lease_uid))
-                .map(HeldClaim::of)
-                .collect(),
-        ))
+    /// The claims the lease with `lease_uid` holds, each read from the API server by name: those
+    /// this process created for it, and `known` (what the claim cache shows it holding). Which
+    /// claims to read never takes a LIST, whose cost would grow with every claim in the store.
+    pub async fn held_by(
+        &self,
+        lease_uid: &str,
+        known: impl IntoIterator<Item = String>,
+    ) -> kube::Result<LeaseClaims> {
+        let mut names: BTreeSet<String> = known.into_iter().collect();
+        if let Some(created) = self.created_here.lock().unwrap().get(lease_uid) {
+            names.extend(created.iter().cloned());
+        }
+        let mut held = Vec::with_capacity(names.len());
+        for name in names {
+            match self.api.get_opt(&name).await?.as_ref().map(HeldClaim::of) {
+                Some(claim) if claim.is_held_by(Some(lease_uid)) => held.push(claim),
+                _ => self.forget_created(lease_uid, &name),
+            }
+        }
+        Ok(LeaseClaims::of(held))
     }
 
     /// How many leases of `namespace` other than `except_uid` hold users of the pool with
@@ -274,6 +325,14 @@ impl Claims {
     /// Releases `claim` after its credential ended: its finalizer goes (on the condition that
     /// it is the claim read), then the claim itself.
     pub async fn release(&self, claim: &HeldClaim) -> kube::Result<()> {
+        self.release_claim(claim).await?;
+        if let Some(holder) = &claim.holder_uid {
+            self.forget_created(holder, &claim.name);
+        }
+        Ok(())
+    }
+
+    async fn release_claim(&self, claim: &HeldClaim) -> kube::Result<()> {
         let patch = serde_json::json!({
             "metadata": { "resourceVersion": claim.resource_version, "finalizers": null }
         });

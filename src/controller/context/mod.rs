@@ -9,9 +9,11 @@ mod end_progress;
 mod failure_backoff;
 mod forbidden_users;
 mod issue_backoff;
+mod lease_claims;
 mod policy;
 mod rotation_queue;
 mod status_writes;
+mod superseded;
 mod unapplied_writes;
 mod validations;
 
@@ -28,6 +30,7 @@ pub use forbidden_users::{FORBIDDEN_FOR, FORBIDDEN_PROBLEM, ForbiddenUsers};
 pub use issue_backoff::IssueBackoff;
 pub use rotation_queue::RotationQueue;
 pub use status_writes::StatusWrites;
+pub use superseded::Superseded;
 pub use unapplied_writes::{IssueWrites, UnappliedWrites};
 pub use validations::Validations;
 
@@ -86,6 +89,8 @@ pub struct Context {
     pub validations: Validations,
     /// When each pool's status was last written by this process.
     pub status_writes: StatusWrites,
+    /// Lease copies this process wrote over (their reconciles wait for the watch's newer one).
+    pub superseded: Superseded,
     /// Users Entra recently refused to reset: leases that name no user skip them for a while.
     pub forbidden_users: ForbiddenUsers,
     /// Issues whose password writes so far applied nothing (their claims need no scramble).
@@ -143,6 +148,7 @@ impl Context {
             claim_cache: caches.claims.clone(),
             validations: Validations::default(),
             status_writes: StatusWrites::default(),
+            superseded: Superseded::default(),
             forbidden_users: ForbiddenUsers::default(),
             unapplied_writes: UnappliedWrites::default(),
             end_progress: EndProgress::default(),

@@ -106,12 +106,20 @@ async fn live_lease(
     let Some(uid) = lease.uid() else {
         return Ok(Action::await_change());
     };
+    // A copy the operator's own write replaced: the watch brings the newer one, and with it a
+    // reconcile, which judges what is true now (this one's status write would meet a 409).
+    if ctx
+        .superseded
+        .is_stale(&uid, lease.metadata.resource_version.as_deref())
+    {
+        return Ok(Action::await_change());
+    }
     let pool = ctx.pool_of(lease);
     // The claim from the cache when the lease's own status points at it; a status without that
     // hint (a new lease, or one someone rewrote) costs one live read.
     let (mut claims, mut reads) = match ctx.cached_claims_of(lease, &uid) {
         Some(claims) => (claims, Reads::Cached),
-        None => (ctx.claims.held_by(&uid).await?, Reads::LiveClaims),
+        None => (ctx.live_claims_of(lease).await?, Reads::LiveClaims),
     };
     let mut served_now = None;
     loop {
@@ -146,7 +154,7 @@ async fn live_lease(
         let needs = decision.needs();
         if needs > reads {
             let live_claims = if reads < Reads::LiveClaims {
-                Some(ctx.claims.held_by(&uid).await?)
+                Some(ctx.live_claims_of(lease).await?)
             } else {
                 None
             };
@@ -167,7 +175,7 @@ async fn live_lease(
         let shell = Shell {
             lease,
             ctx,
-            status: LeaseStatusWriter::new(api, lease, now, ctx.min_forced_rotation),
+            status: LeaseStatusWriter::new(api, lease, now, ctx),
             now,
         };
         if let Some(report) = &read.rollout_report {

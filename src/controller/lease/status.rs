@@ -13,7 +13,7 @@ use super::facts::Held;
 use crate::api::{EntraLease, LeasePhase, LeaseStatus, PreviousCredential};
 use crate::controller::Error;
 use crate::controller::claim_record::ClaimRecord;
-use crate::controller::context::Context;
+use crate::controller::context::{Context, Superseded};
 use crate::controller::reasons::Reason;
 use crate::controller::rotation_schedule::{
     clamped_forced_rotation_interval, next_rotation_at, retire_at,
@@ -29,6 +29,8 @@ pub struct LeaseStatusWriter<'a> {
     /// The operator's minimum spacing of forced rotations, which the status shows when it
     /// clamps the lease's overlap.
     min_forced_rotation: Duration,
+    /// Where a write notes the copy it replaced.
+    superseded: &'a Superseded,
 }
 
 impl<'a> LeaseStatusWriter<'a> {
@@ -36,13 +38,14 @@ impl<'a> LeaseStatusWriter<'a> {
         api: &'a Api<EntraLease>,
         lease: &'a EntraLease,
         now: Timestamp,
-        min_forced_rotation: Duration,
+        ctx: &'a Context,
     ) -> Self {
         Self {
             api,
             lease,
             now,
-            min_forced_rotation,
+            min_forced_rotation: ctx.min_forced_rotation,
+            superseded: &ctx.superseded,
         }
     }
 
@@ -189,9 +192,16 @@ impl<'a> LeaseStatusWriter<'a> {
     }
 
     async fn write(&self, status: &LeaseStatus) -> Result<(), Error> {
-        apply_status(self.api, self.lease, self.lease.status.as_ref(), status)
+        let current = self.lease.status.as_ref();
+        apply_status(self.api, self.lease, current, status)
             .await
-            .map_err(Error::stale_on_conflict("the lease"))
+            .map_err(Error::stale_on_conflict("the lease"))?;
+        if current != Some(status)
+            && let (Some(uid), Some(version)) = (self.lease.uid(), self.lease.resource_version())
+        {
+            self.superseded.wrote_over(&uid, &version);
+        }
+        Ok(())
     }
 }
 

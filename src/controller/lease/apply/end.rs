@@ -125,9 +125,10 @@ pub async fn cleanup(
     };
     ctx.refused_issues.forget(&uid);
     ctx.rotation_done(&uid);
+    ctx.superseded.forget(&uid);
     // The claims, read live, are the record of what this lease holds (two for a continuous
     // lease mid-rotation); without one there is nothing to end (never issued, or ended before).
-    let claims = ctx.claims.held_by(&uid).await?;
+    let claims = ctx.live_claims_of(lease).await?;
     for claim in claims.all_oldest_first() {
         end_one(lease, api, ctx, claim).await?;
     }
@@ -167,7 +168,7 @@ async fn end_one(
             ctx.publish(lease, EventType::Warning, reason, "Revoke", message.clone())
                 .await;
             count_revocation_failure(&error);
-            LeaseStatusWriter::new(api, lease, now, ctx.min_forced_rotation)
+            LeaseStatusWriter::new(api, lease, now, ctx)
                 .revoking(reason, message)
                 .await;
             Err(error)
