@@ -222,6 +222,11 @@ impl SecretSummary {
         }
     }
 
+    /// The resourceVersion the summary describes.
+    pub fn resource_version(&self) -> &str {
+        &self.resource_version
+    }
+
     /// Whether the data is as the operator wrote it; `None` until this resourceVersion is read.
     pub fn data_as_written(&self) -> Option<bool> {
         self.checked

@@ -191,6 +191,7 @@ async fn write_secret(ctx: &Context, lease: &EntraLease, secret: Secret) -> Resu
     }
     let existing = api.get(&name).await?;
     if !is_owned_by(&existing, lease) {
+        ctx.remember_not_owned(&namespace, &name);
         return Err(Error::SecretNotOwned(name));
     }
     let mut replacement = secret;
@@ -473,6 +474,7 @@ pub(super) async fn delete_controlled_secret(
 ) -> Result<(), Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(secret) = api.get_opt(name).await? else {
+        ctx.remember_deleted(namespace, name, None);
         return Ok(());
     };
     if !is_controlled_by(&secret, lease_uid) {
@@ -485,11 +487,16 @@ pub(super) async fn delete_controlled_secret(
         }),
         ..DeleteParams::default()
     };
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(error) if is_not_found(&error) => Ok(()),
-        Err(error) => Err(error.into()),
+    let gone = match api.delete(name, &params).await {
+        // A Secret with finalizers is still there (being deleted) until they are done.
+        Ok(deleted) => deleted.is_right(),
+        Err(error) if is_not_found(&error) => true,
+        Err(error) => return Err(error.into()),
+    };
+    if gone {
+        ctx.remember_deleted(namespace, name, secret.uid().as_deref());
     }
+    Ok(())
 }
 
 /// Renewals change the Secret's expiry annotation only, never its data.

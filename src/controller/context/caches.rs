@@ -10,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::Context;
 use crate::api::EntraLease;
 use crate::controller::claims::{HeldClaim, LeaseClaims};
+use crate::controller::index::Versioned;
 use crate::controller::pool::Pool;
 use crate::secret::{SecretSummary, is_owned_by, stored_password};
 use crate::sensitive::SecretString;
@@ -69,8 +70,12 @@ impl Context {
     /// one whose data was read (or written by the operator) at its current resourceVersion, else
     /// from the API server, which also reveals a Secret of that name that the operator does not
     /// own and a Secret written so recently that the cache has not seen it yet. The cache learns
-    /// what a read found, so each resourceVersion is read at most once.
+    /// what a read found, so each resourceVersion is read at most once. A Secret the operator
+    /// deleted lately is absent without a read, until the watch shows one of that name again.
     pub async fn secret(&self, namespace: &str, name: &str) -> kube::Result<Option<SecretSummary>> {
+        if self.secrets.deleted_lately(namespace, name) {
+            return Ok(None);
+        }
         if let Some(cached) = self.secrets.get(namespace, name)
             && cached.data_as_written().is_some()
         {
@@ -91,16 +96,27 @@ impl Context {
         Ok(read)
     }
 
-    /// Records a Secret as the operator just wrote it, so that the next look at it needs no read.
-    /// Only a Secret the watch already has: one it has not seen yet, or has seen deleted or
-    /// unlabelled meanwhile, is read again rather than trusted from the write.
+    /// Records a Secret as the operator just wrote it, so that the watch's event of this very
+    /// version (before or after this) needs no read. A later version, someone else's edit, is
+    /// read once.
     pub fn remember_written(&self, written: &Secret) {
         let namespace = written.namespace().unwrap_or_default();
-        let read = SecretSummary::of(written);
+        let uid = written.uid().unwrap_or_default();
+        let summary = SecretSummary::of(written);
         self.secrets
-            .update(&namespace, &written.name_any(), |cached| {
-                cached.learn(&read)
-            });
+            .note_written(&namespace, &written.name_any(), &uid, summary);
+    }
+
+    /// Records that the operator deleted the Secret `uid` (or found no Secret to delete, `None`):
+    /// absent for the next looks, without a read.
+    pub fn remember_deleted(&self, namespace: &str, name: &str, uid: Option<&str>) {
+        self.secrets.note_deleted(namespace, name, uid);
+    }
+
+    /// Records that a Secret the operator does not own holds `name`: a deletion noted there no
+    /// longer answers for it (the watch sees only labelled Secrets).
+    pub fn remember_not_owned(&self, namespace: &str, name: &str) {
+        self.secrets.forget_note(namespace, name);
     }
 
     /// The lease's own Secret `name`, read from the API server (caches hold no passwords).
@@ -126,5 +142,11 @@ impl Context {
         Ok(secret
             .filter(|s| is_owned_by(s, lease))
             .and_then(|s| stored_password(&s)))
+    }
+}
+
+impl Versioned for SecretSummary {
+    fn resource_version(&self) -> &str {
+        SecretSummary::resource_version(self)
     }
 }
