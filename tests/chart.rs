@@ -46,7 +46,7 @@ static ADMISSION: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// Takes [`ADMISSION`] shared, then waits until no policy of an all-namespace release that has
 /// just been uninstalled is in force any more (the API server drops a deleted policy a moment
 /// later): a user with every right on kms.hanzo.ai in a namespace of its own, guarded by no
-/// release of these tests, writes a lease's status.
+/// release of these tests, writes a lease's status, and a lease created there gets no finalizer.
 async fn admission_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
     let guard = ADMISSION.read().await;
     let control_plane = ControlPlane::shared();
@@ -78,6 +78,13 @@ async fn admission_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
         );
         namespace
     });
+    // Created as a dry run: admitted and mutated as a create is, and nothing is left.
+    let unguarded_lease = json!({
+        "apiVersion": "kms.hanzo.ai/v1alpha1", "kind": "EntraLease",
+        "metadata": { "name": "unguarded", "namespace": namespace },
+        "spec": { "dynamicSecretRef": { "name": "pool" } },
+    })
+    .to_string();
     let started = Instant::now();
     loop {
         let patched = control_plane.kubectl(&[
@@ -92,13 +99,26 @@ async fn admission_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
             r#"{"status":{"phase":"Failed"}}"#,
             "--as=policy-probe",
         ]);
-        if patched.status.success() {
+        let created = control_plane.kubectl_with_input(
+            &[
+                "create",
+                "--dry-run=server",
+                "--output=jsonpath={.metadata.finalizers}",
+                "-f",
+                "-",
+            ],
+            &unguarded_lease,
+        );
+        if patched.status.success() && created.status.success() && created.stdout.is_empty() {
             return guard;
         }
         assert!(
             started.elapsed() < POLICY_WAIT,
-            "a policy of no running test still refuses status writes in {namespace}: {}",
-            String::from_utf8_lossy(&patched.stderr)
+            "a policy of no running test is still in force in {namespace}: status write: {}; \
+             a new lease's finalizers: {}{}",
+            String::from_utf8_lossy(&patched.stderr),
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -694,6 +714,8 @@ fn install_creates_every_object_and_uninstall_removes_them() {
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
@@ -1358,6 +1380,10 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
         named(&defaults, "ValidatingAdmissionPolicyBinding"),
         policies
     );
+    // The finalizer's policy (tests/chart_values.rs) guards nothing: it adds.
+    for kind in ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"] {
+        assert_eq!(named(&defaults, kind), ["team-a-entra-operator-finalizer"]);
+    }
     let secrets_policy = defaults
         .iter()
         .find(|o| o["metadata"]["name"] == "team-a-entra-operator-operator-secrets")
@@ -1444,7 +1470,8 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
         }),
     ));
     for binding in single.iter().filter(|o| {
-        o["kind"] == "ValidatingAdmissionPolicyBinding"
+        (o["kind"] == "ValidatingAdmissionPolicyBinding"
+            || o["kind"] == "MutatingAdmissionPolicyBinding")
             && o["metadata"]["name"] != "team-b-entra-operator-operator-secrets"
             && o["metadata"]["name"] != "team-b-entra-operator-claims"
     }) {
@@ -1474,10 +1501,8 @@ fn admission_policies_and_aggregated_roles_follow_their_values() {
         }),
     ));
     assert!(!off.iter().any(|o| {
-        o["kind"]
-            .as_str()
-            .unwrap()
-            .starts_with("ValidatingAdmissionPolicy")
+        let kind = o["kind"].as_str().unwrap();
+        kind.starts_with("ValidatingAdmissionPolicy") || kind.starts_with("MutatingAdmissionPolicy")
     }));
     assert!(
         off.iter()
@@ -2230,6 +2255,102 @@ async fn two_releases_do_not_lock_each_other_out() {
                 .unwrap()
                 .is_none()
         );
+    }
+}
+
+/// A lease user (`edit`, into which the chart's lease editor aggregates, and nothing else) gets
+/// every new lease back from the create call already carrying the operator's finalizer: the
+/// chart's MutatingAdmissionPolicy adds it, so the operator need not. A lease's own finalizers
+/// stay, ours comes once, and a lease created with it passes the finalizers policy untouched.
+#[tokio::test]
+async fn a_lease_user_s_new_leases_carry_the_revoke_finalizer_from_the_create_call() {
+    let _shared = admission_shared().await;
+    let admin = ControlPlane::shared().client().await;
+    let guarded = guarded(&admin, "finalizer", json!({})).await;
+    let apps = &guarded.apps;
+    let dir = tempfile::tempdir().unwrap();
+    let user = tenant(&admin, dir.path(), apps, "lease-user", "edit", false).await;
+    let leases = Api::<EntraLease>::namespaced(user, apps);
+    let lease = |name: &str, finalizers: &[&str]| -> EntraLease {
+        let mut metadata = json!({ "name": name });
+        if !finalizers.is_empty() {
+            metadata["finalizers"] = json!(finalizers);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "kms.hanzo.ai/v1alpha1",
+            "kind": "EntraLease",
+            "metadata": metadata,
+            "spec": { "dynamicSecretRef": { "name": "pool" }, "ttl": "30m" },
+        }))
+        .unwrap()
+    };
+
+    let plain = created_once_the_finalizer_policy_holds(&leases, &lease("plain", &[])).await;
+    assert_eq!(plain.metadata.finalizers.unwrap(), [REVOKE]);
+
+    let pp = PostParams::default();
+    let held = leases
+        .create(&pp, &lease("held", &["example.com/hold"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        held.metadata.finalizers.unwrap(),
+        ["example.com/hold", REVOKE],
+        "the lease's own finalizer stays, ours is added after it"
+    );
+    let both = leases
+        .create(&pp, &lease("both", &["example.com/hold", REVOKE]))
+        .await
+        .expect("a create carrying the finalizer is admitted");
+    assert_eq!(
+        both.metadata.finalizers.unwrap(),
+        ["example.com/hold", REVOKE],
+        "ours, already there, is not added twice"
+    );
+    let stored = leases_of(&admin, apps).get("plain").await.unwrap();
+    assert_eq!(
+        finalizers(&stored),
+        [REVOKE],
+        "what was returned was stored"
+    );
+}
+
+/// Creates `lease` (listing no finalizers) with `leases` until it comes back carrying the
+/// operator's finalizer, at most [`POLICY_WAIT`]: the chart's finalizer policy, and the user's
+/// fresh RoleBinding, take a moment to be in force. A try without it holds no finalizer, so it
+/// is deleted at once and made again.
+async fn created_once_the_finalizer_policy_holds(
+    leases: &Api<EntraLease>,
+    lease: &EntraLease,
+) -> EntraLease {
+    assert!(lease.metadata.finalizers.iter().flatten().next().is_none());
+    let name = lease.metadata.name.clone().unwrap();
+    let pp = PostParams::default();
+    let started = Instant::now();
+    loop {
+        let created = until_authorized("the lease user creates a lease", || {
+            leases.create(&pp, lease)
+        })
+        .await;
+        if created
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == REVOKE)
+        {
+            return created;
+        }
+        assert!(
+            started.elapsed() < POLICY_WAIT,
+            "the finalizer policy is not in force within {POLICY_WAIT:?}: {:?}",
+            created.metadata.finalizers
+        );
+        leases
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

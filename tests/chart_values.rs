@@ -678,3 +678,114 @@ fn claims_policy_is_bound_in_the_release_namespace_and_trusts_the_operator_and_b
             .any(|o| o["metadata"]["name"] == "knobs-entra-operator-claims")
     );
 }
+
+#[test]
+fn finalizer_policy_adds_revoke_on_create_in_the_served_namespaces() {
+    let mutating = |rendered: &[Value]| -> Vec<String> {
+        rendered
+            .iter()
+            .filter(|o| {
+                o["kind"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("MutatingAdmissionPolicy")
+            })
+            .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
+            .collect()
+    };
+    let defaults = render(json!({}));
+    let policy = named(
+        &defaults,
+        "MutatingAdmissionPolicy",
+        "knobs-entra-operator-finalizer",
+    );
+    let spec = &policy["spec"];
+    assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
+    assert_eq!(
+        spec["failurePolicy"], "Ignore",
+        "the operator adds the finalizer when the policy fails: never refuse a lease"
+    );
+    assert_eq!(spec["reinvocationPolicy"], "Never");
+    assert_eq!(
+        spec["matchConstraints"]["resourceRules"],
+        json!([{
+            "apiGroups": ["kms.hanzo.ai"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE"],
+            "resources": ["entraleases"],
+        }])
+    );
+    assert_eq!(spec["mutations"][0]["patchType"], "JSONPatch");
+    let patch = spec["mutations"][0]["jsonPatch"]["expression"]
+        .as_str()
+        .unwrap();
+    for path in ["/metadata/finalizers/-", "/metadata/finalizers"] {
+        assert!(
+            patch.contains(&format!(r#"path: "{path}""#)),
+            "{path}: {patch}"
+        );
+    }
+    let binding = named(
+        &defaults,
+        "MutatingAdmissionPolicyBinding",
+        "knobs-entra-operator-finalizer",
+    );
+    assert_eq!(
+        binding["spec"],
+        json!({
+            "policyName": "knobs-entra-operator-finalizer",
+            "matchResources": { "namespaceSelector": {} },
+        }),
+        "every namespace, as the operator watches"
+    );
+
+    let watching = render(json!({ "watchNamespaces": ["apps", "web"] }));
+    assert_eq!(
+        named(
+            &watching,
+            "MutatingAdmissionPolicyBinding",
+            "knobs-entra-operator-finalizer"
+        )["spec"]["matchResources"],
+        json!({ "namespaceSelector": { "matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["apps", "web"],
+        }] } }),
+        "the watched namespaces only, as the other tenant policies"
+    );
+
+    // Off with the sub-toggle or with every policy, and not rendered for a cluster without
+    // MutatingAdmissionPolicy v1 (before 1.36): the operator adds the finalizer itself there.
+    for values in [
+        json!({ "admissionPolicies": { "addFinalizer": false } }),
+        json!({ "admissionPolicies": { "enabled": false } }),
+    ] {
+        assert_eq!(
+            mutating(&render(values.clone())),
+            Vec::<String>::new(),
+            "{values}"
+        );
+    }
+    let without = render(json!({ "admissionPolicies": { "addFinalizer": false } }));
+    assert!(
+        without
+            .iter()
+            .any(|o| o["kind"] == "ValidatingAdmissionPolicy"),
+        "the guards stay"
+    );
+    let rendered_for = |version: &str| -> Vec<Value> {
+        documents(&helm_ok(&[
+            "template",
+            "knobs",
+            CHART_DIR,
+            "--namespace",
+            "ops",
+            "--kube-version",
+            version,
+        ]))
+    };
+    assert_eq!(mutating(&rendered_for("1.35.4")), Vec::<String>::new());
+    assert_eq!(mutating(&rendered_for("1.36.0")).len(), 2);
+    refused(
+        json!({ "admissionPolicies": { "addFinalizer": "yes" } }),
+        "addFinalizer",
+    );
+}
