@@ -15,6 +15,9 @@ use crate::error::{PluginError, Request, in_namespace};
 use crate::output::{OutputArgs, print_credentials};
 use crate::{credentials, parse_wait, pool_lookup, wait};
 
+/// The operator's revocation finalizer, which every lease holds until its credential is revoked.
+const REVOKE_FINALIZER: &str = "kms.hanzo.ai/revoke";
+
 #[derive(Args)]
 pub struct LeaseArgs {
     /// The pool: an EntraDynamicSecret of the namespace, or a ClusterEntraDynamicSecret.
@@ -84,10 +87,13 @@ pub async fn run(target: &Target, args: LeaseArgs) -> Result<(), PluginError> {
             spec["rotation"]["overlap"] = json!(overlap);
         }
     }
-    let metadata = match &args.name {
+    let mut metadata = match &args.name {
         Some(name) => json!({ "name": name }),
         None => json!({ "generateName": format!("{}-", args.pool) }),
     };
+    // The operator would add it with a write of its own; the chart's admission policy does the
+    // same where it is installed.
+    metadata["finalizers"] = json!([REVOKE_FINALIZER]);
     let lease: EntraLease = serde_json::from_value(json!({
         "apiVersion": "kms.hanzo.ai/v1alpha1",
         "kind": "EntraLease",
