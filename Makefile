@@ -128,15 +128,15 @@ bench-build:
 	cargo build --release -p entra-operator -p entra-bench
 
 # The peer comparison runs too once `make bench-peer` has built ESO (its first build takes about
-# 25 minutes on 2 cores).
+# 25 minutes on 2 cores). Both render the chart's finalizer policy with helm.
 .PHONY: bench
-bench: $(CONTROLPLANE_BIN) bench-build
+bench: $(CONTROLPLANE_BIN) $(HELM_BIN) bench-build
 	target/release/bench
 	@if [ -x $(ESO_BIN) ] && [ -f $(ESO_CRDS) ]; then target/release/peer; \
 	else echo ">> no peer comparison: make bench-peer builds External Secrets Operator and runs it"; fi
 
 .PHONY: bench-peer
-bench-peer: $(CONTROLPLANE_BIN) $(ESO_BIN) bench-build
+bench-peer: $(CONTROLPLANE_BIN) $(HELM_BIN) $(ESO_BIN) bench-build
 	target/release/peer
 
 $(ESO_BIN): $(PEER_DIR)/go.mod $(PEER_DIR)/go.sum $(PEER_DIR)/main.go

@@ -254,6 +254,7 @@ pub async fn start_phase_operator(
     let client = control_plane.client().await;
     Lab::ensure_namespace(&client, namespace).await;
     Lab::ensure_namespace(&client, operator_namespace).await;
+    crate::setup::install_finalizer_policy(control_plane, operator_namespace, &[namespace]).await;
     let lab = Lab {
         client,
         namespace: namespace.into(),

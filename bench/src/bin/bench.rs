@@ -259,6 +259,7 @@ impl Bench {
         let client = control_plane.client().await;
         Lab::ensure_namespace(&client, NAMESPACE).await;
         Lab::ensure_namespace(&client, OPERATOR_NAMESPACE).await;
+        setup::install_finalizer_policy(&control_plane, OPERATOR_NAMESPACE, &[NAMESPACE]).await;
         let lab = Lab {
             client: client.clone(),
             namespace: NAMESPACE.into(),

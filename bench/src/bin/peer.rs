@@ -376,6 +376,8 @@ async fn run_ours(
         .expect("the emulator starts");
     Lab::ensure_namespace(client, OURS_NAMESPACE).await;
     Lab::ensure_namespace(client, OURS_OPERATOR_NAMESPACE).await;
+    setup::install_finalizer_policy(control_plane, OURS_OPERATOR_NAMESPACE, &[OURS_NAMESPACE])
+        .await;
     let lab = Lab {
         client: client.clone(),
         namespace: OURS_NAMESPACE.into(),
