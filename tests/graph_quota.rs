@@ -381,3 +381,47 @@ async fn a_burst_is_paced_under_the_write_quota() {
     wait_all_gone(&world, &busy, SOON).await;
     audit(&world, &busy_lab, &tracker, None).await;
 }
+
+/// A pool validation that waits its turn in its app's read budget goes on where it stopped: a
+/// pool whose users cost more reads than the budget holds at once becomes Ready, each user asked
+/// for about once, instead of asking Graph for its first users again on every turn and never
+/// finishing (as 41 pools of 250 users under one app did).
+#[tokio::test]
+async fn a_pool_larger_than_its_apps_read_budget_becomes_ready() {
+    let control_plane = ControlPlane::shared();
+    install_crds(control_plane);
+    let admin = control_plane.client().await;
+    let wide_ns = namespace(&admin, "wide").await;
+    let operator_namespace = namespace(&admin, "wide-op").await;
+    // Ten read units at once, two a second: a validation of 30 users and their sign-in methods
+    // (about 90 units: a lookup costs 1, a listing 2) waits its turn many times.
+    let users = 30;
+    let world = World::start_with(
+        lab::tenant(users),
+        &[&wide_ns],
+        operator_namespace,
+        vec![
+            "--cluster-pools=false".into(),
+            "--graph-app-tenant-read-units=10/5s".into(),
+        ],
+    )
+    .await;
+    let wide = Team::new(&world, wide_ns.clone()).await;
+    let members = upns(0..users);
+    wide.create_pool("wide", lab::APP_ID, lab::CLIENT_SECRET, &as_strs(&members))
+        .await;
+    let pool = world.pool_ready(&wide_ns, "wide").await;
+    let status = pool.status.expect("a Ready pool has a status");
+    assert_eq!(status.users.len(), users, "every user resolved");
+    let counters = world.emulator.counters();
+    let lookups = counters.operation(Operation::GetUser);
+    let listings = counters.operation(Operation::ListMethods);
+    assert!(
+        lookups <= 2 * users as u64,
+        "{lookups} user lookups for a pool of {users} users"
+    );
+    assert!(
+        listings <= 2 * users as u64,
+        "{listings} method listings for a pool of {users} users"
+    );
+}

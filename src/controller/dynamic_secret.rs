@@ -16,6 +16,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::Error;
 use super::app_credential::app_credentials;
 use super::claims::{HeldClaim, is_conflict, is_not_found};
+use super::context::Progress;
 use super::context::{Context, FORBIDDEN_FOR, FORBIDDEN_PROBLEM};
 use super::credential::end_credential;
 use super::pool::Pool;
@@ -338,8 +339,14 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
         key.namespace.clone().unwrap_or_default(),
         format!("validate/{key}"),
     ));
-    let mut users = Vec::with_capacity(spec.users.len());
-    for configured in &spec.users {
+    // An attempt that waited its turn goes on where the last one stopped.
+    let version = &credential.version;
+    let mut progress = ctx.validations.progress(pool, version, REVALIDATE_EVERY);
+    let stopped = |progress: Progress, error: GraphError| {
+        ctx.validations.keep_progress(pool, version, progress);
+        graph_failure(error)
+    };
+    for configured in spec.users.iter().skip(progress.looked_up.len()) {
         let mut user = PoolUser {
             configured: configured.clone(),
             ..PoolUser::default()
@@ -354,10 +361,11 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
                 user.display_name = found.display_name;
             }
             Err(GraphError::UserNotFound { .. }) => user.problem = Some("NotFound".into()),
-            Err(error) => return Err(graph_failure(error)),
+            Err(error) => return Err(stopped(progress, error)),
         }
-        users.push(user);
+        progress.looked_up.push(user);
     }
+    let mut users = progress.looked_up.clone();
     let mut seen = HashMap::new();
     for user in &mut users {
         if let Some(id) = &user.id
@@ -366,22 +374,27 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
             user.problem = Some(format!("DuplicateOf:{first}"));
         }
     }
-    leasable_when_disabled_here(ctx, &graph, app, spec, &mut users)
-        .await
-        .map_err(|error| match error {
-            Error::Graph(error) => graph_failure(error),
+    if let Err(error) = leasable_when_disabled_here(ctx, &graph, app, spec, &mut users).await {
+        return Err(match error {
+            Error::Graph(error) => stopped(progress, error),
             other => Failure {
                 reason: other.reason(),
                 message: other.to_string(),
                 retry_in: None,
             },
-        })?;
-    super::protected_users::mark_protected(&graph, app, &mut users)
-        .await
-        .map_err(graph_failure)?;
-    let methods = check_methods(ctx, &graph, app, spec, &mut users)
-        .await
-        .map_err(graph_failure)?;
+        });
+    }
+    let protection = &mut progress.protection;
+    if let Err(error) =
+        super::protected_users::mark_protected(&graph, app, &mut users, protection).await
+    {
+        return Err(stopped(progress, error));
+    }
+    let methods =
+        match check_methods(ctx, &graph, app, spec, &mut users, &mut progress.methods).await {
+            Ok(methods) => methods,
+            Err(error) => return Err(stopped(progress, error)),
+        };
     // A pass lets its holder register methods: a pass pool whose app cannot remove them at the
     // lease's end does not issue.
     if super::access_pass::issues_passes(spec) && !methods.managed {

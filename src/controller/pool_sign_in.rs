@@ -4,7 +4,7 @@
 //! disabled itself between leases (those are leasable).
 
 use super::Error;
-use super::context::Context;
+use super::context::{Context, MethodsProgress};
 use super::reasons::Reason;
 use crate::api::{PoolSpec, PoolUser, SignInMethods};
 use crate::graph::{AppCredentials, GraphClient, GraphError, METHODS_PERMISSION};
@@ -29,6 +29,7 @@ pub async fn check_methods(
     app: &AppCredentials,
     spec: &PoolSpec,
     users: &mut [PoolUser],
+    progress: &mut MethodsProgress,
 ) -> Result<MethodsManaged, GraphError> {
     if spec.sign_in_methods == SignInMethods::Keep {
         return Ok(MethodsManaged {
@@ -48,28 +49,34 @@ pub async fn check_methods(
              issue, and their end covers the password and sessions only"
         ),
     };
-    let mut listed_any = false;
-    for user in users.iter_mut() {
-        let Some(id) = user.id.as_deref() else {
-            continue;
+    // What an earlier attempt that waited its turn found is taken over, not asked again.
+    for (user, found) in users.iter_mut().zip(&progress.found) {
+        user.other_sign_in_methods = *found;
+    }
+    let start = progress.next;
+    for (index, user) in users.iter_mut().enumerate().skip(start) {
+        let listed = match user.id.as_deref() {
+            Some(id) if ctx.cached_claim(id).is_none() => {
+                Some(graph.list_sign_in_methods(app, id).await)
+            }
+            _ => None,
         };
-        if ctx.cached_claim(id).is_some() {
-            continue;
-        }
-        match graph.list_sign_in_methods(app, id).await {
-            Ok(methods) => {
-                listed_any = true;
+        match listed {
+            Some(Ok(methods)) => {
+                progress.listed_any = true;
                 user.other_sign_in_methods =
                     Some(u32::try_from(methods.len()).unwrap_or(u32::MAX)).filter(|n| *n > 0);
             }
             // A protected admin refuses any app without a privileged role: try the next user.
-            Err(GraphError::MissingPermission { .. }) if user.problem.is_some() => {}
-            Err(GraphError::MissingPermission { .. }) => return Ok(missing),
-            Err(GraphError::UserNotFound { .. }) => {}
-            Err(error) => return Err(error),
+            Some(Err(GraphError::MissingPermission { .. })) if user.problem.is_some() => {}
+            Some(Err(GraphError::MissingPermission { .. })) => return Ok(missing),
+            Some(Err(GraphError::UserNotFound { .. })) | None => {}
+            Some(Err(error)) => return Err(error),
         }
+        progress.found.push(user.other_sign_in_methods);
+        progress.next = index + 1;
     }
-    if !listed_any
+    if !progress.listed_any
         && users
             .iter()
             .all(|user| user.id.is_none() || user.problem.is_some())

@@ -32,7 +32,7 @@ pub use rotation_queue::RotationQueue;
 pub use status_writes::StatusWrites;
 pub use superseded::Superseded;
 pub use unapplied_writes::{IssueWrites, UnappliedWrites};
-pub use validations::Validations;
+pub use validations::{MethodsProgress, Progress, ProtectionProgress, Validations};
 
 use super::Settings;
 use super::claims::{Claims, HeldClaim};

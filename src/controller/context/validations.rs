@@ -13,6 +13,47 @@ use crate::controller::pool::{Pool, PoolKey};
 #[derive(Default)]
 pub struct Validations {
     by_pool: Mutex<HashMap<PoolKey, Validation>>,
+    /// How far each unfinished resolution got: one that waits its turn in the app's Graph line
+    /// goes on from there, so a pool of many users under a busy app finishes instead of asking
+    /// Graph for its first users again each time.
+    unfinished: Mutex<HashMap<PoolKey, Unfinished>>,
+}
+
+/// An unfinished resolution of one pool object with one credential.
+struct Unfinished {
+    made_for: PoolVersion,
+    credential_version: Option<String>,
+    started: Instant,
+    progress: Progress,
+}
+
+/// What a resolution asked Graph so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// The configured users looked up, in order, as Graph answered.
+    pub looked_up: Vec<PoolUser>,
+    pub protection: ProtectionProgress,
+    pub methods: MethodsProgress,
+}
+
+/// How far the reading of users' memberships (protected users) got.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProtectionProgress {
+    /// The index of the next user to read.
+    pub next: usize,
+    /// The users before `next` found protected (or gone), by index, with their problem.
+    pub marked: Vec<(usize, String)>,
+}
+
+/// How far the listing of idle users' sign-in methods got.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MethodsProgress {
+    /// The index of the next user to list.
+    pub next: usize,
+    /// Whether any listing succeeded.
+    pub listed_any: bool,
+    /// The methods besides the password found on the users before `next`.
+    pub found: Vec<Option<u32>>,
 }
 
 /// A resolution of a pool's users, valid while its object, spec and credential are unchanged.
@@ -55,6 +96,7 @@ impl Validations {
         credential_version: Option<String>,
         users: Vec<PoolUser>,
     ) {
+        self.unfinished.lock().unwrap().remove(&key);
         let validation = Validation {
             made_for,
             credential_version,
@@ -62,6 +104,76 @@ impl Validations {
             at: Instant::now(),
         };
         self.by_pool.lock().unwrap().insert(key, validation);
+    }
+
+    /// What an unfinished resolution of `pool` as it is now, with its credential at
+    /// `credential_version`, started less than `max_age` ago, got so far; else nothing.
+    pub fn progress(
+        &self,
+        pool: &Pool,
+        credential_version: &Option<String>,
+        max_age: Duration,
+    ) -> Progress {
+        let made_for = PoolVersion::of(pool);
+        self.progress_of(&pool.key(), &made_for, credential_version, max_age)
+    }
+
+    fn progress_of(
+        &self,
+        key: &PoolKey,
+        made_for: &PoolVersion,
+        credential_version: &Option<String>,
+        max_age: Duration,
+    ) -> Progress {
+        let unfinished = self.unfinished.lock().unwrap();
+        unfinished
+            .get(key)
+            .filter(|u| {
+                u.made_for == *made_for
+                    && u.credential_version == *credential_version
+                    && u.started.elapsed() < max_age
+            })
+            .map(|u| u.progress.clone())
+            .unwrap_or_default()
+    }
+
+    /// Keeps how far a resolution of `pool` got, for its next attempt.
+    pub fn keep_progress(
+        &self,
+        pool: &Pool,
+        credential_version: &Option<String>,
+        progress: Progress,
+    ) {
+        self.keep_progress_of(
+            pool.key(),
+            PoolVersion::of(pool),
+            credential_version,
+            progress,
+        );
+    }
+
+    fn keep_progress_of(
+        &self,
+        key: PoolKey,
+        made_for: PoolVersion,
+        credential_version: &Option<String>,
+        progress: Progress,
+    ) {
+        let mut unfinished = self.unfinished.lock().unwrap();
+        // The attempts of one resolution share its start: its answers age from the first.
+        let started = unfinished
+            .get(&key)
+            .filter(|u| u.made_for == made_for && u.credential_version == *credential_version)
+            .map_or_else(Instant::now, |u| u.started);
+        unfinished.insert(
+            key,
+            Unfinished {
+                made_for,
+                credential_version: credential_version.clone(),
+                started,
+                progress,
+            },
+        );
     }
 
     /// `pool`'s users, if they were resolved for the pool as it is now (same object, same
@@ -110,6 +222,7 @@ impl Validations {
     /// Drops `pool`'s resolution, so that its next reconcile asks Graph.
     pub fn forget(&self, pool: &PoolKey) {
         self.by_pool.lock().unwrap().remove(pool);
+        self.unfinished.lock().unwrap().remove(pool);
     }
 }
 
@@ -201,6 +314,56 @@ mod tests {
         assert_eq!(
             validations.users_of_version(&key(), &version("uid", 1)),
             None
+        );
+    }
+
+    fn halfway() -> Progress {
+        Progress {
+            looked_up: users(),
+            protection: ProtectionProgress::default(),
+            methods: MethodsProgress {
+                next: 1,
+                listed_any: true,
+                found: vec![Some(2)],
+            },
+        }
+    }
+
+    #[test]
+    fn an_unfinished_resolution_goes_on_from_where_it_stopped() {
+        let validations = Validations::default();
+        let current = version("uid", 1);
+        let credential = &Some("7".into());
+        validations.keep_progress_of(key(), current.clone(), credential, halfway());
+        assert_eq!(
+            validations.progress_of(&key(), &current, credential, AN_HOUR),
+            halfway()
+        );
+    }
+
+    #[test]
+    fn progress_of_another_pool_version_credential_or_age_is_not_taken_over() {
+        let validations = Validations::default();
+        let credential = &Some("7".into());
+        validations.keep_progress_of(key(), version("uid", 1), credential, halfway());
+        let none = Progress::default();
+        let of =
+            |v: &PoolVersion, c: &Option<String>, age| validations.progress_of(&key(), v, c, age);
+        assert_eq!(of(&version("uid", 2), credential, AN_HOUR), none);
+        assert_eq!(of(&version("uid", 1), &Some("8".into()), AN_HOUR), none);
+        assert_eq!(of(&version("uid", 1), credential, Duration::ZERO), none);
+    }
+
+    #[test]
+    fn a_finished_resolution_drops_its_progress() {
+        let validations = Validations::default();
+        let current = version("uid", 1);
+        let credential = Some("7".into());
+        validations.keep_progress_of(key(), current.clone(), &credential, halfway());
+        validations.record_version(key(), current.clone(), credential.clone(), users());
+        assert_eq!(
+            validations.progress_of(&key(), &current, &credential, AN_HOUR),
+            Progress::default()
         );
     }
 }
