@@ -55,6 +55,9 @@ pub struct Figures {
     pub writes_per_secret: f64,
     pub reads_per_secret: f64,
     pub refused_per_secret: f64,
+    /// Every request of the burst per Secret, by `VERB resource` (a refused one with its code;
+    /// the harness's creates and the API server's background included).
+    pub burst_requests_per_secret: std::collections::BTreeMap<String, f64>,
     pub at_first_fill: Usage,
     pub at_full_fill: Usage,
     pub idle_requests_per_minute: f64,

@@ -281,6 +281,12 @@ async fn measure<C: Contender>(
     figures.writes_per_secret = (writes - n - background.0 * seconds).max(0.0) / n;
     figures.reads_per_secret = (reads - background.1 * seconds).max(0.0) / n;
     figures.refused_per_secret = refusals / n;
+    figures.burst_requests_per_secret = delta
+        .0
+        .iter()
+        .filter(|((verb, resource), _)| controller_request(verb, resource))
+        .map(|((verb, resource), count)| (format!("{verb} {resource}"), count / n))
+        .collect();
 
     let mut next = scale.sequential + scale.burst;
     for (fill, at) in [
