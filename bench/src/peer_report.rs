@@ -58,6 +58,9 @@ pub struct Figures {
     /// Every request of the burst per Secret, by `VERB resource` (a refused one with its code;
     /// the harness's creates and the API server's background included).
     pub burst_requests_per_secret: std::collections::BTreeMap<String, f64>,
+    /// Before the first resource: what the process spent starting (the operator's pools'
+    /// validation included).
+    pub at_start: Usage,
     pub at_first_fill: Usage,
     pub at_full_fill: Usage,
     pub idle_requests_per_minute: f64,
@@ -185,6 +188,12 @@ pub fn markdown(results: &PeerResults) -> String {
             &format!("CPU seconds to reach {fill}"),
             a.cpu_seconds,
             b.cpu_seconds,
+            "s",
+        );
+        out += &row(
+            "... of which for the resources (less the start)",
+            a.cpu_seconds - ours.at_start.cpu_seconds,
+            b.cpu_seconds - eso.at_start.cpu_seconds,
             "s",
         );
     }

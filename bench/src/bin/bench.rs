@@ -2,11 +2,12 @@
 //! Graph, and what 10,000 active leases cost at rest and across a restart. Prints a summary and
 //! writes `bench/results.md` and `bench/results.json`. Figures only: nothing here asserts a timing.
 //!
-//! `bench [--small] [--fill-only] [--quota-only] [--neighbour-only] [--sign-in-only] [--users N]
-//! [--pool-size N] [--burst N] [--out DIR]`: `--small` runs every phase at a tenth of the size or
-//! less (for development), `--fill-only` only the memory and CPU phase, `--quota-only` only the
-//! Graph quota phase, `--neighbour-only` only the noisy-neighbour phase, `--sign-in-only` only the
-//! Graph cost of each way of ending a lease, and the other flags
+//! `bench [--small] [--fill-only] [--quota-only] [--neighbour-only] [--sign-in-only]
+//! [--lifecycle-only] [--users N] [--pool-size N] [--burst N] [--out DIR]`: `--small` runs every
+//! phase at a tenth of the size or less (for development), `--fill-only` only the memory and CPU
+//! phase, `--quota-only` only the Graph quota phase, `--neighbour-only` only the noisy-neighbour
+//! phase, `--sign-in-only` only the Graph cost of each way of ending a lease, `--lifecycle-only`
+//! only the API cost of a lifecycle (deleted, and expired), and the other flags
 //! change one size; results then go to `target/bench/` unless `--out` says otherwise.
 
 use std::collections::BTreeMap;
@@ -130,6 +131,7 @@ fn main() {
     let quota_only = args.iter().any(|a| a == "--quota-only");
     let sign_in_only = args.iter().any(|a| a == "--sign-in-only");
     let neighbour_only = args.iter().any(|a| a == "--neighbour-only");
+    let lifecycle_only = args.iter().any(|a| a == "--lifecycle-only");
     let resized = args
         .iter()
         .any(|a| matches!(a.as_str(), "--users" | "--pool-size" | "--burst"));
@@ -139,7 +141,14 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            if small || resized || fill_only || quota_only || sign_in_only || neighbour_only {
+            if small
+                || resized
+                || fill_only
+                || quota_only
+                || sign_in_only
+                || neighbour_only
+                || lifecycle_only
+            {
                 setup::target_dir().join("bench")
             } else {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -170,6 +179,8 @@ fn main() {
         Only::SignIn
     } else if neighbour_only {
         Only::Neighbour
+    } else if lifecycle_only {
+        Only::Lifecycle
     } else {
         Only::Everything
     };
@@ -216,6 +227,8 @@ enum Only {
     Quota,
     SignIn,
     Neighbour,
+    /// The API writes per lifecycle: the sequential leases (deleted) and the expiring burst.
+    Lifecycle,
 }
 
 async fn run(scale: Scale, only: Only) -> Results {
@@ -227,6 +240,10 @@ async fn run(scale: Scale, only: Only) -> Results {
         Only::Quota => bench.quota().await,
         Only::SignIn => bench.sign_in_options().await,
         Only::Neighbour => bench.noisy_neighbour().await,
+        Only::Lifecycle => {
+            bench.sequential().await;
+            bench.expiring_burst().await;
+        }
         Only::Everything => {}
     }
     if only != Only::Everything {

@@ -233,6 +233,8 @@ async fn measure<C: Contender>(
     background: &Background,
 ) -> Figures {
     let mut figures = Figures::default();
+    // Before any resource: the process's start (for the operator, its pools' validation too).
+    figures.at_start = side.usage();
     phase(&format!("{} sequential", scale.sequential));
     let mut samples = Vec::new();
     for i in 0..scale.sequential {
