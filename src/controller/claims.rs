@@ -35,9 +35,9 @@ pub const HOLDER_UID_LABEL: &str = "kms.hanzo.ai/holder-uid";
 /// Label of a claim with the holding lease's namespace, for counting a namespace's share of a
 /// pool (`maxLeasesPerNamespace`).
 pub const HOLDER_NAMESPACE_LABEL: &str = "kms.hanzo.ai/holder-namespace";
-/// How far the API server's clock may run behind the operator's when a lease's age is compared
-/// with the process's.
-const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+/// How far the API server's clock may run ahead of the operator's when a lease's age (the
+/// server's creationTimestamp) is compared with the process's start (the operator's clock).
+const CLOCK_MARGIN: Duration = Duration::from_secs(300);
 /// Held by every claim until its credential is revoked.
 pub const CLAIM_FINALIZER: &str = "kms.hanzo.ai/revoke";
 
@@ -195,21 +195,22 @@ impl Claims {
     pub async fn claim(&self, record: &ClaimRecord) -> kube::Result<ClaimOutcome> {
         let claim = claim_object(record);
         let lease_uid = record.lease.uid.as_str();
+        // Noted before the request: a create the server took but whose answer was lost is found
+        // by name all the same (a read that shows the claim not held drops the note).
+        self.remember_created(lease_uid, &claim_name(&record.user.id));
         match self.api.create(&PostParams::default(), &claim).await {
-            Ok(created) => {
-                let created = HeldClaim::of(&created);
-                self.remember_created(lease_uid, &created.name);
-                return Ok(ClaimOutcome::Claimed(created));
-            }
+            Ok(created) => return Ok(ClaimOutcome::Claimed(HeldClaim::of(&created))),
             Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(error),
         }
         match self.get(&record.user.id).await? {
             Some(existing) if existing.is_held_by(Some(lease_uid)) => {
-                self.remember_created(lease_uid, &existing.name);
                 Ok(ClaimOutcome::Claimed(existing))
             }
-            _ => Ok(ClaimOutcome::Taken),
+            _ => {
+                self.forget_created(lease_uid, &claim_name(&record.user.id));
+                Ok(ClaimOutcome::Taken)
+            }
         }
     }
 

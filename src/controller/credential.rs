@@ -478,6 +478,7 @@ pub(super) async fn delete_controlled_secret(
         return Ok(());
     };
     if !is_controlled_by(&secret, lease_uid) {
+        ctx.remember_not_owned(namespace, name);
         return Ok(());
     }
     let params = DeleteParams {

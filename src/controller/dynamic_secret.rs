@@ -66,6 +66,9 @@ pub async fn reconcile_cluster(
 }
 
 async fn validate(pool: &Pool, ctx: &Context) -> Result<Action, Error> {
+    if let Some(wait) = written_a_moment_ago(pool, ctx) {
+        return Ok(Action::requeue(wait));
+    }
     let now = Timestamp::now();
     let current = pool.status().cloned().unwrap_or_default();
     let generation = pool.metadata().generation;
@@ -212,6 +215,20 @@ fn event_note(pool: &Pool, message: String) -> String {
     }
 }
 
+/// How long a pool whose status this process wrote less than [`HOLDERS_EVERY`] ago, for its
+/// current generation, waits before it is judged again. Every claim of its leases coming and going
+/// wakes it, and judging it builds its whole status: a burst of issues then costs one judgement
+/// per pool every [`HOLDERS_EVERY`], not one per claim event. A change of its credential or of
+/// Entra's refusals shows that much later; a change of its spec (a new generation) does not wait.
+fn written_a_moment_ago(pool: &Pool, ctx: &Context) -> Option<Duration> {
+    let observed = pool.status().and_then(|status| status.observed_generation);
+    if observed != pool.metadata().generation {
+        return None;
+    }
+    let since_written = ctx.status_writes.since_last(&pool.key())?;
+    HOLDERS_EVERY.checked_sub(since_written)
+}
+
 /// How long a change of only the holders and counts waits, when the status was written less than
 /// [`HOLDERS_EVERY`] ago: a burst of issues then costs a few status writes per pool, not one each.
 fn holders_update_wait(
@@ -343,7 +360,8 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
     let version = &credential.version;
     let mut progress = ctx.validations.progress(pool, version, REVALIDATE_EVERY);
     let stopped = |progress: Progress, error: GraphError| {
-        ctx.validations.keep_progress(pool, version, progress);
+        ctx.validations
+            .keep_progress(pool, version, REVALIDATE_EVERY, progress);
         graph_failure(error)
     };
     for configured in spec.users.iter().skip(progress.looked_up.len()) {
@@ -365,16 +383,11 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
         }
         progress.looked_up.push(user);
     }
-    let mut users = progress.looked_up.clone();
-    let mut seen = HashMap::new();
-    for user in &mut users {
-        if let Some(id) = &user.id
-            && let Some(first) = seen.insert(id.to_ascii_lowercase(), user.configured.clone())
-        {
-            user.problem = Some(format!("DuplicateOf:{first}"));
-        }
-    }
-    if let Err(error) = leasable_when_disabled_here(ctx, &graph, app, spec, &mut users).await {
+    // Applied to what is kept, so that an attempt going on after a wait does not take a user
+    // the operator enabled meanwhile for disabled again.
+    if let Err(error) =
+        leasable_when_disabled_here(ctx, &graph, app, spec, &mut progress.looked_up).await
+    {
         return Err(match error {
             Error::Graph(error) => stopped(progress, error),
             other => Failure {
@@ -383,6 +396,15 @@ async fn resolve_users(pool: &Pool, ctx: &Context) -> Result<Resolved, Failure> 
                 retry_in: None,
             },
         });
+    }
+    let mut users = progress.looked_up.clone();
+    let mut seen = HashMap::new();
+    for user in &mut users {
+        if let Some(id) = &user.id
+            && let Some(first) = seen.insert(id.to_ascii_lowercase(), user.configured.clone())
+        {
+            user.problem = Some(format!("DuplicateOf:{first}"));
+        }
     }
     let protection = &mut progress.protection;
     if let Err(error) =

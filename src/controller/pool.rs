@@ -189,11 +189,15 @@ impl Pool {
         match self {
             Pool::Namespaced(pool) => {
                 let api = Api::namespaced(client.clone(), &pool.namespace().unwrap_or_default());
-                apply_status(&api, pool.as_ref(), pool.status.as_ref(), status).await
+                apply_status(&api, pool.as_ref(), pool.status.as_ref(), status)
+                    .await
+                    .map(|_| ())
             }
             Pool::Cluster(pool) => {
                 let api = Api::all(client.clone());
-                apply_status(&api, pool.as_ref(), pool.status.as_ref(), status).await
+                apply_status(&api, pool.as_ref(), pool.status.as_ref(), status)
+                    .await
+                    .map(|_| ())
             }
         }
     }

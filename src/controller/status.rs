@@ -15,19 +15,20 @@ pub const FIELD_MANAGER: &str = "entra-operator";
 
 /// Applies `status` to `object` unless it already has exactly that status. The write is
 /// conditional on `object`'s resourceVersion: a status judged from a stale copy fails with 409
-/// instead of overwriting a newer one.
+/// instead of overwriting a newer one. Answers the object's new resourceVersion when the write
+/// changed it (an apply that changes nothing on the server keeps it).
 pub async fn apply_status<K, S>(
     api: &Api<K>,
     object: &K,
     current: Option<&S>,
     status: &S,
-) -> kube::Result<()>
+) -> kube::Result<Option<String>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + PartialEq,
 {
     if current == Some(status) {
-        return Ok(());
+        return Ok(None);
     }
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
@@ -35,13 +36,15 @@ where
         "metadata": { "resourceVersion": object.resource_version() },
         "status": status,
     });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    let version = written.resource_version();
+    Ok(version.filter(|version| Some(version) != object.resource_version().as_ref()))
 }
 
 /// Sets condition `type_` in `conditions`, keeping its transition time when its status is unchanged.

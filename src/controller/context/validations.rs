@@ -142,14 +142,11 @@ impl Validations {
         &self,
         pool: &Pool,
         credential_version: &Option<String>,
+        max_age: Duration,
         progress: Progress,
     ) {
-        self.keep_progress_of(
-            pool.key(),
-            PoolVersion::of(pool),
-            credential_version,
-            progress,
-        );
+        let made_for = PoolVersion::of(pool);
+        self.keep_progress_of(pool.key(), made_for, credential_version, max_age, progress);
     }
 
     fn keep_progress_of(
@@ -157,13 +154,19 @@ impl Validations {
         key: PoolKey,
         made_for: PoolVersion,
         credential_version: &Option<String>,
+        max_age: Duration,
         progress: Progress,
     ) {
         let mut unfinished = self.unfinished.lock().unwrap();
-        // The attempts of one resolution share its start: its answers age from the first.
+        // The attempts of one resolution share its start, so its answers age from the first;
+        // a resolution too old to go on starts afresh.
         let started = unfinished
             .get(&key)
-            .filter(|u| u.made_for == made_for && u.credential_version == *credential_version)
+            .filter(|u| {
+                u.made_for == made_for
+                    && u.credential_version == *credential_version
+                    && u.started.elapsed() < max_age
+            })
             .map_or_else(Instant::now, |u| u.started);
         unfinished.insert(
             key,
@@ -334,7 +337,7 @@ mod tests {
         let validations = Validations::default();
         let current = version("uid", 1);
         let credential = &Some("7".into());
-        validations.keep_progress_of(key(), current.clone(), credential, halfway());
+        validations.keep_progress_of(key(), current.clone(), credential, AN_HOUR, halfway());
         assert_eq!(
             validations.progress_of(&key(), &current, credential, AN_HOUR),
             halfway()
@@ -345,7 +348,7 @@ mod tests {
     fn progress_of_another_pool_version_credential_or_age_is_not_taken_over() {
         let validations = Validations::default();
         let credential = &Some("7".into());
-        validations.keep_progress_of(key(), version("uid", 1), credential, halfway());
+        validations.keep_progress_of(key(), version("uid", 1), credential, AN_HOUR, halfway());
         let none = Progress::default();
         let of =
             |v: &PoolVersion, c: &Option<String>, age| validations.progress_of(&key(), v, c, age);
@@ -359,11 +362,35 @@ mod tests {
         let validations = Validations::default();
         let current = version("uid", 1);
         let credential = Some("7".into());
-        validations.keep_progress_of(key(), current.clone(), &credential, halfway());
+        validations.keep_progress_of(key(), current.clone(), &credential, AN_HOUR, halfway());
         validations.record_version(key(), current.clone(), credential.clone(), users());
         assert_eq!(
             validations.progress_of(&key(), &current, &credential, AN_HOUR),
             Progress::default()
+        );
+    }
+
+    #[test]
+    fn a_resolution_too_old_to_go_on_starts_afresh_and_can_go_on_again() {
+        let validations = Validations::default();
+        let current = version("uid", 1);
+        let credential = &Some("7".into());
+        validations.keep_progress_of(key(), current.clone(), credential, AN_HOUR, halfway());
+        // Older than the limit: not taken over, and what it keeps next starts a new clock.
+        assert_eq!(
+            validations.progress_of(&key(), &current, credential, Duration::ZERO),
+            Progress::default()
+        );
+        validations.keep_progress_of(
+            key(),
+            current.clone(),
+            credential,
+            Duration::ZERO,
+            halfway(),
+        );
+        assert_eq!(
+            validations.progress_of(&key(), &current, credential, AN_HOUR),
+            halfway()
         );
     }
 }

@@ -192,11 +192,11 @@ impl<'a> LeaseStatusWriter<'a> {
     }
 
     async fn write(&self, status: &LeaseStatus) -> Result<(), Error> {
-        let current = self.lease.status.as_ref();
-        apply_status(self.api, self.lease, current, status)
+        let changed = apply_status(self.api, self.lease, self.lease.status.as_ref(), status)
             .await
             .map_err(Error::stale_on_conflict("the lease"))?;
-        if current != Some(status)
+        // Only a write that made a new version: the watch brings that one.
+        if changed.is_some()
             && let (Some(uid), Some(version)) = (self.lease.uid(), self.lease.resource_version())
         {
             self.superseded.wrote_over(&uid, &version);
