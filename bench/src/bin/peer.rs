@@ -232,9 +232,11 @@ async fn measure<C: Contender>(
     scale: &Scale,
     background: &Background,
 ) -> Figures {
-    let mut figures = Figures::default();
     // Before any resource: the process's start (for the operator, its pools' validation too).
-    figures.at_start = side.usage();
+    let mut figures = Figures {
+        at_start: side.usage(),
+        ..Figures::default()
+    };
     phase(&format!("{} sequential", scale.sequential));
     let mut samples = Vec::new();
     for i in 0..scale.sequential {
