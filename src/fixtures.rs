@@ -109,3 +109,29 @@ pub fn record() -> ClaimRecord {
         restore_at: None,
     }
 }
+
+/// A lease `ci` of namespace `team`, with a uid.
+pub fn lease() -> crate::api::EntraLease {
+    let mut lease = crate::api::EntraLease::new("ci", lease_spec());
+    lease.metadata.namespace = Some("team".into());
+    lease.metadata.uid = Some("lease-uid".into());
+    lease
+}
+
+/// The Secret `entra-ci` the operator writes for `lease`, holding a fixed password.
+pub fn lease_secret(lease: &crate::api::EntraLease) -> k8s_openapi::api::core::v1::Secret {
+    let password = crate::sensitive::SecretString::from("Correct-Horse-Battery-1");
+    let credentials = crate::secret::Credentials {
+        user_principal_name: "alice@contoso.com",
+        user_id: "a11ce000-0000-4000-8000-000000000001",
+        tenant_id: "contoso.com",
+        password: &password,
+        access_pass: false,
+        max_expires_at: Timestamp::UNIX_EPOCH,
+        generation: 1,
+        previous: None,
+        pending: None,
+    };
+    crate::secret::credentials_secret(lease, "entra-ci", &credentials, Timestamp::UNIX_EPOCH)
+        .expect("no template")
+}

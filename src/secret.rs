@@ -409,29 +409,7 @@ pub fn format_time(time: Timestamp) -> String {
 mod tests {
     use super::*;
 
-    fn lease() -> EntraLease {
-        let mut lease = EntraLease::new("ci", crate::fixtures::lease_spec());
-        lease.metadata.namespace = Some("team".into());
-        lease.metadata.uid = Some("lease-uid".into());
-        lease
-    }
-
-    fn secret_for(lease: &EntraLease) -> Secret {
-        let password = SecretString::from("Correct-Horse-Battery-1");
-        let credentials = Credentials {
-            user_principal_name: "alice@contoso.com",
-            user_id: "a11ce000-0000-4000-8000-000000000001",
-            tenant_id: "contoso.com",
-            password: &password,
-            access_pass: false,
-            max_expires_at: Timestamp::UNIX_EPOCH,
-            generation: 1,
-            previous: None,
-            pending: None,
-        };
-        credentials_secret(lease, "entra-ci", &credentials, Timestamp::UNIX_EPOCH)
-            .expect("no template")
-    }
+    use crate::fixtures::{lease, lease_secret as secret_for};
 
     #[test]
     fn a_fresh_secret_is_intact_and_owned() {

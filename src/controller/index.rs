@@ -488,34 +488,16 @@ mod tests {
     /// Notes ahead of the watch, with the Secret summaries they are kept for.
     mod notes {
         use super::*;
-        use crate::api::EntraLease;
-        use crate::secret::{Credentials, SecretSummary, credentials_secret};
-        use crate::sensitive::SecretString;
+        use crate::fixtures::{lease, lease_secret};
+        use crate::secret::SecretSummary;
         use k8s_openapi::api::core::v1::Secret;
-        use k8s_openapi::jiff::Timestamp;
         use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 
         const NAME: &str = "entra-ci";
 
         /// The lease's Secret as the API server answers a write of it.
         fn written(uid: &str, version: &str) -> Secret {
-            let mut lease = EntraLease::new("ci", crate::fixtures::lease_spec());
-            lease.metadata.namespace = Some("team".into());
-            lease.metadata.uid = Some("lease-uid".into());
-            let password = SecretString::from("Correct-Horse-Battery-1");
-            let credentials = Credentials {
-                user_principal_name: "alice@contoso.com",
-                user_id: "a11ce000-0000-4000-8000-000000000001",
-                tenant_id: "contoso.com",
-                password: &password,
-                access_pass: false,
-                max_expires_at: Timestamp::UNIX_EPOCH,
-                generation: 1,
-                previous: None,
-                pending: None,
-            };
-            let mut secret = credentials_secret(&lease, NAME, &credentials, Timestamp::UNIX_EPOCH)
-                .expect("no template");
+            let mut secret = lease_secret(&lease());
             secret.metadata.uid = Some(uid.into());
             secret.metadata.resource_version = Some(version.into());
             secret

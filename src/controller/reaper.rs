@@ -89,14 +89,16 @@ pub async fn run(
                 message: name,
                 run_at: at,
             }],
-            ReaperInput::LeaseGone(uid) => claims_where(&expand_ctx, |c| c.is_held_by(Some(&uid)))
+            ReaperInput::LeaseGone(uid) => expand_ctx
+                .cached_claims_where(|c| c.is_held_by(Some(&uid)))
                 .into_iter()
                 .map(|name| ScheduleRequest {
                     message: name,
                     run_at: now + SETTLE,
                 })
                 .collect(),
-            ReaperInput::Everything => claims_where(&expand_ctx, |_| true)
+            ReaperInput::Everything => expand_ctx
+                .cached_claims_where(|_| true)
                 .into_iter()
                 .map(|name| ScheduleRequest {
                     message: name,
@@ -116,14 +118,6 @@ pub async fn run(
             }
         })
         .await;
-}
-
-fn claims_where(ctx: &Context, matches: impl Fn(&HeldClaim) -> bool) -> Vec<String> {
-    ctx.claim_cache
-        .find(ctx.claims.namespace(), matches)
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect()
 }
 
 /// Looks at one claim; returns when to look again, if ever.

@@ -25,6 +25,15 @@ impl Context {
         self.claim_cache.get(self.claims.namespace(), &name)
     }
 
+    /// The names of the claims in the cache whose summary matches.
+    pub fn cached_claims_where(&self, matches: impl Fn(&HeldClaim) -> bool) -> Vec<String> {
+        self.claim_cache
+            .find(self.claims.namespace(), matches)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
+
     /// The claim the lease with `uid` holds, from the cache, found through the user its status
     /// names. Only a hint: the claim itself must say the lease holds it, so a rewritten status
     /// can at worst cost a live read. A continuous lease, or one showing a previous credential,

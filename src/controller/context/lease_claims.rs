@@ -19,13 +19,7 @@ impl Context {
         {
             Vec::new()
         } else {
-            self.claim_cache
-                .find(self.claims.namespace(), |claim| {
-                    claim.is_held_by(Some(&uid))
-                })
-                .into_iter()
-                .map(|(name, _)| name)
-                .collect()
+            self.cached_claims_where(|claim| claim.is_held_by(Some(&uid)))
         };
         self.claims.held_by(&uid, known).await
     }
